@@ -1,0 +1,41 @@
+// The packed weight layout shared by the artifact format, the CPU path and the CUDA kernels.
+//
+// Layout "slq-packed-v1" (the artifact layout; CUDA kernels may repack it at load time):
+//   A linear layer's weight W is [rows = out_features, cols = in_features], quantized in groups
+//   of `group_size` consecutive input columns (the last group of a row may be short when
+//   cols % group_size != 0; per-row quantization is group_size == cols).
+//   codes:  [rows, WordsPerRow(cols, bits)] uint32. Row r is a little-endian bit stream:
+//           code j occupies stream bits [j*bits, (j+1)*bits), where stream bit i is bit (i % 32)
+//           of word i / 32. Unused high bits of a row's last word are zero. Rows start on a
+//           word boundary.
+//   scales: [rows, GroupsPerRow(cols, group_size)] fp16 bits, the step s of each group.
+//   zeros:  [rows, GroupsPerRow(cols, group_size)] fp16 bits, the offset m of each group.
+//   Dequantized weight: w'(r, j) = m + s * q(r, j), q in [0, 2^bits - 1], computed in fp32
+//   from the fp16 values. The zero is stored as a float (the group's minimum for asymmetric
+//   quantization, -s * (2^(b-1) - 1) for symmetric), not as an integer zero-point.
+#ifndef SLQ_KERNELS_PACKED_MATRIX_H_
+#define SLQ_KERNELS_PACKED_MATRIX_H_
+
+#include <cstdint>
+
+namespace slq::kernels {
+
+inline int64_t WordsPerRow(int64_t cols, int bits) { return (cols * bits + 31) / 32; }
+inline int64_t GroupsPerRow(int64_t cols, int64_t group_size) {
+  return (cols + group_size - 1) / group_size;
+}
+
+// A non-owning view of one packed matrix (host or device memory, as the caller says).
+struct PackedMatrixView {
+  int64_t rows = 0;        // out_features
+  int64_t cols = 0;        // in_features
+  int bits = 0;            // 2..8
+  int64_t group_size = 0;  // 32, 64, 128, ... or cols (per-row)
+  const uint32_t* codes = nullptr;   // [rows, WordsPerRow(cols, bits)]
+  const uint16_t* scales = nullptr;  // [rows, GroupsPerRow(cols, group_size)] fp16
+  const uint16_t* zeros = nullptr;   // [rows, GroupsPerRow(cols, group_size)] fp16
+};
+
+}  // namespace slq::kernels
+
+#endif  // SLQ_KERNELS_PACKED_MATRIX_H_
