@@ -17,7 +17,7 @@ namespace {
 
 absl::Status ErrnoStatus(std::string_view what, const std::string& path) {
   int err = errno;
-  std::string msg = absl::StrCat(what, " '", path, "': ", std::strerror(err));
+  std::string msg = absl::StrCat(std::string(what), " '", path, "': ", std::strerror(err));
   if (err == ENOENT) return absl::NotFoundError(msg);
   if (err == EACCES || err == EPERM || err == EROFS) return absl::PermissionDeniedError(msg);
   if (err == ENOSPC || err == EDQUOT) return absl::ResourceExhaustedError(msg);
