@@ -1,0 +1,83 @@
+#include "server/quant/quantized_linear.h"
+
+#include <cmath>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "server/quant/cpu_dequant_matmul.h"
+
+namespace slq::quant {
+namespace {
+
+std::vector<float> Random(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// y = Dequantize(W) x computed naively in fp64.
+std::vector<double> Naive(const std::vector<float>& wd, int64_t out, int64_t in,
+                          const std::vector<float>& x, int64_t n) {
+  std::vector<double> y(n * out);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t r = 0; r < out; ++r) {
+      double a = 0;
+      for (int64_t j = 0; j < in; ++j) a += static_cast<double>(wd[r * in + j]) * x[t * in + j];
+      y[t * out + r] = a;
+    }
+  return y;
+}
+
+TEST(QuantizedLinearTest, MatchesReferenceForSingleAndBatchedInputs) {
+  for (int bits : {2, 3, 4, 5, 8}) {
+    for (int64_t g : {32, 64, -1}) {
+      const int64_t out = 130, in = 200;  // ragged tiles and groups
+      std::vector<float> w = Random(out * in, bits * 7 + static_cast<uint32_t>(g));
+      QuantConfig cfg;
+      cfg.bits = bits;
+      cfg.group_size = g;
+      auto q = QuantizeMatrix(w.data(), out, in, cfg);
+      ASSERT_TRUE(q.ok());
+      const std::vector<float> wd = Dequantize(*q);
+      QuantizedLinear op(std::move(*q));
+      for (int64_t n : {1, 7}) {
+        std::vector<float> x = Random(n * in, 99), y(n * out), yref(n * out);
+        op.Forward(x.data(), n, y.data());
+        DequantMatmulCpu(op.matrix().View(), x.data(), n, yref.data());
+        const std::vector<double> exact = Naive(wd, out, in, x, n);
+        for (int64_t i = 0; i < n * out; ++i) {
+          const double tol = 1e-4 * (1 + std::fabs(exact[i]));
+          EXPECT_NEAR(y[i], exact[i], tol);
+          EXPECT_NEAR(yref[i], exact[i], 1e-5 * (1 + std::fabs(exact[i])));
+        }
+      }
+    }
+  }
+}
+
+TEST(QuantizedLinearTest, RotatedOpApproximatesOriginalProduct) {
+  const int64_t out = 64, in = 256, n = 3;
+  std::vector<float> w = Random(out * in, 5), x = Random(n * in, 6);
+  QuantConfig cfg;
+  cfg.bits = 8;
+  cfg.rotate = true;
+  cfg.rotation_seed = 77;
+  auto q = QuantizeMatrix(w.data(), out, in, cfg);
+  ASSERT_TRUE(q.ok());
+  QuantizedLinear op(std::move(*q));
+  std::vector<float> y(n * out);
+  op.Forward(x.data(), n, y.data());
+  const std::vector<double> exact = Naive(w, out, in, x, n);
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n * out; ++i) num += std::pow(y[i] - exact[i], 2), den += exact[i] * exact[i];
+  EXPECT_LT(num / den, 1e-4);
+  EXPECT_EQ(op.in_features(), in);
+  EXPECT_EQ(op.out_features(), out);
+  EXPECT_NE(op.Describe().find("rot"), std::string::npos);
+  EXPECT_LT(op.MemoryBytes(), static_cast<size_t>(out * in * 4 / 3));
+}
+
+}  // namespace
+}  // namespace slq::quant

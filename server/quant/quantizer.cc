@@ -1,0 +1,244 @@
+#include "server/quant/quantizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/half.h"
+#include "server/common/status_macros.h"
+#include "server/common/thread_pool.h"
+#include "server/quant/packing.h"
+
+namespace slq::quant {
+namespace {
+
+// Codes and squared error of one group against fp16-rounded (s, m); returns the error.
+double EncodeGroup(const float* w, int64_t n, int bits, float s16, float m16, uint8_t* codes) {
+  const float qmax = static_cast<float>((1 << bits) - 1);
+  double err = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    float q = 0.0f;
+    if (s16 > 0.0f) q = std::clamp(std::nearbyint((w[i] - m16) / s16), 0.0f, qmax);
+    codes[i] = static_cast<uint8_t>(q);
+    const double d = static_cast<double>(w[i]) - static_cast<double>(m16 + s16 * q);
+    err += d * d;
+  }
+  return err;
+}
+
+// The fp16 (scale, zero) for a group whose range is shrunk by `a`.
+void GroupParams(float lo, float hi, float absmax, int bits, bool symmetric, float a,
+                 uint16_t* s_bits, uint16_t* z_bits) {
+  if (symmetric) {
+    const float half_levels = static_cast<float>((1 << (bits - 1)) - 1);
+    const float s16 = RoundToHalf(a * absmax / half_levels);
+    *s_bits = FloatToHalf(s16);
+    *z_bits = FloatToHalf(-s16 * half_levels);
+  } else {
+    const float levels = static_cast<float>((1 << bits) - 1);
+    *s_bits = FloatToHalf((a * hi - a * lo) / levels);
+    *z_bits = FloatToHalf(a * lo);
+  }
+}
+
+uint64_t SplitMix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+void Fwht(float* v, int64_t n) {
+  for (int64_t h = 1; h < n; h <<= 1) {
+    for (int64_t i = 0; i < n; i += h << 1) {
+      for (int64_t j = i; j < i + h; ++j) {
+        const float a = v[j], b = v[j + h];
+        v[j] = a + b;
+        v[j + h] = a - b;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::string QuantConfig::Describe() const {
+  return absl::StrCat("q", bits, " g", group_size, symmetric ? " sym" : " asym",
+                      mse_clip ? " clip" : "", rotate ? " rot" : "");
+}
+
+Rotation MakeRotation(int64_t cols, uint64_t seed) {
+  Rotation r;
+  r.seed = seed;
+  r.block = 1;
+  while (r.block < 1024 && cols % (r.block * 2) == 0) r.block *= 2;
+  return r;
+}
+
+void ApplyRotation(const Rotation& rot, float* v, int64_t n, int64_t cols) {
+  if (!rot.enabled()) return;
+  const float norm = 1.0f / std::sqrt(static_cast<float>(rot.block));
+  for (int64_t t = 0; t < n; ++t) {
+    float* row = v + t * cols;
+    for (int64_t j = 0; j < cols; ++j) {
+      if (SplitMix(rot.seed ^ static_cast<uint64_t>(j) * 0x2545F4914F6CDD1DULL) & 1) row[j] = -row[j];
+    }
+    for (int64_t b = 0; b < cols; b += rot.block) Fwht(row + b, rot.block);
+    for (int64_t j = 0; j < cols; ++j) row[j] *= norm;
+  }
+}
+
+kernels::PackedMatrixView QuantizedMatrix::View() const {
+  kernels::PackedMatrixView v;
+  v.rows = rows;
+  v.cols = cols;
+  v.bits = bits;
+  v.group_size = group_size;
+  v.codes = codes.data();
+  v.scales = scales.data();
+  v.zeros = zeros.data();
+  return v;
+}
+
+std::string QuantizedMatrix::Describe() const {
+  return absl::StrCat("q", bits, " g", group_size, symmetric ? " sym" : " asym",
+                      mse_clip ? " clip" : "", rotation.enabled() ? " rot" : "");
+}
+
+double QuantizedMatrix::BitsPerParam() const { return quant::BitsPerParam(bits, group_size, cols); }
+
+double BitsPerParam(int bits, int64_t group_size, int64_t cols) {
+  if (cols <= 0) return bits;
+  const int64_t g = group_size <= 0 ? cols : group_size;
+  return bits + 32.0 * static_cast<double>(kernels::GroupsPerRow(cols, g)) / static_cast<double>(cols);
+}
+
+absl::StatusOr<int64_t> ResolveGroupSize(int bits, int64_t group_size, int64_t cols) {
+  if (bits < 2 || bits > 8) {
+    return absl::InvalidArgumentError(absl::StrCat("bits = ", bits, "; allowed 2..8"));
+  }
+  if (cols <= 0) return absl::InvalidArgumentError(absl::StrCat("cols = ", cols, "; must be > 0"));
+  if (group_size == -1) return cols;
+  if (group_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("group size = ", group_size, "; allowed 32, 64, 128 (any >= 1) or -1 (per row)"));
+  }
+  return std::min(group_size, cols);
+}
+
+void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse_clip,
+                   uint8_t* codes, uint16_t* scale16, uint16_t* zero16) {
+  float lo = w[0], hi = w[0];
+  for (int64_t i = 1; i < n; ++i) {
+    lo = std::min(lo, w[i]);
+    hi = std::max(hi, w[i]);
+  }
+  const float absmax = std::max(std::fabs(lo), std::fabs(hi));
+  GroupParams(lo, hi, absmax, bits, symmetric, 1.0f, scale16, zero16);
+  if (!mse_clip) {
+    EncodeGroup(w, n, bits, HalfToFloat(*scale16), HalfToFloat(*zero16), codes);
+    return;
+  }
+  std::vector<uint8_t> trial(static_cast<size_t>(n));
+  double best = EncodeGroup(w, n, bits, HalfToFloat(*scale16), HalfToFloat(*zero16), codes);
+  for (int k = 1; k < 10; ++k) {
+    const float a = 1.0f - 0.05f * static_cast<float>(k);
+    uint16_t s, z;
+    GroupParams(lo, hi, absmax, bits, symmetric, a, &s, &z);
+    const double err = EncodeGroup(w, n, bits, HalfToFloat(s), HalfToFloat(z), trial.data());
+    if (err < best) {
+      best = err;
+      *scale16 = s;
+      *zero16 = z;
+      std::copy(trial.begin(), trial.end(), codes);
+    }
+  }
+}
+
+absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* w, int64_t rows, int64_t cols,
+                                               const QuantConfig& cfg) {
+  if (rows <= 0) return absl::InvalidArgumentError(absl::StrCat("rows = ", rows, "; must be > 0"));
+  SLQ_ASSIGN_OR_RETURN(const int64_t g, ResolveGroupSize(cfg.bits, cfg.group_size, cols));
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    if (!std::isfinite(w[i])) {
+      return absl::InvalidArgumentError(absl::StrCat("weight ", i, " is not finite (", w[i], ")"));
+    }
+  }
+  QuantizedMatrix q;
+  q.rows = rows;
+  q.cols = cols;
+  q.bits = cfg.bits;
+  q.group_size = g;
+  q.symmetric = cfg.symmetric;
+  q.mse_clip = cfg.mse_clip;
+  if (cfg.rotate) q.rotation = MakeRotation(cols, cfg.rotation_seed);
+  const int64_t gpr = kernels::GroupsPerRow(cols, g);
+  const int64_t wpr = kernels::WordsPerRow(cols, cfg.bits);
+  q.codes.assign(static_cast<size_t>(rows * wpr), 0);
+  q.scales.assign(static_cast<size_t>(rows * gpr), 0);
+  q.zeros.assign(static_cast<size_t>(rows * gpr), 0);
+  ParallelFor(rows, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(static_cast<size_t>(cols));
+    std::vector<uint8_t> codes(static_cast<size_t>(cols));
+    for (int64_t r = begin; r < end; ++r) {
+      std::copy(w + r * cols, w + (r + 1) * cols, row.begin());
+      ApplyRotation(q.rotation, row.data(), 1, cols);
+      for (int64_t k = 0; k < gpr; ++k) {
+        const int64_t j0 = k * g, n = std::min(g, cols - j0);
+        QuantizeGroup(row.data() + j0, n, cfg.bits, cfg.symmetric, cfg.mse_clip, codes.data() + j0,
+                      &q.scales[r * gpr + k], &q.zeros[r * gpr + k]);
+      }
+      PackRow(codes.data(), cols, cfg.bits, q.codes.data() + r * wpr);
+    }
+  }, 0, 16);
+  return q;
+}
+
+std::vector<float> Dequantize(const QuantizedMatrix& q) {
+  std::vector<float> out(static_cast<size_t>(q.rows * q.cols));
+  const int64_t gpr = kernels::GroupsPerRow(q.cols, q.group_size);
+  const int64_t wpr = kernels::WordsPerRow(q.cols, q.bits);
+  for (int64_t r = 0; r < q.rows; ++r) {
+    const uint32_t* words = q.codes.data() + r * wpr;
+    for (int64_t j = 0; j < q.cols; ++j) {
+      const int64_t k = r * gpr + j / q.group_size;
+      out[r * q.cols + j] = HalfToFloat(q.zeros[k]) +
+                            HalfToFloat(q.scales[k]) * static_cast<float>(GetCode(words, j, q.bits));
+    }
+  }
+  return out;
+}
+
+std::vector<float> DequantizeOriginalBasis(const QuantizedMatrix& q) {
+  std::vector<float> out = Dequantize(q);
+  if (!q.rotation.enabled()) return out;
+  // R = blockdiag(H D / sqrt(n)); R^T v = D H v / sqrt(n) (H symmetric, D diagonal).
+  const float norm = 1.0f / std::sqrt(static_cast<float>(q.rotation.block));
+  for (int64_t r = 0; r < q.rows; ++r) {
+    float* row = out.data() + r * q.cols;
+    for (int64_t b = 0; b < q.cols; b += q.rotation.block) Fwht(row + b, q.rotation.block);
+    for (int64_t j = 0; j < q.cols; ++j) {
+      row[j] *= norm;
+      if (SplitMix(q.rotation.seed ^ static_cast<uint64_t>(j) * 0x2545F4914F6CDD1DULL) & 1) {
+        row[j] = -row[j];
+      }
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<double> RelativeQuantError(const float* w, int64_t rows, int64_t cols,
+                                          const QuantConfig& cfg) {
+  SLQ_ASSIGN_OR_RETURN(QuantizedMatrix q, QuantizeMatrix(w, rows, cols, cfg));
+  const std::vector<float> wq = DequantizeOriginalBasis(q);
+  double num = 0.0, den = 0.0;
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    const double d = static_cast<double>(w[i]) - wq[i];
+    num += d * d;
+    den += static_cast<double>(w[i]) * w[i];
+  }
+  return den > 0.0 ? num / den : 0.0;
+}
+
+}  // namespace slq::quant

@@ -1,0 +1,96 @@
+// Group-wise uniform quantization of a weight matrix (METHOD.md section 3).
+//
+//   QuantConfig cfg;  cfg.bits = 4;  cfg.group_size = 128;
+//   SLQ_ASSIGN_OR_RETURN(QuantizedMatrix q, QuantizeMatrix(w.data(), rows, cols, cfg));
+//   std::vector<float> w_hat = Dequantize(q);  // [rows, cols], in the (rotated) basis
+//
+// Decisions (see also kernels/packed_matrix.h):
+// - Scale s and zero m are stored as fp16; the zero is a float offset (the group minimum for
+//   asymmetric, -s * (2^(b-1) - 1) for symmetric), never an integer zero-point.
+// - Codes are computed against the fp16-ROUNDED s and m, so w' = m16 + s16 * q is exactly what
+//   the artifact dequantizes to.
+// - MSE clipping shrinks [m, M] (asymmetric: both ends by a factor a; symmetric: max|w|) over
+//   a grid a in {1, 0.95, ..., 0.55} and keeps the a with the least squared error per group.
+// - Rotation (HIGGS): the input dimension is multiplied by a block-diagonal orthogonal matrix
+//   R = blockdiag(H D / sqrt(n)) (H Walsh-Hadamard, D random +-1 signs from a seed, n the
+//   largest power of two <= 1024 dividing cols). Since R is orthogonal, w.x = (R w).(R x): rows
+//   of W are rotated before quantization and activations are rotated at inference.
+// Thread safety: all functions are pure; QuantizedMatrix is a plain value.
+#ifndef SLQ_SERVER_QUANT_QUANTIZER_H_
+#define SLQ_SERVER_QUANT_QUANTIZER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/packed_matrix.h"
+
+namespace slq::quant {
+
+struct QuantConfig {
+  int bits = 4;                // 2..8
+  int64_t group_size = 128;    // 32, 64, 128 (any >= 1 accepted) or -1 = per row
+  bool symmetric = false;      // default asymmetric
+  bool mse_clip = false;       // grid search of a shrink factor per group
+  bool rotate = false;         // randomized Hadamard rotation of the input dimension
+  uint64_t rotation_seed = 0;  // seed of the random signs
+  std::string Describe() const;  // e.g. "q4 g128 asym"
+};
+
+// The random rotation applied to the input dimension (identity when block == 0).
+struct Rotation {
+  int64_t block = 0;  // power of two dividing cols; 0 = no rotation
+  uint64_t seed = 0;
+  bool enabled() const { return block > 0; }
+};
+
+// Builds the rotation for `cols` input features (largest power of two <= 1024 dividing cols).
+Rotation MakeRotation(int64_t cols, uint64_t seed);
+// In place: each of the n vectors of length cols (row-major [n, cols]) becomes R v.
+void ApplyRotation(const Rotation& rot, float* v, int64_t n, int64_t cols);
+
+// An owning quantized matrix in the slq-packed-v1 layout.
+struct QuantizedMatrix {
+  int64_t rows = 0, cols = 0;
+  int bits = 0;
+  int64_t group_size = 0;          // resolved: per-row == cols
+  bool symmetric = false;
+  bool mse_clip = false;
+  Rotation rotation;
+  std::vector<uint32_t> codes;     // [rows, WordsPerRow(cols, bits)] packed codes
+  std::vector<uint16_t> scales;    // [rows, GroupsPerRow(cols, group_size)] fp16
+  std::vector<uint16_t> zeros;     // [rows, GroupsPerRow(cols, group_size)] fp16
+  kernels::PackedMatrixView View() const;
+  std::string Describe() const;
+  double BitsPerParam() const;
+};
+
+// Validates bits and group size; returns the resolved group size (cols for -1).
+[[nodiscard]] absl::StatusOr<int64_t> ResolveGroupSize(int bits, int64_t group_size, int64_t cols);
+
+// Quantizes w [rows, cols] fp32. InvalidArgument on bad bits/group size/shape or non-finite w.
+[[nodiscard]] absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* w, int64_t rows,
+                                                             int64_t cols, const QuantConfig& cfg);
+
+// Quantizes one group of n values. codes[n] receive codes in [0, 2^bits-1]; returns via
+// *scale16 / *zero16 the fp16 bits. Exposed for tests.
+void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse_clip,
+                   uint8_t* codes, uint16_t* scale16, uint16_t* zero16);
+
+// Dequantized weights [rows, cols] fp32 in the rotated basis (what Forward multiplies by).
+std::vector<float> Dequantize(const QuantizedMatrix& q);
+// Dequantized weights mapped back to the original basis (R^T applied per row).
+std::vector<float> DequantizeOriginalBasis(const QuantizedMatrix& q);
+
+// Bits per parameter: bits + 32 / group_size (fp16 scale + fp16 zero per group); per-row:
+// bits + 32 / cols. Ragged last groups are counted exactly: bits + 32 * groups / cols.
+double BitsPerParam(int bits, int64_t group_size, int64_t cols);
+
+// Relative error ||W - W'||_F^2 / ||W||_F^2 of quantizing w at cfg (the linearity proxy's err).
+[[nodiscard]] absl::StatusOr<double> RelativeQuantError(const float* w, int64_t rows, int64_t cols,
+                                                        const QuantConfig& cfg);
+
+}  // namespace slq::quant
+
+#endif  // SLQ_SERVER_QUANT_QUANTIZER_H_
