@@ -21,7 +21,7 @@ export class Problems {
 // [{doc, index}] or throws with the file name in the message.
 export function loadYamlDocs(file) {
   const text = fs.readFileSync(file, 'utf8');
-  const docs = YAML.parseAllDocuments(text, { uniqueKeys: true, prettyErrors: true });
+  const docs = YAML.parseAllDocuments(text, { uniqueKeys: true, prettyErrors: true, merge: true });
   const out = [];
   docs.forEach((d, index) => {
     if (d.errors.length) throw new Error(`${file}: ${d.errors.map((e) => e.message).join('; ')}`);
