@@ -50,9 +50,10 @@ RUN SLQ_SKIP_DEPS=1 SLQ_CUDA="${SLQ_CUDA}" SLQ_CUDA_ARCH="${SLQ_CUDA_ARCH}" SLQ_
 FROM debian:12-slim AS runtime-cpu
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 COPY --from=build /opt/slq /opt/slq
-# runtime-packages.txt lists the Debian packages owning the libraries the binaries load.
+# runtime-packages.txt lists the Debian packages owning the libraries the binaries load;
+# sqlite3 is the CLI for online backups of jobs.db (docs/OPERATIONS.md).
 RUN pkgs="$(grep -v -E '^(cuda-|libcublas|libnvjitlink|libnvrtc)' /opt/slq/share/slq/runtime-packages.txt | tr '\n' ' ')" && \
-    apt-get update && apt-get install -y --no-install-recommends ca-certificates ${pkgs} && \
+    apt-get update && apt-get install -y --no-install-recommends ca-certificates sqlite3 ${pkgs} && \
     rm -rf /var/lib/apt/lists/* && \
     groupadd --system --gid 10001 slq && \
     useradd --system --uid 10001 --gid slq --home-dir /var/lib/slq --shell /usr/sbin/nologin slq && \
