@@ -1,0 +1,212 @@
+#include "server/quant/artifact.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/file_util.h"
+#include "server/common/half.h"
+#include "server/common/sha256.h"
+#include "server/common/status_macros.h"
+#include "server/quant/model_config_json.h"
+#include "server/quant/quantized_linear.h"
+#include "server/quant/safetensors_io.h"
+
+namespace slq::quant {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// A named fp32 vector of the model other than the linears (embeddings, norms, biases, qk norms).
+struct PlainTensor {
+  std::string name;
+  std::vector<float>* data;
+  std::vector<int64_t> shape;
+};
+
+std::vector<PlainTensor> PlainTensors(Model& m) {
+  const ModelConfig& c = m.config;
+  std::vector<PlainTensor> out = {{"model.embed_tokens.weight", &m.embed, {c.vocab_size, c.hidden_size}}};
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    LayerWeights& l = m.layers[i];
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    out.push_back({p + "input_layernorm.weight", &l.attn_norm, {c.hidden_size}});
+    out.push_back({p + "post_attention_layernorm.weight", &l.mlp_norm, {c.hidden_size}});
+    if (c.qkv_bias) {
+      out.push_back({p + "self_attn.q_proj.bias", &l.q_bias, {c.q_dim()}});
+      out.push_back({p + "self_attn.k_proj.bias", &l.k_bias, {c.kv_dim()}});
+      out.push_back({p + "self_attn.v_proj.bias", &l.v_bias, {c.kv_dim()}});
+    }
+    if (c.qk_norm) {
+      out.push_back({p + "self_attn.q_norm.weight", &l.q_norm, {c.head_dim}});
+      out.push_back({p + "self_attn.k_norm.weight", &l.k_norm, {c.head_dim}});
+    }
+  }
+  out.push_back({"model.norm.weight", &m.final_norm, {c.hidden_size}});
+  return out;
+}
+
+// Adds fp32 values as F16 when lossless, else F32.
+void AddFloats(SafetensorsWriter& w, const std::string& name, std::vector<int64_t> shape,
+               const std::vector<float>& v) {
+  std::vector<uint16_t> h(v.size());
+  bool exact = true;
+  for (size_t i = 0; i < v.size() && exact; ++i) {
+    h[i] = FloatToHalf(v[i]);
+    exact = HalfToFloat(h[i]) == v[i] || (std::isnan(v[i]) && std::isnan(HalfToFloat(h[i])));
+  }
+  if (exact) {
+    w.Add(name, "F16", std::move(shape), h.data(), h.size() * 2);
+  } else {
+    w.Add(name, "F32", std::move(shape), v.data(), v.size() * 4);
+  }
+}
+
+absl::Status CopyInto(const std::string& src, const std::string& dst) {
+  SLQ_ASSIGN_OR_RETURN(std::string data, ReadFile(src));
+  return WriteFileAtomic(dst, data);
+}
+
+std::string TempDirFor(const std::string& dir) {
+  static std::atomic<int> counter{0};
+  return absl::StrCat(dir, ".tmp-", ::getpid(), "-", counter++);
+}
+
+absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears) {
+  for (const PlainTensor& t : PlainTensors(model)) AddFloats(w, t.name, t.shape, *t.data);
+  for (const LinearSlot& s : model.LinearSlots()) {
+    const LinearOp* op = s.op->get();
+    if (op == nullptr) return absl::FailedPreconditionError(absl::StrCat("slot ", s.name, " is empty"));
+    if (const auto* q = dynamic_cast<const QuantizedLinear*>(op)) {
+      const QuantizedMatrix& m = q->matrix();
+      const int64_t wpr = static_cast<int64_t>(m.codes.size()) / m.rows;
+      const int64_t gpr = static_cast<int64_t>(m.scales.size()) / m.rows;
+      w.Add(s.name + ".codes", "U32", {m.rows, wpr}, m.codes.data(), m.codes.size() * 4);
+      w.Add(s.name + ".scales", "F16", {m.rows, gpr}, m.scales.data(), m.scales.size() * 2);
+      w.Add(s.name + ".zeros", "F16", {m.rows, gpr}, m.zeros.data(), m.zeros.size() * 2);
+      linears[s.name] = {{"kind", "packed"}, {"rows", m.rows}, {"cols", m.cols},
+                         {"bits", m.bits}, {"group_size", m.group_size},
+                         {"symmetric", m.symmetric}, {"mse_clip", m.mse_clip},
+                         {"rotation_block", m.rotation.block}, {"rotation_seed", m.rotation.seed},
+                         {"grid", "uniform"}, {"bits_per_param", m.BitsPerParam()}};
+    } else if (const auto* d = dynamic_cast<const DenseLinear*>(op)) {
+      AddFloats(w, s.name + ".weight", {d->out_features(), d->in_features()}, d->weight());
+      linears[s.name] = {{"kind", "dense"}, {"rows", d->out_features()}, {"cols", d->in_features()}};
+    } else {
+      return absl::UnimplementedError(absl::StrCat("slot ", s.name, ": op '", op->Describe(),
+                                                   "' cannot be stored (dense or packed only)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+json DescribeLinears(Model& model) {
+  json out = json::object();
+  for (const LinearSlot& s : model.LinearSlots()) {
+    const LinearOp* op = s.op->get();
+    json e = {{"layer", s.layer}, {"params", op->in_features() * op->out_features()},
+              {"op", op->Describe()}};
+    if (const auto* q = dynamic_cast<const QuantizedLinear*>(op)) {
+      const QuantizedMatrix& m = q->matrix();
+      e.update({{"quantized", true}, {"bits", m.bits}, {"group_size", m.group_size},
+                {"symmetric", m.symmetric}, {"rotation", m.rotation.enabled()},
+                {"mse_clip", m.mse_clip}, {"grid", "uniform"}, {"bits_per_param", m.BitsPerParam()}});
+    } else {
+      e.update({{"quantized", false}, {"bits_per_param", 16}});
+    }
+    out[s.name] = e;
+  }
+  return out;
+}
+
+absl::Status WriteArtifact(const Model& model_in, const std::string& dir,
+                           const ArtifactWriteOptions& options) {
+  Model& model = const_cast<Model&>(model_in);  // LinearSlots() is non-const; only read here
+  if (fs::exists(dir)) return absl::AlreadyExistsError(absl::StrCat("artifact dir ", dir, " exists"));
+  SafetensorsWriter w;
+  w.SetMetadata("format", "slq-packed-v1");
+  json linears = json::object();
+  SLQ_RETURN_IF_ERROR(BuildWeights(model, w, linears));
+  const std::string tmp = TempDirFor(dir);
+  std::error_code ec;
+  fs::create_directories(tmp, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", tmp, ": ", ec.message()));
+  auto cleanup = [&](absl::Status s) {
+    fs::remove_all(tmp, ec);
+    return s;
+  };
+  json files = json::object();
+  auto add_file = [&](const std::string& name) -> absl::Status {
+    SLQ_ASSIGN_OR_RETURN(std::string sha, Sha256File(tmp + "/" + name));
+    SLQ_ASSIGN_OR_RETURN(uint64_t bytes, FileSize(tmp + "/" + name));
+    files[name] = {{"sha256", sha}, {"bytes", bytes}};
+    return absl::OkStatus();
+  };
+  absl::Status s = WriteFileAtomic(tmp + "/" + kWeightsName, w.Serialize());
+  if (s.ok()) s = add_file(kWeightsName);
+  for (const std::string& src : options.extra_files) {
+    const std::string base = fs::path(src).filename().string();
+    if (!s.ok()) break;
+    if (base == kWeightsName || base == kManifestName) {
+      s = absl::InvalidArgumentError(absl::StrCat("extra file ", src, " clashes with ", base));
+      break;
+    }
+    s = CopyInto(src, tmp + "/" + base);
+    if (s.ok()) s = add_file(base);
+  }
+  if (!s.ok()) return cleanup(s);
+  json manifest = options.extra_manifest;
+  manifest.update({{"format", kArtifactFormat}, {"format_version", kArtifactFormatVersion},
+                   {"packed_layout", "slq-packed-v1"},
+                   {"model_config", ModelConfigToJson(model.config)},
+                   {"linears", linears}, {"certificate", options.certificate}, {"files", files}});
+  s = WriteFileAtomic(tmp + "/" + kManifestName, manifest.dump(2));
+  if (s.ok()) s = FsyncPath(tmp);
+  if (!s.ok()) return cleanup(s);
+  if (std::rename(tmp.c_str(), dir.c_str()) != 0) {
+    return cleanup(absl::InternalError(absl::StrCat("rename ", tmp, " -> ", dir, ": ", std::strerror(errno))));
+  }
+  const std::string parent = fs::path(dir).parent_path().string();
+  return FsyncPath(parent.empty() ? "." : parent);
+}
+
+absl::StatusOr<json> ReadVerifiedManifest(const std::string& dir) {
+  const std::string path = dir + "/" + kManifestName;
+  SLQ_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  json m = json::parse(text, nullptr, false);
+  if (m.is_discarded() || !m.is_object()) {
+    return absl::DataLossError(absl::StrCat(path, ": not valid JSON (corrupted or truncated)"));
+  }
+  if (m.value("format", "") != kArtifactFormat || m.value("format_version", -1) != kArtifactFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": format '", m.value("format", ""),
+        "' version ", m.value("format_version", -1), "; expected '", kArtifactFormat, "' version ",
+        kArtifactFormatVersion));
+  }
+  if (!m.contains("files") || !m["files"].is_object() || !m["files"].contains(kWeightsName)) {
+    return absl::DataLossError(absl::StrCat(path, ": no file list with ", kWeightsName));
+  }
+  for (auto& [name, f] : m["files"].items()) {
+    const std::string fp = dir + "/" + name;
+    SLQ_ASSIGN_OR_RETURN(uint64_t bytes, FileSize(fp));
+    if (bytes != f.value("bytes", uint64_t{0})) {
+      return absl::DataLossError(absl::StrCat("artifact file ", fp, " has ", bytes, " bytes, manifest says ",
+                                              f.value("bytes", uint64_t{0}), " (truncated?)"));
+    }
+    SLQ_ASSIGN_OR_RETURN(std::string sha, Sha256File(fp));
+    if (sha != f.value("sha256", "")) {
+      return absl::DataLossError(absl::StrCat("artifact file ", fp, " sha256 ", sha,
+                                              " differs from the manifest's ", f.value("sha256", ""),
+                                              " (corrupted)"));
+    }
+  }
+  return m;
+}
+
+}  // namespace slq::quant

@@ -1,0 +1,64 @@
+// The quantized artifact: a directory holding
+//   weights.safetensors  packed linears (<slot>.codes U32 [rows, words], <slot>.scales F16
+//                        [rows, groups], <slot>.zeros F16 [rows, groups], slq-packed-v1) and
+//                        every unquantized tensor (<slot>.weight for dense linears, embeddings,
+//                        norms, biases): F16 when every value is exactly representable in fp16
+//                        (the pipeline rounds embeddings and the LM head to fp16: "kept at 16
+//                        bits"), else F32. Names follow Hugging Face ("model.layers.3.mlp.up_proj").
+//   manifest.json        format + version, model config, per-layer quantization, the fidelity
+//                        certificate (opaque JSON from the pipeline), and {file: sha256, bytes}
+//                        for every other file in the directory.
+//   tokenizer files      copied in verbatim (names as given, base name only).
+//
+//   SLQ_RETURN_IF_ERROR(WriteArtifact(*model, "/store/a1", {.certificate = cert,
+//                                                          .extra_files = {tok_json}}));
+//   SLQ_ASSIGN_OR_RETURN(LoadedArtifact a, LoadArtifact("/store/a1"));  // a.model: QuantizedLinear slots
+//
+// Crash safety: everything is written into "<dir>.tmp-<pid>-<n>", each file fsynced, the temp
+// dir fsynced, then renamed to <dir> (AlreadyExists if <dir> exists) and the parent fsynced.
+// Loading verifies the sha256 and size of every listed file first and refuses a corrupted or
+// truncated artifact with DataLoss naming the file.
+// Thread safety: functions are reentrant; do not write the same dir from two threads.
+#ifndef SLQ_SERVER_QUANT_ARTIFACT_H_
+#define SLQ_SERVER_QUANT_ARTIFACT_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "server/model/model.h"
+
+namespace slq::quant {
+
+inline constexpr int kArtifactFormatVersion = 1;
+inline constexpr char kArtifactFormat[] = "slq-artifact";
+inline constexpr char kManifestName[] = "manifest.json";
+inline constexpr char kWeightsName[] = "weights.safetensors";
+
+struct ArtifactWriteOptions {
+  nlohmann::json certificate = nlohmann::json::object();  // METHOD.md section 6
+  std::vector<std::string> extra_files;  // paths copied in (tokenizer.json, config.json, ...)
+  nlohmann::json extra_manifest = nlohmann::json::object();  // merged into the manifest top level
+};
+
+[[nodiscard]] absl::Status WriteArtifact(const Model& model, const std::string& dir,
+                                         const ArtifactWriteOptions& options);
+
+// Reads manifest.json and verifies every listed file's size and sha256 (DataLoss naming the
+// file on mismatch, NotFound if missing, FailedPrecondition on a wrong format/version).
+[[nodiscard]] absl::StatusOr<nlohmann::json> ReadVerifiedManifest(const std::string& dir);
+
+struct LoadedArtifact {
+  std::unique_ptr<Model> model;  // linear slots: QuantizedLinear or DenseLinear
+  nlohmann::json manifest;
+};
+[[nodiscard]] absl::StatusOr<LoadedArtifact> LoadArtifact(const std::string& dir);
+
+// Per-slot description of what WriteArtifact stores, for the manifest and certificate.
+nlohmann::json DescribeLinears(Model& model);
+
+}  // namespace slq::quant
+
+#endif  // SLQ_SERVER_QUANT_ARTIFACT_H_

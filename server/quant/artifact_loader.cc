@@ -1,0 +1,118 @@
+// LoadArtifact: rebuilds a Model from a verified artifact directory (see artifact.h).
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/status_macros.h"
+#include "server/quant/artifact.h"
+#include "server/quant/model_config_json.h"
+#include "server/quant/quantized_linear.h"
+#include "server/quant/safetensors_io.h"
+
+namespace slq::quant {
+namespace {
+
+using nlohmann::json;
+
+absl::StatusOr<std::vector<float>> Floats(const RawSafetensors& st, const std::string& name,
+                                          int64_t numel) {
+  const RawTensor* t = st.Find(name);
+  if (t == nullptr) return absl::DataLossError(absl::StrCat("artifact weights lack tensor ", name));
+  if (t->numel() != numel) {
+    return absl::DataLossError(absl::StrCat("tensor ", name, " has ", t->numel(), " values, expected ", numel));
+  }
+  return ToFloat32(*t);
+}
+
+template <typename T>
+absl::StatusOr<std::vector<T>> Raw(const RawSafetensors& st, const std::string& name,
+                                   const std::string& dtype, int64_t numel) {
+  const RawTensor* t = st.Find(name);
+  if (t == nullptr || t->dtype != dtype || t->numel() != numel) {
+    return absl::DataLossError(absl::StrCat("artifact tensor ", name, " missing or not ", dtype,
+                                            " with ", numel, " elements"));
+  }
+  std::vector<T> out(static_cast<size_t>(numel));
+  std::memcpy(out.data(), t->bytes.data(), t->bytes.size());
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const RawSafetensors& st, const std::string& name,
+                                                     const json& info) {
+  const int64_t rows = info.at("rows").get<int64_t>(), cols = info.at("cols").get<int64_t>();
+  if (info.at("kind") == "dense") {
+    SLQ_ASSIGN_OR_RETURN(std::vector<float> w, Floats(st, name + ".weight", rows * cols));
+    return std::unique_ptr<LinearOp>(std::make_unique<DenseLinear>(rows, cols, std::move(w)));
+  }
+  QuantizedMatrix q;
+  q.rows = rows;
+  q.cols = cols;
+  q.bits = info.at("bits").get<int>();
+  q.group_size = info.at("group_size").get<int64_t>();
+  q.symmetric = info.at("symmetric").get<bool>();
+  q.mse_clip = info.at("mse_clip").get<bool>();
+  q.rotation.block = info.at("rotation_block").get<int64_t>();
+  q.rotation.seed = info.at("rotation_seed").get<uint64_t>();
+  if (q.bits < 2 || q.bits > 8 || q.group_size < 1 || rows < 1 || cols < 1) {
+    return absl::DataLossError(absl::StrCat("linear ", name, ": bad bits ", q.bits, " / group ", q.group_size));
+  }
+  const int64_t wpr = kernels::WordsPerRow(cols, q.bits), gpr = kernels::GroupsPerRow(cols, q.group_size);
+  SLQ_ASSIGN_OR_RETURN(q.codes, Raw<uint32_t>(st, name + ".codes", "U32", rows * wpr));
+  SLQ_ASSIGN_OR_RETURN(q.scales, Raw<uint16_t>(st, name + ".scales", "F16", rows * gpr));
+  SLQ_ASSIGN_OR_RETURN(q.zeros, Raw<uint16_t>(st, name + ".zeros", "F16", rows * gpr));
+  return std::unique_ptr<LinearOp>(std::make_unique<QuantizedLinear>(std::move(q)));
+}
+
+absl::Status FillPlain(const RawSafetensors& st, Model& m) {
+  const ModelConfig& c = m.config;
+  SLQ_ASSIGN_OR_RETURN(m.embed, Floats(st, "model.embed_tokens.weight", c.vocab_size * c.hidden_size));
+  SLQ_ASSIGN_OR_RETURN(m.final_norm, Floats(st, "model.norm.weight", c.hidden_size));
+  m.layers.resize(static_cast<size_t>(c.num_layers));
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    LayerWeights& l = m.layers[i];
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    SLQ_ASSIGN_OR_RETURN(l.attn_norm, Floats(st, p + "input_layernorm.weight", c.hidden_size));
+    SLQ_ASSIGN_OR_RETURN(l.mlp_norm, Floats(st, p + "post_attention_layernorm.weight", c.hidden_size));
+    if (c.qkv_bias) {
+      SLQ_ASSIGN_OR_RETURN(l.q_bias, Floats(st, p + "self_attn.q_proj.bias", c.q_dim()));
+      SLQ_ASSIGN_OR_RETURN(l.k_bias, Floats(st, p + "self_attn.k_proj.bias", c.kv_dim()));
+      SLQ_ASSIGN_OR_RETURN(l.v_bias, Floats(st, p + "self_attn.v_proj.bias", c.kv_dim()));
+    }
+    if (c.qk_norm) {
+      SLQ_ASSIGN_OR_RETURN(l.q_norm, Floats(st, p + "self_attn.q_norm.weight", c.head_dim));
+      SLQ_ASSIGN_OR_RETURN(l.k_norm, Floats(st, p + "self_attn.k_norm.weight", c.head_dim));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<LoadedArtifact> LoadArtifact(const std::string& dir) {
+  LoadedArtifact out;
+  SLQ_ASSIGN_OR_RETURN(out.manifest, ReadVerifiedManifest(dir));
+  SLQ_ASSIGN_OR_RETURN(RawSafetensors st, ReadSafetensors(dir + "/" + kWeightsName));
+  auto m = std::make_unique<Model>();
+  SLQ_ASSIGN_OR_RETURN(m->config, ModelConfigFromJson(out.manifest.at("model_config")));
+  SLQ_RETURN_IF_ERROR(FillPlain(st, *m));
+  const json& linears = out.manifest.at("linears");
+  try {
+    for (LinearSlot& s : m->LinearSlots()) {
+      if (!linears.contains(s.name)) {
+        return absl::DataLossError(absl::StrCat(dir, "/", kManifestName, ": no entry for linear ", s.name));
+      }
+      SLQ_ASSIGN_OR_RETURN(*s.op, LoadLinear(st, s.name, linears.at(s.name)));
+    }
+  } catch (const json::exception& e) {
+    return absl::DataLossError(absl::StrCat(dir, "/", kManifestName, ": bad linear entry: ", e.what()));
+  }
+  m->format = kArtifactFormat;
+  m->source_path = dir;
+  for (auto& [name, f] : out.manifest.at("files").items()) {
+    m->files.push_back({name, f.at("sha256").get<std::string>(), f.at("bytes").get<uint64_t>()});
+  }
+  m->identity_sha256 = out.manifest.at("files").at(kWeightsName).at("sha256").get<std::string>();
+  out.model = std::move(m);
+  return out;
+}
+
+}  // namespace slq::quant

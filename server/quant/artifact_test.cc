@@ -1,0 +1,93 @@
+#include "server/quant/artifact.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "gtest/gtest.h"
+#include "server/common/test_paths.h"
+#include "server/model/forward.h"
+#include "server/model/model_loader.h"
+#include "server/quant/quantized_linear.h"
+
+namespace slq::quant {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string FreshDir(const std::string& name) {
+  const std::string d = (fs::temp_directory_path() / ("slq_artifact_test_" + name + "_" +
+                                                      std::to_string(::getpid()))).string();
+  fs::remove_all(d);
+  return d;
+}
+
+// Quantizes every transformer linear of the model in place (lm_head kept dense).
+void QuantizeAll(Model& m, int bits, bool rotate) {
+  for (LinearSlot& s : m.LinearSlots()) {
+    if (s.layer < 0) continue;
+    const auto* d = dynamic_cast<const DenseLinear*>(s.op->get());
+    ASSERT_NE(d, nullptr);
+    QuantConfig cfg;
+    cfg.bits = bits;
+    cfg.group_size = 64;
+    cfg.rotate = rotate && s.layer == 0;
+    auto q = QuantizeMatrix(d->weight().data(), d->out_features(), d->in_features(), cfg);
+    ASSERT_TRUE(q.ok());
+    *s.op = std::make_unique<QuantizedLinear>(std::move(*q));
+  }
+}
+
+TEST(ArtifactTest, RoundTripsRealModelBitExactlyAndRefusesCorruption) {
+  auto model = LoadModel(testing::ModelsDir() + "/tinystories-656k");
+  ASSERT_TRUE(model.ok()) << model.status();
+  QuantizeAll(**model, 4, /*rotate=*/true);
+  const std::string dir = FreshDir("rt");
+  ArtifactWriteOptions opts;
+  opts.certificate = {{"target", "ear>=0.99"}};
+  opts.extra_files = {testing::ModelsDir() + "/tinystories-656k/tokenizer.json"};
+  ASSERT_TRUE(WriteArtifact(**model, dir, opts).ok());
+  EXPECT_EQ(WriteArtifact(**model, dir, opts).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(fs::exists(dir + "/tokenizer.json"));
+
+  auto loaded = LoadArtifact(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->manifest["certificate"]["target"], "ear>=0.99");
+  int packed = 0;
+  for (LinearSlot& s : loaded->model->LinearSlots()) {
+    packed += dynamic_cast<const QuantizedLinear*>(s.op->get()) != nullptr;
+  }
+  EXPECT_EQ(packed, 14);
+  const std::vector<int32_t> tokens = {1, 400, 52, 9, 300, 17, 1000, 5};
+  auto a = TeacherForcedLogits(**model, tokens);
+  auto b = TeacherForcedLogits(*loaded->model, tokens);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(*a, *b);  // identical weights -> identical logits
+
+  // Flip one byte of the weights: refused, naming the file.
+  {
+    std::fstream f(dir + "/weights.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(1000);
+    char c;
+    f.read(&c, 1);
+    f.seekp(1000);
+    c ^= 1;
+    f.write(&c, 1);
+  }
+  auto bad = LoadArtifact(dir);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(bad.status().message().find("weights.safetensors"), std::string::npos);
+  // Truncated tokenizer file: refused, naming it.
+  fs::resize_file(dir + "/tokenizer.json", 10);
+  const std::string dir2 = FreshDir("rt2");
+  ASSERT_TRUE(WriteArtifact(**model, dir2, opts).ok());
+  fs::resize_file(dir2 + "/tokenizer.json", 10);
+  auto trunc = LoadArtifact(dir2);
+  EXPECT_EQ(trunc.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(trunc.status().message().find("tokenizer.json"), std::string::npos);
+  EXPECT_FALSE(LoadArtifact(FreshDir("missing")).ok());
+  fs::remove_all(dir);
+  fs::remove_all(dir2);
+}
+
+}  // namespace
+}  // namespace slq::quant
