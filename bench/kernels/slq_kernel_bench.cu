@@ -1,0 +1,411 @@
+// slq_kernel_bench: QGemm (fused dequantize + matmul) vs cuBLASLt bf16 on Llama-3-8B and
+// Qwen3-8B linear shapes, bitwidths 2..8, batch 1..128, plus one layer's four linears in a
+// CUDA graph at batch 1. Random weights; the weights rotate through enough copies (> 200 MB)
+// to defeat the 50 MB L2. Times are medians of CUDA-event timings over repeated loops.
+//   slq_kernel_bench [--out FILE.md] [--quick]
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/qgemm.h"
+
+namespace slq::kernels {
+namespace {
+
+#define CK(x)                                                                       \
+  do {                                                                              \
+    cudaError_t e_ = (x);                                                           \
+    if (e_ != cudaSuccess) {                                                        \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                 \
+    }                                                                               \
+  } while (0)
+#define CKB(x)                                                                       \
+  do {                                                                               \
+    cublasStatus_t s_ = (x);                                                         \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                               \
+      std::fprintf(stderr, "%s:%d %s: cublas status %d\n", __FILE__, __LINE__, #x, (int)s_); \
+      std::exit(1);                                                                  \
+    }                                                                                \
+  } while (0)
+#define CKS(x)                                                            \
+  do {                                                                    \
+    std::string m_ = (x);                                                 \
+    if (!m_.empty()) {                                                    \
+      std::fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, m_.c_str()); \
+      std::exit(1);                                                       \
+    }                                                                     \
+  } while (0)
+
+constexpr double kRotateBytes = 256e6;
+constexpr int kReps = 15;
+const int kBatches[] = {1, 2, 4, 8, 16, 32, 64, 128};
+
+__device__ uint32_t Hash(uint64_t i, uint32_t seed) {
+  uint64_t x = i * 0x9E3779B97F4A7C15ull + seed;
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 29;
+  return static_cast<uint32_t>(x);
+}
+__global__ void FillBits(uint32_t* p, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * int64_t(blockDim.x)) {
+    p[i] = Hash(i, seed);
+  }
+}
+// fp16 (scale, zero) pairs: scale in [1/1024, 1/512), zero in (-1, -0.5].
+__global__ void FillSz(uint16_t* p, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * int64_t(blockDim.x)) {
+    const uint32_t h = Hash(i, seed) & 0x3FF;
+    p[i] = (i % 2 == 0) ? static_cast<uint16_t>(0x1400 | h) : static_cast<uint16_t>(0xB800 | h);
+  }
+}
+// bf16 values in [-1, 1).
+__global__ void FillAct(uint16_t* p, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * int64_t(blockDim.x)) {
+    const uint32_t h = Hash(i, seed);
+    p[i] = static_cast<uint16_t>(0x3F00 | (h & 0x7F) | ((h >> 8) & 1) << 15);
+  }
+}
+
+struct Shape {
+  const char* model;
+  const char* name;
+  int64_t rows, cols;
+};
+const Shape kShapes[] = {
+    {"Llama-3-8B", "qkv", 6144, 4096},     {"Llama-3-8B", "o", 4096, 4096},
+    {"Llama-3-8B", "gate_up", 28672, 4096}, {"Llama-3-8B", "down", 4096, 14336},
+    {"Qwen3-8B", "qkv", 6144, 4096},       {"Qwen3-8B", "o", 4096, 4096},
+    {"Qwen3-8B", "gate_up", 24576, 4096},   {"Qwen3-8B", "down", 4096, 12288},
+};
+
+// A set of device copies of one quantized matrix (random content).
+struct QSet {
+  std::vector<DeviceMatrix> mats;
+  void* pool = nullptr;
+};
+QSet MakeQSet(int64_t rows, int64_t cols, int bits, int64_t g, int copies, uint32_t seed) {
+  GpuLayout l;
+  l.rows = rows;
+  l.cols = cols;
+  l.bits = bits;
+  l.group_size = g;
+  l.row_tiles = (rows + 15) / 16;
+  l.chunks = (cols + 255) / 256;
+  const int64_t cb = (l.CodeWords() * 4 + 255) / 256 * 256, sb = (l.SzHalves() * 2 + 255) / 256 * 256;
+  QSet s;
+  CK(cudaMalloc(&s.pool, (cb + sb) * copies));
+  char* base = static_cast<char*>(s.pool);
+  FillBits<<<1024, 256>>>(reinterpret_cast<uint32_t*>(base), cb * copies / 4, seed);
+  FillSz<<<1024, 256>>>(reinterpret_cast<uint16_t*>(base + cb * copies), sb * copies / 2, seed + 1);
+  CK(cudaGetLastError());
+  for (int i = 0; i < copies; ++i) {
+    DeviceMatrix m;
+    m.layout = l;
+    m.codes = reinterpret_cast<const uint32_t*>(base + cb * i);
+    m.sz = reinterpret_cast<const uint16_t*>(base + cb * copies + sb * i);
+    s.mats.push_back(m);
+  }
+  return s;
+}
+
+int CopiesFor(double bytes) { return std::max(2, static_cast<int>(kRotateBytes / bytes) + 1); }
+
+// Median over kReps of (time of `loop` launches) / loop, in microseconds.
+template <typename F>
+double TimeUs(F&& launch, int loop, cudaStream_t st) {
+  for (int i = 0; i < std::min(loop, 8); ++i) launch(i);
+  CK(cudaStreamSynchronize(st));
+  cudaEvent_t a, b;
+  CK(cudaEventCreate(&a));
+  CK(cudaEventCreate(&b));
+  std::vector<float> t;
+  for (int r = 0; r < kReps; ++r) {
+    CK(cudaEventRecord(a, st));
+    for (int i = 0; i < loop; ++i) launch(i);
+    CK(cudaEventRecord(b, st));
+    CK(cudaEventSynchronize(b));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(ms * 1000.f / loop);
+  }
+  CK(cudaEventDestroy(a));
+  CK(cudaEventDestroy(b));
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// cuBLASLt bf16: y[n, rows] = x[n, cols] W^T, W [rows, cols] row-major; fp32 compute.
+struct Lt {
+  cublasLtHandle_t h;
+  void* ws;
+  size_t ws_bytes = 64 << 20;
+};
+struct LtPlan {
+  cublasLtMatmulDesc_t op;
+  cublasLtMatrixLayout_t a, b, c;
+  cublasLtMatmulHeuristicResult_t heur;
+};
+LtPlan MakePlan(Lt& lt, int64_t rows, int64_t cols, int64_t n) {
+  LtPlan p;
+  CKB(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  CKB(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+  CKB(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+  CKB(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, cols, rows, cols));  // W^T viewed col-major
+  CKB(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, cols, n, cols));     // x^T
+  CKB(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_16BF, rows, n, rows));     // y^T
+  cublasLtMatmulPreference_t pref;
+  CKB(cublasLtMatmulPreferenceCreate(&pref));
+  CKB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                           &lt.ws_bytes, sizeof(lt.ws_bytes)));
+  int found = 0;
+  CKB(cublasLtMatmulAlgoGetHeuristic(lt.h, p.op, p.a, p.b, p.c, p.c, pref, 1, &p.heur, &found));
+  if (found == 0) {
+    std::fprintf(stderr, "cuBLASLt found no algorithm\n");
+    std::exit(1);
+  }
+  cublasLtMatmulPreferenceDestroy(pref);
+  return p;
+}
+void RunPlan(Lt& lt, LtPlan& p, const void* w, const void* x, void* y, cudaStream_t st) {
+  const float one = 1.f, zero = 0.f;
+  CKB(cublasLtMatmul(lt.h, p.op, &one, w, p.a, x, p.b, &zero, y, p.c, y, p.c, &p.heur.algo,
+                     lt.ws, lt.ws_bytes, st));
+}
+
+struct Bufs {
+  void* x;  // [128, 14336] bf16
+  void* y;  // [128, 28672] bf16
+  void* ws;
+  size_t ws_bytes;
+};
+
+double QBytes(const GpuLayout& l) { return l.CodeWords() * 4.0 + l.SzHalves() * 2.0; }
+
+double TimeQ(QSet& s, int64_t n, Bufs& b, cudaStream_t st) {
+  const int loop = std::max<int>(20, static_cast<int>(s.mats.size()));
+  return TimeUs(
+      [&](int i) {
+        CKS(QGemm(s.mats[i % s.mats.size()], b.x, n, b.y, ActType::kBF16, b.ws, b.ws_bytes, st));
+      },
+      loop, st);
+}
+
+std::string Fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), f, v);
+  return buf;
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  const char* out_path = nullptr;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
+    if (!std::strcmp(argv[i], "--quick")) quick = true;
+  }
+  std::string md;
+  auto emit = [&](const std::string& s) {
+    std::fputs(s.c_str(), stdout);
+    std::fflush(stdout);
+    md += s;
+  };
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  emit("# slq_kernel_bench\n\ndevice: " + std::string(prop.name) + ", " +
+       std::to_string(prop.multiProcessorCount) + " SMs, L2 " +
+       std::to_string(prop.l2CacheSize >> 20) + " MiB\n\n");
+  cudaStream_t st;
+  CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  Lt lt;
+  CKB(cublasLtCreate(&lt.h));
+  CK(cudaMalloc(&lt.ws, lt.ws_bytes));
+  Bufs b;
+  CK(cudaMalloc(&b.x, 128 * 14336 * 2));
+  CK(cudaMalloc(&b.y, 128 * 28672 * 2));
+  FillAct<<<256, 256>>>(static_cast<uint16_t*>(b.x), 128 * 14336, 7);
+  b.ws_bytes = QGemmWorkspaceBytes(28672, 128);
+  CKS(AllocWorkspace(b.ws_bytes, &b.ws));
+
+  // Device-to-device copy ceiling (read + write).
+  {
+    void *s1, *s2;
+    const size_t bytes = 1ull << 30;
+    CK(cudaMalloc(&s1, bytes));
+    CK(cudaMalloc(&s2, bytes));
+    const double us = TimeUs([&](int) { CK(cudaMemcpyAsync(s2, s1, bytes, cudaMemcpyDeviceToDevice, st)); }, 5, st);
+    emit("device-to-device copy: " + Fmt("%.2f", 2.0 * bytes / us / 1e6) + " TB/s (read + write)\n\n");
+    cudaFree(s1);
+    cudaFree(s2);
+  }
+
+  const int nb = quick ? 3 : 8;
+  std::string bw_table =
+      "## Batch 1: effective bandwidth (packed weights + scales/zeros read / time), TB/s\n\n"
+      "| model | linear | cuBLASLt bf16 |";
+  for (int bits = 2; bits <= 8; ++bits) bw_table += " " + std::to_string(bits) + "b g128 |";
+  bw_table += " 4b g64 |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+
+  for (const Shape& sh : kShapes) {
+    emit("## " + std::string(sh.model) + " " + sh.name + " [" + std::to_string(sh.rows) + " x " +
+         std::to_string(sh.cols) + "]\n\ntime in us (speedup vs cuBLASLt bf16, same run)\n\n| weights |");
+    for (int i = 0; i < nb; ++i) emit(" n=" + std::to_string(kBatches[i]) + " |");
+    emit("\n|---|");
+    for (int i = 0; i < nb; ++i) emit("---|");
+    emit("\n");
+    // cuBLASLt bf16 baseline.
+    const double wbytes = sh.rows * sh.cols * 2.0;
+    const int wc = CopiesFor(wbytes);
+    void* wpool;
+    CK(cudaMalloc(&wpool, static_cast<size_t>(wbytes) * wc));
+    FillAct<<<1024, 256>>>(static_cast<uint16_t*>(wpool), static_cast<int64_t>(wbytes / 2) * wc, 3);
+    std::vector<double> base(nb);
+    emit("| cuBLASLt bf16 |");
+    for (int i = 0; i < nb; ++i) {
+      LtPlan p = MakePlan(lt, sh.rows, sh.cols, kBatches[i]);
+      base[i] = TimeUs(
+          [&](int k) {
+            RunPlan(lt, p, static_cast<char*>(wpool) + static_cast<size_t>(wbytes) * (k % wc), b.x, b.y, st);
+          },
+          std::max(20, wc), st);
+      emit(" " + Fmt("%.1f", base[i]) + " |");
+    }
+    emit("\n");
+    CK(cudaFree(wpool));
+    bw_table += "| " + std::string(sh.model) + " | " + sh.name + " | " +
+                Fmt("%.2f", wbytes / base[0] / 1e6) + " |";
+    struct Var {
+      int bits;
+      int64_t g;
+    };
+    std::vector<Var> vars;
+    for (int bits = 2; bits <= 8; ++bits) vars.push_back({bits, 128});
+    vars.push_back({4, 64});
+    for (const Var& v : vars) {
+      GpuLayout l;
+      l.rows = sh.rows;
+      l.cols = sh.cols;
+      l.bits = v.bits;
+      l.group_size = v.g;
+      l.row_tiles = (sh.rows + 15) / 16;
+      l.chunks = (sh.cols + 255) / 256;
+      const double qb = QBytes(l);
+      QSet s = MakeQSet(sh.rows, sh.cols, v.bits, v.g, CopiesFor(qb), 11 + v.bits);
+      emit("| " + std::to_string(v.bits) + "b g" + std::to_string(v.g) + " |");
+      for (int i = 0; i < nb; ++i) {
+        const double us = TimeQ(s, kBatches[i], b, st);
+        emit(" " + Fmt("%.1f", us) + " (" + Fmt("%.2fx", base[i] / us) + ") |");
+        if (i == 0) bw_table += " " + Fmt("%.2f", qb / us / 1e6) + " |";
+      }
+      emit("\n");
+      CK(cudaFree(s.pool));
+    }
+    bw_table += "\n";
+    emit("\n");
+  }
+  emit(bw_table + "\n");
+
+  // One layer's four linears at batch 1 in a CUDA graph.
+  emit("## One layer (qkv, o, gate_up, down) at batch 1 in a CUDA graph\n\n"
+       "| model | weights | avg bits | us/layer | TB/s | cuBLASLt bf16 us/layer | speedup |\n"
+       "|---|---|---|---|---|---|---|\n");
+  for (int m = 0; m < 2; ++m) {
+    const Shape* ls = &kShapes[m * 4];
+    // cuBLASLt graph.
+    double lbytes = 0;
+    for (int j = 0; j < 4; ++j) lbytes += ls[j].rows * ls[j].cols * 2.0;
+    const int lc = CopiesFor(lbytes);
+    std::vector<void*> wl;
+    std::vector<LtPlan> plans;
+    for (int j = 0; j < 4; ++j) plans.push_back(MakePlan(lt, ls[j].rows, ls[j].cols, 1));
+    for (int k = 0; k < lc * 4; ++k) {
+      void* p;
+      const int64_t e = ls[k % 4].rows * ls[k % 4].cols;
+      CK(cudaMalloc(&p, e * 2));
+      FillAct<<<1024, 256>>>(static_cast<uint16_t*>(p), e, 100 + k);
+      wl.push_back(p);
+    }
+    auto graph_time = [&](auto&& body, int layers) {
+      for (int w = 0; w < 2; ++w) body();  // warm-up (attributes, handles)
+      CK(cudaStreamSynchronize(st));
+      cudaGraph_t g;
+      cudaGraphExec_t ge;
+      CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+      body();
+      CK(cudaStreamEndCapture(st, &g));
+      CK(cudaGraphInstantiate(&ge, g, 0));
+      const double us = TimeUs([&](int) { CK(cudaGraphLaunch(ge, st)); }, 10, st) / layers;
+      CK(cudaGraphExecDestroy(ge));
+      CK(cudaGraphDestroy(g));
+      return us;
+    };
+    const double base_us = graph_time(
+        [&] {
+          for (int k = 0; k < lc * 4; ++k) RunPlan(lt, plans[k % 4], wl[k], b.x, b.y, st);
+        },
+        lc);
+    for (void* p : wl) CK(cudaFree(p));
+    struct Mix {
+      std::string name;
+      int bits[4];
+    };
+    std::vector<Mix> mixes;
+    for (int bits = 2; bits <= 8; ++bits) mixes.push_back({std::to_string(bits) + "b", {bits, bits, bits, bits}});
+    mixes.push_back({"mix 6/5/5/6", {6, 5, 5, 6}});
+    mixes.push_back({"mix 6/6/5/6", {6, 6, 5, 6}});
+    for (const Mix& mx : mixes) {
+      double qb = 0, params = 0, pbits = 0;
+      for (int j = 0; j < 4; ++j) {
+        GpuLayout l;
+        l.rows = ls[j].rows;
+        l.cols = ls[j].cols;
+        l.bits = mx.bits[j];
+        l.group_size = 128;
+        l.row_tiles = (l.rows + 15) / 16;
+        l.chunks = (l.cols + 255) / 256;
+        qb += QBytes(l);
+        params += double(l.rows) * l.cols;
+        pbits += double(l.rows) * l.cols * mx.bits[j];
+      }
+      const int qc = CopiesFor(qb);
+      std::vector<QSet> sets;
+      for (int j = 0; j < 4; ++j) sets.push_back(MakeQSet(ls[j].rows, ls[j].cols, mx.bits[j], 128, qc, 50 + j));
+      const double us = graph_time(
+          [&] {
+            for (int k = 0; k < qc; ++k) {
+              for (int j = 0; j < 4; ++j) {
+                CKS(QGemm(sets[j].mats[k], b.x, 1, b.y, ActType::kBF16, b.ws, b.ws_bytes, st));
+              }
+            }
+          },
+          qc);
+      emit("| " + std::string(ls[0].model) + " | " + mx.name + " g128 | " + Fmt("%.2f", pbits / params) +
+           " | " + Fmt("%.1f", us) + " | " + Fmt("%.2f", qb / us / 1e6) + " | " + Fmt("%.1f", base_us) +
+           " | " + Fmt("%.2fx", base_us / us) + " |\n");
+      for (QSet& s : sets) CK(cudaFree(s.pool));
+    }
+  }
+  emit("\n");
+  if (out_path) {
+    FILE* f = std::fopen(out_path, "w");
+    if (f) {
+      std::fputs(md.c_str(), f);
+      std::fclose(f);
+    }
+  }
+  return 0;
+}
+
+}  // namespace slq::kernels
+
+int main(int argc, char** argv) { return slq::kernels::Main(argc, argv); }

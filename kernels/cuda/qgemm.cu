@@ -1,0 +1,529 @@
+// CUDA kernels for QGemm (see qgemm.h): one template for every bitwidth, activation type and
+// token tile. A block is WM x WK warps; warp (wm, wk) owns row tile blockIdx.x * WM + wm and
+// every WK-th 256-column chunk of the block's K range; the block stages the activations of its
+// current WK chunks in shared memory (cp.async, double-buffered) and the warps reduce over wk
+// at the end. Split-K over blockIdx.y accumulates in an fp32 workspace; the last block of a
+// tile (counter) converts it to the output and zeroes the workspace again.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "kernels/cuda/qgemm.h"
+
+namespace slq::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+
+struct Params {
+  const uint4* codes;
+  const uint2* sz;
+  const uint16_t* x;
+  uint16_t* y;
+  float* ws;
+  int* counters;
+  int rows, cols, n, row_tiles, chunks, gpad, log2g, splits, chunks_per_split;
+};
+
+__host__ __device__ constexpr int PlaneWidth(int bits, int i) {
+  int k = 0;
+  for (int w = 8; w >= 1; w /= 2) {
+    if (bits & w) {
+      if (k == i) return w;
+      ++k;
+    }
+  }
+  return 0;
+}
+__host__ __device__ constexpr int PlaneOff(int bits, int i) {
+  int off = 0;
+  for (int j = 0; j < i; ++j) off += PlaneWidth(bits, j);
+  return off;
+}
+
+template <int SH>
+__device__ __forceinline__ uint32_t ShiftR(uint32_t x) {
+  if constexpr (SH >= 0) {
+    return x >> SH;
+  } else {
+    return x << (-SH);
+  }
+}
+
+// Bits of plane I of pair P, placed at the code's bit offset in both 16-bit halves.
+template <int BITS, int P, int I>
+__device__ __forceinline__ uint32_t PlanePart(const uint32_t (&wr)[4 * BITS]) {
+  constexpr int W = PlaneWidth(BITS, I);
+  if constexpr (W == 0) {
+    return 0u;
+  } else {
+    constexpr int OFF = PlaneOff(BITS, I);
+    constexpr int PER = 16 / W;
+    constexpr int REG = OFF * 4 + P / PER;
+    constexpr int SLOT = P % PER;
+    constexpr uint32_t M = ((1u << W) - 1u) << OFF;
+    return ShiftR<SLOT * W - OFF>(wr[REG]) & (M | (M << 16));
+  }
+}
+
+// The two codes of pair P at bits [0, 8) and [16, 24).
+template <int BITS, int P>
+__device__ __forceinline__ uint32_t PairCodes(const uint32_t (&wr)[4 * BITS]) {
+  return PlanePart<BITS, P, 0>(wr) | PlanePart<BITS, P, 1>(wr) | PlanePart<BITS, P, 2>(wr);
+}
+
+__device__ __forceinline__ uint32_t AsU32(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
+__device__ __forceinline__ uint32_t AsU32(__nv_bfloat162 h) {
+  return *reinterpret_cast<uint32_t*>(&h);
+}
+__device__ __forceinline__ __half2 AsH2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
+__device__ __forceinline__ __nv_bfloat162 AsB2(uint32_t u) {
+  return *reinterpret_cast<__nv_bfloat162*>(&u);
+}
+
+// Dequantizes a code pair to two activation-type weights: w = q * s + z.
+template <int BITS, bool BF16>
+__device__ __forceinline__ uint32_t Dequant(uint32_t q2, uint32_t s2, uint32_t z2) {
+  if constexpr (!BF16) {
+    const __half2 q = __hsub2(AsH2(q2 | 0x64006400u), AsH2(0x64006400u));  // exact q
+    return AsU32(__hfma2(q, AsH2(s2), AsH2(z2)));
+  } else if constexpr (BITS < 8) {
+    const __nv_bfloat162 q = __hsub2(AsB2(q2 | 0x43004300u), AsB2(0x43004300u));  // exact q
+    return AsU32(__hfma2(q, AsB2(s2), AsB2(z2)));
+  } else {
+    const __nv_bfloat162 lo = __hsub2(AsB2((q2 & 0x000F000Fu) | 0x43004300u), AsB2(0x43004300u));
+    const __nv_bfloat162 hi =
+        __hsub2(AsB2(((q2 >> 4) & 0x000F000Fu) | 0x43004300u), AsB2(0x43004300u));
+    const __nv_bfloat162 q = __hfma2(hi, AsB2(0x41804180u), lo);  // 16 * hi + lo, exact
+    return AsU32(__hfma2(q, AsB2(s2), AsB2(z2)));
+  }
+}
+
+template <bool BF16>
+__device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                    uint32_t b1) {
+  if constexpr (BF16) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+__device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], const void* smem) {
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+
+__device__ __forceinline__ uint4 LoadStream(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(a), "l"(gmem));
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n"); }
+template <int N>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+template <bool BF16>
+__device__ __forceinline__ uint16_t ToAct(float v) {
+  if constexpr (BF16) {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+  } else {
+    return __half_as_ushort(__float2half_rn(v));
+  }
+}
+
+// Broadcasts the fp16 scale/zero of one row (low or high half of `u`) to both halves, in the
+// activation type.
+template <bool BF16>
+__device__ __forceinline__ uint32_t Splat(uint32_t u, bool high) {
+  const uint32_t h = __byte_perm(u, 0, high ? 0x3232 : 0x1010);
+  if constexpr (BF16) {
+    const float f = __half2float(__ushort_as_half(static_cast<uint16_t>(h & 0xFFFF)));
+    return AsU32(__floats2bfloat162_rn(f, f));
+  } else {
+    return h;
+  }
+}
+
+
+// One k-step S (16 columns) of a chunk: ldmatrix the activations every other step, dequantize
+// this step's A fragment and issue NT mma.
+template <int BITS, bool BF16, int NT, int KSTRIDE, int S>
+__device__ __forceinline__ void KStep(float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS],
+                                      const uint2 (&sz)[4], uint32_t (&spl)[4],
+                                      uint32_t (&b)[NT][4], const uint16_t* xs, int lane) {
+  if constexpr (S % 4 == 0) {
+    spl[0] = Splat<BF16>(sz[S / 4].x, false);
+    spl[1] = Splat<BF16>(sz[S / 4].x, true);
+    spl[2] = Splat<BF16>(sz[S / 4].y, false);
+    spl[3] = Splat<BF16>(sz[S / 4].y, true);
+  }
+  if constexpr (S % 2 == 0) {
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      LdMatrixX4(b[j], xs + (j * 8 + (lane & 7)) * KSTRIDE + S * 16 + (lane >> 3) * 8);
+    }
+  }
+  uint32_t a[4];
+  a[0] = Dequant<BITS, BF16>(PairCodes<BITS, S * 4 + 0>(wr), spl[0], spl[1]);
+  a[1] = Dequant<BITS, BF16>(PairCodes<BITS, S * 4 + 1>(wr), spl[2], spl[3]);
+  a[2] = Dequant<BITS, BF16>(PairCodes<BITS, S * 4 + 2>(wr), spl[0], spl[1]);
+  a[3] = Dequant<BITS, BF16>(PairCodes<BITS, S * 4 + 3>(wr), spl[2], spl[3]);
+#pragma unroll
+  for (int j = 0; j < NT; ++j) Mma<BF16>(acc[j], a, b[j][(S & 1) * 2], b[j][(S & 1) * 2 + 1]);
+}
+
+template <int BITS, bool BF16, int NT, int KSTRIDE, int... S>
+__device__ __forceinline__ void Chunk(float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS],
+                                      const uint2 (&sz)[4], const uint16_t* xs, int lane,
+                                      std::integer_sequence<int, S...>) {
+  uint32_t spl[4];
+  uint32_t b[NT][4];
+  (KStep<BITS, BF16, NT, KSTRIDE, S>(acc, wr, sz, spl, b, xs, lane), ...);
+}
+
+template <int BITS, bool BF16, int WM, int WK, int NT>
+__global__ void __launch_bounds__(kThreads) QGemmKernel(Params p) {
+  static_assert(WM * WK * 32 == kThreads, "block shape");
+  constexpr int kStride = WK * 256 + 8;  // halves per staged token row (padded: no conflicts)
+  constexpr int kBuf = 8 * NT * kStride;
+  extern __shared__ __align__(16) uint16_t smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int wm = warp % WM, wk = warp / WM;
+  const int rt = blockIdx.x * WM + wm;
+  const int n0 = blockIdx.z * 8 * NT;
+  const int c_begin = blockIdx.y * p.chunks_per_split;
+  const int c_end = min(p.chunks, c_begin + p.chunks_per_split);
+  const int iters = (c_end - c_begin + WK - 1) / WK;
+  const bool row_ok = rt < p.row_tiles;
+
+  auto stage = [&](int it, int buf) {
+    const int kc = (c_begin + it * WK) * 256;
+    uint16_t* dst = smem + buf * kBuf;
+    constexpr int kSegs = 8 * NT * WK * 32;
+#pragma unroll
+    for (int i = threadIdx.x; i < kSegs; i += kThreads) {
+      const int row = i / (WK * 32), sc = i % (WK * 32);
+      const int col = kc + sc * 8, tok = n0 + row;
+      uint16_t* d = dst + row * kStride + sc * 8;
+      if (tok < p.n && col < p.cols) {
+        CpAsync16(d, p.x + static_cast<int64_t>(tok) * p.cols + col);
+      } else {
+        *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
+      }
+    }
+    CpAsyncCommit();
+  };
+
+  auto load = [&](int it, uint32_t (&wr)[4 * BITS], uint2 (&s)[4]) {
+    const int c = c_begin + it * WK + wk;
+    if (!row_ok || c >= c_end) return;
+    const uint4* base = p.codes + (static_cast<int64_t>(rt) * p.chunks + c) * BITS * 32 + lane;
+#pragma unroll
+    for (int v = 0; v < BITS; ++v) {
+      const uint4 u = LoadStream(base + v * 32);
+      wr[4 * v] = u.x;
+      wr[4 * v + 1] = u.y;
+      wr[4 * v + 2] = u.z;
+      wr[4 * v + 3] = u.w;
+    }
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int grp = (c * 256 + q * 64) >> p.log2g;
+      s[q] = __ldg(p.sz + (static_cast<int64_t>(rt) * p.gpad + grp) * 8 + (lane >> 2));
+    }
+  };
+
+  uint32_t cur[4 * BITS], nxt[4 * BITS];
+  uint2 szc[4], szn[4];
+  float acc[NT][4];
+#pragma unroll
+  for (int j = 0; j < NT; ++j) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[j][i] = 0.f;
+  }
+#pragma unroll
+  for (int i = 0; i < 4 * BITS; ++i) cur[i] = nxt[i] = 0u;
+#pragma unroll
+  for (int q = 0; q < 4; ++q) szc[q] = szn[q] = make_uint2(0, 0);
+
+  if (iters > 0) {
+    stage(0, 0);
+    load(0, cur, szc);
+  }
+  for (int it = 0; it < iters; ++it) {
+    if (it + 1 < iters) {
+      stage(it + 1, (it + 1) & 1);
+      load(it + 1, nxt, szn);
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
+    }
+    __syncthreads();
+    const int c = c_begin + it * WK + wk;
+    if (row_ok && c < c_end) {
+      Chunk<BITS, BF16, NT, kStride>(acc, cur, szc, smem + (it & 1) * kBuf + wk * 256, lane,
+                                     std::make_integer_sequence<int, 16>{});
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < 4 * BITS; ++i) cur[i] = nxt[i];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) szc[q] = szn[q];
+  }
+
+  // Reduce over wk through shared memory (the staging buffers are free now).
+  if constexpr (WK > 1) {
+    float* red = reinterpret_cast<float*>(smem);  // [WK][WM][NT * 4][32]
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) red[((wk * WM + wm) * NT * 4 + j * 4 + i) * 32 + lane] = acc[j][i];
+    }
+    __syncthreads();
+    if (wk == 0) {
+      for (int k = 1; k < WK; ++k) {
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc[j][i] += red[((k * WM + wm) * NT * 4 + j * 4 + i) * 32 + lane];
+        }
+      }
+    }
+  }
+
+  // Epilogue: c0,c1 = (row g, tokens 2t, 2t+1), c2,c3 = (row g + 8, same tokens).
+  if (wk == 0 && row_ok) {
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int row = rt * 16 + g + (i >> 1) * 8;
+        const int tok = n0 + j * 8 + 2 * t + (i & 1);
+        if (row < p.rows && tok < p.n) {
+          const int64_t o = static_cast<int64_t>(tok) * p.rows + row;
+          if (p.splits == 1) {
+            p.y[o] = ToAct<BF16>(acc[j][i]);
+          } else {
+            atomicAdd(p.ws + o, acc[j][i]);
+          }
+        }
+      }
+    }
+  }
+  if (p.splits == 1) return;
+
+  // Split-K: the last block of this (row block, token tile) converts and clears the workspace.
+  __shared__ int is_last;
+  __threadfence();
+  __syncthreads();
+  const int tile = blockIdx.z * gridDim.x + blockIdx.x;
+  if (threadIdx.x == 0) is_last = atomicAdd(p.counters + tile, 1) == p.splits - 1;
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  const int r0 = blockIdx.x * WM * 16;
+  constexpr int kRowsB = WM * 16, kToks = 8 * NT;
+  for (int i = threadIdx.x; i < kRowsB * kToks; i += kThreads) {
+    const int row = r0 + i % kRowsB, tok = n0 + i / kRowsB;
+    if (row < p.rows && tok < p.n) {
+      const int64_t o = static_cast<int64_t>(tok) * p.rows + row;
+      p.y[o] = ToAct<BF16>(__ldcg(p.ws + o));
+      __stcg(p.ws + o, 0.f);
+    }
+  }
+  if (threadIdx.x == 0) p.counters[tile] = 0;
+}
+
+// ---- Host side --------------------------------------------------------------------------
+
+struct Config {
+  int wm, wk, nt;
+};
+
+Config PickConfig(int64_t n) {
+  if (n <= 8) return {2, 4, 1};
+  if (n <= 16) return {2, 4, 2};
+  if (n <= 32) return {4, 2, 4};
+  return {8, 1, 8};
+}
+
+int SmCount() {
+  static int sms = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return 132;
+    if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 132;
+    return v;
+  }();
+  return sms;
+}
+
+template <int BITS, bool BF16, int WM, int WK, int NT>
+std::string Launch(const Params& p, dim3 grid, cudaStream_t stream) {
+  constexpr size_t kSmem = 2 * 8 * NT * (WK * 256 + 8) * sizeof(uint16_t);
+  auto kernel = QGemmKernel<BITS, BF16, WM, WK, NT>;
+  static const cudaError_t attr =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  if (attr != cudaSuccess) return std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(attr);
+  kernel<<<grid, kThreads, kSmem, stream>>>(p);
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return std::string("QGemm launch: ") + cudaGetErrorString(e);
+  return "";
+}
+
+template <int BITS, bool BF16>
+std::string LaunchCfg(const Config& c, const Params& p, dim3 grid, cudaStream_t s) {
+  if (c.nt == 1) return Launch<BITS, BF16, 2, 4, 1>(p, grid, s);
+  if (c.nt == 2) return Launch<BITS, BF16, 2, 4, 2>(p, grid, s);
+  if (c.nt == 4) return Launch<BITS, BF16, 4, 2, 4>(p, grid, s);
+  return Launch<BITS, BF16, 8, 1, 8>(p, grid, s);
+}
+
+template <bool BF16>
+std::string LaunchBits(int bits, const Config& c, const Params& p, dim3 grid, cudaStream_t s) {
+  switch (bits) {
+    case 2: return LaunchCfg<2, BF16>(c, p, grid, s);
+    case 3: return LaunchCfg<3, BF16>(c, p, grid, s);
+    case 4: return LaunchCfg<4, BF16>(c, p, grid, s);
+    case 5: return LaunchCfg<5, BF16>(c, p, grid, s);
+    case 6: return LaunchCfg<6, BF16>(c, p, grid, s);
+    case 7: return LaunchCfg<7, BF16>(c, p, grid, s);
+    case 8: return LaunchCfg<8, BF16>(c, p, grid, s);
+    default: return "bits = " + std::to_string(bits) + " is not supported; allowed 2..8";
+  }
+}
+
+int64_t CounterInts(int64_t rows, int64_t max_n) {
+  const int64_t tiles = ((rows + 15) / 16) * ((max_n + 7) / 8);
+  return (tiles + 63) / 64 * 64;
+}
+
+}  // namespace
+
+bool CudaDeviceAvailable(std::string* why) {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    if (why) {
+      *why = e != cudaSuccess ? std::string("no CUDA device: ") + cudaGetErrorString(e)
+                              : std::string("no CUDA device present");
+    }
+    return false;
+  }
+  return true;
+}
+
+std::string UploadMatrix(const RepackedMatrix& m, DeviceMatrix* out) {
+  *out = DeviceMatrix{};
+  out->layout = m.layout;
+  void* c = nullptr;
+  void* s = nullptr;
+  cudaError_t e = cudaMalloc(&c, m.codes.size() * 4);
+  if (e == cudaSuccess) e = cudaMalloc(&s, m.sz.size() * 2);
+  if (e == cudaSuccess) e = cudaMemcpy(c, m.codes.data(), m.codes.size() * 4, cudaMemcpyHostToDevice);
+  if (e == cudaSuccess) e = cudaMemcpy(s, m.sz.data(), m.sz.size() * 2, cudaMemcpyHostToDevice);
+  out->codes = static_cast<const uint32_t*>(c);
+  out->sz = static_cast<const uint16_t*>(s);
+  if (e != cudaSuccess) {
+    FreeDeviceMatrix(out);
+    return std::string("UploadMatrix: ") + cudaGetErrorString(e);
+  }
+  return "";
+}
+
+void FreeDeviceMatrix(DeviceMatrix* m) {
+  cudaFree(const_cast<uint32_t*>(m->codes));
+  cudaFree(const_cast<uint16_t*>(m->sz));
+  m->codes = nullptr;
+  m->sz = nullptr;
+}
+
+size_t QGemmWorkspaceBytes(int64_t rows, int64_t max_n) {
+  return static_cast<size_t>(CounterInts(rows, max_n) * 4 + max_n * rows * 4);
+}
+
+std::string AllocWorkspace(size_t bytes, void** ws) {
+  cudaError_t e = cudaMalloc(ws, bytes);
+  if (e == cudaSuccess) e = cudaMemset(*ws, 0, bytes);
+  if (e != cudaSuccess) return std::string("AllocWorkspace: ") + cudaGetErrorString(e);
+  return "";
+}
+
+std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActType act,
+                  void* workspace, size_t workspace_bytes, void* stream,
+                  const QGemmOptions& opt) {
+  const GpuLayout& l = w.layout;
+  if (l.bits < 2 || l.bits > 8) return "bits = " + std::to_string(l.bits) + "; allowed 2..8";
+  if (l.group_size != 64 && l.group_size != 128) {
+    return "group_size = " + std::to_string(l.group_size) + "; allowed 64 or 128";
+  }
+  if (l.cols % 8 != 0) return "cols = " + std::to_string(l.cols) + " must be a multiple of 8";
+  if (n < 1 || n > (1 << 20)) return "n = " + std::to_string(n) + "; allowed 1..2^20";
+  if (reinterpret_cast<uintptr_t>(x) % 16 != 0) return "x must be 16-byte aligned";
+  if (w.codes == nullptr || w.sz == nullptr || y == nullptr) return "null device pointer";
+  const Config c = PickConfig(n);
+  Params p{};
+  p.codes = reinterpret_cast<const uint4*>(w.codes);
+  p.sz = reinterpret_cast<const uint2*>(w.sz);
+  p.x = static_cast<const uint16_t*>(x);
+  p.y = static_cast<uint16_t*>(y);
+  p.rows = static_cast<int>(l.rows);
+  p.cols = static_cast<int>(l.cols);
+  p.n = static_cast<int>(n);
+  p.row_tiles = static_cast<int>(l.row_tiles);
+  p.chunks = static_cast<int>(l.chunks);
+  p.gpad = static_cast<int>(l.chunks * kChunkCols / l.group_size);
+  p.log2g = l.group_size == 64 ? 6 : 7;
+  const int64_t bx = (l.row_tiles + c.wm - 1) / c.wm;
+  const int64_t bz = (n + 8 * c.nt - 1) / (8 * c.nt);
+  int splits = opt.splits;
+  if (splits <= 0) {
+    const int64_t target = 2 * SmCount();
+    splits = static_cast<int>(std::max<int64_t>(1, (target + bx * bz - 1) / (bx * bz)));
+  }
+  const int max_splits = std::max(1, p.chunks / c.wk);
+  splits = std::min(splits, max_splits);
+  int cps = (p.chunks + splits - 1) / splits;
+  cps = (cps + c.wk - 1) / c.wk * c.wk;
+  splits = (p.chunks + cps - 1) / cps;
+  p.splits = splits;
+  p.chunks_per_split = cps;
+  if (splits > 1) {
+    if (workspace == nullptr || workspace_bytes < QGemmWorkspaceBytes(l.rows, n)) {
+      return "split-K needs a workspace of " + std::to_string(QGemmWorkspaceBytes(l.rows, n)) +
+             " bytes; got " + std::to_string(workspace_bytes);
+    }
+    p.counters = static_cast<int*>(workspace);
+    p.ws = reinterpret_cast<float*>(static_cast<int*>(workspace) + CounterInts(l.rows, n));
+  }
+  const dim3 grid(static_cast<unsigned>(bx), static_cast<unsigned>(splits),
+                  static_cast<unsigned>(bz));
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  return act == ActType::kBF16 ? LaunchBits<true>(l.bits, c, p, grid, s)
+                               : LaunchBits<false>(l.bits, c, p, grid, s);
+}
+
+}  // namespace slq::kernels

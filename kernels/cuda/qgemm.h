@@ -1,0 +1,54 @@
+// Fused dequantize + matmul on the GPU for "slq-gpu-v1" repacked weights (see kernels/repack.h).
+//
+//   y [n, rows] = x [n, cols] * W'^T, W'(r, c) = zero + scale * q, fp32 accumulation on the
+//   tensor cores (mma.sync m16n8k16), activations and output fp16 or bf16, n = 1..any
+//   (tokens are tiled by 8/16/32/64). The weights are dequantized in registers to the
+//   activation type (fp16: exact code, one rounding of s*q+z; bf16: same in bf16).
+// Plain C++ API: device pointers are void*, the stream is a cudaStream_t passed as void*.
+// Functions return an empty string on success, else a message naming the bad value.
+// Thread-safety: launches are thread-compatible; a workspace must not be shared by launches
+// that can run concurrently (different streams).
+#ifndef SLQ_KERNELS_CUDA_QGEMM_H_
+#define SLQ_KERNELS_CUDA_QGEMM_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "kernels/repack.h"
+
+namespace slq::kernels {
+
+enum class ActType { kF16, kBF16 };
+
+// A repacked matrix in device memory. Owns nothing: free with FreeDeviceMatrix.
+struct DeviceMatrix {
+  GpuLayout layout;
+  const uint32_t* codes = nullptr;  // device, layout.CodeWords()
+  const uint16_t* sz = nullptr;     // device, layout.SzHalves()
+  int64_t Bytes() const { return layout.CodeWords() * 4 + layout.SzHalves() * 2; }
+};
+
+// True when a CUDA device is usable; otherwise *why says what is missing.
+bool CudaDeviceAvailable(std::string* why);
+
+std::string UploadMatrix(const RepackedMatrix& m, DeviceMatrix* out);
+void FreeDeviceMatrix(DeviceMatrix* m);
+
+// Workspace for split-K: bytes needed for matrices of up to `rows` rows and `max_n` tokens.
+// It must be zeroed once after allocation (AllocWorkspace does); launches leave it zeroed.
+size_t QGemmWorkspaceBytes(int64_t rows, int64_t max_n);
+std::string AllocWorkspace(size_t bytes, void** ws);
+
+struct QGemmOptions {
+  int splits = 0;  // split-K factor; 0 = choose from the shape and the SM count
+};
+
+// x: device [n, cols] (act), y: device [n, rows] (act). x must be 16-byte aligned.
+std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActType act,
+                  void* workspace, size_t workspace_bytes, void* stream,
+                  const QGemmOptions& opt = {});
+
+}  // namespace slq::kernels
+
+#endif  // SLQ_KERNELS_CUDA_QGEMM_H_

@@ -1,0 +1,62 @@
+#include "kernels/dequant_ref.h"
+
+#include <vector>
+
+#include "server/common/half.h"
+
+namespace slq::kernels {
+
+std::string ValidatePackedView(const PackedMatrixView& w) {
+  if (w.bits < 2 || w.bits > 8) {
+    return "bits = " + std::to_string(w.bits) + " is not supported; allowed 2..8";
+  }
+  if (w.rows < 1 || w.cols < 1) {
+    return "shape [" + std::to_string(w.rows) + ", " + std::to_string(w.cols) +
+           "] is empty; rows and cols must be >= 1";
+  }
+  if (w.group_size < 1) {
+    return "group_size = " + std::to_string(w.group_size) + " must be >= 1";
+  }
+  if (w.codes == nullptr || w.scales == nullptr || w.zeros == nullptr) {
+    return "packed matrix has a null codes/scales/zeros pointer";
+  }
+  return "";
+}
+
+uint32_t PackedCode(const PackedMatrixView& w, int64_t r, int64_t c) {
+  const uint32_t* row = w.codes + r * WordsPerRow(w.cols, w.bits);
+  const int64_t bit = c * w.bits;
+  const int64_t word = bit / 32;
+  const int shift = static_cast<int>(bit % 32);
+  uint64_t v = row[word];
+  if (shift + w.bits > 32) v |= static_cast<uint64_t>(row[word + 1]) << 32;
+  return static_cast<uint32_t>((v >> shift) & ((1u << w.bits) - 1u));
+}
+
+float DequantWeight(const PackedMatrixView& w, int64_t r, int64_t c) {
+  const int64_t gi = r * GroupsPerRow(w.cols, w.group_size) + c / w.group_size;
+  const float s = HalfToFloat(w.scales[gi]);
+  const float z = HalfToFloat(w.zeros[gi]);
+  return z + s * static_cast<float>(PackedCode(w, r, c));
+}
+
+std::string DequantMatmulRef(const PackedMatrixView& w, const float* x, int64_t n, float* y) {
+  std::string err = ValidatePackedView(w);
+  if (!err.empty()) return err;
+  if (n < 0 || (n > 0 && (x == nullptr || y == nullptr))) {
+    return "n = " + std::to_string(n) + " with null x/y; n must be >= 0 with valid buffers";
+  }
+  std::vector<float> wrow(static_cast<size_t>(w.cols));  // [cols] fp32
+  for (int64_t r = 0; r < w.rows; ++r) {
+    for (int64_t c = 0; c < w.cols; ++c) wrow[c] = DequantWeight(w, r, c);
+    for (int64_t t = 0; t < n; ++t) {
+      const float* xt = x + t * w.cols;
+      double acc = 0.0;
+      for (int64_t c = 0; c < w.cols; ++c) acc += static_cast<double>(xt[c]) * wrow[c];
+      y[t * w.rows + r] = static_cast<float>(acc);
+    }
+  }
+  return "";
+}
+
+}  // namespace slq::kernels

@@ -1,0 +1,32 @@
+// CPU reference for the fused dequantize + matmul (the oracle for the CUDA kernels).
+//
+// Contract: y[t, r] = sum_c x[t, c] * (zero(r, g) + scale(r, g) * q(r, c)), g = c / group_size,
+// where the dequantized weight is computed in fp32 from the fp16 scale/zero (as the
+// "slq-packed-v1" layout specifies) and the sum is accumulated in fp64.
+// Shapes: x [n, cols] fp32 row-major, y [n, rows] fp32 row-major; w is host memory.
+// Thread-safety: pure function. Returns an empty string on success, else an error message.
+#ifndef SLQ_KERNELS_DEQUANT_REF_H_
+#define SLQ_KERNELS_DEQUANT_REF_H_
+
+#include <cstdint>
+#include <string>
+
+#include "kernels/packed_matrix.h"
+
+namespace slq::kernels {
+
+// Checks the view's fields (bits 2..8, group_size >= 1, pointers non-null, rows/cols >= 1).
+std::string ValidatePackedView(const PackedMatrixView& w);
+
+// Reads code q(r, c) from the packed bit stream.
+uint32_t PackedCode(const PackedMatrixView& w, int64_t r, int64_t c);
+
+// Dequantized weight w'(r, c) = zero + scale * q in fp32.
+float DequantWeight(const PackedMatrixView& w, int64_t r, int64_t c);
+
+// y [n, rows] = x [n, cols] * W'^T, fp64 accumulation. Empty string on success.
+std::string DequantMatmulRef(const PackedMatrixView& w, const float* x, int64_t n, float* y);
+
+}  // namespace slq::kernels
+
+#endif  // SLQ_KERNELS_DEQUANT_REF_H_

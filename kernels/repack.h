@@ -1,0 +1,63 @@
+// Load-time repacking of "slq-packed-v1" into the tile layout the CUDA kernels read
+// ("slq-gpu-v1"). Plain C++ (host memory); the CUDA part uploads the result as is.
+//
+// Layout "slq-gpu-v1" (rows padded to a multiple of 16, cols to a multiple of 256, with zero
+// codes and zero scale/zero in the padding):
+//   A warp tile is 16 rows x 256 cols (one "chunk"); its 4096 codes are split among the 32
+//   lanes exactly as the A operand of 16 mma.m16n8k16 steps: lane (g = lane / 4, t = lane % 4)
+//   owns 64 code pairs p = s * 4 + e (s = k-step 0..15, e = 0..3) at row g + 8 * (e & 1),
+//   cols 16 s + 2 t + 8 * (e >> 1) + {0, 1}.
+//   The b-bit code is split into bit planes of widths 4/2/1 (b = 3: 2+1, 5: 4+1, 6: 4+2,
+//   7: 4+2+1; 2, 4, 8 are a single plane). A plane of width w (low bits first, at bit offset
+//   `off` of the code) takes w uint4 per lane: pair p sits in plane word p / (16 / w), slot
+//   p % (16 / w), low code at bit slot * w and high code at bit 16 + slot * w.
+//   codes: uint32 [row_tiles, chunks, bits (uint4 index v = off + word / 4), 32 lanes, 4]
+//          so each of a warp's `bits` 16-byte loads per chunk reads 512 contiguous bytes.
+//   sz:    fp16 [row_tiles, kpad / group_size, 8 (g), 4] = {s(g), z(g), s(g + 8), z(g + 8)}.
+// Supported: group_size 64 or 128, cols % 8 == 0 (16-byte activation loads), bits 2..8.
+#ifndef SLQ_KERNELS_REPACK_H_
+#define SLQ_KERNELS_REPACK_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/packed_matrix.h"
+
+namespace slq::kernels {
+
+inline constexpr int kTileRows = 16;
+inline constexpr int kChunkCols = 256;
+
+struct GpuLayout {
+  int64_t rows = 0, cols = 0;
+  int bits = 0;
+  int64_t group_size = 0;
+  int64_t row_tiles = 0;  // ceil(rows / 16)
+  int64_t chunks = 0;     // ceil(cols / 256)
+  int64_t CodeWords() const { return row_tiles * chunks * bits * 32 * 4; }
+  int64_t SzHalves() const { return row_tiles * (chunks * kChunkCols / group_size) * 32; }
+};
+
+// Owns the host copy of a repacked matrix.
+struct RepackedMatrix {
+  GpuLayout layout;
+  std::vector<uint32_t> codes;  // layout.CodeWords()
+  std::vector<uint16_t> sz;     // layout.SzHalves() fp16
+};
+
+// Empty string when the kernels support this matrix, else why not.
+std::string CheckGpuSupported(const PackedMatrixView& w);
+
+// Repacks `w` (host memory). Empty string on success.
+std::string RepackForGpu(const PackedMatrixView& w, RepackedMatrix* out);
+
+// Decodes code q(r, c) from the repacked layout (for tests).
+uint32_t RepackedCode(const RepackedMatrix& m, int64_t r, int64_t c);
+
+// Bit planes of a b-bit code, widest first: fills widths[], returns the plane count.
+int BitPlanes(int bits, int widths[3]);
+
+}  // namespace slq::kernels
+
+#endif  // SLQ_KERNELS_REPACK_H_
