@@ -79,6 +79,15 @@ reject "build-steps: rejects an unknown step" "unknown step 'biuld'" \
   bash "$repo/scripts/docker-build-steps.sh" --dry-run biuld
 reject "build-steps: rejects SLQ_CUDA=yes" "SLQ_CUDA='yes'" \
   env SLQ_CUDA=yes bash "$repo/scripts/docker-build-steps.sh" --dry-run configure
+# runtime-packages on a stand-in prefix whose "binaries" are copies of git (links zlib).
+if command -v dpkg >/dev/null; then
+  mkdir -p "$tmp/prefix/bin"
+  for b in slq-server slq-worker slqctl; do cp "$(command -v git)" "$tmp/prefix/bin/$b"; done
+  check "build-steps: runtime-packages maps ldd to Debian packages" bash -c \
+    "SLQ_PREFIX='$tmp/prefix' bash '$repo/scripts/docker-build-steps.sh' runtime-packages >/dev/null &&
+     grep -qx libc6 '$tmp/prefix/share/slq/runtime-packages.txt' &&
+     grep -qx zlib1g '$tmp/prefix/share/slq/runtime-packages.txt'"
+fi
 sed 's/^USER 10001:10001$/USER root/' "$repo/Dockerfile" > "$tmp/Dockerfile"
 cp "$repo/.dockerignore" "$tmp/.dockerignore"
 reject "dockerfile: rejects a root runtime user" "non-root" "${NODE[@]}" check_dockerfile.mjs "$tmp/Dockerfile"
