@@ -52,8 +52,8 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 COPY --from=build /opt/slq /opt/slq
 # runtime-packages.txt lists the Debian packages owning the libraries the binaries load;
 # sqlite3 is the CLI for online backups of jobs.db (docs/OPERATIONS.md).
-RUN pkgs="$(grep -v -E '^(cuda-|libcublas|libnvjitlink|libnvrtc)' /opt/slq/share/slq/runtime-packages.txt | tr '\n' ' ')" && \
-    apt-get update && apt-get install -y --no-install-recommends ca-certificates sqlite3 ${pkgs} && \
+RUN mapfile -t pkgs < <(grep -v -E '^(cuda-|libcublas|libnvjitlink|libnvrtc)' /opt/slq/share/slq/runtime-packages.txt) && \
+    apt-get update && apt-get install -y --no-install-recommends ca-certificates sqlite3 "${pkgs[@]}" && \
     rm -rf /var/lib/apt/lists/* && \
     groupadd --system --gid 10001 slq && \
     useradd --system --uid 10001 --gid slq --home-dir /var/lib/slq --shell /usr/sbin/nologin slq && \
@@ -80,9 +80,9 @@ ARG CUDA_VERSION
 USER root
 COPY --from=cuda-repo /tmp/cuda-keyring.deb /tmp/cuda-keyring.deb
 RUN v="${CUDA_VERSION/./-}" && \
-    pkgs="$({ grep -E '^(cuda-|libcublas|libnvjitlink|libnvrtc)' /opt/slq/share/slq/runtime-packages.txt || true; } | tr '\n' ' ')" && \
+    mapfile -t pkgs < <(grep -E '^(cuda-|libcublas|libnvjitlink|libnvrtc)' /opt/slq/share/slq/runtime-packages.txt) && \
     dpkg -i /tmp/cuda-keyring.deb && rm -f /tmp/cuda-keyring.deb && \
-    apt-get update && apt-get install -y --no-install-recommends "cuda-cudart-${v}" ${pkgs} && \
+    apt-get update && apt-get install -y --no-install-recommends "cuda-cudart-${v}" "${pkgs[@]}" && \
     rm -rf /var/lib/apt/lists/*
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \

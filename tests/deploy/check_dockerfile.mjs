@@ -106,4 +106,10 @@ for (const need of ['.git', 'build*/', '**/node_modules']) if (!ignore.includes(
 const code = P.report();
 console.log(`dockerfile: ${stages.length} stages, ${instrs.length} instructions, ${P.list.length} problems`);
 if (code === 0) console.log(`STEPS ${steps.join(' ')}`);
+// With a second argument: write every RUN as a bash script there, for shellcheck.
+if (process.argv[3]) {
+  const body = instrs.filter((i) => i.instr === 'RUN')
+    .map((i) => `# Dockerfile line ${i.line}\n( ${i.args} )\n`).join('\n');
+  fs.writeFileSync(process.argv[3], `#!/bin/bash\nset -o pipefail\n${body}`);
+}
 process.exit(code);

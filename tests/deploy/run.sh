@@ -95,6 +95,8 @@ sed 's/^FROM debian:12-slim AS/FROM debian AS/' "$repo/Dockerfile" > "$tmp/Docke
 reject "dockerfile: rejects an untagged base image" "must pin a tag" "${NODE[@]}" check_dockerfile.mjs "$tmp/Dockerfile"
 if command -v shellcheck >/dev/null; then
   check "shellcheck: build steps, run.sh" shellcheck "$repo/scripts/docker-build-steps.sh" "$here/run.sh"
+  "${NODE[@]}" check_dockerfile.mjs "$repo/Dockerfile" "$tmp/dockerfile-runs.sh" >/dev/null 2>&1
+  check "shellcheck: the Dockerfile's RUN commands (bash)" shellcheck -s bash "$tmp/dockerfile-runs.sh"
 else
   echo "SKIP shellcheck: not installed"
 fi
