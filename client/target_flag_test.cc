@@ -1,0 +1,25 @@
+#include "client/target_flag.h"
+
+#include "gtest/gtest.h"
+
+namespace slq::client {
+namespace {
+
+TEST(TargetFlagTest, ParsesEveryKind) {
+  EXPECT_DOUBLE_EQ(ParseTargetFlag("ear>=0.99")->min_ear(), 0.99);
+  EXPECT_DOUBLE_EQ(ParseTargetFlag(" KL<=0.01 ")->max_kl(), 0.01);
+  EXPECT_DOUBLE_EQ(ParseTargetFlag("bits<=4.5")->max_avg_bits(), 4.5);
+  EXPECT_DOUBLE_EQ(ParseTargetFlag("tl<=0.02")->task_lossless_kl(), 0.02);
+}
+
+TEST(TargetFlagTest, RejectsWithAReason) {
+  for (const char* bad : {"ear>=1.5", "ear>=0", "kl<=-1", "bits<=1", "ear=0.9", "", "ppl<=3", "ear>=x"}) {
+    auto t = ParseTargetFlag(bad);
+    EXPECT_FALSE(t.ok()) << bad;
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_NE(ParseTargetFlag("ppl<=3").status().message().find("ear>=X"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace slq::client
