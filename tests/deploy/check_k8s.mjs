@@ -113,11 +113,13 @@ for (const { obj, file } of objects) {
     const usesGpu = (c.args || []).some((a) => /cuda/.test(a)) ||
       (c.env || []).some((e) => e.name === 'SLQ_DEVICE' && /cuda/.test(e.value || ''));
     if (isSlq && usesGpu && gpuReq !== 1) P.add(cw, 'a CUDA slq container must limit nvidia.com/gpu to 1 (one GPU per pod)');
-    if (isSlq) {
-      const sc = { ...pod.securityContext, ...c.securityContext };
-      if (sc.runAsNonRoot !== true) P.add(cw, 'must run as non-root (runAsNonRoot: true)');
-      if (sc.allowPrivilegeEscalation !== false) P.add(cw, 'must set allowPrivilegeEscalation: false');
-    }
+    // Pod Security Standard "restricted" (the slq namespace enforces it) for every container.
+    const sc = { ...pod.securityContext, ...c.securityContext };
+    if (sc.runAsNonRoot !== true) P.add(cw, 'must run as non-root (runAsNonRoot: true)');
+    if (sc.allowPrivilegeEscalation !== false) P.add(cw, 'must set allowPrivilegeEscalation: false');
+    if (!(sc.capabilities?.drop || []).includes('ALL')) P.add(cw, 'must drop ALL capabilities');
+    if (!['RuntimeDefault', 'Localhost'].includes(sc.seccompProfile?.type)) P.add(cw, 'needs seccompProfile RuntimeDefault');
+    if (isSlq && c.securityContext?.readOnlyRootFilesystem !== true) P.add(cw, 'slq containers run with readOnlyRootFilesystem');
   }
 }
 for (const { obj, file } of byKind('Service')) {
