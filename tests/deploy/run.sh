@@ -168,6 +168,19 @@ sed '0,/"uid": "slq-prometheus"/s//"uid": "prometheus"/' "$dash" > "$tmp/slq.jso
 reject "grafana: rejects another datasource uid" "datasource must be" "${NODE[@]}" check_grafana.mjs "$tmp/slq.json"
 sed 's/(slq_jobs)/(slq_jobs_bucket)/' "$dash" > "$tmp/slq.json"
 reject "grafana: rejects _bucket of a gauge" "slq_jobs_bucket is not in" "${NODE[@]}" check_grafana.mjs "$tmp/slq.json"
+check "flags: deploy command lines use the binaries' flags" "${NODE[@]}" check_flags.mjs
+mkdir -p "$tmp/repo/server"
+cp -r "$repo/deploy" "$repo/client" "$tmp/repo/" 2>/dev/null
+cp -r "$repo/server/main" "$tmp/repo/server/" 2>/dev/null
+sed 's/"127.0.0.1:7070", "health"\]/"127.0.0.1:7070", "helth"]/' "$repo/Dockerfile" > "$tmp/repo/Dockerfile"
+if [ -d "$repo/client" ]; then
+  reject "flags: rejects an unknown slqctl subcommand" "no subcommand helth" \
+    env SLQ_REPO_ROOT="$tmp/repo" "${NODE[@]}" check_flags.mjs
+fi
+sed -i 's/- --config$/- --confg/' "$tmp/repo/deploy/docker-compose.yml"
+cp "$repo/Dockerfile" "$tmp/repo/Dockerfile"
+reject "flags: rejects an unknown slq-server flag" "no flag --confg" \
+  env SLQ_REPO_ROOT="$tmp/repo" "${NODE[@]}" check_flags.mjs
 check "metrics: docs/METRICS.md = contract" "${NODE[@]}" check_metrics.mjs contract
 check "metrics: alert rules use documented metrics" "${NODE[@]}" check_metrics.mjs rules
 check "metrics: server/metrics registers the documented metrics" "${NODE[@]}" check_metrics.mjs code

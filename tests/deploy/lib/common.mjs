@@ -5,7 +5,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 
-export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+// The repository root; SLQ_REPO_ROOT points the validators at a (mutated) copy instead.
+export const REPO = process.env.SLQ_REPO_ROOT ||
+  path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 // Collects problems; report() prints them and returns the process exit code.
 export class Problems {
