@@ -36,7 +36,7 @@ RUN v="${CUDA_VERSION/./-}"; \
     dpkg -i /tmp/cuda-keyring.deb && \
     apt-get update && apt-get install -y --no-install-recommends "cuda-nvcc-${v}" "cuda-cudart-dev-${v}" "libcublas-dev-${v}" "cuda-nvrtc-dev-${v}" && \
     rm -rf /var/lib/apt/lists/* /tmp/cuda-keyring.deb
-ENV PATH=/usr/local/cuda/bin:${PATH}
+ENV PATH=/usr/local/cuda/bin:/usr/local/cuda-${CUDA_VERSION}/bin:${PATH}
 WORKDIR /src
 # Dependencies first, so the layer is cached while only sources change.
 COPY scripts/install-deps.sh scripts/docker-build-steps.sh scripts/
@@ -86,5 +86,5 @@ RUN v="${CUDA_VERSION/./-}" && \
     rm -rf /var/lib/apt/lists/*
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
-    LD_LIBRARY_PATH=/usr/local/cuda/lib64
+    LD_LIBRARY_PATH=/usr/local/cuda-${CUDA_VERSION}/targets/x86_64-linux/lib:/usr/local/cuda/lib64
 USER 10001:10001

@@ -55,8 +55,24 @@ step_deps() {
   run bash "$SLQ_SRC_DIR/scripts/install-deps.sh"
 }
 
+# nvcc to use: $CUDACXX, nvcc on PATH, /usr/local/cuda, or NVIDIA's versioned
+# /usr/local/cuda-X.Y (apt packages do not always create the /usr/local/cuda link).
+find_nvcc() {
+  local c
+  for c in "${CUDACXX:-}" "$(command -v nvcc 2>/dev/null || true)" /usr/local/cuda/bin/nvcc \
+           /usr/local/cuda-*/bin/nvcc; do
+    if [ -n "$c" ] && [ -x "$c" ]; then echo "$c"; return; fi
+  done
+}
+
 step_configure() {
-  run cmake -S "$SLQ_SRC_DIR" -B "$SLQ_BUILD_DIR" -G Ninja \
+  local cuda_args=()
+  if [ "$SLQ_CUDA" != "OFF" ]; then
+    local nvcc
+    nvcc="$(find_nvcc)"
+    if [ -n "$nvcc" ]; then cuda_args+=("-DCMAKE_CUDA_COMPILER=$nvcc"); fi
+  fi
+  run cmake -S "$SLQ_SRC_DIR" -B "$SLQ_BUILD_DIR" -G Ninja "${cuda_args[@]}" \
     -DCMAKE_BUILD_TYPE="$SLQ_BUILD_TYPE" \
     -DCMAKE_INSTALL_PREFIX="$SLQ_PREFIX" \
     -DSLQ_CUDA="$SLQ_CUDA" \

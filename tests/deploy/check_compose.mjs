@@ -107,7 +107,7 @@ for (const [name, s] of Object.entries(services)) {
     const src = spec.split(':')[0];
     if (src.startsWith('.') || src.startsWith('/')) {
       const p = path.resolve(dir, src);
-      if (!fs.existsSync(p) && !/models$/.test(src)) P.add(where, `bind mount source ${src} does not exist`);
+      if (!fs.existsSync(p) && !/(models|texts)$/.test(src)) P.add(where, `bind mount source ${src} does not exist`);
     } else if (!volumes.has(src)) {
       P.add(where, `volume ${src} is not declared under top-level volumes`);
     }
