@@ -140,6 +140,8 @@ void RegisterServerFlags(CLI::App& app, ServerConfig* c) {
   Add(app, "lease-seconds", &c->lease_seconds, "Worker task lease time");
   Add(app, "threads", &c->threads, "Compute threads; 0 = all cores");
   Add(app, "log-level", &c->log_level, "trace, debug, info, warn, error");
+  Add(app, "text-dir", &c->text_dir, "Folder of the bundled texts named by jobs (tinystories, wikitext2, debian-docs)");
+  Add(app, "default-data", &c->default_data, "Text used when a job names none: a bundled name, file:// URI or path");
 }
 
 absl::Status ResolveServerConfig(const CLI::App& app, ServerConfig* c) {

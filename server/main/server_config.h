@@ -42,6 +42,8 @@ struct ServerConfig {
   int32_t lease_seconds = 60;
   int32_t threads = 0;                            // compute threads; 0 = all cores
   std::string log_level = "info";
+  std::string text_dir;                           // bundled texts (tinystories, wikitext2, debian-docs)
+  std::string default_data = "wikitext2";         // calibration/eval text when a job names none
 };
 
 // Declares every option on `app`, bound to the fields of *cfg (defaults shown in --help).

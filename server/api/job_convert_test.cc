@@ -1,0 +1,76 @@
+#include "server/api/job_convert.h"
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace slq::api {
+namespace {
+
+slq::v1::JobSpec Spec() {
+  slq::v1::JobSpec s;
+  s.set_model_uri("file:///models/tiny");
+  s.mutable_target()->set_min_ear(0.99);
+  s.set_formats("4-5-6-7-8");
+  return s;
+}
+
+TEST(JobConvertTest, SpecBecomesRequestWithPipelineOptions) {
+  auto r = SpecToRequest(Spec(), "key-1");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->target, "ear>=0.98999999999999999");
+  EXPECT_EQ(r->group_size, 128);
+  EXPECT_EQ(r->idempotency_key, "key-1");
+  auto o = nlohmann::json::parse(r->options_json);
+  EXPECT_EQ(o["formats"], "4-5-6-7-8");
+  EXPECT_EQ(o["model_uri"], "file:///models/tiny");
+  EXPECT_EQ(o["quantize_lm_head"], false);
+  EXPECT_DOUBLE_EQ(o["temperature"].get<double>(), 1.0);
+}
+
+TEST(JobConvertTest, BadSpecsNameTheField) {
+  auto bad = [](auto mutate, const std::string& field) {
+    slq::v1::JobSpec s = Spec();
+    mutate(s);
+    auto r = SpecToRequest(s, "");
+    ASSERT_FALSE(r.ok()) << field;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(field), std::string::npos) << r.status();
+  };
+  bad([](auto& s) { s.clear_model_uri(); }, "model_uri");
+  bad([](auto& s) { s.clear_target(); }, "spec.target");
+  bad([](auto& s) { s.mutable_target()->set_min_ear(1.5); }, "min_ear");
+  bad([](auto& s) { s.mutable_target()->set_max_kl(-1); }, "max_kl");
+  bad([](auto& s) { s.mutable_target()->set_max_avg_bits(1); }, "max_avg_bits");
+  bad([](auto& s) { s.set_formats("four-eight"); }, "spec.formats");
+  bad([](auto& s) { s.set_group_size(100); }, "group_size");
+}
+
+TEST(JobConvertTest, CertificateJsonFillsTheWireMessage) {
+  nlohmann::json c = {
+      {"source_model", {{"id", "m"}, {"sha256", "abc"}}},
+      {"target", "ear>=0.99"},
+      {"target_met", true},
+      {"avg_bits_per_param_quantized_layers", 5.25},
+      {"layers",
+       {{"model.layers.1.mlp.up_proj", {{"layer", 1}, {"quantized", true}, {"bits", 5}, {"params", 10}}},
+        {"model.layers.0.mlp.up_proj", {{"layer", 0}, {"quantized", true}, {"bits", 4}, {"params", 10}}},
+        {"lm_head", {{"layer", -1}, {"quantized", false}, {"params", 20}}}}},
+      {"heldout",
+       {{"ear", {{"mean", 0.995}, {"lo95", 0.993}, {"hi95", 0.997}}}, {"sequences", 32}, {"tokens", 4096}}},
+      {"stage_wall_seconds", {{"profile", 1.5}}}};
+  slq::v1::Certificate p = CertificateFromJson(c.dump());
+  EXPECT_EQ(p.source_model(), "m");
+  EXPECT_TRUE(p.target_met());
+  EXPECT_DOUBLE_EQ(p.target().min_ear(), 0.99);
+  EXPECT_DOUBLE_EQ(p.ear().lower(), 0.993);
+  ASSERT_EQ(p.layers_size(), 3);
+  EXPECT_EQ(p.layers(0).bits(), 4);  // layer 0 first, the LM head last
+  EXPECT_EQ(p.layers(2).name(), "lm_head");
+  EXPECT_EQ(p.layers(2).bits(), 16);
+  EXPECT_EQ(p.sequences(), 32);
+  EXPECT_DOUBLE_EQ(p.stage_seconds().at("profile"), 1.5);
+  EXPECT_FALSE(p.json().empty());
+}
+
+}  // namespace
+}  // namespace slq::api

@@ -1,0 +1,178 @@
+#include "server/main/server_app.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <filesystem>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "server/api/auth.h"
+#include "server/api/job_service.h"
+#include "server/common/file_util.h"
+#include "server/jobs/artifact_store.h"
+#include "server/jobs/postgres_job_store.h"
+#include "server/jobs/sqlite_job_store.h"
+#include "server/main/resolvers.h"
+#include "server/metrics/metrics.h"
+#include "server/scheduler/scheduler.h"
+#include "server/worker/worker_loop.h"
+#include "spdlog/spdlog.h"
+
+namespace slq {
+namespace {
+
+absl::StatusOr<std::unique_ptr<JobStore>> OpenStore(const std::string& store) {
+  if (store.rfind("sqlite://", 0) == 0) {
+    std::string path = store.substr(9);
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    auto s = SqliteJobStore::Open(path);
+    if (!s.ok()) return s.status();
+    return std::unique_ptr<JobStore>(std::move(*s));
+  }
+  auto s = PostgresJobStore::Open(store);
+  if (!s.ok()) return s.status();
+  return std::unique_ptr<JobStore>(std::move(*s));
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerConfig& c) {
+  if (c.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions ssl(c.tls_client_ca.empty()
+                                            ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                            : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  auto cert = ReadFile(c.tls_cert);
+  if (!cert.ok()) return absl::InvalidArgumentError(absl::StrCat("--tls-cert: ", cert.status().message()));
+  auto key = ReadFile(c.tls_key);
+  if (!key.ok()) return absl::InvalidArgumentError(absl::StrCat("--tls-key: ", key.status().message()));
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!c.tls_client_ca.empty()) {
+    auto ca = ReadFile(c.tls_client_ca);
+    if (!ca.ok()) return absl::InvalidArgumentError(absl::StrCat("--tls-client-ca: ", ca.status().message()));
+    ssl.pem_root_certs = *ca;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
+struct ServerApp::Impl {
+  std::unique_ptr<Metrics> metrics;
+  std::unique_ptr<JobStore> store;
+  std::unique_ptr<ArtifactStore> artifacts;
+  std::unique_ptr<Scheduler> scheduler;
+  std::unique_ptr<api::BearerAuth> auth;
+  std::unique_ptr<api::JobServiceImpl> job_service;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<TaskExecutor> executor;
+  std::unique_ptr<WorkerLoop> worker;
+  std::thread worker_thread;
+  std::string token;
+  bool shut_down = false;
+};
+
+ServerApp::ServerApp(ServerConfig config) : config_(std::move(config)), impl_(std::make_unique<Impl>()) {}
+
+ServerApp::~ServerApp() { Shutdown(absl::Seconds(1)); }
+
+int ServerApp::metrics_port() const { return impl_->metrics ? impl_->metrics->port() : 0; }
+
+absl::Status ServerApp::Start() {
+  Impl& m = *impl_;
+  m.metrics = std::make_unique<Metrics>();
+  if (!config_.metrics_listen.empty()) {
+    absl::Status s = m.metrics->Serve(config_.metrics_listen);
+    if (!s.ok()) return s;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(config_.data_dir, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create --data-dir ", config_.data_dir, ": ", ec.message()));
+  auto store = OpenStore(config_.store);
+  if (!store.ok()) return store.status();
+  m.store = std::move(*store);
+  auto artifacts = LocalArtifactStore::Open(config_.artifact_dir);
+  if (!artifacts.ok()) return artifacts.status();
+  m.artifacts = std::move(*artifacts);
+
+  // Staging left by jobs that are no longer live (a crash mid-pack) is garbage.
+  GcOptions gc;
+  JobStore* st = m.store.get();
+  gc.is_live = [st](const std::string& job_id) {
+    auto j = st->GetJob(job_id);
+    return j.ok() && !IsTerminal(j->state);
+  };
+  if (auto r = m.artifacts->CollectGarbage(gc); r.ok() && r->removed > 0) {
+    spdlog::info("artifact store: removed {} stale staging dirs ({} bytes)", r->removed, r->bytes_freed);
+  }
+
+  if (!config_.auth_token_file.empty()) {
+    auto auth = api::BearerAuth::FromTokenFile(config_.auth_token_file);
+    if (!auth.ok()) return auth.status();
+    m.auth = std::make_unique<api::BearerAuth>(*auth);
+    m.token = std::string(absl::StripAsciiWhitespace(*ReadFile(config_.auth_token_file)));
+  } else {
+    m.auth = std::make_unique<api::BearerAuth>(api::BearerAuth::Disabled());
+    spdlog::warn("no --auth-token-file: every caller is trusted (local use only)");
+  }
+
+  ResolverConfig rc{config_.allowed_roots, config_.model_cache_dir, config_.text_dir, config_.default_data,
+                    m.metrics.get()};
+  m.scheduler = std::make_unique<Scheduler>(m.store.get(), m.artifacts.get(), m.metrics.get());
+  api::JobServiceOptions jo;
+  jo.lease = absl::Seconds(config_.lease_seconds);
+  jo.heartbeat = absl::Seconds(std::max(1, config_.lease_seconds / 6));
+  jo.validate_model_uri = [rc](const std::string& uri) { return ValidateModelUri(rc, uri); };
+  m.job_service = std::make_unique<api::JobServiceImpl>(m.store.get(), m.artifacts.get(), m.scheduler.get(),
+                                                        m.auth.get(), m.metrics.get(), jo);
+  api::JobServiceImpl* js = m.job_service.get();
+  m.scheduler->set_on_event([js](const std::string& id) { js->NotifyJobEvent(id); });
+
+  auto creds = Credentials(config_);
+  if (!creds.ok()) return creds.status();
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config_.listen, *creds, &grpc_port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
+  builder.RegisterService(m.job_service.get());
+  m.server = builder.BuildAndStart();
+  if (!m.server || grpc_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on --listen ", config_.listen));
+  }
+  // Reconcile whatever the store holds (jobs interrupted by a crash continue from their tasks).
+  absl::Status s = m.scheduler->ReconcileAll();
+  if (!s.ok()) spdlog::error("initial reconcile: {}", s.ToString());
+  m.scheduler->Start();
+
+  if (config_.in_process_worker) {
+    m.executor = std::make_unique<TaskExecutor>(MakeExecutorOptions(rc));
+    WorkerOptions wo;
+    wo.name = "in-process";
+    wo.token = m.token;
+    grpc::ChannelArguments args;
+    m.worker = std::make_unique<WorkerLoop>(m.server->InProcessChannel(args), wo, m.executor.get());
+    m.worker_thread = std::thread([w = m.worker.get()] { w->Run(); });
+  }
+  spdlog::info("slq-server listening on {} (port {}), /metrics on {}, store {}", config_.listen, grpc_port_,
+               config_.metrics_listen.empty() ? "off" : config_.metrics_listen, config_.store);
+  return absl::OkStatus();
+}
+
+void ServerApp::Wait() {
+  if (impl_->server) impl_->server->Wait();
+}
+
+void ServerApp::Shutdown(absl::Duration grace) {
+  Impl& m = *impl_;
+  if (m.shut_down || !m.server) return;
+  m.shut_down = true;
+  spdlog::info("slq-server shutting down");
+  if (m.worker) m.worker->Stop();
+  if (m.job_service) m.job_service->Shutdown();
+  m.server->Shutdown(std::chrono::system_clock::now() +
+                     std::chrono::milliseconds(absl::ToInt64Milliseconds(grace)));
+  if (m.worker_thread.joinable()) m.worker_thread.join();
+  if (m.scheduler) m.scheduler->Stop();
+}
+
+}  // namespace slq

@@ -1,0 +1,323 @@
+#include "server/scheduler/scheduler.h"
+
+#include <map>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "server/common/status_macros.h"
+#include "server/metrics/metrics.h"
+#include "spdlog/spdlog.h"
+
+namespace slq {
+namespace {
+
+using json = nlohmann::json;
+
+// Where each stage sits in the job's overall progress, [begin, end).
+struct StageSpan {
+  double begin, end;
+};
+StageSpan Span(JobStage s) {
+  switch (s) {
+    case JobStage::kFetch: return {0.00, 0.05};
+    case JobStage::kProfile: return {0.05, 0.60};
+    case JobStage::kSearch: return {0.60, 0.80};
+    case JobStage::kPack: return {0.80, 0.90};
+    case JobStage::kVerify: return {0.90, 0.98};
+    case JobStage::kPublish: return {0.98, 1.00};
+  }
+  return {0, 1};
+}
+
+bool AllDone(const std::vector<Task>& tasks) {
+  if (tasks.empty()) return false;
+  for (const Task& t : tasks) {
+    if (t.state != TaskState::kDone) return false;
+  }
+  return true;
+}
+
+int64_t CountDone(const std::vector<Task>& tasks) {
+  int64_t n = 0;
+  for (const Task& t : tasks) n += t.state == TaskState::kDone;
+  return n;
+}
+
+absl::StatusOr<json> ParseJson(const std::string& text, const std::string& what) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::DataLossError(absl::StrCat("corrupt JSON in ", what));
+  return j;
+}
+
+}  // namespace
+
+Scheduler::Scheduler(JobStore* store, ArtifactStore* artifacts, Metrics* metrics, SchedulerOptions options)
+    : store_(store), artifacts_(artifacts), metrics_(metrics), options_(options) {}
+
+Scheduler::~Scheduler() { Stop(); }
+
+absl::Status Scheduler::Event(const Job& job, JobStage stage, double progress, const std::string& msg) {
+  StageSpan span = Span(stage);
+  double overall = span.begin + (span.end - span.begin) * std::clamp(progress, 0.0, 1.0);
+  JobUpdate u;
+  u.stage = stage;
+  u.progress = overall;
+  SLQ_RETURN_IF_ERROR(store_->UpdateJob(job.id, u).status());
+  SLQ_RETURN_IF_ERROR(store_->AppendEvent(job.id, stage, overall, msg).status());
+  if (on_event_) on_event_(job.id);
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::Fail(const Job& job, const std::string& error) {
+  spdlog::warn("job {}: failed: {}", job.id, error);
+  JobUpdate u;
+  u.state = JobState::kFailed;
+  u.error = error;
+  SLQ_RETURN_IF_ERROR(store_->UpdateJob(job.id, u).status());
+  SLQ_RETURN_IF_ERROR(store_->AppendEvent(job.id, job.stage, job.progress, "failed: " + error).status());
+  if (metrics_) metrics_->jobs_finished("FAILED").Increment();
+  if (on_event_) on_event_(job.id);
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::StartJob(const Job& job) {
+  if (job.request.options_json.empty()) return Fail(job, "job has no quantization options (store corrupt?)");
+  json payload;
+  SLQ_ASSIGN_OR_RETURN(payload["options"], ParseJson(job.request.options_json, "job options"));
+  SLQ_RETURN_IF_ERROR(store_->AddTasks(job.id, {{"fetch", payload.dump()}}).status());
+  JobUpdate u;
+  u.state = JobState::kRunning;
+  SLQ_RETURN_IF_ERROR(store_->UpdateJob(job.id, u).status());
+  spdlog::info("job {}: started ({} -> {})", job.id, job.request.model_uri, job.request.target);
+  return Event(job, JobStage::kFetch, 0, "fetching " + job.request.model_uri);
+}
+
+absl::Status Scheduler::Advance(const Job& job, const std::vector<Task>& tasks) {
+  std::map<std::string, std::vector<Task>> by_kind;
+  for (const Task& t : tasks) {
+    if (t.state == TaskState::kFailed) {
+      return Fail(job, absl::StrCat(t.kind, " task failed after ", t.attempts, " attempt(s): ", t.error));
+    }
+    by_kind[t.kind].push_back(t);
+  }
+  const auto& fetch = by_kind["fetch"];
+  if (!AllDone(fetch)) return absl::OkStatus();
+  SLQ_ASSIGN_OR_RETURN(json fetched, ParseJson(fetch.front().result_json, "fetch result"));
+  json options = fetched.value("options", json::object());
+
+  const auto& profile = by_kind["profile"];
+  if (profile.empty()) {
+    std::vector<TaskSpec> specs;
+    for (const auto& group : fetched.at("layers")) {
+      json p = {{"options", options}, {"layers", group}};
+      specs.push_back({"profile", p.dump(), 3});
+    }
+    if (specs.empty()) return Fail(job, "the model has no quantizable layers");
+    SLQ_RETURN_IF_ERROR(store_->AddTasks(job.id, specs).status());
+    return Event(job, JobStage::kProfile, 0,
+                 absl::StrCat("profiling ", specs.size(), " layer groups"));
+  }
+  if (!AllDone(profile)) {
+    double f = static_cast<double>(CountDone(profile)) / static_cast<double>(profile.size());
+    if (job.stage == JobStage::kProfile && std::abs(job.progress - (Span(JobStage::kProfile).begin +
+                                                                   f * (Span(JobStage::kProfile).end -
+                                                                        Span(JobStage::kProfile).begin))) > 1e-9) {
+      return Event(job, JobStage::kProfile, f,
+                   absl::StrCat(CountDone(profile), "/", profile.size(), " layer groups profiled"));
+    }
+    return absl::OkStatus();
+  }
+
+  const auto& search = by_kind["search"];
+  if (search.empty()) {
+    json shares = json::array();
+    for (const Task& t : profile) {
+      SLQ_ASSIGN_OR_RETURN(json share, ParseJson(t.result_json, "profile result " + t.id));
+      shares.push_back(std::move(share));
+    }
+    json p = {{"options", options}, {"profiles", shares}};
+    SLQ_RETURN_IF_ERROR(store_->AddTasks(job.id, {{"search", p.dump(), 3}}).status());
+    return Event(job, JobStage::kSearch, 0, "searching per-layer bitwidths");
+  }
+  if (!AllDone(search)) return absl::OkStatus();
+
+  const auto& pack = by_kind["pack"];
+  if (pack.empty()) {
+    SLQ_ASSIGN_OR_RETURN(json s, ParseJson(search.front().result_json, "search result"));
+    SLQ_ASSIGN_OR_RETURN(StagedArtifact staged, artifacts_->BeginStaging(job.id));
+    json p = {{"options", options},
+              {"search", s.at("search")},
+              {"profile", s.at("profile")},
+              {"staging", {{"container", staged.container}, {"dir", staged.dir}}}};
+    SLQ_RETURN_IF_ERROR(store_->AddTasks(job.id, {{"pack", p.dump(), 3}}).status());
+    return Event(job, JobStage::kPack, 0,
+                 absl::StrCat("packing at ", s.at("search").value("avg_bits", 0.0), " bits/param"));
+  }
+  if (!AllDone(pack)) return absl::OkStatus();
+  return Publish(job, pack.front());
+}
+
+absl::Status Scheduler::Publish(const Job& job, const Task& pack) {
+  SLQ_ASSIGN_OR_RETURN(json r, ParseJson(pack.result_json, "pack result"));
+  SLQ_ASSIGN_OR_RETURN(json p, ParseJson(pack.payload_json, "pack payload"));
+  StagedArtifact staged;
+  staged.job_id = job.id;
+  staged.container = p.at("staging").at("container").get<std::string>();
+  staged.dir = p.at("staging").at("dir").get<std::string>();
+  const std::string expected_id = r.value("manifest_sha256", "");
+  Artifact artifact;
+  absl::StatusOr<Artifact> published = artifacts_->Publish(staged);
+  if (published.ok()) {
+    artifact = *published;
+  } else {
+    // A crash after the rename and before the job row was updated: the staging container is
+    // gone but the artifact is already published under the id the worker computed.
+    auto path = expected_id.empty() ? absl::StatusOr<std::string>(published.status())
+                                    : artifacts_->Path(expected_id);
+    if (!path.ok()) return Fail(job, absl::StrCat("publish: ", published.status().message()));
+    auto existing = store_->GetArtifact(expected_id);
+    if (existing.ok()) {
+      artifact = *existing;
+    } else {
+      artifact.id = expected_id;
+      artifact.path = *path;
+      artifact.certificate_json = r.value("certificate", json::object()).dump();
+    }
+  }
+  artifact.job_id = job.id;
+  SLQ_RETURN_IF_ERROR(store_->PutArtifact(artifact));
+  bool met = r.value("target_met", false);
+  std::string status = r.value("status", met ? "met" : "target not met");
+  JobUpdate u;
+  u.stage = JobStage::kPublish;
+  u.progress = 1.0;
+  u.artifact_id = artifact.id;
+  u.state = met ? JobState::kSucceeded : JobState::kFailed;
+  if (!met) u.error = "target not met: " + status + " (artifact " + artifact.id + " kept, marked failing)";
+  SLQ_RETURN_IF_ERROR(store_->UpdateJob(job.id, u).status());
+  SLQ_RETURN_IF_ERROR(store_->AppendEvent(job.id, JobStage::kPublish, 1.0,
+                                          absl::StrCat(met ? "published " : "published (target NOT met) ",
+                                                       artifact.id, ": ", status))
+                          .status());
+  if (metrics_) metrics_->jobs_finished(met ? "SUCCEEDED" : "FAILED").Increment();
+  spdlog::info("job {}: {} artifact {} ({})", job.id, met ? "succeeded," : "target not met,", artifact.id, status);
+  if (on_event_) on_event_(job.id);
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::ReconcileLocked(const Job& job) {
+  if (IsTerminal(job.state)) return absl::OkStatus();
+  SLQ_ASSIGN_OR_RETURN(std::vector<Task> tasks, store_->ListTasks(job.id));
+  if (tasks.empty()) return StartJob(job);
+  if (job.state == JobState::kQueued) {  // re-queued after a crash: it is running again
+    JobUpdate u;
+    u.state = JobState::kRunning;
+    SLQ_RETURN_IF_ERROR(store_->UpdateJob(job.id, u).status());
+  }
+  return Advance(job, tasks);
+}
+
+absl::Status Scheduler::Reconcile(const std::string& job_id) {
+  absl::MutexLock l(&reconcile_mu_);
+  SLQ_ASSIGN_OR_RETURN(Job job, store_->GetJob(job_id));
+  absl::Status s = ReconcileLocked(job);
+  if (!s.ok() && s.code() == absl::StatusCode::kDataLoss) return Fail(job, std::string(s.message()));
+  return s;
+}
+
+absl::Status Scheduler::ReconcileAll() {
+  SLQ_ASSIGN_OR_RETURN(ExpireResult expired, store_->ExpireLeases(absl::Now()));
+  if (metrics_ && expired.requeued + expired.failed > 0) {
+    metrics_->leases_expired().Increment(static_cast<double>(expired.requeued + expired.failed));
+  }
+  for (JobState state : {JobState::kQueued, JobState::kRunning}) {
+    ListJobsOptions opts;
+    opts.state = state;
+    opts.page_size = 500;
+    do {
+      SLQ_ASSIGN_OR_RETURN(JobPage page, store_->ListJobs(opts));
+      for (const Job& j : page.jobs) {
+        absl::Status s = Reconcile(j.id);
+        if (!s.ok()) spdlog::error("job {}: reconcile: {}", j.id, s.ToString());
+      }
+      opts.page_token = page.next_page_token;
+    } while (!opts.page_token.empty());
+  }
+  UpdateGauges();
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::TaskProgress(const Task& task, JobStage stage, double progress,
+                                     const std::string& message) {
+  if (task.kind == "profile") return absl::OkStatus();
+  absl::MutexLock l(&reconcile_mu_);
+  SLQ_ASSIGN_OR_RETURN(Job job, store_->GetJob(task.job_id));
+  if (IsTerminal(job.state)) return absl::OkStatus();
+  return Event(job, stage, progress, message);
+}
+
+void Scheduler::UpdateGauges() {
+  if (!metrics_) return;
+  auto counts = store_->CountTasks();
+  if (counts.ok()) {
+    metrics_->task_queue_depth().Set(static_cast<double>((*counts)[TaskState::kPending]));
+    metrics_->leases_active().Set(static_cast<double>((*counts)[TaskState::kLeased]));
+  }
+  for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded, JobState::kFailed,
+                     JobState::kCancelled}) {
+    ListJobsOptions opts;
+    opts.state = s;
+    opts.page_size = 1000;
+    int64_t n = 0;
+    do {
+      auto page = store_->ListJobs(opts);
+      if (!page.ok()) return;
+      n += static_cast<int64_t>(page->jobs.size());
+      opts.page_token = page->next_page_token;
+    } while (!opts.page_token.empty());
+    metrics_->jobs(std::string(JobStateName(s))).Set(static_cast<double>(n));
+  }
+  auto workers = store_->ListWorkers();
+  if (workers.ok()) {
+    int64_t live = 0;
+    for (const Worker& w : *workers) live += absl::Now() - w.last_heartbeat < absl::Seconds(90);
+    metrics_->workers_connected().Set(static_cast<double>(live));
+  }
+}
+
+void Scheduler::Start() {
+  absl::MutexLock l(&loop_mu_);
+  if (running_) return;
+  running_ = true;
+  thread_ = std::make_unique<std::thread>([this] {
+    while (true) {
+      {
+        absl::MutexLock l(&loop_mu_);
+        auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(loop_mu_) { return poked_ || !running_; };
+        loop_mu_.AwaitWithTimeout(absl::Condition(&wake), options_.tick);
+        if (!running_) return;
+        poked_ = false;
+      }
+      absl::Status s = ReconcileAll();
+      if (!s.ok()) spdlog::error("scheduler: {}", s.ToString());
+    }
+  });
+}
+
+void Scheduler::Stop() {
+  {
+    absl::MutexLock l(&loop_mu_);
+    if (!running_) return;
+    running_ = false;
+  }
+  thread_->join();
+  thread_.reset();
+}
+
+void Scheduler::Poke() {
+  absl::MutexLock l(&loop_mu_);
+  poked_ = true;
+}
+
+}  // namespace slq

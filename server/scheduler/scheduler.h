@@ -1,0 +1,92 @@
+// Scheduler: moves durable jobs through their stages by creating tasks for workers.
+//
+//   fetch -> profile (one task per transformer layer: fan-out) -> search -> pack (+verify)
+//   -> publish (done here, in the server: atomic rename into the artifact store)
+//
+// It is a reconciler: Reconcile(job) reads the job and its tasks from the JobStore and does
+// whatever step is missing, so it is idempotent and crash-safe. After a restart the same
+// calls pick up where the store says the job is; nothing is kept only in memory. The server
+// calls ReconcileAll() on start, after every CompleteTask, and periodically (which also
+// expires lost leases).
+//
+// Task payloads and results are JSON (documented in docs/ARCHITECTURE.md#tasks):
+//   fetch    {options}                       -> {model_path, model_sha256, layers: [[slot...]...]}
+//   profile  {options, model_path, layers}   -> LayerProfiles JSON (a share)
+//   search   {options, model_path, profiles} -> SearchOutcome JSON
+//   pack     {options, model_path, search, profile, staging{container,dir}} -> {target_met, status, certificate}
+// `options` is the job's quant::PipelineOptions JSON (model_path filled in after fetch).
+//
+// Thread safety: all methods may be called concurrently; reconciling one job is serialised.
+#ifndef SLQ_SERVER_SCHEDULER_SCHEDULER_H_
+#define SLQ_SERVER_SCHEDULER_SCHEDULER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "server/jobs/artifact_store.h"
+#include "server/jobs/job_store.h"
+
+namespace slq {
+
+class Metrics;
+
+struct SchedulerOptions {
+  absl::Duration tick = absl::Seconds(1);  // Run(): period of ReconcileAll + lease expiry
+};
+
+class Scheduler {
+ public:
+  // None of the pointers is owned; all must outlive the scheduler. metrics may be null.
+  Scheduler(JobStore* store, ArtifactStore* artifacts, Metrics* metrics, SchedulerOptions options = {});
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Advances one job as far as its tasks allow. OK for terminal jobs (nothing to do).
+  [[nodiscard]] absl::Status Reconcile(const std::string& job_id);
+  // Expires lost leases, reconciles every live job, refreshes the gauges.
+  [[nodiscard]] absl::Status ReconcileAll();
+
+  // Starts/stops a background thread calling ReconcileAll() every tick (and when Poke()d).
+  void Start();
+  void Stop();
+  void Poke();  // e.g. after a task completed: reconcile now rather than at the next tick
+
+  // A worker's heartbeat: records progress of a running task as a job event. Profile tasks
+  // run in parallel, so their progress is reported per finished share by Reconcile instead.
+  [[nodiscard]] absl::Status TaskProgress(const Task& task, JobStage stage, double progress,
+                                          const std::string& message);
+
+  // Called when a job's event log changes (WatchJob wakes up on it).
+  void set_on_event(std::function<void(const std::string& job_id)> fn) { on_event_ = std::move(fn); }
+
+ private:
+  absl::Status ReconcileLocked(const Job& job);
+  absl::Status StartJob(const Job& job);
+  absl::Status Advance(const Job& job, const std::vector<Task>& tasks);
+  absl::Status Publish(const Job& job, const Task& pack);
+  absl::Status Fail(const Job& job, const std::string& error);
+  absl::Status Event(const Job& job, JobStage stage, double progress, const std::string& msg);
+  void UpdateGauges();
+
+  JobStore* const store_;
+  ArtifactStore* const artifacts_;
+  Metrics* const metrics_;
+  const SchedulerOptions options_;
+  std::function<void(const std::string&)> on_event_;
+
+  absl::Mutex reconcile_mu_;  // serialises reconciliation (single server process)
+
+  absl::Mutex loop_mu_;
+  bool running_ ABSL_GUARDED_BY(loop_mu_) = false;
+  bool poked_ ABSL_GUARDED_BY(loop_mu_) = false;
+  std::unique_ptr<std::thread> thread_;
+};
+
+}  // namespace slq
+
+#endif  // SLQ_SERVER_SCHEDULER_SCHEDULER_H_

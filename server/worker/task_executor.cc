@@ -1,0 +1,132 @@
+#include "server/worker/task_executor.h"
+
+#include <filesystem>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "server/common/sha256.h"
+#include "server/common/status_macros.h"
+#include "server/model/model_loader.h"
+#include "server/quant/pipeline.h"
+#include "spdlog/spdlog.h"
+
+namespace slq {
+namespace {
+
+using json = nlohmann::json;
+
+absl::StatusOr<json> ParsePayload(const std::string& text) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("task payload is not a JSON object");
+  if (!j.contains("options")) return absl::InvalidArgumentError("task payload has no 'options'");
+  return j;
+}
+
+absl::StatusOr<quant::PipelineOptions> Options(const json& payload) {
+  try {
+    return payload.at("options").get<quant::PipelineOptions>();
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("bad pipeline options in task payload: ", e.what()));
+  }
+}
+
+JobStage StageOf(const std::string& name, JobStage fallback) {
+  auto s = ParseJobStage(name);
+  return s.ok() ? *s : fallback;
+}
+
+quant::ProgressFn Forward(const TaskProgressFn& progress, JobStage fallback) {
+  return [progress, fallback](const std::string& stage, double f) {
+    if (progress) progress(StageOf(stage, fallback), f, stage);
+  };
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> TaskExecutor::Run(const std::string& kind, const std::string& payload,
+                                              const TaskProgressFn& progress) const {
+  try {
+    if (kind == "fetch") return Fetch(payload, progress);
+    if (kind == "profile") return Profile(payload, progress);
+    if (kind == "search") return Search(payload, progress);
+    if (kind == "pack") return Pack(payload, progress);
+  } catch (const std::exception& e) {  // a malformed payload field (nlohmann throws)
+    return absl::InvalidArgumentError(absl::StrCat(kind, " task: malformed payload: ", e.what()));
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown task kind '", kind, "' (fetch, profile, search, pack)"));
+}
+
+absl::StatusOr<std::string> TaskExecutor::Fetch(const std::string& text, const TaskProgressFn& progress) const {
+  SLQ_ASSIGN_OR_RETURN(json payload, ParsePayload(text));
+  json opts = payload["options"];
+  const std::string uri = opts.value("model_uri", opts.value("model_path", ""));
+  if (progress) progress(JobStage::kFetch, 0, "fetching " + uri);
+  SLQ_ASSIGN_OR_RETURN(std::string model_path, options_.resolve_model(uri));
+  SLQ_ASSIGN_OR_RETURN(std::string data_path,
+                       options_.resolve_data(opts.value("data_ref", std::string()), model_path));
+  opts["model_path"] = model_path;
+  opts["data_path"] = data_path;
+  if (!opts.contains("model_id") || opts["model_id"].get<std::string>().empty()) opts["model_id"] = uri;
+  if (!options_.profile_cache_dir.empty()) opts["profile_cache_dir"] = options_.profile_cache_dir;
+
+  // Group the quantizable slots by transformer layer: one profile task per layer.
+  SLQ_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, LoadModel(model_path));
+  const bool with_head = opts.value("quantize_lm_head", false);
+  std::map<int, std::vector<std::string>> groups;
+  for (const auto& slot : model->LinearSlots()) {
+    if (slot.layer < 0 && !with_head) continue;
+    groups[slot.layer].push_back(slot.name);
+  }
+  json layers = json::array();
+  for (auto& [layer, names] : groups) layers.push_back(names);
+  if (progress) progress(JobStage::kFetch, 1, absl::StrCat("fetched; ", layers.size(), " layer groups"));
+  json result = {{"options", opts}, {"layers", layers}, {"model_sha256", model->identity_sha256}};
+  return result.dump();
+}
+
+absl::StatusOr<std::string> TaskExecutor::Profile(const std::string& text, const TaskProgressFn& progress) const {
+  SLQ_ASSIGN_OR_RETURN(json payload, ParsePayload(text));
+  SLQ_ASSIGN_OR_RETURN(quant::PipelineOptions opts, Options(payload));
+  auto layers = payload.at("layers").get<std::vector<std::string>>();
+  SLQ_ASSIGN_OR_RETURN(auto session, quant::QuantizationSession::Open(opts, Forward(progress, JobStage::kProfile)));
+  SLQ_ASSIGN_OR_RETURN(quant::LayerProfiles share, session->Profile(layers));
+  json out = share;
+  return out.dump();
+}
+
+absl::StatusOr<std::string> TaskExecutor::Search(const std::string& text, const TaskProgressFn& progress) const {
+  SLQ_ASSIGN_OR_RETURN(json payload, ParsePayload(text));
+  SLQ_ASSIGN_OR_RETURN(quant::PipelineOptions opts, Options(payload));
+  std::vector<quant::LayerProfiles> shares;
+  for (const auto& s : payload.at("profiles")) shares.push_back(s.get<quant::LayerProfiles>());
+  SLQ_ASSIGN_OR_RETURN(quant::LayerProfiles merged, quant::MergeProfiles(shares));
+  SLQ_ASSIGN_OR_RETURN(auto session, quant::QuantizationSession::Open(opts, Forward(progress, JobStage::kSearch)));
+  SLQ_ASSIGN_OR_RETURN(quant::SearchOutcome outcome, session->Search(merged));
+  json out = {{"search", outcome}, {"profile", merged}};
+  return out.dump();
+}
+
+absl::StatusOr<std::string> TaskExecutor::Pack(const std::string& text, const TaskProgressFn& progress) const {
+  SLQ_ASSIGN_OR_RETURN(json payload, ParsePayload(text));
+  SLQ_ASSIGN_OR_RETURN(quant::PipelineOptions opts, Options(payload));
+  opts.output_dir = payload.at("staging").at("dir").get<std::string>();
+  auto search = payload.at("search").get<quant::SearchOutcome>();
+  auto profile = payload.at("profile").get<quant::LayerProfiles>();
+  // A retried pack task finds the previous attempt's partial output: start clean.
+  std::error_code ec;
+  std::filesystem::remove_all(opts.output_dir, ec);
+  SLQ_ASSIGN_OR_RETURN(auto session, quant::QuantizationSession::Open(opts, Forward(progress, JobStage::kPack)));
+  if (progress) progress(JobStage::kVerify, 0, "verifying on held-out text");
+  SLQ_ASSIGN_OR_RETURN(quant::FidelityReport heldout, session->Verify(search.bits));
+  if (progress) progress(JobStage::kPack, 0.5, "writing the artifact");
+  SLQ_ASSIGN_OR_RETURN(quant::PipelineResult r, session->Finish(profile, search, heldout));
+  SLQ_ASSIGN_OR_RETURN(std::string manifest_sha, Sha256File(opts.output_dir + "/manifest.json"));
+  json out = {{"target_met", r.target_met},
+              {"status", r.status},
+              {"certificate", r.certificate},
+              {"manifest_sha256", manifest_sha}};
+  return out.dump();
+}
+
+}  // namespace slq
