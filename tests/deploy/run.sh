@@ -94,7 +94,7 @@ reject "dockerfile: rejects a root runtime user" "non-root" "${NODE[@]}" check_d
 sed 's/^FROM debian:12-slim AS/FROM debian AS/' "$repo/Dockerfile" > "$tmp/Dockerfile"
 reject "dockerfile: rejects an untagged base image" "must pin a tag" "${NODE[@]}" check_dockerfile.mjs "$tmp/Dockerfile"
 if command -v shellcheck >/dev/null; then
-  check "shellcheck: build steps, run.sh" shellcheck "$repo/scripts/docker-build-steps.sh" "$here/run.sh"
+  check "shellcheck: build steps, run.sh, live_check.sh" shellcheck "$repo/scripts/docker-build-steps.sh" "$here/run.sh" "$here/live_check.sh"
   "${NODE[@]}" check_dockerfile.mjs "$repo/Dockerfile" "$tmp/dockerfile-runs.sh" >/dev/null 2>&1
   check "shellcheck: the Dockerfile's RUN commands (bash)" shellcheck -s bash "$tmp/dockerfile-runs.sh"
 else
@@ -187,6 +187,20 @@ check "metrics: server/metrics registers the documented metrics" "${NODE[@]}" ch
 sed '/^| `slq_leases_active`/d' "$repo/docs/METRICS.md" > "$tmp/METRICS.md"
 reject "metrics: contract check catches a missing metric" "slq_leases_active is not documented" \
   "${NODE[@]}" check_metrics.mjs contract "$tmp/METRICS.md"
+
+# ---- Live: the real slq-server with the deploy configs (optional) ------------------------
+if [ -n "${SLQ_SERVER_BIN:-}" ] && [ -n "${SLQCTL_BIN:-}" ]; then
+  check "live: slq-server runs with deploy/slq.yaml" \
+    bash "$here/live_check.sh" "$SLQ_SERVER_BIN" "$SLQCTL_BIN" "$repo/deploy/slq.yaml"
+  "${NODE[@]}" --input-type=module -e "
+    const { loadYamlDocs } = await import('./lib/common.mjs');
+    const cm = loadYamlDocs('$repo/deploy/k8s/configmap.yaml').find((d) => d.doc.kind === 'ConfigMap');
+    process.stdout.write(cm.doc.data['slq.yaml']);" > "$tmp/configmap-slq.yaml"
+  check "live: slq-server runs with the k8s ConfigMap's slq.yaml" \
+    bash "$here/live_check.sh" "$SLQ_SERVER_BIN" "$SLQCTL_BIN" "$tmp/configmap-slq.yaml"
+else
+  echo "SKIP live: set SLQ_SERVER_BIN and SLQCTL_BIN to run slq-server with the deploy configs"
+fi
 
 # ---- YAML hygiene and docs ------------------------------------------------------------
 check "yaml: every deploy file parses strictly (no duplicate keys)" "${NODE[@]}" -e "
