@@ -13,8 +13,9 @@
 //          <url>/model.safetensors, and the optional tokenizer files, into
 //          <cache>/https/<sha256(url)[:16]>/.
 // hf://    lists {endpoint}/api/models/{repo}/revision/{rev}?blobs=true (sizes, lfs.sha256),
-//          then downloads {endpoint}/{repo}/resolve/{rev}/{file} for config.json, tokenizer
-//          files, *.safetensors and the index into <cache>/hf/{repo}/{rev}/. The endpoint is
+//          then downloads {endpoint}/{repo}/resolve/{commit}/{file} (commit: the listing's
+//          "sha", pinning a moving branch) for config.json, tokenizer files, *.safetensors and
+//          the index into <cache>/hf/{repo}/{commit}/. The endpoint is
 //          HF_ENDPOINT or https://huggingface.co; HF_TOKEN is sent as a Bearer token.
 // Downloads resume partial files, verify sizes and sha256 when the source gives them, and
 // reuse complete cached files. Thread-safe; concurrent fetches of the same URI into the same

@@ -117,7 +117,8 @@ TEST_F(FetcherTest, HfFetchEndToEndThenCacheHit) {
     ++calls;
   });
   ASSERT_TRUE(dir.ok()) << dir.status();
-  EXPECT_EQ(*dir, cache_.string() + "/hf/slq-test/tiny/main");
+  EXPECT_EQ(*dir, cache_.string() + "/hf/slq-test/tiny/0123abcd");  // the listed commit
+  EXPECT_NE(Log().find("/slq-test/tiny/resolve/0123abcd/config.json"), std::string::npos);
   ExpectSameFiles(*dir);
   // Every file once, plus the JSON listing (< 4 KiB).
   EXPECT_GE(bytes_.load(), ModelBytes());
@@ -158,7 +159,7 @@ TEST_F(FetcherTest, HfEndpointAndTokenComeFromTheEnvironment) {
 }
 
 TEST_F(FetcherTest, ResumesATruncatedPartialFile) {
-  const std::string dest = cache_.string() + "/hf/slq-test/tiny/main";
+  const std::string dest = cache_.string() + "/hf/slq-test/tiny/0123abcd";
   fs::create_directories(dest);
   auto full = ReadFile(ModelDir() + "/model.safetensors");
   ASSERT_TRUE(full.ok());
@@ -175,12 +176,35 @@ TEST_F(FetcherTest, ResumesATruncatedPartialFile) {
   EXPECT_FALSE(fs::exists(dest + "/model.safetensors.part"));
 }
 
+TEST_F(FetcherTest, RestartsWhenTheServerIgnoresRange) {
+  const std::string dest = cache_.string() + "/hf/slq-test/norange/0123abcd";
+  fs::create_directories(dest);
+  // A stale partial file with wrong bytes: a 200 reply must replace it, not be appended.
+  ASSERT_TRUE(WriteFileAtomic(dest + "/model.safetensors.part", std::string(1000, 'x')).ok());
+  auto dir = MakeHfFetcher(opts_)->Fetch("hf://slq-test/norange", cache_.string(), nullptr);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  ExpectSameFiles(*dir);
+}
+
+TEST_F(FetcherTest, CompletePartialFileNeedsNoRequest) {
+  const std::string dest = cache_.string() + "/hf/slq-test/tiny/0123abcd";
+  fs::create_directories(dest);
+  auto full = ReadFile(ModelDir() + "/model.safetensors");
+  ASSERT_TRUE(full.ok());
+  ASSERT_TRUE(WriteFileAtomic(dest + "/model.safetensors.part", *full).ok());  // crash before rename
+  auto dir = MakeHfFetcher(opts_)->Fetch("hf://slq-test/tiny", cache_.string(), nullptr);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  ExpectSameFiles(*dir);
+  EXPECT_EQ(Log().find("/resolve/0123abcd/model.safetensors"), std::string::npos);
+  EXPECT_LT(bytes_.load(), ModelBytes() - full->size() + 4096);
+}
+
 TEST_F(FetcherTest, ShaMismatchIsRejectedAndNothingIsKept) {
   auto dir = MakeHfFetcher(opts_)->Fetch("hf://slq-test/badsha", cache_.string(), nullptr);
   ASSERT_TRUE(absl::IsDataLoss(dir.status())) << dir.status();
   EXPECT_NE(dir.status().message().find("sha256"), std::string::npos);
   EXPECT_NE(dir.status().message().find("model.safetensors"), std::string::npos);
-  const std::string dest = cache_.string() + "/hf/slq-test/badsha/main";
+  const std::string dest = cache_.string() + "/hf/slq-test/badsha/0123abcd";
   EXPECT_FALSE(fs::exists(dest + "/model.safetensors"));
   EXPECT_FALSE(fs::exists(dest + "/model.safetensors.part"));
 }

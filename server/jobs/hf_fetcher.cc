@@ -108,21 +108,34 @@ class HfFetcher final : public Fetcher {
                                               "' not found (", api, ")"));
     }
     if (!body.ok()) return body.status();
-    SLQ_ASSIGN_OR_RETURN(std::vector<RemoteFile> files, ParseListing(*body, u, api));
+    std::string commit;
+    SLQ_ASSIGN_OR_RETURN(std::vector<RemoteFile> files, ParseListing(*body, u, api, &commit));
     SLQ_RETURN_IF_ERROR(CheckComplete(files, absl::StrCat("hf repo ", u.repo, "@", u.revision)));
-    const std::string dest = absl::StrCat(cache_dir, "/hf/", u.repo, "/", u.revision);
+    // Files are resolved at the listed commit and cached per commit, so a branch that moves
+    // during or between fetches never mixes files of two commits.
+    const std::string dest = absl::StrCat(cache_dir, "/hf/", u.repo, "/", commit);
     spdlog::info("fetch: {} -> {} ({} files)", uri, dest, files.size());
     SLQ_RETURN_IF_ERROR(DownloadAll(files, dest, http, progress));
     return dest;
   }
 
  private:
+  // Parses the listing; *commit is its "sha" when it is a plain hex id, else the revision.
   absl::StatusOr<std::vector<RemoteFile>> ParseListing(const std::string& body, const ModelUri& u,
-                                                       const std::string& api) const {
+                                                       const std::string& api,
+                                                       std::string* commit) const {
     nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("siblings") ||
         !j["siblings"].is_array()) {
       return absl::UnavailableError(absl::StrCat(api, " did not return a model listing"));
+    }
+    *commit = u.revision;
+    if (j.contains("sha") && j["sha"].is_string()) {
+      const std::string sha = j["sha"].get<std::string>();
+      if (!sha.empty() && sha.size() <= 64 &&
+          sha.find_first_not_of("0123456789abcdef") == std::string::npos) {
+        *commit = sha;
+      }
     }
     std::vector<RemoteFile> files;
     for (const auto& s : j["siblings"]) {
@@ -130,7 +143,7 @@ class HfFetcher final : public Fetcher {
       RemoteFile f;
       f.name = s["rfilename"].get<std::string>();
       if (!Wanted(f.name)) continue;
-      f.url = absl::StrCat(endpoint_, "/", u.repo, "/resolve/", u.revision, "/", f.name);
+      f.url = absl::StrCat(endpoint_, "/", u.repo, "/resolve/", *commit, "/", f.name);
       if (s.contains("size") && s["size"].is_number_unsigned()) f.size = s["size"].get<uint64_t>();
       if (s.contains("lfs") && s["lfs"].is_object()) {
         const auto& lfs = s["lfs"];

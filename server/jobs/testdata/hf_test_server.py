@@ -5,10 +5,10 @@ usage: hf_test_server.py MODEL_DIR LOG_FILE TOKEN
 
 Serves MODEL_DIR on 127.0.0.1 (free port, printed as the first stdout line) as:
   GET /api/models/slq-test/<repo>/revision/main   listing with sizes and lfs.sha256
-  GET /slq-test/<repo>/resolve/main/<file>        the file, honouring "Range: bytes=N-"
+  GET /slq-test/<repo>/resolve/{main,0123abcd}/<file>        the file, honouring "Range: bytes=N-"
   GET /plain/<file>                               plain directory layout (https:// fetcher)
 repos: "tiny" (correct), "badsha" (wrong lfs.sha256 for *.safetensors), "private" (needs
-"Authorization: Bearer TOKEN", else 401). Every request is logged to LOG_FILE as JSON lines
+"Authorization: Bearer TOKEN", else 401), "norange" (ignores Range: always 200, whole file). Every request is logged to LOG_FILE as JSON lines
 {"path", "range", "auth"}.
 """
 import hashlib
@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODEL_DIR, LOG_FILE, TOKEN = sys.argv[1], sys.argv[2], sys.argv[3]
 LOG_LOCK = threading.Lock()
+COMMIT = "0123abcd"  # the "sha" of revision main; resolve accepts both
 FILES = sorted(f for f in os.listdir(MODEL_DIR) if os.path.isfile(os.path.join(MODEL_DIR, f)))
 
 
@@ -42,7 +43,7 @@ def listing(repo):
                 sha = "0" * 64
             entry["lfs"] = {"sha256": sha, "size": entry["size"]}
         siblings.append(entry)
-    return {"id": "slq-test/" + repo, "sha": "0123abcd", "siblings": siblings}
+    return {"id": "slq-test/" + repo, "sha": COMMIT, "siblings": siblings}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -71,7 +72,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(404, b'{"error": "Entry not found"}')
         with open(os.path.join(MODEL_DIR, name), "rb") as f:
             data = f.read()
-        rng = self.headers.get("Range", "")
+        rng = "" if self.path.startswith("/slq-test/norange/") else self.headers.get("Range", "")
         if rng.startswith("bytes=") and rng.endswith("-"):
             start = int(rng[6:-1])
             if start >= len(data):
@@ -90,7 +91,7 @@ class Handler(BaseHTTPRequestHandler):
             repo, rev = parts[3], parts[5]
         elif len(parts) == 5 and parts[0] == "slq-test" and parts[2] == "resolve":
             repo, rev = parts[1], parts[3]
-        if repo not in ("tiny", "badsha", "private") or rev != "main":
+        if repo not in ("tiny", "badsha", "private", "norange") or rev not in ("main", COMMIT):
             return self._send(404, b'{"error": "Repository not found"}')
         if repo == "private" and self.headers.get("Authorization") != "Bearer " + TOKEN:
             return self._send(401, b'{"error": "Invalid credentials"}')
