@@ -161,6 +161,10 @@ fi
 # ---- Grafana and metric names ---------------------------------------------------------
 dash="$repo/deploy/grafana/dashboards/slq.json"
 check "grafana: dashboard" "${NODE[@]}" check_grafana.mjs
+if command -v python3 >/dev/null; then
+  check "grafana: slq.json is what make_dashboard.py writes" bash -c \
+    "python3 '$repo/deploy/grafana/make_dashboard.py' '$tmp/generated.json' >/dev/null && cmp '$tmp/generated.json' '$dash'"
+fi
 sed 's/slq_inference_itl_seconds_bucket/slq_inference_itl_second_bucket/' "$dash" > "$tmp/slq.json"
 reject "grafana: rejects an unknown metric" "slq_inference_itl_second_bucket is not in docs/METRICS.md" \
   "${NODE[@]}" check_grafana.mjs "$tmp/slq.json"
