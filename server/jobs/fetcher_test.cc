@@ -24,13 +24,17 @@ namespace fs = std::filesystem;
 std::string ModelDir() { return testing::ModelsDir() + "/tinystories-656k"; }
 constexpr char kToken[] = "hf_test_token_123";
 
+std::string ScriptPath() {
+  return testing::SourceDir() + "/server/jobs/testdata/hf_test_server.py";
+}
+
 // Runs hf_test_server.py as a child process; kills it on destruction.
 class HubServer {
  public:
   bool Start(const std::string& log) {
     int fds[2];
     if (::pipe(fds) != 0) return false;
-    const std::string script = testing::SourceDir() + "/server/jobs/testdata/hf_test_server.py";
+    const std::string script = ScriptPath();
     pid_ = ::fork();
     if (pid_ == 0) {
       ::dup2(fds[1], 1);
@@ -77,7 +81,10 @@ class FetcherTest : public ::testing::Test {
     fs::remove(log_);
   }
   void SetUp() override {
-    if (server_ == nullptr) GTEST_SKIP() << "python3 or the shared test model is missing";
+    if (server_ == nullptr) {
+      ASSERT_TRUE(fs::exists(ScriptPath())) << "missing " << ScriptPath() << " (SLQ_SOURCE_DIR?)";
+      GTEST_SKIP() << "python3 or the shared test model is missing; hub tests skipped";
+    }
     cache_ = fs::temp_directory_path() / absl::StrCat("slq-fetch-", ::getpid(), "-", ++n_);
     fs::create_directories(cache_);
     fs::remove(log_);
