@@ -30,6 +30,16 @@ for (const file of inputs.flatMap(listYaml)) {
 }
 if (objects.length === 0) P.add(inputs.join(','), 'no Kubernetes objects found');
 
+// True when some server source sets a health status for `service` (gRPC answers NOT_FOUND
+// for a service name nobody set, and a Kubernetes grpc probe fails on that).
+function serviceStatusSet(service) {
+  const walk = (d) => (fs.existsSync(d) ? fs.readdirSync(d, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? walk(path.join(d, e.name)) : /\.(cc|h)$/.test(e.name) ? [path.join(d, e.name)] : []) : []);
+  return walk(path.join(REPO, 'server')).some((f) => {
+    const t = fs.readFileSync(f, 'utf8');
+    return t.includes('SetServingStatus') && t.includes(`"${service}"`);
+  });
+}
 const byKind = (kind) => objects.filter((o) => o.obj.kind === kind);
 const find = (kind, name) => objects.find((o) => o.obj.kind === kind && o.obj.metadata?.name === name);
 const WORKLOADS = ['Deployment', 'StatefulSet', 'DaemonSet', 'Job'];
@@ -107,6 +117,9 @@ for (const { obj, file } of objects) {
         P.add(cw, `${probeName} port ${port} is not a container port`);
       }
       if (pr.grpc && pr.grpc.port !== ports.get('grpc')) P.add(cw, `${probeName} grpc probe must target the grpc port`);
+      if (pr.grpc?.service && !serviceStatusSet(pr.grpc.service)) {
+        P.add(cw, `${probeName} asks for the health of "${pr.grpc.service}", which the server never sets (SetServingStatus): the probe would fail`);
+      }
     }
     const isSlq = /(^|\/)slq(:|$)/.test(c.image || '');
     const gpuReq = c.resources?.limits?.['nvidia.com/gpu'];

@@ -131,6 +131,8 @@ mutate_k8s worker.yaml 's/^  replicas: 4$/  replicas: four/'
 reject "k8s: rejects a wrongly typed field" 'replicas must be integer' "${NODE[@]}" check_k8s.mjs "$tmp/k8s"
 mutate_k8s servicemonitor.yaml 's/^      interval: 15s$/      intervall: 15s/'
 reject "k8s: rejects a misspelt ServiceMonitor field" 'unknown field "intervall"' "${NODE[@]}" check_k8s.mjs "$tmp/k8s"
+mutate_k8s inference.yaml '0,/^          readinessProbe:$/{n;n;s/^              port: 7070$/              port: 7070\n              service: slq.v1.NoSuchService/}'
+reject "k8s: rejects a probe of a health service the server never sets" 'never sets' "${NODE[@]}" check_k8s.mjs "$tmp/k8s"
 mutate_k8s postgres.yaml 's/^            allowPrivilegeEscalation: false$/            allowPrivilegeEscalation: true/'
 reject "k8s: rejects a privilege-escalating container" 'allowPrivilegeEscalation: false' "${NODE[@]}" check_k8s.mjs "$tmp/k8s"
 mutate_k8s job-service.yaml 's/key: store$/key: stor/'
