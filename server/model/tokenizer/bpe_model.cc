@@ -1,6 +1,7 @@
 #include "server/model/tokenizer/bpe_model.h"
 
-#include <queue>
+#include <algorithm>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -147,41 +148,48 @@ void BpeModel::MergeSymbols(std::vector<int32_t>* ids) const {
   if (n < 2) return;
   struct Sym {
     int32_t id;
-    int prev, next;
-    bool alive;
+    int prev, next;  // -1 at the ends; a merged-away symbol has id -1
   };
   std::vector<Sym> syms(n);
-  for (int i = 0; i < n; ++i) syms[i] = {(*ids)[i], i - 1, i + 1 < n ? i + 1 : -1, true};
-  struct Cand {
-    int32_t rank;
-    int pos;
-    int32_t new_id;
-    bool operator>(const Cand& o) const {
-      return rank != o.rank ? rank > o.rank : pos > o.pos;
-    }
+  for (int i = 0; i < n; ++i) syms[i] = {(*ids)[i], i - 1, i + 1 < n ? i + 1 : -1};
+  // Min-heap of candidate merges keyed (rank << 32 | position): lowest rank, then leftmost,
+  // as HF's queue. A key stays valid while the pair at `position` still has that rank.
+  std::vector<uint64_t> heap;
+  heap.reserve(n);
+  auto key_of = [&](int pos) -> std::optional<uint64_t> {
+    if (pos < 0 || syms[pos].next < 0) return std::nullopt;
+    const MergeInfo* m = FindMerge(syms[pos].id, syms[syms[pos].next].id);
+    if (m == nullptr) return std::nullopt;
+    return (static_cast<uint64_t>(m->rank) << 32) | static_cast<uint32_t>(pos);
   };
-  std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> queue;
+  for (int i = 0; i + 1 < n; ++i) {
+    if (auto k = key_of(i)) heap.push_back(*k);
+  }
+  const auto cmp = std::greater<uint64_t>();
+  std::make_heap(heap.begin(), heap.end(), cmp);
   auto push = [&](int pos) {
-    if (pos < 0 || syms[pos].next < 0) return;
-    if (const MergeInfo* m = FindMerge(syms[pos].id, syms[syms[pos].next].id)) {
-      queue.push({m->rank, pos, m->new_id});
+    if (auto k = key_of(pos)) {
+      heap.push_back(*k);
+      std::push_heap(heap.begin(), heap.end(), cmp);
     }
   };
-  for (int i = 0; i + 1 < n; ++i) push(i);
-  while (!queue.empty()) {
-    const Cand top = queue.top();
-    queue.pop();
-    Sym& left = syms[top.pos];
-    if (!left.alive || left.next < 0) continue;
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), cmp);
+    const uint64_t key = heap.back();
+    heap.pop_back();
+    const int pos = static_cast<int>(key & 0xFFFFFFFFu);
+    const int32_t rank = static_cast<int32_t>(key >> 32);
+    Sym& left = syms[pos];
+    if (left.id < 0 || left.next < 0) continue;
     const MergeInfo* m = FindMerge(left.id, syms[left.next].id);
-    if (m == nullptr || m->new_id != top.new_id) continue;  // stale entry
+    if (m == nullptr || m->rank != rank) continue;  // stale entry
     Sym& right = syms[left.next];
-    left.id = top.new_id;
-    right.alive = false;
+    left.id = m->new_id;
+    right.id = -1;
     left.next = right.next;
-    if (right.next >= 0) syms[right.next].prev = top.pos;
+    if (right.next >= 0) syms[right.next].prev = pos;
     push(left.prev);
-    push(top.pos);
+    push(pos);
   }
   ids->clear();
   for (int i = 0; i >= 0; i = syms[i].next) ids->push_back(syms[i].id);

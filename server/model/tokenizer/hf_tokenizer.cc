@@ -3,6 +3,7 @@
 #include <functional>
 #include <optional>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
@@ -25,7 +26,8 @@ class HfTokenizer : public Tokenizer {
 
  private:
   std::string DecodeImpl(std::span<const int32_t> ids, bool skip_special) const override;
-  // The token string of id (added content or vocab entry), or nullptr.
+  // The string Decode feeds to the decoder for id, or nullptr: for added tokens their content,
+  // normalized when normalized=true (HF's simple_id_to_token); else the vocab entry.
   const std::string* TokenString(int32_t id) const;
   std::optional<int32_t> TokenToId(const std::string& token) const;
   absl::Status LoadAddedTokens(const nlohmann::json& j);
@@ -37,6 +39,7 @@ class HfTokenizer : public Tokenizer {
   std::unique_ptr<PostProcessor> post_processor_;
   std::unique_ptr<Decoder> decoder_;
   std::unique_ptr<AddedVocab> added_;
+  absl::flat_hash_map<int32_t, std::string> added_decode_;  // id -> decode string
 };
 
 std::vector<int32_t> HfTokenizer::Encode(std::string_view text, bool add_special_tokens) const {
@@ -57,7 +60,8 @@ std::vector<int32_t> HfTokenizer::Encode(std::string_view text, bool add_special
 }
 
 const std::string* HfTokenizer::TokenString(int32_t id) const {
-  if (const AddedToken* t = added_->Find(id)) return &t->content;
+  auto it = added_decode_.find(id);
+  if (it != added_decode_.end()) return &it->second;
   return model_->IdToToken(id);
 }
 
@@ -72,7 +76,7 @@ std::string HfTokenizer::TokenBytes(int32_t id) const {
   const std::string* s = TokenString(id);
   if (s == nullptr) return "";
   std::string bytes = *s;
-  if (decoder_ && added_->Find(id) == nullptr) decoder_->TokenBytes(&bytes);
+  if (decoder_) decoder_->TokenBytes(&bytes);
   return bytes;
 }
 
@@ -81,7 +85,7 @@ std::string HfTokenizer::DecodeImpl(std::span<const int32_t> ids, bool skip_spec
   tokens.reserve(ids.size());
   for (int32_t id : ids) {
     const std::string* s = TokenString(id);
-    if (s == nullptr || (skip_special && IsSpecial(id))) continue;
+    if (s == nullptr || (skip_special && DecodeSkips(id))) continue;
     tokens.push_back(*s);
   }
   if (!decoder_) return absl::StrJoin(tokens, " ");
@@ -112,7 +116,20 @@ absl::Status HfTokenizer::LoadAddedTokens(const nlohmann::json& j) {
   vocab_size_ = model_->size();
   for (const AddedToken& t : added_->tokens()) vocab_size_ = std::max<int64_t>(vocab_size_, t.id + 1);
   special_.assign(vocab_size_, false);
-  for (const AddedToken& t : added_->tokens()) special_[t.id] = special_[t.id] || t.special;
+  absl::flat_hash_set<std::string> special_contents;
+  for (const AddedToken& t : added_->tokens()) {
+    special_[t.id] = special_[t.id] || t.special;
+    if (t.special) special_contents.insert(t.content);
+    std::string shown = t.content;
+    if (t.normalized && normalizer_) normalizer_->Normalize(&shown);
+    added_decode_[t.id] = std::move(shown);
+  }
+  // HF drops a token in decode when its decode string is the content of a special token.
+  decode_skips_.assign(vocab_size_, false);
+  for (int32_t id = 0; id < vocab_size_; ++id) {
+    const std::string* s = TokenString(id);
+    decode_skips_[id] = s != nullptr && special_contents.contains(*s);
+  }
   return absl::OkStatus();
 }
 

@@ -29,6 +29,7 @@ class Llama2cTokenizer : public Tokenizer {
     for (int32_t id : {kUnk, kBos, kEos}) {
       if (id < vocab_size_) special_[id] = true;
     }
+    decode_skips_ = special_;
     leading_spaces_stripped_ = 1;
     replaces_invalid_per_byte_ = false;
   }

@@ -4,7 +4,7 @@
 namespace slq {
 
 std::string StreamingDecoder::Add(int32_t id) {
-  if (skip_special_ && tokenizer_->IsSpecial(id)) return "";
+  if (skip_special_ && tokenizer_->DecodeSkips(id)) return "";
   std::string bytes = tokenizer_->TokenBytes(id);
   if (bytes.empty()) return "";
   if (!started_) {

@@ -49,20 +49,30 @@ class Tokenizer {
                                       bool add_special_tokens = true) const = 0;
 
   // The raw bytes one token stands for, out of context: may be part of a UTF-8 character
-  // ("<0xE2>" -> one byte), byte-level characters map back to bytes, '▁' -> ' '. Special
-  // tokens give their content; unknown ids give "".
+  // ("<0xE2>" -> one byte), byte-level characters map back to bytes, '▁' -> ' '. Added tokens
+  // give the text Decode shows for them; unknown ids give "".
   virtual std::string TokenBytes(int32_t id) const = 0;
 
   // Text of `ids` like HF's decode(ids, skip_special_tokens): the model's decoder chain,
   // including the leading-space strip of sentencepiece-style decoders. Unknown ids are skipped.
+  // HF quirk kept for parity (tokenizers >= 0.2x): an added token with normalized=true is
+  // decoded from its *normalized* content (tinystories-656k: id 1 -> "▁<|start_story|>" ->
+  // " <|start_story|>") and is then NOT dropped by skip_special, since HF compares that string
+  // with the raw special contents. DecodeSkips() tells which ids skip_special drops.
   std::string Decode(std::span<const int32_t> ids, bool skip_special = true) const {
     return DecodeImpl(ids, skip_special);
+  }
+
+  // True when Decode(..., skip_special=true) drops `id` (see the quirk above).
+  bool DecodeSkips(int32_t id) const {
+    return id >= 0 && id < static_cast<int64_t>(decode_skips_.size()) && decode_skips_[id];
   }
 
   int32_t bos_id() const { return bos_id_; }  // -1 when the tokenizer has none
   int32_t eos_id() const { return eos_id_; }  // -1 when the tokenizer has none
   // Number of ids (1 + the largest id, added tokens included).
   int64_t vocab_size() const { return vocab_size_; }
+  // An added token marked special (BOS, EOS, <unk>, ...).
   bool IsSpecial(int32_t id) const {
     return id >= 0 && id < static_cast<int64_t>(special_.size()) && special_[id];
   }
@@ -79,7 +89,8 @@ class Tokenizer {
   int32_t bos_id_ = -1;
   int32_t eos_id_ = -1;
   int64_t vocab_size_ = 0;
-  std::vector<bool> special_;  // [vocab_size]
+  std::vector<bool> special_;       // [vocab_size]
+  std::vector<bool> decode_skips_;  // [vocab_size]
   int leading_spaces_stripped_ = 0;
   bool replaces_invalid_per_byte_ = false;
 };
@@ -87,8 +98,10 @@ class Tokenizer {
 // Incremental detokenizer for streaming generation. Add() returns the new text for one id;
 // text is released only in whole UTF-8 characters (an incomplete multi-byte sequence, e.g. an
 // emoji spread over <0xF0><0x9F>..., is held back until complete). Flush() returns the rest,
-// invalid bytes as U+FFFD. For valid output the concatenated deltas equal
-// tokenizer->Decode(all ids, skip_special). Not thread-safe (one per stream); the tokenizer
+// invalid bytes as U+FFFD. The concatenated deltas equal tokenizer->Decode(all ids,
+// skip_special) (ids dropped by Decode are dropped here; exception: a byte-fallback run that
+// mixes valid characters with invalid bytes, where HF turns the whole run into U+FFFDs while
+// this emits the valid characters as soon as they are complete). Not thread-safe (one per stream); the tokenizer
 // must outlive it.
 class StreamingDecoder {
  public:
