@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
 #include "server/common/thread_pool.h"
+#include "server/model/worker_pool.h"
 #include "server/model/ops.h"
 
 namespace slq {
@@ -75,6 +76,19 @@ struct Pass {
   int threads;
 };
 
+// Dot product with 8 independent partial sums so the compiler vectorizes it (a single float
+// accumulator is a serial dependency chain it may not reorder).
+inline float Dot(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  }
+  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
 void AddBias(float* y, const std::vector<float>& b, int64_t rows) {
   if (b.empty()) return;
   const int64_t n = static_cast<int64_t>(b.size());
@@ -131,9 +145,7 @@ void AttendOne(const Pass& p, int64_t layer, int64_t t, int64_t kvh, float* scor
     const float* q = ws.q.data() + t * c.q_dim() + h * hd;
     for (int64_t j = first; j <= pos; ++j) {
       const float* k = st.K(table.blocks[j / bs], layer) + (j % bs) * kvd + kvh * hd;
-      float dot = 0.0f;
-      for (int64_t d = 0; d < hd; ++d) dot += q[d] * k[d];
-      scores[j - first] = dot * scale;
+      scores[j - first] = Dot(q, k, hd) * scale;
     }
     SoftmaxInPlace(scores, n);
     float* out = p.ws.att.data() + t * c.q_dim() + h * hd;
@@ -151,20 +163,25 @@ void Attention(Pass& p, int64_t layer) {
   const int64_t tasks = p.T * c.num_kv_heads;
   int64_t work = 0;
   for (int64_t t = 0; t < p.T; ++t) work += (p.ws.pos[t] + 1) * c.q_dim() * 2;
-  const int64_t workers = work < kParallelAttentionWork ? 1 : std::min<int64_t>(p.threads, tasks);
+  WorkerPool& pool = WorkerPool::Default();
+  const int64_t workers =
+      work < kParallelAttentionWork ? 1 : std::min<int64_t>({p.threads, tasks, pool.threads()});
   Grow(p.ws.scores, workers * p.max_ctx);
-  ParallelFor(
-      workers,
-      [&](int64_t wb, int64_t we) {
-        for (int64_t w = wb; w < we; ++w) {
-          float* scores = p.ws.scores.data() + w * p.max_ctx;
-          const int64_t begin = tasks * w / workers, end = tasks * (w + 1) / workers;
-          for (int64_t i = begin; i < end; ++i) {
-            AttendOne(p, layer, i / c.num_kv_heads, i % c.num_kv_heads, scores);
-          }
-        }
-      },
-      static_cast<int>(workers));
+  // One scores buffer per part: part w of `workers` handles tasks [tasks*w/W, tasks*(w+1)/W).
+  auto part = [&](int64_t w) {
+    float* scores = p.ws.scores.data() + w * p.max_ctx;
+    const int64_t begin = tasks * w / workers, end = tasks * (w + 1) / workers;
+    for (int64_t i = begin; i < end; ++i) {
+      AttendOne(p, layer, i / c.num_kv_heads, i % c.num_kv_heads, scores);
+    }
+  };
+  if (workers == 1) {
+    part(0);
+    return;
+  }
+  pool.Run(workers, [&](int64_t wb, int64_t we) {
+    for (int64_t w = wb; w < we; ++w) part(w);
+  });
 }
 
 void Layer(Pass& p, int64_t layer) {

@@ -1,0 +1,113 @@
+#include "server/model/worker_pool.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+
+#include "server/common/thread_pool.h"
+
+namespace slq {
+namespace {
+
+// Spin iterations (~50-100 us) before sleeping: a decode step issues parallel regions every
+// few microseconds, so a short spin saves the futex wake-up; it is bounded so an
+// oversubscribed machine does not lose much CPU to spinning.
+constexpr int kSpin = 4000;
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+}  // namespace
+
+WorkerPool::WorkerPool(int threads) {
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+}
+
+WorkerPool::~WorkerPool() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_.store(true);
+  }
+  work_cv_.notify_all();
+  for (auto& w : workers_) w.join();
+}
+
+WorkerPool& WorkerPool::Default() {
+  static WorkerPool* pool = [] {
+    openblas_set_num_threads(1);
+    return new WorkerPool(DefaultThreads());
+  }();
+  return *pool;
+}
+
+void WorkerPool::Drain(uint64_t gen) {
+  const uint64_t tag = (gen & 0xffffffffu) << 32;
+  uint64_t v = next_.load(std::memory_order_acquire);
+  while (true) {
+    if ((v & ~uint64_t{0xffffffffu}) != tag) return;  // another job
+    const int64_t chunk = static_cast<int64_t>(v & 0xffffffffu);
+    if (chunk >= chunks_) return;
+    if (!next_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) continue;
+    const int64_t begin = n_ * chunk / chunks_, end = n_ * (chunk + 1) / chunks_;
+    if (begin < end) (*fn_)(begin, end);
+    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == chunks_) {
+      std::lock_guard<std::mutex> l(mu_);
+      done_cv_.notify_one();
+    }
+    v = next_.load(std::memory_order_acquire);
+  }
+}
+
+void WorkerPool::Run(int64_t n, const RangeFn& fn, int max_parts) {
+  if (n <= 0) return;
+  const int64_t chunks = std::min<int64_t>({n, 4 * static_cast<int64_t>(threads()), max_parts});
+  if (chunks <= 1 || workers_.empty() || !run_mu_.try_lock()) {
+    fn(0, n);
+    return;
+  }
+  fn_ = &fn;
+  n_ = n;
+  chunks_ = chunks;
+  done_.store(0, std::memory_order_relaxed);
+  uint64_t gen;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    gen = generation_.load(std::memory_order_relaxed) + 1;
+    next_.store((gen & 0xffffffffu) << 32, std::memory_order_release);
+    generation_.store(gen, std::memory_order_release);
+  }
+  work_cv_.notify_all();
+  Drain(gen);
+  for (int i = 0; i < kSpin && done_.load(std::memory_order_acquire) < chunks; ++i) CpuRelax();
+  if (done_.load(std::memory_order_acquire) < chunks) {
+    std::unique_lock<std::mutex> l(mu_);
+    done_cv_.wait(l, [&] { return done_.load(std::memory_order_acquire) >= chunks; });
+  }
+  fn_ = nullptr;
+  run_mu_.unlock();
+}
+
+void WorkerPool::WorkerLoop() {
+  uint64_t seen = 0;
+  while (true) {
+    for (int i = 0; i < kSpin && generation_.load(std::memory_order_acquire) == seen &&
+                    !stop_.load(std::memory_order_relaxed);
+         ++i) {
+      CpuRelax();
+    }
+    if (generation_.load(std::memory_order_acquire) == seen) {
+      std::unique_lock<std::mutex> l(mu_);
+      work_cv_.wait(l, [&] {
+        return generation_.load(std::memory_order_acquire) != seen || stop_.load();
+      });
+    }
+    if (stop_.load()) return;
+    seen = generation_.load(std::memory_order_acquire);
+    Drain(seen);
+  }
+}
+
+}  // namespace slq
