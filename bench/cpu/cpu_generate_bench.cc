@@ -27,6 +27,14 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// User + system CPU seconds of the whole process so far.
+double CpuSeconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
+         ru.ru_stime.tv_usec * 1e-6;
+}
+
 double PeakRssMiB() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -44,7 +52,7 @@ std::vector<int32_t> RandomIds(int64_t n, int64_t vocab, uint64_t seed) {
 struct Row {
   std::string model;
   int64_t params = 0;
-  double prefill_tps = 0, decode_tps = 0, batch_tps = 0, rss_mib = 0;
+  double prefill_tps = 0, decode_tps = 0, decode_per_cpu_s = 0, batch_tps = 0, rss_mib = 0;
 };
 
 // Median prefill throughput over `reps` fresh sequences of `n` tokens.
@@ -61,14 +69,19 @@ double Prefill(const Model& m, int64_t n, int reps) {
   return tps[tps.size() / 2];
 }
 
-double Decode(const Model& m, int64_t prompt, int64_t n) {
+// Decode tokens/s (wall) and, via *per_cpu_s, tokens per CPU-second of the process (all
+// threads): on a shared, oversubscribed machine the latter shows the cost per token.
+double Decode(const Model& m, int64_t prompt, int64_t n, double* per_cpu_s = nullptr) {
   GenerateOptions o;
   o.max_new_tokens = n;
   o.sampling.temperature = 0;
   o.use_model_eos = false;
   auto ids = RandomIds(prompt, m.config.vocab_size, 7);
+  const double cpu0 = CpuSeconds();
   auto r = Generate(m, ids, o);
   if (!r.ok() || r->tokens.size() < 2) return 0;
+  // Called with a 1-token prompt, so the CPU time is (almost) all decode steps.
+  if (per_cpu_s != nullptr) *per_cpu_s = r->tokens.size() / (CpuSeconds() - cpu0);
   return (r->tokens.size() - 1) / r->decode_seconds;
 }
 
@@ -131,18 +144,21 @@ int main(int argc, char** argv) {
     Decode(**m, 8, 8);  // warm up (page faults, OpenBLAS threads)
     r.prefill_tps = Prefill(**m, prompt, reps);
     r.decode_tps = Decode(**m, prompt, decode);
+    Decode(**m, 1, decode, &r.decode_per_cpu_s);
     r.batch_tps = BatchedDecode(**m, prompt, decode, batch);
     r.rss_mib = PeakRssMiB();
     rows.push_back(r);
   }
   std::printf("threads: %d (SLQ_THREADS / hardware), prompt %ld tokens, decode %ld steps\n\n",
               DefaultThreads(), static_cast<long>(prompt), static_cast<long>(decode));
-  std::printf("| model | params | prefill tok/s | decode tok/s (batch 1) | decode tok/s (batch %ld) "
-              "| peak RSS MiB (cumulative) |\n|---|---:|---:|---:|---:|---:|\n",
+  std::printf("| model | params | prefill tok/s | decode tok/s (batch 1) "
+              "| decode tok per CPU-s (batch 1) | decode tok/s (batch %ld) "
+              "| peak RSS MiB (cumulative) |\n|---|---:|---:|---:|---:|---:|---:|\n",
               static_cast<long>(batch));
   for (const Row& r : rows) {
-    std::printf("| %s | %ld | %.0f | %.1f | %.1f | %.0f |\n", r.model.c_str(),
-                static_cast<long>(r.params), r.prefill_tps, r.decode_tps, r.batch_tps, r.rss_mib);
+    std::printf("| %s | %ld | %.0f | %.1f | %.1f | %.1f | %.0f |\n", r.model.c_str(),
+                static_cast<long>(r.params), r.prefill_tps, r.decode_tps, r.decode_per_cpu_s,
+                r.batch_tps, r.rss_mib);
   }
   return 0;
 }

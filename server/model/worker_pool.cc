@@ -48,12 +48,16 @@ void WorkerPool::Drain(uint64_t gen) {
   uint64_t v = next_.load(std::memory_order_acquire);
   while (true) {
     if ((v & ~uint64_t{0xffffffffu}) != tag) return;  // another job
+    // chunks_ is atomic: a worker that finds this job exhausted may read it while the caller
+    // is already setting up the next job.
+    const int64_t chunks = chunks_.load(std::memory_order_relaxed);
     const int64_t chunk = static_cast<int64_t>(v & 0xffffffffu);
-    if (chunk >= chunks_) return;
+    if (chunk >= chunks) return;
     if (!next_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) continue;
-    const int64_t begin = n_ * chunk / chunks_, end = n_ * (chunk + 1) / chunks_;
+    // Claimed: the job cannot finish (nor fn_ / n_ change) before this chunk is counted done.
+    const int64_t begin = n_ * chunk / chunks, end = n_ * (chunk + 1) / chunks;
     if (begin < end) (*fn_)(begin, end);
-    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == chunks_) {
+    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == chunks) {
       std::lock_guard<std::mutex> l(mu_);
       done_cv_.notify_one();
     }
@@ -70,7 +74,7 @@ void WorkerPool::Run(int64_t n, const RangeFn& fn, int max_parts) {
   }
   fn_ = &fn;
   n_ = n;
-  chunks_ = chunks;
+  chunks_.store(chunks, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);
   uint64_t gen;
   {
@@ -86,6 +90,9 @@ void WorkerPool::Run(int64_t n, const RangeFn& fn, int max_parts) {
     std::unique_lock<std::mutex> l(mu_);
     done_cv_.wait(l, [&] { return done_.load(std::memory_order_acquire) >= chunks; });
   }
+  // Close the job before its fields can be reused: a worker still holding a stale view of
+  // next_ then fails its CAS instead of claiming a chunk of a job that is being set up.
+  next_.store(((gen & 0xffffffffu) << 32) | 0xffffffffu, std::memory_order_release);
   fn_ = nullptr;
   run_mu_.unlock();
 }

@@ -65,7 +65,7 @@ class WorkerPool {
   // The current job (written before generation_ is bumped, stable until done_ == chunks_).
   const RangeFn* fn_ = nullptr;
   int64_t n_ = 0;
-  int64_t chunks_ = 0;
+  std::atomic<int64_t> chunks_{0};
 };
 
 }  // namespace slq
