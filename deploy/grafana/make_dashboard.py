@@ -119,7 +119,7 @@ def build_panels():
               "/ sum by (artifact) (rate(slq_shadow_ear_count[1h]))", "live EAR {{artifact}}"),
              ("max by (artifact) (slq_artifact_certified_ear)", "certified lower bound {{artifact}}")],
             width=12,
-            description="Mean exact-argmax agreement of shadowed requests over 1 h; the dashed "
+            description="Mean EAR (1 - TV distance to the base model) of shadowed requests over 1 h; the dashed "
                         "line is the certificate's lower bound.",
             field_config={"defaults": {"unit": "percentunit", "max": 1}, "overrides": [
                 {"matcher": {"id": "byFrameRefID", "options": "B"},
