@@ -218,7 +218,9 @@ absl::Status ModelConfig::Validate() const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<ModelConfig> ParseHfConfig(absl::string_view json_text, absl::string_view source) {
+namespace {
+absl::StatusOr<ModelConfig> ParseHfConfigImpl(absl::string_view json_text,
+                                              absl::string_view source) {
   json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": not a valid JSON object"));
@@ -258,6 +260,17 @@ absl::StatusOr<ModelConfig> ParseHfConfig(absl::string_view json_text, absl::str
   SLQ_RETURN_IF_ERROR(c.Validate());
   return c;
 }
+}  // namespace
+
+absl::StatusOr<ModelConfig> ParseHfConfig(absl::string_view json_text, absl::string_view source) {
+  // The checks above test types before reading; this catches what they miss (e.g. a
+  // non-string "hidden_act") so a malformed file is an error, never an abort.
+  try {
+    return ParseHfConfigImpl(json_text, source);
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": malformed config: ", e.what()));
+  }
+}
 
 absl::StatusOr<ModelConfig> LoadHfConfig(const std::string& dir) {
   const std::string path = dir + "/config.json";
@@ -270,7 +283,11 @@ absl::StatusOr<ModelConfig> LoadHfConfig(const std::string& dir) {
     if (g.is_discarded() || !g.is_object()) {
       return absl::InvalidArgumentError(absl::StrCat(gen_path, ": not a valid JSON object"));
     }
-    SLQ_RETURN_IF_ERROR(ParseSpecialIds(g, gen_path, &c));
+    try {
+      SLQ_RETURN_IF_ERROR(ParseSpecialIds(g, gen_path, &c));
+    } catch (const json::exception& e) {
+      return absl::InvalidArgumentError(absl::StrCat(gen_path, ": ", e.what()));
+    }
     SLQ_RETURN_IF_ERROR(c.Validate());
   }
   return c;

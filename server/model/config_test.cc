@@ -75,6 +75,12 @@ TEST(ConfigTest, Errors) {
   std::string yarn = kLlama;
   yarn.replace(yarn.find("llama3"), 6, "yarn");
   EXPECT_THAT(ParseHfConfig(yarn, "x").status().message(), HasSubstr("'yarn'"));
+  std::string act_type = kLlama;
+  act_type.replace(act_type.find("\"silu\""), 6, "5");
+  EXPECT_EQ(ParseHfConfig(act_type, "x").status().code(), absl::StatusCode::kInvalidArgument);
+  std::string rope_type = kLlama;
+  rope_type.replace(rope_type.find("\"llama3\""), 8, "[1]");
+  EXPECT_EQ(ParseHfConfig(rope_type, "x").status().code(), absl::StatusCode::kInvalidArgument);
   std::string act = kLlama;
   act.replace(act.find("\"silu\""), 6, "\"gelu\"");
   EXPECT_THAT(ParseHfConfig(act, "x").status().message(), HasSubstr("gelu"));

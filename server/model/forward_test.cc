@@ -81,15 +81,16 @@ std::vector<double> Reference(const TinyModelSpec& s, Weights& w, const std::vec
       Vec att(s.heads * hd, 0.0);
       for (int64_t h = 0; h < s.heads; ++h) {
         const int64_t kh = h / rep;
-        Vec sc(t + 1);
+        Vec sc(t + 1, -1e300);
         double mx = -1e300, z = 0;
-        for (int64_t j = 0; j <= t; ++j) {
+        const int64_t first = s.sliding_window > 0 ? std::max<int64_t>(0, t - s.sliding_window + 1) : 0;
+        for (int64_t j = first; j <= t; ++j) {
           double d = 0;
           for (int64_t i = 0; i < hd; ++i) d += q[t][h * hd + i] * k[j][kh * hd + i];
           sc[j] = d / std::sqrt(double(hd));
           mx = std::max(mx, sc[j]);
         }
-        for (double& e : sc) z += (e = std::exp(e - mx));
+        for (double& e : sc) z += (e = e <= -1e299 ? 0.0 : std::exp(e - mx));
         for (int64_t j = 0; j <= t; ++j) {
           for (int64_t i = 0; i < hd; ++i) att[h * hd + i] += sc[j] / z * v[j][kh * hd + i];
         }
@@ -154,7 +155,24 @@ INSTANTIATE_TEST_SUITE_P(
                       TinyModelSpec{.architecture = "Qwen2ForCausalLM", .qkv_bias = true, .seed = 3},
                       TinyModelSpec{.architecture = "Qwen3ForCausalLM", .qk_norm = true, .seed = 4},
                       TinyModelSpec{.architecture = "MistralForCausalLM", .kv_heads = 4,
-                                    .rope_theta = 500.0, .seed = 5}));
+                                    .rope_theta = 500.0, .seed = 5},
+                      TinyModelSpec{.architecture = "MistralForCausalLM", .seed = 6,
+                                    .sliding_window = 5}));
+
+TEST(ForwardTest, SlidingWindowChangesLongContextsOnly) {
+  TinyModelSpec full{.architecture = "MistralForCausalLM", .seed = 6};
+  TinyModelSpec windowed = full;
+  windowed.sliding_window = 5;
+  Weights w = MakeTinyWeights(full);
+  auto a = TeacherForcedLogits(*Load(full, w), kIds);
+  auto b = TeacherForcedLogits(*Load(windowed, w), kIds);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const size_t V = full.vocab;
+  std::vector<float> a5(a->begin(), a->begin() + 5 * V), b5(b->begin(), b->begin() + 5 * V);
+  EXPECT_EQ(a5, b5);  // positions 0..4 see at most 5 keys either way
+  std::vector<float> a_last(a->end() - V, a->end()), b_last(b->end() - V, b->end());
+  EXPECT_GT(MaxAbsDiff(a_last, b_last), 1e-3);
+}
 
 TEST(ForwardTest, Llama2cFormatEqualsHfFormat) {
   TinyModelSpec spec;

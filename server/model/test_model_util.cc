@@ -87,6 +87,7 @@ absl::Status WriteTinyHfModel(const std::string& dir, const TinyModelSpec& s,
       {"rms_norm_eps", 1e-5}, {"rope_theta", s.rope_theta}, {"hidden_act", "silu"},
       {"tie_word_embeddings", s.tied}, {"bos_token_id", 1}, {"eos_token_id", 2}};
   if (s.qkv_bias && s.architecture == "LlamaForCausalLM") cfg["attention_bias"] = true;
+  if (s.sliding_window > 0) cfg["sliding_window"] = s.sliding_window;
   SLQ_RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.json", cfg.dump(2)));
   SafetensorsWriter writer;
   for (const auto& [name, t] : w) {

@@ -21,6 +21,7 @@ struct TinyModelSpec {
   bool qk_norm = false;   // emit q_norm / k_norm (Qwen3)
   double rope_theta = 10000.0;
   uint64_t seed = 1;
+  int64_t sliding_window = 0;  // written to config.json when > 0 (Mistral)
 };
 
 struct TestTensor {
