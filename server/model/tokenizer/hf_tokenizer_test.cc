@@ -156,6 +156,39 @@ TEST(HfTokenizerTest, EncodeSpeed) {
   }
 }
 
+// Llama-3 layout (Split regex + ByteLevel without regex, ignore_merges) on the docs-19m vocab.
+TEST(HfTokenizerTest, Llama3StylePipelineOnDocsVocab) {
+  auto json_text = ReadFile(testing::ModelsDir() + "/docs-19m/tokenizer.json");
+  ASSERT_TRUE(json_text.ok());
+  json j = json::parse(*json_text);
+  j["pre_tokenizer"] = {
+      {"type", "Sequence"},
+      {"pretokenizers",
+       json::array(
+           {{{"type", "Split"},
+             {"pattern",
+              {{"Regex",
+                R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
+             {"behavior", "Isolated"},
+             {"invert", false}},
+            {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}})}};
+  j["model"]["ignore_merges"] = true;
+  auto t = tok::LoadHfTokenizer(j.dump(), {"", "", ""});
+  ASSERT_TRUE(t.ok()) << t.status();
+  const std::string text = ReadData("wikitext-2-raw-test.txt", 30000);
+  EXPECT_EQ((*t)->Decode((*t)->Encode(text)), text);
+  // \p{N}{1,3}: no token may span the 3/4 digit boundary of "12345".
+  const Ids ids = (*t)->Encode("12345", false);
+  std::string joined;
+  bool boundary = false;
+  for (int32_t id : ids) {
+    joined += (*t)->TokenBytes(id);
+    boundary = boundary || joined == "123";
+  }
+  EXPECT_EQ(joined, "12345");
+  EXPECT_TRUE(boundary);
+}
+
 // ---- synthetic tokenizer.json -----------------------------------------------------------
 
 json SentencePieceStyle() {
