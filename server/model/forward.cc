@@ -13,6 +13,12 @@
 namespace slq {
 namespace {
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SLQ_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define SLQ_MULTIVERSION
+#endif
+
 // Attention work (multiply-adds) below which spawning threads costs more than it saves.
 constexpr int64_t kParallelAttentionWork = 1 << 18;
 
@@ -128,8 +134,23 @@ void QkvAndCache(Pass& p, const LayerWeights& l, int64_t layer) {
   }
 }
 
+// Calls fn(j, row) for the cached rows of positions [first, last] of one layer's K or V slabs,
+// walking the block table block by block (no division per position).
+template <bool kIsV, typename Fn>
+inline void ForEachCached(const KvStorage& st, const BlockTable& table, int64_t layer,
+                          int64_t bs, int64_t kvd, int64_t col, int64_t first, int64_t last,
+                          Fn&& fn) {
+  for (int64_t b = first / bs; b <= last / bs; ++b) {
+    const float* slab = kIsV ? st.V(table.blocks[b], layer) : st.K(table.blocks[b], layer);
+    const int64_t j0 = std::max(first, b * bs), j1 = std::min(last, b * bs + bs - 1);
+    for (int64_t j = j0; j <= j1; ++j) fn(j, slab + (j - b * bs) * kvd + col);
+  }
+}
+
 // Attention of one (token, kv head) task for the n_rep query heads that share the kv head.
-void AttendOne(const Pass& p, int64_t layer, int64_t t, int64_t kvh, float* scores) {
+// Compiled twice (x86-64-v3 = AVX2 + FMA, and baseline) and picked at load time: the dot
+// products and the weighted V sums are the hot loops of long prefills.
+SLQ_MULTIVERSION void AttendOne(const Pass& p, int64_t layer, int64_t t, int64_t kvh, float* scores) {
   const ModelConfig& c = p.c;
   const ForwardWorkspace& ws = p.ws;
   const int64_t hd = c.head_dim, kvd = c.kv_dim(), bs = p.pool.block_size();
@@ -140,20 +161,31 @@ void AttendOne(const Pass& p, int64_t layer, int64_t t, int64_t kvh, float* scor
   const int64_t n = pos + 1 - first;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const KvStorage& st = p.pool.storage();
+  constexpr int64_t kLanes = 16;  // output dims kept in registers while streaming V
   for (int64_t r = 0; r < n_rep; ++r) {
     const int64_t h = kvh * n_rep + r;
     const float* q = ws.q.data() + t * c.q_dim() + h * hd;
-    for (int64_t j = first; j <= pos; ++j) {
-      const float* k = st.K(table.blocks[j / bs], layer) + (j % bs) * kvd + kvh * hd;
-      scores[j - first] = Dot(q, k, hd) * scale;
-    }
+    ForEachCached<false>(st, table, layer, bs, kvd, kvh * hd, first, pos,
+                         [&](int64_t j, const float* k) { scores[j - first] = Dot(q, k, hd) * scale; });
     SoftmaxInPlace(scores, n);
     float* out = p.ws.att.data() + t * c.q_dim() + h * hd;
-    std::fill(out, out + hd, 0.0f);
-    for (int64_t j = first; j <= pos; ++j) {
-      const float* v = st.V(table.blocks[j / bs], layer) + (j % bs) * kvd + kvh * hd;
-      const float w = scores[j - first];
-      for (int64_t d = 0; d < hd; ++d) out[d] += w * v[d];
+    for (int64_t d0 = 0; d0 < hd; d0 += kLanes) {
+      const int64_t dn = std::min(kLanes, hd - d0);
+      float acc[kLanes] = {};
+      if (dn == kLanes) {
+        ForEachCached<true>(st, table, layer, bs, kvd, kvh * hd + d0, first, pos,
+                            [&](int64_t j, const float* v) {
+                              const float w = scores[j - first];
+                              for (int64_t e = 0; e < kLanes; ++e) acc[e] += w * v[e];
+                            });
+      } else {
+        ForEachCached<true>(st, table, layer, bs, kvd, kvh * hd + d0, first, pos,
+                            [&](int64_t j, const float* v) {
+                              const float w = scores[j - first];
+                              for (int64_t e = 0; e < dn; ++e) acc[e] += w * v[e];
+                            });
+      }
+      std::copy(acc, acc + dn, out + d0);
     }
   }
 }
