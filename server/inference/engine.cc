@@ -74,7 +74,10 @@ absl::StatusOr<std::vector<int32_t>> Engine::ResolvePrompt(const GenerationReque
     return absl::InvalidArgumentError("give either prompt (text) or prompt_ids, not both");
   }
   if (!r.prompt_text.has_value()) return r.prompt_ids;
-  return codec_->Encode(*r.prompt_text, r.add_bos);
+  SLQ_ASSIGN_OR_RETURN(std::vector<int32_t> ids, codec_->Encode(*r.prompt_text, /*add_special=*/true));
+  const int32_t bos = codec_->bos_id();
+  if (r.add_bos && bos >= 0 && (ids.empty() || ids[0] != bos)) ids.insert(ids.begin(), bos);
+  return ids;
 }
 
 absl::Status Engine::Validate(const GenerationRequest& r, const std::vector<int32_t>& prompt) const {

@@ -8,7 +8,9 @@
 #include "server/common/status_macros.h"
 #include "server/inference/tokenizer_codec.h"
 #include "server/model/model_loader.h"
+#if SLQ_HAVE_ARTIFACTS
 #include "server/quant/artifact.h"
+#endif
 #include "server/quant/quantized_linear.h"
 
 namespace slq::inference {
@@ -28,6 +30,10 @@ absl::StatusOr<std::string> LocalPath(const std::string& uri) {
 }
 
 absl::StatusOr<LoadedModel> LoadArtifactDir(const std::string& dir, const std::string& source) {
+#if !SLQ_HAVE_ARTIFACTS
+  return absl::UnimplementedError(absl::StrCat("cannot load artifact ", source,
+                                               ": this build has no artifact loader (slq_quant)"));
+#else
   SLQ_ASSIGN_OR_RETURN(quant::LoadedArtifact a, quant::LoadArtifact(dir));
   LoadedModel out;
   out.source = source;
@@ -37,6 +43,7 @@ absl::StatusOr<LoadedModel> LoadArtifactDir(const std::string& dir, const std::s
   SLQ_ASSIGN_OR_RETURN(out.codec, LoadCodecFor(dir, a.model->config.vocab_size));
   out.model = std::move(a.model);
   return out;
+#endif
 }
 
 }  // namespace

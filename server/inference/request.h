@@ -33,7 +33,9 @@ struct GenerationRequest {
   // Exactly one of: text (encoded with the model's tokenizer) or ids.
   std::optional<std::string> prompt_text;
   std::vector<int32_t> prompt_ids;
-  bool add_bos = false;       // text prompts: prepend BOS (the tokenizer's special tokens)
+  // Text prompts are encoded with the tokenizer's special tokens (its post-processor decides
+  // about BOS); add_bos = true also makes sure the prompt starts with BOS.
+  bool add_bos = false;
   SamplingParams sampling;    // stop_token_ids are added to the model's EOS ids
   int64_t max_tokens = 16;    // 1 .. context length
   std::vector<std::string> stop;  // stop strings, cut from the output

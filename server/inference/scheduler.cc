@@ -38,8 +38,12 @@ void Scheduler::Enqueue(std::unique_ptr<Sequence> seq) {
 }
 
 int64_t Scheduler::AdmitTokens(const Sequence& s) const {
-  return std::min<int64_t>(static_cast<int64_t>(s.tokens.size()) + opt_.admit_headroom,
-                           opt_.max_context);
+  // Headroom is capped by the context and by the pool itself (Engine::Submit guarantees that
+  // prompt + max_tokens fits the pool, so the known context always does).
+  const int64_t pool_tokens = alloc_->num_blocks() * alloc_->block_size();
+  const int64_t known = static_cast<int64_t>(s.tokens.size());
+  return std::max(std::min(known, pool_tokens),
+                  std::min({known + opt_.admit_headroom, opt_.max_context, pool_tokens}));
 }
 
 void Scheduler::Admit() {
