@@ -1,8 +1,8 @@
 // Text <-> token ids for the models slq serves, with exact parity to Hugging Face `tokenizers`.
 //
-//   SLQ_ASSIGN_OR_RETURN(auto tok, Tokenizer::FromHfDir("/models/tinystories-656k"));
-//   std::vector<int32_t> ids = tok->Encode("Once upon a time");   // [BOS, ...]
-//   std::string text = tok->Decode(ids);                          // "Once upon a time"
+//   SLQ_ASSIGN_OR_RETURN(auto tok, Tokenizer::FromHfDir("../shared/models/docs-19m"));
+//   std::vector<int32_t> ids = tok->Encode("The kernel");   // [1 (<s>), ...]
+//   std::string text = tok->Decode(ids);                    // "The kernel"
 //
 //   StreamingDecoder stream(tok.get());
 //   for (int32_t id : generated) Send(stream.Add(id));  // never splits a UTF-8 character
@@ -99,10 +99,11 @@ class Tokenizer {
 // text is released only in whole UTF-8 characters (an incomplete multi-byte sequence, e.g. an
 // emoji spread over <0xF0><0x9F>..., is held back until complete). Flush() returns the rest,
 // invalid bytes as U+FFFD. The concatenated deltas equal tokenizer->Decode(all ids,
-// skip_special) (ids dropped by Decode are dropped here; exception: a byte-fallback run that
-// mixes valid characters with invalid bytes, where HF turns the whole run into U+FFFDs while
-// this emits the valid characters as soon as they are complete). Not thread-safe (one per stream); the tokenizer
-// must outlive it.
+// skip_special): ids that Decode drops are dropped here (to hide every special token, e.g.
+// tinystories' BOS/EOS which HF's decode keeps, skip ids with IsSpecial() before Add()).
+// One exception: a byte-fallback run mixing valid characters with invalid bytes, which HF
+// turns wholly into U+FFFDs while this emits the valid characters once complete.
+// Not thread-safe (one per stream); the tokenizer must outlive it.
 class StreamingDecoder {
  public:
   explicit StreamingDecoder(const Tokenizer* tokenizer, bool skip_special = true)
