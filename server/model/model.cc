@@ -23,6 +23,15 @@ std::vector<LinearSlot> Model::LinearSlots() {
   return slots;
 }
 
+std::vector<ConstLinearSlot> Model::LinearSlots() const {
+  std::vector<ConstLinearSlot> out;
+  // The non-const overload only takes addresses; nothing is modified.
+  for (const LinearSlot& s : const_cast<Model*>(this)->LinearSlots()) {
+    out.push_back({s.name, s.layer, s.op->get()});
+  }
+  return out;
+}
+
 namespace {
 int64_t OpParams(const std::unique_ptr<LinearOp>& op) {
   return op ? op->in_features() * op->out_features() : 0;

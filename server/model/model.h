@@ -41,6 +41,14 @@ struct LinearSlot {
   std::unique_ptr<LinearOp>* op = nullptr;
 };
 
+// Read-only view of a linear slot (for code that only inspects ops: bits accounting,
+// serialisation). Same names and order as LinearSlot.
+struct ConstLinearSlot {
+  std::string name;
+  int layer = -1;
+  const LinearOp* op = nullptr;
+};
+
 // One source file and its digest (model identity).
 struct FileDigest {
   std::string name;    // file name relative to the model folder
@@ -63,6 +71,7 @@ struct Model {
 
   // q, k, v, o, gate, up, down of every layer in order, then "lm_head".
   std::vector<LinearSlot> LinearSlots();
+  std::vector<ConstLinearSlot> LinearSlots() const;
   // Parameter count as in the checkpoint (a tied head counted once).
   int64_t ParamCount() const;
   // Bytes held: embeddings, norms, biases and every op's MemoryBytes().

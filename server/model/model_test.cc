@@ -55,6 +55,12 @@ TEST(ModelLoaderTest, LinearSlotsNameEveryOpAndCanSwap) {
   EXPECT_EQ(slots.back().layer, -1);
   *slots[4].op = std::make_unique<DenseLinear>(48, 32, std::vector<float>(48 * 32, 0.0f));
   EXPECT_EQ(Weight((*m)->layers[0].gate_proj)[0], 0.0f);
+  const Model& cm = **m;
+  auto views = cm.LinearSlots();
+  ASSERT_EQ(views.size(), slots.size());
+  EXPECT_EQ(views[4].name, "model.layers.0.mlp.gate_proj");
+  EXPECT_EQ(views[4].op, (*m)->layers[0].gate_proj.get());
+  EXPECT_EQ(views.back().op, (*m)->lm_head.get());
 }
 
 TEST(ModelLoaderTest, TiedBf16StoresOnlyEmbeddings) {
