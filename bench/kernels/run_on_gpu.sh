@@ -5,13 +5,13 @@
 #   ninja -C build-kernels slq_kernels_gpu_test slq_kernel_bench
 #   ../shared/tools/gpu-bundle .gpu/kernels build-kernels/kernels/slq_kernels_gpu_test \
 #       build-kernels/bench/kernels/slq_kernel_bench
-# Usage: bash bench/kernels/run_on_gpu.sh [test|sanitize|bench|all]...   (default: all)
+# Usage: bash bench/kernels/run_on_gpu.sh [test|sanitize|bench|ncu|all]...   (default: all but ncu)
 set -uo pipefail
 source .gpu/kernels/env.sh
 OUT=${OUT:-/tmp/slq-out}
 mkdir -p "$OUT"
 steps=${*:-all}
-want() { [[ " $steps " == *" $1 "* || " $steps " == *" all "* ]]; }
+want() { [[ " $steps " == *" $1 "* || ( " $steps " == *" all "* && $1 != ncu ) ]]; }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem \
   --format=csv | tee "$OUT/nvidia-smi.txt"
 rc=0
@@ -32,5 +32,12 @@ fi
 if want bench; then
   slq_kernel_bench --out "$OUT/bench.md" > "$OUT/bench.log" 2>&1 || rc=1
   tail -60 "$OUT/bench.md"
+fi
+if want ncu; then  # one launch of a few cases (gate_up shape), after 2 warm-up launches
+  for c in "24576 4096 4 1" "24576 4096 2 1" "24576 4096 4 64"; do
+    timeout 90 ncu -k regex:QGem --launch-skip 2 --launch-count 1 --section SpeedOfLight \
+      --section WarpStateStats --section SchedulerStats --section Occupancy --section MemoryWorkloadAnalysis \
+      slq_kernel_bench --profile $c > "$OUT/ncu_$(echo $c | tr ' ' _).txt" 2>&1
+  done
 fi
 exit $rc

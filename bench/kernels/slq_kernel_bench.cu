@@ -3,6 +3,7 @@
 // CUDA graph at batch 1. Random weights; the weights rotate through enough copies (> 200 MB)
 // to defeat the 50 MB L2. Times are medians of CUDA-event timings over repeated loops.
 //   slq_kernel_bench [--out FILE.md] [--quick]
+//   slq_kernel_bench --profile ROWS COLS BITS N   (a few launches of one case, for ncu)
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
@@ -190,11 +191,12 @@ struct Bufs {
 
 double QBytes(const GpuLayout& l) { return l.CodeWords() * 4.0 + l.SzHalves() * 2.0; }
 
-double TimeQ(QSet& s, int64_t n, Bufs& b, cudaStream_t st) {
+double TimeQ(QSet& s, int64_t n, Bufs& b, cudaStream_t st, const QGemmOptions& opt = {}) {
   const int loop = std::max<int>(20, static_cast<int>(s.mats.size()));
   return TimeUs(
       [&](int i) {
-        CKS(QGemm(s.mats[i % s.mats.size()], b.x, n, b.y, ActType::kBF16, b.ws, b.ws_bytes, st));
+        CKS(QGemm(s.mats[i % s.mats.size()], b.x, n, b.y, ActType::kBF16, b.ws, b.ws_bytes, st,
+                  opt));
       },
       loop, st);
 }
@@ -213,6 +215,23 @@ int Main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
     if (!std::strcmp(argv[i], "--quick")) quick = true;
+    if (!std::strcmp(argv[i], "--profile") && i + 4 < argc) {
+      const int64_t rows = std::atoll(argv[i + 1]), cols = std::atoll(argv[i + 2]);
+      const int bits = std::atoi(argv[i + 3]);
+      const int64_t n = std::atoll(argv[i + 4]);
+      Bufs b;
+      CK(cudaMalloc(&b.x, n * cols * 2));
+      CK(cudaMalloc(&b.y, n * rows * 2));
+      FillAct<<<256, 256>>>(static_cast<uint16_t*>(b.x), n * cols, 7);
+      b.ws_bytes = QGemmWorkspaceBytes(rows, n);
+      CKS(AllocWorkspace(b.ws_bytes, &b.ws));
+      QSet s = MakeQSet(rows, cols, bits, 128, 4, 5);
+      for (int k = 0; k < 4; ++k) {
+        CKS(QGemm(s.mats[k], b.x, n, b.y, ActType::kBF16, b.ws, b.ws_bytes, nullptr));
+      }
+      CK(cudaDeviceSynchronize());
+      return 0;
+    }
   }
   std::string md;
   auto emit = [&](const std::string& s) {
@@ -287,10 +306,12 @@ int Main(int argc, char** argv) {
     struct Var {
       int bits;
       int64_t g;
+      bool tiled;  // force the tiled kernel (no small-batch path)
     };
     std::vector<Var> vars;
-    for (int bits = 2; bits <= 8; ++bits) vars.push_back({bits, 128});
-    vars.push_back({4, 64});
+    for (int bits = 2; bits <= 8; ++bits) vars.push_back({bits, 128, false});
+    vars.push_back({4, 64, false});
+    vars.push_back({4, 128, true});
     for (const Var& v : vars) {
       GpuLayout l;
       l.rows = sh.rows;
@@ -301,11 +322,14 @@ int Main(int argc, char** argv) {
       l.chunks = (sh.cols + 255) / 256;
       const double qb = QBytes(l);
       QSet s = MakeQSet(sh.rows, sh.cols, v.bits, v.g, CopiesFor(qb), 11 + v.bits);
-      emit("| " + std::to_string(v.bits) + "b g" + std::to_string(v.g) + " |");
+      emit("| " + std::to_string(v.bits) + "b g" + std::to_string(v.g) + (v.tiled ? " tiled" : "") +
+           " |");
+      QGemmOptions opt;
+      opt.allow_gemv = !v.tiled;
       for (int i = 0; i < nb; ++i) {
-        const double us = TimeQ(s, kBatches[i], b, st);
+        const double us = TimeQ(s, kBatches[i], b, st, opt);
         emit(" " + Fmt("%.1f", us) + " (" + Fmt("%.2fx", base[i] / us) + ") |");
-        if (i == 0) bw_table += " " + Fmt("%.2f", qb / us / 1e6) + " |";
+        if (i == 0 && !v.tiled) bw_table += " " + Fmt("%.2f", qb / us / 1e6) + " |";
       }
       emit("\n");
       CK(cudaFree(s.pool));

@@ -2,8 +2,10 @@
 //
 //   y [n, rows] = x [n, cols] * W'^T, W'(r, c) = zero + scale * q, fp32 accumulation on the
 //   tensor cores (mma.sync m16n8k16), activations and output fp16 or bf16, n = 1..any
-//   (tokens are tiled by 8/16/32/64). The weights are dequantized in registers to the
-//   activation type (fp16: exact code, one rounding of s*q+z; bf16: same in bf16).
+//   (tokens are tiled by 8/16/32/64). n <= 8: the codes enter the mma as exact integers
+//   (plus a constant) and scale/zero are applied per 64 columns in fp32 on the accumulators.
+//   n > 8: the weights are dequantized in registers to the activation type (fp16: exact code,
+//   one rounding of s*q+z; bf16: the same in bf16).
 // Plain C++ API: device pointers are void*, the stream is a cudaStream_t passed as void*.
 // Functions return an empty string on success, else a message naming the bad value.
 // Thread-safety: launches are thread-compatible; a workspace must not be shared by launches
@@ -42,6 +44,7 @@ std::string AllocWorkspace(size_t bytes, void** ws);
 
 struct QGemmOptions {
   int splits = 0;  // split-K factor; 0 = choose from the shape and the SM count
+  bool allow_gemv = true;  // n <= 8 uses the small-batch kernel (else the tiled one)
 };
 
 // x: device [n, cols] (act), y: device [n, rows] (act). x must be 16-byte aligned.

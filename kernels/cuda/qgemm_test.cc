@@ -35,7 +35,7 @@ struct Errors {
 
 // Runs one case; returns the errors of the GPU result against the CPU reference.
 Errors RunCase(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t n,
-               int splits, std::mt19937_64& rng) {
+               int splits, bool gemv, std::mt19937_64& rng) {
   OwnedPacked m = RandomPacked(rows, cols, bits, g, rng);
   RepackedMatrix rp;
   EXPECT_EQ(RepackForGpu(m.View(), &rp), "");
@@ -60,6 +60,7 @@ Errors RunCase(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int
   EXPECT_EQ(AllocWorkspace(wsb, &ws), "");
   QGemmOptions opt;
   opt.splits = splits;
+  opt.allow_gemv = gemv;
   EXPECT_EQ(QGemm(dm, dx, n, dy, act, ws, wsb, nullptr, opt), "");
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   // Run again on the same workspace: it must have been left zeroed.
@@ -92,15 +93,15 @@ Errors RunCase(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int
 }
 
 void Check(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t n, int splits,
-           std::mt19937_64& rng) {
-  const Errors e = RunCase(rows, cols, bits, g, act, n, splits, rng);
+           std::mt19937_64& rng, bool gemv = true) {
+  const Errors e = RunCase(rows, cols, bits, g, act, n, splits, gemv, rng);
   // fp16: weights rounded once to fp16 (2^-11) and output to fp16; bf16: 2^-8 each.
   const double tol_fro = act == ActType::kBF16 ? 8e-3 : 1.5e-3;
   const double tol_max = act == ActType::kBF16 ? 6e-2 : 1.2e-2;
   const std::string what = "rows " + std::to_string(rows) + " cols " + std::to_string(cols) +
                            " bits " + std::to_string(bits) + " g " + std::to_string(g) +
                            (act == ActType::kBF16 ? " bf16" : " fp16") + " n " +
-                           std::to_string(n) + " splits " + std::to_string(splits);
+                           std::to_string(n) + " splits " + std::to_string(splits) + (gemv ? "" : " tiled");
   EXPECT_EQ(e.bad, 0) << what;
   EXPECT_LT(e.rel_fro, tol_fro) << what;
   EXPECT_LT(e.max_rel, tol_max) << what;
@@ -117,6 +118,7 @@ TEST_P(QGemmAllBits, RaggedShapesAllTileConfigs) {
       // rows not a multiple of 16, cols not a multiple of 256 (nor of 128 for g = 64).
       for (int64_t n : {1, 3, 8, 13, 29, 64, 77}) Check(70, 1000, bits, g, act, n, 0, rng);
       Check(33, 192, bits, g, act, 5, 1, rng);
+      Check(70, 1000, bits, g, act, 3, 0, rng, /*gemv=*/false);  // tiled kernel at small n
     }
   }
 }
@@ -130,6 +132,7 @@ TEST_P(QGemmAllBits, RealShapesSplitKOnAndOff) {
       Check(256, 4096, bits, g, act, 1, 0, rng);   // auto split-K
       Check(256, 4096, bits, g, act, 16, 1, rng);  // no split
       Check(128, 14336, bits, g, act, 2, 5, rng);  // down-proj K
+      Check(64, 14336, bits, g, act, 8, 1, rng);   // too large to stage: forced to split
     }
     Check(512, 4096, bits, 128, act, 128, 0, rng);
   }
