@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <unordered_map>
 
 #include "nlohmann/json.hpp"
 #include "server/common/file_util.h"
@@ -63,14 +64,22 @@ struct Llama2cVocab {
         for (unsigned char b : ch) t.push_back(b + 3);
       }
     }
+    std::unordered_map<uint64_t, int> pair_id;  // (a << 32 | b) -> merged id or -1
+    auto merged = [&](int32_t a, int32_t b) {
+      const uint64_t key = (static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b);
+      auto it = pair_id.find(key);
+      if (it != pair_id.end()) return it->second;
+      auto v = ids.find(pieces[a] + pieces[b]);
+      return pair_id[key] = v == ids.end() ? -1 : v->second;
+    };
     while (true) {
       float best = -1e10f;
       int best_id = -1, best_i = -1;
       for (size_t i = 1; i + 1 < t.size(); ++i) {
-        auto it = ids.find(pieces[t[i]] + pieces[t[i + 1]]);
-        if (it != ids.end() && scores[it->second] > best) {
-          best = scores[it->second];
-          best_id = it->second;
+        const int m = merged(t[i], t[i + 1]);
+        if (m >= 0 && scores[m] > best) {
+          best = scores[m];
+          best_id = m;
           best_i = static_cast<int>(i);
         }
       }
@@ -85,7 +94,7 @@ struct Llama2cVocab {
 struct HfBpe {
   std::map<std::string, int> vocab;
   std::vector<std::string> pieces;
-  std::map<std::pair<std::string, std::string>, int> ranks;
+  std::unordered_map<uint64_t, std::pair<int, int32_t>> ranks;  // (a << 32 | b) -> (rank, merged)
   explicit HfBpe(const std::string& dir) {
     auto j = nlohmann::json::parse(*ReadFile(dir + "/tokenizer.json"));
     for (auto it = j["model"]["vocab"].begin(); it != j["model"]["vocab"].end(); ++it) {
@@ -97,34 +106,38 @@ struct HfBpe {
     for (const auto& m : j["model"]["merges"]) {
       std::string s = m.get<std::string>();
       size_t sp = s.find(' ');
-      ranks[{s.substr(0, sp), s.substr(sp + 1)}] = r++;
+      const std::string a = s.substr(0, sp), b = s.substr(sp + 1);
+      const uint64_t key = (static_cast<uint64_t>(vocab.at(a)) << 32) | vocab.at(b);
+      ranks[key] = {r++, vocab.at(a + b)};
     }
   }
   // Prepend "▁", spaces -> "▁", then lowest-rank merges over the whole string.
   std::vector<int32_t> Encode(const std::string& text) const {
     std::string norm = "\xE2\x96\x81";
     for (char c : text) norm += c == ' ' ? std::string("\xE2\x96\x81") : std::string(1, c);
-    std::vector<std::string> sym = Utf8Chars(norm);
+    std::vector<int32_t> sym;  // characters missing from the vocab become <unk> (0)
+    for (const std::string& ch : Utf8Chars(norm)) {
+      auto it = vocab.find(ch);
+      sym.push_back(it == vocab.end() ? 0 : it->second);
+    }
     while (true) {
       int best = INT32_MAX;
       size_t bi = 0;
+      int32_t best_id = 0;
       for (size_t i = 0; i + 1 < sym.size(); ++i) {
-        auto it = ranks.find({sym[i], sym[i + 1]});
-        if (it != ranks.end() && it->second < best) {
-          best = it->second;
+        auto it = ranks.find((static_cast<uint64_t>(sym[i]) << 32) | static_cast<uint32_t>(sym[i + 1]));
+        if (it != ranks.end() && it->second.first < best) {
+          best = it->second.first;
+          best_id = it->second.second;
           bi = i;
         }
       }
       if (best == INT32_MAX) break;
-      sym[bi] += sym[bi + 1];
+      sym[bi] = best_id;
       sym.erase(sym.begin() + bi + 1);
     }
-    std::vector<int32_t> ids = {1};
-    for (const std::string& s : sym) {
-      auto it = vocab.find(s);
-      ids.push_back(it == vocab.end() ? 0 : it->second);
-    }
-    return ids;
+    sym.insert(sym.begin(), 1);
+    return sym;
   }
   std::string Decode(const std::vector<int32_t>& ids) const {
     std::string out;
@@ -151,15 +164,15 @@ std::vector<std::string> Lines(const std::string& path) {
   return lines;
 }
 
-// Perplexity over sequences (each scored from position 1), truncated to the context length.
+// Perplexity over sequences (each scored from position 1), each cut to its first 256 tokens
+// (keeps this test fast: attention over long contexts dominates for these tiny models).
 double Perplexity(const Model& m, const std::vector<std::vector<int32_t>>& seqs) {
   double nll = 0;
   int64_t n = 0;
   const int64_t V = m.config.vocab_size;
+  const size_t max_len = std::min<int64_t>(256, m.config.max_position_embeddings);
   for (auto ids : seqs) {
-    if (static_cast<int64_t>(ids.size()) > m.config.max_position_embeddings) {
-      ids.resize(m.config.max_position_embeddings);
-    }
+    if (ids.size() > max_len) ids.resize(max_len);
     auto logits = TeacherForcedLogits(m, ids);
     EXPECT_TRUE(logits.ok()) << logits.status();
     if (!logits.ok()) return 0;
