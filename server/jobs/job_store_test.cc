@@ -56,7 +56,14 @@ absl::Status PgExec(const std::string& sql) {
 }
 
 JobRequest Req(const std::string& uri, const std::string& key = "") {
-  return JobRequest{uri, "ear>=0.99", "4-5-6-7-8", 128, "data/cal.txt", "data/eval.txt", key};
+  return JobRequest{.model_uri = uri,
+                    .target = "ear>=0.99",
+                    .formats = "4-5-6-7-8",
+                    .group_size = 128,
+                    .calibration_data = "data/cal.txt",
+                    .eval_data = "data/eval.txt",
+                    .options_json = "{\"bits\":[4,8]}",
+                    .idempotency_key = key};
 }
 
 constexpr char kArtifactId[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -124,6 +131,7 @@ TEST_P(JobStoreTest, CreateAndGetRoundTrip) {
   EXPECT_EQ(got->request.group_size, 128);
   EXPECT_EQ(got->request.calibration_data, "data/cal.txt");
   EXPECT_EQ(got->request.idempotency_key, "key-1");
+  EXPECT_EQ(got->request.options_json, "{\"bits\":[4,8]}");
   EXPECT_EQ(got->request_hash, RequestHash(Req("hf://org/model@main")));
   EXPECT_EQ(got->created, clock_.Now());
   EXPECT_TRUE(absl::IsNotFound(store_->GetJob("job-nope").status()));

@@ -88,7 +88,7 @@ std::string RequestHash(const JobRequest& r) {
   std::string enc;
   for (absl::string_view f : {absl::string_view(r.model_uri), absl::string_view(r.target),
                              absl::string_view(r.formats), absl::string_view(r.calibration_data),
-                             absl::string_view(r.eval_data)}) {
+                             absl::string_view(r.eval_data), absl::string_view(r.options_json)}) {
     absl::StrAppend(&enc, f.size(), ":", f, ";");
   }
   absl::StrAppend(&enc, "g", r.group_size);

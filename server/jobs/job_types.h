@@ -55,6 +55,9 @@ struct JobRequest {
   int32_t group_size = 128;
   std::string calibration_data;  // data reference (path or URI)
   std::string eval_data;
+  // The quantization options beyond the fields above (quant::PipelineOptions as JSON, written
+  // by server/api). Opaque to the store; part of the request hash.
+  std::string options_json;
   std::string idempotency_key;  // empty: none
 };
 

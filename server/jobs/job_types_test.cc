@@ -38,7 +38,14 @@ TEST(JobTypesTest, TransitionsRespectTerminalStates) {
 }
 
 TEST(JobTypesTest, RequestHashCoversEveryParameterButTheKey) {
-  JobRequest a{"hf://o/m", "ear>=0.99", "4-8", 128, "cal", "eval", "k1"};
+  JobRequest a{.model_uri = "hf://o/m",
+               .target = "ear>=0.99",
+               .formats = "4-8",
+               .group_size = 128,
+               .calibration_data = "cal",
+               .eval_data = "eval",
+               .options_json = "{}",
+               .idempotency_key = "k1"};
   JobRequest b = a;
   b.idempotency_key = "k2";
   EXPECT_EQ(RequestHash(a), RequestHash(b));
@@ -52,11 +59,14 @@ TEST(JobTypesTest, RequestHashCoversEveryParameterButTheKey) {
   c = a;
   c.formats = "4";
   hashes.insert(RequestHash(c));
+  c = a;
+  c.options_json = "{\"x\":1}";
+  hashes.insert(RequestHash(c));
   c = a;  // shifting a character between fields must change the hash
   c.model_uri = "hf://o/mc";
   c.target = "al";
   hashes.insert(RequestHash(c));
-  EXPECT_EQ(hashes.size(), 5u);
+  EXPECT_EQ(hashes.size(), 6u);
 }
 
 TEST(JobTypesTest, IdsAreRandomHex) {

@@ -7,22 +7,24 @@
 namespace slq {
 
 SqlPool::SqlPool(std::vector<std::unique_ptr<SqlConn>> conns) : owned_(std::move(conns)) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   for (auto& c : owned_) free_.push_back(c.get());
 }
 
 SqlPool::Handle SqlPool::Acquire() {
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(
-      +[](std::vector<SqlConn*>* f) { return !f->empty(); }, &free_));
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return !free_.empty(); });
   SqlConn* c = free_.back();
   free_.pop_back();
   return Handle(this, c);
 }
 
 void SqlPool::Release(SqlConn* c) {
-  absl::MutexLock lock(&mu_);
-  free_.push_back(c);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(c);
+  }
+  cv_.notify_one();
 }
 
 absl::StatusOr<std::unique_ptr<SqlTx>> SqlTx::Begin(SqlConn* conn) {

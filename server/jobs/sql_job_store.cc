@@ -93,11 +93,11 @@ absl::StatusOr<CreateJobResult> SqlJobStore::CreateJob(const JobRequest& req) {
         auto rows,
         tx.Query(absl::StrCat("INSERT INTO jobs (", kJobColumns,
                               ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-                              "$14, $15, $16, $17) ON CONFLICT DO NOTHING RETURNING id"),
+                              "$14, $15, $16, $17, $18) ON CONFLICT DO NOTHING RETURNING id"),
                  {j.id, std::string(JobStateName(j.state)), std::string(JobStageName(j.stage)),
                   j.progress, req.model_uri, req.target, req.formats, int64_t{req.group_size},
                   req.calibration_data, req.eval_data, key, hash, j.error, j.artifact_id,
-                  int64_t{0}, TimeValue(j.created), TimeValue(j.updated)}));
+                  int64_t{0}, TimeValue(j.created), TimeValue(j.updated), req.options_json}));
     if (rows.empty()) {  // lost a race for the same idempotency key
       SLQ_ASSIGN_OR_RETURN(Job existing, FindByIdempotencyKey(tx, req, hash));
       return CreateJobResult{existing, false};

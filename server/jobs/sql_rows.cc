@@ -11,7 +11,7 @@ namespace slq {
 const char kJobColumns[] =
     "id, state, stage, progress, model_uri, target, formats, group_size, calibration_data, "
     "eval_data, idempotency_key, request_hash, error, artifact_id, attempts, created_us, "
-    "updated_us";
+    "updated_us, options";
 const char kTaskColumns[] =
     "id, job_id, kind, payload, state, lease_owner, lease_expiry_us, attempts, max_attempts, "
     "result, error, created_us, updated_us";
@@ -47,6 +47,9 @@ const std::vector<std::vector<std::string>>& Migrations() {
       "CREATE INDEX artifacts_by_job ON artifacts (job_id)",
       "CREATE TABLE workers (id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, "
       "last_heartbeat_us BIGINT NOT NULL)",
+  }, {
+      // v2: the job's quantization options (JobRequest::options_json).
+      "ALTER TABLE jobs ADD COLUMN options TEXT NOT NULL DEFAULT ''",
   }};
   return *m;
 }
@@ -123,6 +126,7 @@ absl::StatusOr<Job> JobFromRow(const SqlRow& r) {
   SLQ_ASSIGN_OR_RETURN(int64_t updated, ColInt(r, 16));
   j.created = TimeFromUs(created);
   j.updated = TimeFromUs(updated);
+  j.request.options_json = ColStr(r, 17);
   return j;
 }
 
