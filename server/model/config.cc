@@ -204,6 +204,17 @@ absl::Status ModelConfig::Validate() const {
                             " num_heads=", num_heads, " num_kv_heads=", num_kv_heads,
                             " head_dim=", head_dim, " vocab_size=", vocab_size));
   }
+  // Upper bounds far above any real model: they stop a corrupt header from asking for
+  // absurd allocations before the tensors are even looked at.
+  if (num_layers > 4096 || hidden_size > (1 << 20) || intermediate_size > (1 << 22) ||
+      num_heads > 4096 || head_dim > 4096 || vocab_size > (1 << 24) ||
+      max_position_embeddings > (1 << 24)) {
+    return bad(absl::StrCat("sizes out of range: num_layers=", num_layers, " hidden_size=",
+                            hidden_size, " intermediate_size=", intermediate_size,
+                            " num_heads=", num_heads, " head_dim=", head_dim,
+                            " vocab_size=", vocab_size,
+                            " max_position_embeddings=", max_position_embeddings));
+  }
   if (num_heads % num_kv_heads != 0) {
     return bad(absl::StrCat("num_heads ", num_heads, " is not a multiple of num_kv_heads ",
                             num_kv_heads));

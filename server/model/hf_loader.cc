@@ -58,10 +58,10 @@ class HfLoad {
     const std::vector<int64_t> shape = {c.vocab_size, c.hidden_size};
     const bool has_embed = store_.Has("model.embed_tokens.weight");
     const bool has_head = store_.Has("lm_head.weight");
-    if (has_embed || !c.tie_word_embeddings) {
-      SLQ_ASSIGN_OR_RETURN(m_.embed, Vec("model.embed_tokens.weight", shape));
-    } else if (has_head) {
+    if (c.tie_word_embeddings && !has_embed && has_head) {
       SLQ_ASSIGN_OR_RETURN(m_.embed, Vec("lm_head.weight", shape));
+    } else {  // NotFound naming embed_tokens if it is missing
+      SLQ_ASSIGN_OR_RETURN(m_.embed, Vec("model.embed_tokens.weight", shape));
     }
     std::vector<float> head;
     if (c.tie_word_embeddings) {

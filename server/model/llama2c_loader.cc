@@ -87,6 +87,19 @@ absl::StatusOr<ModelConfig> ParseHeader(const std::string& data, const std::stri
                                                    c.num_heads));
   }
   SLQ_RETURN_IF_ERROR(c.Validate());
+  // The header fixes the file size exactly; check it before allocating anything.
+  const int64_t d = c.hidden_size, l = c.num_layers, f = c.intermediate_size;
+  const int64_t floats = c.vocab_size * d * (*shared ? 1 : 2) + l * d * 2 +
+                         l * d * (c.q_dim() + 2 * c.kv_dim()) + l * c.q_dim() * d +
+                         l * f * d * 3 + d + c.max_position_embeddings * c.head_dim;
+  const uint64_t want = kHeaderInts * 4 + static_cast<uint64_t>(floats) * 4;
+  if (want != data.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "llama2.c checkpoint '", path, "': header {dim ", d, ", hidden_dim ", f, ", n_layers ", l,
+        ", n_heads ", c.num_heads, ", n_kv_heads ", c.num_kv_heads, ", vocab ", c.vocab_size,
+        ", seq_len ", c.max_position_embeddings, "} implies ", want, " bytes but the file has ",
+        data.size(), (want > data.size() ? " (truncated)" : "")));
+  }
   return c;
 }
 

@@ -1,6 +1,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "server/common/file_util.h"
@@ -96,6 +97,14 @@ TEST(ModelLoaderTest, LoadsLlama2cCheckpoint) {
   auto bad = LoadModel(path);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(bad.status().message(), HasSubstr("truncated"));
+  // A corrupt header asking for 2^30 layers is an error, not an allocation.
+  std::string huge = *data;
+  const int32_t layers = 1 << 30;
+  std::memcpy(huge.data() + 8, &layers, 4);
+  ASSERT_TRUE(WriteFileAtomic(path, huge).ok());
+  EXPECT_EQ(LoadModel(path).status().code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(WriteFileAtomic(path, *data + "xxxx").ok());  // trailing bytes
+  EXPECT_THAT(LoadModel(path).status().message(), HasSubstr("implies"));
 }
 
 TEST(ModelLoaderTest, Errors) {
@@ -112,6 +121,12 @@ TEST(ModelLoaderTest, Errors) {
   ASSERT_TRUE(WriteTinyHfModel(dir, spec, w).ok());
   EXPECT_THAT(LoadModel(dir).status().message(), HasSubstr("expected [32]"));
   EXPECT_THAT(LoadModel(dir + "/nothing").status().message(), HasSubstr("known format"));
+  // Tied, but neither embed_tokens nor lm_head stored.
+  TinyModelSpec tied{.tied = true};
+  w = MakeTinyWeights(tied);
+  w.erase("model.embed_tokens.weight");
+  ASSERT_TRUE(WriteTinyHfModel(dir, tied, w).ok());
+  EXPECT_THAT(LoadModel(dir).status().message(), HasSubstr("model.embed_tokens.weight"));
 }
 
 }  // namespace
