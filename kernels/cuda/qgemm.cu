@@ -208,12 +208,13 @@ __device__ __forceinline__ void Chunk(float (&acc)[NT][4], const uint32_t (&wr)[
 // WM * WK * NT * 128 floats and be free), then writes the output, or for split-K adds into the
 // fp32 workspace where the last block of the tile converts and clears it.
 template <bool BF16, int WM, int WK, int NT>
-__device__ __forceinline__ void Finish(float (&acc)[NT][4], const Params& p, float* red,
-                                       int rt, int n0, bool row_ok, int rb, int nrb) {
+__device__ __forceinline__ void Finish(float (&acc)[NT][4], const Params& p, uint16_t* smem,
+                                       int rt, int n0, bool row_ok) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int wm = warp % WM, wk = warp / WM;
-  // Reduce over wk through shared memory ([WK][WM][NT * 4][32] floats at `red`).
+  // Reduce over wk through shared memory (the staging buffers are free now).
   if constexpr (WK > 1) {
+    float* red = reinterpret_cast<float*>(smem);  // [WK][WM][NT * 4][32]
 #pragma unroll
     for (int j = 0; j < NT; ++j) {
 #pragma unroll
@@ -257,12 +258,12 @@ __device__ __forceinline__ void Finish(float (&acc)[NT][4], const Params& p, flo
   __shared__ int is_last;
   __threadfence();
   __syncthreads();
-  const int tile = blockIdx.z * nrb + rb;
+  const int tile = blockIdx.z * gridDim.x + blockIdx.x;
   if (threadIdx.x == 0) is_last = atomicAdd(p.counters + tile, 1) == p.splits - 1;
   __syncthreads();
   if (!is_last) return;
   __threadfence();
-  const int r0 = rb * WM * 16;
+  const int r0 = blockIdx.x * WM * 16;
   constexpr int kRowsB = WM * 16, kToks = 8 * NT;
   for (int i = threadIdx.x; i < kRowsB * kToks; i += kThreads) {
     const int row = r0 + i % kRowsB, tok = n0 + i / kRowsB;
@@ -365,11 +366,10 @@ __global__ void __launch_bounds__(kThreads) QGemmKernel(Params p) {
     for (int q = 0; q < 4; ++q) szc[q] = szn[q];
   }
 
-  Finish<BF16, WM, WK, NT>(acc, p, reinterpret_cast<float*>(smem), rt, n0, row_ok, blockIdx.x,
-                          gridDim.x);
+  Finish<BF16, WM, WK, NT>(acc, p, smem, rt, n0, row_ok);
 }
 
-// ---- Small-batch path (n <= 16): zero-folded codes, whole K range staged once ---------------
+// ---- Small-batch path (n <= 8): zero-folded codes, whole K range staged once ---------------
 //
 // The A operand is the code plus a constant (fp16: 1024 + q via 0x6400 | q; bf16: 128 + q, or
 // the exact q for 8 bits), so a pair costs one or two integer ops. Per 64-column quarter
@@ -395,40 +395,29 @@ __device__ __forceinline__ uint32_t FoldCodes(uint32_t q2) {
   }
 }
 
-template <int NT>
 struct FoldState {
-  float aq[NT][4], ax[NT][4];
-  uint32_t b[NT][4];
+  float aq[4], ax[4];
+  uint32_t b[4];
 };
 
-template <int BITS, bool BF16, int NT, int S>
-__device__ __forceinline__ void FoldStep(float (&acc)[NT][4], FoldState<NT>& st,
+template <int BITS, bool BF16, int S>
+__device__ __forceinline__ void FoldStep(float (&acc)[1][4], FoldState& st,
                                          const uint32_t (&wr)[4 * BITS], const uint2 (&sz)[4],
-                                         const uint16_t* const (&xaddr)[NT],
-                                         const int (&colmul)[NT]) {
+                                         const uint16_t* xaddr, int colmul) {
   constexpr uint32_t kOnes = BF16 ? 0x3F803F80u : 0x3C003C00u;
   if constexpr (S % 4 == 0) {
 #pragma unroll
-    for (int j = 0; j < NT; ++j) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) st.aq[j][i] = st.ax[j][i] = 0.f;
-    }
+    for (int i = 0; i < 4; ++i) st.aq[i] = st.ax[i] = 0.f;
   }
-  if constexpr (S % 2 == 0) {
-#pragma unroll
-    for (int j = 0; j < NT; ++j) LdMatrixX4(st.b[j], xaddr[j] + S * 16 * colmul[j]);
-  }
+  if constexpr (S % 2 == 0) LdMatrixX4(st.b, xaddr + S * 16 * colmul);
   uint32_t a[4];
   a[0] = FoldCodes<BITS, BF16>(PairCodes<BITS, S * 4 + 0>(wr));
   a[1] = FoldCodes<BITS, BF16>(PairCodes<BITS, S * 4 + 1>(wr));
   a[2] = FoldCodes<BITS, BF16>(PairCodes<BITS, S * 4 + 2>(wr));
   a[3] = FoldCodes<BITS, BF16>(PairCodes<BITS, S * 4 + 3>(wr));
   const uint32_t ones[4] = {kOnes, kOnes, kOnes, kOnes};
-#pragma unroll
-  for (int j = 0; j < NT; ++j) {
-    Mma<BF16>(st.aq[j], a, st.b[j][(S & 1) * 2], st.b[j][(S & 1) * 2 + 1]);
-    Mma<BF16>(st.ax[j], ones, st.b[j][(S & 1) * 2], st.b[j][(S & 1) * 2 + 1]);
-  }
+  Mma<BF16>(st.aq, a, st.b[(S & 1) * 2], st.b[(S & 1) * 2 + 1]);
+  Mma<BF16>(st.ax, ones, st.b[(S & 1) * 2], st.b[(S & 1) * 2 + 1]);
   if constexpr (S % 4 == 3) {
     constexpr float kOff = FoldOffset<BITS, BF16>();
     const uint2 u = sz[S / 4];
@@ -437,23 +426,19 @@ __device__ __forceinline__ void FoldStep(float (&acc)[NT][4], FoldState<NT>& st,
     const float s_hi = __half2float(__ushort_as_half(static_cast<uint16_t>(u.y & 0xFFFF)));
     const float z_hi = __half2float(__ushort_as_half(static_cast<uint16_t>(u.y >> 16)));
     const float zz_lo = z_lo - kOff * s_lo, zz_hi = z_hi - kOff * s_hi;
-#pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      acc[j][0] += s_lo * st.aq[j][0] + zz_lo * st.ax[j][0];
-      acc[j][1] += s_lo * st.aq[j][1] + zz_lo * st.ax[j][1];
-      acc[j][2] += s_hi * st.aq[j][2] + zz_hi * st.ax[j][2];
-      acc[j][3] += s_hi * st.aq[j][3] + zz_hi * st.ax[j][3];
-    }
+    acc[0][0] += s_lo * st.aq[0] + zz_lo * st.ax[0];
+    acc[0][1] += s_lo * st.aq[1] + zz_lo * st.ax[1];
+    acc[0][2] += s_hi * st.aq[2] + zz_hi * st.ax[2];
+    acc[0][3] += s_hi * st.aq[3] + zz_hi * st.ax[3];
   }
 }
 
-template <int BITS, bool BF16, int NT, int... S>
-__device__ __forceinline__ void FoldChunk(float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS],
-                                          const uint2 (&sz)[4], const uint16_t* const (&xaddr)[NT],
-                                          const int (&colmul)[NT],
-                                          std::integer_sequence<int, S...>) {
-  FoldState<NT> st;
-  (FoldStep<BITS, BF16, NT, S>(acc, st, wr, sz, xaddr, colmul), ...);
+template <int BITS, bool BF16, int... S>
+__device__ __forceinline__ void FoldChunk(float (&acc)[1][4], const uint32_t (&wr)[4 * BITS],
+                                          const uint2 (&sz)[4], const uint16_t* xaddr,
+                                          int colmul, std::integer_sequence<int, S...>) {
+  FoldState st;
+  (FoldStep<BITS, BF16, S>(acc, st, wr, sz, xaddr, colmul), ...);
 }
 
 // Register ring depth: chunks of weights in flight per warp.
@@ -461,27 +446,22 @@ __host__ __device__ constexpr int GemvDepth(int bits) { return bits <= 3 ? 4 : b
 constexpr int kGemvWM = 2, kGemvWK = 4;
 constexpr int kGemvMaxSmem = 100 * 1024;
 
-// Persistent over row blocks: block (x, y) stages split y's K range of x once, then walks
-// row blocks rb = x, x + gridDim.x, ...; each warp streams its chunks of every row block
-// through a register ring of depth D, so loads for the next row block are in flight while
-// the current one is reduced and written.
-template <int BITS, bool BF16, int NT>
+template <int BITS, bool BF16>
 __global__ void __launch_bounds__(kThreads) QGemvKernel(Params p) {
   constexpr int WM = kGemvWM, WK = kGemvWK, D = GemvDepth(BITS);
   extern __shared__ __align__(16) uint16_t smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int wm = warp % WM, wk = warp / WM;
-  const int nrb = (p.row_tiles + WM - 1) / WM;
+  const int rt = blockIdx.x * WM + wm;
   const int c_begin = blockIdx.y * p.chunks_per_split;
   const int c_end = min(p.chunks, c_begin + p.chunks_per_split);
   const int nloc = c_end - c_begin;
+  const bool row_ok = rt < p.row_tiles;
   const int stride = p.chunks_per_split * 256 + 8;  // halves per staged token row
-  float* red = reinterpret_cast<float*>(smem);      // reduction scratch, WM*WK*NT*128 floats
-  uint16_t* zero = smem + WM * WK * NT * 256;       // 8 halves of zeros (rows >= n)
-  uint16_t* xs = zero + 8;
+  uint16_t* xs = smem + 8;                          // smem[0..7] = zeros (rows >= n)
 
   // Stage x[0:n, c_begin*256 : c_end*256] once.
-  if (threadIdx.x == 0) *reinterpret_cast<uint4*>(zero) = make_uint4(0, 0, 0, 0);
+  if (threadIdx.x == 0) *reinterpret_cast<uint4*>(smem) = make_uint4(0, 0, 0, 0);
   const int segs_row = nloc * 32;
   for (int i = threadIdx.x; i < p.n * segs_row; i += kThreads) {
     const int row = i / segs_row, sc = i % segs_row;
@@ -495,21 +475,11 @@ __global__ void __launch_bounds__(kThreads) QGemvKernel(Params p) {
   }
   CpAsyncCommit();
 
-  // Every warp runs the same number of steps per row block (uniform barriers); a step whose
-  // chunk is past the range or whose row tile is past the matrix loads and computes nothing.
-  const int per_rb = (nloc + WK - 1) / WK;
-  const int my_rbs = blockIdx.x < nrb ? (nrb - 1 - blockIdx.x) / gridDim.x + 1 : 0;
-  const int total = my_rbs * per_rb;
+  const int count = nloc > wk ? (nloc - wk + WK - 1) / WK : 0;
   uint32_t wr[D][4 * BITS];
   uint2 sz[D][4];
-  auto valid = [&](int i) {
-    const int rt = (blockIdx.x + (i / per_rb) * gridDim.x) * WM + wm;
-    const int c = c_begin + wk + (i % per_rb) * WK;
-    return rt < p.row_tiles && c < c_end;
-  };
   auto load = [&](int i, uint32_t (&w)[4 * BITS], uint2 (&s)[4]) {
-    const int rt = (blockIdx.x + (i / per_rb) * gridDim.x) * WM + wm;
-    const int c = c_begin + wk + (i % per_rb) * WK;
+    const int c = c_begin + wk + i * WK;
     const uint4* base = p.codes + (static_cast<int64_t>(rt) * p.chunks + c) * BITS * 32 + lane;
 #pragma unroll
     for (int v = 0; v < BITS; ++v) {
@@ -525,55 +495,36 @@ __global__ void __launch_bounds__(kThreads) QGemvKernel(Params p) {
       s[q] = __ldg(p.sz + (static_cast<int64_t>(rt) * p.gpad + grp) * 8 + (lane >> 2));
     }
   };
+  if (row_ok) {
 #pragma unroll
-  for (int d = 0; d < D; ++d) {
-    if (d < total && valid(d)) load(d, wr[d], sz[d]);
+    for (int d = 0; d < D; ++d) {
+      if (d < count) load(d, wr[d], sz[d]);
+    }
   }
   CpAsyncWait<0>();
   __syncthreads();
 
-  // ldmatrix row address of this lane for n-tile j: token j * 8 + lane % 8 at k offset
-  // (lane / 8) * 8, or the zero vector (colmul 0) past the last token.
-  const uint16_t* xaddr[NT];
-  int colmul[NT];
-  float acc[NT][4];
+  // ldmatrix row address of this lane: token (lane % 8) at k offset (lane / 8) * 8, or zeros.
+  const bool tok_ok = (lane & 7) < p.n;
+  const uint16_t* xaddr = tok_ok ? xs + (lane & 7) * stride + (lane >> 3) * 8 : smem;
+  const int colmul = tok_ok ? 1 : 0;
+  float acc[1][4] = {{0.f, 0.f, 0.f, 0.f}};
+  if (row_ok) {
+    for (int base = 0; base < count; base += D) {
 #pragma unroll
-  for (int j = 0; j < NT; ++j) {
-    const int tok = j * 8 + (lane & 7);
-    xaddr[j] = tok < p.n ? xs + tok * stride + (lane >> 3) * 8 : zero;
-    colmul[j] = tok < p.n ? 1 : 0;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) acc[j][i] = 0.f;
-  }
-  for (int base = 0; base < total; base += D) {
-#pragma unroll
-    for (int d = 0; d < D; ++d) {
-      const int i = base + d;
-      if (i < total) {
-        if (valid(i)) {
-          const uint16_t* xa[NT];
-#pragma unroll
-          for (int j = 0; j < NT; ++j) {
-            xa[j] = xaddr[j] + (wk + (i % per_rb) * WK) * 256 * colmul[j];
-          }
-          FoldChunk<BITS, BF16, NT>(acc, wr[d], sz[d], xa, colmul,
-                                    std::make_integer_sequence<int, 16>{});
-        }
-        if (i + D < total && valid(i + D)) load(i + D, wr[d], sz[d]);
-        if (i % per_rb == per_rb - 1) {  // row block done: reduce, write, reset
-          const int rb = blockIdx.x + (i / per_rb) * gridDim.x;
-          const int rt = rb * WM + wm;
-          __syncthreads();  // the previous row block's reduction reads are done
-          Finish<BF16, WM, WK, NT>(acc, p, red, rt, 0, rt < p.row_tiles, rb, nrb);
-#pragma unroll
-          for (int j = 0; j < NT; ++j) {
-#pragma unroll
-            for (int k = 0; k < 4; ++k) acc[j][k] = 0.f;
-          }
+      for (int d = 0; d < D; ++d) {
+        const int i = base + d;
+        if (i < count) {
+          const int xoff = (wk + i * WK) * 256 * colmul;
+          FoldChunk<BITS, BF16>(acc, wr[d], sz[d], xaddr + xoff, colmul,
+                                std::make_integer_sequence<int, 16>{});
+          if (i + D < count) load(i + D, wr[d], sz[d]);
         }
       }
     }
   }
+  __syncthreads();  // smem is reused by the reduction
+  Finish<BF16, WM, WK, 1>(acc, p, smem, rt, 0, row_ok);
 }
 
 // ---- Host side --------------------------------------------------------------------------
@@ -620,9 +571,9 @@ std::string LaunchCfg(const Config& c, const Params& p, dim3 grid, cudaStream_t 
   return Launch<BITS, BF16, 8, 1, 8>(p, grid, s);
 }
 
-template <int BITS, bool BF16, int NT>
+template <int BITS, bool BF16>
 std::string LaunchGemv(const Params& p, dim3 grid, size_t smem, cudaStream_t stream) {
-  auto kernel = QGemvKernel<BITS, BF16, NT>;
+  auto kernel = QGemvKernel<BITS, BF16>;
   static const cudaError_t attr =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kGemvMaxSmem);
   if (attr != cudaSuccess) return std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(attr);
@@ -632,23 +583,16 @@ std::string LaunchGemv(const Params& p, dim3 grid, size_t smem, cudaStream_t str
   return "";
 }
 
-template <int BITS, bool BF16>
-std::string LaunchGemvNt(int nt, const Params& p, dim3 grid, size_t smem, cudaStream_t s) {
-  return nt == 1 ? LaunchGemv<BITS, BF16, 1>(p, grid, smem, s)
-                 : LaunchGemv<BITS, BF16, 2>(p, grid, smem, s);
-}
-
 template <bool BF16>
-std::string LaunchGemvBits(int bits, int nt, const Params& p, dim3 grid, size_t smem,
-                           cudaStream_t s) {
+std::string LaunchGemvBits(int bits, const Params& p, dim3 grid, size_t smem, cudaStream_t s) {
   switch (bits) {
-    case 2: return LaunchGemvNt<2, BF16>(nt, p, grid, smem, s);
-    case 3: return LaunchGemvNt<3, BF16>(nt, p, grid, smem, s);
-    case 4: return LaunchGemvNt<4, BF16>(nt, p, grid, smem, s);
-    case 5: return LaunchGemvNt<5, BF16>(nt, p, grid, smem, s);
-    case 6: return LaunchGemvNt<6, BF16>(nt, p, grid, smem, s);
-    case 7: return LaunchGemvNt<7, BF16>(nt, p, grid, smem, s);
-    case 8: return LaunchGemvNt<8, BF16>(nt, p, grid, smem, s);
+    case 2: return LaunchGemv<2, BF16>(p, grid, smem, s);
+    case 3: return LaunchGemv<3, BF16>(p, grid, smem, s);
+    case 4: return LaunchGemv<4, BF16>(p, grid, smem, s);
+    case 5: return LaunchGemv<5, BF16>(p, grid, smem, s);
+    case 6: return LaunchGemv<6, BF16>(p, grid, smem, s);
+    case 7: return LaunchGemv<7, BF16>(p, grid, smem, s);
+    case 8: return LaunchGemv<8, BF16>(p, grid, smem, s);
     default: return "bits = " + std::to_string(bits) + " is not supported; allowed 2..8";
   }
 }
@@ -755,7 +699,6 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
     const int64_t target = 2 * SmCount();
     splits = static_cast<int>(std::max<int64_t>(1, (target + bx * bz - 1) / (bx * bz)));
   }
-  // n = 9..16 measured faster on the tiled kernel (v3: gate_up 4b n=16 74 us vs 50 us).
   const bool gemv = n <= 8 && opt.allow_gemv;
   const int max_splits = std::max(1, p.chunks / c.wk);
   splits = std::min(splits, max_splits);
@@ -768,8 +711,8 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
   set_cps();
   // The small-batch kernel stages its whole K range: split further until it fits.
   auto gemv_smem = [&] {
-    return static_cast<size_t>(kGemvWM * kGemvWK * c.nt * 128 * sizeof(float)) + 16 +
-           static_cast<size_t>(n) * (cps * 256 + 8) * 2;
+    return std::max<size_t>(16 + static_cast<size_t>(n) * (cps * 256 + 8) * 2,
+                            kGemvWM * kGemvWK * 128 * sizeof(float));
   };
   while (gemv && gemv_smem() > static_cast<size_t>(kGemvMaxSmem) && cps > c.wk) {
     cps -= c.wk;  // shrink the range (not ++splits: rounding could map back to the same cps)
@@ -789,12 +732,8 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
                   static_cast<unsigned>(bz));
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (gemv) {
-    // Persistent: about two blocks per SM in all, each walking several row blocks.
-    const int64_t per_split = std::max<int64_t>(1, (2 * SmCount() + splits - 1) / splits);
-    const dim3 g(static_cast<unsigned>(std::min<int64_t>(bx, per_split)),
-                 static_cast<unsigned>(splits), 1);
-    return act == ActType::kBF16 ? LaunchGemvBits<true>(l.bits, c.nt, p, g, gemv_smem(), s)
-                                 : LaunchGemvBits<false>(l.bits, c.nt, p, g, gemv_smem(), s);
+    return act == ActType::kBF16 ? LaunchGemvBits<true>(l.bits, p, grid, gemv_smem(), s)
+                                 : LaunchGemvBits<false>(l.bits, p, grid, gemv_smem(), s);
   }
   return act == ActType::kBF16 ? LaunchBits<true>(l.bits, c, p, grid, s)
                                : LaunchBits<false>(l.bits, c, p, grid, s);
