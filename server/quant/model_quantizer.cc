@@ -1,0 +1,138 @@
+#include "server/quant/model_quantizer.h"
+
+#include <cmath>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/status_macros.h"
+#include "server/quant/quantized_linear.h"
+
+namespace slq::quant {
+
+ModelQuantizer::ModelQuantizer(Model* model, QuantConfig config, bool quantize_lm_head)
+    : model_(model), config_(config), quantize_lm_head_(quantize_lm_head) {}
+
+absl::Status ModelQuantizer::Init() {
+  for (LinearSlot& s : model_->LinearSlots()) {
+    if (s.layer < 0 && !quantize_lm_head_) continue;
+    const auto* d = dynamic_cast<const DenseLinear*>(s.op->get());
+    if (d == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "slot ", s.name, " holds '", (*s.op) ? (*s.op)->Describe() : "nothing",
+          "'; quantization needs the dense base model"));
+    }
+    slots_.push_back({s.name, s.layer, d->out_features(), d->in_features()});
+    ops_[s.name] = s.op;
+  }
+  if (slots_.empty()) return absl::FailedPreconditionError("model has no quantizable linear layers");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<LinearOp>*> ModelQuantizer::SlotOp(const std::string& name) {
+  auto it = ops_.find(name);
+  if (it == ops_.end()) return absl::NotFoundError(absl::StrCat("no quantizable slot named ", name));
+  return it->second;
+}
+
+absl::StatusOr<const std::vector<float>*> ModelQuantizer::Weights(const std::string& name) const {
+  auto st = stash_.find(name);
+  const LinearOp* op = nullptr;
+  if (st != stash_.end()) {
+    op = st->second.get();
+  } else {
+    auto it = ops_.find(name);
+    if (it == ops_.end()) return absl::NotFoundError(absl::StrCat("no quantizable slot named ", name));
+    op = it->second->get();
+  }
+  const auto* d = dynamic_cast<const DenseLinear*>(op);
+  if (d == nullptr) return absl::InternalError(absl::StrCat("slot ", name, ": original is not dense"));
+  return &d->weight();
+}
+
+absl::StatusOr<const QuantizedMatrix*> ModelQuantizer::Quantized(const std::string& name, int bits) {
+  auto key = std::make_pair(name, bits);
+  auto it = cache_.find(key);
+  if (it != cache_.end()) return &it->second;
+  SLQ_ASSIGN_OR_RETURN(const std::vector<float>* w, Weights(name));
+  SLQ_ASSIGN_OR_RETURN(std::unique_ptr<LinearOp>* op, SlotOp(name));
+  (void)op;
+  const SlotInfo* info = nullptr;
+  for (const auto& s : slots_) {
+    if (s.name == name) info = &s;
+  }
+  QuantConfig cfg = config_;
+  cfg.bits = bits;
+  // One rotation seed per slot, derived from the configured seed and the slot's index.
+  cfg.rotation_seed = config_.rotation_seed * 1000003ULL + static_cast<uint64_t>(info - slots_.data());
+  SLQ_ASSIGN_OR_RETURN(QuantizedMatrix q, QuantizeMatrix(w->data(), info->rows, info->cols, cfg));
+  return &cache_.emplace(key, std::move(q)).first->second;
+}
+
+absl::Status ModelQuantizer::Restore(const std::string& name) {
+  SLQ_ASSIGN_OR_RETURN(std::unique_ptr<LinearOp>* op, SlotOp(name));
+  auto st = stash_.find(name);
+  if (st != stash_.end()) {
+    *op = std::move(st->second);
+    stash_.erase(st);
+  }
+  return absl::OkStatus();
+}
+
+void ModelQuantizer::RestoreAll() {
+  for (const auto& s : slots_) (void)Restore(s.name);
+}
+
+absl::Status ModelQuantizer::SetBits(const std::string& name, int bits) {
+  if (bits == 0 || bits == 16) return Restore(name);
+  SLQ_ASSIGN_OR_RETURN(const QuantizedMatrix* q, Quantized(name, bits));
+  SLQ_ASSIGN_OR_RETURN(std::unique_ptr<LinearOp>* op, SlotOp(name));
+  if (!stash_.count(name)) stash_[name] = std::move(*op);
+  *op = std::make_unique<QuantizedLinear>(*q);
+  return absl::OkStatus();
+}
+
+absl::Status ModelQuantizer::Apply(const std::map<std::string, int>& bits) {
+  for (const auto& [name, b] : bits) SLQ_RETURN_IF_ERROR(SlotOp(name).status());
+  for (const auto& s : slots_) {
+    auto it = bits.find(s.name);
+    SLQ_RETURN_IF_ERROR(SetBits(s.name, it == bits.end() ? 0 : it->second));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelQuantizer::InjectNoise(const std::string& name, double rel, uint64_t seed) {
+  SLQ_RETURN_IF_ERROR(Restore(name));
+  SLQ_ASSIGN_OR_RETURN(const std::vector<float>* w, Weights(name));
+  SLQ_ASSIGN_OR_RETURN(std::unique_ptr<LinearOp>* op, SlotOp(name));
+  double norm2 = 0;
+  for (float x : *w) norm2 += static_cast<double>(x) * x;
+  const double sigma = std::sqrt(rel * norm2 / static_cast<double>(w->size()));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> n(0.0, sigma);
+  std::vector<float> noisy(*w);
+  for (auto& x : noisy) x += static_cast<float>(n(rng));
+  const int64_t rows = (*op)->out_features(), cols = (*op)->in_features();
+  stash_[name] = std::move(*op);
+  *op = std::make_unique<DenseLinear>(rows, cols, std::move(noisy));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> ModelQuantizer::RelativeError(const std::string& name, int bits) {
+  auto key = std::make_pair(name, bits);
+  auto it = err_cache_.find(key);
+  if (it != err_cache_.end()) return it->second;
+  SLQ_ASSIGN_OR_RETURN(const std::vector<float>* w, Weights(name));
+  SLQ_ASSIGN_OR_RETURN(const QuantizedMatrix* q, Quantized(name, bits));
+  const std::vector<float> wq = DequantizeOriginalBasis(*q);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < w->size(); ++i) {
+    const double d = static_cast<double>((*w)[i]) - wq[i];
+    num += d * d;
+    den += static_cast<double>((*w)[i]) * (*w)[i];
+  }
+  const double e = den > 0 ? num / den : 0.0;
+  err_cache_[key] = e;
+  return e;
+}
+
+}  // namespace slq::quant

@@ -1,0 +1,71 @@
+// ModelQuantizer: applies, swaps and reverts per-slot quantization of a Model in place.
+//
+//   ModelQuantizer mq(model.get(), cfg, /*quantize_lm_head=*/false);
+//   SLQ_RETURN_IF_ERROR(mq.Apply({{"model.layers.0.mlp.up_proj", 4}, ...}));  // others dense
+//   ... evaluate ...
+//   mq.RestoreAll();                                                        // back to base
+//
+// Ownership: the original dense ops are moved out of the model into a stash while a slot holds
+// a quantized (or noisy) op, and moved back on Restore; the Model must outlive this object.
+// Quantized matrices are cached per (slot, bits). Thread safety: not thread-safe, and no
+// forward pass may run on the model during a swap.
+#ifndef SLQ_SERVER_QUANT_MODEL_QUANTIZER_H_
+#define SLQ_SERVER_QUANT_MODEL_QUANTIZER_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/model/model.h"
+#include "server/quant/quantizer.h"
+
+namespace slq::quant {
+
+struct SlotInfo {
+  std::string name;
+  int layer = -1;
+  int64_t rows = 0, cols = 0;
+  int64_t params() const { return rows * cols; }
+};
+
+class ModelQuantizer {
+ public:
+  // Every slot must hold a DenseLinear (FailedPrecondition from Init otherwise).
+  ModelQuantizer(Model* model, QuantConfig config, bool quantize_lm_head);
+  [[nodiscard]] absl::Status Init();
+
+  const std::vector<SlotInfo>& slots() const { return slots_; }  // the quantizable ones
+  const QuantConfig& config() const { return config_; }
+  // The fp32 weights [rows, cols] of a slot (from the stash when swapped out).
+  [[nodiscard]] absl::StatusOr<const std::vector<float>*> Weights(const std::string& name) const;
+
+  // Quantizes one slot at `bits` (2..8); 0 or 16 = restore dense.
+  [[nodiscard]] absl::Status SetBits(const std::string& name, int bits);
+  // Sets every quantizable slot from the map (slots not in it: dense).
+  [[nodiscard]] absl::Status Apply(const std::map<std::string, int>& bits);
+  // Replaces a slot by W + noise with ||noise||_F^2 = rel * ||W||_F^2 (Gaussian, seeded).
+  [[nodiscard]] absl::Status InjectNoise(const std::string& name, double rel, uint64_t seed);
+  [[nodiscard]] absl::Status Restore(const std::string& name);
+  void RestoreAll();
+  // ||W - W'||^2 / ||W||^2 at `bits` from the weights alone (cached).
+  [[nodiscard]] absl::StatusOr<double> RelativeError(const std::string& name, int bits);
+
+ private:
+  absl::StatusOr<std::unique_ptr<LinearOp>*> SlotOp(const std::string& name);
+  absl::StatusOr<const QuantizedMatrix*> Quantized(const std::string& name, int bits);
+
+  Model* model_;
+  QuantConfig config_;
+  bool quantize_lm_head_;
+  std::vector<SlotInfo> slots_;
+  std::map<std::string, std::unique_ptr<LinearOp>*> ops_;
+  std::map<std::string, std::unique_ptr<LinearOp>> stash_;  // original dense ops swapped out
+  std::map<std::pair<std::string, int>, QuantizedMatrix> cache_;
+  std::map<std::pair<std::string, int>, double> err_cache_;
+};
+
+}  // namespace slq::quant
+
+#endif  // SLQ_SERVER_QUANT_MODEL_QUANTIZER_H_

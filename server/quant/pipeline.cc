@@ -1,0 +1,179 @@
+#include "server/quant/pipeline.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/file_util.h"
+#include "server/common/half.h"
+#include "server/common/status_macros.h"
+#include "server/model/model_loader.h"
+#include "server/quant/evaluator.h"
+
+namespace slq::quant {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+absl::Status CheckOptions(const PipelineOptions& o) {
+  if (o.model_path.empty()) return absl::InvalidArgumentError("model_path is empty");
+  if (o.data_path.empty()) return absl::InvalidArgumentError("data_path is empty");
+  if (o.estimator != "measured" && o.estimator != "proxy") {
+    return absl::InvalidArgumentError(absl::StrCat("estimator '", o.estimator, "'; allowed: measured, proxy"));
+  }
+  if (o.solver != "dp" && o.solver != "lagrangian") {
+    return absl::InvalidArgumentError(absl::StrCat("solver '", o.solver, "'; allowed: dp, lagrangian"));
+  }
+  if (o.uniform_bits != 0 && (o.uniform_bits < 2 || o.uniform_bits > 8)) {
+    return absl::InvalidArgumentError(absl::StrCat("uniform_bits = ", o.uniform_bits, "; allowed 0 (search) or 2..8"));
+  }
+  if (o.bootstrap_resamples < 1000) {
+    return absl::InvalidArgumentError(absl::StrCat("bootstrap_resamples = ", o.bootstrap_resamples,
+                                                   "; the certificate needs >= 1000"));
+  }
+  if (o.calibration_resamples < 1 || o.closed_loop_max_evals < 1) {
+    return absl::InvalidArgumentError("calibration_resamples and closed_loop_max_evals must be >= 1");
+  }
+  if (!(o.temperature > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("temperature = ", o.temperature, "; must be > 0"));
+  }
+  if (!o.output_dir.empty() && fs::exists(o.output_dir)) {
+    return absl::AlreadyExistsError(absl::StrCat("output_dir ", o.output_dir, " exists"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const PipelineOptions& o, const Model& m,
+                                                         std::vector<std::string>* files) {
+  std::string path = o.tokenizer_path;
+  if (path.empty()) path = fs::is_directory(o.model_path) ? o.model_path : fs::path(o.model_path).parent_path().string();
+  if (fs::is_directory(path)) {
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                          "config.json", "generation_config.json"}) {
+      if (fs::exists(fs::path(path) / f)) files->push_back((fs::path(path) / f).string());
+    }
+    return Tokenizer::FromHfDir(path);
+  }
+  files->push_back(path);
+  return Tokenizer::FromLlama2c(path, static_cast<int>(m.config.vocab_size));
+}
+
+// Rounds embeddings and a dense LM head to fp16: "kept at 16 bits", stored losslessly as F16.
+void RoundKeptTensorsToFp16(Model& m, bool round_head) {
+  for (float& x : m.embed) x = RoundToHalf(x);
+  if (!round_head) return;
+  if (const auto* d = dynamic_cast<const DenseLinear*>(m.lm_head.get())) {
+    std::vector<float> w = d->weight();
+    for (float& x : w) x = RoundToHalf(x);
+    m.lm_head = std::make_unique<DenseLinear>(d->out_features(), d->in_features(), std::move(w));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(
+    const PipelineOptions& options, const ProgressFn& progress) {
+  SLQ_RETURN_IF_ERROR(CheckOptions(options));
+  std::unique_ptr<QuantizationSession> s(new QuantizationSession());
+  s->opts_ = options;
+  if (s->opts_.model_id.empty()) s->opts_.model_id = options.model_path;
+  s->progress_ = progress;
+  SLQ_ASSIGN_OR_RETURN(s->target_, ParseTarget(options.target));
+  SLQ_ASSIGN_OR_RETURN(s->formats_, ParseFormats(options.formats));
+  if (progress) progress("load", 0);
+  auto t0 = Clock::now();
+  SLQ_ASSIGN_OR_RETURN(s->model_, LoadModel(options.model_path));
+  SLQ_ASSIGN_OR_RETURN(s->tokenizer_, LoadTokenizer(options, *s->model_, &s->tokenizer_files_));
+  s->stage_seconds_["load"] = Since(t0);
+  if (progress) progress("data", 0);
+  t0 = Clock::now();
+  SLQ_ASSIGN_OR_RETURN(std::string text, ReadFile(options.data_path));
+  SLQ_ASSIGN_OR_RETURN(s->data_, PrepareEvalData(text, *s->tokenizer_, options.data));
+  s->stage_seconds_["data"] = Since(t0);
+  if (progress) progress("base_logits", 0);
+  t0 = Clock::now();
+  SLQ_ASSIGN_OR_RETURN(s->base_calib_, ComputeLogits(*s->model_, s->data_.calibration));
+  SLQ_ASSIGN_OR_RETURN(s->base_heldout_, ComputeLogits(*s->model_, s->data_.heldout));
+  s->stage_seconds_["base_logits"] = Since(t0);
+  // After the base logits: the rounding's own damage is part of every measurement.
+  if (options.embeddings_fp16) RoundKeptTensorsToFp16(*s->model_, !options.quantize_lm_head);
+  QuantConfig cfg;
+  cfg.group_size = options.group_size;
+  cfg.symmetric = options.symmetric;
+  cfg.mse_clip = options.mse_clip;
+  cfg.rotate = options.rotate;
+  cfg.rotation_seed = options.rotation_seed;
+  SLQ_RETURN_IF_ERROR(ResolveGroupSize(4, cfg.group_size, 1 << 20).status());
+  s->mq_ = std::make_unique<ModelQuantizer>(s->model_.get(), cfg, options.quantize_lm_head);
+  SLQ_RETURN_IF_ERROR(s->mq_->Init());
+  return s;
+}
+
+absl::StatusOr<LayerProfiles> QuantizationSession::Profile(const std::vector<std::string>& layers) {
+  if (progress_) progress_("profile", 0);
+  const auto t0 = Clock::now();
+  LayerProfiles p;
+  if (opts_.uniform_bits > 0) {  // baselines: nothing to profile
+    p.estimator = opts_.estimator;
+    p.bits = {opts_.uniform_bits};
+    p.group_size = opts_.group_size;
+  } else {
+    ProfileOptions po;
+    po.estimator = opts_.estimator;
+    po.bits = formats_;
+    po.temperature = opts_.temperature;
+    po.seed = opts_.seed;
+    po.cache_dir = opts_.profile_cache_dir;
+    po.layers = layers;
+    po.model_sha = model_->identity_sha256;
+    po.data_sha = absl::StrCat(data_.data_sha256, "-", nlohmann::json(opts_.data).dump());
+    SLQ_ASSIGN_OR_RETURN(p, ProfileLayers(*mq_, *model_, data_.calibration, base_calib_, po, progress_));
+  }
+  stage_seconds_["profile"] = Since(t0);
+  return p;
+}
+
+double QuantizationSession::AverageBits(const std::map<std::string, int>& bits) const {
+  double num = 0, den = 0;
+  for (const SlotInfo& s : mq_->slots()) {
+    auto it = bits.find(s.name);
+    const double bpp = it == bits.end() || it->second == 0 ? 16.0 : BitsPerParam(it->second, opts_.group_size, s.cols);
+    num += bpp * static_cast<double>(s.params());
+    den += static_cast<double>(s.params());
+  }
+  return den > 0 ? num / den : 0;
+}
+
+absl::StatusOr<FidelityReport> QuantizationSession::EvaluateOn(const std::map<std::string, int>& bits,
+                                                               const Sequences& seqs,
+                                                               const SequenceLogits& base,
+                                                               int resamples) {
+  SLQ_RETURN_IF_ERROR(mq_->Apply(bits));
+  SLQ_ASSIGN_OR_RETURN(auto per_seq, CompareModel(*model_, seqs, base, opts_.temperature));
+  return Summarize(per_seq, {resamples, opts_.seed});
+}
+
+absl::StatusOr<FidelityReport> QuantizationSession::Verify(const std::map<std::string, int>& bits) {
+  if (progress_) progress_("verify", 0);
+  const auto t0 = Clock::now();
+  SLQ_ASSIGN_OR_RETURN(FidelityReport r, EvaluateOn(bits, data_.heldout, base_heldout_,
+                                                     opts_.bootstrap_resamples));
+  stage_seconds_["verify"] = Since(t0);
+  if (progress_) progress_("verify", 1);
+  return r;
+}
+
+absl::StatusOr<PipelineResult> QuantizeModel(const PipelineOptions& options, const ProgressFn& progress) {
+  SLQ_ASSIGN_OR_RETURN(auto session, QuantizationSession::Open(options, progress));
+  SLQ_ASSIGN_OR_RETURN(LayerProfiles profile, session->Profile());
+  SLQ_ASSIGN_OR_RETURN(SearchOutcome search, session->Search(profile));
+  SLQ_ASSIGN_OR_RETURN(FidelityReport heldout, session->Verify(search.bits));
+  return session->Finish(profile, search, heldout);
+}
+
+}  // namespace slq::quant

@@ -1,0 +1,152 @@
+// The quantization pipeline (METHOD.md sections 4-6): load -> data split -> base logits ->
+// profile -> search (closed loop on the calibration split) -> verify once on held-out ->
+// artifact with the fidelity certificate.
+//
+// One call:
+//   PipelineOptions o;  o.model_path = ".../tinystories-656k";  o.data_path = ".../x.txt";
+//   o.target = "ear>=0.99";  o.formats = "4-8";  o.output_dir = "/store/a1";
+//   SLQ_ASSIGN_OR_RETURN(PipelineResult r, QuantizeModel(o, [](auto& stage, double f) {...}));
+//   // r.target_met, r.status ("met" / "unreachable: best found EAR ... at ... bits" / ...),
+//   // r.certificate (JSON, also in <output_dir>/manifest.json under "certificate").
+//
+// Stage by stage (for the job service; each stage's output is JSON-serialisable):
+//   auto s = QuantizationSession::Open(o, progress);           // load, data, base_logits
+//   LayerProfiles p = s->Profile();                            // profile
+//   SearchOutcome a = s->Search(p);                            // search + closed loop
+//   FidelityReport h = s->Verify(a.bits);                      // verify (held-out, once)
+//   PipelineResult r = s->Finish(p, a, h);                     // certificate + artifact
+// A failing target is not an error: the result says so, the artifact is still written and
+// its certificate marks it failing. Errors (bad options, unreadable model, text too short)
+// are Status values naming the problem.
+// Thread safety: a session is used by one thread at a time.
+#ifndef SLQ_SERVER_QUANT_PIPELINE_H_
+#define SLQ_SERVER_QUANT_PIPELINE_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "server/model/model.h"
+#include "server/model/tokenizer/tokenizer.h"
+#include "server/quant/eval_data.h"
+#include "server/quant/metrics.h"
+#include "server/quant/model_quantizer.h"
+#include "server/quant/profiler.h"
+#include "server/quant/search.h"
+
+namespace slq::quant {
+
+inline constexpr char kToolVersion[] = "slq-quant 0.1.0";
+
+struct PipelineOptions {
+  std::string model_path;      // HF folder or llama2.c .bin
+  std::string tokenizer_path;  // empty: the HF model folder; a llama2.c tokenizer .bin otherwise
+  std::string model_id;        // for the certificate (default: model_path)
+  std::string data_path;       // calibration + held-out text (split by document)
+  std::string output_dir;      // artifact directory (must not exist); empty: no artifact
+  std::string target = "ear>=0.99";  // ear>=X | kl<=X | bits<=X | tl
+  std::string formats = "4-8";       // allowed bitwidths: "4-8", "4-5-6-7-8", "2..8", "4,6,8"
+  int uniform_bits = 0;              // > 0: every layer at this width (baselines; no search)
+  int64_t group_size = 128;          // 32/64/128 or -1 (per row)
+  bool symmetric = false;
+  bool mse_clip = false;
+  bool rotate = false;               // randomized Hadamard rotation (HIGGS)
+  uint64_t rotation_seed = 1;
+  std::string estimator = "measured";  // measured | proxy
+  std::string solver = "dp";           // dp | lagrangian
+  double temperature = 1.0;
+  EvalDataOptions data;
+  int bootstrap_resamples = 1000;    // held-out verification
+  int calibration_resamples = 200;   // closed-loop checks on the calibration split
+  uint64_t seed = 1234;              // bootstrap + noise seeds
+  int closed_loop_max_evals = 10;
+  bool quantize_lm_head = false;     // default: LM head kept at 16 bits
+  bool embeddings_fp16 = true;       // round embeddings (+ unquantized LM head) to fp16
+  std::string profile_cache_dir;     // empty: no profile cache
+};
+void to_json(nlohmann::json& j, const PipelineOptions& o);
+void from_json(const nlohmann::json& j, PipelineOptions& o);  // missing keys keep defaults
+
+struct LoopStep {
+  double max_damage = 0;
+  double avg_bits = 0;
+  double calib_metric = 0;  // EAR lower bound or KL upper bound on the calibration split
+  bool met = false;
+};
+
+struct SearchOutcome {
+  std::map<std::string, int> bits;  // per quantizable slot
+  double avg_bits = 0;              // over quantized layers, weighted by parameters
+  double max_damage = 0;            // D of the chosen allocation (target mode)
+  bool calibration_met = false;     // target met on the calibration split
+  double calib_metric = 0;
+  std::vector<LoopStep> steps;      // closed-loop history
+  std::string note;
+  double wall_seconds = 0;
+};
+void to_json(nlohmann::json& j, const SearchOutcome& s);
+void from_json(const nlohmann::json& j, SearchOutcome& s);
+
+struct PipelineResult {
+  bool target_met = false;
+  std::string status;  // "met", "unreachable: best found EAR X at Y bits", "failed on held-out: ..."
+  std::string artifact_dir;  // empty when no output_dir
+  nlohmann::json certificate;
+};
+
+class QuantizationSession {
+ public:
+  // Stages load, data, base_logits. InvalidArgument for bad options / too little text.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<QuantizationSession>> Open(
+      const PipelineOptions& options, const ProgressFn& progress = nullptr);
+
+  // All quantizable slots, or only `layers` (a worker's share; MergeProfiles joins shares).
+  [[nodiscard]] absl::StatusOr<LayerProfiles> Profile(const std::vector<std::string>& layers = {});
+  [[nodiscard]] absl::StatusOr<SearchOutcome> Search(const LayerProfiles& profile);
+  // Quantizes with `bits` and evaluates on the held-out split (bootstrap_resamples).
+  [[nodiscard]] absl::StatusOr<FidelityReport> Verify(const std::map<std::string, int>& bits);
+  // Builds the certificate and writes the artifact (when output_dir is set).
+  [[nodiscard]] absl::StatusOr<PipelineResult> Finish(const LayerProfiles& profile,
+                                                      const SearchOutcome& search,
+                                                      const FidelityReport& heldout);
+
+  const EvalData& data() const { return data_; }
+  Model& model() { return *model_; }
+  const Target& target() const { return target_; }
+  const std::vector<int>& formats() const { return formats_; }
+  // Average bits/param over the quantizable layers for an allocation.
+  double AverageBits(const std::map<std::string, int>& bits) const;
+  std::map<std::string, double>& stage_seconds() { return stage_seconds_; }
+
+ private:
+  QuantizationSession() = default;
+  absl::StatusOr<FidelityReport> EvaluateOn(const std::map<std::string, int>& bits,
+                                            const Sequences& seqs, const SequenceLogits& base,
+                                            int resamples);
+  bool Met(const FidelityReport& r, double avg_bits) const;
+  double Conservative(const FidelityReport& r) const;
+  std::vector<LayerOptions> Options(const LayerProfiles& profile) const;
+
+  PipelineOptions opts_;
+  ProgressFn progress_;
+  Target target_;
+  std::vector<int> formats_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::vector<std::string> tokenizer_files_;
+  EvalData data_;
+  SequenceLogits base_calib_, base_heldout_;
+  std::unique_ptr<ModelQuantizer> mq_;
+  std::map<std::string, double> stage_seconds_;
+};
+
+// All stages in order.
+[[nodiscard]] absl::StatusOr<PipelineResult> QuantizeModel(const PipelineOptions& options,
+                                                           const ProgressFn& progress = nullptr);
+
+}  // namespace slq::quant
+
+#endif  // SLQ_SERVER_QUANT_PIPELINE_H_

@@ -1,0 +1,156 @@
+// QuantizationSession::Finish (fidelity certificate, METHOD.md section 6, + artifact) and the
+// JSON forms of the pipeline's inputs and outputs.
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/str_format.h"
+#include "server/common/status_macros.h"
+#include "server/quant/artifact.h"
+#include "server/quant/pipeline.h"
+
+namespace slq::quant {
+
+using nlohmann::json;
+
+absl::StatusOr<PipelineResult> QuantizationSession::Finish(const LayerProfiles& profile,
+                                                           const SearchOutcome& search,
+                                                           const FidelityReport& heldout) {
+  if (progress_) progress_("write", 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  SLQ_RETURN_IF_ERROR(mq_->Apply(search.bits));
+  PipelineResult res;
+  res.target_met = Met(heldout, search.avg_bits);
+  const bool ear = target_.kind == Target::Kind::kEar;
+  const double metric = Conservative(heldout);
+  const std::string what = ear ? "EAR" : "KL";
+  if (res.target_met) {
+    res.status = "met";
+  } else if (!search.calibration_met) {
+    res.status = absl::StrFormat("unreachable: best found %s %.6f (held-out 95%% %s bound %.6f) at %.3f bits",
+                                 what, ear ? heldout.ear.mean : heldout.kl.mean,
+                                 ear ? "lower" : "upper", metric, search.avg_bits);
+  } else {
+    res.status = absl::StrFormat("failed on held-out: %s 95%% %s bound %.6f misses %s at %.3f bits",
+                                 what, ear ? "lower" : "upper", metric, target_.ToString(), search.avg_bits);
+  }
+  double qparams = 0;
+  for (const SlotInfo& s : mq_->slots()) qparams += static_cast<double>(s.params());
+  const double total = static_cast<double>(model_->ParamCount());
+  const double whole = (search.avg_bits * qparams + 16.0 * std::max(0.0, total - qparams)) / total;
+  json files = json::array();
+  for (const auto& f : model_->files) files.push_back({{"name", f.name}, {"sha256", f.sha256}, {"bytes", f.bytes}});
+  json tok_files = json::array();
+  for (const auto& f : tokenizer_files_) tok_files.push_back(std::filesystem::path(f).filename().string());
+  json cert = {
+      {"tool_version", kToolVersion},
+      {"source_model", {{"id", opts_.model_id}, {"path", opts_.model_path}, {"format", model_->format},
+                        {"sha256", model_->identity_sha256}, {"files", files}}},
+      {"tokenizer", {{"id", opts_.tokenizer_path.empty() ? opts_.model_path : opts_.tokenizer_path},
+                     {"files", tok_files}}},
+      {"layers", DescribeLinears(*model_)},
+      {"avg_bits_per_param_quantized_layers", search.avg_bits},
+      {"avg_bits_per_param_whole_model", whole},
+      {"quantized_params", qparams},
+      {"total_params", total},
+      {"kept_16bit", opts_.quantize_lm_head ? "embeddings (fp16); LM head quantized"
+                                            : "embeddings and LM head kept at 16 bits (fp16)"},
+      {"target", target_.ToString()},
+      {"target_met", res.target_met},
+      {"status", res.status},
+      {"heldout", heldout},
+      {"calibration", {{"sequences", data_.calibration.size()}, {"tokens", data_.CalibrationTokens()},
+                       {"target_met", search.calibration_met}, {"metric", search.calib_metric}}},
+      {"dataset", {{"path", opts_.data_path}, {"sha256", data_.data_sha256},
+                   {"split_rule", data_.split_rule}, {"documents", data_.documents},
+                   {"calibration_documents", data_.calibration_documents},
+                   {"heldout_documents", data_.heldout_documents},
+                   {"heldout_sequences", data_.heldout.size()}, {"heldout_tokens", data_.HeldoutTokens()}}},
+      {"seeds", {{"bootstrap", opts_.seed}, {"noise", opts_.seed}, {"rotation", opts_.rotation_seed}}},
+      {"search", {{"estimator", profile.estimator}, {"solver", opts_.solver}, {"formats", formats_},
+                  {"uniform_bits", opts_.uniform_bits}, {"outcome", search}}},
+      {"options", opts_},
+      {"temperature", opts_.temperature},
+      {"stage_wall_seconds", stage_seconds_}};
+  if (!opts_.output_dir.empty()) {
+    ArtifactWriteOptions wo;
+    wo.certificate = cert;
+    wo.extra_files = tokenizer_files_;
+    SLQ_RETURN_IF_ERROR(WriteArtifact(*model_, opts_.output_dir, wo));
+    res.artifact_dir = opts_.output_dir;
+  }
+  stage_seconds_["write"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  cert["stage_wall_seconds"] = stage_seconds_;
+  res.certificate = std::move(cert);
+  if (progress_) progress_("write", 1);
+  return res;
+}
+
+void to_json(json& j, const PipelineOptions& o) {
+  j = {{"model_path", o.model_path}, {"tokenizer_path", o.tokenizer_path}, {"model_id", o.model_id},
+       {"data_path", o.data_path}, {"output_dir", o.output_dir}, {"target", o.target},
+       {"formats", o.formats}, {"uniform_bits", o.uniform_bits}, {"group_size", o.group_size},
+       {"symmetric", o.symmetric}, {"mse_clip", o.mse_clip}, {"rotate", o.rotate},
+       {"rotation_seed", o.rotation_seed}, {"estimator", o.estimator}, {"solver", o.solver},
+       {"temperature", o.temperature}, {"data", o.data},
+       {"bootstrap_resamples", o.bootstrap_resamples},
+       {"calibration_resamples", o.calibration_resamples}, {"seed", o.seed},
+       {"closed_loop_max_evals", o.closed_loop_max_evals},
+       {"quantize_lm_head", o.quantize_lm_head}, {"embeddings_fp16", o.embeddings_fp16},
+       {"profile_cache_dir", o.profile_cache_dir}};
+}
+
+void from_json(const json& j, PipelineOptions& o) {
+  const PipelineOptions d;
+  o.model_path = j.value("model_path", d.model_path);
+  o.tokenizer_path = j.value("tokenizer_path", d.tokenizer_path);
+  o.model_id = j.value("model_id", d.model_id);
+  o.data_path = j.value("data_path", d.data_path);
+  o.output_dir = j.value("output_dir", d.output_dir);
+  o.target = j.value("target", d.target);
+  o.formats = j.value("formats", d.formats);
+  o.uniform_bits = j.value("uniform_bits", d.uniform_bits);
+  o.group_size = j.value("group_size", d.group_size);
+  o.symmetric = j.value("symmetric", d.symmetric);
+  o.mse_clip = j.value("mse_clip", d.mse_clip);
+  o.rotate = j.value("rotate", d.rotate);
+  o.rotation_seed = j.value("rotation_seed", d.rotation_seed);
+  o.estimator = j.value("estimator", d.estimator);
+  o.solver = j.value("solver", d.solver);
+  o.temperature = j.value("temperature", d.temperature);
+  if (j.contains("data")) j.at("data").get_to(o.data);
+  o.bootstrap_resamples = j.value("bootstrap_resamples", d.bootstrap_resamples);
+  o.calibration_resamples = j.value("calibration_resamples", d.calibration_resamples);
+  o.seed = j.value("seed", d.seed);
+  o.closed_loop_max_evals = j.value("closed_loop_max_evals", d.closed_loop_max_evals);
+  o.quantize_lm_head = j.value("quantize_lm_head", d.quantize_lm_head);
+  o.embeddings_fp16 = j.value("embeddings_fp16", d.embeddings_fp16);
+  o.profile_cache_dir = j.value("profile_cache_dir", d.profile_cache_dir);
+}
+
+void to_json(json& j, const SearchOutcome& s) {
+  json steps = json::array();
+  for (const auto& st : s.steps) {
+    steps.push_back({{"max_damage", st.max_damage}, {"avg_bits", st.avg_bits},
+                     {"calib_metric", st.calib_metric}, {"met", st.met}});
+  }
+  j = {{"bits", s.bits}, {"avg_bits", s.avg_bits}, {"max_damage", s.max_damage},
+       {"calibration_met", s.calibration_met}, {"calib_metric", s.calib_metric},
+       {"steps", steps}, {"note", s.note}, {"wall_seconds", s.wall_seconds}};
+}
+
+void from_json(const json& j, SearchOutcome& s) {
+  s.bits = j.at("bits").get<std::map<std::string, int>>();
+  s.avg_bits = j.at("avg_bits").get<double>();
+  s.max_damage = j.at("max_damage").get<double>();
+  s.calibration_met = j.at("calibration_met").get<bool>();
+  s.calib_metric = j.at("calib_metric").get<double>();
+  s.note = j.value("note", "");
+  s.wall_seconds = j.value("wall_seconds", 0.0);
+  s.steps.clear();
+  for (const auto& st : j.at("steps")) {
+    s.steps.push_back({st.at("max_damage").get<double>(), st.at("avg_bits").get<double>(),
+                       st.at("calib_metric").get<double>(), st.at("met").get<bool>()});
+  }
+}
+
+}  // namespace slq::quant

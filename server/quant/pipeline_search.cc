@@ -1,0 +1,153 @@
+// QuantizationSession::Search: allocation by knapsack + closed-loop bisection on the damage
+// limit D, measured on the calibration split only (METHOD.md section 5).
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "server/common/status_macros.h"
+#include "server/quant/pipeline.h"
+
+namespace slq::quant {
+namespace {
+
+using Bits = std::map<std::string, int>;
+
+struct Eval {
+  Bits bits;
+  double avg_bits = 0, metric = 0, damage = 0;
+  bool met = false;
+};
+
+}  // namespace
+
+bool QuantizationSession::Met(const FidelityReport& r, double avg_bits) const {
+  switch (target_.kind) {
+    case Target::Kind::kEar: return r.ear.lo >= target_.value;
+    case Target::Kind::kKl:
+    case Target::Kind::kTaskLossless: return r.kl.hi <= target_.value;
+    case Target::Kind::kBits: return avg_bits <= target_.value + 1e-9;
+  }
+  return false;
+}
+
+double QuantizationSession::Conservative(const FidelityReport& r) const {
+  return target_.kind == Target::Kind::kEar ? r.ear.lo : r.kl.hi;
+}
+
+std::vector<LayerOptions> QuantizationSession::Options(const LayerProfiles& p) const {
+  const DamageMetric metric =
+      target_.kind == Target::Kind::kEar ? DamageMetric::kOneMinusEar : DamageMetric::kKl;
+  std::vector<LayerOptions> out;
+  for (size_t i = 0; i < p.layers.size(); ++i) {
+    const LayerProfile& l = p.layers[i];
+    LayerOptions o;
+    o.name = l.name;
+    for (int b : p.bits) {
+      o.bits.push_back(b);
+      o.cost.push_back(static_cast<double>(l.rows * l.cols) * BitsPerParam(b, opts_.group_size, l.cols));
+      o.damage.push_back(p.Damage(i, b, metric));
+    }
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& profile) {
+  if (progress_) progress_("search", 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  const SearchMethod method = opts_.solver == "dp" ? SearchMethod::kDynamicProgramming : SearchMethod::kLagrangian;
+  std::vector<Eval> evals;
+  auto evaluate = [&](const Bits& bits, double damage) -> absl::StatusOr<const Eval*> {
+    for (const Eval& e : evals) {
+      if (e.bits == bits) return &e;
+    }
+    SLQ_ASSIGN_OR_RETURN(FidelityReport r, EvaluateOn(bits, data_.calibration, base_calib_,
+                                                      opts_.calibration_resamples));
+    Eval e{bits, AverageBits(bits), Conservative(r), damage, false};
+    e.met = Met(r, e.avg_bits);
+    evals.push_back(e);
+    if (progress_) progress_("search", std::min(1.0, evals.size() / static_cast<double>(opts_.closed_loop_max_evals)));
+    return &evals.back();
+  };
+  SearchOutcome out;
+  std::string note;
+  if (opts_.uniform_bits > 0 || profile.layers.empty()) {
+    Bits bits;
+    for (const SlotInfo& s : mq_->slots()) bits[s.name] = opts_.uniform_bits > 0 ? opts_.uniform_bits : formats_.back();
+    SLQ_RETURN_IF_ERROR(evaluate(bits, 0).status());
+    note = "uniform allocation";
+  } else {
+    const std::vector<LayerOptions> layers = Options(profile);
+    auto to_bits = [&](const Allocation& a) {
+      Bits b;
+      for (size_t i = 0; i < layers.size(); ++i) b[layers[i].name] = a.bits[i];
+      return b;
+    };
+    if (target_.kind == Target::Kind::kBits) {
+      double params = 0;
+      for (const auto& l : profile.layers) params += static_cast<double>(l.rows * l.cols);
+      SLQ_ASSIGN_OR_RETURN(Allocation a, MinDamageForCost(layers, target_.value * params, method));
+      note = a.note;
+      SLQ_RETURN_IF_ERROR(evaluate(to_bits(a), a.damage).status());
+    } else {
+      double dmin = 0, dmax = 0;
+      for (const auto& l : layers) {
+        dmin += *std::min_element(l.damage.begin(), l.damage.end());
+        dmax += l.damage[std::min_element(l.cost.begin(), l.cost.end()) - l.cost.begin()];
+      }
+      dmin = std::max(dmin, 1e-15);
+      dmax = std::max(dmax, dmin);
+      const double d0 = target_.kind == Target::Kind::kEar ? 1.0 - target_.value : target_.value;
+      double D = std::clamp(d0, dmin, dmax);
+      double lo = -1, hi = -1;  // largest met D, smallest unmet D
+      for (int it = 0, fresh = 0; it < 60 && fresh < opts_.closed_loop_max_evals; ++it) {
+        SLQ_ASSIGN_OR_RETURN(Allocation a, MinCostForDamage(layers, D, method));
+        const size_t before = evals.size();
+        SLQ_ASSIGN_OR_RETURN(const Eval* e, evaluate(to_bits(a), a.damage));
+        fresh += evals.size() > before;
+        out.steps.push_back({D, e->avg_bits, e->metric, e->met});
+        if (e->met) lo = std::max(lo, D); else hi = hi < 0 ? D : std::min(hi, D);
+        if (lo < 0) {
+          if (D <= dmin * (1 + 1e-9)) break;  // even the least damage fails: unreachable
+          D = std::max(D / 4, dmin);
+        } else if (hi < 0) {
+          if (D >= dmax * (1 - 1e-9)) break;  // even the cheapest allocation meets it
+          D = std::min(D * 4, dmax);
+        } else {
+          if (hi / lo < 1.02) break;
+          D = std::sqrt(lo * hi);
+        }
+      }
+    }
+  }
+  // Best: the cheapest met evaluation (ties: better metric); none met: the best metric.
+  const bool ear = target_.kind == Target::Kind::kEar;
+  auto better_metric = [&](const Eval& a, const Eval& b) { return ear ? a.metric > b.metric : a.metric < b.metric; };
+  const Eval* best = nullptr;
+  for (const Eval& e : evals) {
+    if (e.met && (!best || e.avg_bits < best->avg_bits || (e.avg_bits == best->avg_bits && better_metric(e, *best)))) best = &e;
+  }
+  out.calibration_met = best != nullptr;
+  if (!best) {
+    for (const Eval& e : evals) {
+      if (!best || better_metric(e, *best)) best = &e;
+    }
+    note = absl::StrFormat("unreachable on the calibration split: best found %s %.6f at %.3f bits",
+                           ear ? "EAR (95% lower bound)" : "KL (95% upper bound)", best->metric,
+                           best->avg_bits);
+  }
+  out.bits = best->bits;
+  out.avg_bits = best->avg_bits;
+  out.max_damage = best->damage;
+  out.calib_metric = best->metric;
+  out.note = note;
+  mq_->RestoreAll();
+  out.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stage_seconds_["search"] = out.wall_seconds;
+  if (progress_) progress_("search", 1);
+  return out;
+}
+
+}  // namespace slq::quant

@@ -1,0 +1,219 @@
+#include "server/quant/profiler.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/file_util.h"
+#include "server/common/sha256.h"
+#include "server/common/status_macros.h"
+
+namespace slq::quant {
+namespace {
+
+using nlohmann::json;
+
+std::string CacheKey(const ProfileOptions& o, const QuantConfig& c, int bits) {
+  return absl::StrCat(o.estimator, "|model=", o.model_sha, "|data=", o.data_sha, "|b=", bits,
+                      "|g=", c.group_size, "|sym=", c.symmetric, "|clip=", c.mse_clip,
+                      "|rot=", c.rotate, ":", c.rotation_seed, "|T=", o.temperature);
+}
+
+std::string CachePath(const ProfileOptions& o, const std::string& key) {
+  return absl::StrCat(o.cache_dir, "/profile-", Sha256Hex(key).substr(0, 32), ".json");
+}
+
+// Cached {layer: [kl, 1-ear]} for one bitwidth, or empty when absent/unusable.
+json ReadCache(const ProfileOptions& o, const std::string& key) {
+  if (o.cache_dir.empty() || o.model_sha.empty() || o.data_sha.empty()) return {};
+  auto text = ReadFile(CachePath(o, key));
+  if (!text.ok()) return {};
+  json j = json::parse(*text, nullptr, false);
+  if (j.is_discarded() || j.value("key", "") != key || !j.contains("layers")) return {};
+  return j["layers"];
+}
+
+void WriteCache(const ProfileOptions& o, const std::string& key, const json& layers) {
+  if (o.cache_dir.empty() || o.model_sha.empty() || o.data_sha.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(o.cache_dir, ec);
+  (void)WriteFileAtomic(CachePath(o, key), json{{"key", key}, {"layers", layers}}.dump());
+}
+
+absl::StatusOr<MeanDamage> Measure(const Model& model, const Sequences& calib,
+                                   const SequenceLogits& base, double temperature) {
+  SLQ_ASSIGN_OR_RETURN(auto per_seq, CompareModel(model, calib, base, temperature));
+  return MeanOf(per_seq);
+}
+
+absl::Status ProfileMeasured(ModelQuantizer& mq, const Model& model, const Sequences& calib,
+                             const SequenceLogits& base, const ProfileOptions& o,
+                             const ProgressFn& progress, LayerProfiles& out) {
+  const double total = static_cast<double>(o.bits.size() * out.layers.size());
+  double done = 0;
+  for (int b : o.bits) {
+    const std::string key = CacheKey(o, mq.config(), b);
+    json cached = ReadCache(o, key);
+    json fresh = cached.is_object() ? cached : json::object();
+    bool all_cached = true;
+    for (LayerProfile& lp : out.layers) {
+      if (fresh.contains(lp.name)) {
+        lp.kl[b] = fresh[lp.name][0].get<double>();
+        lp.one_minus_ear[b] = fresh[lp.name][1].get<double>();
+      } else {
+        all_cached = false;
+        SLQ_RETURN_IF_ERROR(mq.SetBits(lp.name, b));
+        auto d = Measure(model, calib, base, o.temperature);
+        SLQ_RETURN_IF_ERROR(mq.Restore(lp.name));
+        if (!d.ok()) return d.status();
+        lp.kl[b] = d->kl;
+        lp.one_minus_ear[b] = d->one_minus_ear;
+        fresh[lp.name] = {d->kl, d->one_minus_ear};
+      }
+      SLQ_ASSIGN_OR_RETURN(lp.rel_err[b], mq.RelativeError(lp.name, b));
+      if (progress) progress("profile", ++done / total);
+    }
+    if (all_cached) {
+      ++out.cache_hits;
+    } else {
+      WriteCache(o, key, fresh);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ProfileProxy(ModelQuantizer& mq, const Model& model, const Sequences& calib,
+                          const SequenceLogits& base, const ProfileOptions& o,
+                          const ProgressFn& progress, LayerProfiles& out) {
+  const double total = static_cast<double>(out.layers.size());
+  double done = 0;
+  for (size_t i = 0; i < out.layers.size(); ++i) {
+    LayerProfile& lp = out.layers[i];
+    SLQ_RETURN_IF_ERROR(mq.InjectNoise(lp.name, o.noise_rel, o.seed + i));
+    auto d = Measure(model, calib, base, o.temperature);
+    SLQ_RETURN_IF_ERROR(mq.Restore(lp.name));
+    if (!d.ok()) return d.status();
+    lp.alpha_kl = d->kl / o.noise_rel;
+    lp.alpha_ear = d->one_minus_ear / std::sqrt(o.noise_rel);
+    for (int b : o.bits) {
+      SLQ_ASSIGN_OR_RETURN(lp.rel_err[b], mq.RelativeError(lp.name, b));
+    }
+    if (progress) progress("profile", ++done / total);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+double LayerProfiles::Damage(size_t i, int bits, DamageMetric metric) const {
+  const LayerProfile& lp = layers[i];
+  if (estimator == "proxy") {
+    auto it = lp.rel_err.find(bits);
+    const double e = it == lp.rel_err.end() ? 0.0 : it->second;
+    return metric == DamageMetric::kKl ? lp.alpha_kl * e : lp.alpha_ear * std::sqrt(e);
+  }
+  const auto& m = metric == DamageMetric::kKl ? lp.kl : lp.one_minus_ear;
+  auto it = m.find(bits);
+  return it == m.end() ? 0.0 : std::max(0.0, it->second);
+}
+
+absl::StatusOr<LayerProfiles> ProfileLayers(ModelQuantizer& mq, const Model& model,
+                                            const Sequences& calib, const SequenceLogits& base,
+                                            const ProfileOptions& o, const ProgressFn& progress) {
+  if (o.estimator != "measured" && o.estimator != "proxy") {
+    return absl::InvalidArgumentError(absl::StrCat("estimator '", o.estimator,
+                                                   "'; allowed: measured, proxy"));
+  }
+  if (o.bits.empty()) return absl::InvalidArgumentError("no bitwidths to profile");
+  if (!(o.noise_rel > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("noise_rel = ", o.noise_rel, "; must be > 0"));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  LayerProfiles out;
+  out.estimator = o.estimator;
+  out.bits = o.bits;
+  out.group_size = mq.config().group_size;
+  const std::set<std::string> only(o.layers.begin(), o.layers.end());
+  for (const SlotInfo& s : mq.slots()) {
+    if (only.empty() || only.count(s.name)) out.layers.push_back({s.name, s.layer, s.rows, s.cols, {}, {}, {}, 0, 0});
+  }
+  if (out.layers.size() < only.size()) {
+    return absl::NotFoundError("some requested layers are not quantizable slots of this model");
+  }
+  absl::Status s = o.estimator == "measured"
+                       ? ProfileMeasured(mq, model, calib, base, o, progress, out)
+                       : ProfileProxy(mq, model, calib, base, o, progress, out);
+  mq.RestoreAll();
+  SLQ_RETURN_IF_ERROR(s);
+  out.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+absl::StatusOr<LayerProfiles> MergeProfiles(const std::vector<LayerProfiles>& parts) {
+  if (parts.empty()) return absl::InvalidArgumentError("no profiles to merge");
+  LayerProfiles out = parts[0];
+  std::set<std::string> seen;
+  for (const auto& l : out.layers) seen.insert(l.name);
+  for (size_t i = 1; i < parts.size(); ++i) {
+    if (parts[i].estimator != out.estimator || parts[i].bits != out.bits) {
+      return absl::InvalidArgumentError("profiles to merge differ in estimator or bitwidths");
+    }
+    for (const auto& l : parts[i].layers) {
+      if (!seen.insert(l.name).second) {
+        return absl::InvalidArgumentError(absl::StrCat("layer ", l.name, " profiled twice"));
+      }
+      out.layers.push_back(l);
+    }
+    out.wall_seconds += parts[i].wall_seconds;
+    out.cache_hits += parts[i].cache_hits;
+  }
+  return out;
+}
+
+void to_json(json& j, const LayerProfiles& p) {
+  json layers = json::array();
+  auto m2j = [](const std::map<int, double>& m) {
+    json o = json::object();
+    for (auto& [k, v] : m) o[std::to_string(k)] = v;
+    return o;
+  };
+  for (const auto& l : p.layers) {
+    layers.push_back({{"name", l.name}, {"layer", l.layer}, {"rows", l.rows}, {"cols", l.cols},
+                      {"kl", m2j(l.kl)}, {"one_minus_ear", m2j(l.one_minus_ear)},
+                      {"rel_err", m2j(l.rel_err)}, {"alpha_kl", l.alpha_kl},
+                      {"alpha_ear", l.alpha_ear}});
+  }
+  j = {{"estimator", p.estimator}, {"bits", p.bits}, {"group_size", p.group_size},
+       {"layers", layers}, {"wall_seconds", p.wall_seconds}, {"cache_hits", p.cache_hits}};
+}
+
+void from_json(const json& j, LayerProfiles& p) {
+  auto j2m = [](const json& o) {
+    std::map<int, double> m;
+    for (auto& [k, v] : o.items()) m[std::stoi(k)] = v.get<double>();
+    return m;
+  };
+  p.estimator = j.at("estimator").get<std::string>();
+  p.bits = j.at("bits").get<std::vector<int>>();
+  p.group_size = j.at("group_size").get<int64_t>();
+  p.wall_seconds = j.value("wall_seconds", 0.0);
+  p.cache_hits = j.value("cache_hits", 0);
+  p.layers.clear();
+  for (const auto& l : j.at("layers")) {
+    LayerProfile lp;
+    lp.name = l.at("name").get<std::string>();
+    lp.layer = l.at("layer").get<int>();
+    lp.rows = l.at("rows").get<int64_t>();
+    lp.cols = l.at("cols").get<int64_t>();
+    lp.kl = j2m(l.at("kl"));
+    lp.one_minus_ear = j2m(l.at("one_minus_ear"));
+    lp.rel_err = j2m(l.at("rel_err"));
+    lp.alpha_kl = l.at("alpha_kl").get<double>();
+    lp.alpha_ear = l.at("alpha_ear").get<double>();
+    p.layers.push_back(std::move(lp));
+  }
+}
+
+}  // namespace slq::quant

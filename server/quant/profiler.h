@@ -1,0 +1,83 @@
+// Per-layer sensitivity profiling (METHOD.md section 4).
+//
+//   ModelQuantizer mq(model.get(), cfg, false);  SLQ_RETURN_IF_ERROR(mq.Init());
+//   SLQ_ASSIGN_OR_RETURN(LayerProfiles p,
+//                        ProfileLayers(mq, *model, calib, base_logits, opts, progress));
+//   double d = p.Damage(i, 4, DamageMetric::kKl);
+//
+// Measured: each quantizable layer alone at each allowed bitwidth, the rest dense; records mean
+// KL and mean 1 - EAR over the calibration positions against the cached base logits
+// (L x |B| evaluations). Results are cached as JSON files in opts.cache_dir, one per
+// (estimator, model sha, data sha, bitwidth, group size, quantizer flags, temperature).
+// Proxy (linearity theorem, HIGGS): err_l(b) = ||W - W'||^2 / ||W||^2 from the weights alone;
+// alpha_l from one pass with Gaussian noise of relative energy noise_rel injected into layer l:
+// predicted KL_l(b) = alpha_kl_l * err_l(b) (KL is second order in the perturbation, err is a
+// squared norm) and 1 - EAR_l(b) = alpha_ear_l * sqrt(err_l(b)) (TV is first order).
+// Scale-out: `layers` restricts the work to some slots so that several workers can each
+// profile a share (each with its own model copy); MergeProfiles joins the shares.
+// Thread safety: mutates the model through the ModelQuantizer; one profile at a time per model.
+#ifndef SLQ_SERVER_QUANT_PROFILER_H_
+#define SLQ_SERVER_QUANT_PROFILER_H_
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "server/quant/evaluator.h"
+#include "server/quant/model_quantizer.h"
+
+namespace slq::quant {
+
+enum class DamageMetric { kKl, kOneMinusEar };
+
+struct LayerProfile {
+  std::string name;
+  int layer = -1;
+  int64_t rows = 0, cols = 0;
+  std::map<int, double> kl;             // measured: mean KL with only this layer at b bits
+  std::map<int, double> one_minus_ear;  // measured: mean 1 - EAR
+  std::map<int, double> rel_err;        // ||W - W'||^2 / ||W||^2 (both estimators)
+  double alpha_kl = 0, alpha_ear = 0;   // proxy calibration
+};
+
+struct LayerProfiles {
+  std::string estimator;  // "measured" or "proxy"
+  std::vector<int> bits;
+  int64_t group_size = 0;
+  std::vector<LayerProfile> layers;
+  double wall_seconds = 0;
+  int cache_hits = 0;  // bitwidths served from the cache (measured)
+  // Predicted damage of layer i at b bits.
+  double Damage(size_t i, int bits, DamageMetric metric) const;
+};
+void to_json(nlohmann::json& j, const LayerProfiles& p);
+void from_json(const nlohmann::json& j, LayerProfiles& p);
+
+struct ProfileOptions {
+  std::string estimator = "measured";  // or "proxy"
+  std::vector<int> bits = {4, 8};
+  double temperature = 1.0;
+  double noise_rel = 0.01;  // proxy: relative noise energy of the calibration injection
+  uint64_t seed = 1234;
+  std::string cache_dir;    // empty: no cache
+  std::string model_sha, data_sha;  // cache key parts
+  std::vector<std::string> layers;  // empty: all quantizable slots
+};
+
+using ProgressFn = std::function<void(const std::string& stage, double fraction)>;
+
+[[nodiscard]] absl::StatusOr<LayerProfiles> ProfileLayers(ModelQuantizer& mq, const Model& model,
+                                                          const Sequences& calib,
+                                                          const SequenceLogits& base,
+                                                          const ProfileOptions& opts,
+                                                          const ProgressFn& progress);
+
+// Joins per-worker shares (same estimator/bits); layers ordered by the first share's order.
+[[nodiscard]] absl::StatusOr<LayerProfiles> MergeProfiles(const std::vector<LayerProfiles>& parts);
+
+}  // namespace slq::quant
+
+#endif  // SLQ_SERVER_QUANT_PROFILER_H_
