@@ -1,0 +1,145 @@
+// slq: the offline command line (no server needed).
+//   slq quantize MODEL --target 'ear>=0.99' --formats 4-5-6-7-8 --data TEXT --out DIR
+//   slq generate MODEL_OR_ARTIFACT "prompt" [--max-tokens N --temperature T --seed S]
+// MODEL is an HF folder or a llama2.c .bin (then --tokenizer tok.bin); an artifact is a
+// directory written by `slq quantize` (its checksums are verified on load).
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
+#include "server/model/generate.h"
+#include "server/model/model_loader.h"
+#include "server/model/tokenizer/tokenizer.h"
+#include "server/quant/artifact.h"
+#include "server/quant/pipeline.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+int Quantize(const slq::quant::PipelineOptions& opts, bool json) {
+  double last = -1;
+  std::string last_stage;
+  auto progress = [&](const std::string& stage, double f) {
+    if (json) return;
+    if (stage != last_stage || f - last >= 0.1 || f >= 1) {
+      std::fprintf(stderr, "\r%-10s %3.0f%%%s", stage.c_str(), f * 100, f >= 1 ? "\n" : "");
+      last = f;
+      last_stage = stage;
+    }
+  };
+  auto r = slq::quant::QuantizeModel(opts, progress);
+  if (!r.ok()) {
+    std::cerr << "\nslq quantize: " << r.status().message() << "\n";
+    return r.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  const auto& c = r->certificate;
+  if (json) {
+    std::cout << c.dump() << "\n";
+  } else {
+    const auto& h = c["heldout"];
+    std::cout << absl::StrFormat(
+        "%s: %s\n  avg bits/param %.3f (quantized layers), %.3f (whole model)\n"
+        "  held-out EAR %.5f [%.5f, %.5f]  KL %.5f [%.5f, %.5f]  flip %.4f  PPL ratio %.4f\n"
+        "  %d sequences, %d tokens; artifact %s\n",
+        c.value("target", ""), r->status, c.value("avg_bits_per_param_quantized_layers", 0.0),
+        c.value("avg_bits_per_param_whole_model", 0.0), h["ear"]["mean"].get<double>(),
+        h["ear"]["lo95"].get<double>(), h["ear"]["hi95"].get<double>(), h["kl"]["mean"].get<double>(),
+        h["kl"]["lo95"].get<double>(), h["kl"]["hi95"].get<double>(), h["flip_rate"]["mean"].get<double>(),
+        h["ppl_ratio"]["mean"].get<double>(), h["sequences"].get<int64_t>(), h["tokens"].get<int64_t>(),
+        r->artifact_dir.empty() ? "(not written)" : r->artifact_dir);
+  }
+  return r->target_met ? 0 : 8;
+}
+
+int Generate(const std::string& path, const std::string& tokenizer_path, const std::string& prompt,
+             slq::GenerateOptions gen) {
+  std::unique_ptr<slq::Model> model;
+  std::string tok_dir = path;
+  if (fs::exists(fs::path(path) / "manifest.json")) {
+    auto a = slq::quant::LoadArtifact(path);
+    if (!a.ok()) {
+      std::cerr << "slq generate: " << a.status().message() << "\n";
+      return 1;
+    }
+    model = std::move(a->model);
+  } else {
+    auto m = slq::LoadModel(path);
+    if (!m.ok()) {
+      std::cerr << "slq generate: " << m.status().message() << "\n";
+      return 1;
+    }
+    model = std::move(*m);
+  }
+  absl::StatusOr<std::unique_ptr<slq::Tokenizer>> tok =
+      tokenizer_path.empty() ? slq::Tokenizer::FromHfDir(tok_dir)
+                             : slq::Tokenizer::FromLlama2c(tokenizer_path, static_cast<int>(model->config.vocab_size));
+  if (!tok.ok()) {
+    std::cerr << "slq generate: tokenizer: " << tok.status().message() << "\n";
+    return 1;
+  }
+  std::vector<int32_t> ids = (*tok)->Encode(prompt, true);
+  slq::StreamingDecoder dec(tok->get());
+  for (int32_t id : ids) (void)dec.Add(id);  // the prompt is printed as given: continue after it
+  std::cout << prompt << std::flush;
+  auto r = slq::Generate(*model, ids, gen, [&](int32_t id) {
+    std::cout << dec.Add(id) << std::flush;
+    return true;
+  });
+  std::cout << dec.Flush() << "\n";
+  if (!r.ok()) {
+    std::cerr << "slq generate: " << r.status().message() << "\n";
+    return 1;
+  }
+  double n = static_cast<double>(r->tokens.size());
+  std::cerr << absl::StrFormat("[%d prompt tokens: %.1f tok/s prefill; %d new tokens: %.1f tok/s decode; %s]\n",
+                               ids.size(), ids.size() / std::max(1e-9, r->prefill_seconds), r->tokens.size(),
+                               (n - 1) / std::max(1e-9, r->decode_seconds), r->finish_reason);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"slq: quantize a model to a fidelity target, or generate from a model or artifact (offline)"};
+  app.require_subcommand(1);
+  slq::quant::PipelineOptions q;
+  bool json = false;
+  CLI::App* quant = app.add_subcommand("quantize", "Quantize a model to a fidelity target and write an artifact");
+  quant->add_option("model", q.model_path, "HF model folder or llama2.c .bin")->required();
+  quant->add_option("--target", q.target, "ear>=X, kl<=X, bits<=X or tl")->capture_default_str();
+  quant->add_option("--formats", q.formats, "Allowed bitwidths: 4-8, 4-5-6-7-8, 2..8, 4,6,8")->capture_default_str();
+  quant->add_option("--data", q.data_path, "Text for calibration + held-out evaluation (split by document)")->required();
+  quant->add_option("--out", q.output_dir, "Artifact directory to create (must not exist)");
+  quant->add_option("--tokenizer", q.tokenizer_path, "llama2.c tokenizer .bin (for .bin models)");
+  quant->add_option("--group-size", q.group_size, "32, 64, 128 or -1 (per row)")->capture_default_str();
+  quant->add_option("--uniform-bits", q.uniform_bits, "Every layer at this width (baseline; no search)");
+  quant->add_option("--estimator", q.estimator, "measured or proxy (linearity theorem)")->capture_default_str();
+  quant->add_option("--solver", q.solver, "dp or lagrangian")->capture_default_str();
+  quant->add_flag("--symmetric", q.symmetric, "Symmetric quantization");
+  quant->add_flag("--mse-clip", q.mse_clip, "MSE-optimal clipping");
+  quant->add_flag("--hadamard", q.rotate, "Randomized Hadamard rotation (HIGGS)");
+  quant->add_flag("--quantize-head", q.quantize_lm_head, "Quantize the LM head too");
+  quant->add_option("--seed", q.seed, "Bootstrap and noise seed")->capture_default_str();
+  quant->add_option("--profile-cache", q.profile_cache_dir, "Cache measured profiles in this folder");
+  quant->add_flag("--json", json, "Print the certificate as JSON");
+
+  std::string path, tok, prompt = "Once upon a time";
+  slq::GenerateOptions gen;
+  gen.sampling.temperature = 0;
+  CLI::App* g = app.add_subcommand("generate", "Generate text from a model or an artifact");
+  g->add_option("model", path, "HF model folder, llama2.c .bin or artifact directory")->required();
+  g->add_option("prompt", prompt, "Prompt")->capture_default_str();
+  g->add_option("--tokenizer", tok, "llama2.c tokenizer .bin (for .bin models)");
+  g->add_option("--max-tokens,-n", gen.max_new_tokens, "New tokens")->capture_default_str();
+  g->add_option("--temperature,-t", gen.sampling.temperature, "0 = greedy")->capture_default_str();
+  g->add_option("--top-p", gen.sampling.top_p, "Nucleus sampling");
+  g->add_option("--seed", gen.sampling.seed, "Sampling seed");
+  CLI11_PARSE(app, argc, argv);
+  if (quant->parsed()) return Quantize(q, json);
+  return Generate(path, tok, prompt, gen);
+}
