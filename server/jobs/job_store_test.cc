@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "server/jobs/open_job_store.h"
 #include "server/jobs/pg_test_server.h"
 #include "server/jobs/postgres_job_store.h"
 #include "server/jobs/sqlite_job_store.h"
@@ -558,6 +559,30 @@ TEST(SqliteJobStoreTest, OpenFailsClearlyOnBadPath) {
   auto s = SqliteJobStore::Open("/nonexistent-dir/x/jobs.db");
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("/nonexistent-dir/x/jobs.db"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace slq
+
+namespace slq {
+namespace {
+
+TEST(OpenJobStoreTest, PicksTheBackendFromTheSpec) {
+  fs::path dir = fs::temp_directory_path() / absl::StrCat("slq-open-", ::getpid());
+  fs::create_directories(dir);
+  auto a = OpenJobStore("sqlite://" + (dir / "a.db").string());
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE((*a)->CreateJob(Req("hf://o/m")).ok());
+  EXPECT_TRUE(fs::exists(dir / "a.db"));
+  EXPECT_TRUE(OpenJobStore((dir / "b.db").string()).ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(OpenJobStore("").status()));
+  auto bad = OpenJobStore("mysql://h/db");
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status())) << bad.status();
+  EXPECT_NE(bad.status().message().find("mysql://h/db"), std::string::npos);
+  // Nothing listens on port 1: the PostgreSQL backend was chosen and reports Unavailable.
+  auto pg = OpenJobStore("postgres://slq@127.0.0.1:1/slq?connect_timeout=2");
+  EXPECT_TRUE(absl::IsUnavailable(pg.status())) << pg.status();
+  fs::remove_all(dir);
 }
 
 }  // namespace
