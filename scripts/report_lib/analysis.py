@@ -1,0 +1,96 @@
+"""Turns cached run records into plot points and the comparisons the report states."""
+import math
+import os
+
+
+def point(run, rec):
+    c = rec["cert"]
+    h = c["heldout"]
+    e, k = h["ear"], h["kl"]
+    return {
+        "name": run.name, "method": run.method, "target": c.get("target", ""),
+        "bits": c["avg_bits_per_param_quantized_layers"],
+        "whole_bits": c.get("avg_bits_per_param_whole_model"),
+        "ear": {"mean": e["mean"], "lo": e["lo95"], "hi": e["hi95"]},
+        "tv": {"mean": 1 - e["mean"], "lo": 1 - e["hi95"], "hi": 1 - e["lo95"]},
+        "kl": {"mean": k["mean"], "lo": k["lo95"], "hi": k["hi95"]},
+        "flip": h["flip_rate"]["mean"], "ppl": h["ppl_ratio"]["mean"],
+        "met": bool(c["target_met"]), "status": c.get("status", ""),
+        "calib_met": c.get("calibration", {}).get("target_met"),
+        "calib_metric": c.get("calibration", {}).get("metric"),
+        "wall": rec.get("wall_s"), "rss_kb": rec.get("max_rss_kb"),
+        "stages": c.get("stage_wall_seconds", {}),
+        "layers": c.get("layers", {}), "cert": c,
+    }
+
+
+def interp_log(curve, x, key):
+    """log-linear interpolation of curve (sorted by bits) at x; None outside its range."""
+    xs = [p["bits"] for p in curve]
+    if not curve or x < xs[0] - 1e-9 or x > xs[-1] + 1e-9:
+        return None
+    for a, b in zip(curve, curve[1:]):
+        if a["bits"] <= x <= b["bits"]:
+            ya, yb = math.log(max(a[key]["mean"], 1e-12)), math.log(max(b[key]["mean"], 1e-12))
+            t = (x - a["bits"]) / (b["bits"] - a["bits"]) if b["bits"] > a["bits"] else 0
+            return math.exp(ya + t * (yb - ya))
+    return curve[-1][key]["mean"]
+
+
+def cells(p):
+    """{(layer, projection): bits} of a point's quantized layers."""
+    out = {}
+    for name, d in p["layers"].items():
+        if not d.get("quantized"):
+            continue
+        parts = name.split(".")
+        proj = parts[-1]
+        if proj == "weight":
+            proj = parts[-2]
+        proj = proj.replace("_proj", "")
+        out[(int(d.get("layer", -1)), proj)] = int(d["bits"])
+    return out
+
+
+def smallest_meeting(points, method, tau):
+    ok = [p for p in points if p["method"] == method and p["ear"]["lo"] >= tau]
+    return min(ok, key=lambda p: p["bits"]) if ok else None
+
+
+def gamma_rows(points, pred=None):
+    sym = {round(p["bits"] - 0.0): p for p in points if p["method"] == "uniform sym RTN"}
+    asym = {round(p["bits"] - 0.0): p for p in points if p["method"] == "uniform asym RTN"}
+    rows = []
+    for p in sorted(points, key=lambda p: p["bits"]):
+        if p["method"] != "uniform asym RTN":
+            continue
+        b = int(p["name"].rsplit("-", 1)[1])
+        s = next((q for q in points if q["name"] == f"uniform-sym-{b}"), None)
+        if s is None:
+            continue
+        rows.append({"bits": b, "kl_ratio": s["kl"]["mean"] / max(p["kl"]["mean"], 1e-12),
+                     "tv_ratio": s["tv"]["mean"] / max(p["tv"]["mean"], 1e-12),
+                     "sym": s, "asym": p, "pred_var": (pred or {}).get(b)})
+    del sym, asym
+    return rows
+
+
+def profile_sums(profile_dir):
+    """{bits: (sum over layers of KL, sum of 1-EAR)} of the cached measured asymmetric profiles."""
+    import glob
+    import json
+    import re
+    out = {}
+    for f in glob.glob(os.path.join(profile_dir, "profile-*.json")):
+        try:
+            with open(f) as fh:
+                j = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        key = j.get("key", "")
+        m = re.search(r"\|b=(\d+)\|g=128\|sym=0\|clip=0\|rot=0", key)
+        if not key.startswith("measured") or not m:
+            continue
+        vals = j["layers"].values()
+        out[int(m.group(1))] = (sum(v[0] for v in vals), sum(v[1] for v in vals), len(j["layers"]))
+    return out
