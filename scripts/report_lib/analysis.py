@@ -94,3 +94,13 @@ def profile_sums(profile_dir):
         vals = j["layers"].values()
         out[int(m.group(1))] = (sum(v[0] for v in vals), sum(v[1] for v in vals), len(j["layers"]))
     return out
+
+
+def equivalent_uniform_bits(curve, value, key):
+    """Bits at which the uniform curve (sorted by bits, decreasing metric) reaches `value` (log-linear)."""
+    for a, b in zip(curve, curve[1:]):
+        ya, yb = a[key]["mean"], b[key]["mean"]
+        if yb <= value <= ya and ya > 0 and yb > 0 and ya != yb:
+            t = (math.log(value) - math.log(ya)) / (math.log(yb) - math.log(ya))
+            return a["bits"] + t * (b["bits"] - a["bits"])
+    return None
