@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "server/common/test_paths.h"
 #include "server/inference/test_util.h"
 #include "server/model/model_loader.h"
 #include "server/model/test_model_util.h"
@@ -35,6 +36,15 @@ TEST(ModelSource, DefaultNamesAndCertificates) {
                          {"heldout", {{"ear", {{"mean", 0.995}, {"lo", 0.991}, {"hi", 0.997}}}}}};
   EXPECT_DOUBLE_EQ(CertifiedEarLower(cert), 0.991);
   EXPECT_EQ(CertifiedEarLower(nlohmann::json::object()), 0.0);
+}
+
+TEST(ModelSource, AllowedRootsAreEnforced) {
+  const std::string models = slq::testing::ModelsDir();
+  ModelSourceFn src = DefaultModelSource({.allowed_roots = {models + "/stories260k"}});
+  ModelSpec ok = Uri("", "file://" + models + "/stories260k/stories260K.bin");
+  EXPECT_TRUE(src(ok).ok());
+  ModelSpec outside = Uri("", models + "/stories260k/../tinystories-656k");
+  EXPECT_EQ(src(outside).status().code(), absl::StatusCode::kPermissionDenied);
 }
 
 TEST(ModelRegistry, LoadListGetUnload) {

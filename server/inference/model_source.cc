@@ -1,10 +1,12 @@
 #include "server/inference/model_source.h"
 
+#include <algorithm>
 #include <deque>
 #include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
 #include "server/inference/tokenizer_codec.h"
 #include "server/model/model_loader.h"
@@ -46,6 +48,20 @@ absl::StatusOr<LoadedModel> LoadArtifactDir(const std::string& dir, const std::s
 #endif
 }
 
+// PermissionDenied unless `path` resolves inside one of `roots` (no restriction if empty).
+absl::Status CheckAllowed(const std::string& path, const std::vector<std::string>& roots) {
+  if (roots.empty()) return absl::OkStatus();
+  std::error_code ec;
+  const fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
+  for (const std::string& r : roots) {
+    const fs::path root = fs::weakly_canonical(fs::absolute(r, ec), ec);
+    auto [ri, pi] = std::mismatch(root.begin(), root.end(), p.begin(), p.end());
+    if (ri == root.end() || (std::next(ri) == root.end() && ri->empty())) return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat("'", path, "' is outside the allowed roots (",
+                                                  absl::StrJoin(roots, ", "), ")"));
+}
+
 }  // namespace
 
 std::string DefaultModelName(const std::string& location) {
@@ -69,9 +85,13 @@ absl::StatusOr<LoadedModel> LoadBaseModel(const std::string& uri) {
 ModelSourceFn DefaultModelSource(const ModelSourceOptions& options) {
   return [options](const ModelSpec& spec) -> absl::StatusOr<LoadedModel> {
     switch (spec.kind) {
-      case ModelSpec::Kind::kModelUri:
+      case ModelSpec::Kind::kModelUri: {
+        SLQ_ASSIGN_OR_RETURN(std::string path, LocalPath(spec.location));
+        SLQ_RETURN_IF_ERROR(CheckAllowed(path, options.allowed_roots));
         return LoadBaseModel(spec.location);
+      }
       case ModelSpec::Kind::kArtifactPath:
+        SLQ_RETURN_IF_ERROR(CheckAllowed(spec.location, options.allowed_roots));
         return LoadArtifactDir(spec.location, spec.location);
       case ModelSpec::Kind::kArtifactId: {
         if (options.artifact_root.empty()) {

@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
@@ -45,6 +46,9 @@ using ModelSourceFn = std::function<absl::StatusOr<LoadedModel>(const ModelSpec&
 
 struct ModelSourceOptions {
   std::string artifact_root;  // where artifact ids live: <root>/<id>
+  // When non-empty, model_uri and artifact_path must resolve inside one of these folders
+  // (PermissionDenied otherwise); artifact ids are always under artifact_root.
+  std::vector<std::string> allowed_roots;
 };
 ModelSourceFn DefaultModelSource(const ModelSourceOptions& options);
 
