@@ -204,6 +204,9 @@ if [ -n "${SLQ_SERVER_BIN:-}" ] && [ -n "${SLQCTL_BIN:-}" ]; then
     process.stdout.write(cm.doc.data['slq.yaml']);" > "$tmp/configmap-slq.yaml"
   check "live: slq-server runs with the k8s ConfigMap's slq.yaml" \
     bash "$here/live_check.sh" "$SLQ_SERVER_BIN" "$SLQCTL_BIN" "$tmp/configmap-slq.yaml"
+  sed 's/^max_queue:/max_queeu:/' "$repo/deploy/slq.yaml" > "$tmp/bad-slq.yaml"
+  reject "live: the check fails when slq-server refuses the config" "unknown key 'max_queeu'" \
+    bash "$here/live_check.sh" "$SLQ_SERVER_BIN" "$SLQCTL_BIN" "$tmp/bad-slq.yaml"
 else
   echo "SKIP live: set SLQ_SERVER_BIN and SLQCTL_BIN to run slq-server with the deploy configs"
 fi
