@@ -6,7 +6,9 @@
 #   - the server accepts the config file (unknown keys or bad values make it exit);
 #   - `slqctl health` succeeds without a token while auth is on (health is exempt);
 #   - /metrics passes `promtool check metrics`, exposes every unlabelled metric of
-#     docs/METRICS.md, and every slq_ family it exposes is documented with the same type.
+#     docs/METRICS.md, and every slq_ family it exposes is documented with the same type;
+#   - with SLQ_WORKER_BIN set: slq-worker, started with the deploy files' worker flags,
+#     registers (the server's slq_workers_connected reaches 1).
 # Exits non-zero on the first failure, after stopping the server it started.
 set -euo pipefail
 
@@ -87,4 +89,29 @@ SLQ_METRICS_TXT="$work/metrics.txt" node --input-type=module -e '
   if (bad.length) { console.error(bad.join("\n")); process.exit(1); }
   console.log("live: " + declared.size + " metric families exposed, all consistent with docs/METRICS.md");
 ' "$here/lib/common.mjs"
+# Optional: a worker with the deploy files' worker flags registers with the server.
+if [ -n "${SLQ_WORKER_BIN:-}" ]; then
+  worker_metrics_port="$(free_port)"
+  "$SLQ_WORKER_BIN" --server="127.0.0.1:$grpc_port" --device=cpu --name=live-worker \
+    --auth-token-file="$work/token" --metrics-listen="127.0.0.1:$worker_metrics_port" \
+    --allowed-roots="$work/data" --text-dir="$work/texts" > "$work/worker.log" 2>&1 &
+  wpid=$!
+  registered=0
+  for _ in $(seq 1 30); do
+    if node -e '
+      fetch(process.argv[1]).then((r) => r.text()).then((t) => {
+        const m = /^slq_workers_connected (\S+)$/m.exec(t);
+        process.exit(m && Number(m[1]) >= 1 ? 0 : 1);
+      }).catch(() => process.exit(1));' "http://127.0.0.1:$metrics_port/metrics"; then registered=1; break; fi
+    sleep 0.5
+  done
+  kill "$wpid" 2>/dev/null || true
+  wait "$wpid" 2>/dev/null || true
+  if [ "$registered" -ne 1 ]; then
+    echo "slq-worker did not register within 15 s; worker log:" >&2
+    tail -20 "$work/worker.log" >&2
+    exit 1
+  fi
+  echo "live: slq-worker registered (slq_workers_connected >= 1)"
+fi
 echo "live: $config accepted by $(basename "$server_bin"); health OK on 127.0.0.1:$grpc_port"

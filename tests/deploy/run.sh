@@ -208,7 +208,7 @@ if [ -n "${SLQ_SERVER_BIN:-}" ] && [ -n "${SLQCTL_BIN:-}" ]; then
   reject "live: the check fails when slq-server refuses the config" "unknown key 'max_queeu'" \
     bash "$here/live_check.sh" "$SLQ_SERVER_BIN" "$SLQCTL_BIN" "$tmp/bad-slq.yaml"
 else
-  echo "SKIP live: set SLQ_SERVER_BIN and SLQCTL_BIN to run slq-server with the deploy configs"
+  echo "SKIP live: set SLQ_SERVER_BIN and SLQCTL_BIN (and SLQ_WORKER_BIN) to run the binaries with the deploy configs"
 fi
 
 # ---- YAML hygiene and docs ------------------------------------------------------------
