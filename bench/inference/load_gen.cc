@@ -1,7 +1,7 @@
 // slq_load_gen: drives InferenceService.Generate at several concurrencies and prints a markdown
 // table of throughput and latency per concurrency.
 //
-//   slq_load_gen --address 127.0.0.1:50051 --model tinystories-656k --concurrency 1,4,16,64 \
+//   slq_load_gen --address 127.0.0.1:7070 --model tinystories-656k --concurrency 1,4,16,64
 //                --requests 128 --max-tokens 64 [--token-file tok]
 //
 // Each level runs `concurrency` client threads, each with its own synchronous stream, until the
@@ -30,7 +30,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Options {
-  std::string address = "127.0.0.1:50051";
+  std::string address = "127.0.0.1:7070";
   std::string model;
   std::string prompt = "Once upon a time";
   std::string token, token_file;
