@@ -43,25 +43,25 @@ absl::StatusOr<std::string> TargetString(const slq::v1::FidelityTarget& t) {
       if (!(t.min_ear() > 0 && t.min_ear() <= 1)) {
         return absl::InvalidArgumentError(absl::StrCat("spec.target.min_ear must be in (0, 1], got ", t.min_ear()));
       }
-      return absl::StrFormat("ear>=%.17g", t.min_ear());
+      return absl::StrFormat("ear>=%.10g", t.min_ear());
     case slq::v1::FidelityTarget::kMaxKl:
       if (!(t.max_kl() > 0) || !std::isfinite(t.max_kl())) {
         return absl::InvalidArgumentError(absl::StrCat("spec.target.max_kl must be > 0, got ", t.max_kl()));
       }
-      return absl::StrFormat("kl<=%.17g", t.max_kl());
+      return absl::StrFormat("kl<=%.10g", t.max_kl());
     case slq::v1::FidelityTarget::kMaxAvgBits:
       if (!(t.max_avg_bits() >= 2 && t.max_avg_bits() <= 16)) {
         return absl::InvalidArgumentError(
             absl::StrCat("spec.target.max_avg_bits must be in [2, 16], got ", t.max_avg_bits()));
       }
-      return absl::StrFormat("bits<=%.17g", t.max_avg_bits());
+      return absl::StrFormat("bits<=%.10g", t.max_avg_bits());
     case slq::v1::FidelityTarget::kTaskLosslessKl:
       if (!(t.task_lossless_kl() > 0) || !std::isfinite(t.task_lossless_kl())) {
         return absl::InvalidArgumentError(
             absl::StrCat("spec.target.task_lossless_kl must be > 0, got ", t.task_lossless_kl()));
       }
       // The engine's task-lossless mode is a KL budget (METHOD.md section 1).
-      return absl::StrFormat("kl<=%.17g", t.task_lossless_kl());
+      return absl::StrFormat("kl<=%.10g", t.task_lossless_kl());
     default:
       return absl::InvalidArgumentError(
           "spec.target is required: set one of min_ear, max_kl, max_avg_bits, task_lossless_kl");

@@ -17,7 +17,7 @@ slq::v1::JobSpec Spec() {
 TEST(JobConvertTest, SpecBecomesRequestWithPipelineOptions) {
   auto r = SpecToRequest(Spec(), "key-1");
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->target, "ear>=0.98999999999999999");
+  EXPECT_EQ(r->target, "ear>=0.99");
   EXPECT_EQ(r->group_size, 128);
   EXPECT_EQ(r->idempotency_key, "key-1");
   auto o = nlohmann::json::parse(r->options_json);

@@ -17,6 +17,11 @@
 #include "server/metrics/metrics.h"
 #include "server/scheduler/scheduler.h"
 #include "server/worker/worker_loop.h"
+#ifdef SLQ_WITH_INFERENCE
+#include "server/api/inference_service.h"
+#include "server/inference/model_registry.h"
+#include "server/inference/model_source.h"
+#endif
 #include "spdlog/spdlog.h"
 
 namespace slq {
@@ -63,6 +68,10 @@ struct ServerApp::Impl {
   std::unique_ptr<Scheduler> scheduler;
   std::unique_ptr<api::BearerAuth> auth;
   std::unique_ptr<api::JobServiceImpl> job_service;
+#ifdef SLQ_WITH_INFERENCE
+  std::unique_ptr<inference::ModelRegistry> registry;
+  std::unique_ptr<api::InferenceServiceImpl> inference_service;
+#endif
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<TaskExecutor> executor;
   std::unique_ptr<WorkerLoop> worker;
@@ -127,6 +136,34 @@ absl::Status ServerApp::Start() {
   api::JobServiceImpl* js = m.job_service.get();
   m.scheduler->set_on_event([js](const std::string& id) { js->NotifyJobEvent(id); });
 
+#ifdef SLQ_WITH_INFERENCE
+  inference::ModelSourceOptions so;
+  so.artifact_root = (std::filesystem::path(config_.artifact_dir) / "objects").string();
+  so.allowed_roots = config_.allowed_roots;
+  inference::RegistryOptions ro;
+  ro.engine.kv_cache_bytes = static_cast<size_t>(config_.kv_cache_bytes);
+  ro.engine.max_queue = config_.max_queue;
+  ro.engine.forward_threads = config_.threads;
+  ro.shadow_fraction = config_.shadow_fraction;
+  m.registry = std::make_unique<inference::ModelRegistry>(inference::DefaultModelSource(so), ro, m.metrics.get());
+  m.inference_service =
+      std::make_unique<api::InferenceServiceImpl>(m.registry.get(), m.auth.get(), m.metrics.get());
+  for (const std::string& model : config_.serve_models) {
+    inference::ModelSpec spec;
+    spec.location = model;
+    spec.kind = model.find("://") != std::string::npos || model.find('/') != std::string::npos
+                    ? inference::ModelSpec::Kind::kModelUri
+                    : inference::ModelSpec::Kind::kArtifactId;
+    if (spec.kind == inference::ModelSpec::Kind::kModelUri &&
+        std::filesystem::exists(std::filesystem::path(model) / "manifest.json")) {
+      spec.kind = inference::ModelSpec::Kind::kArtifactPath;
+    }
+    auto info = m.registry->Load(spec);
+    if (!info.ok()) return absl::Status(info.status().code(), absl::StrCat("--serve-models ", model, ": ", info.status().message()));
+    spdlog::info("serving {} ({})", info->name, info->source);
+  }
+#endif
+
   auto creds = Credentials(config_);
   if (!creds.ok()) return creds.status();
   grpc::EnableDefaultHealthCheckService(true);
@@ -135,9 +172,19 @@ absl::Status ServerApp::Start() {
   builder.AddListeningPort(config_.listen, *creds, &grpc_port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
   builder.RegisterService(m.job_service.get());
+#ifdef SLQ_WITH_INFERENCE
+  builder.RegisterService(m.inference_service.get());
+#endif
   m.server = builder.BuildAndStart();
   if (!m.server || grpc_port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on --listen ", config_.listen));
+  }
+  // Per-service health (Kubernetes readiness probes name the service they need).
+  if (auto* health = m.server->GetHealthCheckService()) {
+    health->SetServingStatus("slq.v1.JobService", true);
+#ifdef SLQ_WITH_INFERENCE
+    health->SetServingStatus("slq.v1.InferenceService", true);
+#endif
   }
   // Reconcile whatever the store holds (jobs interrupted by a crash continue from their tasks).
   absl::Status s = m.scheduler->ReconcileAll();

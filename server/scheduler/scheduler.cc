@@ -57,7 +57,20 @@ Scheduler::Scheduler(JobStore* store, ArtifactStore* artifacts, Metrics* metrics
 
 Scheduler::~Scheduler() { Stop(); }
 
+void Scheduler::ObserveStageEnd(const Job& job, JobStage next) {
+  if (!metrics_ || next == job.stage) return;
+  auto events = store_->ListEvents(job.id, 0, 100000);
+  if (!events.ok()) return;
+  for (const JobEvent& e : *events) {
+    if (e.stage == job.stage) {
+      metrics_->stage_duration(std::string(JobStageName(job.stage))).Observe(absl::ToDoubleSeconds(absl::Now() - e.time));
+      return;
+    }
+  }
+}
+
 absl::Status Scheduler::Event(const Job& job, JobStage stage, double progress, const std::string& msg) {
+  ObserveStageEnd(job, stage);
   StageSpan span = Span(stage);
   double overall = span.begin + (span.end - span.begin) * std::clamp(progress, 0.0, 1.0);
   JobUpdate u;
@@ -189,6 +202,7 @@ absl::Status Scheduler::Publish(const Job& job, const Task& pack) {
   SLQ_RETURN_IF_ERROR(store_->PutArtifact(artifact));
   bool met = r.value("target_met", false);
   std::string status = r.value("status", met ? "met" : "target not met");
+  ObserveStageEnd(job, JobStage::kPublish);
   JobUpdate u;
   u.stage = JobStage::kPublish;
   u.progress = 1.0;

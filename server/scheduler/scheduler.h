@@ -73,6 +73,8 @@ class Scheduler {
   absl::Status Fail(const Job& job, const std::string& error);
   absl::Status Event(const Job& job, JobStage stage, double progress, const std::string& msg);
   void UpdateGauges();
+  // Records how long the job spent in its current stage when it moves on to `next`.
+  void ObserveStageEnd(const Job& job, JobStage next);
 
   JobStore* const store_;
   ArtifactStore* const artifacts_;

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
@@ -36,9 +37,15 @@ JobStage StageOf(const std::string& name, JobStage fallback) {
   return s.ok() ? *s : fallback;
 }
 
-quant::ProgressFn Forward(const TaskProgressFn& progress, JobStage fallback) {
-  return [progress, fallback](const std::string& stage, double f) {
-    if (progress) progress(StageOf(stage, fallback), f, stage);
+// Maps the engine's progress (stage names such as "load", "profile", "verify", "write") to job
+// stages. Names that are not job stages keep the current one, and the stage never moves back,
+// so a task's events follow the documented order.
+quant::ProgressFn Forward(const TaskProgressFn& progress, JobStage first) {
+  auto current = std::make_shared<JobStage>(first);
+  return [progress, current](const std::string& stage, double f) {
+    JobStage s = StageOf(stage, *current);
+    if (static_cast<int>(s) > static_cast<int>(*current)) *current = s;
+    if (progress) progress(*current, f, stage);
   };
 }
 
@@ -116,10 +123,13 @@ absl::StatusOr<std::string> TaskExecutor::Pack(const std::string& text, const Ta
   // A retried pack task finds the previous attempt's partial output: start clean.
   std::error_code ec;
   std::filesystem::remove_all(opts.output_dir, ec);
+  // Stages: pack (load, quantize with the searched bitwidths), verify (held-out, once), then
+  // the verified artifact is written with its certificate into the staging directory.
+  if (progress) progress(JobStage::kPack, 0, "quantizing with the searched bitwidths");
   SLQ_ASSIGN_OR_RETURN(auto session, quant::QuantizationSession::Open(opts, Forward(progress, JobStage::kPack)));
   if (progress) progress(JobStage::kVerify, 0, "verifying on held-out text");
   SLQ_ASSIGN_OR_RETURN(quant::FidelityReport heldout, session->Verify(search.bits));
-  if (progress) progress(JobStage::kPack, 0.5, "writing the artifact");
+  if (progress) progress(JobStage::kVerify, 0.9, "writing the verified artifact");
   SLQ_ASSIGN_OR_RETURN(quant::PipelineResult r, session->Finish(profile, search, heldout));
   SLQ_ASSIGN_OR_RETURN(std::string manifest_sha, Sha256File(opts.output_dir + "/manifest.json"));
   json out = {{"target_met", r.target_met},
