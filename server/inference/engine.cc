@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
+#include "server/model/worker_pool.h"
 
 namespace slq::inference {
 namespace {
@@ -237,15 +238,32 @@ void Engine::RunStep(const std::vector<Scheduler::Planned>& plan) {
     for (const auto& p : plan) Complete(scheduler_.Finish(p.seq), FinishReason::kCancelled, err);
     return;
   }
+  // Sample every sequence whose context is now fully cached (prefill chunks that did not
+  // reach the end sample nothing). Samplers are per sequence, so this runs in parallel.
   const int64_t vocab = model_->config.vocab_size;
+  std::vector<size_t> rows;
   for (size_t i = 0; i < plan.size(); ++i) {
-    if (plan[i].seq->remaining() != 0) continue;  // prefill chunk: nothing to sample yet
-    SampleAndEmit(plan[i].seq, std::span<const float>(logits_).subspan(i * vocab, vocab));
+    if (plan[i].seq->remaining() == 0) rows.push_back(i);
   }
+  std::vector<int32_t> ids(rows.size());
+  std::vector<float> logprobs(rows.size(), 0.0f);
+  auto sample = [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      Sequence* s = plan[rows[k]].seq;
+      const std::span<const float> row = std::span<const float>(logits_).subspan(rows[k] * vocab, vocab);
+      ids[k] = s->sampler.Sample(row, s->tokens);
+      if (s->request.logprobs) logprobs[k] = LogProb(row, ids[k]);
+    }
+  };
+  if (rows.size() >= 8) {
+    WorkerPool::Default().Run(static_cast<int64_t>(rows.size()), sample);
+  } else {
+    sample(0, static_cast<int64_t>(rows.size()));
+  }
+  for (size_t k = 0; k < rows.size(); ++k) Emit(plan[rows[k]].seq, ids[k], logprobs[k]);
 }
 
-void Engine::SampleAndEmit(Sequence* s, std::span<const float> row) {
-  const int32_t id = s->sampler.Sample(row, s->tokens);
+void Engine::Emit(Sequence* s, int32_t id, float logprob) {
   const absl::Time now = absl::Now();
   if (s->first_token == absl::InfinitePast()) {
     s->first_token = now;
@@ -262,7 +280,7 @@ void Engine::SampleAndEmit(Sequence* s, std::span<const float> row) {
     s->tokens.push_back(id);
     if (metrics_) metrics_->generated_tokens(opt_.model_name).Increment();
     ev.token_ids.push_back(id);
-    if (s->request.logprobs) ev.logprobs.push_back(LogProb(row, id));
+    if (s->request.logprobs) ev.logprobs.push_back(logprob);
     bool stopped = false;
     ev.text = s->stop.Append(s->text->Push(id), &stopped);
     if (stopped) {

@@ -96,7 +96,8 @@ class Engine {
   bool WaitForWork();  // false: exit the loop
   void ReapCancelled();
   void RunStep(const std::vector<Scheduler::Planned>& plan);
-  void SampleAndEmit(Sequence* seq, std::span<const float> row);
+  // Streams one sampled token (or finishes on a stop token / stop string / length / context).
+  void Emit(Sequence* seq, int32_t id, float logprob);
   void Complete(std::unique_ptr<Sequence> seq, FinishReason reason, const absl::Status& status);
   void FailAll(const absl::Status& status);
   void UpdateGauges();
