@@ -226,6 +226,21 @@ TEST_F(InferenceServiceTest, TokenizeScoreAndModelManagement) {
   EXPECT_EQ(stub_->UnloadModel(&c6, ur, &unloaded).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+TEST_F(InferenceServiceTest, UnloadDuringAStreamEndsItUnavailable) {
+  grpc::ClientContext ctx;
+  auto reader = stub_->Generate(&ctx, Request("Once upon a time", 480));
+  v1::GenerateResponse r;
+  ASSERT_TRUE(reader->Read(&r));
+  ASSERT_TRUE(registry_->Unload("tiny").ok());
+  while (reader->Read(&r)) {
+  }
+  grpc::Status st = reader->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+  Stream s = Generate(Request("Once", 4));
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(s.status.error_message().find("(none)"), std::string::npos) << s.status.error_message();
+}
+
 class AuthedInferenceServiceTest : public InferenceServiceTest {
  protected:
   void SetUp() override { StartServer(BearerAuth::FromToken("s3cret")); }
