@@ -17,7 +17,7 @@ import time
 
 UNIFORM_BITS = [3, 4, 5, 6, 7, 8]
 EAR_TARGETS = [0.95, 0.97, 0.98, 0.99, 0.995]
-BIT_BUDGETS = [3.5, 4.0, 4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 7.75, 8.0, 8.125]
+BIT_BUDGETS = [3.5, 4.0, 4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 7.75, 8.0, 8.125, 8.25, 8.375]
 FORMATS = ["4-8", "4-5-6-7-8", "2..8"]
 KL_BUDGET = 0.01  # the TL proxy of METHOD.md section 1 (the engine's `tl` target)
 
