@@ -59,7 +59,7 @@ Scheduler::~Scheduler() { Stop(); }
 
 void Scheduler::ObserveStageEnd(const Job& job, JobStage next) {
   if (!metrics_ || next == job.stage) return;
-  auto events = store_->ListEvents(job.id, 0, 100000);
+  auto events = store_->ListEvents(job.id, 0, 1000);
   if (!events.ok()) return;
   for (const JobEvent& e : *events) {
     if (e.stage == job.stage) {

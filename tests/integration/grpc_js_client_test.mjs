@@ -11,7 +11,7 @@ const loader = require('@grpc/proto-loader');
 const [addr, token, modelUri] = process.argv.slice(2);
 const protoDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../proto');
 const def = loader.loadSync(['slq/v1/job_service.proto', 'slq/v1/inference_service.proto'],
-  { includeDirs: [protoDir], longs: Number, enums: String, defaults: true, oneofs: true });
+  { includeDirs: [protoDir], keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
 const slq = grpc.loadPackageDefinition(def).slq.v1;
 const jobs = new slq.JobService(addr, grpc.credentials.createInsecure());
 const md = new grpc.Metadata();
