@@ -5,7 +5,7 @@
 #   show the fidelity certificate, load the artifact and the base model,
 #   stream a generation from each, and show the Prometheus metrics.
 # Installs what is missing and builds first. Idempotent: every run uses a fresh state dir.
-# Environment: SLQ_DEMO_MODEL (default tinystories-656k), SLQ_DEMO_TARGET (ear>=0.99),
+# Environment: SLQ_DEMO_MODEL (default tinystories-656k), SLQ_DEMO_TARGET (ear>=0.98),
 # SLQ_DEMO_FORMATS (4-5-6-7-8), SLQ_DEMO_DATA (tinystories), SLQ_DEMO_KEEP=1 keeps the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,23 +13,24 @@ root=$(pwd)
 shared=$(cd "$root/../shared" 2>/dev/null && pwd) || {
   echo "demo: ../shared (models and texts) not found next to the repository" >&2; exit 1; }
 model=${SLQ_DEMO_MODEL:-tinystories-656k}
-target=${SLQ_DEMO_TARGET:-ear>=0.99}
+target=${SLQ_DEMO_TARGET:-ear>=0.98}
 formats=${SLQ_DEMO_FORMATS:-4-5-6-7-8}
 data=${SLQ_DEMO_DATA:-tinystories}
 
+build=${SLQ_BUILD_DIR:-build}
 bash scripts/install-deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc)" --target slq-server slqctl
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j "$(nproc)" --target slq-server slqctl
 
 state=$(mktemp -d /tmp/slq-demo.XXXXXX)
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$state/token"
 grpc_port=${SLQ_DEMO_PORT:-17070}
 metrics_port=${SLQ_DEMO_METRICS_PORT:-19090}
 export SLQ_SERVER=127.0.0.1:$grpc_port SLQ_TOKEN_FILE=$state/token
-ctl() { "$root/build/client/slqctl" "$@"; }
+ctl() { "$root/$build/client/slqctl" "$@"; }
 
 echo "== starting slq-server (state in $state)"
-"$root/build/server/main/slq-server" --listen "127.0.0.1:$grpc_port" \
+"$root/$build/server/main/slq-server" --listen "127.0.0.1:$grpc_port" \
   --metrics-listen "127.0.0.1:$metrics_port" --data-dir "$state" \
   --auth-token-file "$state/token" --allowed-roots "$shared/models,$shared/data" \
   --text-dir "$shared/data" --log-level warn > "$state/server.log" 2>&1 &

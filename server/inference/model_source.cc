@@ -118,8 +118,11 @@ double CertifiedEarLower(const nlohmann::json& certificate) {
     queue.pop_front();
     if (!j->is_object()) continue;
     auto ear = j->find("ear");
-    if (ear != j->end() && ear->is_object() && ear->contains("lo") && (*ear)["lo"].is_number()) {
-      return (*ear)["lo"].get<double>();
+    if (ear != j->end() && ear->is_object()) {
+      // The engine's certificate writes the interval as {mean, lo95, hi95}.
+      for (const char* key : {"lo95", "lo"}) {
+        if (ear->contains(key) && (*ear)[key].is_number()) return (*ear)[key].get<double>();
+      }
     }
     for (const auto& [key, value] : j->items()) queue.push_back(&value);
   }
