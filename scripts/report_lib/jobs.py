@@ -86,7 +86,9 @@ PRIORITY = ["uniform-asym-8", "uniform-asym-7", "uniform-asym-6", "uniform-sym-8
             "slq-2..8-kl0.01", "slq-4-5-6-7-8-ear0.98", "slq-4-5-6-7-8-ear0.995", "slq-4-8-ear0.98",
             "slq-2..8-bits5.0", "proxy-2..8-bits5.0", "slq-2..8-bits6.0", "proxy-2..8-bits6.0",
             "slq-2..8-bits4.0", "proxy-2..8-bits4.0", "slq-2..8-ear0.98", "slq-2..8-ear0.995",
-            "slq-4-5-6-7-8-ear0.97", "slq-2..8-ear0.97"]
+            "slq-4-5-6-7-8-ear0.97", "slq-2..8-ear0.97", "slq-2..8-bits7.0", "slq-2..8-bits6.5",
+            "slq-2..8-bits5.5", "slq-2..8-bits4.5", "slq-2..8-bits3.5", "slq-2..8-bits8.125",
+            "slq-2..8-bits8.25", "slq-4-8-ear0.97", "slq-4-5-6-7-8-ear0.95", "slq-2..8-ear0.95"]
 
 
 def base_command(slq, model, profile_cache=None):
