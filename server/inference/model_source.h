@@ -59,7 +59,7 @@ ModelSourceFn DefaultModelSource(const ModelSourceOptions& options);
 // extension ("/m/stories260K.bin" -> "stories260K").
 std::string DefaultModelName(const std::string& location);
 
-// Certificate helpers (certificates are opaque JSON, METHOD.md section 6): the "lo" of the
+// Certificate helpers (certificates are opaque JSON, METHOD.md section 6): the "lo95" (or "lo") of the
 // shallowest object named "ear" that has one; 0 if none.
 double CertifiedEarLower(const nlohmann::json& certificate);
 // Parameter-weighted bits/param of the model's quantized linears; 32 if none is quantized.
