@@ -10,7 +10,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev libsqlite3-dev libpq-dev postgresql
   libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
-  python3 python3-numpy python3-matplotlib bc curl
+  python3 python3-numpy python3-matplotlib bc curl openssl
   prometheus
 )
 
