@@ -66,5 +66,33 @@ check('unknown job -> NOT_FOUND', nf.err?.code === grpc.status.NOT_FOUND, nf.err
 const noauth = await call('ListJobs', {}, new grpc.Metadata());
 check('no token -> UNAUTHENTICATED', noauth.err?.code === grpc.status.UNAUTHENTICATED, noauth.err?.message);
 
+// InferenceService: load the base model and the artifact, stream generations.
+const infer = new slq.InferenceService(addr, grpc.credentials.createInsecure());
+const icall = (method, req) => new Promise((resolve) =>
+  infer[method](req, md, (err, resp) => resolve({ err, resp })));
+const generate = (model, seed) => new Promise((resolve) => {
+  const msgs = [];
+  const s = infer.Generate({ model, prompt: 'Once upon a time', max_tokens: 24,
+    sampling: { temperature: 0.8, seed } }, md);
+  s.on('data', (m) => msgs.push(m));
+  s.on('error', (e) => resolve({ err: e, msgs }));
+  s.on('end', () => resolve({ msgs }));
+});
+const lb = await icall('LoadModel', { name: 'base', model_uri: modelUri });
+check('LoadModel base', !lb.err, lb.err?.message);
+const la = await icall('LoadModel', { name: 'slq', artifact_id: got.resp.job.artifact_id });
+check('LoadModel artifact', !la.err && la.resp.model.quantized, la.err?.message);
+for (const model of ['base', 'slq']) {
+  const a = await generate(model, 7), b = await generate(model, 7);
+  const ids = (r) => r.msgs.flatMap((m) => m.token_ids);
+  const last = a.msgs.at(-1);
+  check(`Generate ${model}: 24 tokens streamed`, !a.err && ids(a).length === 24 &&
+    last.finish_reason === 'FINISH_REASON_LENGTH' && last.usage.generated_tokens === 24, a.err?.message);
+  check(`Generate ${model}: same seed, same tokens`, JSON.stringify(ids(a)) === JSON.stringify(ids(b)));
+  check(`Generate ${model}: streamed text is not empty`, a.msgs.map((m) => m.text).join('').length > 0);
+}
+const unk = await generate('nope', 1);
+check('Generate unknown model -> NOT_FOUND', unk.err?.code === grpc.status.NOT_FOUND, unk.err?.message);
+
 console.log(`grpc-js: ${passed} passed, ${failed} failed`);
 process.exit(failed === 0 ? 0 : 1);
