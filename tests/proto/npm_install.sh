@@ -8,5 +8,5 @@ if [ ! -x node_modules/.bin/buf ] || [ ! -d node_modules/@grpc/grpc-js ]; then
   exec 9>"$here/.npm.lock"
   flock 9
   [ -x node_modules/.bin/buf ] && [ -d node_modules/@grpc/grpc-js ] || \
-    npm ci --no-audit --no-fund --loglevel=error
+    npm install --no-audit --no-fund --no-save --loglevel=error
 fi
