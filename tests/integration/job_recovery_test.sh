@@ -13,11 +13,11 @@ start_worker() {  # start_worker NAME
   PIDS+=("$!")
   LAST_WORKER=$!
 }
-wait_stage() {  # wait_stage JOB STAGE: until the job reaches STAGE (or ends)
-  for _ in $(seq 600); do
+wait_stage() {  # wait_stage JOB STAGE: until the job is RUNNING in STAGE; fails if it ended first
+  for _ in $(seq 1200); do
     local s; s=$(ctl --json get "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["stage"], d["state"])')
-    case "$s" in *"$2"*|*SUCCEEDED*|*FAILED*|*CANCELLED*) return 0 ;; esac
-    sleep 0.2
+    case "$s" in *SUCCEEDED*|*FAILED*|*CANCELLED*) return 1 ;; *"$2"*RUNNING*) return 0 ;; esac
+    sleep 0.1
   done
   return 1
 }
@@ -41,7 +41,7 @@ ref_sha=$(weights_sha "$ref")
 
 # 2. kill -9 the server mid-profile, restart it: the job continues from the store.
 job=$(submit crash-server)
-wait_stage "$job" PROFILE
+check "server kill lands mid-profile" wait_stage "$job" PROFILE
 kill9_server
 start_server --in-process-worker=false
 expect_exit "job survives a server kill -9" 0 timeout 600 "$CTL_BIN" watch "$job"
@@ -51,7 +51,7 @@ check "same packed weights as the undisturbed run" test "$(weights_sha "$job")" 
 kill -9 "$LAST_WORKER" 2>/dev/null || true
 start_worker w3
 job=$(submit crash-worker)
-wait_stage "$job" PROFILE
+check "worker kill lands mid-profile" wait_stage "$job" PROFILE
 for p in $(pgrep -f -- "--name w1|--name w3" || true); do kill -9 "$p" 2>/dev/null || true; done
 start_worker w4
 expect_exit "job survives worker kill -9 (lease expiry)" 0 timeout 600 "$CTL_BIN" watch "$job"
@@ -59,7 +59,7 @@ check "same packed weights after the worker crash" test "$(weights_sha "$job")" 
 
 # 4. Cancel mid-profile: the job ends CANCELLED, watch exits 7, nothing is published for it.
 job=$(submit cancel-me)
-wait_stage "$job" PROFILE
+check "cancel lands mid-profile" wait_stage "$job" PROFILE
 expect_exit "cancel succeeds" 0 ctl cancel "$job"
 expect_exit "watch of a cancelled job exits 7" 7 timeout 60 "$CTL_BIN" watch "$job"
 check "cancelled job has no artifact" test -z "$(ctl --json get "$job" | json_field '.get("artifact_id","")')"
