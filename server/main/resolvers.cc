@@ -52,7 +52,7 @@ absl::StatusOr<std::string> ResolveText(const ResolverConfig& cfg, std::string r
     return absl::InvalidArgumentError(absl::StrCat("data reference '", ref, "' is neither a bundled text (",
                                                    absl::StrJoin(names, ", "), ") nor an absolute file:// path"));
   }
-  if (path.find("/../") != std::string::npos || path.size() >= 3 && path.substr(path.size() - 3) == "/..") {
+  if (path.find("/../") != std::string::npos || (path.size() >= 3 && path.substr(path.size() - 3) == "/..")) {
     return absl::InvalidArgumentError(absl::StrCat("data reference '", ref, "' contains '..'"));
   }
   std::error_code ec;

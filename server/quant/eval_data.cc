@@ -24,11 +24,12 @@ std::vector<std::vector<int32_t>> Windows(const std::vector<std::string>& docs,
     const std::vector<int32_t> ids = tok.Encode(d, /*add_special_tokens=*/false);
     const size_t body = static_cast<size_t>(o.seq_len) - (tok.bos_id() >= 0 ? 1 : 0);
     for (size_t b = 0; b < ids.size(); b += body) {
-      std::vector<int32_t> w;
-      if (tok.bos_id() >= 0) w.push_back(tok.bos_id());
       const size_t e = std::min(ids.size(), b + body);
-      w.insert(w.end(), ids.begin() + static_cast<std::ptrdiff_t>(b),
-               ids.begin() + static_cast<std::ptrdiff_t>(e));
+      const bool bos = tok.bos_id() >= 0;
+      std::vector<int32_t> w(e - b + (bos ? 1 : 0));
+      if (bos) w[0] = tok.bos_id();
+      std::copy(ids.begin() + static_cast<std::ptrdiff_t>(b), ids.begin() + static_cast<std::ptrdiff_t>(e),
+                w.begin() + (bos ? 1 : 0));
       if (static_cast<int64_t>(w.size()) >= o.min_seq_len) out.push_back(std::move(w));
     }
   }
