@@ -83,8 +83,11 @@ TEST_F(InferenceServiceTest, StreamsGreedyTokensLikeTheEngine) {
   req.set_logprobs(true);
   Stream s = Generate(req);
   ASSERT_TRUE(s.status.ok()) << s.status.error_message();
-  ASSERT_GE(s.messages.size(), 2u);
+  // The reactor merges events that queued up while a write was in flight, so a fast engine may
+  // deliver the whole generation in one message: the contract is per message, not a count.
+  ASSERT_FALSE(s.messages.empty());
   const v1::GenerateResponse& last = s.messages.back();
+  EXPECT_EQ(last.logprobs_size(), last.token_ids_size());
   EXPECT_NE(last.finish_reason(), v1::FINISH_REASON_UNSPECIFIED);
   EXPECT_EQ(last.usage().generated_tokens(), static_cast<int32_t>(s.ids.size()));
   EXPECT_GT(last.usage().prompt_tokens(), 1);
