@@ -8,9 +8,9 @@ PKGS=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libopenblas-dev libsqlite3-dev libpq-dev postgresql
+  libopenblas-dev libsqlite3-dev sqlite3 libpq-dev postgresql
   libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
-  python3 python3-numpy python3-matplotlib bc curl openssl
+  python3 python3-numpy python3-matplotlib bc curl openssl procps
   prometheus
 )
 
