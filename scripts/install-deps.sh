@@ -11,7 +11,7 @@ PKGS=(
   libopenblas-dev libsqlite3-dev sqlite3 libpq-dev postgresql
   libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
   python3 python3-numpy python3-matplotlib bc curl openssl procps
-  prometheus
+  prometheus shellcheck
 )
 
 missing=()
