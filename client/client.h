@@ -4,8 +4,8 @@
 //   SLQ_ASSIGN_OR_RETURN(auto client, Client::Connect(opts));
 //   slq::v1::GetJobRequest req; req.set_job_id(id);
 //   slq::v1::GetJobResponse resp;
-//   grpc::ClientContext ctx; client->Prepare(&ctx);       // adds auth + deadline
-//   grpc::Status s = client->jobs().GetJob(&ctx, req, &resp);
+//   grpc::Status s = client->Call(client->jobs(), &slq::v1::JobService::Stub::GetJob, req, &resp);
+// (Call adds the bearer token and the unary deadline; streams use Prepare on their own context.)
 //
 // Thread-safe: stubs and channels may be shared across threads.
 #ifndef SLQ_CLIENT_CLIENT_H_
@@ -44,6 +44,17 @@ class Client {
   slq::v1::JobService::Stub& jobs() { return *jobs_; }
   slq::v1::InferenceService::Stub& inference() { return *inference_; }
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+
+  // One unary call with auth and the unary deadline (or none: with_deadline = false), e.g.
+  //   grpc::Status s = c.Call(c.jobs(), &JobService::Stub::GetJob, req, &resp);
+  template <typename Stub, typename Request, typename Response>
+  grpc::Status Call(Stub& stub,
+                    grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                    const Request& request, Response* response, bool with_deadline = true) const {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, with_deadline);
+    return (stub.*method)(&ctx, request, response);
+  }
 
   // grpc.health.v1 Check of the whole server ("" service). SERVING -> OK.
   absl::Status CheckHealth() const;

@@ -10,6 +10,8 @@
 namespace slq::client {
 namespace {
 
+using InferenceStub = slq::v1::InferenceService::Stub;
+
 void AddGenerate(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   struct Opts {
     std::string model, prompt;
@@ -87,9 +89,7 @@ void AddModelCommands(CLI::App& app, const GlobalOptions& g, Handler* selected) 
   models->callback([&g, selected] {
     *selected = [&g](Client& c) {
       slq::v1::ListModelsResponse resp;
-      grpc::ClientContext ctx;
-      c.Prepare(&ctx);
-      grpc::Status s = c.inference().ListModels(&ctx, slq::v1::ListModelsRequest(), &resp);
+      grpc::Status s = c.Call(c.inference(), &InferenceStub::ListModels, slq::v1::ListModelsRequest(), &resp);
       if (!s.ok()) return ReportRpcError(s, "models");
       if (!g.json) {
         std::cout << absl::StrFormat("%-24s %-5s %6s %9s %7s %-6s %s\n", "NAME", "QUANT", "BITS", "MiB", "CTX",
@@ -129,9 +129,7 @@ void AddModelCommands(CLI::App& app, const GlobalOptions& g, Handler* selected) 
       if (!lo->uri.empty()) req.set_model_uri(lo->uri);
       req.set_shadow_base_model(lo->shadow);
       slq::v1::LoadModelResponse resp;
-      grpc::ClientContext ctx;
-      c.Prepare(&ctx, false);
-      grpc::Status s = c.inference().LoadModel(&ctx, req, &resp);
+      grpc::Status s = c.Call(c.inference(), &InferenceStub::LoadModel, req, &resp, /*with_deadline=*/false);
       if (!s.ok()) return ReportRpcError(s, "load");
       if (g.json) {
         std::cout << ToJson(resp.model()) << std::endl;
@@ -150,9 +148,7 @@ void AddModelCommands(CLI::App& app, const GlobalOptions& g, Handler* selected) 
       slq::v1::UnloadModelRequest req;
       req.set_name(*uname);
       slq::v1::UnloadModelResponse resp;
-      grpc::ClientContext ctx;
-      c.Prepare(&ctx);
-      grpc::Status s = c.inference().UnloadModel(&ctx, req, &resp);
+      grpc::Status s = c.Call(c.inference(), &InferenceStub::UnloadModel, req, &resp);
       if (!s.ok()) return ReportRpcError(s, "unload");
       std::cout << "unloaded " << *uname << "\n";
       return int{kExitOk};
@@ -173,9 +169,7 @@ void AddTextCommands(CLI::App& app, const GlobalOptions& g, Handler* selected) {
       req.set_text(*text);
       req.set_add_special_tokens(true);
       slq::v1::TokenizeResponse resp;
-      grpc::ClientContext ctx;
-      c.Prepare(&ctx);
-      grpc::Status s = c.inference().Tokenize(&ctx, req, &resp);
+      grpc::Status s = c.Call(c.inference(), &InferenceStub::Tokenize, req, &resp);
       if (!s.ok()) return ReportRpcError(s, "tokenize");
       if (g.json) {
         std::cout << ToJson(resp) << std::endl;
@@ -199,9 +193,7 @@ void AddTextCommands(CLI::App& app, const GlobalOptions& g, Handler* selected) {
       req.set_model(*smodel);
       req.set_text(*stext);
       slq::v1::ScoreResponse resp;
-      grpc::ClientContext ctx;
-      c.Prepare(&ctx);
-      grpc::Status s = c.inference().Score(&ctx, req, &resp);
+      grpc::Status s = c.Call(c.inference(), &InferenceStub::Score, req, &resp);
       if (!s.ok()) return ReportRpcError(s, "score");
       if (g.json) {
         std::cout << ToJson(resp) << std::endl;

@@ -16,6 +16,8 @@
 namespace slq::client {
 namespace {
 
+using JobStub = slq::v1::JobService::Stub;
+
 using slq::v1::JobState;
 
 int ExitForFinishedJob(const slq::v1::Job& job) {
@@ -137,9 +139,7 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
       spec->set_seed(o->seed);
       req.set_idempotency_key(o->key);
       slq::v1::SubmitJobResponse resp;
-      grpc::ClientContext ctx;
-      c.Prepare(&ctx);
-      grpc::Status s = c.jobs().SubmitJob(&ctx, req, &resp);
+      grpc::Status s = c.Call(c.jobs(), &JobStub::SubmitJob, req, &resp);
       if (!s.ok()) return ReportRpcError(s, "submit");
       if (g.json) {
         std::cout << ToJson(resp) << std::endl;
@@ -169,9 +169,7 @@ void AddWatchGetCancel(CLI::App& app, const GlobalOptions& g, Handler* selected)
       slq::v1::GetJobRequest req;
       req.set_job_id(*gid);
       slq::v1::GetJobResponse resp;
-      grpc::ClientContext ctx;
-      c.Prepare(&ctx);
-      grpc::Status s = c.jobs().GetJob(&ctx, req, &resp);
+      grpc::Status s = c.Call(c.jobs(), &JobStub::GetJob, req, &resp);
       if (!s.ok()) return ReportRpcError(s, "get");
       if (g.json) {
         std::cout << ToJson(resp.job()) << std::endl;
@@ -190,9 +188,7 @@ void AddWatchGetCancel(CLI::App& app, const GlobalOptions& g, Handler* selected)
       slq::v1::CancelJobRequest req;
       req.set_job_id(*cid);
       slq::v1::CancelJobResponse resp;
-      grpc::ClientContext ctx;
-      c.Prepare(&ctx);
-      grpc::Status s = c.jobs().CancelJob(&ctx, req, &resp);
+      grpc::Status s = c.Call(c.jobs(), &JobStub::CancelJob, req, &resp);
       if (!s.ok()) return ReportRpcError(s, "cancel");
       if (g.json) {
         std::cout << ToJson(resp.job()) << std::endl;
@@ -234,9 +230,7 @@ void AddList(CLI::App& app, const GlobalOptions& g, Handler* selected) {
       }
       do {
         slq::v1::ListJobsResponse resp;
-        grpc::ClientContext ctx;
-        c.Prepare(&ctx);
-        grpc::Status s = c.jobs().ListJobs(&ctx, req, &resp);
+        grpc::Status s = c.Call(c.jobs(), &JobStub::ListJobs, req, &resp);
         if (!s.ok()) return ReportRpcError(s, "list");
         for (const auto& j : resp.jobs()) {
           if (g.json) {
@@ -312,9 +306,7 @@ void AddArtifacts(CLI::App& app, const GlobalOptions& g, Handler* selected) {
     *selected = [&g](Client& c) {
       slq::v1::ListArtifactsRequest req;
       slq::v1::ListArtifactsResponse resp;
-      grpc::ClientContext ctx;
-      c.Prepare(&ctx);
-      grpc::Status s = c.jobs().ListArtifacts(&ctx, req, &resp);
+      grpc::Status s = c.Call(c.jobs(), &JobStub::ListArtifacts, req, &resp);
       if (!s.ok()) return ReportRpcError(s, "artifacts");
       if (!g.json) std::cout << absl::StrFormat("%-16s %-21s %6s %-6s %9s  %s\n", "ARTIFACT", "JOB", "BITS", "MET", "MiB", "MODEL");
       for (const auto& a : resp.artifacts()) {
@@ -338,9 +330,7 @@ void AddArtifacts(CLI::App& app, const GlobalOptions& g, Handler* selected) {
       slq::v1::GetArtifactRequest req;
       req.set_artifact_id(*id);
       slq::v1::GetArtifactResponse resp;
-      grpc::ClientContext ctx;
-      c.Prepare(&ctx);
-      grpc::Status s = c.jobs().GetArtifact(&ctx, req, &resp);
+      grpc::Status s = c.Call(c.jobs(), &JobStub::GetArtifact, req, &resp);
       if (!s.ok()) return ReportRpcError(s, "artifact");
       if (g.json) {
         std::cout << ToJson(resp) << std::endl;
