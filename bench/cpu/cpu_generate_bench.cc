@@ -1,6 +1,8 @@
 // slq_cpu_bench: for each real model, prompt (prefill) tokens/s, single-sequence decode
 // tokens/s, batched decode tokens/s (B sequences per forward call, as continuous batching
-// runs them) and peak RSS, printed as a markdown table.
+// runs them) and peak RSS, printed as a markdown table. --artifact adds quantized SLQ artifacts
+// (their packed linears run through QuantizedLinear; --baseline-kernels forces the x86-64
+// baseline build of the packed kernels instead of AVX2).
 //
 //   slq_cpu_bench --models ../shared/models --prompt 128 --decode 128 --batch 8
 #include <sys/resource.h>
@@ -17,6 +19,8 @@
 #include "server/model/forward.h"
 #include "server/model/generate.h"
 #include "server/model/model_loader.h"
+#include "server/quant/artifact.h"
+#include "server/quant/packed_dot.h"
 
 namespace slq {
 namespace {
@@ -129,17 +133,34 @@ int main(int argc, char** argv) {
   app.add_option("--decode", decode, "decode steps");
   app.add_option("--batch", batch, "sequences per batched decode step");
   app.add_option("--reps", reps, "prefill repetitions (median)");
+  std::vector<std::string> artifacts;
+  bool baseline_kernels = false;
+  app.add_option("--artifact", artifacts, "SLQ artifact directories (quantized models) to add");
+  app.add_flag("--baseline-kernels", baseline_kernels, "packed kernels: force the baseline ISA build");
   CLI11_PARSE(app, argc, argv);
+  quant::ForceBaselinePackedKernels(baseline_kernels);
 
   std::vector<Row> rows;
-  for (const std::string& name : names) {
-    auto m = LoadModel(models_dir + "/" + name, {.compute_sha256 = false});
+  std::vector<std::string> all = names;
+  for (const std::string& a : artifacts) all.push_back("artifact:" + a);
+  for (const std::string& name : all) {
+    absl::StatusOr<std::unique_ptr<Model>> m;
+    if (name.rfind("artifact:", 0) == 0) {
+      auto art = quant::LoadArtifact(name.substr(9));
+      if (art.ok()) {
+        m = std::move(art->model);
+      } else {
+        m = art.status();
+      }
+    } else {
+      m = LoadModel(models_dir + "/" + name, {.compute_sha256 = false});
+    }
     if (!m.ok()) {
       std::fprintf(stderr, "%s: %s\n", name.c_str(), std::string(m.status().message()).c_str());
       return 1;
     }
     Row r;
-    r.model = name.substr(0, name.find('/'));
+    r.model = name.rfind("artifact:", 0) == 0 ? name : name.substr(0, name.find('/'));
     r.params = (*m)->ParamCount();
     Decode(**m, 8, 8);  // warm up (page faults, OpenBLAS threads)
     r.prefill_tps = Prefill(**m, prompt, reps);
@@ -149,8 +170,9 @@ int main(int argc, char** argv) {
     r.rss_mib = PeakRssMiB();
     rows.push_back(r);
   }
-  std::printf("threads: %d (SLQ_THREADS / hardware), prompt %ld tokens, decode %ld steps\n\n",
-              DefaultThreads(), static_cast<long>(prompt), static_cast<long>(decode));
+  std::printf("threads: %d (SLQ_THREADS / hardware), prompt %ld tokens, decode %ld steps, packed kernels %s\n\n",
+              DefaultThreads(), static_cast<long>(prompt), static_cast<long>(decode),
+              quant::PackedKernelIsa());
   std::printf("| model | params | prefill tok/s | decode tok/s (batch 1) "
               "| decode tok per CPU-s (batch 1) | decode tok/s (batch %ld) "
               "| peak RSS MiB (cumulative) |\n|---|---:|---:|---:|---:|---:|---:|\n",

@@ -125,7 +125,10 @@ int main(int argc, char** argv) {
   quant->add_flag("--hadamard", q.rotate, "Randomized Hadamard rotation (HIGGS)");
   quant->add_flag("--quantize-head", q.quantize_lm_head, "Quantize the LM head too");
   quant->add_option("--seed", q.seed, "Bootstrap and noise seed")->capture_default_str();
-  quant->add_option("--profile-cache", q.profile_cache_dir, "Cache measured profiles in this folder");
+  quant->add_option("--profile-cache", q.profile_cache_dir, "Cache profiles (measured and proxy) in this folder");
+  quant->add_option("--transfer-z", q.transfer_z,
+                    "Closed-loop margin: one-sided z of the calibration -> held-out transfer (0 = plain calibration bound)")
+      ->capture_default_str();
   quant->add_flag("--json", json, "Print the certificate as JSON");
 
   std::string path, tok, prompt = "Once upon a time";

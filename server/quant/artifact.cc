@@ -88,7 +88,8 @@ absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears) {
       const int64_t gpr = static_cast<int64_t>(m.scales.size()) / m.rows;
       w.Add(s.name + ".codes", "U32", {m.rows, wpr}, m.codes.data(), m.codes.size() * 4);
       w.Add(s.name + ".scales", "F16", {m.rows, gpr}, m.scales.data(), m.scales.size() * 2);
-      w.Add(s.name + ".zeros", "F16", {m.rows, gpr}, m.zeros.data(), m.zeros.size() * 2);
+      // Symmetric zeros are a function of the scale (SymmetricZero): not stored.
+      if (!m.symmetric) w.Add(s.name + ".zeros", "F16", {m.rows, gpr}, m.zeros.data(), m.zeros.size() * 2);
       linears[s.name] = {{"kind", "packed"}, {"rows", m.rows}, {"cols", m.cols},
                          {"bits", m.bits}, {"group_size", m.group_size},
                          {"symmetric", m.symmetric}, {"mse_clip", m.mse_clip},

@@ -1,6 +1,7 @@
 // The quantized artifact: a directory holding
 //   weights.safetensors  packed linears (<slot>.codes U32 [rows, words], <slot>.scales F16
-//                        [rows, groups], <slot>.zeros F16 [rows, groups], slq-packed-v1) and
+//                        [rows, groups], <slot>.zeros F16 [rows, groups] for asymmetric
+//                        layers only (symmetric: recomputed from the scale), slq-packed-v1) and
 //                        every unquantized tensor (<slot>.weight for dense linears, embeddings,
 //                        norms, biases): F16 when every value is exactly representable in fp16
 //                        (the pipeline rounds embeddings and the LM head to fp16: "kept at 16

@@ -58,7 +58,14 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const RawSafetensors& st, c
   const int64_t wpr = kernels::WordsPerRow(cols, q.bits), gpr = kernels::GroupsPerRow(cols, q.group_size);
   SLQ_ASSIGN_OR_RETURN(q.codes, Raw<uint32_t>(st, name + ".codes", "U32", rows * wpr));
   SLQ_ASSIGN_OR_RETURN(q.scales, Raw<uint16_t>(st, name + ".scales", "F16", rows * gpr));
-  SLQ_ASSIGN_OR_RETURN(q.zeros, Raw<uint16_t>(st, name + ".zeros", "F16", rows * gpr));
+  if (q.symmetric && st.Find(name + ".zeros") == nullptr) {
+    // Symmetric: the zero is -s (2^(b-1) - 1), recomputed from the stored fp16 scale exactly
+    // as the quantizer computed it (artifacts written before this rule carry .zeros).
+    q.zeros.resize(q.scales.size());
+    for (size_t i = 0; i < q.scales.size(); ++i) q.zeros[i] = SymmetricZero(q.scales[i], q.bits);
+  } else {
+    SLQ_ASSIGN_OR_RETURN(q.zeros, Raw<uint16_t>(st, name + ".zeros", "F16", rows * gpr));
+  }
   return std::unique_ptr<LinearOp>(std::make_unique<QuantizedLinear>(std::move(q)));
 }
 

@@ -8,6 +8,7 @@
 #include "server/model/forward.h"
 #include "server/model/model_loader.h"
 #include "server/quant/quantized_linear.h"
+#include "server/quant/safetensors_io.h"
 
 namespace slq::quant {
 namespace {
@@ -22,7 +23,7 @@ std::string FreshDir(const std::string& name) {
 }
 
 // Quantizes every transformer linear of the model in place (lm_head kept dense).
-void QuantizeAll(Model& m, int bits, bool rotate) {
+void QuantizeAll(Model& m, int bits, bool rotate, bool symmetric_mlp = false) {
   for (LinearSlot& s : m.LinearSlots()) {
     if (s.layer < 0) continue;
     const auto* d = dynamic_cast<const DenseLinear*>(s.op->get());
@@ -31,6 +32,7 @@ void QuantizeAll(Model& m, int bits, bool rotate) {
     cfg.bits = bits;
     cfg.group_size = 64;
     cfg.rotate = rotate && s.layer == 0;
+    cfg.symmetric = symmetric_mlp && s.name.find("mlp") != std::string::npos;
     auto q = QuantizeMatrix(d->weight().data(), d->out_features(), d->in_features(), cfg);
     ASSERT_TRUE(q.ok());
     *s.op = std::make_unique<QuantizedLinear>(std::move(*q));
@@ -87,6 +89,36 @@ TEST(ArtifactTest, RoundTripsRealModelBitExactlyAndRefusesCorruption) {
   EXPECT_FALSE(LoadArtifact(FreshDir("missing")).ok());
   fs::remove_all(dir);
   fs::remove_all(dir2);
+}
+
+TEST(ArtifactTest, SymmetricLayersStoreNoZerosAndLoadBitExactly) {
+  auto model = LoadModel(testing::ModelsDir() + "/tinystories-656k");
+  ASSERT_TRUE(model.ok()) << model.status();
+  QuantizeAll(**model, 5, /*rotate=*/false, /*symmetric_mlp=*/true);
+  const std::string dir = FreshDir("sym");
+  ASSERT_TRUE(WriteArtifact(**model, dir, {}).ok());
+  auto st = ReadSafetensors(dir + "/weights.safetensors");
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->Find("model.layers.0.mlp.up_proj.zeros"), nullptr);
+  EXPECT_NE(st->Find("model.layers.0.mlp.up_proj.scales"), nullptr);
+  EXPECT_NE(st->Find("model.layers.0.self_attn.q_proj.zeros"), nullptr);
+  auto loaded = LoadArtifact(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  auto orig = (*model)->LinearSlots();
+  auto back = loaded->model->LinearSlots();
+  ASSERT_EQ(orig.size(), back.size());
+  int sym = 0;
+  for (size_t i = 0; i < orig.size(); ++i) {
+    const auto* a = dynamic_cast<const QuantizedLinear*>(orig[i].op->get());
+    const auto* b = dynamic_cast<const QuantizedLinear*>(back[i].op->get());
+    if (a == nullptr) continue;
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(a->matrix().zeros, b->matrix().zeros) << orig[i].name;
+    EXPECT_EQ(a->matrix().codes, b->matrix().codes) << orig[i].name;
+    sym += b->matrix().symmetric;
+  }
+  EXPECT_EQ(sym, 6);
+  fs::remove_all(dir);
 }
 
 }  // namespace

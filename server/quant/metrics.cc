@@ -81,7 +81,9 @@ absl::StatusOr<SequenceMetrics> CompareLogits(const float* base, const float* qu
     }
     s.ear.push_back(1.0 - 0.5 * tv2);
     s.kl.push_back(std::max(0.0, kl));
-    s.flip.push_back(Argmax(lb, vocab) != Argmax(lq, vocab));
+    const int64_t ab = Argmax(lb, vocab), aq = Argmax(lq, vocab);
+    s.flip.push_back(ab != aq);
+    s.argmax_quant.push_back(static_cast<int32_t>(aq));
     if (next != nullptr) {
       if (next[t] < 0 || next[t] >= vocab) {
         return absl::InvalidArgumentError(absl::StrCat("target token ", next[t], " at position ", t,
@@ -146,12 +148,30 @@ void from_json(const nlohmann::json& j, Interval& v) {
   v.lo = j.at("lo95").get<double>();
   v.hi = j.at("hi95").get<double>();
 }
+void to_json(nlohmann::json& j, const TaskResult& v) {
+  j = nlohmann::json{{"task", v.task},           {"items", v.items},
+                     {"hits_base", v.hits_base}, {"hits_quant", v.hits_quant},
+                     {"acc_base", v.acc_base},   {"acc_quant", v.acc_quant},
+                     {"se_base", v.se_base},     {"tl_holds", v.tl_holds},
+                     {"rule", "|acc_quant - acc_base| <= 1.96 x binomial SE of acc_base"}};
+}
+void from_json(const nlohmann::json& j, TaskResult& v) {
+  v.task = j.at("task").get<std::string>();
+  v.items = j.at("items").get<int64_t>();
+  v.hits_base = j.at("hits_base").get<int64_t>();
+  v.hits_quant = j.at("hits_quant").get<int64_t>();
+  v.acc_base = j.at("acc_base").get<double>();
+  v.acc_quant = j.at("acc_quant").get<double>();
+  v.se_base = j.at("se_base").get<double>();
+  v.tl_holds = j.at("tl_holds").get<bool>();
+}
 void to_json(nlohmann::json& j, const FidelityReport& v) {
   j = nlohmann::json{{"ear", v.ear},           {"kl", v.kl},
                      {"flip_rate", v.flip},    {"ppl_ratio", v.ppl_ratio},
                      {"ppl_base", v.ppl_base}, {"ppl_quant", v.ppl_quant},
                      {"sequences", v.sequences}, {"tokens", v.positions},
                      {"bootstrap_resamples", v.resamples}, {"bootstrap_seed", v.seed}};
+  if (v.task.items > 0) j["task"] = v.task;
 }
 void from_json(const nlohmann::json& j, FidelityReport& v) {
   j.at("ear").get_to(v.ear);
@@ -164,6 +184,7 @@ void from_json(const nlohmann::json& j, FidelityReport& v) {
   v.positions = j.at("tokens").get<int64_t>();
   v.resamples = j.at("bootstrap_resamples").get<int>();
   v.seed = j.at("bootstrap_seed").get<uint64_t>();
+  if (j.contains("task")) j.at("task").get_to(v.task);
 }
 
 }  // namespace slq::quant

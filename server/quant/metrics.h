@@ -14,6 +14,7 @@
 #define SLQ_SERVER_QUANT_METRICS_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -28,6 +29,7 @@ struct SequenceMetrics {
   std::vector<uint8_t> flip;      // argmax p_t != argmax q_t
   std::vector<double> nll_base;   // -log p_t(next token); empty when no targets
   std::vector<double> nll_quant;  // -log q_t(next token)
+  std::vector<int32_t> argmax_quant;  // greedy token of the quantized model at each position
   double SumEar() const;
   double SumKl() const;
   int64_t positions() const { return static_cast<int64_t>(ear.size()); }
@@ -51,8 +53,22 @@ struct BootstrapOptions {
   uint64_t seed = 12345;
 };
 
+// Task-lossless check (METHOD.md section 1) on a LAMBADA-style cloze (cloze.h): accuracy of
+// both models, the binomial standard error of the base accuracy, and whether
+// |acc_quant - acc_base| <= 1.96 x se_base. items == 0: not computed.
+struct TaskResult {
+  std::string task;  // "cloze-last-word"
+  int64_t items = 0;
+  int64_t hits_base = 0, hits_quant = 0;
+  double acc_base = 0, acc_quant = 0, se_base = 0;
+  bool tl_holds = false;
+};
+void to_json(nlohmann::json& j, const TaskResult& v);
+void from_json(const nlohmann::json& j, TaskResult& v);
+
 struct FidelityReport {
   Interval ear, kl, flip, ppl_ratio;  // ppl_ratio = ppl_quant / ppl_base
+  TaskResult task;                    // filled by the pipeline (cloze); items 0 = absent
   double ppl_base = 0, ppl_quant = 0;
   int64_t sequences = 0, positions = 0;
   int resamples = 0;

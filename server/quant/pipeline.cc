@@ -1,5 +1,6 @@
 #include "server/quant/pipeline.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -36,8 +37,8 @@ absl::Status CheckOptions(const PipelineOptions& o) {
     return absl::InvalidArgumentError(absl::StrCat("bootstrap_resamples = ", o.bootstrap_resamples,
                                                    "; the certificate needs >= 1000"));
   }
-  if (o.calibration_resamples < 1 || o.closed_loop_max_evals < 1) {
-    return absl::InvalidArgumentError("calibration_resamples and closed_loop_max_evals must be >= 1");
+  if (o.calibration_resamples < 1 || o.closed_loop_max_evals < 1 || !(o.transfer_z >= 0)) {
+    return absl::InvalidArgumentError("calibration_resamples and closed_loop_max_evals must be >= 1, transfer_z >= 0");
   }
   if (!(o.temperature > 0)) {
     return absl::InvalidArgumentError(absl::StrCat("temperature = ", o.temperature, "; must be > 0"));
@@ -99,6 +100,18 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(
   t0 = Clock::now();
   SLQ_ASSIGN_OR_RETURN(s->base_calib_, ComputeLogits(*s->model_, s->data_.calibration));
   SLQ_ASSIGN_OR_RETURN(s->base_heldout_, ComputeLogits(*s->model_, s->data_.heldout));
+  // The base model's answers to the TL cloze (METHOD.md 1); only used at verification.
+  s->cloze_items_ = FindClozeItems(s->data_.heldout, *s->tokenizer_, 8, options.cloze_max_items);
+  {
+    const SequenceLogits& bl = s->base_heldout_;
+    SLQ_ASSIGN_OR_RETURN(s->cloze_base_hits_,
+                         ClozeHits(*s->model_, *s->tokenizer_, s->data_.heldout, s->cloze_items_,
+                                   [&bl](int64_t seq, int64_t pos) {
+                                     const float* row = bl.logits[static_cast<size_t>(seq)].data() +
+                                                        (pos - 1) * bl.vocab;
+                                     return static_cast<int32_t>(std::max_element(row, row + bl.vocab) - row);
+                                   }));
+  }
   s->stage_seconds_["base_logits"] = Since(t0);
   // After the base logits: the rounding's own damage is part of every measurement.
   if (options.embeddings_fp16) RoundKeptTensorsToFp16(*s->model_, !options.quantize_lm_head);
@@ -142,7 +155,7 @@ double QuantizationSession::AverageBits(const std::map<std::string, int>& bits) 
   double num = 0, den = 0;
   for (const SlotInfo& s : mq_->slots()) {
     auto it = bits.find(s.name);
-    const double bpp = it == bits.end() || it->second == 0 ? 16.0 : BitsPerParam(it->second, opts_.group_size, s.cols);
+    const double bpp = it == bits.end() || it->second == 0 ? 16.0 : BitsPerParam(it->second, opts_.group_size, s.cols, opts_.symmetric);
     num += bpp * static_cast<double>(s.params());
     den += static_cast<double>(s.params());
   }
@@ -152,17 +165,28 @@ double QuantizationSession::AverageBits(const std::map<std::string, int>& bits) 
 absl::StatusOr<FidelityReport> QuantizationSession::EvaluateOn(const std::map<std::string, int>& bits,
                                                                const Sequences& seqs,
                                                                const SequenceLogits& base,
-                                                               int resamples) {
+                                                               int resamples,
+                                                               std::vector<SequenceMetrics>* keep) {
   SLQ_RETURN_IF_ERROR(mq_->Apply(bits));
   SLQ_ASSIGN_OR_RETURN(auto per_seq, CompareModel(*model_, seqs, base, opts_.temperature));
-  return Summarize(per_seq, {resamples, opts_.seed});
+  SLQ_ASSIGN_OR_RETURN(FidelityReport r, Summarize(per_seq, {resamples, opts_.seed}));
+  if (keep != nullptr) *keep = std::move(per_seq);
+  return r;
 }
 
 absl::StatusOr<FidelityReport> QuantizationSession::Verify(const std::map<std::string, int>& bits) {
   if (progress_) progress_("verify", 0);
   const auto t0 = Clock::now();
+  std::vector<SequenceMetrics> per_seq;
   SLQ_ASSIGN_OR_RETURN(FidelityReport r, EvaluateOn(bits, data_.heldout, base_heldout_,
-                                                     opts_.bootstrap_resamples));
+                                                     opts_.bootstrap_resamples, &per_seq));
+  // TL: the quantized model's cloze answers (first greedy token from the teacher-forced pass).
+  SLQ_ASSIGN_OR_RETURN(std::vector<uint8_t> hits,
+                       ClozeHits(*model_, *tokenizer_, data_.heldout, cloze_items_,
+                                 [&per_seq](int64_t seq, int64_t pos) {
+                                   return per_seq[static_cast<size_t>(seq)].argmax_quant[static_cast<size_t>(pos - 1)];
+                                 }));
+  r.task = TaskFromHits(cloze_base_hits_, hits);
   stage_seconds_["verify"] = Since(t0);
   if (progress_) progress_("verify", 1);
   return r;

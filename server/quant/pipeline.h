@@ -31,6 +31,7 @@
 #include "nlohmann/json.hpp"
 #include "server/model/model.h"
 #include "server/model/tokenizer/tokenizer.h"
+#include "server/quant/cloze.h"
 #include "server/quant/eval_data.h"
 #include "server/quant/metrics.h"
 #include "server/quant/model_quantizer.h"
@@ -60,9 +61,14 @@ struct PipelineOptions {
   double temperature = 1.0;
   EvalDataOptions data;
   int bootstrap_resamples = 1000;    // held-out verification
-  int calibration_resamples = 200;   // closed-loop checks on the calibration split
+  int calibration_resamples = 1000;  // closed-loop checks on the calibration split
   uint64_t seed = 1234;              // bootstrap + noise seeds
   int closed_loop_max_evals = 10;
+  // Closed-loop acceptance: an allocation passes on calibration when its predicted held-out
+  // bound (transfer_bound.h, one-sided z of the calibration -> held-out transfer) meets the
+  // target. 0 = the plain calibration 95% bound (the old rule, which missed on held-out).
+  double transfer_z = 1.96;
+  int64_t cloze_max_items = 256;     // TL cloze items from the held-out windows (cloze.h)
   bool quantize_lm_head = false;     // default: LM head kept at 16 bits
   bool embeddings_fp16 = true;       // round embeddings (+ unquantized LM head) to fp16
   std::string profile_cache_dir;     // empty: no profile cache
@@ -73,7 +79,9 @@ void from_json(const nlohmann::json& j, PipelineOptions& o);  // missing keys ke
 struct LoopStep {
   double max_damage = 0;
   double avg_bits = 0;
-  double calib_metric = 0;  // EAR lower bound or KL upper bound on the calibration split
+  double calib_metric = 0;  // predicted held-out bound from the calibration split
+  double calib_mean = 0;    // calibration point estimate (EAR or KL)
+  double calib_kl = 0;      // calibration mean KL (what the allocation budgets)
   bool met = false;
 };
 
@@ -82,7 +90,9 @@ struct SearchOutcome {
   double avg_bits = 0;              // over quantized layers, weighted by parameters
   double max_damage = 0;            // D of the chosen allocation (target mode)
   bool calibration_met = false;     // target met on the calibration split
-  double calib_metric = 0;
+  double calib_metric = 0;          // predicted held-out bound (see PipelineOptions::transfer_z)
+  double calib_mean = 0;            // calibration point estimate of the target metric
+  std::string damage_metric;        // what the knapsack budgets: "kl" (additive across layers)
   std::vector<LoopStep> steps;      // closed-loop history
   std::string note;
   double wall_seconds = 0;
@@ -125,9 +135,12 @@ class QuantizationSession {
   QuantizationSession() = default;
   absl::StatusOr<FidelityReport> EvaluateOn(const std::map<std::string, int>& bits,
                                             const Sequences& seqs, const SequenceLogits& base,
-                                            int resamples);
+                                            int resamples,
+                                            std::vector<SequenceMetrics>* per_seq = nullptr);
   bool Met(const FidelityReport& r, double avg_bits) const;
   double Conservative(const FidelityReport& r) const;
+  // The closed loop's predicted held-out bound from a calibration report (transfer_bound.h).
+  double CalibrationBound(const FidelityReport& r) const;
   std::vector<LayerOptions> Options(const LayerProfiles& profile) const;
 
   PipelineOptions opts_;
@@ -139,6 +152,8 @@ class QuantizationSession {
   std::vector<std::string> tokenizer_files_;
   EvalData data_;
   SequenceLogits base_calib_, base_heldout_;
+  std::vector<ClozeItem> cloze_items_;     // TL task on the held-out windows
+  std::vector<uint8_t> cloze_base_hits_;   // the base model's hits (computed in Open)
   std::unique_ptr<ModelQuantizer> mq_;
   std::map<std::string, double> stage_seconds_;
 };

@@ -25,6 +25,11 @@ absl::StatusOr<PipelineResult> QuantizationSession::Finish(const LayerProfiles& 
   const std::string what = ear ? "EAR" : "KL";
   if (res.target_met) {
     res.status = "met";
+  } else if (target_.kind == Target::Kind::kTaskLossless && heldout.task.items > 0) {
+    res.status = absl::StrFormat(
+        "failed on held-out: cloze accuracy %.4f vs base %.4f (|diff| > 1.96 x SE %.4f, %d items) at %.3f bits",
+        heldout.task.acc_quant, heldout.task.acc_base, heldout.task.se_base,
+        static_cast<int>(heldout.task.items), search.avg_bits);
   } else if (!search.calibration_met) {
     res.status = absl::StrFormat("unreachable: best found %s %.6f (held-out 95%% %s bound %.6f) at %.3f bits",
                                  what, ear ? heldout.ear.mean : heldout.kl.mean,
@@ -59,7 +64,11 @@ absl::StatusOr<PipelineResult> QuantizationSession::Finish(const LayerProfiles& 
       {"status", res.status},
       {"heldout", heldout},
       {"calibration", {{"sequences", data_.calibration.size()}, {"tokens", data_.CalibrationTokens()},
-                       {"target_met", search.calibration_met}, {"metric", search.calib_metric}}},
+                       {"target_met", search.calibration_met}, {"metric", search.calib_metric},
+                       {"mean", search.calib_mean},
+                       {"acceptance", opts_.transfer_z > 0
+                                          ? absl::StrFormat("predicted held-out bound (transfer z %.2f)", opts_.transfer_z)
+                                          : std::string("calibration 95% bound")}}},
       {"dataset", {{"path", opts_.data_path}, {"sha256", data_.data_sha256},
                    {"split_rule", data_.split_rule}, {"documents", data_.documents},
                    {"calibration_documents", data_.calibration_documents},
@@ -94,7 +103,8 @@ void to_json(json& j, const PipelineOptions& o) {
        {"temperature", o.temperature}, {"data", o.data},
        {"bootstrap_resamples", o.bootstrap_resamples},
        {"calibration_resamples", o.calibration_resamples}, {"seed", o.seed},
-       {"closed_loop_max_evals", o.closed_loop_max_evals},
+       {"closed_loop_max_evals", o.closed_loop_max_evals}, {"transfer_z", o.transfer_z},
+       {"cloze_max_items", o.cloze_max_items},
        {"quantize_lm_head", o.quantize_lm_head}, {"embeddings_fp16", o.embeddings_fp16},
        {"profile_cache_dir", o.profile_cache_dir}};
 }
@@ -122,6 +132,8 @@ void from_json(const json& j, PipelineOptions& o) {
   o.calibration_resamples = j.value("calibration_resamples", d.calibration_resamples);
   o.seed = j.value("seed", d.seed);
   o.closed_loop_max_evals = j.value("closed_loop_max_evals", d.closed_loop_max_evals);
+  o.transfer_z = j.value("transfer_z", d.transfer_z);
+  o.cloze_max_items = j.value("cloze_max_items", d.cloze_max_items);
   o.quantize_lm_head = j.value("quantize_lm_head", d.quantize_lm_head);
   o.embeddings_fp16 = j.value("embeddings_fp16", d.embeddings_fp16);
   o.profile_cache_dir = j.value("profile_cache_dir", d.profile_cache_dir);
@@ -131,10 +143,12 @@ void to_json(json& j, const SearchOutcome& s) {
   json steps = json::array();
   for (const auto& st : s.steps) {
     steps.push_back({{"max_damage", st.max_damage}, {"avg_bits", st.avg_bits},
-                     {"calib_metric", st.calib_metric}, {"met", st.met}});
+                     {"calib_metric", st.calib_metric}, {"calib_mean", st.calib_mean},
+                     {"calib_kl", st.calib_kl}, {"met", st.met}});
   }
   j = {{"bits", s.bits}, {"avg_bits", s.avg_bits}, {"max_damage", s.max_damage},
        {"calibration_met", s.calibration_met}, {"calib_metric", s.calib_metric},
+       {"calib_mean", s.calib_mean}, {"damage_metric", s.damage_metric},
        {"steps", steps}, {"note", s.note}, {"wall_seconds", s.wall_seconds}};
 }
 
@@ -144,12 +158,15 @@ void from_json(const json& j, SearchOutcome& s) {
   s.max_damage = j.at("max_damage").get<double>();
   s.calibration_met = j.at("calibration_met").get<bool>();
   s.calib_metric = j.at("calib_metric").get<double>();
+  s.calib_mean = j.value("calib_mean", 0.0);
+  s.damage_metric = j.value("damage_metric", "");
   s.note = j.value("note", "");
   s.wall_seconds = j.value("wall_seconds", 0.0);
   s.steps.clear();
   for (const auto& st : j.at("steps")) {
     s.steps.push_back({st.at("max_damage").get<double>(), st.at("avg_bits").get<double>(),
-                       st.at("calib_metric").get<double>(), st.at("met").get<bool>()});
+                       st.at("calib_metric").get<double>(), st.value("calib_mean", 0.0),
+                       st.value("calib_kl", 0.0), st.at("met").get<bool>()});
   }
 }
 

@@ -178,6 +178,27 @@ TEST(PipelineTest, ClearErrorsForBadInput) {
   EXPECT_FALSE(QuantizeModel(o).ok());
 }
 
+// The case the old closed loop got wrong: tinystories-656k, ear>=0.99 over 2..8 with the CLI's
+// default data options. Accepting on the calibration 95% bound picked 7.958 bits and the
+// held-out lower bound was 0.98971; accepting on the predicted held-out bound must certify on
+// held-out, at fewer bits than uniform 8-bit asymmetric RTN (8.25 at g128).
+TEST(PipelineTest, Tinystories656kEar099CertifiesOnHeldoutBelowUniformEight) {
+  PipelineOptions o;
+  o.model_path = testing::ModelsDir() + "/tinystories-656k";
+  o.data_path = testing::DataDir() + "/tinystories-valid-part1.txt";
+  o.target = "ear>=0.99";
+  o.formats = "2..8";
+  auto r = QuantizeModel(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const auto& c = r->certificate;
+  const double bits = c["avg_bits_per_param_quantized_layers"].get<double>();
+  EXPECT_TRUE(r->target_met) << r->status << " at " << bits << " bits; held-out EAR "
+                             << c["heldout"]["ear"].dump();
+  EXPECT_LT(bits, 8.25);
+  EXPECT_EQ(c["search"]["outcome"]["damage_metric"], "kl");
+  EXPECT_EQ(c["options"]["transfer_z"].get<double>(), 1.96);
+}
+
 TEST(ProfilerTest, ProxyAndCacheAgreeInOrdering) {
   PipelineOptions o = TinyOptions();
   o.formats = "3-4-8";
@@ -196,6 +217,15 @@ TEST(ProfilerTest, ProxyAndCacheAgreeInOrdering) {
   ASSERT_TRUE(sp.ok());
   auto pp = (*sp)->Profile();
   ASSERT_TRUE(pp.ok());
+  EXPECT_EQ(pp->cache_hits, 0);
+  // A second proxy profile is served from the cache (alphas + one file per bitwidth), equal.
+  auto pp2 = (*sp)->Profile();
+  ASSERT_TRUE(pp2.ok());
+  EXPECT_EQ(pp2->cache_hits, 4);
+  for (size_t i = 0; i < pp->layers.size(); ++i) {
+    EXPECT_EQ(pp2->layers[i].alpha_kl, pp->layers[i].alpha_kl);
+    EXPECT_EQ(pp2->layers[i].rel_err, pp->layers[i].rel_err);
+  }
   // The proxy's total predicted KL at 3 and 4 bits is within an order of magnitude of the
   // measured one (linearity theorem), and both rank 3 bits worse than 4 bits.
   for (int b : {3, 4}) {

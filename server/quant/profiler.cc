@@ -84,23 +84,74 @@ absl::Status ProfileMeasured(ModelQuantizer& mq, const Model& model, const Seque
   return absl::OkStatus();
 }
 
+// Proxy cache keys: the noise-injection alphas depend on the data but not on the bitwidth; the
+// relative weight errors depend on the bitwidth but not on the data (the weights alone).
+std::string ProxyAlphaKey(const ProfileOptions& o, const QuantConfig& c) {
+  return absl::StrCat("proxy-alpha|model=", o.model_sha, "|data=", o.data_sha, "|noise=", o.noise_rel,
+                      "|seed=", o.seed, "|T=", o.temperature, "|rot=", c.rotate, ":", c.rotation_seed);
+}
+std::string ProxyErrKey(const ProfileOptions& o, const QuantConfig& c, int bits) {
+  return absl::StrCat("proxy-err|model=", o.model_sha, "|b=", bits, "|g=", c.group_size,
+                      "|sym=", c.symmetric, "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed);
+}
+
 absl::Status ProfileProxy(ModelQuantizer& mq, const Model& model, const Sequences& calib,
                           const SequenceLogits& base, const ProfileOptions& o,
                           const ProgressFn& progress, LayerProfiles& out) {
-  const double total = static_cast<double>(out.layers.size());
+  const double total = static_cast<double>(out.layers.size() * (1 + o.bits.size()));
   double done = 0;
+  const std::string akey = ProxyAlphaKey(o, mq.config());
+  json alphas = ReadCache(o, akey);
+  if (!alphas.is_object()) alphas = json::object();
+  bool alpha_fresh = false;
   for (size_t i = 0; i < out.layers.size(); ++i) {
     LayerProfile& lp = out.layers[i];
-    SLQ_RETURN_IF_ERROR(mq.InjectNoise(lp.name, o.noise_rel, o.seed + i));
-    auto d = Measure(model, calib, base, o.temperature);
-    SLQ_RETURN_IF_ERROR(mq.Restore(lp.name));
-    if (!d.ok()) return d.status();
-    lp.alpha_kl = d->kl / o.noise_rel;
-    lp.alpha_ear = d->one_minus_ear / std::sqrt(o.noise_rel);
-    for (int b : o.bits) {
-      SLQ_ASSIGN_OR_RETURN(lp.rel_err[b], mq.RelativeError(lp.name, b));
+    if (alphas.contains(lp.name)) {
+      lp.alpha_kl = alphas[lp.name][0].get<double>();
+      lp.alpha_ear = alphas[lp.name][1].get<double>();
+    } else {
+      // Seed by the slot's index in the whole model (not in this share) so that shares and
+      // the cache agree with a whole-model profile.
+      uint64_t slot_index = i;
+      for (size_t k = 0; k < mq.slots().size(); ++k) {
+        if (mq.slots()[k].name == lp.name) slot_index = k;
+      }
+      SLQ_RETURN_IF_ERROR(mq.InjectNoise(lp.name, o.noise_rel, o.seed + slot_index));
+      auto d = Measure(model, calib, base, o.temperature);
+      SLQ_RETURN_IF_ERROR(mq.Restore(lp.name));
+      if (!d.ok()) return d.status();
+      lp.alpha_kl = d->kl / o.noise_rel;
+      lp.alpha_ear = d->one_minus_ear / std::sqrt(o.noise_rel);
+      alphas[lp.name] = {lp.alpha_kl, lp.alpha_ear};
+      alpha_fresh = true;
     }
     if (progress) progress("profile", ++done / total);
+  }
+  if (alpha_fresh) {
+    WriteCache(o, akey, alphas);
+  } else {
+    ++out.cache_hits;
+  }
+  for (int b : o.bits) {
+    const std::string ekey = ProxyErrKey(o, mq.config(), b);
+    json errs = ReadCache(o, ekey);
+    if (!errs.is_object()) errs = json::object();
+    bool fresh = false;
+    for (LayerProfile& lp : out.layers) {
+      if (errs.contains(lp.name)) {
+        lp.rel_err[b] = errs[lp.name].get<double>();
+      } else {
+        SLQ_ASSIGN_OR_RETURN(lp.rel_err[b], mq.RelativeError(lp.name, b));
+        errs[lp.name] = lp.rel_err[b];
+        fresh = true;
+      }
+      if (progress) progress("profile", ++done / total);
+    }
+    if (fresh) {
+      WriteCache(o, ekey, errs);
+    } else {
+      ++out.cache_hits;
+    }
   }
   return absl::OkStatus();
 }

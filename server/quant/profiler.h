@@ -9,6 +9,9 @@
 // KL and mean 1 - EAR over the calibration positions against the cached base logits
 // (L x |B| evaluations). Results are cached as JSON files in opts.cache_dir, one per
 // (estimator, model sha, data sha, bitwidth, group size, quantizer flags, temperature).
+// The proxy caches its alphas per (model sha, data sha, noise, seed, temperature, rotation) and
+// its relative errors per (model sha, bitwidth, group size, quantizer flags): a cached proxy
+// profile costs no forward pass.
 // Proxy (linearity theorem, HIGGS): err_l(b) = ||W - W'||^2 / ||W||^2 from the weights alone;
 // alpha_l from one pass with Gaussian noise of relative energy noise_rel injected into layer l:
 // predicted KL_l(b) = alpha_kl_l * err_l(b) (KL is second order in the perturbation, err is a
@@ -49,7 +52,7 @@ struct LayerProfiles {
   int64_t group_size = 0;
   std::vector<LayerProfile> layers;
   double wall_seconds = 0;
-  int cache_hits = 0;  // bitwidths served from the cache (measured)
+  int cache_hits = 0;  // cache files served whole (measured: per bitwidth; proxy: alphas + per bitwidth)
   // Predicted damage of layer i at b bits.
   double Damage(size_t i, int bits, DamageMetric metric) const;
 };

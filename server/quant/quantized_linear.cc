@@ -7,51 +7,9 @@
 
 #include "server/common/half.h"
 #include "server/model/worker_pool.h"
-#include "server/quant/cpu_dequant_matmul.h"
-#include "server/quant/packing.h"
+#include "server/quant/packed_dot.h"
 
 namespace slq::quant {
-namespace {
-
-// Dot product of packed row r with x: B is a compile-time bitwidth so the code extraction is
-// shifts and masks the compiler can schedule (the generic GetCode costs a few ns per weight,
-// which made decode of small models 10x slower than fp32).
-template <int B>
-float PackedRowDotBits(const kernels::PackedMatrixView& v, int64_t r, const float* x, const float* xsum) {
-  const int64_t gpr = kernels::GroupsPerRow(v.cols, v.group_size);
-  const uint32_t* words = v.codes + r * kernels::WordsPerRow(v.cols, B);
-  const uint16_t* scales = v.scales + r * gpr;
-  const uint16_t* zeros = v.zeros + r * gpr;
-  constexpr uint64_t kMask = (1u << B) - 1;
-  float acc = 0.0f;
-  for (int64_t k = 0; k < gpr; ++k) {
-    const int64_t j0 = k * v.group_size, j1 = std::min(v.cols, j0 + v.group_size);
-    float qx = 0.0f;
-    for (int64_t j = j0; j < j1; ++j) {
-      const uint64_t bit = static_cast<uint64_t>(j) * B;
-      const uint64_t w = bit >> 5, sh = bit & 31;
-      uint64_t bits = words[w] >> sh;
-      if (sh + B > 32) bits |= static_cast<uint64_t>(words[w + 1]) << (32 - sh);
-      qx += static_cast<float>(bits & kMask) * x[j];
-    }
-    acc += HalfToFloat(scales[k]) * qx + HalfToFloat(zeros[k]) * xsum[k];
-  }
-  return acc;
-}
-
-float PackedRowDot(const kernels::PackedMatrixView& v, int64_t r, const float* x, const float* xsum) {
-  switch (v.bits) {
-    case 2: return PackedRowDotBits<2>(v, r, x, xsum);
-    case 3: return PackedRowDotBits<3>(v, r, x, xsum);
-    case 4: return PackedRowDotBits<4>(v, r, x, xsum);
-    case 5: return PackedRowDotBits<5>(v, r, x, xsum);
-    case 6: return PackedRowDotBits<6>(v, r, x, xsum);
-    case 7: return PackedRowDotBits<7>(v, r, x, xsum);
-    default: return PackedRowDotBits<8>(v, r, x, xsum);
-  }
-}
-
-}  // namespace
 
 size_t QuantizedLinear::MemoryBytes() const {
   return q_.codes.size() * sizeof(uint32_t) + (q_.scales.size() + q_.zeros.size()) * sizeof(uint16_t);
@@ -81,7 +39,7 @@ void QuantizedLinear::Forward(const float* x, int64_t n, float* y) const {
     }
     const float* xs = xsum.data();
     pool.Run(out, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) y[r] = PackedRowDot(view, r, x, xs);
+      for (int64_t r = begin; r < end; ++r) y[r] = PackedRowDotFast(view, r, x, xs);
     });
     return;
   }
@@ -91,7 +49,7 @@ void QuantizedLinear::Forward(const float* x, int64_t n, float* y) const {
     scratch.resize(static_cast<size_t>(kTileRows * in));
     for (int64_t t = begin; t < end; ++t) {
       const int64_t r0 = t * kTileRows, nr = std::min(kTileRows, out - r0);
-      for (int64_t r = 0; r < nr; ++r) DequantRow(view, r0 + r, scratch.data() + r * in);
+      for (int64_t r = 0; r < nr; ++r) DequantRowFast(view, r0 + r, scratch.data() + r * in);
       // y[:, r0:r0+nr] = x [n, in] * scratch^T [in, nr]
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n),
                   static_cast<int>(nr), static_cast<int>(in), 1.0f, x, static_cast<int>(in),

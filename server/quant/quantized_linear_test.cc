@@ -5,6 +5,7 @@
 
 #include "gtest/gtest.h"
 #include "server/quant/cpu_dequant_matmul.h"
+#include "server/quant/packed_dot.h"
 
 namespace slq::quant {
 namespace {
@@ -54,6 +55,44 @@ TEST(QuantizedLinearTest, MatchesReferenceForSingleAndBatchedInputs) {
         }
       }
     }
+  }
+}
+
+// The fast kernels (both the AVX2 and the baseline build) against the scalar oracle, every
+// bitwidth, aligned, ragged and per-row groups.
+TEST(QuantizedLinearTest, FastKernelsMatchScalarOracleOnEveryIsaAndBitwidth) {
+  for (bool force_baseline : {false, true}) {
+    const bool prev = ForceBaselinePackedKernels(force_baseline);
+    for (int bits = 2; bits <= 8; ++bits) {
+      for (int64_t g : {32, 64, 128, -1}) {
+        for (int64_t in : {int64_t{256}, int64_t{200}, int64_t{45}}) {
+          const int64_t out = 9;
+          std::vector<float> w = Random(out * in, static_cast<uint32_t>(bits * 31 + in));
+          QuantConfig cfg;
+          cfg.bits = bits;
+          cfg.group_size = g;
+          auto q = QuantizeMatrix(w.data(), out, in, cfg);
+          ASSERT_TRUE(q.ok());
+          const kernels::PackedMatrixView v = q->View();
+          std::vector<float> ref(in), fast(in);
+          for (int64_t r = 0; r < out; ++r) {
+            DequantRow(v, r, ref.data());
+            DequantRowFast(v, r, fast.data());
+            ASSERT_EQ(ref, fast) << "bits " << bits << " g " << g << " in " << in << " row " << r
+                                 << " isa " << PackedKernelIsa();
+          }
+          QuantizedLinear op(std::move(*q));
+          std::vector<float> x = Random(in, 3), y(out), yref(out);
+          op.Forward(x.data(), 1, y.data());
+          DequantMatmulCpu(op.matrix().View(), x.data(), 1, yref.data());
+          for (int64_t r = 0; r < out; ++r) {
+            EXPECT_NEAR(y[r], yref[r], 1e-4 * (1 + std::fabs(yref[r])))
+                << "bits " << bits << " g " << g << " in " << in << " isa " << PackedKernelIsa();
+          }
+        }
+      }
+    }
+    ForceBaselinePackedKernels(prev);
   }
 }
 

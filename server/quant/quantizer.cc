@@ -32,9 +32,8 @@ void GroupParams(float lo, float hi, float absmax, int bits, bool symmetric, flo
                  uint16_t* s_bits, uint16_t* z_bits) {
   if (symmetric) {
     const float half_levels = static_cast<float>((1 << (bits - 1)) - 1);
-    const float s16 = RoundToHalf(a * absmax / half_levels);
-    *s_bits = FloatToHalf(s16);
-    *z_bits = FloatToHalf(-s16 * half_levels);
+    *s_bits = FloatToHalf(a * absmax / half_levels);
+    *z_bits = SymmetricZero(*s_bits, bits);
   } else {
     const float levels = static_cast<float>((1 << bits) - 1);
     *s_bits = FloatToHalf((a * hi - a * lo) / levels);
@@ -106,12 +105,20 @@ std::string QuantizedMatrix::Describe() const {
                       mse_clip ? " clip" : "", rotation.enabled() ? " rot" : "");
 }
 
-double QuantizedMatrix::BitsPerParam() const { return quant::BitsPerParam(bits, group_size, cols); }
+double QuantizedMatrix::BitsPerParam() const {
+  return quant::BitsPerParam(bits, group_size, cols, symmetric);
+}
 
-double BitsPerParam(int bits, int64_t group_size, int64_t cols) {
+double BitsPerParam(int bits, int64_t group_size, int64_t cols, bool symmetric) {
   if (cols <= 0) return bits;
   const int64_t g = group_size <= 0 ? cols : group_size;
-  return bits + 32.0 * static_cast<double>(kernels::GroupsPerRow(cols, g)) / static_cast<double>(cols);
+  const double overhead = symmetric ? 16.0 : 32.0;  // fp16 scale (+ fp16 zero when asymmetric)
+  return bits + overhead * static_cast<double>(kernels::GroupsPerRow(cols, g)) / static_cast<double>(cols);
+}
+
+uint16_t SymmetricZero(uint16_t scale16, int bits) {
+  const float half_levels = static_cast<float>((1 << (bits - 1)) - 1);
+  return FloatToHalf(-HalfToFloat(scale16) * half_levels);
 }
 
 absl::StatusOr<int64_t> ResolveGroupSize(int bits, int64_t group_size, int64_t cols) {

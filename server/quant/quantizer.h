@@ -5,8 +5,9 @@
 //   std::vector<float> w_hat = Dequantize(q);  // [rows, cols], in the (rotated) basis
 //
 // Decisions (see also kernels/packed_matrix.h):
-// - Scale s and zero m are stored as fp16; the zero is a float offset (the group minimum for
-//   asymmetric, -s * (2^(b-1) - 1) for symmetric), never an integer zero-point.
+// - Scale s and zero m are fp16; the zero is a float offset (the group minimum for
+//   asymmetric, -s * (2^(b-1) - 1) for symmetric), never an integer zero-point. Symmetric
+//   matrices keep the zero in memory (one dequant path) but artifacts store only the scale.
 // - Codes are computed against the fp16-ROUNDED s and m, so w' = m16 + s16 * q is exactly what
 //   the artifact dequantizes to.
 // - MSE clipping shrinks [m, M] (asymmetric: both ends by a factor a; symmetric: max|w|) over
@@ -85,7 +86,12 @@ std::vector<float> DequantizeOriginalBasis(const QuantizedMatrix& q);
 
 // Bits per parameter: bits + 32 / group_size (fp16 scale + fp16 zero per group); per-row:
 // bits + 32 / cols. Ragged last groups are counted exactly: bits + 32 * groups / cols.
-double BitsPerParam(int bits, int64_t group_size, int64_t cols);
+// Symmetric groups store only the scale (the zero is SymmetricZero(scale)): bits + 16 / g.
+double BitsPerParam(int bits, int64_t group_size, int64_t cols, bool symmetric = false);
+
+// The fp16 zero of a symmetric group: -s * (2^(b-1) - 1) rounded to fp16, a function of the
+// stored fp16 scale, so artifacts do not store it (the loader recomputes it bit-exactly).
+uint16_t SymmetricZero(uint16_t scale16, int bits);
 
 // Relative error ||W - W'||_F^2 / ||W||_F^2 of quantizing w at cfg (the linearity proxy's err).
 [[nodiscard]] absl::StatusOr<double> RelativeQuantError(const float* w, int64_t rows, int64_t cols,

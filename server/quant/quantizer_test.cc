@@ -74,6 +74,20 @@ TEST(QuantizerTest, PerRowAndBitsAccounting) {
   EXPECT_EQ(q->group_size, 100);
   EXPECT_EQ(q->scales.size(), 4u);
   EXPECT_DOUBLE_EQ(q->BitsPerParam(), 4 + 0.32);
+  // Symmetric: only the fp16 scale is stored (the zero is a function of it).
+  EXPECT_DOUBLE_EQ(BitsPerParam(4, 128, 4096, /*symmetric=*/true), 4.125);
+  EXPECT_DOUBLE_EQ(BitsPerParam(3, 64, 200, true), 3 + 16.0 * 4 / 200);
+  cfg.symmetric = true;
+  for (bool clip : {false, true}) {
+    cfg.mse_clip = clip;
+    auto qs = QuantizeMatrix(w.data(), 4, 100, cfg);
+    ASSERT_TRUE(qs.ok());
+    EXPECT_DOUBLE_EQ(qs->BitsPerParam(), 4 + 0.16);
+    // The stored zero is exactly the one recomputed from the scale.
+    for (size_t i = 0; i < qs->scales.size(); ++i) {
+      EXPECT_EQ(qs->zeros[i], SymmetricZero(qs->scales[i], 4)) << i << " clip " << clip;
+    }
+  }
 }
 
 TEST(QuantizerTest, RejectsBadConfigAndNonFinite) {

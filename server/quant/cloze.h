@@ -1,0 +1,55 @@
+// LAMBADA-style cloze for the task-lossless check (METHOD.md section 1), built from held-out
+// evaluation windows and scored mostly from the teacher-forced logits the fidelity metrics
+// already compute.
+//
+//   std::vector<ClozeItem> items = FindClozeItems(data.heldout, *tokenizer, 8, 256);
+//   auto hits = ClozeHits(model, *tokenizer, data.heldout, items, first_greedy_token);
+//   TaskResult t = TaskFromHits(hits_base, hits_quant);   // t.tl_holds
+//
+// Items: the last word of every sentence inside each window (a run of ASCII letters preceded
+// by a space or newline and directly followed by '.', '!' or '?') whose first character
+// starts a token (the passage up to the word is then a token prefix of the window), with at
+// least `min_context` tokens in front of it. At most max_items, evenly spaced.
+// Hit: the model's greedy continuation of the passage spells the word followed by a
+// non-letter. The first greedy token is given by the caller (the argmax of the teacher-forced
+// logits at that position); only when that token's text is a proper prefix of the word (or the
+// word exactly) does ClozeHits generate further greedy tokens (at most 8) with the model.
+// TL holds when |acc_quant - acc_base| <= 1.96 x sqrt(acc_base (1 - acc_base) / items).
+// Thread safety: the model is only read.
+#ifndef SLQ_SERVER_QUANT_CLOZE_H_
+#define SLQ_SERVER_QUANT_CLOZE_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/model/model.h"
+#include "server/model/tokenizer/tokenizer.h"
+#include "server/quant/metrics.h"
+
+namespace slq::quant {
+
+struct ClozeItem {
+  int64_t seq = 0;  // index of the window
+  int64_t pos = 0;  // token index where the word starts (the passage is tokens [0, pos))
+  std::string word;
+};
+
+std::vector<ClozeItem> FindClozeItems(const std::vector<std::vector<int32_t>>& seqs,
+                                      const Tokenizer& tokenizer, int64_t min_context,
+                                      int64_t max_items);
+
+// first_token(seq, pos): the model's greedy token after tokens [0, pos) of window seq.
+using FirstTokenFn = std::function<int32_t(int64_t seq, int64_t pos)>;
+
+[[nodiscard]] absl::StatusOr<std::vector<uint8_t>> ClozeHits(
+    const Model& model, const Tokenizer& tokenizer, const std::vector<std::vector<int32_t>>& seqs,
+    const std::vector<ClozeItem>& items, const FirstTokenFn& first_token);
+
+TaskResult TaskFromHits(const std::vector<uint8_t>& base, const std::vector<uint8_t>& quant);
+
+}  // namespace slq::quant
+
+#endif  // SLQ_SERVER_QUANT_CLOZE_H_

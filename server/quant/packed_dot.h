@@ -1,0 +1,35 @@
+// Fast CPU kernels over slq-packed-v1 rows (kernels/packed_matrix.h) for QuantizedLinear:
+// a packed-row dot product (decode, batch 1) and a row dequantization (batched path).
+//
+//   float y = PackedRowDotFast(view, r, x, xsum);   // xsum[k] = sum of x over group k
+//   DequantRowFast(view, r, row);                   // row[cols] = m + s * code
+//
+// Codes are unpacked 32 at a time: 32 codes of b bits are exactly b words, so a block's shifts
+// and masks are compile-time constants (bitwidth-specialised, fully unrolled) and the
+// multiply-adds run on 8 independent lanes that the compiler vectorises. On x86-64 an AVX2+FMA
+// build of the same code is chosen at run time when the CPU has it (__builtin_cpu_supports);
+// otherwise the baseline (SSE2) build runs, so any x86-64 (and other architectures) stay
+// correct. Ragged tails (groups not a multiple of 32 codes) use the scalar code path. The
+// scalar oracle stays DequantRow / DequantMatmulCpu (cpu_dequant_matmul.h); results differ from
+// it only by float summation order (and FMA contraction in the AVX2 build).
+// Thread safety: pure functions.
+#ifndef SLQ_SERVER_QUANT_PACKED_DOT_H_
+#define SLQ_SERVER_QUANT_PACKED_DOT_H_
+
+#include <cstdint>
+
+#include "kernels/packed_matrix.h"
+
+namespace slq::quant {
+
+float PackedRowDotFast(const kernels::PackedMatrixView& v, int64_t r, const float* x, const float* xsum);
+void DequantRowFast(const kernels::PackedMatrixView& v, int64_t r, float* out);
+
+// Which build runs: "avx2" or "baseline" (for benchmarks and logs).
+const char* PackedKernelIsa();
+// Forces the baseline build (tests compare both); returns the previous setting.
+bool ForceBaselinePackedKernels(bool force);
+
+}  // namespace slq::quant
+
+#endif  // SLQ_SERVER_QUANT_PACKED_DOT_H_
