@@ -13,7 +13,7 @@ STYLE = {
     "SLQ 4-8 (EAR target)": dict(color="tab:blue", marker="s", ls="-"),
     "SLQ 4-5-6-7-8 (EAR target)": dict(color="tab:green", marker="o", ls="-"),
     "SLQ 2..8 (EAR target)": dict(color="tab:purple", marker="D", ls="-"),
-    "SLQ 2..8 (KL budget, TL proxy)": dict(color="black", marker="*", ls="none", ms=11),
+    "SLQ 2..8 (TL target: cloze)": dict(color="black", marker="*", ls="none", ms=11),
     "SLQ 2..8 measured DP (budget)": dict(color="tab:cyan", marker="P", ls=":"),
     "linearity-theorem DP 2..8 (budget)": dict(color="tab:brown", marker="X", ls=":"),
     "linearity-theorem DP 2..8 (EAR target)": dict(color="tab:brown", marker="*", ls="none", ms=11),
