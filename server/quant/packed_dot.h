@@ -7,7 +7,8 @@
 // Codes are unpacked 32 at a time: 32 codes of b bits are exactly b words, so a block's shifts
 // and masks are compile-time constants (bitwidth-specialised, fully unrolled) and the
 // multiply-adds run on 8 independent lanes that the compiler vectorises. On x86-64 an AVX2+FMA
-// build of the same code is chosen at run time when the CPU has it (__builtin_cpu_supports);
+// version (intrinsics: 8 codes = b bytes broadcast into a register, per-lane variable shifts,
+// mask, convert, FMA) is chosen at run time when the CPU has it (__builtin_cpu_supports);
 // otherwise the baseline (SSE2) build runs, so any x86-64 (and other architectures) stay
 // correct. Ragged tails (groups not a multiple of 32 codes) use the scalar code path. The
 // scalar oracle stays DequantRow / DequantMatmulCpu (cpu_dequant_matmul.h); results differ from
