@@ -5,15 +5,16 @@
 //                  (copied here verbatim as the "before" baseline)
 //   baseline ISA   packed_dot.h's 32-code block kernel, x86-64 baseline (SSE2) build
 //   avx2           the same kernel's AVX2+FMA build (when the CPU has it)
-// Each figure is the median over --reps timings of --iters calls (ns per call), single thread
-// (run with OPENBLAS_NUM_THREADS=1). Also the op-level QuantizedLinear / DenseLinear Forward
-// (n = 1, the runtime's thread pool) for the same shapes.
+// Each figure is the median over --reps timings of a batch of calls (ns of this thread's CPU
+// time per call), single thread (run with OPENBLAS_NUM_THREADS=1 SLQ_THREADS=1). Also the
+// op-level QuantizedLinear / DenseLinear Forward (n = 1, through the runtime's thread pool:
+// with SLQ_THREADS=1 it runs inline, so the CPU clock sees all of it) for the same shapes.
 //
 //   OPENBLAS_NUM_THREADS=1 slq_quant_matvec_bench --shapes 384x128,128x384,1024x384,4096x4096
 #include <cblas.h>
+#include <time.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -30,8 +31,6 @@
 
 namespace slq::quant {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 // The kernel QuantizedLinear ran before packed_dot.h (commit 3a863b6), for the "before" column.
 template <int B>
@@ -69,13 +68,21 @@ float PreviousDot(const kernels::PackedMatrixView& v, int64_t r, const float* x,
   }
 }
 
+// This thread's CPU time (ns): on a shared, oversubscribed machine wall time mostly measures
+// the wait for a core, and more so for longer timings; the thread's CPU clock does not.
+double ThreadCpuNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
 template <typename F>
 double MedianNs(F&& f, int iters, int reps) {
   std::vector<double> t;
   for (int r = 0; r < reps; ++r) {
-    const auto t0 = Clock::now();
+    const double t0 = ThreadCpuNs();
     for (int i = 0; i < iters; ++i) f();
-    t.push_back(std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / iters);
+    t.push_back((ThreadCpuNs() - t0) / iters);
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
@@ -99,7 +106,7 @@ int main(int argc, char** argv) {
   app.add_option("--reps", reps, "timings per figure (median)");
   CLI11_PARSE(app, argc, argv);
 
-  std::printf("packed kernel ISA chosen at run time: %s; group size %ld; ns per matvec (median of %d)\n\n",
+  std::printf("packed kernel ISA chosen at run time: %s; group size %ld; ns of thread CPU time per matvec (median of %d)\n\n",
               PackedKernelIsa(), static_cast<long>(group), reps);
   std::printf("| shape (out x in) | bits | fp32 sgemv | previous | baseline ISA | avx2 | previous / fp32 "
               "| new / fp32 | speedup vs previous | op fp32 | op packed |\n"
