@@ -106,6 +106,8 @@ class JobStore {
   // Tasks LEASED with lease_expiry < now go back to PENDING, or to FAILED when they have used
   // max_attempts leases.
   [[nodiscard]] virtual absl::StatusOr<ExpireResult> ExpireLeases(absl::Time now) = 0;
+  // Number of jobs per state (every state present, zero if none): one query for the gauges.
+  [[nodiscard]] virtual absl::StatusOr<std::map<JobState, int64_t>> CountJobs() = 0;
   // Number of tasks per state (every state present, zero if none): queue depth metrics.
   [[nodiscard]] virtual absl::StatusOr<std::map<TaskState, int64_t>> CountTasks() = 0;
 

@@ -203,6 +203,12 @@ TEST_P(JobStoreTest, ListJobsPagesAndFilters) {
   } while (!opts.page_token.empty());
   EXPECT_EQ(seen, ids);
   EXPECT_EQ(sizes, (std::vector<size_t>{3, 3, 1}));
+  auto counts = store_->CountJobs();
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ((*counts)[JobState::kQueued], 5);
+  EXPECT_EQ((*counts)[JobState::kRunning], 2);
+  EXPECT_EQ((*counts)[JobState::kSucceeded], 0);
+  EXPECT_EQ(counts->size(), 5u);
 
   auto running = store_->ListJobs({.state = JobState::kRunning, .page_size = 1});
   ASSERT_TRUE(running.ok());

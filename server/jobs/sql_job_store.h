@@ -43,6 +43,7 @@ class SqlJobStore : public JobStore {
   absl::StatusOr<Task> CompleteTask(const std::string& task_id, const std::string& worker_id,
                                     const TaskOutcome& outcome) override;
   absl::StatusOr<ExpireResult> ExpireLeases(absl::Time now) override;
+  absl::StatusOr<std::map<JobState, int64_t>> CountJobs() override;
   absl::StatusOr<std::map<TaskState, int64_t>> CountTasks() override;
   absl::Status PutArtifact(const Artifact& a) override;
   absl::StatusOr<Artifact> GetArtifact(const std::string& id) override;

@@ -241,6 +241,23 @@ absl::StatusOr<ExpireResult> SqlJobStore::ExpireLeases(absl::Time now) {
   return result;
 }
 
+absl::StatusOr<std::map<JobState, int64_t>> SqlJobStore::CountJobs() {
+  using Counts = std::map<JobState, int64_t>;
+  return InTx<Counts>([&](SqlTx& tx) -> absl::StatusOr<Counts> {
+    SLQ_ASSIGN_OR_RETURN(auto rows, tx.Query("SELECT state, COUNT(*) FROM jobs GROUP BY state", {}));
+    Counts counts;
+    for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded, JobState::kFailed,
+                       JobState::kCancelled}) {
+      counts[s] = 0;
+    }
+    for (const SqlRow& r : rows) {
+      SLQ_ASSIGN_OR_RETURN(JobState s, ParseJobState(ColStr(r, 0)));
+      SLQ_ASSIGN_OR_RETURN(counts[s], ColInt(r, 1));
+    }
+    return counts;
+  });
+}
+
 absl::StatusOr<std::map<TaskState, int64_t>> SqlJobStore::CountTasks() {
   using Counts = std::map<TaskState, int64_t>;
   return InTx<Counts>([&](SqlTx& tx) -> absl::StatusOr<Counts> {

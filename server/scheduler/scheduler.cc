@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "server/common/status_macros.h"
+#include "server/jobs/test_pause.h"
 #include "server/metrics/metrics.h"
 #include "spdlog/spdlog.h"
 
@@ -84,6 +85,7 @@ absl::Status Scheduler::Event(const Job& job, JobStage stage, double progress, c
 
 absl::Status Scheduler::Fail(const Job& job, const std::string& error) {
   spdlog::warn("job {}: failed: {}", job.id, error);
+  AbortStaging(job);
   JobUpdate u;
   u.state = JobState::kFailed;
   u.error = error;
@@ -92,6 +94,22 @@ absl::Status Scheduler::Fail(const Job& job, const std::string& error) {
   if (metrics_) metrics_->jobs_finished("FAILED").Increment();
   if (on_event_) on_event_(job.id);
   return absl::OkStatus();
+}
+
+void Scheduler::AbortStaging(const Job& job) {
+  auto tasks = store_->ListTasks(job.id);
+  if (!tasks.ok()) return;
+  for (const Task& t : *tasks) {
+    if (t.kind != "pack") continue;
+    json p = json::parse(t.payload_json, nullptr, /*allow_exceptions=*/false);
+    if (p.is_discarded() || !p.contains("staging") || !p["staging"].is_object()) continue;
+    StagedArtifact staged;
+    staged.job_id = job.id;
+    staged.container = p["staging"].value("container", "");
+    staged.dir = p["staging"].value("dir", "");
+    absl::Status s = artifacts_->Abort(staged);  // frees the space a failed write took
+    if (!s.ok()) spdlog::warn("job {}: {}", job.id, s.ToString());
+  }
 }
 
 absl::Status Scheduler::StartJob(const Job& job) {
@@ -158,7 +176,11 @@ absl::Status Scheduler::Advance(const Job& job, const std::vector<Task>& tasks) 
   const auto& pack = by_kind["pack"];
   if (pack.empty()) {
     SLQ_ASSIGN_OR_RETURN(json s, ParseJson(search.front().result_json, "search result"));
-    SLQ_ASSIGN_OR_RETURN(StagedArtifact staged, artifacts_->BeginStaging(job.id));
+    absl::StatusOr<StagedArtifact> staging = artifacts_->BeginStaging(job.id);
+    // A full or read-only artifact volume will not heal by retrying every tick: fail the job
+    // with the store's message (it names the path and the errno text).
+    if (!staging.ok()) return Fail(job, absl::StrCat("cannot stage the artifact: ", staging.status().message()));
+    const StagedArtifact& staged = *staging;
     json p = {{"options", options},
               {"search", s.at("search")},
               {"profile", s.at("profile")},
@@ -180,7 +202,9 @@ absl::Status Scheduler::Publish(const Job& job, const Task& pack) {
   staged.dir = p.at("staging").at("dir").get<std::string>();
   const std::string expected_id = r.value("manifest_sha256", "");
   Artifact artifact;
+  TestPausePoint("publish");  // test-only crash point (no-op unless SLQ_TEST_PAUSE_AT is set)
   absl::StatusOr<Artifact> published = artifacts_->Publish(staged);
+  TestPausePoint("published");
   if (published.ok()) {
     artifact = *published;
   } else {
@@ -278,19 +302,9 @@ void Scheduler::UpdateGauges() {
     metrics_->task_queue_depth().Set(static_cast<double>((*counts)[TaskState::kPending]));
     metrics_->leases_active().Set(static_cast<double>((*counts)[TaskState::kLeased]));
   }
-  for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded, JobState::kFailed,
-                     JobState::kCancelled}) {
-    ListJobsOptions opts;
-    opts.state = s;
-    opts.page_size = 1000;
-    int64_t n = 0;
-    do {
-      auto page = store_->ListJobs(opts);
-      if (!page.ok()) return;
-      n += static_cast<int64_t>(page->jobs.size());
-      opts.page_token = page->next_page_token;
-    } while (!opts.page_token.empty());
-    metrics_->jobs(std::string(JobStateName(s))).Set(static_cast<double>(n));
+  auto jobs = store_->CountJobs();  // one GROUP BY query, not a scan of every job
+  if (jobs.ok()) {
+    for (const auto& [state, n] : *jobs) metrics_->jobs(std::string(JobStateName(state))).Set(static_cast<double>(n));
   }
   auto workers = store_->ListWorkers();
   if (workers.ok()) {

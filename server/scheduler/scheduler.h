@@ -70,7 +70,9 @@ class Scheduler {
   absl::Status StartJob(const Job& job);
   absl::Status Advance(const Job& job, const std::vector<Task>& tasks);
   absl::Status Publish(const Job& job, const Task& pack);
+  // Marks the job FAILED and removes its staging container (a partial artifact).
   absl::Status Fail(const Job& job, const std::string& error);
+  void AbortStaging(const Job& job);
   absl::Status Event(const Job& job, JobStage stage, double progress, const std::string& msg);
   void UpdateGauges();
   // Records how long the job spent in its current stage when it moves on to `next`.

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <thread>
 
+#include "server/jobs/test_pause.h"
 #include "spdlog/spdlog.h"
 
 namespace slq {
@@ -99,6 +100,9 @@ void WorkerLoop::RunTask(const slq::v1::Task& task) {
   });
 
   auto result = executor_->Run(task.kind(), task.payload_json(), [&](JobStage st, double f, const std::string& msg) {
+    // Test-only crash points (no-op unless SLQ_TEST_PAUSE_AT is set; see test_pause.h).
+    TestPausePoint(JobStageName(st));
+    if (msg == "write" && f >= 1) TestPausePoint("written");
     std::lock_guard<std::mutex> l(mu);
     stage = st;
     progress = f;
