@@ -1,13 +1,16 @@
 // slq_load_client: bounded load against a real slq-server, with exact per-status counts so the
 // load test can compare them with the server's /metrics.
 //
-//   slq_load_client generate --address A --token-file T --model base --streams 1000 --max-tokens 16
-//       [--load-uri file:///.../tinystories-656k] [--channels 8]
+//   slq_load_client generate --address A --token-file T --model base --streams 1000 --max-tokens 32
+//       [--load-uri file:///.../tinystories-656k] [--channels 50]
 //   slq_load_client submit --address A --token-file T --model-uri file:///... --calls 200 --keys 100
 //
 // generate: optionally LoadModel(name=--model, model_uri=--load-uri), then opens --streams
 //   Generate streams at once (one thread each, released together by a barrier, spread over
-//   --channels connections) and reads every stream to its end.
+//   --channels connections), reads each stream's first message, waits until every stream has
+//   got its first message or ended (so all are open at once; peak_open counts them), then reads
+//   every stream to its end. Keep streams x max_tokens per channel small enough for HTTP/2 flow
+//   control (the default 50 channels and 32 tokens are), or the hold cannot complete.
 // submit: --calls concurrent SubmitJob calls over --keys idempotency keys (call i uses key
 //   i % keys, so with calls = 2 x keys every key is used twice, concurrently); checks that the
 //   calls sharing a key got the same job id.
@@ -43,7 +46,7 @@ struct Common {
   std::string address = "127.0.0.1:7070";
   std::string token_file;
   std::string token;
-  int channels = 8;
+  int channels = 50;
 };
 
 // Releases every waiting thread at once when the last of `n` arrives.
@@ -57,6 +60,15 @@ class Barrier {
       return;
     }
     cv_.wait(l, [this] { return left_ == 0; });
+  }
+  // As ArriveAndWait, but gives up after `timeout`; false if it timed out.
+  bool ArriveAndWaitFor(std::chrono::seconds timeout) {
+    std::unique_lock<std::mutex> l(mu_);
+    if (--left_ == 0) {
+      cv_.notify_all();
+      return true;
+    }
+    return cv_.wait_for(l, timeout, [this] { return left_ == 0; });
   }
 
  private:
@@ -72,6 +84,13 @@ std::vector<std::shared_ptr<grpc::Channel>> Channels(const Common& c) {
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection of its own
     args.SetInt("slq.load.channel", i);
     out.push_back(grpc::CreateCustomChannel(c.address, grpc::InsecureChannelCredentials(), args));
+  }
+  // Connect every channel before the load starts: the test measures concurrent calls, not a
+  // storm of fresh connections (one of 50 simultaneous first connects once failed UNAVAILABLE).
+  for (auto& ch : out) {
+    if (!ch->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+      std::cerr << "warning: a channel to " << c.address << " did not connect within 10 s\n";
+    }
   }
   return out;
 }
@@ -112,7 +131,8 @@ int Generate(const Common& c, const std::string& model, const std::string& load_
   std::string first_error;
   int64_t tokens = 0;
   std::atomic<int> open{0}, peak{0};
-  Barrier barrier(streams);
+  Barrier barrier(streams), first_message(streams);
+  std::atomic<int> barrier_timeouts{0};
   const Clock::time_point start = Clock::now();
   std::vector<std::thread> threads;
   threads.reserve(static_cast<size_t>(streams));
@@ -129,12 +149,17 @@ int Generate(const Common& c, const std::string& model, const std::string& load_
       req.mutable_sampling()->set_seed(static_cast<uint64_t>(i));
       barrier.ArriveAndWait();
       auto reader = stub->Generate(&ctx, req);
+      int64_t n = 0;
+      slq::v1::GenerateResponse r;
+      // Hold every stream open until all of them have their first message (or have ended, e.g.
+      // RESOURCE_EXHAUSTED), so the streams really are concurrent; then drain them.
+      const bool more = reader->Read(&r);
+      if (more) n += r.token_ids_size();
       int now = ++open;
       for (int p = peak.load(); now > p && !peak.compare_exchange_weak(p, now);) {
       }
-      int64_t n = 0;
-      slq::v1::GenerateResponse r;
-      while (reader->Read(&r)) n += r.token_ids_size();
+      if (!first_message.ArriveAndWaitFor(std::chrono::seconds(60))) ++barrier_timeouts;
+      while (more && reader->Read(&r)) n += r.token_ids_size();
       grpc::Status s = reader->Finish();
       --open;
       std::lock_guard<std::mutex> l(mu);
@@ -146,7 +171,8 @@ int Generate(const Common& c, const std::string& model, const std::string& load_
   for (auto& t : threads) t.join();
   const double wall = std::chrono::duration<double>(Clock::now() - start).count();
   json out = {{"streams", streams}, {"codes", codes}, {"tokens", tokens}, {"peak_open", peak.load()},
-              {"wall_s", wall}, {"first_error", first_error}};
+              {"wall_s", wall}, {"first_error", first_error},
+              {"hold_timeouts", barrier_timeouts.load()}};
   std::cout << out.dump() << std::endl;
   return 0;
 }
@@ -212,7 +238,7 @@ int main(int argc, char** argv) {
   app.add_option("--token-file", c.token_file, "file holding the bearer token");
   app.add_option("--channels", c.channels, "client connections to spread the calls over");
   std::string model = "base", load_uri, model_uri, key_prefix = "load-";
-  int streams = 1000, max_tokens = 16, calls = 200, keys = 100;
+  int streams = 1000, max_tokens = 32, calls = 200, keys = 100;
   CLI::App* gen = app.add_subcommand("generate", "concurrent Generate streams");
   gen->add_option("--model", model, "served model name");
   gen->add_option("--load-uri", load_uri, "LoadModel this base model URI first under --model");
