@@ -20,7 +20,9 @@ def point(run, rec):
         "calib_metric": c.get("calibration", {}).get("metric"),
         "calib_mean": c.get("calibration", {}).get("mean"),
         "acceptance": c.get("calibration", {}).get("acceptance", "calibration 95% bound"),
-        "task": h.get("task"),
+        # Cloze results from before the leading-space rule (no "spelling") found too few items
+        # with SentencePiece / byte-level BPE tokenizers: not shown.
+        "task": h.get("task") if (h.get("task") or {}).get("spelling") else None,
         "wall": rec.get("wall_s"), "rss_kb": rec.get("max_rss_kb"),
         "stages": c.get("stage_wall_seconds", {}),
         "layers": c.get("layers", {}), "cert": c,

@@ -43,9 +43,16 @@ std::vector<ClozeItem> FindClozeItems(const std::vector<std::vector<int32_t>>& s
       size_t a = c;
       while (a > 0 && Letter(text[a - 1])) --a;
       if (a == c || a == 0 || (text[a - 1] != ' ' && text[a - 1] != '\n')) continue;
-      const int64_t pos = token_at[a];
+      // The word starts a token ("Lily. She ") or its space does (" Lily": SentencePiece and
+      // byte-level BPE put the space in front); the continuation must spell what follows.
+      int64_t pos = token_at[a];
+      std::string target = text.substr(a, c - a);
+      if (pos < 0 && token_at[a - 1] >= 0) {
+        pos = token_at[a - 1];
+        target = text.substr(a - 1, c - a + 1);
+      }
       if (pos < std::max<int64_t>(1, min_context)) continue;
-      all.push_back({static_cast<int64_t>(s), pos, text.substr(a, c - a)});
+      all.push_back({static_cast<int64_t>(s), pos, text.substr(a, c - a), target});
     }
   }
   if (max_items <= 0 || static_cast<int64_t>(all.size()) <= max_items) return all;
@@ -65,7 +72,7 @@ absl::StatusOr<std::vector<uint8_t>> ClozeHits(const Model& model, const Tokeniz
     const std::vector<int32_t>& ids = seqs.at(static_cast<size_t>(it.seq));
     const int32_t t0 = first_token(it.seq, it.pos);
     std::string text = tokenizer.TokenBytes(t0);
-    Verdict v = Judge(text, it.word);
+    Verdict v = Judge(text, it.target);
     if (v == Verdict::kOpen && !text.empty()) {
       std::vector<int32_t> prompt(ids.begin(), ids.begin() + it.pos);
       prompt.push_back(t0);
@@ -74,7 +81,7 @@ absl::StatusOr<std::vector<uint8_t>> ClozeHits(const Model& model, const Tokeniz
       o.sampling.temperature = 0;
       SLQ_RETURN_IF_ERROR(Generate(model, prompt, o, [&](int32_t id) {
         text += tokenizer.TokenBytes(id);
-        v = Judge(text, it.word);
+        v = Judge(text, it.target);
         return v == Verdict::kOpen;
       }).status());
     }
@@ -86,6 +93,7 @@ absl::StatusOr<std::vector<uint8_t>> ClozeHits(const Model& model, const Tokeniz
 TaskResult TaskFromHits(const std::vector<uint8_t>& base, const std::vector<uint8_t>& quant) {
   TaskResult r;
   r.task = "cloze-last-word";
+  r.spelling = "word or space + word, as the tokenizer starts it";
   r.items = static_cast<int64_t>(std::min(base.size(), quant.size()));
   for (int64_t i = 0; i < r.items; ++i) {
     r.hits_base += base[static_cast<size_t>(i)];

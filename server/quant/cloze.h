@@ -7,8 +7,9 @@
 //   TaskResult t = TaskFromHits(hits_base, hits_quant);   // t.tl_holds
 //
 // Items: the last word of every sentence inside each window (a run of ASCII letters preceded
-// by a space or newline and directly followed by '.', '!' or '?') whose first character
-// starts a token (the passage up to the word is then a token prefix of the window), with at
+// by a space or newline and directly followed by '.', '!' or '?') whose first character, or
+// the space in front of it, starts a token (the passage up to there is then a token prefix of
+// the window; with SentencePiece / byte-level BPE the space belongs to the word's token), with at
 // least `min_context` tokens in front of it. At most max_items, evenly spaced.
 // Hit: the model's greedy continuation of the passage spells the word followed by a
 // non-letter. The first greedy token is given by the caller (the argmax of the teacher-forced
@@ -33,8 +34,10 @@ namespace slq::quant {
 
 struct ClozeItem {
   int64_t seq = 0;  // index of the window
-  int64_t pos = 0;  // token index where the word starts (the passage is tokens [0, pos))
-  std::string word;
+  int64_t pos = 0;     // token index where the word (or the space before it) starts: the
+                       // passage is tokens [0, pos)
+  std::string word;    // the word ("Lily")
+  std::string target;  // what the continuation must spell: "Lily" or " Lily"
 };
 
 std::vector<ClozeItem> FindClozeItems(const std::vector<std::vector<int32_t>>& seqs,

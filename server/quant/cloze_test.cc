@@ -23,6 +23,7 @@ TEST(ClozeTest, FindsSentenceFinalWordsAtTokenBoundaries) {
   EXPECT_EQ(items[1].word, "sunshine");
   EXPECT_EQ(items[2].word, "dog");
   for (const auto& it : items) {
+    EXPECT_EQ(it.target, it.word);  // this tokenizer ends tokens with the space ("named ")
     // The passage is a token prefix and the word starts the next token's text.
     EXPECT_EQ((*tok)->TokenBytes(ids[static_cast<size_t>(it.pos)]).rfind(it.word.substr(0, 3), 0), 0u) << it.word;
     std::vector<int32_t> prefix(ids.begin(), ids.begin() + it.pos);
@@ -31,6 +32,25 @@ TEST(ClozeTest, FindsSentenceFinalWordsAtTokenBoundaries) {
   }
   EXPECT_EQ(FindClozeItems({ids}, **tok, 4, 2).size(), 2u);    // evenly spaced subset
   EXPECT_LT(FindClozeItems({ids}, **tok, 10, 0).size(), 3u);   // context requirement
+}
+
+// Byte-level BPE (docs-19m) and SentencePiece (stories260k) put the space in the word's token:
+// the passage ends before the space and the continuation must spell " word".
+TEST(ClozeTest, WordsWhoseTokenCarriesTheLeadingSpace) {
+  auto bpe = Tokenizer::FromHfDir(testing::ModelsDir() + "/docs-19m");
+  auto sp = Tokenizer::FromLlama2c(testing::ModelsDir() + "/stories260k/tok512.bin", 512);
+  ASSERT_TRUE(bpe.ok() && sp.ok());
+  for (const Tokenizer* tok : {bpe->get(), sp->get()}) {
+    const std::vector<int32_t> ids = tok->Encode(kText, false);
+    auto items = FindClozeItems({ids}, *tok, 4, 0);
+    ASSERT_EQ(items.size(), 3u);
+    EXPECT_EQ(items[0].word, "Lily");
+    EXPECT_EQ(items[2].word, "dog");
+    for (const auto& it : items) {
+      EXPECT_EQ(it.target, " " + it.word);
+      EXPECT_EQ(tok->TokenBytes(ids[static_cast<size_t>(it.pos)])[0], ' ');
+    }
+  }
 }
 
 TEST(ClozeTest, HitsFromTheFirstGreedyTokenAndByGeneration) {

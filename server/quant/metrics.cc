@@ -149,7 +149,7 @@ void from_json(const nlohmann::json& j, Interval& v) {
   v.hi = j.at("hi95").get<double>();
 }
 void to_json(nlohmann::json& j, const TaskResult& v) {
-  j = nlohmann::json{{"task", v.task},           {"items", v.items},
+  j = nlohmann::json{{"task", v.task},           {"items", v.items}, {"spelling", v.spelling},
                      {"hits_base", v.hits_base}, {"hits_quant", v.hits_quant},
                      {"acc_base", v.acc_base},   {"acc_quant", v.acc_quant},
                      {"se_base", v.se_base},     {"tl_holds", v.tl_holds},
@@ -157,6 +157,7 @@ void to_json(nlohmann::json& j, const TaskResult& v) {
 }
 void from_json(const nlohmann::json& j, TaskResult& v) {
   v.task = j.at("task").get<std::string>();
+  v.spelling = j.value("spelling", "");
   v.items = j.at("items").get<int64_t>();
   v.hits_base = j.at("hits_base").get<int64_t>();
   v.hits_quant = j.at("hits_quant").get<int64_t>();

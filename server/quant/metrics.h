@@ -57,7 +57,8 @@ struct BootstrapOptions {
 // both models, the binomial standard error of the base accuracy, and whether
 // |acc_quant - acc_base| <= 1.96 x se_base. items == 0: not computed.
 struct TaskResult {
-  std::string task;  // "cloze-last-word"
+  std::string task;      // "cloze-last-word"
+  std::string spelling;  // how a hit is spelled (empty in certificates before the space rule)
   int64_t items = 0;
   int64_t hits_base = 0, hits_quant = 0;
   double acc_base = 0, acc_quant = 0, se_base = 0;
