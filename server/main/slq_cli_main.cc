@@ -52,6 +52,13 @@ int Quantize(const slq::quant::PipelineOptions& opts, bool json) {
         h["kl"]["lo95"].get<double>(), h["kl"]["hi95"].get<double>(), h["flip_rate"]["mean"].get<double>(),
         h["ppl_ratio"]["mean"].get<double>(), h["sequences"].get<int64_t>(), h["tokens"].get<int64_t>(),
         r->artifact_dir.empty() ? "(not written)" : r->artifact_dir);
+    if (h.contains("task")) {
+      const auto& t = h["task"];
+      std::cout << absl::StrFormat("  TL cloze (%d items): accuracy %.3f vs base %.3f (1.96 x SE %.3f): %s\n",
+                                   t["items"].get<int64_t>(), t["acc_quant"].get<double>(),
+                                   t["acc_base"].get<double>(), 1.96 * t["se_base"].get<double>(),
+                                   t["tl_holds"].get<bool>() ? "task-lossless" : "NOT task-lossless");
+    }
   }
   return r->target_met ? 0 : 8;
 }
