@@ -1,0 +1,91 @@
+// GpuForward: the batched, paged forward pass of server/model/forward.h on the GPU.
+//
+//   SLQ_ASSIGN_OR_RETURN(auto gm, GpuModel::Upload(model));
+//   SLQ_ASSIGN_OR_RETURN(auto kv, GpuKvCache::Create(model.config, gm->act(), 16, 256));
+//   BlockAllocator alloc(256, 16);                    // the same block ids as the storage
+//   SLQ_ASSIGN_OR_RETURN(auto ws, GpuWorkspace::Create(*gm));
+//   ForwardChunk chunks[] = {{&a, prompt_a, false}, {&b, prompt_b, false}};
+//   SLQ_RETURN_IF_ERROR(GpuForward(*gm, *kv, alloc, chunks, ws.get(), &logits));  // [2, vocab]
+//
+// Contract as slq::Forward: chunks append tokens to sequences (BlockTable), logits rows are
+// each chunk's new positions (all_logits) or its last one, tables are advanced on success and
+// left unchanged on any error (InvalidArgument, ResourceExhausted when the allocator is full,
+// Internal on a CUDA failure). The allocator hands out the block ids; the GpuKvCache holds
+// their K/V (so the CPU-side admission accounting of the engine is unchanged).
+//
+// Every step reads its per-token data (ids, positions, block tables, logits rows) from one
+// device buffer, so the launch sequence depends only on (tokens T, logits rows R): with
+// cuda_graphs on, the second step of a given (T, R) (T <= max_graph_tokens) is captured into
+// a CUDA graph and later steps replay it (decode steps of a steady batch are all the same
+// shape). Greedy argmax and its logprob are computed on the GPU for every row; the fp32
+// logits rows are copied to the host only where asked (GpuForwardOptions::host_rows).
+// Thread safety: one GpuWorkspace per thread; the GpuModel is shared read-only.
+#ifndef SLQ_SERVER_GPU_GPU_FORWARD_H_
+#define SLQ_SERVER_GPU_GPU_FORWARD_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/gpu/gpu_model.h"
+#include "server/model/forward.h"
+#include "server/model/kv_cache.h"
+
+namespace slq::gpu {
+
+struct GpuWorkspaceOptions {
+  bool cuda_graphs = true;
+  int64_t max_graph_tokens = 64;  // steps of more tokens always run eagerly
+};
+
+// Stream, cuBLAS handle, activation buffers and captured graphs for one model.
+class GpuWorkspace {
+ public:
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<GpuWorkspace>> Create(
+      const GpuModel& model, const GpuWorkspaceOptions& options = {});
+  ~GpuWorkspace();
+  GpuWorkspace(const GpuWorkspace&) = delete;
+  GpuWorkspace& operator=(const GpuWorkspace&) = delete;
+  void set_cuda_graphs(bool on);
+  int64_t graphs_captured() const;
+  int64_t graph_launches() const;
+
+  struct Impl;
+  Impl& impl() { return *impl_; }
+
+ private:
+  explicit GpuWorkspace(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct GpuForwardOptions {
+  // host_rows[r] != 0: copy logits row r to the host. Empty: every row.
+  std::vector<uint8_t> host_rows;
+};
+
+struct GpuForwardResult {
+  std::vector<float> logits;          // [R, vocab]; rows not asked for are unspecified
+  std::vector<int32_t> argmax;        // [R] greedy token (ties -> lowest id)
+  std::vector<float> argmax_logprob;  // [R] log softmax of that token
+};
+
+[[nodiscard]] absl::Status GpuForward(const GpuModel& model, GpuKvCache& kv, BlockAllocator& alloc,
+                                      std::span<const ForwardChunk> chunks, GpuWorkspace* ws,
+                                      const GpuForwardOptions& options, GpuForwardResult* out);
+
+// slq::Forward's signature: every logits row copied to *logits.
+[[nodiscard]] absl::Status GpuForward(const GpuModel& model, GpuKvCache& kv, BlockAllocator& alloc,
+                                      std::span<const ForwardChunk> chunks, GpuWorkspace* ws,
+                                      std::vector<float>* logits);
+
+// Logits [tokens.size(), vocab] of every position of `tokens` run as one fresh sequence
+// (slq::TeacherForcedLogits on the GPU). The workspace keeps a KV cache for it, grown as needed.
+[[nodiscard]] absl::StatusOr<std::vector<float>> GpuTeacherForcedLogits(const GpuModel& model,
+                                                                        GpuWorkspace* ws,
+                                                                        std::span<const int32_t> tokens);
+
+}  // namespace slq::gpu
+
+#endif  // SLQ_SERVER_GPU_GPU_FORWARD_H_

@@ -1,0 +1,338 @@
+// GPU forward pass vs the fp32 CPU path (slq::Forward) on the real test models, dense and
+// quantized; paged attention over several chunks of two interleaved sequences; CUDA graphs;
+// the error contract. Label gpu: every test skips (GTEST_SKIP) when no GPU is present.
+//
+// Tolerances (fp16 activations, fp32 residual/norms/softmax, fp16 KV cache): per logits row
+// EAR(CPU, GPU) = sum_v min(p_v, q_v) >= 0.99, argmax agreement >= 0.97 of rows, max |logit
+// diff| <= 0.5; mean EAR over rows >= 0.999 for dense weights, >= 0.998 for quantized ones
+// (QGemm's prefill path, n > 8, rounds each dequantized weight to fp16, which the CPU does not).
+// bf16 activations (8-bit mantissa): mean EAR >= 0.99, per row >= 0.98.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "server/common/test_paths.h"
+#include "server/gpu/gpu_forward.h"
+#include "server/gpu/gpu_model.h"
+#include "server/model/forward.h"
+#include "server/model/model_loader.h"
+#include "server/quant/model_quantizer.h"
+
+namespace slq::gpu {
+namespace {
+
+#define SKIP_WITHOUT_GPU()                                             \
+  do {                                                                 \
+    std::string why_;                                                  \
+    if (!GpuAvailable(&why_)) GTEST_SKIP() << "no GPU: " << why_;      \
+  } while (0)
+
+std::string ModelPath(const std::string& name) {
+  const std::string d = slq::testing::ModelsDir() + "/" + name;
+  return name == "stories260k" ? d + "/stories260K.bin" : d;
+}
+
+struct Compare {
+  int64_t rows = 0, agree = 0;
+  double max_abs = 0, max_logit = 0, ear_sum = 0, ear_min = 1;
+  double ear_mean() const { return rows ? ear_sum / static_cast<double>(rows) : 0; }
+};
+
+void Softmax(const float* x, int64_t n, std::vector<double>* p) {
+  p->resize(static_cast<size_t>(n));
+  double mx = x[0];
+  for (int64_t i = 0; i < n; ++i) mx = std::max<double>(mx, x[i]);
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += ((*p)[i] = std::exp(static_cast<double>(x[i]) - mx));
+  for (double& v : *p) v /= s;
+}
+
+void Accumulate(const float* a, const float* b, int64_t V, Compare* c) {
+  std::vector<double> p, q;
+  Softmax(a, V, &p);
+  Softmax(b, V, &q);
+  double ear = 0;
+  for (int64_t i = 0; i < V; ++i) {
+    ear += std::min(p[i], q[i]);
+    c->max_abs = std::max<double>(c->max_abs, std::fabs(a[i] - b[i]));
+    c->max_logit = std::max<double>(c->max_logit, std::fabs(a[i]));
+  }
+  if (std::max_element(a, a + V) - a == std::max_element(b, b + V) - b) ++c->agree;
+  ++c->rows;
+  c->ear_sum += ear;
+  c->ear_min = std::min(c->ear_min, ear);
+}
+
+std::vector<int32_t> RandomTokens(int64_t n, int64_t vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> d(3, static_cast<int32_t>(vocab - 1));
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (auto& t : v) t = d(rng);
+  return v;
+}
+
+// Two sequences through the same chunk schedule on both paths: prefill chunks (all logits),
+// a mixed step, then decode steps; every logits row is compared.
+Compare RunBoth(const Model& m, ActType act, bool graphs = true) {
+  Compare cmp;
+  const ModelConfig& c = m.config;
+  auto gm = GpuModel::Upload(m, {act});
+  EXPECT_TRUE(gm.ok()) << gm.status();
+  if (!gm.ok()) return cmp;
+  std::printf("  gpu model: %s\n", (*gm)->Describe().c_str());
+  constexpr int64_t kBs = 16, kBlocks = 64;
+  auto kv = GpuKvCache::Create(c, act, kBs, kBlocks);
+  EXPECT_TRUE(kv.ok()) << kv.status();
+  GpuWorkspaceOptions wo;
+  wo.cuda_graphs = graphs;
+  auto ws = GpuWorkspace::Create(**gm, wo);
+  EXPECT_TRUE(ws.ok()) << ws.status();
+  if (!kv.ok() || !ws.ok()) return cmp;
+  BlockAllocator galloc(kBlocks, kBs);
+  KvBlockPool pool(c, kBs, kBlocks);
+  ForwardWorkspace cws;
+  BlockTable ca, cb, ga, gb;
+  const std::vector<int32_t> ta = RandomTokens(80, c.vocab_size, 1), tb = RandomTokens(80, c.vocab_size, 2);
+  struct Step { int64_t a0, an; bool a_all; int64_t b0, bn; bool b_all; };
+  std::vector<Step> steps = {{0, 37, true, 0, 5, true}, {37, 19, true, 5, 1, false}};
+  for (int64_t i = 0; i < 8; ++i) steps.push_back({56 + i, 1, false, 6 + i, 1, false});
+  steps.push_back({64, 3, true, 14, 20, true});
+  for (const Step& s : steps) {
+    auto span = [](const std::vector<int32_t>& v, int64_t b, int64_t n) {
+      return std::span<const int32_t>(v).subspan(static_cast<size_t>(b), static_cast<size_t>(n));
+    };
+    ForwardChunk cc[] = {{&ca, span(ta, s.a0, s.an), s.a_all}, {&cb, span(tb, s.b0, s.bn), s.b_all}};
+    ForwardChunk gc[] = {{&ga, span(ta, s.a0, s.an), s.a_all}, {&gb, span(tb, s.b0, s.bn), s.b_all}};
+    std::vector<float> cl, gl;
+    absl::Status st = Forward(m, pool, cc, &cws, &cl);
+    EXPECT_TRUE(st.ok()) << st;
+    st = GpuForward(**gm, **kv, galloc, gc, ws->get(), &gl);
+    EXPECT_TRUE(st.ok()) << st;
+    if (!st.ok() || cl.size() != gl.size()) {
+      ADD_FAILURE() << "logits sizes " << cl.size() << " vs " << gl.size();
+      return cmp;
+    }
+    for (size_t r = 0; r < cl.size() / c.vocab_size; ++r) {
+      Accumulate(cl.data() + r * c.vocab_size, gl.data() + r * c.vocab_size, c.vocab_size, &cmp);
+    }
+    EXPECT_EQ(ga.num_tokens, ca.num_tokens);
+    EXPECT_EQ(gb.num_tokens, cb.num_tokens);
+  }
+  std::printf("  rows %lld  argmax agree %.4f  max|diff| %.5f (max|logit| %.2f)  EAR mean %.6f min %.6f  graphs %lld\n",
+              static_cast<long long>(cmp.rows), static_cast<double>(cmp.agree) / static_cast<double>(cmp.rows),
+              cmp.max_abs, cmp.max_logit, cmp.ear_mean(), cmp.ear_min,
+              static_cast<long long>((*ws)->graphs_captured()));
+  return cmp;
+}
+
+constexpr double kDense = 0.999, kQuant = 0.998, kBf16 = 0.99;
+
+void ExpectParity(const Compare& c, double ear_mean_min) {
+  ASSERT_GT(c.rows, 0);
+  EXPECT_GE(c.ear_mean(), ear_mean_min);
+  EXPECT_GE(c.ear_min, ear_mean_min == kBf16 ? 0.98 : 0.99);
+  EXPECT_GE(static_cast<double>(c.agree) / static_cast<double>(c.rows), 0.97);
+  if (ear_mean_min != kBf16) {
+    EXPECT_LE(c.max_abs, 0.5);
+  }
+}
+
+std::unique_ptr<Model> Load(const std::string& name) {
+  auto m = LoadModel(ModelPath(name));
+  EXPECT_TRUE(m.ok()) << m.status();
+  return m.ok() ? std::move(*m) : nullptr;
+}
+
+// bits_of(slot index) -> bits for every quantizable slot (lm_head included).
+void Quantize(Model* m, quant::QuantConfig cfg, int (*bits_of)(size_t)) {
+  quant::ModelQuantizer q(m, cfg, /*quantize_lm_head=*/true);
+  ASSERT_TRUE(q.Init().ok());
+  std::map<std::string, int> bits;
+  for (size_t i = 0; i < q.slots().size(); ++i) bits[q.slots()[i].name] = bits_of(i);
+  absl::Status s = q.Apply(bits);
+  ASSERT_TRUE(s.ok()) << s;
+}
+
+class RealModels : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(RealModels, DenseMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  auto m = Load(GetParam());
+  ASSERT_NE(m, nullptr);
+  ExpectParity(RunBoth(*m, ActType::kF16), kDense);
+}
+
+TEST_P(RealModels, Uniform4BitMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  auto m = Load(GetParam());
+  ASSERT_NE(m, nullptr);
+  quant::QuantConfig cfg;
+  cfg.bits = 4;
+  cfg.group_size = 128;
+  Quantize(m.get(), cfg, [](size_t) { return 4; });
+  ExpectParity(RunBoth(*m, ActType::kF16), kQuant);
+}
+
+TEST_P(RealModels, MixedBitsMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  auto m = Load(GetParam());
+  ASSERT_NE(m, nullptr);
+  quant::QuantConfig cfg;
+  cfg.group_size = 64;
+  Quantize(m.get(), cfg, [](size_t i) { return std::vector<int>{6, 6, 6, 5, 4, 8, 3, 7, 2}[i % 9]; });
+  ExpectParity(RunBoth(*m, ActType::kF16), kQuant);
+}
+
+INSTANTIATE_TEST_SUITE_P(Gpu, RealModels, ::testing::Values("tinystories-656k", "docs-19m", "stories260k"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           s.erase(std::remove(s.begin(), s.end(), '-'), s.end());
+                           return s;
+                         });
+
+TEST(GpuForward, Bf16ActivationsMatchCpu) {
+  SKIP_WITHOUT_GPU();
+  auto m = Load("docs-19m");
+  ASSERT_NE(m, nullptr);
+  ExpectParity(RunBoth(*m, ActType::kBF16), kBf16);
+}
+
+TEST(GpuForward, RotatedMatricesFallBackToDense) {
+  SKIP_WITHOUT_GPU();
+  auto m = Load("tinystories-656k");
+  ASSERT_NE(m, nullptr);
+  quant::QuantConfig cfg;
+  cfg.bits = 4;
+  cfg.rotate = true;
+  cfg.rotation_seed = 7;
+  Quantize(m.get(), cfg, [](size_t) { return 4; });
+  auto gm = GpuModel::Upload(*m);
+  ASSERT_TRUE(gm.ok()) << gm.status();
+  EXPECT_NE((*gm)->Describe().find("dequantized"), std::string::npos) << (*gm)->Describe();
+  ExpectParity(RunBoth(*m, ActType::kF16), kQuant);
+}
+
+TEST(GpuForward, EagerAndGraphAgree) {
+  SKIP_WITHOUT_GPU();
+  auto m = Load("tinystories-656k");
+  ASSERT_NE(m, nullptr);
+  const Compare eager = RunBoth(*m, ActType::kF16, /*graphs=*/false);
+  const Compare graph = RunBoth(*m, ActType::kF16, /*graphs=*/true);
+  ExpectParity(eager, kDense);
+  ExpectParity(graph, kDense);
+  EXPECT_NEAR(eager.ear_mean(), graph.ear_mean(), 1e-4);
+}
+
+TEST(GpuForward, GraphsAreCapturedForRepeatedDecodeShapes) {
+  SKIP_WITHOUT_GPU();
+  auto m = Load("docs-19m");
+  ASSERT_NE(m, nullptr);
+  auto gm = GpuModel::Upload(*m);
+  ASSERT_TRUE(gm.ok());
+  auto kv = GpuKvCache::Create(m->config, ActType::kF16, 16, 32);
+  auto ws = GpuWorkspace::Create(**gm);
+  ASSERT_TRUE(kv.ok() && ws.ok());
+  BlockAllocator alloc(32, 16);
+  BlockTable t;
+  const std::vector<int32_t> toks = RandomTokens(40, m->config.vocab_size, 3);
+  std::vector<float> logits;
+  ForwardChunk first{&t, std::span<const int32_t>(toks).first(8), false};
+  ASSERT_TRUE(GpuForward(**gm, **kv, alloc, std::span<const ForwardChunk>(&first, 1), ws->get(), &logits).ok());
+  for (int i = 8; i < 30; ++i) {
+    ForwardChunk d{&t, std::span<const int32_t>(toks).subspan(i, 1), false};
+    ASSERT_TRUE(GpuForward(**gm, **kv, alloc, std::span<const ForwardChunk>(&d, 1), ws->get(), &logits).ok());
+  }
+  EXPECT_EQ(t.num_tokens, 30);
+  EXPECT_EQ((*ws)->graphs_captured(), 1);
+  EXPECT_EQ((*ws)->graph_launches(), 21);
+}
+
+TEST(GpuForward, ArgmaxAndLogprobMatchHostLogits) {
+  SKIP_WITHOUT_GPU();
+  auto m = Load("tinystories-656k");
+  ASSERT_NE(m, nullptr);
+  auto gm = GpuModel::Upload(*m);
+  ASSERT_TRUE(gm.ok());
+  auto kv = GpuKvCache::Create(m->config, ActType::kF16, 16, 16);
+  auto ws = GpuWorkspace::Create(**gm);
+  ASSERT_TRUE(kv.ok() && ws.ok());
+  BlockAllocator alloc(16, 16);
+  BlockTable t;
+  const std::vector<int32_t> toks = RandomTokens(20, m->config.vocab_size, 4);
+  ForwardChunk ch{&t, toks, true};
+  GpuForwardResult r;
+  ASSERT_TRUE(GpuForward(**gm, **kv, alloc, std::span<const ForwardChunk>(&ch, 1), ws->get(), {}, &r).ok());
+  const int64_t V = m->config.vocab_size;
+  ASSERT_EQ(r.argmax.size(), toks.size());
+  for (size_t i = 0; i < toks.size(); ++i) {
+    const float* row = r.logits.data() + i * V;
+    EXPECT_EQ(r.argmax[i], std::max_element(row, row + V) - row);
+    double mx = row[0], s = 0;
+    for (int64_t v = 0; v < V; ++v) mx = std::max<double>(mx, row[v]);
+    for (int64_t v = 0; v < V; ++v) s += std::exp(row[v] - mx);
+    EXPECT_NEAR(r.argmax_logprob[i], row[r.argmax[i]] - mx - std::log(s), 1e-4);
+  }
+}
+
+TEST(GpuForward, ErrorsLeaveTablesUnchanged) {
+  SKIP_WITHOUT_GPU();
+  auto m = Load("tinystories-656k");
+  ASSERT_NE(m, nullptr);
+  auto gm = GpuModel::Upload(*m);
+  ASSERT_TRUE(gm.ok());
+  auto kv = GpuKvCache::Create(m->config, ActType::kF16, 16, 4);
+  auto ws = GpuWorkspace::Create(**gm);
+  ASSERT_TRUE(kv.ok() && ws.ok());
+  BlockAllocator alloc(4, 16);
+  BlockTable a, b;
+  std::vector<float> logits;
+  const std::vector<int32_t> toks = RandomTokens(60, m->config.vocab_size, 5);
+  ForwardChunk one{&a, std::span<const int32_t>(toks).first(20), false};
+  ASSERT_TRUE(GpuForward(**gm, **kv, alloc, std::span<const ForwardChunk>(&one, 1), ws->get(), &logits).ok());
+  const BlockTable before = a;
+  ForwardChunk two[] = {{&a, std::span<const int32_t>(toks).subspan(20, 10), false},
+                        {&b, std::span<const int32_t>(toks).subspan(0, 40), false}};  // needs 5 blocks
+  absl::Status s = GpuForward(**gm, **kv, alloc, two, ws->get(), &logits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_EQ(a.blocks, before.blocks);
+  EXPECT_EQ(a.num_tokens, before.num_tokens);
+  EXPECT_TRUE(b.blocks.empty());
+  EXPECT_EQ(alloc.num_free(), 2);
+  const std::vector<int32_t> bad = {1, static_cast<int32_t>(m->config.vocab_size)};
+  ForwardChunk three{&a, bad, false};
+  s = GpuForward(**gm, **kv, alloc, std::span<const ForwardChunk>(&three, 1), ws->get(), &logits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(a.num_tokens, 20);
+}
+
+TEST(GpuForward, TeacherForcedLogitsMatchCpu) {
+  SKIP_WITHOUT_GPU();
+  auto m = Load("docs-19m");
+  ASSERT_NE(m, nullptr);
+  auto gm = GpuModel::Upload(*m);
+  ASSERT_TRUE(gm.ok());
+  auto ws = GpuWorkspace::Create(**gm);
+  ASSERT_TRUE(ws.ok());
+  const std::vector<int32_t> toks = RandomTokens(300, m->config.vocab_size, 6);
+  auto cpu = TeacherForcedLogits(*m, toks);
+  auto gpu = GpuTeacherForcedLogits(**gm, ws->get(), toks);
+  ASSERT_TRUE(cpu.ok() && gpu.ok());
+  ASSERT_EQ(cpu->size(), gpu->size());
+  Compare c;
+  for (size_t r = 0; r < toks.size(); ++r) {
+    Accumulate(cpu->data() + r * m->config.vocab_size, gpu->data() + r * m->config.vocab_size,
+               m->config.vocab_size, &c);
+  }
+  std::printf("  teacher-forced: rows %lld agree %.4f EAR mean %.6f min %.6f max|diff| %.4f\n",
+              static_cast<long long>(c.rows), static_cast<double>(c.agree) / static_cast<double>(c.rows),
+              c.ear_mean(), c.ear_min, c.max_abs);
+  ExpectParity(c, kDense);
+}
+
+}  // namespace
+}  // namespace slq::gpu

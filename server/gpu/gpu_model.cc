@@ -1,0 +1,416 @@
+#include "server/gpu/gpu_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/repack.h"
+#include "server/common/half.h"
+#include "server/common/status_macros.h"
+#include "server/gpu/gpu_model_impl.h"
+#include "server/gpu/gpu_ops.h"
+#include "server/model/ops.h"
+#include "server/quant/quantized_linear.h"
+#include "server/quant/quantizer.h"
+
+namespace slq::gpu {
+
+absl::Status CudaStatus(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(e)));
+}
+
+GpuModel::Impl::~Impl() {
+  for (void* p : allocations) cudaFree(p);
+}
+
+absl::Status GpuModel::Impl::Alloc(size_t bytes, void** p) {
+  *p = nullptr;
+  cudaError_t e = cudaMalloc(p, std::max<size_t>(bytes, 16));
+  if (e != cudaSuccess) {
+    return absl::ResourceExhaustedError(absl::StrCat("cudaMalloc of ", bytes, " bytes for model weights: ",
+                                                     cudaGetErrorString(e)));
+  }
+  allocations.push_back(*p);
+  return absl::OkStatus();
+}
+
+absl::Status RunLinear(const GpuLinear& l, ActType act, const void* x, int64_t n, void* y, bool y_f32,
+                       cublasHandle_t blas, void* qgemm_ws, size_t qgemm_ws_bytes, cudaStream_t stream) {
+  if (l.quant) {
+    if (y_f32) return absl::InternalError("RunLinear: fp32 output of a quantized linear");
+    const std::string e = kernels::QGemm(l.qm, x, n, y, act, qgemm_ws, qgemm_ws_bytes, stream);
+    if (!e.empty()) return absl::InternalError(absl::StrCat("QGemm (", l.desc, "): ", e));
+    return absl::OkStatus();
+  }
+  const cudaDataType dt = act == ActType::kF16 ? CUDA_R_16F : CUDA_R_16BF;
+  const float alpha = 1.0f, beta = 0.0f;
+  const cublasStatus_t s = cublasGemmEx(
+      blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(l.out), static_cast<int>(n), static_cast<int>(l.in),
+      &alpha, l.w, dt, static_cast<int>(l.in), x, dt, static_cast<int>(l.in), &beta, y,
+      y_f32 ? CUDA_R_32F : dt, static_cast<int>(l.out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (s != CUBLAS_STATUS_SUCCESS) {
+    return absl::InternalError(absl::StrCat("cublasGemmEx (", l.desc, ", n=", n, "): ",
+                                            cublasGetStatusString(s)));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+const char* ActName(ActType a) { return a == ActType::kF16 ? "f16" : "bf16"; }
+
+// A linear prepared on the host: repacked codes for QGemm, or fp32 weights to convert.
+struct HostLinear {
+  int64_t out = 0, in = 0;
+  bool quant = false;
+  kernels::RepackedMatrix rep;
+  int bits = 16;
+  int64_t group_size = 0;
+  std::vector<float> dense;  // [out, in]
+  std::string desc;
+};
+
+absl::StatusOr<HostLinear> Prepare(const LinearOp* op, const std::string& name, ActType act) {
+  if (op == nullptr) return absl::InvalidArgumentError(absl::StrCat(name, " has no weights"));
+  HostLinear h;
+  h.out = op->out_features();
+  h.in = op->in_features();
+  if (const auto* ql = dynamic_cast<const quant::QuantizedLinear*>(op)) {
+    const quant::QuantizedMatrix& q = ql->matrix();
+    std::string why = q.rotation.enabled() ? "rotated input" : kernels::CheckGpuSupported(q.View());
+    if (why.empty()) {
+      why = kernels::RepackForGpu(q.View(), &h.rep);
+      if (why.empty()) {
+        h.quant = true;
+        h.bits = q.bits;
+        h.group_size = q.group_size;
+        h.desc = absl::StrCat(q.Describe(), " (QGemm)");
+        return h;
+      }
+    }
+    h.dense = quant::DequantizeOriginalBasis(q);
+    h.desc = absl::StrCat(q.Describe(), " dequantized to dense ", ActName(act), " (cuBLAS; ", why, ")");
+    return h;
+  }
+  if (const auto* dl = dynamic_cast<const DenseLinear*>(op)) {
+    h.dense = dl->weight();
+    h.desc = absl::StrCat("dense ", ActName(act), " (cuBLAS)");
+    return h;
+  }
+  return absl::UnimplementedError(absl::StrCat(name, ": the GPU runtime cannot run a '", op->Describe(),
+                                               "' linear (only dense and slq-packed-v1 quantized ones)"));
+}
+
+bool CanFuse(const std::vector<const HostLinear*>& parts) {
+  const HostLinear& a = *parts[0];
+  for (const HostLinear* p : parts) {
+    if (p->in != a.in || p->quant != a.quant) return false;
+    if (a.quant && (p->bits != a.bits || p->group_size != a.group_size || p->out % kernels::kTileRows != 0)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+HostLinear Concat(const std::vector<const HostLinear*>& parts) {
+  HostLinear f;
+  f.in = parts[0]->in;
+  f.quant = parts[0]->quant;
+  f.bits = parts[0]->bits;
+  f.group_size = parts[0]->group_size;
+  f.desc = parts[0]->desc;
+  for (const HostLinear* p : parts) f.out += p->out;
+  if (f.quant) {
+    f.rep.layout = parts[0]->rep.layout;
+    f.rep.layout.rows = f.out;
+    f.rep.layout.row_tiles = 0;
+    for (const HostLinear* p : parts) {
+      f.rep.layout.row_tiles += p->rep.layout.row_tiles;
+      f.rep.codes.insert(f.rep.codes.end(), p->rep.codes.begin(), p->rep.codes.end());
+      f.rep.sz.insert(f.rep.sz.end(), p->rep.sz.begin(), p->rep.sz.end());
+    }
+  } else {
+    for (const HostLinear* p : parts) f.dense.insert(f.dense.end(), p->dense.begin(), p->dense.end());
+  }
+  return f;
+}
+
+absl::StatusOr<GpuLinear> UploadHost(GpuModel::Impl& m, const HostLinear& h) {
+  GpuLinear g;
+  g.out = h.out;
+  g.in = h.in;
+  g.quant = h.quant;
+  g.bits = h.bits;
+  g.group_size = h.group_size;
+  g.desc = h.desc;
+  if (h.quant) {
+    uint32_t* codes = nullptr;
+    uint16_t* sz = nullptr;
+    SLQ_RETURN_IF_ERROR(m.AllocT(static_cast<int64_t>(h.rep.codes.size()), &codes));
+    SLQ_RETURN_IF_ERROR(m.AllocT(static_cast<int64_t>(h.rep.sz.size()), &sz));
+    SLQ_RETURN_IF_ERROR(CudaStatus(
+        cudaMemcpy(codes, h.rep.codes.data(), h.rep.codes.size() * 4, cudaMemcpyHostToDevice), "upload codes"));
+    SLQ_RETURN_IF_ERROR(
+        CudaStatus(cudaMemcpy(sz, h.rep.sz.data(), h.rep.sz.size() * 2, cudaMemcpyHostToDevice), "upload scales"));
+    g.qm.layout = h.rep.layout;
+    g.qm.codes = codes;
+    g.qm.sz = sz;
+    m.max_rows = std::max(m.max_rows, h.out);
+    return g;
+  }
+  std::vector<uint16_t> w(h.dense.size());
+  for (size_t i = 0; i < w.size(); ++i) {
+    w[i] = m.act == ActType::kF16 ? FloatToHalf(h.dense[i]) : FloatToBf16(h.dense[i]);
+  }
+  SLQ_RETURN_IF_ERROR(m.Alloc(w.size() * 2, &g.w));
+  SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpy(g.w, w.data(), w.size() * 2, cudaMemcpyHostToDevice), "upload weights"));
+  return g;
+}
+
+absl::StatusOr<float*> UploadF32(GpuModel::Impl& m, const std::vector<float>& v) {
+  if (v.empty()) return nullptr;
+  float* p = nullptr;
+  SLQ_RETURN_IF_ERROR(m.AllocT(static_cast<int64_t>(v.size()), &p));
+  SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpy(p, v.data(), v.size() * 4, cudaMemcpyHostToDevice), "upload"));
+  return p;
+}
+
+// Uploads a group of linears, fused into one when possible; else one by one into `each`.
+absl::Status UploadGroup(GpuModel::Impl& m, const std::vector<std::pair<const LinearOp*, std::string>>& ops,
+                         GpuLinear* fused, const std::vector<GpuLinear*>& each) {
+  std::vector<HostLinear> hs;
+  for (const auto& [op, name] : ops) {
+    SLQ_ASSIGN_OR_RETURN(HostLinear h, Prepare(op, name, m.act));
+    hs.push_back(std::move(h));
+  }
+  std::vector<const HostLinear*> parts;
+  for (const HostLinear& h : hs) parts.push_back(&h);
+  if (CanFuse(parts)) {
+    SLQ_ASSIGN_OR_RETURN(*fused, UploadHost(m, Concat(parts)));
+    return absl::OkStatus();
+  }
+  for (size_t i = 0; i < hs.size(); ++i) {
+    SLQ_ASSIGN_OR_RETURN(*each[i], UploadHost(m, hs[i]));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckShape(const ModelConfig& c) {
+  SLQ_RETURN_IF_ERROR(c.Validate());
+  if (c.head_dim % 2 != 0 || c.head_dim > kMaxHeadDim) {
+    return absl::UnimplementedError(absl::StrCat("the GPU runtime needs an even head_dim <= ", kMaxHeadDim,
+                                                 "; this model has ", c.head_dim));
+  }
+  if (c.num_heads % c.num_kv_heads != 0) {
+    return absl::InvalidArgumentError("num_heads must be a multiple of num_kv_heads");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UploadCommon(GpuModel::Impl& m) {
+  const std::vector<float> inv = RopeInvFreq(m.config);
+  SLQ_ASSIGN_OR_RETURN(m.inv_freq, UploadF32(m, inv));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool GpuAvailable(std::string* why) { return kernels::CudaDeviceAvailable(why); }
+
+GpuModel::GpuModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+GpuModel::~GpuModel() = default;
+const ModelConfig& GpuModel::config() const { return impl_->config; }
+ActType GpuModel::act() const { return impl_->act; }
+
+namespace {
+template <typename Fn>
+void ForEachLinear(const GpuModel::Impl& m, Fn&& fn) {
+  for (const GpuLayer& l : m.layers) {
+    for (const GpuLinear* g : {&l.qkv, &l.q, &l.k, &l.v, &l.o, &l.gate_up, &l.gate, &l.up, &l.down}) {
+      if (!g->empty()) fn(*g, "layer");
+    }
+  }
+  fn(m.lm_head, "lm_head");
+}
+}  // namespace
+
+int64_t GpuModel::LinearBytes() const {
+  int64_t b = 0;
+  ForEachLinear(*impl_, [&](const GpuLinear& g, const char*) { b += g.Bytes(impl_->act); });
+  return b;
+}
+
+int64_t GpuModel::LinearParams() const {
+  int64_t p = 0;
+  ForEachLinear(*impl_, [&](const GpuLinear& g, const char*) { p += g.out * g.in; });
+  return p;
+}
+
+std::string GpuModel::Describe() const {
+  std::map<std::string, int> kinds;
+  ForEachLinear(*impl_, [&](const GpuLinear& g, const char*) { ++kinds[g.desc]; });
+  std::string s = absl::StrCat("activations ", ActName(impl_->act), "; linears:");
+  for (const auto& [d, n] : kinds) absl::StrAppend(&s, " [", d, "] x", n, ";");
+  return s;
+}
+
+absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Upload(const Model& model, const GpuModelOptions& options) {
+  std::string why;
+  if (!GpuAvailable(&why)) return absl::FailedPreconditionError(absl::StrCat("no GPU: ", why));
+  const ModelConfig& c = model.config;
+  SLQ_RETURN_IF_ERROR(CheckShape(c));
+  auto m = std::make_unique<Impl>();
+  m->config = c;
+  m->act = options.act;
+  SLQ_ASSIGN_OR_RETURN(m->embed, UploadF32(*m, model.embed));
+  SLQ_ASSIGN_OR_RETURN(m->final_norm, UploadF32(*m, model.final_norm));
+  SLQ_RETURN_IF_ERROR(UploadCommon(*m));
+  m->layers.resize(model.layers.size());
+  for (size_t li = 0; li < model.layers.size(); ++li) {
+    const LayerWeights& l = model.layers[li];
+    GpuLayer& g = m->layers[li];
+    const std::string p = absl::StrCat("model.layers.", li, ".");
+    SLQ_ASSIGN_OR_RETURN(g.attn_norm, UploadF32(*m, l.attn_norm));
+    SLQ_ASSIGN_OR_RETURN(g.mlp_norm, UploadF32(*m, l.mlp_norm));
+    SLQ_ASSIGN_OR_RETURN(g.q_bias, UploadF32(*m, l.q_bias));
+    SLQ_ASSIGN_OR_RETURN(g.k_bias, UploadF32(*m, l.k_bias));
+    SLQ_ASSIGN_OR_RETURN(g.v_bias, UploadF32(*m, l.v_bias));
+    SLQ_ASSIGN_OR_RETURN(g.q_norm, UploadF32(*m, l.q_norm));
+    SLQ_ASSIGN_OR_RETURN(g.k_norm, UploadF32(*m, l.k_norm));
+    SLQ_RETURN_IF_ERROR(UploadGroup(*m,
+                                    {{l.q_proj.get(), p + "self_attn.q_proj"},
+                                     {l.k_proj.get(), p + "self_attn.k_proj"},
+                                     {l.v_proj.get(), p + "self_attn.v_proj"}},
+                                    &g.qkv, {&g.q, &g.k, &g.v}));
+    SLQ_RETURN_IF_ERROR(UploadGroup(*m, {{l.o_proj.get(), p + "self_attn.o_proj"}}, &g.o, {&g.o}));
+    SLQ_RETURN_IF_ERROR(UploadGroup(*m,
+                                    {{l.gate_proj.get(), p + "mlp.gate_proj"}, {l.up_proj.get(), p + "mlp.up_proj"}},
+                                    &g.gate_up, {&g.gate, &g.up}));
+    SLQ_RETURN_IF_ERROR(UploadGroup(*m, {{l.down_proj.get(), p + "mlp.down_proj"}}, &g.down, {&g.down}));
+  }
+  SLQ_RETURN_IF_ERROR(UploadGroup(*m, {{model.lm_head.get(), "lm_head"}}, &m->lm_head, {&m->lm_head}));
+  return std::unique_ptr<GpuModel>(new GpuModel(std::move(m)));
+}
+
+namespace {
+
+absl::StatusOr<GpuLinear> RandomLinear(GpuModel::Impl& m, int64_t out, int64_t in, const RandomLinearSpec& s,
+                                       uint64_t seed) {
+  GpuLinear g;
+  g.out = out;
+  g.in = in;
+  const float amp = 1.0f / std::sqrt(static_cast<float>(in));
+  if (s.bits == 0) {
+    SLQ_RETURN_IF_ERROR(m.Alloc(static_cast<size_t>(out * in) * 2, &g.w));
+    FillUniformAct(g.w, out * in, seed, -amp, amp, m.act, nullptr);
+    g.desc = absl::StrCat("dense ", ActName(m.act), " (cuBLAS)");
+    return g;
+  }
+  if (s.bits < 2 || s.bits > 8 || (s.group_size != 64 && s.group_size != 128) || in % 8 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("random linear: bits ", s.bits, " group ", s.group_size,
+                                                   " in ", in, " is not supported by QGemm"));
+  }
+  g.quant = true;
+  g.bits = s.bits;
+  g.group_size = s.group_size;
+  kernels::GpuLayout& L = g.qm.layout;
+  L.rows = out;
+  L.cols = in;
+  L.bits = s.bits;
+  L.group_size = s.group_size;
+  L.row_tiles = (out + kernels::kTileRows - 1) / kernels::kTileRows;
+  L.chunks = (in + kernels::kChunkCols - 1) / kernels::kChunkCols;
+  uint32_t* codes = nullptr;
+  uint16_t* sz = nullptr;
+  SLQ_RETURN_IF_ERROR(m.AllocT(L.CodeWords(), &codes));
+  SLQ_RETURN_IF_ERROR(m.AllocT(L.SzHalves(), &sz));
+  FillRandomU32(codes, L.CodeWords(), seed, nullptr);
+  FillScaleZero(sz, L.SzHalves(), seed + 1, s.bits, amp, nullptr);
+  g.qm.codes = codes;
+  g.qm.sz = sz;
+  g.desc = absl::StrCat("q", s.bits, " g", s.group_size, " (QGemm, random)");
+  m.max_rows = std::max(m.max_rows, out);
+  return g;
+}
+
+absl::StatusOr<float*> RandomF32(GpuModel::Impl& m, int64_t n, uint64_t seed, float lo, float hi) {
+  float* p = nullptr;
+  SLQ_RETURN_IF_ERROR(m.AllocT(n, &p));
+  FillUniformF32(p, n, seed, lo, hi, nullptr);
+  return p;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::CreateRandom(const ModelConfig& c, const RandomSpecFn& spec,
+                                                                  const GpuModelOptions& options, uint64_t seed) {
+  std::string why;
+  if (!GpuAvailable(&why)) return absl::FailedPreconditionError(absl::StrCat("no GPU: ", why));
+  SLQ_RETURN_IF_ERROR(CheckShape(c));
+  auto m = std::make_unique<Impl>();
+  m->config = c;
+  m->act = options.act;
+  const int64_t h = c.hidden_size, f = c.intermediate_size;
+  SLQ_ASSIGN_OR_RETURN(m->embed, RandomF32(*m, c.vocab_size * h, seed++, -1.0f, 1.0f));
+  SLQ_ASSIGN_OR_RETURN(m->final_norm, RandomF32(*m, h, seed++, 0.9f, 1.1f));
+  SLQ_RETURN_IF_ERROR(UploadCommon(*m));
+  m->layers.resize(static_cast<size_t>(c.num_layers));
+  for (int li = 0; li < c.num_layers; ++li) {
+    GpuLayer& g = m->layers[li];
+    const std::string p = absl::StrCat("model.layers.", li, ".");
+    SLQ_ASSIGN_OR_RETURN(g.attn_norm, RandomF32(*m, h, seed++, 0.9f, 1.1f));
+    SLQ_ASSIGN_OR_RETURN(g.mlp_norm, RandomF32(*m, h, seed++, 0.9f, 1.1f));
+    SLQ_ASSIGN_OR_RETURN(g.qkv, RandomLinear(*m, c.q_dim() + 2 * c.kv_dim(), h,
+                                             spec(p + "self_attn.qkv_proj", li), seed += 2));
+    SLQ_ASSIGN_OR_RETURN(g.o, RandomLinear(*m, h, c.q_dim(), spec(p + "self_attn.o_proj", li), seed += 2));
+    SLQ_ASSIGN_OR_RETURN(g.gate_up, RandomLinear(*m, 2 * f, h, spec(p + "mlp.gate_up_proj", li), seed += 2));
+    SLQ_ASSIGN_OR_RETURN(g.down, RandomLinear(*m, h, f, spec(p + "mlp.down_proj", li), seed += 2));
+  }
+  SLQ_ASSIGN_OR_RETURN(m->lm_head, RandomLinear(*m, c.vocab_size, h, spec("lm_head", -1), seed += 2));
+  SLQ_RETURN_IF_ERROR(CudaStatus(cudaDeviceSynchronize(), "random init"));
+  return std::unique_ptr<GpuModel>(new GpuModel(std::move(m)));
+}
+
+// ---- GpuKvCache -------------------------------------------------------------------------
+
+size_t GpuKvCache::BytesPerToken(const ModelConfig& c, ActType) {
+  return static_cast<size_t>(2 * c.num_layers * c.kv_dim()) * 2;
+}
+
+int64_t GpuKvCache::BlocksForBudget(const ModelConfig& c, ActType act, int64_t block_size, size_t max_bytes) {
+  const size_t per_block = BytesPerToken(c, act) * static_cast<size_t>(block_size);
+  return std::max<int64_t>(1, static_cast<int64_t>(max_bytes / std::max<size_t>(per_block, 1)));
+}
+
+absl::StatusOr<std::unique_ptr<GpuKvCache>> GpuKvCache::Create(const ModelConfig& c, ActType act,
+                                                               int64_t block_size, int64_t num_blocks) {
+  if (block_size < 1 || num_blocks < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("GPU KV cache needs block_size >= 1 and num_blocks >= 1, got ",
+                                                   block_size, " and ", num_blocks));
+  }
+  std::unique_ptr<GpuKvCache> kv(new GpuKvCache());
+  kv->act_ = act;
+  kv->block_size_ = block_size;
+  kv->num_blocks_ = num_blocks;
+  kv->num_layers_ = c.num_layers;
+  kv->kv_dim_ = c.kv_dim();
+  kv->bytes_ = BytesPerToken(c, act) * static_cast<size_t>(block_size * num_blocks);
+  cudaError_t e = cudaMalloc(&kv->data_, kv->bytes_);
+  if (e != cudaSuccess) {
+    kv->data_ = nullptr;
+    return absl::ResourceExhaustedError(absl::StrCat("GPU KV cache of ", kv->bytes_, " bytes: ",
+                                                     cudaGetErrorString(e), " (lower --kv-cache-bytes)"));
+  }
+  SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemset(kv->data_, 0, kv->bytes_), "KV cache memset"));
+  return kv;
+}
+
+GpuKvCache::~GpuKvCache() {
+  if (data_) cudaFree(data_);
+}
+
+}  // namespace slq::gpu

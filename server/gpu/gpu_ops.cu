@@ -1,0 +1,499 @@
+// Kernels of server/gpu/gpu_ops.h. One template per activation type (fp16 / bf16); fp32 math.
+#include "server/gpu/gpu_ops.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cfloat>
+#include <cstdint>
+
+namespace slq::gpu {
+namespace {
+
+inline cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
+
+template <typename T>
+__device__ __forceinline__ float ToF(T v);
+template <>
+__device__ __forceinline__ float ToF<__half>(__half v) { return __half2float(v); }
+template <>
+__device__ __forceinline__ float ToF<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T>
+__device__ __forceinline__ T FromF(float v);
+template <>
+__device__ __forceinline__ __half FromF<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 FromF<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+template <typename V>
+__device__ __forceinline__ V WarpSum(V v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float WarpMax(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
+template <typename V>
+__device__ V BlockSum(V v, V* red) {
+  v = WarpSum(v);
+  const int w = threadIdx.x / 32, l = threadIdx.x % 32, nw = blockDim.x / 32;
+  __syncthreads();
+  if (l == 0) red[w] = v;
+  __syncthreads();
+  V r = l < nw ? red[l] : V(0);
+  return WarpSum(r);
+}
+__device__ float BlockMax(float v, float* red) {
+  v = WarpMax(v);
+  const int w = threadIdx.x / 32, l = threadIdx.x % 32, nw = blockDim.x / 32;
+  __syncthreads();
+  if (l == 0) red[w] = v;
+  __syncthreads();
+  float r = l < nw ? red[l] : -FLT_MAX;
+  return WarpMax(r);
+}
+
+__global__ void EmbedKernel(const float* table, const int32_t* tokens, int64_t hidden, float* x) {
+  const int64_t t = blockIdx.x;
+  const float* src = table + static_cast<int64_t>(tokens[t]) * hidden;
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) x[t * hidden + i] = src[i];
+}
+
+__global__ void RopeTableKernel(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half,
+                                float* cs, float* sn) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= T * half) return;
+  const int64_t t = idx / half, i = idx % half;
+  const float angle = static_cast<float>(pos[t]) * inv_freq[i];
+  cs[idx] = static_cast<float>(cos(static_cast<double>(angle)));
+  sn[idx] = static_cast<float>(sin(static_cast<double>(angle)));
+}
+
+template <typename T>
+__global__ void AddRmsNormKernel(float* x, const T* delta, const int32_t* rows, int64_t hidden,
+                                 const float* w, float eps, T* out) {
+  __shared__ double red[32];
+  const int64_t r = blockIdx.x;
+  const int64_t t = rows ? rows[r] : r;
+  float* xr = x + t * hidden;
+  const T* dr = delta ? delta + t * hidden : nullptr;
+  double ss = 0;
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+    float v = xr[i];
+    if (dr) v += ToF(dr[i]);
+    if (!rows) xr[i] = v;
+    ss += static_cast<double>(v) * v;
+  }
+  ss = BlockSum(ss, red);
+  const float var = static_cast<float>(ss / static_cast<double>(hidden));
+  const float inv = 1.0f / sqrtf(var + eps);
+  T* o = out + r * hidden;
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+    float v = xr[i];
+    if (dr && rows) v += ToF(dr[i]);  // rows mode leaves x as it was
+    o[i] = FromF<T>(w[i] * (v * inv));
+  }
+}
+
+__device__ __forceinline__ int64_t SlabOffset(const KvView& kv, int32_t block, int64_t layer, int kind) {
+  return ((static_cast<int64_t>(block) * kv.num_layers + layer) * 2 + kind) * kv.block_size * kv.kv_dim;
+}
+
+// grid (T, ceil((nh + nkv) / 4)), block 128: one warp per q or kv head.
+template <typename T>
+__global__ void QkvPostKernel(QkvPostArgs a, TokenMeta meta, KvView kv) {
+  __shared__ float buf[4][kMaxHeadDim];
+  const int64_t t = blockIdx.x;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t hi = static_cast<int64_t>(blockIdx.y) * 4 + warp;
+  if (hi >= a.num_heads + a.num_kv_heads) return;
+  const bool isq = hi < a.num_heads;
+  const int64_t head = isq ? hi : hi - a.num_heads, hd = a.head_dim, half = hd / 2;
+  const T* src = isq ? static_cast<const T*>(a.q) + t * a.ldq + head * hd
+                     : static_cast<const T*>(a.k) + t * a.ldkv + head * hd;
+  const float* bias = isq ? a.q_bias : a.k_bias;
+  const float* nw = isq ? a.q_norm : a.k_norm;
+  float* sb = buf[warp];
+  float ss = 0;
+  for (int64_t d = lane; d < hd; d += 32) {
+    float v = ToF(src[d]);
+    if (bias) v += bias[head * hd + d];
+    sb[d] = v;
+    ss += v * v;
+  }
+  if (nw) {
+    ss = WarpSum(ss);
+    const float inv = 1.0f / sqrtf(ss / static_cast<float>(hd) + static_cast<float>(a.eps));
+    for (int64_t d = lane; d < hd; d += 32) sb[d] = nw[d] * (sb[d] * inv);
+  }
+  __syncwarp();
+  const float* cs = a.cos + t * half;
+  const float* sn = a.sin + t * half;
+  const int64_t p = meta.pos[t];
+  const int32_t block = meta.bt[meta.bt_start[t] + p / kv.block_size];
+  const int64_t row = (p % kv.block_size) * kv.kv_dim + head * hd;
+  T* kdst = static_cast<T*>(kv.base) + SlabOffset(kv, block, a.layer, 0) + row;
+  for (int64_t d = lane; d < hd; d += 32) {
+    float r;
+    if (!a.interleaved) {
+      const int64_t i = d < half ? d : d - half;
+      const float x1 = sb[i], x2 = sb[i + half];
+      r = d < half ? x1 * cs[i] + (-x2) * sn[i] : x2 * cs[i] + x1 * sn[i];
+    } else {
+      const int64_t i = d / 2;
+      const float x0 = sb[2 * i], x1 = sb[2 * i + 1];
+      r = (d % 2 == 0) ? x0 * cs[i] - x1 * sn[i] : x0 * sn[i] + x1 * cs[i];
+    }
+    if (isq) {
+      a.q_out[t * a.num_heads * hd + head * hd + d] = r;
+    } else {
+      kdst[d] = FromF<T>(r);
+    }
+  }
+  if (!isq) {
+    const T* vs = static_cast<const T*>(a.v) + t * a.ldkv + head * hd;
+    T* vdst = static_cast<T*>(kv.base) + SlabOffset(kv, block, a.layer, 1) + row;
+    for (int64_t d = lane; d < hd; d += 32) {
+      float v = ToF(vs[d]);
+      if (a.v_bias) v += a.v_bias[head * hd + d];
+      vdst[d] = FromF<T>(v);
+    }
+  }
+}
+
+constexpr int kAttnThreads = 128;
+constexpr int kAttnTile = 256;  // keys per tile
+
+// grid (T, num_heads), block 128. Online softmax over tiles of 256 keys: the tile's block ids
+// are staged in shared memory, scores are computed by one thread per key (16-byte loads of K
+// when kVec), then V is accumulated by groups of head_dim / VD threads (VD = 8 dims per
+// thread with 16-byte loads when kVec, else 2), one group per key in turn, and the groups'
+// partial sums are merged through shared memory at the end.
+template <typename T, bool kVec>
+__global__ void __launch_bounds__(kAttnThreads) AttentionKernel(AttentionArgs a, TokenMeta meta, KvView kv) {
+  constexpr int VD = kVec ? 8 : 2;
+  __shared__ float qs[kMaxHeadDim];
+  __shared__ float p[kAttnTile];
+  __shared__ int32_t sblk[kAttnTile + 1];
+  __shared__ float merge[kAttnThreads * VD];
+  __shared__ float red[32];
+  const int64_t t = blockIdx.x, h = blockIdx.y, hd = a.head_dim, bs = kv.block_size;
+  const int64_t kvh = h / (a.num_heads / a.num_kv_heads);
+  const int tid = threadIdx.x;
+  const int64_t pos = meta.pos[t];
+  const int64_t first = a.sliding_window > 0 ? max(int64_t{0}, pos - a.sliding_window + 1) : 0;
+  const float scale = 1.0f / sqrtf(static_cast<float>(hd));
+  for (int64_t d = tid; d < hd; d += kAttnThreads) qs[d] = a.q[(t * a.num_heads + h) * hd + d];
+  const int32_t* table = meta.bt + meta.bt_start[t];
+  const T* base = static_cast<const T*>(kv.base);
+  const int tpg = static_cast<int>(hd / VD);  // threads per V group
+  const int groups = kAttnThreads / tpg;
+  const bool vthread = tid < groups * tpg;
+  const int g = tid / tpg;
+  const int64_t dv = static_cast<int64_t>(tid % tpg) * VD;
+  const int64_t kslab = SlabOffset(kv, 0, a.layer, 0), vslab = SlabOffset(kv, 0, a.layer, 1);
+  const int64_t block_stride = kv.num_layers * 2 * bs * kv.kv_dim;
+  float acc[VD];
+#pragma unroll
+  for (int u = 0; u < VD; ++u) acc[u] = 0;
+  float m = -FLT_MAX, l = 0;
+  for (int64_t tile = first; tile <= pos; tile += kAttnTile) {
+    const int cnt = static_cast<int>(min(static_cast<int64_t>(kAttnTile), pos + 1 - tile));
+    const int64_t b0 = tile / bs;
+    const int nb = static_cast<int>((tile + cnt - 1) / bs - b0 + 1);
+    for (int i = tid; i < nb; i += kAttnThreads) sblk[i] = table[b0 + i];
+    __syncthreads();
+    for (int j = tid; j < cnt; j += kAttnThreads) {
+      const int64_t jj = tile + j;
+      const T* krow = base + sblk[jj / bs - b0] * block_stride + kslab + (jj % bs) * kv.kv_dim + kvh * hd;
+      float dot = 0;
+      if constexpr (kVec) {
+        for (int64_t d = 0; d < hd; d += 8) {
+          const uint4 raw = *reinterpret_cast<const uint4*>(krow + d);
+          const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+          for (int u = 0; u < 8; ++u) dot += qs[d + u] * ToF(e[u]);
+        }
+      } else {
+        for (int64_t d = 0; d < hd; ++d) dot += qs[d] * ToF(krow[d]);
+      }
+      p[j] = dot * scale;
+    }
+    __syncthreads();
+    float mx = -FLT_MAX;
+    for (int j = tid; j < cnt; j += kAttnThreads) mx = fmaxf(mx, p[j]);
+    mx = BlockMax(mx, red);
+    const float m_new = fmaxf(m, mx);
+    const float corr = expf(m - m_new);
+    float s = 0;
+    for (int j = tid; j < cnt; j += kAttnThreads) {
+      const float e = expf(p[j] - m_new);
+      p[j] = e;
+      s += e;
+    }
+    s = BlockSum(s, red);  // its barriers also publish p[]
+    l = l * corr + s;
+#pragma unroll
+    for (int u = 0; u < VD; ++u) acc[u] *= corr;
+    m = m_new;
+    if (vthread) {
+#pragma unroll 4
+      for (int j = g; j < cnt; j += groups) {
+        const int64_t jj = tile + j;
+        const T* vrow = base + sblk[jj / bs - b0] * block_stride + vslab + (jj % bs) * kv.kv_dim + kvh * hd + dv;
+        const float w = p[j];
+        if constexpr (kVec) {
+          const uint4 raw = *reinterpret_cast<const uint4*>(vrow);
+          const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+          for (int u = 0; u < 8; ++u) acc[u] += w * ToF(e[u]);
+        } else {
+          acc[0] += w * ToF(vrow[0]);
+          acc[1] += w * ToF(vrow[1]);
+        }
+      }
+    }
+    __syncthreads();
+  }
+  if (vthread) {
+#pragma unroll
+    for (int u = 0; u < VD; ++u) merge[g * hd + dv + u] = acc[u];
+  }
+  __syncthreads();
+  T* out = static_cast<T*>(a.out) + (t * a.num_heads + h) * hd;
+  const float inv_l = 1.0f / l;
+  for (int64_t d = tid; d < hd; d += kAttnThreads) {
+    float sum = 0;
+    for (int gg = 0; gg < groups; ++gg) sum += merge[gg * hd + d];
+    out[d] = FromF<T>(sum * inv_l);
+  }
+}
+
+template <typename T>
+__global__ void SwiGluKernel(const T* g, const T* u, int64_t ld, int64_t T_, int64_t n, T* out) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= T_ * n) return;
+  const int64_t t = idx / n, i = idx % n;
+  const float x = ToF(g[t * ld + i]);
+  out[idx] = FromF<T>((x / (1.0f + expf(-x))) * ToF(u[t * ld + i]));
+}
+
+template <typename T>
+__global__ void ToFloatKernel(const T* in, int64_t n, float* out) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx < n) out[idx] = ToF(in[idx]);
+}
+
+__global__ void ArgmaxLogprobKernel(const float* logits, int64_t vocab, int32_t* ids, float* lp) {
+  __shared__ float rv[32];
+  __shared__ int32_t ri[32];
+  __shared__ float red[32];
+  const float* row = logits + static_cast<int64_t>(blockIdx.x) * vocab;
+  float best = -FLT_MAX;
+  int32_t bi = 0x7fffffff;
+  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
+    const float v = row[j];
+    if (v > best || (v == best && j < bi)) {
+      best = v;
+      bi = static_cast<int32_t>(j);
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (ov > best || (ov == best && oi < bi)) {
+      best = ov;
+      bi = oi;
+    }
+  }
+  const int w = threadIdx.x / 32, l = threadIdx.x % 32, nw = blockDim.x / 32;
+  if (l == 0) {
+    rv[w] = best;
+    ri[w] = bi;
+  }
+  __syncthreads();
+  best = l < nw ? rv[l] : -FLT_MAX;
+  bi = l < nw ? ri[l] : 0x7fffffff;
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (ov > best || (ov == best && oi < bi)) {
+      best = ov;
+      bi = oi;
+    }
+  }
+  float s = 0;
+  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) s += expf(row[j] - best);
+  s = BlockSum(s, red);
+  if (threadIdx.x == 0) {
+    ids[blockIdx.x] = bi;
+    lp[blockIdx.x] = -logf(s);  // row[bi] - max - log(sum), row[bi] == max
+  }
+}
+
+__device__ __forceinline__ uint64_t Mix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+__device__ __forceinline__ float Unit(uint64_t seed, int64_t i) {
+  return static_cast<float>(Mix(seed * 0x100000001b3ull + static_cast<uint64_t>(i)) >> 40) *
+         (1.0f / 16777216.0f);
+}
+
+template <typename T>
+__global__ void FillActKernel(T* p, int64_t n, uint64_t seed, float lo, float hi) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    p[i] = FromF<T>(lo + (hi - lo) * Unit(seed, i));
+  }
+}
+__global__ void FillF32Kernel(float* p, int64_t n, uint64_t seed, float lo, float hi) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    p[i] = lo + (hi - lo) * Unit(seed, i);
+  }
+}
+__global__ void FillU32Kernel(uint32_t* p, int64_t n, uint64_t seed) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    p[i] = static_cast<uint32_t>(Mix(seed * 0x100000001b3ull + static_cast<uint64_t>(i)));
+  }
+}
+__global__ void FillScaleZeroKernel(uint16_t* sz, int64_t halves, uint64_t seed, int bits, float amp) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < halves;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float qmax = static_cast<float>((1 << bits) - 1);
+    const float s = amp * (0.5f + Unit(seed, i / 2)) * 2.0f / qmax;
+    const float v = (i % 2 == 0) ? s : -s * qmax * 0.5f;
+    sz[i] = __half_as_ushort(__float2half_rn(v));
+  }
+}
+
+inline unsigned Blocks(int64_t n, int threads) {
+  return static_cast<unsigned>((n + threads - 1) / threads);
+}
+inline unsigned FillBlocks(int64_t n) {
+  const int64_t b = (n + 255) / 256;
+  return static_cast<unsigned>(b < 4096 ? (b < 1 ? 1 : b) : 4096);
+}
+inline int NormThreads(int64_t hidden) { return hidden >= 1024 ? 512 : (hidden >= 256 ? 256 : 128); }
+
+}  // namespace
+
+void EmbedRows(const float* table, const int32_t* tokens, int64_t T, int64_t hidden, float* x,
+               void* stream) {
+  if (T <= 0) return;
+  EmbedKernel<<<static_cast<unsigned>(T), 256, 0, S(stream)>>>(table, tokens, hidden, x);
+}
+
+void RopeTable(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half, float* cos,
+               float* sin, void* stream) {
+  if (T * half <= 0) return;
+  RopeTableKernel<<<Blocks(T * half, 256), 256, 0, S(stream)>>>(inv_freq, pos, T, half, cos, sin);
+}
+
+void AddRmsNorm(float* x, const void* delta, const int32_t* rows, int64_t n, int64_t hidden,
+                const float* w, double eps, void* out, ActType act, void* stream) {
+  if (n <= 0) return;
+  const unsigned grid = static_cast<unsigned>(n);
+  const int th = NormThreads(hidden);
+  const float e = static_cast<float>(eps);
+  if (act == ActType::kF16) {
+    AddRmsNormKernel<__half><<<grid, th, 0, S(stream)>>>(
+        x, static_cast<const __half*>(delta), rows, hidden, w, e, static_cast<__half*>(out));
+  } else {
+    AddRmsNormKernel<__nv_bfloat16><<<grid, th, 0, S(stream)>>>(
+        x, static_cast<const __nv_bfloat16*>(delta), rows, hidden, w, e,
+        static_cast<__nv_bfloat16*>(out));
+  }
+}
+
+void QkvPost(const QkvPostArgs& a, const TokenMeta& meta, const KvView& kv, ActType act,
+             void* stream) {
+  if (a.T <= 0) return;
+  const dim3 grid(static_cast<unsigned>(a.T),
+                  static_cast<unsigned>((a.num_heads + a.num_kv_heads + 3) / 4));
+  if (act == ActType::kF16) {
+    QkvPostKernel<__half><<<grid, 128, 0, S(stream)>>>(a, meta, kv);
+  } else {
+    QkvPostKernel<__nv_bfloat16><<<grid, 128, 0, S(stream)>>>(a, meta, kv);
+  }
+}
+
+void PagedAttention(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, ActType act,
+                    void* stream) {
+  if (a.T <= 0) return;
+  const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>(a.num_heads));
+  const bool vec = a.head_dim % 8 == 0 && kv.kv_dim % 8 == 0;
+  if (act == ActType::kF16) {
+    if (vec) {
+      AttentionKernel<__half, true><<<grid, kAttnThreads, 0, S(stream)>>>(a, meta, kv);
+    } else {
+      AttentionKernel<__half, false><<<grid, kAttnThreads, 0, S(stream)>>>(a, meta, kv);
+    }
+  } else {
+    if (vec) {
+      AttentionKernel<__nv_bfloat16, true><<<grid, kAttnThreads, 0, S(stream)>>>(a, meta, kv);
+    } else {
+      AttentionKernel<__nv_bfloat16, false><<<grid, kAttnThreads, 0, S(stream)>>>(a, meta, kv);
+    }
+  }
+}
+
+void SwiGlu(const void* g, const void* u, int64_t ld, int64_t T, int64_t n, void* out,
+            ActType act, void* stream) {
+  if (T * n <= 0) return;
+  if (act == ActType::kF16) {
+    SwiGluKernel<__half><<<Blocks(T * n, 256), 256, 0, S(stream)>>>(
+        static_cast<const __half*>(g), static_cast<const __half*>(u), ld, T, n,
+        static_cast<__half*>(out));
+  } else {
+    SwiGluKernel<__nv_bfloat16><<<Blocks(T * n, 256), 256, 0, S(stream)>>>(
+        static_cast<const __nv_bfloat16*>(g), static_cast<const __nv_bfloat16*>(u), ld, T, n,
+        static_cast<__nv_bfloat16*>(out));
+  }
+}
+
+void ActToFloat(const void* in, int64_t n, float* out, ActType act, void* stream) {
+  if (n <= 0) return;
+  if (act == ActType::kF16) {
+    ToFloatKernel<__half><<<Blocks(n, 256), 256, 0, S(stream)>>>(static_cast<const __half*>(in), n, out);
+  } else {
+    ToFloatKernel<__nv_bfloat16><<<Blocks(n, 256), 256, 0, S(stream)>>>(
+        static_cast<const __nv_bfloat16*>(in), n, out);
+  }
+}
+
+void ArgmaxLogprob(const float* logits, int64_t R, int64_t vocab, int32_t* ids, float* logprob,
+                   void* stream) {
+  if (R <= 0) return;
+  ArgmaxLogprobKernel<<<static_cast<unsigned>(R), 1024, 0, S(stream)>>>(logits, vocab, ids, logprob);
+}
+
+void FillUniformAct(void* p, int64_t n, uint64_t seed, float lo, float hi, ActType act, void* stream) {
+  if (n <= 0) return;
+  if (act == ActType::kF16) {
+    FillActKernel<__half><<<FillBlocks(n), 256, 0, S(stream)>>>(static_cast<__half*>(p), n, seed, lo, hi);
+  } else {
+    FillActKernel<__nv_bfloat16><<<FillBlocks(n), 256, 0, S(stream)>>>(
+        static_cast<__nv_bfloat16*>(p), n, seed, lo, hi);
+  }
+}
+void FillUniformF32(float* p, int64_t n, uint64_t seed, float lo, float hi, void* stream) {
+  if (n > 0) FillF32Kernel<<<FillBlocks(n), 256, 0, S(stream)>>>(p, n, seed, lo, hi);
+}
+void FillRandomU32(uint32_t* p, int64_t n, uint64_t seed, void* stream) {
+  if (n > 0) FillU32Kernel<<<FillBlocks(n), 256, 0, S(stream)>>>(p, n, seed);
+}
+void FillScaleZero(uint16_t* sz, int64_t halves, uint64_t seed, int bits, float amp, void* stream) {
+  if (halves > 0) FillScaleZeroKernel<<<FillBlocks(halves), 256, 0, S(stream)>>>(sz, halves, seed, bits, amp);
+}
+
+}  // namespace slq::gpu
