@@ -40,21 +40,29 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
   SchedulerOptions so{options.max_running, options.token_budget, options.prefill_chunk,
                       options.admit_headroom, model->config.max_position_embeddings};
   SLQ_RETURN_IF_ERROR(ValidateSchedulerOptions(so));
-  const int64_t blocks =
-      KvBlockPool::BlocksForBudget(model->config, options.kv_block_size, options.kv_cache_bytes);
-  std::unique_ptr<Engine> e(new Engine(std::move(model), std::move(codec), options, metrics, blocks));
+  BackendOptions bo;
+  bo.kv_block_size = options.kv_block_size;
+  bo.kv_cache_bytes = options.kv_cache_bytes;
+  bo.forward_threads = options.forward_threads;
+  bo.cuda_graphs = options.cuda_graphs;
+  absl::StatusOr<std::unique_ptr<ForwardBackend>> backend = MakeForwardBackend(options.device, model, bo);
+  if (!backend.ok()) {
+    return absl::Status(backend.status().code(),
+                        absl::StrCat("model '", options.model_name, "': ", backend.status().message()));
+  }
+  std::unique_ptr<Engine> e(new Engine(std::move(model), std::move(codec), options, metrics, *std::move(backend)));
   e->thread_ = std::thread([p = e.get()] { p->Loop(); });
   return e;
 }
 
 Engine::Engine(std::shared_ptr<const Model> model, std::shared_ptr<const TextCodec> codec,
-               const EngineOptions& options, Metrics* metrics, int64_t num_blocks)
+               const EngineOptions& options, Metrics* metrics, std::unique_ptr<ForwardBackend> backend)
     : model_(std::move(model)),
       codec_(std::move(codec)),
       opt_(options),
       metrics_(metrics),
-      pool_(model_->config, options.kv_block_size, num_blocks),
-      scheduler_(&pool_.allocator(),
+      backend_(std::move(backend)),
+      scheduler_(&backend_->allocator(),
                  SchedulerOptions{options.max_running, options.token_budget, options.prefill_chunk,
                                   options.admit_headroom, model_->config.max_position_embeddings}) {}
 
@@ -111,12 +119,12 @@ absl::Status Engine::Validate(const GenerationRequest& r, const std::vector<int3
   }
   SLQ_RETURN_IF_ERROR(ValidateSamplingParams(r.sampling, c.vocab_size));
   if (r.deadline <= absl::Now()) return absl::DeadlineExceededError("the request's deadline already passed");
-  const int64_t need = pool_.allocator().BlocksFor(
+  const int64_t need = backend_->allocator().BlocksFor(
       std::min<int64_t>(static_cast<int64_t>(prompt.size()) + r.max_tokens, ctx));
-  if (need > pool_.allocator().num_blocks()) {
+  if (need > backend_->allocator().num_blocks()) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "prompt + max_tokens needs ", need, " KV blocks; the KV cache of model '", opt_.model_name,
-        "' has ", pool_.allocator().num_blocks(), " (raise --kv-cache-bytes or lower max_tokens)"));
+        "' has ", backend_->allocator().num_blocks(), " (raise --kv-cache-bytes or lower max_tokens)"));
   }
   return absl::OkStatus();
 }
@@ -224,9 +232,19 @@ void Engine::RunStep(const std::vector<Scheduler::Planned>& plan) {
       if (metrics_) metrics_->prompt_tokens(opt_.model_name).Increment(static_cast<double>(s->prompt_len));
     }
   }
-  ForwardOptions fo;
-  fo.threads = opt_.forward_threads;
-  absl::Status st = Forward(*model_, pool_, chunks, &ws_, &logits_, fo);
+  // Rows (one per chunk) whose sequence has its whole context cached after this step sample a
+  // token (prefill chunks that do not reach the end sample nothing). Greedy rows without a
+  // repetition penalty can use the backend's argmax; the others need their logits on the host.
+  std::vector<size_t> rows;
+  std::vector<uint8_t> need(plan.size(), 0);
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const Sequence* s = plan[i].seq;
+    if (s->cached() + plan[i].count < static_cast<int64_t>(s->tokens.size())) continue;
+    rows.push_back(i);
+    const SamplingParams& sp = s->sampler.params();
+    need[i] = !(sp.temperature == 0.0f && sp.repetition_penalty == 1.0f);
+  }
+  absl::Status st = backend_->Run(chunks, need, &out_);
   if (metrics_) metrics_->batch_size().Observe(static_cast<double>(plan.size()));
   {
     absl::MutexLock lock(&mu_);
@@ -238,19 +256,19 @@ void Engine::RunStep(const std::vector<Scheduler::Planned>& plan) {
     for (const auto& p : plan) Complete(scheduler_.Finish(p.seq), FinishReason::kCancelled, err);
     return;
   }
-  // Sample every sequence whose context is now fully cached (prefill chunks that did not
-  // reach the end sample nothing). Samplers are per sequence, so this runs in parallel.
+  // Samplers are per sequence, so this runs in parallel.
   const int64_t vocab = model_->config.vocab_size;
-  std::vector<size_t> rows;
-  for (size_t i = 0; i < plan.size(); ++i) {
-    if (plan[i].seq->remaining() == 0) rows.push_back(i);
-  }
   std::vector<int32_t> ids(rows.size());
   std::vector<float> logprobs(rows.size(), 0.0f);
   auto sample = [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       Sequence* s = plan[rows[k]].seq;
-      const std::span<const float> row = std::span<const float>(logits_).subspan(rows[k] * vocab, vocab);
+      if (out_.has_argmax && !need[rows[k]]) {
+        ids[k] = out_.argmax[rows[k]];
+        logprobs[k] = out_.argmax_logprob[rows[k]];
+        continue;
+      }
+      const std::span<const float> row = std::span<const float>(out_.logits).subspan(rows[k] * vocab, vocab);
       ids[k] = s->sampler.Sample(row, s->tokens);
       if (s->request.logprobs) logprobs[k] = LogProb(row, ids[k]);
     }
@@ -336,7 +354,7 @@ void Engine::UpdateGauges() {
   if (metrics_) {
     metrics_->requests_running().Increment(running - gauge_running_);
     metrics_->requests_waiting().Increment(waiting - gauge_waiting_);
-    metrics_->kv_cache_usage().Set(pool_.usage());
+    metrics_->kv_cache_usage().Set(backend_->allocator().usage());
   }
   gauge_running_ = running;
   gauge_waiting_ = waiting;
@@ -344,8 +362,8 @@ void Engine::UpdateGauges() {
   waiting_count_ = static_cast<int64_t>(incoming_.size()) + scheduler_.num_waiting();
   stats_.running = scheduler_.num_running();
   stats_.waiting = scheduler_.num_waiting();
-  stats_.kv_blocks_total = pool_.allocator().num_blocks();
-  stats_.kv_blocks_used = stats_.kv_blocks_total - pool_.allocator().num_free();
+  stats_.kv_blocks_total = backend_->allocator().num_blocks();
+  stats_.kv_blocks_used = stats_.kv_blocks_total - backend_->allocator().num_free();
   stats_.preemptions = scheduler_.preemptions();
 }
 

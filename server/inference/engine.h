@@ -31,6 +31,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "server/inference/forward_backend.h"
 #include "server/inference/request.h"
 #include "server/inference/request_stream.h"
 #include "server/inference/scheduler.h"
@@ -53,6 +54,8 @@ struct EngineOptions {
   int forward_threads = 0;  // attention threads; <= 0: default
   int64_t max_stop_strings = 16;
   int64_t max_stop_length = 256;  // bytes per stop string
+  std::string device = "cpu";       // "cpu" | "cuda" (forward_backend.h)
+  bool cuda_graphs = true;          // cuda: replay decode steps from CUDA graphs
 };
 
 struct EngineStats {
@@ -85,10 +88,12 @@ class Engine {
   const Model& model() const { return *model_; }
   const TextCodec& codec() const { return *codec_; }
   const EngineOptions& options() const { return opt_; }
+  // "cpu fp32" or "cuda: <linears and activation type>".
+  std::string backend_description() const { return backend_->Describe(); }
 
  private:
   Engine(std::shared_ptr<const Model> model, std::shared_ptr<const TextCodec> codec,
-         const EngineOptions& options, Metrics* metrics, int64_t num_blocks);
+         const EngineOptions& options, Metrics* metrics, std::unique_ptr<ForwardBackend> backend);
 
   absl::StatusOr<std::vector<int32_t>> ResolvePrompt(const GenerationRequest& r) const;
   absl::Status Validate(const GenerationRequest& r, const std::vector<int32_t>& prompt) const;
@@ -107,10 +112,9 @@ class Engine {
   const std::shared_ptr<const TextCodec> codec_;
   const EngineOptions opt_;
   Metrics* const metrics_;  // may be null
-  KvBlockPool pool_;
+  std::unique_ptr<ForwardBackend> backend_;  // its allocator is the scheduler's
   Scheduler scheduler_;  // engine thread only
-  ForwardWorkspace ws_;  // engine thread only
-  std::vector<float> logits_;
+  StepOutput out_;       // engine thread only
   std::vector<Sequence*> finished_now_;  // engine thread only
 
   mutable absl::Mutex mu_;

@@ -282,6 +282,26 @@ TEST(Engine, ValidationNamesTheField) {
   EXPECT_TRUE(engine->Submit(ok).ok());
 }
 
+TEST(Engine, DeviceOptionIsChecked) {
+  auto model = ByteModel();
+  ASSERT_NE(model, nullptr);
+  EngineOptions o = SmallOptions();
+  o.device = "tpu";
+  auto e = Engine::Create(model, ByteCodec(), o);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(e.status().message().find("cpu or cuda"), std::string::npos) << e.status();
+  o.device = "cuda";
+  std::string why;
+  if (CudaBackendAvailable(&why)) GTEST_SKIP() << "a GPU is usable here: covered by engine_gpu_test";
+  e = Engine::Create(model, ByteCodec(), o);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kFailedPrecondition);
+  // "built without CUDA ..." in CPU-only builds, "no GPU: ..." in CUDA builds on a GPU-less host.
+  const std::string msg(e.status().message());
+  EXPECT_TRUE(msg.find("built without CUDA") != std::string::npos || msg.find("no GPU") != std::string::npos) << msg;
+}
+
 TEST(Engine, ShutdownCancelsOrDrains) {
   auto model = ByteModel(1024, 3, /*eos=*/false);
   {

@@ -19,6 +19,7 @@
 #include "server/worker/worker_loop.h"
 #ifdef SLQ_WITH_INFERENCE
 #include "server/api/inference_service.h"
+#include "server/inference/forward_backend.h"
 #include "server/inference/model_registry.h"
 #include "server/inference/model_source.h"
 #endif
@@ -144,6 +145,15 @@ absl::Status ServerApp::Start() {
   ro.engine.kv_cache_bytes = static_cast<size_t>(config_.kv_cache_bytes);
   ro.engine.max_queue = config_.max_queue;
   ro.engine.forward_threads = config_.threads;
+  // --device: cpu | cuda | auto (cuda when this build has CUDA and a GPU is usable).
+  std::string device = config_.device;
+  if (device == "auto") {
+    std::string why;
+    device = inference::CudaBackendAvailable(&why) ? "cuda" : "cpu";
+    spdlog::info("--device auto: inference runs on {}{}", device, device == "cpu" ? " (" + why + ")" : "");
+  }
+  ro.engine.device = device;
+  ro.device = device;
   ro.shadow_fraction = config_.shadow_fraction;
   m.registry = std::make_unique<inference::ModelRegistry>(inference::DefaultModelSource(so), ro, m.metrics.get());
   m.inference_service =

@@ -130,7 +130,7 @@ void RegisterServerFlags(CLI::App& app, ServerConfig* c) {
   Add(app, "tls-key", &c->tls_key, "TLS private key (PEM)");
   Add(app, "tls-client-ca", &c->tls_client_ca, "CA for client certificates: turns on mTLS");
   Add(app, "in-process-worker", &c->in_process_worker, "Run a worker inside the server");
-  Add(app, "device", &c->device, "Compute device: auto, cpu or cuda");
+  Add(app, "device", &c->device, "Inference device: auto (cuda when built with CUDA and a GPU is usable), cpu or cuda");
   Add(app, "serve-models", &c->serve_models, "Models to load at start: artifact ids, paths or URIs (comma list)")
       ->delimiter(',');
   Add(app, "max-queue", &c->max_queue, "Inference requests queued before RESOURCE_EXHAUSTED");
