@@ -64,7 +64,8 @@ class JobStore {
   [[nodiscard]] virtual absl::StatusOr<Job> GetJob(const std::string& job_id) = 0;
   [[nodiscard]] virtual absl::StatusOr<JobPage> ListJobs(const ListJobsOptions& opts) = 0;
   // Applies the set fields. State changes are validated (ValidateJobTransition); SUCCEEDED
-  // needs an artifact id; progress must be in [0, 1]. Returns the updated job.
+  // needs an artifact id; progress must be in [0, 1]. Moving to FAILED cancels the job's
+  // PENDING/LEASED tasks (as CancelJob does). Returns the updated job.
   [[nodiscard]] virtual absl::StatusOr<Job> UpdateJob(const std::string& job_id,
                                                       const JobUpdate& update) = 0;
   // Marks the job CANCELLED and its PENDING/LEASED tasks CANCELLED (their holders learn it

@@ -277,6 +277,32 @@ TEST_P(JobStoreTest, CancelJobCancelsPendingAndLeasedTasks) {
   EXPECT_FALSE(none->has_value());
 }
 
+TEST_P(JobStoreTest, FailingAJobCancelsItsUnfinishedTasks) {
+  Job j = MustCreate("hf://o/m");
+  ASSERT_TRUE(store_->UpdateJob(j.id, {.state = JobState::kRunning}).ok());
+  ASSERT_TRUE(store_->AddTasks(j.id, {{"profile", "{}"}, {"profile", "{}"}, {"profile", "{}"}}).ok());
+  auto done = store_->LeaseTask("w1", {}, absl::Seconds(30));
+  ASSERT_TRUE(done.ok() && done->has_value());
+  ASSERT_TRUE(store_->CompleteTask((*done)->id, "w1", {.ok = true, .result_json = "{}"}).ok());
+  auto leased = store_->LeaseTask("w1", {}, absl::Seconds(30));
+  ASSERT_TRUE(leased.ok() && leased->has_value());
+  auto failed = store_->UpdateJob(j.id, {.state = JobState::kFailed, .error = "profile task failed"});
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  auto tasks = store_->ListTasks(j.id);
+  ASSERT_TRUE(tasks.ok());
+  int cancelled = 0;
+  for (const Task& t : *tasks) {
+    EXPECT_EQ(t.state, t.id == (*done)->id ? TaskState::kDone : TaskState::kCancelled) << t.id;
+    cancelled += t.state == TaskState::kCancelled;
+  }
+  EXPECT_EQ(cancelled, 2);
+  EXPECT_TRUE(absl::IsFailedPrecondition(store_->Heartbeat((*leased)->id, "w1", absl::Seconds(30)).status()));
+  auto none = store_->LeaseTask("w2", {}, absl::Seconds(30));
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  EXPECT_TRUE(store_->IntegrityCheck().ok());
+}
+
 TEST_P(JobStoreTest, EventsAreGapFreeAndResumable) {
   Job j = MustCreate("hf://o/m");
   constexpr int kThreads = 4, kPer = 10;

@@ -189,6 +189,14 @@ absl::StatusOr<Job> SqlJobStore::UpdateJob(const std::string& job_id, const JobU
                  {job_id, std::string(JobStateName(j.state)), std::string(JobStageName(j.stage)),
                   j.progress, j.error, j.artifact_id, int64_t{j.attempts}, TimeValue(j.updated)})
             .status());
+    if (to == JobState::kFailed && before != JobState::kFailed) {
+      // Nothing may run for a failed job any more (holders learn it at their next heartbeat).
+      SLQ_RETURN_IF_ERROR(tx.Query("UPDATE tasks SET state = 'CANCELLED', error = 'job failed', "
+                                   "updated_us = $2 WHERE job_id = $1 AND state IN ('PENDING', "
+                                   "'LEASED')",
+                                   {job_id, TimeValue(j.updated)})
+                              .status());
+    }
     return j;
   });
   if (result.ok() && before != result->state) {

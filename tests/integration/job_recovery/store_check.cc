@@ -5,7 +5,8 @@
 //
 // Checks: JobStore::IntegrityCheck (SQLite PRAGMA integrity_check + row consistency); every
 // SUCCEEDED job has an artifact row and its artifact directory re-hashes clean; every FAILED job
-// has an error; no SUCCEEDED job has a task that is not DONE; every directory in objects/ is a
+// has an error; no ended job has a PENDING/LEASED task and no SUCCEEDED job a task that is not
+// DONE; every directory in objects/ is a
 // complete artifact (manifest sha256 = its name, every file verifies); with --expect-terminal,
 // no job is QUEUED or RUNNING. Prints one JSON line (jobs per state, artifacts, problems) and
 // exits 0 when there is no problem, 1 otherwise, 2 on usage errors.
@@ -64,23 +65,25 @@ int main(int argc, char** argv) {
       if (j.state == slq::JobState::kFailed && j.error.empty()) {
         problems.push_back(absl::StrCat(j.id, " is FAILED without an error message"));
       }
+      if (!slq::IsTerminal(j.state)) continue;
+      auto tasks = (*store)->ListTasks(j.id);
+      if (!tasks.ok()) {
+        problems.push_back(absl::StrCat(j.id, " ListTasks: ", tasks.status().message()));
+        continue;
+      }
+      for (const slq::Task& t : *tasks) {  // an ended job has no runnable task left
+        const bool runnable = t.state == slq::TaskState::kPending || t.state == slq::TaskState::kLeased;
+        if (runnable || (j.state == slq::JobState::kSucceeded && t.state != slq::TaskState::kDone)) {
+          problems.push_back(absl::StrCat(j.id, " is ", slq::JobStateName(j.state), " but task ", t.id, " (",
+                                          t.kind, ") is ", slq::TaskStateName(t.state)));
+        }
+      }
       if (j.state != slq::JobState::kSucceeded) continue;
       auto a = (*store)->GetArtifact(j.artifact_id);
       if (!a.ok()) problems.push_back(absl::StrCat(j.id, " SUCCEEDED but artifact row: ", a.status().message()));
       if (artifacts) {
         if (absl::Status v = artifacts->Verify(j.artifact_id); !v.ok()) {
           problems.push_back(absl::StrCat(j.id, " artifact ", j.artifact_id, ": ", v.message()));
-        }
-      }
-      auto tasks = (*store)->ListTasks(j.id);
-      if (!tasks.ok()) {
-        problems.push_back(absl::StrCat(j.id, " ListTasks: ", tasks.status().message()));
-        continue;
-      }
-      for (const slq::Task& t : *tasks) {
-        if (t.state != slq::TaskState::kDone) {
-          problems.push_back(absl::StrCat(j.id, " SUCCEEDED but task ", t.id, " (", t.kind, ") is ",
-                                          slq::TaskStateName(t.state)));
         }
       }
     }
