@@ -16,6 +16,10 @@
 //   pack     {options, model_path, search, profile, staging{container,dir}} -> {target_met, status, certificate}
 // `options` is the job's quant::PipelineOptions JSON (model_path filled in after fetch).
 //
+// Failures: a failed task (out of attempts) or an artifact volume that cannot hold the staging
+// dir (full, read-only) ends the job FAILED with the error; its staging container is removed.
+// Test-only crash points "publish" / "published" around the publish rename: server/jobs/test_pause.h.
+//
 // Thread safety: all methods may be called concurrently; reconciling one job is serialised.
 #ifndef SLQ_SERVER_SCHEDULER_SCHEDULER_H_
 #define SLQ_SERVER_SCHEDULER_SCHEDULER_H_
