@@ -197,6 +197,11 @@ TEST(PipelineTest, Tinystories656kEar099CertifiesOnHeldoutBelowUniformEight) {
   EXPECT_LT(bits, 8.25);
   EXPECT_EQ(c["search"]["outcome"]["damage_metric"], "kl");
   EXPECT_EQ(c["options"]["transfer_z"].get<double>(), 1.96);
+  // The TL cloze is in every certificate; at ~8 bits the quantized model answers like the base.
+  ASSERT_TRUE(c["heldout"].contains("task"));
+  EXPECT_GT(c["heldout"]["task"]["items"].get<int64_t>(), 50);
+  EXPECT_GT(c["heldout"]["task"]["acc_base"].get<double>(), 0.1);
+  EXPECT_TRUE(c["heldout"]["task"]["tl_holds"].get<bool>());
 }
 
 TEST(ProfilerTest, ProxyAndCacheAgreeInOrdering) {
