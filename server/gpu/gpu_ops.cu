@@ -74,9 +74,48 @@ __global__ void RopeTableKernel(const float* inv_freq, const int32_t* pos, int64
   sn[idx] = static_cast<float>(sin(static_cast<double>(angle)));
 }
 
-template <typename T>
+// One block per row; each thread keeps its kPer elements (stride blockDim.x) and their norm
+// weights in registers, so the row is read once and the weights load under the reduction.
+template <typename T, int kPer>
 __global__ void AddRmsNormKernel(float* x, const T* delta, const int32_t* rows, int64_t hidden,
                                  const float* w, float eps, T* out) {
+  __shared__ float red[32];
+  const int64_t r = blockIdx.x;
+  const int64_t t = rows ? rows[r] : r;
+  float* xr = x + t * hidden;
+  const T* dr = delta ? delta + t * hidden : nullptr;
+  float v[kPer], wv[kPer];
+  float ss = 0;
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+    v[k] = 0;
+    wv[k] = 0;
+    if (i < hidden) {
+      v[k] = xr[i];
+      if (dr) v[k] += ToF(dr[i]);
+      wv[k] = w[i];
+    }
+    ss += v[k] * v[k];
+  }
+  ss = BlockSum(ss, red);
+  const float var = ss / static_cast<float>(hidden);
+  const float inv = 1.0f / sqrtf(var + eps);
+  T* o = out + r * hidden;
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+    if (i < hidden) {
+      if (!rows) xr[i] = v[k];
+      o[i] = FromF<T>(wv[k] * (v[k] * inv));
+    }
+  }
+}
+
+// Rows longer than 16 x 1024: two passes over global memory.
+template <typename T>
+__global__ void AddRmsNormLoopKernel(float* x, const T* delta, const int32_t* rows, int64_t hidden,
+                                     const float* w, float eps, T* out) {
   __shared__ double red[32];
   const int64_t r = blockIdx.x;
   const int64_t t = rows ? rows[r] : r;
@@ -100,6 +139,27 @@ __global__ void AddRmsNormKernel(float* x, const T* delta, const int32_t* rows, 
   }
 }
 
+template <typename T>
+void LaunchAddRmsNorm(float* x, const T* delta, const int32_t* rows, int64_t n, int64_t hidden,
+                      const float* w, float eps, T* out, cudaStream_t s) {
+  const unsigned grid = static_cast<unsigned>(n);
+  const int th = static_cast<int>(hidden >= 1024 ? 1024 : ((hidden + 31) / 32) * 32);
+  const int64_t per = (hidden + th - 1) / th;
+  if (per <= 1) {
+    AddRmsNormKernel<T, 1><<<grid, th, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+  } else if (per <= 2) {
+    AddRmsNormKernel<T, 2><<<grid, th, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+  } else if (per <= 4) {
+    AddRmsNormKernel<T, 4><<<grid, th, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+  } else if (per <= 8) {
+    AddRmsNormKernel<T, 8><<<grid, th, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+  } else if (per <= 16) {
+    AddRmsNormKernel<T, 16><<<grid, th, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+  } else {
+    AddRmsNormLoopKernel<T><<<grid, 1024, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+  }
+}
+
 __device__ __forceinline__ int64_t SlabOffset(const KvView& kv, int32_t block, int64_t layer, int kind) {
   return ((static_cast<int64_t>(block) * kv.num_layers + layer) * 2 + kind) * kv.block_size * kv.kv_dim;
 }
@@ -114,6 +174,9 @@ __global__ void QkvPostKernel(QkvPostArgs a, TokenMeta meta, KvView kv) {
   if (hi >= a.num_heads + a.num_kv_heads) return;
   const bool isq = hi < a.num_heads;
   const int64_t head = isq ? hi : hi - a.num_heads, hd = a.head_dim, half = hd / 2;
+  // Metadata first: the cache slot's block id is two dependent loads away.
+  const int64_t p = meta.pos[t];
+  const int32_t block = isq ? 0 : meta.bt[meta.bt_start[t] + p / kv.block_size];
   const T* src = isq ? static_cast<const T*>(a.q) + t * a.ldq + head * hd
                      : static_cast<const T*>(a.k) + t * a.ldkv + head * hd;
   const float* bias = isq ? a.q_bias : a.k_bias;
@@ -134,8 +197,6 @@ __global__ void QkvPostKernel(QkvPostArgs a, TokenMeta meta, KvView kv) {
   __syncwarp();
   const float* cs = a.cos + t * half;
   const float* sn = a.sin + t * half;
-  const int64_t p = meta.pos[t];
-  const int32_t block = meta.bt[meta.bt_start[t] + p / kv.block_size];
   const int64_t row = (p % kv.block_size) * kv.kv_dim + head * hd;
   T* kdst = static_cast<T*>(kv.base) + SlabOffset(kv, block, a.layer, 0) + row;
   for (int64_t d = lane; d < hd; d += 32) {
@@ -383,7 +444,6 @@ inline unsigned FillBlocks(int64_t n) {
   const int64_t b = (n + 255) / 256;
   return static_cast<unsigned>(b < 4096 ? (b < 1 ? 1 : b) : 4096);
 }
-inline int NormThreads(int64_t hidden) { return hidden >= 1024 ? 512 : (hidden >= 256 ? 256 : 128); }
 
 }  // namespace
 
@@ -402,16 +462,13 @@ void RopeTable(const float* inv_freq, const int32_t* pos, int64_t T, int64_t hal
 void AddRmsNorm(float* x, const void* delta, const int32_t* rows, int64_t n, int64_t hidden,
                 const float* w, double eps, void* out, ActType act, void* stream) {
   if (n <= 0) return;
-  const unsigned grid = static_cast<unsigned>(n);
-  const int th = NormThreads(hidden);
   const float e = static_cast<float>(eps);
   if (act == ActType::kF16) {
-    AddRmsNormKernel<__half><<<grid, th, 0, S(stream)>>>(
-        x, static_cast<const __half*>(delta), rows, hidden, w, e, static_cast<__half*>(out));
+    LaunchAddRmsNorm<__half>(x, static_cast<const __half*>(delta), rows, n, hidden, w, e,
+                             static_cast<__half*>(out), S(stream));
   } else {
-    AddRmsNormKernel<__nv_bfloat16><<<grid, th, 0, S(stream)>>>(
-        x, static_cast<const __nv_bfloat16*>(delta), rows, hidden, w, e,
-        static_cast<__nv_bfloat16*>(out));
+    LaunchAddRmsNorm<__nv_bfloat16>(x, static_cast<const __nv_bfloat16*>(delta), rows, n, hidden, w, e,
+                                    static_cast<__nv_bfloat16*>(out), S(stream));
   }
 }
 
