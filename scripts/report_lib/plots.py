@@ -47,7 +47,7 @@ def frontier(model, points, path):
             ax.axhline(0.01, color="gray", lw=0.8, ls="-.")
             ax.text(ax.get_xlim()[0], 0.0105, " EAR = 0.99", color="gray", fontsize=8, va="bottom")
         ax.set_yscale("log")
-        ax.set_xlabel("average bits/param (quantized linear layers, incl. scale+zero)")
+        ax.set_xlabel("average bits/param (quantized linear layers, incl. fp16 scale, + zero if asym)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=7, loc="lower left")
