@@ -125,8 +125,9 @@ class JobStore {
   [[nodiscard]] virtual absl::StatusOr<std::vector<Worker>> ListWorkers() = 0;
 
   // Consistency checks: every LEASED task has an owner and an expiry, every SUCCEEDED job has
-  // an artifact row, events are gap-free, plus the engine's own check (SQLite
-  // PRAGMA integrity_check). DataLoss listing every problem found.
+  // an artifact row, events are gap-free, no task without its job, no PENDING/LEASED task of an
+  // ended job, plus the engine's own check (SQLite PRAGMA integrity_check). DataLoss listing
+  // every problem found.
   [[nodiscard]] virtual absl::Status IntegrityCheck() = 0;
 };
 

@@ -371,6 +371,9 @@ absl::Status SqlJobStore::IntegrityCheck() {
        "SELECT job_id FROM job_events GROUP BY job_id HAVING MAX(seq) <> COUNT(*)"},
       {"task of a missing job",
        "SELECT t.id FROM tasks t WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = t.job_id)"},
+      {"PENDING/LEASED task of an ended job",
+       "SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.state IN ('PENDING', "
+       "'LEASED') AND j.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED')"},
   };
   std::vector<std::string> problems;
   SqlPool::Handle conn = pool_->Acquire();

@@ -73,6 +73,28 @@ TEST(SqliteJobStoreTest, IntegrityCheckFindsSucceededJobWithoutArtifact) {
   fs::remove_all(dir);
 }
 
+TEST(SqliteJobStoreTest, IntegrityCheckFindsRunnableTaskOfEndedJob) {
+  fs::path dir = fs::temp_directory_path() / absl::StrCat("slq-jobs-ic2-", ::getpid());
+  fs::create_directories(dir);
+  const std::string path = (dir / "jobs.db").string();
+  auto store = SqliteJobStore::Open(path);
+  ASSERT_TRUE(store.ok());
+  auto job = (*store)->CreateJob(Req("hf://o/m"));
+  ASSERT_TRUE(job.ok());
+  auto tasks = (*store)->AddTasks(job->job.id, {{"fetch", "{}"}});
+  ASSERT_TRUE(tasks.ok());
+  EXPECT_TRUE((*store)->IntegrityCheck().ok());
+  auto raw = OpenSqliteConn(path, absl::Seconds(1));  // bypass the store (FAILED cancels tasks)
+  ASSERT_TRUE(raw.ok());
+  ASSERT_TRUE((*raw)->Query("UPDATE jobs SET state = 'FAILED', error = 'x'", {}).ok());
+  absl::Status s = (*store)->IntegrityCheck();
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_NE(s.message().find(tasks->front().id), std::string::npos) << s;
+  raw->reset();
+  store->reset();
+  fs::remove_all(dir);
+}
+
 TEST(SqliteJobStoreTest, OpenFailsClearlyOnBadPath) {
   auto s = SqliteJobStore::Open("/nonexistent-dir/x/jobs.db");
   ASSERT_FALSE(s.ok());
