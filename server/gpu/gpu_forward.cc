@@ -345,7 +345,8 @@ absl::Status GpuForward(const GpuModel& model, GpuKvCache& kv, BlockAllocator& a
     const auto key = std::make_pair(T, R);
     const bool graphable = w.opt.cuda_graphs && T <= w.opt.max_graph_tokens;
     auto it = w.graphs.find(key);
-    if (graphable && it == w.graphs.end() && w.seen[key]++ >= 1) {
+    if (graphable && it == w.graphs.end() && static_cast<int64_t>(w.graphs.size()) < w.opt.max_graphs &&
+        w.seen[key]++ >= 1) {
       SLQ_RETURN_IF_ERROR(CudaStatus(cudaStreamBeginCapture(w.stream, cudaStreamCaptureModeRelaxed), "capture"));
       absl::Status es = Enqueue(m, w, kv, T, R);
       cudaGraph_t graph = nullptr;

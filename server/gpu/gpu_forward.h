@@ -38,6 +38,7 @@ namespace slq::gpu {
 struct GpuWorkspaceOptions {
   bool cuda_graphs = true;
   int64_t max_graph_tokens = 64;  // steps of more tokens always run eagerly
+  int64_t max_graphs = 64;        // distinct (T, R) shapes kept; later new shapes run eagerly
 };
 
 // Stream, cuBLAS handle, activation buffers and captured graphs for one model.

@@ -250,6 +250,21 @@ TEST(GpuForward, GraphsAreCapturedForRepeatedDecodeShapes) {
   EXPECT_EQ(t.num_tokens, 30);
   EXPECT_EQ((*ws)->graphs_captured(), 1);
   EXPECT_EQ((*ws)->graph_launches(), 21);
+  // With no room for graphs every step runs eagerly, with the same results.
+  GpuWorkspaceOptions none;
+  none.max_graphs = 0;
+  auto ws0 = GpuWorkspace::Create(**gm, none);
+  ASSERT_TRUE(ws0.ok());
+  BlockTable t0;
+  std::vector<float> logits0;
+  ForwardChunk first0{&t0, std::span<const int32_t>(toks).first(8), false};
+  ASSERT_TRUE(GpuForward(**gm, **kv, alloc, std::span<const ForwardChunk>(&first0, 1), ws0->get(), &logits0).ok());
+  for (int i = 8; i < 12; ++i) {
+    ForwardChunk d{&t0, std::span<const int32_t>(toks).subspan(i, 1), false};
+    ASSERT_TRUE(GpuForward(**gm, **kv, alloc, std::span<const ForwardChunk>(&d, 1), ws0->get(), &logits0).ok());
+  }
+  EXPECT_EQ((*ws0)->graphs_captured(), 0);
+  EXPECT_EQ((*ws0)->graph_launches(), 0);
 }
 
 TEST(GpuForward, ArgmaxAndLogprobMatchHostLogits) {
