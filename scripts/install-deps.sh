@@ -13,6 +13,8 @@ PKGS=(
   python3 python3-numpy python3-matplotlib bc curl openssl procps
   prometheus shellcheck
 )
+# --fuzz: also the clang toolchain the libFuzzer targets need (scripts/fuzz.sh).
+if [ "${1:-}" = "--fuzz" ]; then PKGS+=(clang-14 libclang-rt-14-dev); fi
 
 missing=()
 for p in "${PKGS[@]}"; do

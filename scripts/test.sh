@@ -4,23 +4,44 @@
 #   scripts/test.sh            fast suites (what CI runs)
 #   scripts/test.sh --all      fast + slow suites
 #   scripts/test.sh --sanitize address|thread   fast suites under ASan+UBSan or TSan
+#                                               (build dir build-address / build-thread)
+#   scripts/test.sh --fuzz [SECONDS]            libFuzzer targets, SECONDS each (default 20;
+#                                               scripts/fuzz.sh, clang, build dir build-fuzz)
+# Sanitizer runs fail on the first UBSan report, on any ASan/LSan report and on any TSan
+# warning (see docs/RELIABILITY.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 labels="fast"
 sanitize=""
+fuzz=""
 build_dir="build"
 while [ $# -gt 0 ]; do
   case "$1" in
     --all) labels="fast|slow" ;;
     --sanitize) sanitize="$2"; build_dir="build-$2"; shift ;;
-    *) echo "usage: scripts/test.sh [--all] [--sanitize address|thread]" >&2; exit 2 ;;
+    --fuzz)
+      fuzz=20
+      if [ $# -gt 1 ] && [[ "$2" =~ ^[0-9]+$ ]]; then fuzz="$2"; shift; fi ;;
+    *) echo "usage: scripts/test.sh [--all] [--sanitize address|thread] [--fuzz [SECONDS]]" >&2; exit 2 ;;
   esac
   shift
 done
 
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh ${fuzz:+--fuzz}
 jobs=$(nproc)
+
+if [ -n "$fuzz" ]; then
+  exec scripts/fuzz.sh "$fuzz"
+fi
+case "$sanitize" in
+  address)
+    export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}"
+    export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+    export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/cmake/lsan.supp:print_suppressions=0}" ;;
+  thread)
+    export TSAN_OPTIONS="${TSAN_OPTIONS:-suppressions=$PWD/cmake/tsan.supp:second_deadlock_stack=1:print_suppressions=0}" ;;
+esac
 
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSLQ_SANITIZE="$sanitize" -DSLQ_BUILD_TESTS=ON -DSLQ_BUILD_BENCH=ON

@@ -178,13 +178,9 @@ absl::Status WriteArtifact(const Model& model_in, const std::string& dir,
   return FsyncPath(parent.empty() ? "." : parent);
 }
 
-absl::StatusOr<json> ReadVerifiedManifest(const std::string& dir) {
-  const std::string path = dir + "/" + kManifestName;
-  SLQ_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-  json m = json::parse(text, nullptr, false);
-  if (m.is_discarded() || !m.is_object()) {
-    return absl::DataLossError(absl::StrCat(path, ": not valid JSON (corrupted or truncated)"));
-  }
+namespace {
+// Format, version and every listed file's size and sha256. May throw json::exception.
+absl::Status CheckManifest(const std::string& dir, const std::string& path, json& m) {
   if (m.value("format", "") != kArtifactFormat || m.value("format_version", -1) != kArtifactFormatVersion) {
     return absl::FailedPreconditionError(absl::StrCat(path, ": format '", m.value("format", ""),
         "' version ", m.value("format_version", -1), "; expected '", kArtifactFormat, "' version ",
@@ -194,6 +190,7 @@ absl::StatusOr<json> ReadVerifiedManifest(const std::string& dir) {
     return absl::DataLossError(absl::StrCat(path, ": no file list with ", kWeightsName));
   }
   for (auto& [name, f] : m["files"].items()) {
+    if (!f.is_object()) return absl::DataLossError(absl::StrCat(path, ": file entry ", name, " is not an object"));
     const std::string fp = dir + "/" + name;
     SLQ_ASSIGN_OR_RETURN(uint64_t bytes, FileSize(fp));
     if (bytes != f.value("bytes", uint64_t{0})) {
@@ -206,6 +203,22 @@ absl::StatusOr<json> ReadVerifiedManifest(const std::string& dir) {
                                               " differs from the manifest's ", f.value("sha256", ""),
                                               " (corrupted)"));
     }
+  }
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::StatusOr<json> ReadVerifiedManifest(const std::string& dir) {
+  const std::string path = dir + "/" + kManifestName;
+  SLQ_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  json m = json::parse(text, nullptr, false);
+  if (m.is_discarded() || !m.is_object()) {
+    return absl::DataLossError(absl::StrCat(path, ": not valid JSON (corrupted or truncated)"));
+  }
+  try {  // json::value/items throw on mistyped fields: DataLoss, not an escaping exception
+    SLQ_RETURN_IF_ERROR(CheckManifest(dir, path, m));
+  } catch (const json::exception& e) {
+    return absl::DataLossError(absl::StrCat(path, ": bad entry: ", e.what()));
   }
   return m;
 }

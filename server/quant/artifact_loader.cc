@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
+#include "server/model/model_loader.h"
 #include "server/quant/artifact.h"
 #include "server/quant/model_config_json.h"
 #include "server/quant/quantized_linear.h"
@@ -39,6 +40,10 @@ absl::StatusOr<std::vector<T>> Raw(const RawSafetensors& st, const std::string& 
 absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const RawSafetensors& st, const std::string& name,
                                                      const json& info) {
   const int64_t rows = info.at("rows").get<int64_t>(), cols = info.at("cols").get<int64_t>();
+  // Bounded before any product of them (a corrupt manifest must not overflow the sizes).
+  if (rows < 1 || cols < 1 || rows > (int64_t{1} << 24) || cols > (int64_t{1} << 24)) {
+    return absl::DataLossError(absl::StrCat("linear ", name, ": bad shape ", rows, " x ", cols));
+  }
   if (info.at("kind") == "dense") {
     SLQ_ASSIGN_OR_RETURN(std::vector<float> w, Floats(st, name + ".weight", rows * cols));
     return std::unique_ptr<LinearOp>(std::make_unique<DenseLinear>(rows, cols, std::move(w)));
@@ -99,25 +104,32 @@ absl::StatusOr<LoadedArtifact> LoadArtifact(const std::string& dir) {
   SLQ_ASSIGN_OR_RETURN(out.manifest, ReadVerifiedManifest(dir));
   SLQ_ASSIGN_OR_RETURN(RawSafetensors st, ReadSafetensors(dir + "/" + kWeightsName));
   auto m = std::make_unique<Model>();
-  SLQ_ASSIGN_OR_RETURN(m->config, ModelConfigFromJson(out.manifest.at("model_config")));
-  SLQ_RETURN_IF_ERROR(FillPlain(st, *m));
-  const json& linears = out.manifest.at("linears");
+  // Every manifest field is read inside the try: a corrupt manifest is DataLoss, never an
+  // escaping json exception (found by fuzz/artifact_manifest_fuzz).
   try {
+    SLQ_ASSIGN_OR_RETURN(m->config, ModelConfigFromJson(out.manifest.at("model_config")));
+    SLQ_RETURN_IF_ERROR(FillPlain(st, *m));
+    const json& linears = out.manifest.at("linears");
     for (LinearSlot& s : m->LinearSlots()) {
-      if (!linears.contains(s.name)) {
+      if (!linears.is_object() || !linears.contains(s.name)) {
         return absl::DataLossError(absl::StrCat(dir, "/", kManifestName, ": no entry for linear ", s.name));
       }
       SLQ_ASSIGN_OR_RETURN(*s.op, LoadLinear(st, s.name, linears.at(s.name)));
     }
+    m->format = kArtifactFormat;
+    m->source_path = dir;
+    for (auto& [name, f] : out.manifest.at("files").items()) {
+      m->files.push_back({name, f.at("sha256").get<std::string>(), f.at("bytes").get<uint64_t>()});
+    }
+    m->identity_sha256 = out.manifest.at("files").at(kWeightsName).at("sha256").get<std::string>();
   } catch (const json::exception& e) {
-    return absl::DataLossError(absl::StrCat(dir, "/", kManifestName, ": bad linear entry: ", e.what()));
+    return absl::DataLossError(absl::StrCat(dir, "/", kManifestName, ": bad entry: ", e.what()));
   }
-  m->format = kArtifactFormat;
-  m->source_path = dir;
-  for (auto& [name, f] : out.manifest.at("files").items()) {
-    m->files.push_back({name, f.at("sha256").get<std::string>(), f.at("bytes").get<uint64_t>()});
+  // Linear shapes come from the manifest: they must agree with the model config, or the
+  // forward pass would read out of bounds.
+  if (absl::Status s = CheckModelShapes(*m); !s.ok()) {
+    return absl::DataLossError(absl::StrCat(dir, "/", kManifestName, ": ", s.message()));
   }
-  m->identity_sha256 = out.manifest.at("files").at(kWeightsName).at("sha256").get<std::string>();
   out.model = std::move(m);
   return out;
 }

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "gtest/gtest.h"
 #include "server/common/test_paths.h"
@@ -89,6 +90,43 @@ TEST(ArtifactTest, RoundTripsRealModelBitExactlyAndRefusesCorruption) {
   EXPECT_FALSE(LoadArtifact(FreshDir("missing")).ok());
   fs::remove_all(dir);
   fs::remove_all(dir2);
+}
+
+// A manifest whose fields have the wrong type, are missing or disagree with the model config
+// is refused with a status (found by fuzz/artifact_manifest_fuzz: json exceptions escaped and
+// linear shapes were not checked against the config).
+TEST(ArtifactTest, RefusesMalformedManifests) {
+  auto model = LoadModel(testing::ModelsDir() + "/tinystories-656k");
+  ASSERT_TRUE(model.ok()) << model.status();
+  QuantizeAll(**model, 4, /*rotate=*/false);
+  const std::string dir = FreshDir("badmanifest");
+  ASSERT_TRUE(WriteArtifact(**model, dir, {}).ok());
+  std::string text;
+  {
+    std::ifstream in(dir + "/manifest.json");
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const nlohmann::json good = nlohmann::json::parse(text);
+  auto load_with = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json m = good;
+    edit(m);
+    std::ofstream(dir + "/manifest.json", std::ios::trunc) << m.dump();
+    return LoadArtifact(dir).status();
+  };
+  EXPECT_TRUE(load_with([](nlohmann::json&) {}).ok());
+  EXPECT_EQ(load_with([](auto& m) { m.erase("model_config"); }).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(load_with([](auto& m) { m.erase("linears"); }).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(load_with([](auto& m) { m["linears"] = 7; }).code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(load_with([](auto& m) { m["format"] = 5; }).ok());
+  EXPECT_FALSE(load_with([](auto& m) { m["format_version"] = "one"; }).ok());
+  EXPECT_EQ(load_with([](auto& m) { m["files"]["weights.safetensors"] = 5; }).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(load_with([](auto& m) { m["files"]["weights.safetensors"]["bytes"] = "many"; }).code(),
+            absl::StatusCode::kDataLoss);
+  // Linear shapes that disagree with the config (a dense q_proj claiming 1 x 1).
+  const std::string q = "model.layers.0.self_attn.q_proj";
+  EXPECT_FALSE(load_with([&](auto& m) { m["linears"][q]["rows"] = int64_t{1} << 40; }).ok());
+  EXPECT_FALSE(load_with([&](auto& m) { m["linears"][q]["cols"] = -3; }).ok());
+  fs::remove_all(dir);
 }
 
 TEST(ArtifactTest, SymmetricLayersStoreNoZerosAndLoadBitExactly) {

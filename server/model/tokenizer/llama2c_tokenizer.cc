@@ -76,7 +76,12 @@ class Llama2cTokenizer : public Tokenizer {
       out->push_back(id);
       return;
     }
-    for (char c : s) out->push_back(kFirstByteId + static_cast<uint8_t>(c));
+    // Byte fallback (<0xXX> at 3 + byte). A vocab too small to hold that byte's token gets
+    // <unk>: every id Encode returns must index the vocab (found by fuzz/).
+    for (char c : s) {
+      const int32_t b = kFirstByteId + static_cast<uint8_t>(c);
+      out->push_back(b < vocab_size_ ? b : kUnk);
+    }
   }
 
   std::vector<int32_t> InitialSymbols(std::string_view text) const {

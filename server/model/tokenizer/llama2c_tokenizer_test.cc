@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -135,6 +136,26 @@ TEST(Llama2cTokenizerTest, ByteFallbackRoundTrip) {
   const Ids ids = t->Encode(s, false);
   EXPECT_EQ(t->TokenBytes(3 + 0xF0), "\xF0");
   EXPECT_EQ(t->Decode(ids), s);
+}
+
+// A vocab without the 256 byte-fallback tokens (ids 3..258): bytes it cannot spell become
+// <unk> instead of ids past the vocab (fuzz/llama2c_tokenizer_fuzz found the out-of-range read).
+TEST(Llama2cTokenizerTest, SmallVocabByteFallbackStaysInVocab) {
+  std::string bin(4, '\0');  // max_token_length (unused)
+  for (const std::string piece : {"<unk>", "<s>", "</s>", " ", "a", " a"}) {
+    const float score = 1.0f;
+    const int32_t len = static_cast<int32_t>(piece.size());
+    bin.append(reinterpret_cast<const char*>(&score), sizeof(score));
+    bin.append(reinterpret_cast<const char*>(&len), sizeof(len));
+    bin += piece;
+  }
+  auto t = tok::LoadLlama2cTokenizer(bin, 6);
+  ASSERT_TRUE(t.ok()) << t.status();
+  const Ids ids = (*t)->Encode("a b\xff\xc3\xa9 a", true);
+  ASSERT_FALSE(ids.empty());
+  for (int32_t id : ids) EXPECT_TRUE(id >= 0 && id < 6) << "id " << id << " outside the vocab of 6";
+  EXPECT_EQ(ids[1], 5) << "' a' still merges";
+  EXPECT_NE(std::find(ids.begin(), ids.end(), 0), ids.end()) << "'b' has no token: <unk>";
 }
 
 TEST(Llama2cTokenizerTest, BadFiles) {
