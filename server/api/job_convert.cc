@@ -100,7 +100,7 @@ absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std
     return absl::InvalidArgumentError(
         absl::StrCat("spec.group_size must be 32, 64, 128 or -1 (per row), got ", spec.group_size()));
   }
-  if (spec.temperature() < 0 || spec.temperature() > 10) {
+  if (!(spec.temperature() >= 0 && spec.temperature() <= 10)) {
     return absl::InvalidArgumentError(absl::StrCat("spec.temperature must be in [0, 10], got ", spec.temperature()));
   }
   if (key.size() > 256) return absl::InvalidArgumentError("idempotency_key longer than 256 bytes");

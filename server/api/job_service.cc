@@ -72,7 +72,9 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const slq::v1::
   if (!request.ok()) return ToGrpcStatus(request.status());
   if (options_.validate_model_uri) {
     absl::Status s = options_.validate_model_uri(request->model_uri);
-    if (!s.ok()) return ToGrpcStatus(s);
+    if (!s.ok()) {
+      return grpc::Status(static_cast<grpc::StatusCode>(s.code()), absl::StrCat("spec.model_uri: ", s.message()));
+    }
   }
   auto created = store_->CreateJob(*request);
   if (!created.ok()) {
@@ -219,7 +221,7 @@ grpc::Status JobServiceImpl::ListArtifacts(grpc::ServerContext* ctx, const slq::
   SLQ_CHECK_AUTH(ctx);
   if (req->page_size() < 0 || req->page_size() > 500) return Invalid("page_size must be in [0, 500]");
   int64_t offset = 0;
-  if (!req->page_token().empty() && !absl::SimpleAtoi(req->page_token(), &offset)) {
+  if (!req->page_token().empty() && (!absl::SimpleAtoi(req->page_token(), &offset) || offset < 0)) {
     return Invalid("page_token is not one this server issued");
   }
   auto all = store_->ListArtifacts("");
@@ -287,6 +289,7 @@ grpc::Status JobServiceImpl::RegisterWorker(grpc::ServerContext* ctx, const slq:
                                             slq::v1::RegisterWorkerResponse* resp) {
   SLQ_CHECK_AUTH(ctx);
   if (req->name().empty() || req->name().size() > 128) return Invalid("name is required (at most 128 bytes)");
+  if (!slq::v1::WorkerDevice_IsValid(req->device())) return Invalid(absl::StrCat("device ", req->device(), " is not a WorkerDevice"));
   Worker w;
   w.id = "worker-" + RandomHex(8);
   w.name = req->name();
@@ -339,6 +342,7 @@ grpc::Status JobServiceImpl::Heartbeat(grpc::ServerContext* ctx, const slq::v1::
   SLQ_CHECK_AUTH(ctx);
   if (req->worker_id().empty() || req->task_id().empty()) return Invalid("worker_id and task_id are required");
   if (!(req->progress() >= 0 && req->progress() <= 1)) return Invalid("progress must be in [0, 1]");
+  if (!slq::v1::JobStage_IsValid(req->stage())) return Invalid(absl::StrCat("stage ", req->stage(), " is not a JobStage"));
   auto task = store_->Heartbeat(req->task_id(), req->worker_id(), options_.lease);
   if (!task.ok()) return ToGrpcStatus(task.status());
   *resp->mutable_lease_expire_time() = ToProto(task->lease_expiry);
