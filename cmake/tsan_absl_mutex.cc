@@ -36,6 +36,22 @@ Fn Real(const char* mangled) {
 #define SLQ_REAL(type, mangled)                       \
   static const auto real = Real<type>(mangled);
 
+// Abseil evaluates a waiter's Condition while holding the lock, inside LockWhen/Await (where
+// it may then drop the lock internally to block) and also on the thread that unlocks. The
+// wrapper tells TSan the evaluating thread acquired `mu`, and publishes what it read (the
+// lock may be released inside Abseil right after, unseen).
+struct Guarded {
+  const absl::Condition* cond;
+  absl::Mutex* mu;
+};
+bool EvalHolding(void* arg) {
+  auto* g = static_cast<Guarded*>(arg);
+  __tsan_acquire(g->mu);
+  const bool ok = g->cond->Eval();
+  __tsan_release(g->mu);
+  return ok;
+}
+
 }  // namespace
 
 namespace absl {
@@ -75,61 +91,79 @@ void Mutex::ReaderUnlock() {
 }
 void Mutex::LockWhen(const Condition& cond) {
   SLQ_REAL(void (*)(Mutex*, const Condition&), "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE");
-  real(this, cond);
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalHolding, &g);
+  real(this, wrapped);
   __tsan_acquire(this);
 }
 void Mutex::ReaderLockWhen(const Condition& cond) {
   SLQ_REAL(void (*)(Mutex*, const Condition&), "_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE");
-  real(this, cond);
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalHolding, &g);
+  real(this, wrapped);
   __tsan_acquire(this);
 }
 bool Mutex::LockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
   SLQ_REAL(bool (*)(Mutex*, const Condition&, absl::Time),
            "_ZN4absl7debian35Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
-  const bool ok = real(this, cond, deadline);
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalHolding, &g);
+  const bool ok = real(this, wrapped, deadline);
   __tsan_acquire(this);  // held on return either way
   return ok;
 }
 bool Mutex::LockWhenWithTimeout(const Condition& cond, absl::Duration timeout) {
   SLQ_REAL(bool (*)(Mutex*, const Condition&, absl::Duration),
            "_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
-  const bool ok = real(this, cond, timeout);
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalHolding, &g);
+  const bool ok = real(this, wrapped, timeout);
   __tsan_acquire(this);
   return ok;
 }
 bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
   SLQ_REAL(bool (*)(Mutex*, const Condition&, absl::Time),
            "_ZN4absl7debian35Mutex26ReaderLockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
-  const bool ok = real(this, cond, deadline);
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalHolding, &g);
+  const bool ok = real(this, wrapped, deadline);
   __tsan_acquire(this);
   return ok;
 }
 bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, absl::Duration timeout) {
   SLQ_REAL(bool (*)(Mutex*, const Condition&, absl::Duration),
            "_ZN4absl7debian35Mutex25ReaderLockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
-  const bool ok = real(this, cond, timeout);
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalHolding, &g);
+  const bool ok = real(this, wrapped, timeout);
   __tsan_acquire(this);
   return ok;
 }
 void Mutex::Await(const Condition& cond) {
   SLQ_REAL(void (*)(Mutex*, const Condition&), "_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE");
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalHolding, &g);
   __tsan_release(this);
-  real(this, cond);
+  real(this, wrapped);
   __tsan_acquire(this);
 }
 bool Mutex::AwaitWithDeadline(const Condition& cond, absl::Time deadline) {
   SLQ_REAL(bool (*)(Mutex*, const Condition&, absl::Time),
            "_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE");
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalHolding, &g);
   __tsan_release(this);
-  const bool ok = real(this, cond, deadline);
+  const bool ok = real(this, wrapped, deadline);
   __tsan_acquire(this);
   return ok;
 }
 bool Mutex::AwaitWithTimeout(const Condition& cond, absl::Duration timeout) {
   SLQ_REAL(bool (*)(Mutex*, const Condition&, absl::Duration),
            "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalHolding, &g);
   __tsan_release(this);
-  const bool ok = real(this, cond, timeout);
+  const bool ok = real(this, wrapped, timeout);
   __tsan_acquire(this);
   return ok;
 }

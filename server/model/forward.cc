@@ -13,7 +13,9 @@
 namespace slq {
 namespace {
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// Not under TSan: the clone's ifunc resolver runs during relocation, before the TSan runtime
+// is up, and the instrumented resolver crashes every binary at start-up.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define SLQ_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define SLQ_MULTIVERSION
