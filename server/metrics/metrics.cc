@@ -1,6 +1,6 @@
 #include "server/metrics/metrics.h"
 
-#include <exception>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -129,21 +129,16 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
 Metrics::~Metrics() = default;
 
 absl::Status Metrics::Serve(const std::string& listen_address) {
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(listen_address);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot serve /metrics on '", listen_address, "': ", e.what()));
+  absl::StatusOr<std::unique_ptr<HttpExposer>> e = HttpExposer::Start(listen_address, registry_);
+  if (!e.ok()) {
+    return absl::Status(e.status().code(), absl::StrCat("cannot serve /metrics on '", listen_address,
+                                                        "': ", e.status().message()));
   }
-  exposer_->RegisterCollectable(registry_);
+  exposer_ = *std::move(e);
   return absl::OkStatus();
 }
 
-int Metrics::port() const {
-  if (!exposer_) return 0;
-  auto ports = exposer_->GetListeningPorts();
-  return ports.empty() ? 0 : ports.front();
-}
+int Metrics::port() const { return exposer_ ? exposer_->port() : 0; }
 
 prometheus::Histogram& Metrics::stage_duration(const std::string& stage) {
   return stage_duration_->Add({{"stage", stage}}, StageBuckets());

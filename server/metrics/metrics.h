@@ -11,7 +11,6 @@
 #define SLQ_SERVER_METRICS_METRICS_H_
 
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
@@ -20,6 +19,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "server/metrics/http_exposer.h"
 
 namespace slq {
 
@@ -76,7 +76,7 @@ class Metrics {
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<HttpExposer> exposer_;
 
   prometheus::Family<prometheus::Gauge>* jobs_;
   prometheus::Family<prometheus::Counter>* jobs_finished_;
