@@ -354,7 +354,7 @@ void Engine::UpdateGauges() {
   if (metrics_) {
     metrics_->requests_running().Increment(running - gauge_running_);
     metrics_->requests_waiting().Increment(waiting - gauge_waiting_);
-    metrics_->kv_cache_usage().Set(backend_->allocator().usage());
+    metrics_->kv_cache_usage(opt_.model_name).Set(backend_->allocator().usage());
   }
   gauge_running_ = running;
   gauge_waiting_ = waiting;

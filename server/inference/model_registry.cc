@@ -125,7 +125,10 @@ absl::Status ModelRegistry::Unload(const std::string& name) {
     models_.erase(it);
   }
   m->engine().Shutdown(/*drain=*/false);
-  if (metrics_) metrics_->model_memory_bytes(name).Set(0);
+  if (metrics_) {
+    metrics_->model_memory_bytes(name).Set(0);
+    metrics_->kv_cache_usage(name).Set(0);
+  }
   return absl::OkStatus();
 }
 

@@ -105,9 +105,8 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                      .Add({}, BatchBuckets());
   kv_cache_usage_ = &BuildGauge()
                          .Name("slq_kv_cache_usage_ratio")
-                         .Help("Fraction of KV-cache blocks in use")
-                         .Register(r)
-                         .Add({});
+                         .Help("Fraction of a model's KV-cache blocks in use")
+                         .Register(r);
   model_memory_ = &BuildGauge()
                        .Name("slq_model_memory_bytes")
                        .Help("Weight memory of loaded models")

@@ -64,7 +64,10 @@ class Metrics {
   prometheus::Gauge& requests_running() { return *requests_running_; }
   prometheus::Gauge& requests_waiting() { return *requests_waiting_; }
   prometheus::Histogram& batch_size() { return *batch_size_; }
-  prometheus::Gauge& kv_cache_usage() { return *kv_cache_usage_; }
+  // Used / all KV-cache blocks of one loaded model's engine (each engine has its own pool).
+  prometheus::Gauge& kv_cache_usage(const std::string& model) {
+    return kv_cache_usage_->Add({{"model", model}});
+  }
   prometheus::Gauge& model_memory_bytes(const std::string& model) {
     return model_memory_->Add({{"model", model}});
   }
@@ -96,7 +99,7 @@ class Metrics {
   prometheus::Gauge* requests_running_;
   prometheus::Gauge* requests_waiting_;
   prometheus::Histogram* batch_size_;
-  prometheus::Gauge* kv_cache_usage_;
+  prometheus::Family<prometheus::Gauge>* kv_cache_usage_;
   prometheus::Family<prometheus::Gauge>* model_memory_;
   prometheus::Family<prometheus::Histogram>* shadow_ear_;
   prometheus::Family<prometheus::Histogram>* shadow_kl_;
