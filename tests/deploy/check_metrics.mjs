@@ -27,7 +27,7 @@ const CONTRACT = {
   slq_inference_requests_running: ['gauge', []],
   slq_inference_requests_waiting: ['gauge', []],
   slq_inference_batch_size: ['histogram', []],
-  slq_kv_cache_usage_ratio: ['gauge', []],
+  slq_kv_cache_usage_ratio: ['gauge', ['model']],
   slq_model_memory_bytes: ['gauge', ['model']],
   slq_shadow_ear: ['histogram', ['artifact']],
   slq_shadow_kl: ['histogram', ['artifact']],
