@@ -83,48 +83,6 @@ namespace {
 
 constexpr size_t kBlasWorkspace = 32u << 20;
 
-absl::Status ValidateChunks(const ModelConfig& c, std::span<const ForwardChunk> chunks) {
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    const ForwardChunk& ch = chunks[i];
-    if (ch.table == nullptr || ch.tokens.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("chunk ", i, " has no table or no tokens"));
-    }
-    for (size_t j = 0; j < i; ++j) {
-      if (chunks[j].table == ch.table) {
-        return absl::InvalidArgumentError(absl::StrCat("chunks ", j, " and ", i, " extend the same sequence"));
-      }
-    }
-    const int64_t end = ch.table->num_tokens + static_cast<int64_t>(ch.tokens.size());
-    if (end > c.max_position_embeddings) {
-      return absl::InvalidArgumentError(absl::StrCat("chunk ", i, " reaches position ", end,
-                                                     ", beyond max_position_embeddings ", c.max_position_embeddings));
-    }
-    for (int32_t t : ch.tokens) {
-      if (t < 0 || t >= c.vocab_size) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("chunk ", i, ": token id ", t, " outside the vocabulary [0, ", c.vocab_size, ")"));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
-void Rollback(BlockAllocator& alloc, std::span<const ForwardChunk> chunks, size_t n) {
-  for (size_t j = 0; j < n && j < chunks.size(); ++j) alloc.Truncate(chunks[j].table, chunks[j].table->num_tokens);
-}
-
-absl::Status ReserveAll(BlockAllocator& alloc, std::span<const ForwardChunk> chunks) {
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    BlockTable* t = chunks[i].table;
-    absl::Status s = alloc.Reserve(t, t->num_tokens + static_cast<int64_t>(chunks[i].tokens.size()));
-    if (!s.ok()) {
-      Rollback(alloc, chunks, i + 1);
-      return s;
-    }
-  }
-  return absl::OkStatus();
-}
-
 inline void* At(void* p, int64_t elems) { return static_cast<char*>(p) + elems * 2; }
 
 // Enqueues the whole step for T tokens and R logits rows (metadata already on the device).
@@ -303,8 +261,8 @@ absl::Status GpuForward(const GpuModel& model, GpuKvCache& kv, BlockAllocator& a
                                                    ") does not match the GPU KV cache (", kv.num_blocks(), " x ",
                                                    kv.block_size(), ")"));
   }
-  SLQ_RETURN_IF_ERROR(ValidateChunks(c, chunks));
-  SLQ_RETURN_IF_ERROR(ReserveAll(alloc, chunks));
+  SLQ_RETURN_IF_ERROR(ValidateForwardChunks(c, chunks));
+  SLQ_RETURN_IF_ERROR(ReserveForwardChunks(alloc, chunks));
   absl::Status st = [&]() -> absl::Status {
     int64_t T = 0, R = 0, nbt = 0;
     for (const ForwardChunk& ch : chunks) {
@@ -386,7 +344,7 @@ absl::Status GpuForward(const GpuModel& model, GpuKvCache& kv, BlockAllocator& a
     return CudaStatus(cudaStreamSynchronize(w.stream), "forward");
   }();
   if (!st.ok()) {
-    Rollback(alloc, chunks, chunks.size());
+    ReleaseForwardChunks(alloc, chunks, chunks.size());
     return st;
   }
   for (const ForwardChunk& ch : chunks) ch.table->num_tokens += static_cast<int64_t>(ch.tokens.size());

@@ -28,50 +28,6 @@ void Grow(std::vector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
 }
 
-absl::Status ValidateChunks(const ModelConfig& c, std::span<const ForwardChunk> chunks) {
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    const ForwardChunk& ch = chunks[i];
-    if (ch.table == nullptr || ch.tokens.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("chunk ", i, " has no table or no tokens"));
-    }
-    for (size_t j = 0; j < i; ++j) {
-      if (chunks[j].table == ch.table) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("chunks ", j, " and ", i, " extend the same sequence"));
-      }
-    }
-    const int64_t end = ch.table->num_tokens + static_cast<int64_t>(ch.tokens.size());
-    if (end > c.max_position_embeddings) {
-      return absl::InvalidArgumentError(absl::StrCat("chunk ", i, " reaches position ", end,
-                                                     ", beyond max_position_embeddings ",
-                                                     c.max_position_embeddings));
-    }
-    for (int32_t t : ch.tokens) {
-      if (t < 0 || t >= c.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat("chunk ", i, ": token id ", t,
-                                                       " outside the vocabulary [0, ",
-                                                       c.vocab_size, ")"));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
-// Reserves cache blocks for every chunk; on failure gives back what this call took.
-absl::Status ReserveAll(BlockAllocator& alloc, std::span<const ForwardChunk> chunks) {
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    BlockTable* t = chunks[i].table;
-    absl::Status s = alloc.Reserve(t, t->num_tokens + static_cast<int64_t>(chunks[i].tokens.size()));
-    if (!s.ok()) {
-      for (size_t j = 0; j <= i; ++j) {
-        alloc.Truncate(chunks[j].table, chunks[j].table->num_tokens);
-      }
-      return s;
-    }
-  }
-  return absl::OkStatus();
-}
-
 // Everything one forward call needs, to keep the per-layer functions' signatures short.
 struct Pass {
   const Model& m;
@@ -287,6 +243,53 @@ void Logits(Pass& p, std::vector<float>* logits) {
 
 }  // namespace
 
+absl::Status ValidateForwardChunks(const ModelConfig& c, std::span<const ForwardChunk> chunks) {
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const ForwardChunk& ch = chunks[i];
+    if (ch.table == nullptr || ch.tokens.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("chunk ", i, " has no table or no tokens"));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (chunks[j].table == ch.table) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("chunks ", j, " and ", i, " extend the same sequence"));
+      }
+    }
+    const int64_t end = ch.table->num_tokens + static_cast<int64_t>(ch.tokens.size());
+    if (end > c.max_position_embeddings) {
+      return absl::InvalidArgumentError(absl::StrCat("chunk ", i, " reaches position ", end,
+                                                     ", beyond max_position_embeddings ",
+                                                     c.max_position_embeddings));
+    }
+    for (int32_t t : ch.tokens) {
+      if (t < 0 || t >= c.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("chunk ", i, ": token id ", t,
+                                                       " outside the vocabulary [0, ",
+                                                       c.vocab_size, ")"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+void ReleaseForwardChunks(BlockAllocator& alloc, std::span<const ForwardChunk> chunks, size_t n) {
+  for (size_t j = 0; j < n && j < chunks.size(); ++j) {
+    alloc.Truncate(chunks[j].table, chunks[j].table->num_tokens);
+  }
+}
+
+absl::Status ReserveForwardChunks(BlockAllocator& alloc, std::span<const ForwardChunk> chunks) {
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    BlockTable* t = chunks[i].table;
+    absl::Status s = alloc.Reserve(t, t->num_tokens + static_cast<int64_t>(chunks[i].tokens.size()));
+    if (!s.ok()) {
+      ReleaseForwardChunks(alloc, chunks, i + 1);
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Forward(const Model& model, KvBlockPool& pool, std::span<const ForwardChunk> chunks,
                      ForwardWorkspace* ws, std::vector<float>* logits,
                      const ForwardOptions& options) {
@@ -295,8 +298,8 @@ absl::Status Forward(const Model& model, KvBlockPool& pool, std::span<const Forw
   if (pool.storage().kv_dim() != c.kv_dim()) {
     return absl::InvalidArgumentError("KV pool was built for a different model shape");
   }
-  SLQ_RETURN_IF_ERROR(ValidateChunks(c, chunks));
-  SLQ_RETURN_IF_ERROR(ReserveAll(pool.allocator(), chunks));
+  SLQ_RETURN_IF_ERROR(ValidateForwardChunks(c, chunks));
+  SLQ_RETURN_IF_ERROR(ReserveForwardChunks(pool.allocator(), chunks));
   int64_t T = 0;
   for (const ForwardChunk& ch : chunks) T += static_cast<int64_t>(ch.tokens.size());
   Pass p{model, c, pool, chunks, *ws, T, 0,

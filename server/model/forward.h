@@ -58,6 +58,18 @@ struct ForwardOptions {
                                    std::span<const ForwardChunk> chunks, ForwardWorkspace* ws,
                                    std::vector<float>* logits, const ForwardOptions& options = {});
 
+// The chunk contract shared by Forward and the GPU forward pass (server/gpu): every chunk has a
+// table and tokens, no table appears twice, positions stay within max_position_embeddings and
+// token ids inside the vocabulary. InvalidArgument naming the chunk otherwise.
+[[nodiscard]] absl::Status ValidateForwardChunks(const ModelConfig& config,
+                                                 std::span<const ForwardChunk> chunks);
+// Reserves KV blocks for every chunk's new tokens; on failure gives back what this call took
+// (ResourceExhausted from the allocator).
+[[nodiscard]] absl::Status ReserveForwardChunks(BlockAllocator& alloc,
+                                                std::span<const ForwardChunk> chunks);
+// Gives back the blocks reserved beyond the cached positions of the first n chunks.
+void ReleaseForwardChunks(BlockAllocator& alloc, std::span<const ForwardChunk> chunks, size_t n);
+
 // Logits [tokens.size(), vocab] of every position of `tokens` run as one fresh sequence. Used by
 // the quantization metrics (thousands of calls): one GEMM per linear for the whole sequence, a
 // per-thread reused workspace, one KV allocation per call.
