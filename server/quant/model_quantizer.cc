@@ -71,11 +71,11 @@ absl::StatusOr<const QuantizedMatrix*> ModelQuantizer::Quantized(const std::stri
 absl::Status ModelQuantizer::Restore(const std::string& name) {
   SLQ_ASSIGN_OR_RETURN(std::unique_ptr<LinearOp>* op, SlotOp(name));
   auto st = stash_.find(name);
-  if (st != stash_.end()) {
-    *op = std::move(st->second);
-    stash_.erase(st);
-  }
-  return absl::OkStatus();
+  if (st == stash_.end()) return absl::OkStatus();
+  *op = std::move(st->second);
+  stash_.erase(st);
+  current_.erase(name);
+  return Notify(name, **op);
 }
 
 void ModelQuantizer::RestoreAll() {
@@ -84,11 +84,18 @@ void ModelQuantizer::RestoreAll() {
 
 absl::Status ModelQuantizer::SetBits(const std::string& name, int bits) {
   if (bits == 0 || bits == 16) return Restore(name);
+  auto cur = current_.find(name);
+  if (cur != current_.end() && cur->second == bits) return absl::OkStatus();  // already there
   SLQ_ASSIGN_OR_RETURN(const QuantizedMatrix* q, Quantized(name, bits));
   SLQ_ASSIGN_OR_RETURN(std::unique_ptr<LinearOp>* op, SlotOp(name));
   if (!stash_.count(name)) stash_[name] = std::move(*op);
   *op = std::make_unique<QuantizedLinear>(*q);
-  return absl::OkStatus();
+  current_[name] = bits;
+  return Notify(name, **op);
+}
+
+absl::Status ModelQuantizer::Notify(const std::string& name, const LinearOp& op) {
+  return on_change_ ? on_change_(name, op) : absl::OkStatus();
 }
 
 absl::Status ModelQuantizer::Apply(const std::map<std::string, int>& bits) {
@@ -114,7 +121,8 @@ absl::Status ModelQuantizer::InjectNoise(const std::string& name, double rel, ui
   const int64_t rows = (*op)->out_features(), cols = (*op)->in_features();
   stash_[name] = std::move(*op);
   *op = std::make_unique<DenseLinear>(rows, cols, std::move(noisy));
-  return absl::OkStatus();
+  current_[name] = kNoisy;
+  return Notify(name, **op);
 }
 
 absl::StatusOr<double> ModelQuantizer::RelativeError(const std::string& name, int bits) {
@@ -123,14 +131,7 @@ absl::StatusOr<double> ModelQuantizer::RelativeError(const std::string& name, in
   if (it != err_cache_.end()) return it->second;
   SLQ_ASSIGN_OR_RETURN(const std::vector<float>* w, Weights(name));
   SLQ_ASSIGN_OR_RETURN(const QuantizedMatrix* q, Quantized(name, bits));
-  const std::vector<float> wq = DequantizeOriginalBasis(*q);
-  double num = 0, den = 0;
-  for (size_t i = 0; i < w->size(); ++i) {
-    const double d = static_cast<double>((*w)[i]) - wq[i];
-    num += d * d;
-    den += static_cast<double>((*w)[i]) * (*w)[i];
-  }
-  const double e = den > 0 ? num / den : 0.0;
+  const double e = quant::RelativeError(w->data(), *q);
   err_cache_[key] = e;
   return e;
 }

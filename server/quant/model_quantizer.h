@@ -7,11 +7,14 @@
 //
 // Ownership: the original dense ops are moved out of the model into a stash while a slot holds
 // a quantized (or noisy) op, and moved back on Restore; the Model must outlive this object.
-// Quantized matrices are cached per (slot, bits). Thread safety: not thread-safe, and no
-// forward pass may run on the model during a swap.
+// Quantized matrices are cached per (slot, bits); setting a slot to the bits it already holds
+// is a no-op. An observer (set_on_change) is told of every change, with the op now in the
+// slot: an EvalBackend keeping a device mirror of the weights uses it. Thread safety: not
+// thread-safe, and no forward pass may run on the model during a swap.
 #ifndef SLQ_SERVER_QUANT_MODEL_QUANTIZER_H_
 #define SLQ_SERVER_QUANT_MODEL_QUANTIZER_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -49,12 +52,18 @@ class ModelQuantizer {
   [[nodiscard]] absl::Status InjectNoise(const std::string& name, double rel, uint64_t seed);
   [[nodiscard]] absl::Status Restore(const std::string& name);
   void RestoreAll();
+  // Called after a slot's op changed (name, the op now in the slot); an error is returned by
+  // the call that made the change.
+  using ChangeFn = std::function<absl::Status(const std::string& name, const LinearOp& op)>;
+  void set_on_change(ChangeFn fn) { on_change_ = std::move(fn); }
   // ||W - W'||^2 / ||W||^2 at `bits` from the weights alone (cached).
   [[nodiscard]] absl::StatusOr<double> RelativeError(const std::string& name, int bits);
 
  private:
   absl::StatusOr<std::unique_ptr<LinearOp>*> SlotOp(const std::string& name);
   absl::StatusOr<const QuantizedMatrix*> Quantized(const std::string& name, int bits);
+  absl::Status Notify(const std::string& name, const LinearOp& op);
+  static constexpr int kNoisy = -1;
 
   Model* model_;
   QuantConfig config_;
@@ -64,6 +73,8 @@ class ModelQuantizer {
   std::map<std::string, std::unique_ptr<LinearOp>> stash_;  // original dense ops swapped out
   std::map<std::pair<std::string, int>, QuantizedMatrix> cache_;
   std::map<std::pair<std::string, int>, double> err_cache_;
+  std::map<std::string, int> current_;  // slots swapped out: bits, or kNoisy
+  ChangeFn on_change_;
 };
 
 }  // namespace slq::quant

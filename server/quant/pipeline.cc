@@ -78,7 +78,7 @@ void RoundKeptTensorsToFp16(Model& m, bool round_head) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(
-    const PipelineOptions& options, const ProgressFn& progress) {
+    const PipelineOptions& options, const ProgressFn& progress, const EvalBackendFactory& eval) {
   SLQ_RETURN_IF_ERROR(CheckOptions(options));
   std::unique_ptr<QuantizationSession> s(new QuantizationSession());
   s->opts_ = options;
@@ -98,23 +98,29 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(
   s->stage_seconds_["data"] = Since(t0);
   if (progress) progress("base_logits", 0);
   t0 = Clock::now();
-  SLQ_ASSIGN_OR_RETURN(s->base_calib_, ComputeLogits(*s->model_, s->data_.calibration));
-  SLQ_ASSIGN_OR_RETURN(s->base_heldout_, ComputeLogits(*s->model_, s->data_.heldout));
+  if (eval) {
+    SLQ_ASSIGN_OR_RETURN(s->eval_, eval(*s->model_));
+  } else {
+    s->eval_ = MakeCpuEvalBackend(*s->model_);
+  }
+  SLQ_ASSIGN_OR_RETURN(s->calib_set_, s->eval_->AddBaseSet(s->data_.calibration));
+  SLQ_ASSIGN_OR_RETURN(s->heldout_set_, s->eval_->AddBaseSet(s->data_.heldout));
   // The base model's answers to the TL cloze (METHOD.md 1); only used at verification.
   s->cloze_items_ = FindClozeItems(s->data_.heldout, *s->tokenizer_, 8, options.cloze_max_items);
   {
-    const SequenceLogits& bl = s->base_heldout_;
+    const std::vector<std::vector<int32_t>>& am = s->eval_->BaseArgmax(s->heldout_set_);
     SLQ_ASSIGN_OR_RETURN(s->cloze_base_hits_,
                          ClozeHits(*s->model_, *s->tokenizer_, s->data_.heldout, s->cloze_items_,
-                                   [&bl](int64_t seq, int64_t pos) {
-                                     const float* row = bl.logits[static_cast<size_t>(seq)].data() +
-                                                        (pos - 1) * bl.vocab;
-                                     return static_cast<int32_t>(std::max_element(row, row + bl.vocab) - row);
+                                   [&am](int64_t seq, int64_t pos) {
+                                     return am[static_cast<size_t>(seq)][static_cast<size_t>(pos - 1)];
                                    }));
   }
   s->stage_seconds_["base_logits"] = Since(t0);
   // After the base logits: the rounding's own damage is part of every measurement.
-  if (options.embeddings_fp16) RoundKeptTensorsToFp16(*s->model_, !options.quantize_lm_head);
+  if (options.embeddings_fp16) {
+    RoundKeptTensorsToFp16(*s->model_, !options.quantize_lm_head);
+    SLQ_RETURN_IF_ERROR(s->eval_->KeptTensorsChanged(*s->model_));
+  }
   QuantConfig cfg;
   cfg.group_size = options.group_size;
   cfg.symmetric = options.symmetric;
@@ -124,7 +130,36 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(
   SLQ_RETURN_IF_ERROR(ResolveGroupSize(4, cfg.group_size, 1 << 20).status());
   s->mq_ = std::make_unique<ModelQuantizer>(s->model_.get(), cfg, options.quantize_lm_head);
   SLQ_RETURN_IF_ERROR(s->mq_->Init());
+  s->mq_->set_on_change([e = s->eval_.get()](const std::string& slot, const LinearOp& op) {
+    return e->SlotChanged(slot, op);
+  });
   return s;
+}
+
+std::string QuantizationSession::ReuseKey(const PipelineOptions& o) {
+  nlohmann::json data = o.data;
+  return nlohmann::json{{"model_path", o.model_path}, {"tokenizer_path", o.tokenizer_path},
+                        {"data_path", o.data_path}, {"data", data}, {"group_size", o.group_size},
+                        {"symmetric", o.symmetric}, {"mse_clip", o.mse_clip}, {"rotate", o.rotate},
+                        {"rotation_seed", o.rotation_seed}, {"quantize_lm_head", o.quantize_lm_head},
+                        {"embeddings_fp16", o.embeddings_fp16}, {"cloze_max_items", o.cloze_max_items}}
+      .dump();
+}
+
+absl::Status QuantizationSession::Retarget(const PipelineOptions& options) {
+  if (ReuseKey(options) != ReuseKey(opts_)) {
+    return absl::FailedPreconditionError("Retarget: the options need another model, text or quantizer");
+  }
+  SLQ_RETURN_IF_ERROR(CheckOptions(options));
+  SLQ_ASSIGN_OR_RETURN(Target target, ParseTarget(options.target));
+  SLQ_ASSIGN_OR_RETURN(std::vector<int> formats, ParseFormats(options.formats));
+  const std::string model_id = opts_.model_id;
+  opts_ = options;
+  if (opts_.model_id.empty()) opts_.model_id = model_id.empty() ? options.model_path : model_id;
+  target_ = target;
+  formats_ = std::move(formats);
+  mq_->RestoreAll();  // every stage starts from the dense model
+  return absl::OkStatus();
 }
 
 absl::StatusOr<LayerProfiles> QuantizationSession::Profile(const std::vector<std::string>& layers) {
@@ -145,7 +180,7 @@ absl::StatusOr<LayerProfiles> QuantizationSession::Profile(const std::vector<std
     po.layers = layers;
     po.model_sha = model_->identity_sha256;
     po.data_sha = absl::StrCat(data_.data_sha256, "-", nlohmann::json(opts_.data).dump());
-    SLQ_ASSIGN_OR_RETURN(p, ProfileLayers(*mq_, *model_, data_.calibration, base_calib_, po, progress_));
+    SLQ_ASSIGN_OR_RETURN(p, ProfileLayers(*mq_, *eval_, calib_set_, po, progress_));
   }
   stage_seconds_["profile"] = Since(t0);
   return p;
@@ -163,12 +198,10 @@ double QuantizationSession::AverageBits(const std::map<std::string, int>& bits) 
 }
 
 absl::StatusOr<FidelityReport> QuantizationSession::EvaluateOn(const std::map<std::string, int>& bits,
-                                                               const Sequences& seqs,
-                                                               const SequenceLogits& base,
-                                                               int resamples,
+                                                               int set, int resamples,
                                                                std::vector<SequenceMetrics>* keep) {
   SLQ_RETURN_IF_ERROR(mq_->Apply(bits));
-  SLQ_ASSIGN_OR_RETURN(auto per_seq, CompareModel(*model_, seqs, base, opts_.temperature));
+  SLQ_ASSIGN_OR_RETURN(auto per_seq, eval_->Compare(set, opts_.temperature));
   SLQ_ASSIGN_OR_RETURN(FidelityReport r, Summarize(per_seq, {resamples, opts_.seed}));
   if (keep != nullptr) *keep = std::move(per_seq);
   return r;
@@ -178,8 +211,7 @@ absl::StatusOr<FidelityReport> QuantizationSession::Verify(const std::map<std::s
   if (progress_) progress_("verify", 0);
   const auto t0 = Clock::now();
   std::vector<SequenceMetrics> per_seq;
-  SLQ_ASSIGN_OR_RETURN(FidelityReport r, EvaluateOn(bits, data_.heldout, base_heldout_,
-                                                     opts_.bootstrap_resamples, &per_seq));
+  SLQ_ASSIGN_OR_RETURN(FidelityReport r, EvaluateOn(bits, heldout_set_, opts_.bootstrap_resamples, &per_seq));
   // TL: the quantized model's cloze answers (first greedy token from the teacher-forced pass).
   SLQ_ASSIGN_OR_RETURN(std::vector<uint8_t> hits,
                        ClozeHits(*model_, *tokenizer_, data_.heldout, cloze_items_,
@@ -192,8 +224,9 @@ absl::StatusOr<FidelityReport> QuantizationSession::Verify(const std::map<std::s
   return r;
 }
 
-absl::StatusOr<PipelineResult> QuantizeModel(const PipelineOptions& options, const ProgressFn& progress) {
-  SLQ_ASSIGN_OR_RETURN(auto session, QuantizationSession::Open(options, progress));
+absl::StatusOr<PipelineResult> QuantizeModel(const PipelineOptions& options, const ProgressFn& progress,
+                                           const EvalBackendFactory& eval) {
+  SLQ_ASSIGN_OR_RETURN(auto session, QuantizationSession::Open(options, progress, eval));
   SLQ_ASSIGN_OR_RETURN(LayerProfiles profile, session->Profile());
   SLQ_ASSIGN_OR_RETURN(SearchOutcome search, session->Search(profile));
   SLQ_ASSIGN_OR_RETURN(FidelityReport heldout, session->Verify(search.bits));

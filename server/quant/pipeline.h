@@ -32,6 +32,7 @@
 #include "server/model/model.h"
 #include "server/model/tokenizer/tokenizer.h"
 #include "server/quant/cloze.h"
+#include "server/quant/eval_backend.h"
 #include "server/quant/eval_data.h"
 #include "server/quant/metrics.h"
 #include "server/quant/model_quantizer.h"
@@ -110,8 +111,10 @@ struct PipelineResult {
 class QuantizationSession {
  public:
   // Stages load, data, base_logits. InvalidArgument for bad options / too little text.
+  // `eval` builds where evaluations run (eval_backend.h); null: the CPU.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<QuantizationSession>> Open(
-      const PipelineOptions& options, const ProgressFn& progress = nullptr);
+      const PipelineOptions& options, const ProgressFn& progress = nullptr,
+      const EvalBackendFactory& eval = nullptr);
 
   // All quantizable slots, or only `layers` (a worker's share; MergeProfiles joins shares).
   [[nodiscard]] absl::StatusOr<LayerProfiles> Profile(const std::vector<std::string>& layers = {});
@@ -130,11 +133,24 @@ class QuantizationSession {
   // Average bits/param over the quantizable layers for an allocation.
   double AverageBits(const std::map<std::string, int>& bits) const;
   std::map<std::string, double>& stage_seconds() { return stage_seconds_; }
+  const PipelineOptions& options() const { return opts_; }
+  // What Open builds depends only on these options (model, tokenizer, text and its split, the
+  // quantizer's flags, the kept tensors' rounding): sessions with equal keys are
+  // interchangeable up to Retarget. A worker reuses one across the tasks of one job (and of
+  // jobs on the same model and data that differ only in target, formats, search options).
+  static std::string ReuseKey(const PipelineOptions& options);
+  // Takes the other options (target, formats, estimator, solver, output_dir, seeds of the
+  // bootstrap, ...) from `options`, whose ReuseKey must equal this session's (else
+  // FailedPrecondition); InvalidArgument for a bad target or formats.
+  [[nodiscard]] absl::Status Retarget(const PipelineOptions& options);
+  void set_progress(ProgressFn progress) { progress_ = std::move(progress); }
+  // Where evaluations run ("cpu", "cuda:0 ...").
+  std::string eval_device() const { return eval_->device(); }
 
  private:
   QuantizationSession() = default;
-  absl::StatusOr<FidelityReport> EvaluateOn(const std::map<std::string, int>& bits,
-                                            const Sequences& seqs, const SequenceLogits& base,
+  // Applies `bits` and evaluates against the EvalBackend's base set `set`.
+  absl::StatusOr<FidelityReport> EvaluateOn(const std::map<std::string, int>& bits, int set,
                                             int resamples,
                                             std::vector<SequenceMetrics>* per_seq = nullptr);
   bool Met(const FidelityReport& r, double avg_bits) const;
@@ -151,7 +167,8 @@ class QuantizationSession {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<std::string> tokenizer_files_;
   EvalData data_;
-  SequenceLogits base_calib_, base_heldout_;
+  std::unique_ptr<EvalBackend> eval_;  // declared before mq_: mq_'s observer points into it
+  int calib_set_ = -1, heldout_set_ = -1;  // eval_'s base sets
   std::vector<ClozeItem> cloze_items_;     // TL task on the held-out windows
   std::vector<uint8_t> cloze_base_hits_;   // the base model's hits (computed in Open)
   std::unique_ptr<ModelQuantizer> mq_;
@@ -160,7 +177,8 @@ class QuantizationSession {
 
 // All stages in order.
 [[nodiscard]] absl::StatusOr<PipelineResult> QuantizeModel(const PipelineOptions& options,
-                                                           const ProgressFn& progress = nullptr);
+                                                           const ProgressFn& progress = nullptr,
+                                                           const EvalBackendFactory& eval = nullptr);
 
 }  // namespace slq::quant
 

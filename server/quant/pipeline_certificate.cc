@@ -79,6 +79,7 @@ absl::StatusOr<PipelineResult> QuantizationSession::Finish(const LayerProfiles& 
                   {"uniform_bits", opts_.uniform_bits}, {"outcome", search}}},
       {"options", opts_},
       {"temperature", opts_.temperature},
+      {"verification_device", eval_->device()},
       {"stage_wall_seconds", stage_seconds_}};
   if (!opts_.output_dir.empty()) {
     ArtifactWriteOptions wo;

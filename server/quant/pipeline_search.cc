@@ -78,8 +78,7 @@ absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& p
     for (const Eval& e : evals) {
       if (e.bits == bits) return &e;
     }
-    SLQ_ASSIGN_OR_RETURN(FidelityReport r, EvaluateOn(bits, data_.calibration, base_calib_,
-                                                      opts_.calibration_resamples));
+    SLQ_ASSIGN_OR_RETURN(FidelityReport r, EvaluateOn(bits, calib_set_, opts_.calibration_resamples));
     const bool ear = target_.kind == Target::Kind::kEar;
     Eval e{bits, AverageBits(bits), CalibrationBound(r), damage, ear ? r.ear.mean : r.kl.mean,
            r.kl.mean, false};

@@ -248,3 +248,69 @@ TEST(ProfilerTest, ProxyAndCacheAgreeInOrdering) {
 
 }  // namespace
 }  // namespace slq::quant
+
+namespace slq::quant {
+namespace {
+
+// A session is reusable for options that need the same model, text and quantizer: Retarget
+// takes the new target/formats; anything that would need another model is refused.
+TEST(PipelineTest, RetargetReusesTheSessionAndRefusesAnotherModel) {
+  PipelineOptions o = TinyOptions();
+  o.target = "ear>=0.99";
+  o.formats = "4-8";
+  auto s = QuantizationSession::Open(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ((*s)->eval_device(), "cpu");
+  PipelineOptions b = o;
+  b.target = "bits<=5";
+  b.formats = "4,8";
+  b.solver = "lagrangian";
+  b.output_dir = "/nonexistent/elsewhere";
+  EXPECT_EQ(QuantizationSession::ReuseKey(o), QuantizationSession::ReuseKey(b));
+  ASSERT_TRUE((*s)->Retarget(b).ok());
+  EXPECT_EQ((*s)->formats(), (std::vector<int>{4, 8}));
+  EXPECT_EQ((*s)->options().output_dir, "/nonexistent/elsewhere");
+  auto p = (*s)->Profile();
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->bits, (std::vector<int>{4, 8}));
+  auto a = (*s)->Search(*p);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_LE(a->avg_bits, 5.0 + 1e-9);  // the new target, not the session's first one
+  PipelineOptions g = o;
+  g.group_size = 128;  // another quantizer
+  EXPECT_NE(QuantizationSession::ReuseKey(o), QuantizationSession::ReuseKey(g));
+  EXPECT_EQ((*s)->Retarget(g).code(), absl::StatusCode::kFailedPrecondition);
+  PipelineOptions bad = o;
+  bad.target = "ear>=2";
+  EXPECT_EQ((*s)->Retarget(bad).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// The ModelQuantizer tells its observer of every change, and only of changes.
+TEST(ModelQuantizerTest, ObserverSeesEveryChangeOnce) {
+  auto m = LoadModel(testing::ModelsDir() + "/tinystories-656k");
+  ASSERT_TRUE(m.ok()) << m.status();
+  QuantConfig cfg;
+  cfg.group_size = 64;
+  ModelQuantizer mq(m->get(), cfg, false);
+  ASSERT_TRUE(mq.Init().ok());
+  std::vector<std::string> seen;
+  mq.set_on_change([&](const std::string& name, const LinearOp& op) {
+    seen.push_back(name + " " + op.Describe());
+    return absl::OkStatus();
+  });
+  const std::string slot = mq.slots()[0].name;
+  ASSERT_TRUE(mq.SetBits(slot, 4).ok());
+  ASSERT_TRUE(mq.SetBits(slot, 4).ok());  // no change
+  ASSERT_TRUE(mq.SetBits(slot, 8).ok());
+  ASSERT_TRUE(mq.Restore(slot).ok());
+  ASSERT_TRUE(mq.Restore(slot).ok());  // already dense
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_NE(seen[0].find("q4"), std::string::npos) << seen[0];
+  EXPECT_NE(seen[1].find("q8"), std::string::npos) << seen[1];
+  EXPECT_NE(seen[2].find("dense"), std::string::npos) << seen[2];
+  mq.set_on_change([](const std::string&, const LinearOp&) { return absl::InternalError("mirror is gone"); });
+  EXPECT_EQ(mq.SetBits(slot, 4).code(), absl::StatusCode::kInternal);  // the caller hears of it
+}
+
+}  // namespace
+}  // namespace slq::quant

@@ -42,14 +42,12 @@ void WriteCache(const ProfileOptions& o, const std::string& key, const json& lay
   (void)WriteFileAtomic(CachePath(o, key), json{{"key", key}, {"layers", layers}}.dump());
 }
 
-absl::StatusOr<MeanDamage> Measure(const Model& model, const Sequences& calib,
-                                   const SequenceLogits& base, double temperature) {
-  SLQ_ASSIGN_OR_RETURN(auto per_seq, CompareModel(model, calib, base, temperature));
+absl::StatusOr<MeanDamage> Measure(EvalBackend& eval, int set, double temperature) {
+  SLQ_ASSIGN_OR_RETURN(auto per_seq, eval.Compare(set, temperature));
   return MeanOf(per_seq);
 }
 
-absl::Status ProfileMeasured(ModelQuantizer& mq, const Model& model, const Sequences& calib,
-                             const SequenceLogits& base, const ProfileOptions& o,
+absl::Status ProfileMeasured(ModelQuantizer& mq, EvalBackend& eval, int set, const ProfileOptions& o,
                              const ProgressFn& progress, LayerProfiles& out) {
   const double total = static_cast<double>(o.bits.size() * out.layers.size());
   double done = 0;
@@ -65,7 +63,7 @@ absl::Status ProfileMeasured(ModelQuantizer& mq, const Model& model, const Seque
       } else {
         all_cached = false;
         SLQ_RETURN_IF_ERROR(mq.SetBits(lp.name, b));
-        auto d = Measure(model, calib, base, o.temperature);
+        auto d = Measure(eval, set, o.temperature);
         SLQ_RETURN_IF_ERROR(mq.Restore(lp.name));
         if (!d.ok()) return d.status();
         lp.kl[b] = d->kl;
@@ -95,8 +93,7 @@ std::string ProxyErrKey(const ProfileOptions& o, const QuantConfig& c, int bits)
                       "|sym=", c.symmetric, "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed);
 }
 
-absl::Status ProfileProxy(ModelQuantizer& mq, const Model& model, const Sequences& calib,
-                          const SequenceLogits& base, const ProfileOptions& o,
+absl::Status ProfileProxy(ModelQuantizer& mq, EvalBackend& eval, int set, const ProfileOptions& o,
                           const ProgressFn& progress, LayerProfiles& out) {
   const double total = static_cast<double>(out.layers.size() * (1 + o.bits.size()));
   double done = 0;
@@ -117,7 +114,7 @@ absl::Status ProfileProxy(ModelQuantizer& mq, const Model& model, const Sequence
         if (mq.slots()[k].name == lp.name) slot_index = k;
       }
       SLQ_RETURN_IF_ERROR(mq.InjectNoise(lp.name, o.noise_rel, o.seed + slot_index));
-      auto d = Measure(model, calib, base, o.temperature);
+      auto d = Measure(eval, set, o.temperature);
       SLQ_RETURN_IF_ERROR(mq.Restore(lp.name));
       if (!d.ok()) return d.status();
       lp.alpha_kl = d->kl / o.noise_rel;
@@ -170,8 +167,7 @@ double LayerProfiles::Damage(size_t i, int bits, DamageMetric metric) const {
   return it == m.end() ? 0.0 : std::max(0.0, it->second);
 }
 
-absl::StatusOr<LayerProfiles> ProfileLayers(ModelQuantizer& mq, const Model& model,
-                                            const Sequences& calib, const SequenceLogits& base,
+absl::StatusOr<LayerProfiles> ProfileLayers(ModelQuantizer& mq, EvalBackend& eval, int calib_set,
                                             const ProfileOptions& o, const ProgressFn& progress) {
   if (o.estimator != "measured" && o.estimator != "proxy") {
     return absl::InvalidArgumentError(absl::StrCat("estimator '", o.estimator,
@@ -194,8 +190,8 @@ absl::StatusOr<LayerProfiles> ProfileLayers(ModelQuantizer& mq, const Model& mod
     return absl::NotFoundError("some requested layers are not quantizable slots of this model");
   }
   absl::Status s = o.estimator == "measured"
-                       ? ProfileMeasured(mq, model, calib, base, o, progress, out)
-                       : ProfileProxy(mq, model, calib, base, o, progress, out);
+                       ? ProfileMeasured(mq, eval, calib_set, o, progress, out)
+                       : ProfileProxy(mq, eval, calib_set, o, progress, out);
   mq.RestoreAll();
   SLQ_RETURN_IF_ERROR(s);
   out.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -1,13 +1,14 @@
 // Per-layer sensitivity profiling (METHOD.md section 4).
 //
 //   ModelQuantizer mq(model.get(), cfg, false);  SLQ_RETURN_IF_ERROR(mq.Init());
-//   SLQ_ASSIGN_OR_RETURN(LayerProfiles p,
-//                        ProfileLayers(mq, *model, calib, base_logits, opts, progress));
+//   SLQ_ASSIGN_OR_RETURN(int calib, eval->AddBaseSet(calib_seqs));   // eval_backend.h
+//   SLQ_ASSIGN_OR_RETURN(LayerProfiles p, ProfileLayers(mq, *eval, calib, opts, progress));
 //   double d = p.Damage(i, 4, DamageMetric::kKl);
 //
 // Measured: each quantizable layer alone at each allowed bitwidth, the rest dense; records mean
-// KL and mean 1 - EAR over the calibration positions against the cached base logits
-// (L x |B| evaluations). Results are cached as JSON files in opts.cache_dir, one per
+// KL and mean 1 - EAR over the calibration positions against the base logits of the
+// EvalBackend's set (L x |B| evaluations, on the CPU or the GPU: the backend mirrors every
+// swap through the ModelQuantizer's change observer). Results are cached as JSON files in opts.cache_dir, one per
 // (estimator, model sha, data sha, bitwidth, group size, quantizer flags, temperature).
 // The proxy caches its alphas per (model sha, data sha, noise, seed, temperature, rotation) and
 // its relative errors per (model sha, bitwidth, group size, quantizer flags): a cached proxy
@@ -29,6 +30,7 @@
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
+#include "server/quant/eval_backend.h"
 #include "server/quant/evaluator.h"
 #include "server/quant/model_quantizer.h"
 
@@ -72,10 +74,8 @@ struct ProfileOptions {
 
 using ProgressFn = std::function<void(const std::string& stage, double fraction)>;
 
-[[nodiscard]] absl::StatusOr<LayerProfiles> ProfileLayers(ModelQuantizer& mq, const Model& model,
-                                                          const Sequences& calib,
-                                                          const SequenceLogits& base,
-                                                          const ProfileOptions& opts,
+[[nodiscard]] absl::StatusOr<LayerProfiles> ProfileLayers(ModelQuantizer& mq, EvalBackend& eval,
+                                                          int calib_set, const ProfileOptions& opts,
                                                           const ProgressFn& progress);
 
 // Joins per-worker shares (same estimator/bits); layers ordered by the first share's order.

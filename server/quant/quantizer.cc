@@ -202,50 +202,70 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* w, int64_t rows, int
   return q;
 }
 
-std::vector<float> Dequantize(const QuantizedMatrix& q) {
-  std::vector<float> out(static_cast<size_t>(q.rows * q.cols));
+namespace {
+
+// Row r of the dequantized matrix into out[cols]; original_basis: R^T applied (rotation).
+void DequantizeRow(const QuantizedMatrix& q, int64_t r, bool original_basis, float* out) {
   const int64_t gpr = kernels::GroupsPerRow(q.cols, q.group_size);
   const int64_t wpr = kernels::WordsPerRow(q.cols, q.bits);
-  for (int64_t r = 0; r < q.rows; ++r) {
-    const uint32_t* words = q.codes.data() + r * wpr;
-    for (int64_t j = 0; j < q.cols; ++j) {
-      const int64_t k = r * gpr + j / q.group_size;
-      out[r * q.cols + j] = HalfToFloat(q.zeros[k]) +
-                            HalfToFloat(q.scales[k]) * static_cast<float>(GetCode(words, j, q.bits));
-    }
+  const uint32_t* words = q.codes.data() + r * wpr;
+  for (int64_t j = 0; j < q.cols; ++j) {
+    const int64_t k = r * gpr + j / q.group_size;
+    out[j] = HalfToFloat(q.zeros[k]) + HalfToFloat(q.scales[k]) * static_cast<float>(GetCode(words, j, q.bits));
   }
+  if (!original_basis || !q.rotation.enabled()) return;
+  // R = blockdiag(H D / sqrt(n)); R^T v = D H v / sqrt(n) (H symmetric, D diagonal).
+  const float norm = 1.0f / std::sqrt(static_cast<float>(q.rotation.block));
+  for (int64_t b = 0; b < q.cols; b += q.rotation.block) Fwht(out + b, q.rotation.block);
+  for (int64_t j = 0; j < q.cols; ++j) {
+    out[j] *= norm;
+    if (SplitMix(q.rotation.seed ^ static_cast<uint64_t>(j) * 0x2545F4914F6CDD1DULL) & 1) out[j] = -out[j];
+  }
+}
+
+std::vector<float> DequantizeAll(const QuantizedMatrix& q, bool original_basis) {
+  std::vector<float> out(static_cast<size_t>(q.rows * q.cols));
+  ParallelFor(q.rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) DequantizeRow(q, r, original_basis, out.data() + r * q.cols);
+  }, 0, std::max<int64_t>(1, 65536 / std::max<int64_t>(q.cols, 1)));
   return out;
 }
 
-std::vector<float> DequantizeOriginalBasis(const QuantizedMatrix& q) {
-  std::vector<float> out = Dequantize(q);
-  if (!q.rotation.enabled()) return out;
-  // R = blockdiag(H D / sqrt(n)); R^T v = D H v / sqrt(n) (H symmetric, D diagonal).
-  const float norm = 1.0f / std::sqrt(static_cast<float>(q.rotation.block));
-  for (int64_t r = 0; r < q.rows; ++r) {
-    float* row = out.data() + r * q.cols;
-    for (int64_t b = 0; b < q.cols; b += q.rotation.block) Fwht(row + b, q.rotation.block);
-    for (int64_t j = 0; j < q.cols; ++j) {
-      row[j] *= norm;
-      if (SplitMix(q.rotation.seed ^ static_cast<uint64_t>(j) * 0x2545F4914F6CDD1DULL) & 1) {
-        row[j] = -row[j];
+}  // namespace
+
+std::vector<float> Dequantize(const QuantizedMatrix& q) { return DequantizeAll(q, false); }
+
+std::vector<float> DequantizeOriginalBasis(const QuantizedMatrix& q) { return DequantizeAll(q, true); }
+
+double RelativeError(const float* w, const QuantizedMatrix& q) {
+  const int64_t rows = q.rows, cols = q.cols;
+  std::vector<double> num(static_cast<size_t>(rows)), den(static_cast<size_t>(rows));
+  ParallelFor(rows, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (int64_t r = begin; r < end; ++r) {
+      DequantizeRow(q, r, true, row.data());
+      double n = 0, d = 0;
+      for (int64_t j = 0; j < cols; ++j) {
+        const double x = w[r * cols + j], e = x - row[j];
+        n += e * e;
+        d += x * x;
       }
+      num[r] = n;
+      den[r] = d;
     }
+  }, 0, std::max<int64_t>(1, 65536 / std::max<int64_t>(cols, 1)));
+  double a = 0, b = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    a += num[r];
+    b += den[r];
   }
-  return out;
+  return b > 0.0 ? a / b : 0.0;
 }
 
 absl::StatusOr<double> RelativeQuantError(const float* w, int64_t rows, int64_t cols,
                                           const QuantConfig& cfg) {
   SLQ_ASSIGN_OR_RETURN(QuantizedMatrix q, QuantizeMatrix(w, rows, cols, cfg));
-  const std::vector<float> wq = DequantizeOriginalBasis(q);
-  double num = 0.0, den = 0.0;
-  for (int64_t i = 0; i < rows * cols; ++i) {
-    const double d = static_cast<double>(w[i]) - wq[i];
-    num += d * d;
-    den += static_cast<double>(w[i]) * w[i];
-  }
-  return den > 0.0 ? num / den : 0.0;
+  return RelativeError(w, q);
 }
 
 }  // namespace slq::quant

@@ -93,6 +93,10 @@ double BitsPerParam(int bits, int64_t group_size, int64_t cols, bool symmetric =
 // stored fp16 scale, so artifacts do not store it (the loader recomputes it bit-exactly).
 uint16_t SymmetricZero(uint16_t scale16, int bits);
 
+// ||W - W'||_F^2 / ||W||_F^2 of an already quantized w [q.rows, q.cols] (row-parallel, no
+// dequantized copy).
+double RelativeError(const float* w, const QuantizedMatrix& q);
+
 // Relative error ||W - W'||_F^2 / ||W||_F^2 of quantizing w at cfg (the linearity proxy's err).
 [[nodiscard]] absl::StatusOr<double> RelativeQuantError(const float* w, int64_t rows, int64_t cols,
                                                         const QuantConfig& cfg);

@@ -1,0 +1,65 @@
+// The CPU EvalBackend: base logits kept on the host, the Model evaluated in place.
+#include "server/quant/eval_backend.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/status_macros.h"
+
+namespace slq::quant {
+namespace {
+
+class CpuEvalBackend final : public EvalBackend {
+ public:
+  explicit CpuEvalBackend(const Model& model) : model_(model) {}
+  std::string device() const override { return "cpu"; }
+
+  absl::StatusOr<int> AddBaseSet(const Sequences& seqs) override {
+    Set set;
+    set.seqs = seqs;
+    SLQ_ASSIGN_OR_RETURN(set.base, ComputeLogits(model_, seqs));
+    const int64_t v = set.base.vocab;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      std::vector<int32_t> am(seqs[i].size());
+      for (size_t t = 0; t < am.size(); ++t) {
+        const float* row = set.base.logits[i].data() + static_cast<int64_t>(t) * v;
+        am[t] = static_cast<int32_t>(std::max_element(row, row + v) - row);
+      }
+      set.argmax.push_back(std::move(am));
+    }
+    sets_.push_back(std::move(set));
+    return static_cast<int>(sets_.size()) - 1;
+  }
+
+  const std::vector<std::vector<int32_t>>& BaseArgmax(int set) const override {
+    return sets_.at(static_cast<size_t>(set)).argmax;
+  }
+
+  absl::Status SlotChanged(const std::string&, const LinearOp&) override { return absl::OkStatus(); }
+  absl::Status KeptTensorsChanged(const Model&) override { return absl::OkStatus(); }
+
+  absl::StatusOr<std::vector<SequenceMetrics>> Compare(int set, double temperature) override {
+    if (set < 0 || static_cast<size_t>(set) >= sets_.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("no base set ", set));
+    }
+    const Set& s = sets_[static_cast<size_t>(set)];
+    return CompareModel(model_, s.seqs, s.base, temperature);
+  }
+
+ private:
+  struct Set {
+    Sequences seqs;
+    SequenceLogits base;
+    std::vector<std::vector<int32_t>> argmax;
+  };
+  const Model& model_;
+  std::vector<Set> sets_;
+};
+
+}  // namespace
+
+std::unique_ptr<EvalBackend> MakeCpuEvalBackend(const Model& model) {
+  return std::make_unique<CpuEvalBackend>(model);
+}
+
+}  // namespace slq::quant
