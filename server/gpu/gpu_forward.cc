@@ -326,11 +326,22 @@ absl::Status GpuForward(const GpuModel& model, GpuKvCache& kv, BlockAllocator& a
     const int64_t V = c.vocab_size;
     out->argmax.resize(static_cast<size_t>(R));
     out->argmax_logprob.resize(static_cast<size_t>(R));
-    out->logits.resize(static_cast<size_t>(R * V));
+    // Host logits only where some row is wanted (a full [R, vocab] buffer is large).
+    bool any_host = options.host_rows.empty();
+    for (uint8_t h : options.host_rows) any_host = any_host || h != 0;
+    if (any_host) {
+      out->logits.resize(static_cast<size_t>(R * V));
+    } else {
+      out->logits.clear();
+    }
     SLQ_RETURN_IF_ERROR(CudaStatus(
         cudaMemcpyAsync(out->argmax.data(), w.ids, R * 4, cudaMemcpyDeviceToHost, w.stream), "copy ids"));
     SLQ_RETURN_IF_ERROR(CudaStatus(
         cudaMemcpyAsync(out->argmax_logprob.data(), w.lps, R * 4, cudaMemcpyDeviceToHost, w.stream), "copy logprobs"));
+    if (options.device_logits != nullptr) {
+      SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(options.device_logits, w.logits, R * V * 4,
+                                                     cudaMemcpyDeviceToDevice, w.stream), "copy device logits"));
+    }
     if (options.host_rows.empty()) {
       SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(out->logits.data(), w.logits, R * V * 4,
                                                      cudaMemcpyDeviceToHost, w.stream), "copy logits"));

@@ -64,10 +64,14 @@ class GpuWorkspace {
 struct GpuForwardOptions {
   // host_rows[r] != 0: copy logits row r to the host. Empty: every row.
   std::vector<uint8_t> host_rows;
+  // When set: the fp32 logits [R, vocab] are also copied here (device memory of the same
+  // device; the evaluator keeps base logits and compares on the GPU).
+  float* device_logits = nullptr;
 };
 
 struct GpuForwardResult {
-  std::vector<float> logits;          // [R, vocab]; rows not asked for are unspecified
+  std::vector<float> logits;          // [R, vocab]; rows not asked for are unspecified; empty
+                                      // when no row was asked for
   std::vector<int32_t> argmax;        // [R] greedy token (ties -> lowest id)
   std::vector<float> argmax_logprob;  // [R] log softmax of that token
 };

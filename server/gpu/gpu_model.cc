@@ -10,6 +10,7 @@
 #include "kernels/repack.h"
 #include "server/common/half.h"
 #include "server/common/status_macros.h"
+#include "server/common/thread_pool.h"
 #include "server/gpu/gpu_model_impl.h"
 #include "server/gpu/gpu_ops.h"
 #include "server/model/ops.h"
@@ -70,8 +71,12 @@ struct HostLinear {
   kernels::RepackedMatrix rep;
   int bits = 16;
   int64_t group_size = 0;
-  std::vector<float> dense;  // [out, in]
+  std::vector<float> dense;  // [out, in] owned (dequantized), or:
+  const std::vector<float>* dense_src = nullptr;  // the DenseLinear's own weights (no copy)
+  // A fused dense linear: its parts' weights, stacked (each [rows_i, in]).
+  std::vector<const std::vector<float>*> dense_parts;
   std::string desc;
+  const std::vector<float>& Dense() const { return dense_src ? *dense_src : dense; }
 };
 
 absl::StatusOr<HostLinear> Prepare(const LinearOp* op, const std::string& name, ActType act) {
@@ -97,7 +102,7 @@ absl::StatusOr<HostLinear> Prepare(const LinearOp* op, const std::string& name, 
     return h;
   }
   if (const auto* dl = dynamic_cast<const DenseLinear*>(op)) {
-    h.dense = dl->weight();
+    h.dense_src = &dl->weight();
     h.desc = absl::StrCat("dense ", ActName(act), " (cuBLAS)");
     return h;
   }
@@ -134,7 +139,7 @@ HostLinear Concat(const std::vector<const HostLinear*>& parts) {
       f.rep.sz.insert(f.rep.sz.end(), p->rep.sz.begin(), p->rep.sz.end());
     }
   } else {
-    for (const HostLinear* p : parts) f.dense.insert(f.dense.end(), p->dense.begin(), p->dense.end());
+    for (const HostLinear* p : parts) f.dense_parts.push_back(&p->Dense());
   }
   return f;
 }
@@ -162,12 +167,21 @@ absl::StatusOr<GpuLinear> UploadHost(GpuModel::Impl& m, const HostLinear& h) {
     m.max_rows = std::max(m.max_rows, h.out);
     return g;
   }
-  std::vector<uint16_t> w(h.dense.size());
-  for (size_t i = 0; i < w.size(); ++i) {
-    w[i] = m.act == ActType::kF16 ? FloatToHalf(h.dense[i]) : FloatToBf16(h.dense[i]);
+  SLQ_RETURN_IF_ERROR(m.Alloc(static_cast<size_t>(h.out * h.in) * 2, &g.w));
+  std::vector<const std::vector<float>*> parts = h.dense_parts;
+  if (parts.empty()) parts.push_back(&h.Dense());
+  const bool f16 = m.act == ActType::kF16;
+  std::vector<uint16_t> w;
+  size_t offset = 0;
+  for (const std::vector<float>* src : parts) {
+    w.resize(src->size());
+    ParallelFor(static_cast<int64_t>(w.size()), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) w[i] = f16 ? FloatToHalf((*src)[i]) : FloatToBf16((*src)[i]);
+    }, 0, int64_t{1} << 16);
+    SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpy(static_cast<char*>(g.w) + offset, w.data(), w.size() * 2,
+                                              cudaMemcpyHostToDevice), "upload weights"));
+    offset += w.size() * 2;
   }
-  SLQ_RETURN_IF_ERROR(m.Alloc(w.size() * 2, &g.w));
-  SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpy(g.w, w.data(), w.size() * 2, cudaMemcpyHostToDevice), "upload weights"));
   return g;
 }
 

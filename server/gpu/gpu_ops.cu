@@ -1,6 +1,8 @@
 // Kernels of server/gpu/gpu_ops.h. One template per activation type (fp16 / bf16); fp32 math.
 #include "server/gpu/gpu_ops.h"
 
+#include "server/gpu/device_util.cuh"
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -11,52 +13,7 @@
 namespace slq::gpu {
 namespace {
 
-inline cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
-
-template <typename T>
-__device__ __forceinline__ float ToF(T v);
-template <>
-__device__ __forceinline__ float ToF<__half>(__half v) { return __half2float(v); }
-template <>
-__device__ __forceinline__ float ToF<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T>
-__device__ __forceinline__ T FromF(float v);
-template <>
-__device__ __forceinline__ __half FromF<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 FromF<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
-template <typename V>
-__device__ __forceinline__ V WarpSum(V v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float WarpMax(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
-// Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
-template <typename V>
-__device__ V BlockSum(V v, V* red) {
-  v = WarpSum(v);
-  const int w = threadIdx.x / 32, l = threadIdx.x % 32, nw = blockDim.x / 32;
-  __syncthreads();
-  if (l == 0) red[w] = v;
-  __syncthreads();
-  V r = l < nw ? red[l] : V(0);
-  return WarpSum(r);
-}
-__device__ float BlockMax(float v, float* red) {
-  v = WarpMax(v);
-  const int w = threadIdx.x / 32, l = threadIdx.x % 32, nw = blockDim.x / 32;
-  __syncthreads();
-  if (l == 0) red[w] = v;
-  __syncthreads();
-  float r = l < nw ? red[l] : -FLT_MAX;
-  return WarpMax(r);
-}
+using namespace dev;  // NOLINT: the shared device helpers (device_util.cuh)
 
 __global__ void EmbedKernel(const float* table, const int32_t* tokens, int64_t hidden, float* x) {
   const int64_t t = blockIdx.x;
