@@ -15,13 +15,21 @@
 #include "server/model/model_loader.h"
 #include "server/model/tokenizer/tokenizer.h"
 #include "server/quant/artifact.h"
+#include "server/worker/eval_device.h"
 #include "server/quant/pipeline.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-int Quantize(const slq::quant::PipelineOptions& opts, bool json) {
+int Quantize(const slq::quant::PipelineOptions& opts, const std::string& device, bool json) {
+  std::string chosen;
+  auto eval = slq::EvalBackendFor(device, &chosen);
+  if (!eval.ok()) {
+    std::cerr << "slq quantize: --device: " << eval.status().message() << "\n";
+    return 2;
+  }
+  if (!json) std::fprintf(stderr, "evaluations on %s\n", chosen.c_str());
   double last = -1;
   std::string last_stage;
   auto progress = [&](const std::string& stage, double f) {
@@ -32,7 +40,7 @@ int Quantize(const slq::quant::PipelineOptions& opts, bool json) {
       last_stage = stage;
     }
   };
-  auto r = slq::quant::QuantizeModel(opts, progress);
+  auto r = slq::quant::QuantizeModel(opts, progress, *eval);
   if (!r.ok()) {
     std::cerr << "\nslq quantize: " << r.status().message() << "\n";
     return r.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
@@ -116,6 +124,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   slq::quant::PipelineOptions q;
   bool json = false;
+  std::string device = "auto";
   CLI::App* quant = app.add_subcommand("quantize", "Quantize a model to a fidelity target and write an artifact");
   quant->add_option("model", q.model_path, "HF model folder or llama2.c .bin")->required();
   quant->add_option("--target", q.target, "ear>=X, kl<=X, bits<=X or tl")->capture_default_str();
@@ -136,6 +145,10 @@ int main(int argc, char** argv) {
   quant->add_option("--transfer-z", q.transfer_z,
                     "Closed-loop margin: one-sided z of the calibration -> held-out transfer (0 = plain calibration bound)")
       ->capture_default_str();
+  quant->add_option("--device", device, "Where profiling/verification run: cpu, cuda, cuda:N, auto")
+      ->capture_default_str();
+  quant->add_option("--cloze-items", q.cloze_max_items, "TL cloze items from the held-out text (0 = none)")
+      ->capture_default_str();
   quant->add_flag("--json", json, "Print the certificate as JSON");
 
   std::string path, tok, prompt = "Once upon a time";
@@ -150,6 +163,6 @@ int main(int argc, char** argv) {
   g->add_option("--top-p", gen.sampling.top_p, "Nucleus sampling");
   g->add_option("--seed", gen.sampling.seed, "Sampling seed");
   CLI11_PARSE(app, argc, argv);
-  if (quant->parsed()) return Quantize(q, json);
+  if (quant->parsed()) return Quantize(q, device, json);
   return Generate(path, tok, prompt, gen);
 }

@@ -13,6 +13,8 @@
 #include "server/common/file_util.h"
 #include "server/main/resolvers.h"
 #include "server/metrics/metrics.h"
+#include "server/worker/eval_device.h"
+#include "server/worker/task_executor.h"
 #include "server/worker/worker_loop.h"
 #include "spdlog/spdlog.h"
 
@@ -24,7 +26,7 @@ void OnSignal(int) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string server = "127.0.0.1:7070", token_file, tls_ca, device = "cpu", name, metrics_listen;
+  std::string server = "127.0.0.1:7070", token_file, tls_ca, device = "auto", name, metrics_listen;
   std::string log_level = "info";
   slq::ResolverConfig rc;
   rc.model_cache_dir = "/var/lib/slq/models";
@@ -35,7 +37,9 @@ int main(int argc, char** argv) {
   env(app.add_option("--server", server, "slq-server address"), "SLQ_SERVER");
   env(app.add_option("--auth-token-file", token_file, "Bearer token file"), "SLQ_AUTH_TOKEN_FILE");
   env(app.add_option("--tls-ca", tls_ca, "CA (PEM) to verify a TLS server"), "SLQ_TLS_CA");
-  env(app.add_option("--device", device, "cpu or cuda:N (informational; CUDA_VISIBLE_DEVICES picks the GPU)"),
+  env(app.add_option("--device", device,
+                     "Where profiling/verification run: cpu, cuda, cuda:N or auto (cuda:0 when usable); "
+                     "CUDA_VISIBLE_DEVICES picks the physical GPU"),
       "SLQ_DEVICE");
   env(app.add_option("--name", name, "Worker name (default: hostname-pid)"), "SLQ_NAME");
   env(app.add_option("--metrics-listen", metrics_listen, "Prometheus /metrics address; empty = off"),
@@ -61,8 +65,14 @@ int main(int argc, char** argv) {
   rc.metrics = &metrics;
   slq::WorkerOptions wo;
   wo.name = name.empty() ? absl::StrCat("worker-", ::getpid()) : name;
-  wo.device = device.rfind("cuda", 0) == 0 ? slq::v1::WORKER_DEVICE_CUDA : slq::v1::WORKER_DEVICE_CPU;
-  wo.device_name = device;
+  std::string chosen;
+  auto eval = slq::EvalBackendFor(device, &chosen);
+  if (!eval.ok()) {
+    std::cerr << "slq-worker: --device: " << eval.status().message() << "\n";
+    return 2;
+  }
+  wo.device = chosen.rfind("cuda", 0) == 0 ? slq::v1::WORKER_DEVICE_CUDA : slq::v1::WORKER_DEVICE_CPU;
+  wo.device_name = chosen;
   wo.kinds = kinds;
   wo.max_tasks = max_tasks;
   if (!token_file.empty()) {
@@ -84,12 +94,14 @@ int main(int argc, char** argv) {
     ssl.pem_root_certs = *ca;
     creds = grpc::SslCredentials(ssl);
   }
-  slq::TaskExecutor executor(slq::MakeExecutorOptions(rc));
+  slq::TaskExecutorOptions eo = slq::MakeExecutorOptions(rc);
+  eo.eval_backend = *eval;
+  slq::TaskExecutor executor(std::move(eo));
   slq::WorkerLoop loop(grpc::CreateChannel(server, creds), wo, &executor);
   g_loop = &loop;
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
-  spdlog::info("slq-worker {} -> {}", wo.name, server);
+  spdlog::info("slq-worker {} -> {} (evaluations on {})", wo.name, server, chosen);
   loop.Run();
   spdlog::info("slq-worker {}: {} tasks done, {} failed", wo.name, loop.tasks_done(), loop.tasks_failed());
   return 0;

@@ -7,6 +7,7 @@
 #include "server/common/file_util.h"
 #include "server/common/sha256.h"
 #include "server/common/status_macros.h"
+#include "server/common/thread_pool.h"
 
 namespace slq {
 
@@ -36,12 +37,23 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& path,
 absl::Status ComputeFileDigests(const std::string& root, const std::vector<std::string>& names,
                                 Model* model) {
   model->files.clear();
-  for (const std::string& name : names) {
-    const std::string path = root.empty() ? name : root + "/" + name;
-    SLQ_ASSIGN_OR_RETURN(std::string sha, Sha256File(path));
-    SLQ_ASSIGN_OR_RETURN(uint64_t bytes, FileSize(path));
-    model->files.push_back({name, sha, bytes});
-  }
+  // One thread per file (sharded checkpoints hash in parallel).
+  std::vector<FileDigest> files(names.size());
+  std::vector<absl::Status> status(names.size());
+  ParallelFor(static_cast<int64_t>(names.size()), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const std::string path = root.empty() ? names[i] : root + "/" + names[i];
+      auto sha = Sha256File(path);
+      auto bytes = FileSize(path);
+      if (!sha.ok() || !bytes.ok()) {
+        status[i] = !sha.ok() ? sha.status() : bytes.status();
+        continue;
+      }
+      files[i] = {names[i], *sha, *bytes};
+    }
+  });
+  for (const absl::Status& st : status) SLQ_RETURN_IF_ERROR(st);
+  model->files = std::move(files);
   std::sort(model->files.begin(), model->files.end(),
             [](const FileDigest& a, const FileDigest& b) { return a.name < b.name; });
   std::string manifest;

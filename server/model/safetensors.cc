@@ -17,6 +17,7 @@
 #include "server/common/file_util.h"
 #include "server/common/half.h"
 #include "server/common/status_macros.h"
+#include "server/common/thread_pool.h"
 
 namespace slq {
 namespace {
@@ -310,11 +311,14 @@ absl::StatusOr<std::vector<float>> ToFloat32(const TensorView& t) {
     case DType::kF16:
     case DType::kBF16: {
       const bool bf = t.dtype == DType::kBF16;
-      for (size_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = bf ? Bf16ToFloat(h) : HalfToFloat(h);
-      }
+      // Parallel: an 8B-shaped checkpoint is ~7e9 values.
+      ParallelFor(static_cast<int64_t>(n), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          uint16_t h;
+          std::memcpy(&h, p + 2 * i, 2);
+          out[i] = bf ? Bf16ToFloat(h) : HalfToFloat(h);
+        }
+      }, 0, int64_t{1} << 18);
       return out;
     }
     default:

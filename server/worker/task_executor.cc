@@ -1,5 +1,6 @@
 #include "server/worker/task_executor.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -8,6 +9,7 @@
 #include "nlohmann/json.hpp"
 #include "server/common/sha256.h"
 #include "server/common/status_macros.h"
+#include "server/model/config.h"
 #include "server/model/model_loader.h"
 #include "server/quant/pipeline.h"
 #include "spdlog/spdlog.h"
@@ -51,6 +53,38 @@ quant::ProgressFn Forward(const TaskProgressFn& progress, JobStage first) {
 
 }  // namespace
 
+absl::StatusOr<std::unique_ptr<quant::QuantizationSession>> TaskExecutor::Session(
+    const quant::PipelineOptions& opts, const quant::ProgressFn& progress) const {
+  const std::string key = quant::QuantizationSession::ReuseKey(opts);
+  std::unique_ptr<quant::QuantizationSession> s;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = cached_.begin(); it != cached_.end(); ++it) {
+      if (it->first != key) continue;
+      s = std::move(it->second);
+      cached_.erase(it);
+      break;
+    }
+    // Free the least recently used model before loading another.
+    if (!s && cached_.size() >= static_cast<size_t>(std::max(options_.cached_sessions, 1))) cached_.pop_front();
+  }
+  if (s) {
+    SLQ_RETURN_IF_ERROR(s->Retarget(opts));
+    s->set_progress(progress);
+    return s;
+  }
+  return quant::QuantizationSession::Open(opts, progress, options_.eval_backend);
+}
+
+void TaskExecutor::Keep(std::unique_ptr<quant::QuantizationSession> s) const {
+  if (options_.cached_sessions <= 0 || !s) return;
+  s->set_progress(nullptr);
+  const std::string key = quant::QuantizationSession::ReuseKey(s->options());
+  absl::MutexLock lock(&mu_);
+  cached_.emplace_back(key, std::move(s));
+  while (static_cast<int>(cached_.size()) > std::max(options_.cached_sessions, 1)) cached_.pop_front();
+}
+
 absl::StatusOr<std::string> TaskExecutor::Run(const std::string& kind, const std::string& payload,
                                               const TaskProgressFn& progress) const {
   try {
@@ -77,8 +111,20 @@ absl::StatusOr<std::string> TaskExecutor::Fetch(const std::string& text, const T
   if (!opts.contains("model_id") || opts["model_id"].get<std::string>().empty()) opts["model_id"] = uri;
   if (!options_.profile_cache_dir.empty()) opts["profile_cache_dir"] = options_.profile_cache_dir;
 
-  // Group the quantizable slots by transformer layer: one profile task per layer.
-  SLQ_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, LoadModel(model_path));
+  // Group the quantizable slots by transformer layer: one profile task per layer. An HF folder
+  // needs only its config.json for that (the slot names come from a weightless Model of that
+  // shape); other formats are loaded (without hashing: the profile task's load does that).
+  std::unique_ptr<Model> model;
+  if (std::filesystem::is_regular_file(std::filesystem::path(model_path) / "config.json")) {
+    SLQ_ASSIGN_OR_RETURN(ModelConfig config, LoadHfConfig(model_path));
+    model = std::make_unique<Model>();
+    model->config = config;
+    model->layers.resize(static_cast<size_t>(config.num_layers));
+  } else {
+    LoadOptions lo;
+    lo.compute_sha256 = false;
+    SLQ_ASSIGN_OR_RETURN(model, LoadModel(model_path, lo));
+  }
   const bool with_head = opts.value("quantize_lm_head", false);
   std::map<int, std::vector<std::string>> groups;
   for (const auto& slot : model->LinearSlots()) {
@@ -88,7 +134,7 @@ absl::StatusOr<std::string> TaskExecutor::Fetch(const std::string& text, const T
   json layers = json::array();
   for (auto& [layer, names] : groups) layers.push_back(names);
   if (progress) progress(JobStage::kFetch, 1, absl::StrCat("fetched; ", layers.size(), " layer groups"));
-  json result = {{"options", opts}, {"layers", layers}, {"model_sha256", model->identity_sha256}};
+  json result = {{"options", opts}, {"layers", layers}};
   return result.dump();
 }
 
@@ -96,8 +142,9 @@ absl::StatusOr<std::string> TaskExecutor::Profile(const std::string& text, const
   SLQ_ASSIGN_OR_RETURN(json payload, ParsePayload(text));
   SLQ_ASSIGN_OR_RETURN(quant::PipelineOptions opts, Options(payload));
   auto layers = payload.at("layers").get<std::vector<std::string>>();
-  SLQ_ASSIGN_OR_RETURN(auto session, quant::QuantizationSession::Open(opts, Forward(progress, JobStage::kProfile)));
+  SLQ_ASSIGN_OR_RETURN(auto session, Session(opts, Forward(progress, JobStage::kProfile)));
   SLQ_ASSIGN_OR_RETURN(quant::LayerProfiles share, session->Profile(layers));
+  Keep(std::move(session));
   json out = share;
   return out.dump();
 }
@@ -108,8 +155,9 @@ absl::StatusOr<std::string> TaskExecutor::Search(const std::string& text, const 
   std::vector<quant::LayerProfiles> shares;
   for (const auto& s : payload.at("profiles")) shares.push_back(s.get<quant::LayerProfiles>());
   SLQ_ASSIGN_OR_RETURN(quant::LayerProfiles merged, quant::MergeProfiles(shares));
-  SLQ_ASSIGN_OR_RETURN(auto session, quant::QuantizationSession::Open(opts, Forward(progress, JobStage::kSearch)));
+  SLQ_ASSIGN_OR_RETURN(auto session, Session(opts, Forward(progress, JobStage::kSearch)));
   SLQ_ASSIGN_OR_RETURN(quant::SearchOutcome outcome, session->Search(merged));
+  Keep(std::move(session));
   json out = {{"search", outcome}, {"profile", merged}};
   return out.dump();
 }
@@ -126,11 +174,12 @@ absl::StatusOr<std::string> TaskExecutor::Pack(const std::string& text, const Ta
   // Stages: pack (load, quantize with the searched bitwidths), verify (held-out, once), then
   // the verified artifact is written with its certificate into the staging directory.
   if (progress) progress(JobStage::kPack, 0, "quantizing with the searched bitwidths");
-  SLQ_ASSIGN_OR_RETURN(auto session, quant::QuantizationSession::Open(opts, Forward(progress, JobStage::kPack)));
+  SLQ_ASSIGN_OR_RETURN(auto session, Session(opts, Forward(progress, JobStage::kPack)));
   if (progress) progress(JobStage::kVerify, 0, "verifying on held-out text");
   SLQ_ASSIGN_OR_RETURN(quant::FidelityReport heldout, session->Verify(search.bits));
   if (progress) progress(JobStage::kVerify, 0.9, "writing the verified artifact");
   SLQ_ASSIGN_OR_RETURN(quant::PipelineResult r, session->Finish(profile, search, heldout));
+  Keep(std::move(session));  // another job on the same model and text may follow
   SLQ_ASSIGN_OR_RETURN(std::string manifest_sha, Sha256File(opts.output_dir + "/manifest.json"));
   json out = {{"target_met", r.target_met},
               {"status", r.status},

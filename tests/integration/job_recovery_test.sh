@@ -48,19 +48,30 @@ expect_exit "job survives a server kill -9" 0 timeout 600 "$CTL_BIN" watch "$job
 check "same packed weights as the undisturbed run" test "$(weights_sha "$job")" = "$ref_sha"
 
 # 3. kill -9 a worker mid-task: its lease expires, another worker finishes the job.
-kill -9 "$LAST_WORKER" 2>/dev/null || true
-start_worker w3
+# Workers keep their session (model + base logits) and the profile cache between tasks, so a
+# job on this small model can finish within a poll: the only worker pauses at its first profile
+# task (server/jobs/test_pause.h), which makes "mid-profile" certain for this and for step 4.
+kill_workers() { for p in $(pgrep -f -- "--name w[0-9]" || true); do kill -9 "$p" 2>/dev/null || true; done; }
+paused() { for _ in $(seq 600); do [ -f "$STATE/pause/paused-profile" ] && return 0; sleep 0.1; done; return 1; }
+kill_workers
+mkdir -p "$STATE/pause"
+SLQ_TEST_PAUSE_AT=profile SLQ_TEST_PAUSE_DIR="$STATE/pause" start_worker w3
 job=$(submit crash-worker)
-check "worker kill lands mid-profile" wait_stage "$job" PROFILE
-for p in $(pgrep -f -- "--name w1|--name w3" || true); do kill -9 "$p" 2>/dev/null || true; done
+check "worker kill lands mid-profile" paused
+kill -9 "$LAST_WORKER" 2>/dev/null || true
 start_worker w4
 expect_exit "job survives worker kill -9 (lease expiry)" 0 timeout 600 "$CTL_BIN" watch "$job"
 check "same packed weights after the worker crash" test "$(weights_sha "$job")" = "$ref_sha"
 
 # 4. Cancel mid-profile: the job ends CANCELLED, watch exits 7, nothing is published for it.
+kill_workers
+rm -f "$STATE/pause"/*
+SLQ_TEST_PAUSE_AT=profile SLQ_TEST_PAUSE_DIR="$STATE/pause" start_worker w5
 job=$(submit cancel-me)
-check "cancel lands mid-profile" wait_stage "$job" PROFILE
+check "cancel lands mid-profile" paused
+check "the job is RUNNING in PROFILE" wait_stage "$job" PROFILE
 expect_exit "cancel succeeds" 0 ctl cancel "$job"
+touch "$STATE/pause/resume-profile"
 expect_exit "watch of a cancelled job exits 7" 7 timeout 60 "$CTL_BIN" watch "$job"
 check "cancelled job has no artifact" test -z "$(ctl --json get "$job" | json_field '.get("artifact_id","")')"
 expect_exit "cancelling twice is fine" 0 ctl cancel "$job"
