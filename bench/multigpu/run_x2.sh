@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Issue #10 on a 2-GPU host (device kind nvidia-h200-x2): slq-server with its inference engine on
-# GPU 1 (--device cuda), one or two slq-worker processes (CUDA_VISIBLE_DEVICES=0 and 1), two
-# quantization jobs of the real models; the same jobs with 1 worker and with 2 workers, each on
-# a fresh server (no shared profile cache), and the served model's TTFT/ITL idle vs while the
-# two workers quantize.
+# GPU 1 (--device cuda), one or two slq-worker processes that profile and verify on their GPU
+# (--device cuda, CUDA_VISIBLE_DEVICES=0 / 1), and three quantization jobs: two of an 8B-shaped
+# model (Llama-3-8B transformer blocks, random weights, docs-19m's tokenizer; made here by
+# bench/gpu/make_random_llama.py) and one of tinystories-656k. Phase "one-worker": 1 worker on
+# GPU 0 while the server streams docs-19m on GPU 1 (TTFT/ITL idle vs during quantization).
+# Phase "two-workers": the same jobs on a fresh server with 2 workers (profile tasks fan out).
 #
 # Build and pack here (the pack stays < 64 MiB):
 #   cmake --build build-gpu --target slq-server slq-worker slqctl slq_load_gen
@@ -13,11 +15,11 @@
 #   cp -r ../shared/models/{tinystories-656k,docs-19m} $W/shared/models/
 #   cp ../shared/data/{debian-docs-val-part1.txt,tinystories-valid-part1.txt} $W/shared/data/
 #   tar -C $W -cf - . | xz -T2 > .gpu/mg.tar.xz                # carry .gpu/mg.tar.xz
-# There: mkdir -p /tmp/w && tar -xJf .gpu/mg.tar.xz -C /tmp/w && bash bench/multigpu/run_x2.sh
-#
-# What this does NOT show: the workers' profiling runs on the CPU (each worker gets half the
-# host's cores, SLQ_THREADS); GPU profiling in the workers is not implemented yet (issue #7), so
-# the 2-worker speed-up here is CPU fan-out, not GPU fan-out.
+# There: mkdir -p /tmp/w && tar -xJf .gpu/mg.tar.xz -C /tmp/w && bash bench/multigpu/run_x2.sh [PHASES]
+# PHASES: one-worker two-workers (default both; each fits one 10-minute device command).
+# Env: JOBS (default ABC; A alone times one job's stages), SERVE (0: no streaming in phase
+# one-worker), FORMATS (default 4,8), DEVICE (cuda; cpu = a dry run without GPUs), BIG (the 8B model
+# folder; default $W/m8b, made when missing), LAYERS (of the made model; default 32).
 set -uo pipefail
 W=${W:-/tmp/w}
 source "$W/mg/env.sh"
@@ -25,23 +27,53 @@ OUT=${OUT:-/tmp/slq-out}
 mkdir -p "$OUT"
 M=$W/shared/models
 D=$W/shared/data
-DEVICE=${DEVICE:-cuda}   # DEVICE=cpu: a dry run of the script on a machine without GPUs
-BIG=${BIG:-docs-19m}      # the first job's model (BIG=tinystories-656k for a quick dry run)
+DEVICE=${DEVICE:-cuda}
+FORMATS=${FORMATS:-4,8}
+BIG=${BIG:-$W/m8b}
+phases=${*:-one-worker two-workers}
+JOBS=${JOBS:-ABC}  # A: 8B-shaped ear>=0.99; B: 8B-shaped bits<=5; C: tinystories-656k
 ncpu=$(nproc)
 half=$((ncpu / 2))
 nvidia-smi --query-gpu=index,name,memory.total --format=csv | tee "$OUT/nvidia-smi.txt" || true
-echo "host: $ncpu CPUs; each worker SLQ_THREADS=$half"
+echo "host: $ncpu CPUs, $(free -g | awk '/Mem:/ {print $2}') GiB; each worker SLQ_THREADS=$half" | tee -a "$OUT/summary.txt"
+if [ ! -f "$BIG/config.json" ]; then
+  python3 bench/gpu/make_random_llama.py "$BIG" --tokenizer-from "$M/docs-19m" --layers "${LAYERS:-32}" \
+    2>&1 | tee -a "$OUT/summary.txt"
+fi
 tok=$(mktemp); head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$tok"
 export SLQ_TOKEN_FILE=$tok
 now() { date +%s.%N; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# Reads `slqctl --json watch` lines on stdin; writes "<unix time> <line>".
+stamp() { python3 -u -c 'import sys, time
+for l in sys.stdin: print("%.3f %s" % (time.time(), l.rstrip()), flush=True)'; }
+# Seconds per stage of a job from its stamped watch log.
+stages() { python3 - "$1" <<'PY'
+import json, sys
+first = {}
+for line in open(sys.argv[1]):
+    t, _, js = line.partition(" ")
+    try:
+        ev = json.loads(js)
+    except Exception:
+        continue
+    st = ev.get("stage", "")
+    first.setdefault(st, float(t))
+    last = (float(t), ev.get("state", ""))
+order = sorted(first.items(), key=lambda kv: kv[1])
+out = []
+for i, (st, t) in enumerate(order):
+    end = order[i + 1][1] if i + 1 < len(order) else last[0]
+    out.append("%s %.1f s" % (st.replace("JOB_STAGE_", "").lower(), end - t))
+print(", ".join(out), "| final", last[1])
+PY
+}
 
-# phase TAG NWORKERS SERVE: fresh server + NWORKERS workers, submit the two jobs, wait.
+# phase TAG NWORKERS SERVE
 phase() {
   local tag=$1 nw=$2 serve=$3 port mport
   port=$(free_port); mport=$(free_port)
   local METRICS=127.0.0.1:$mport
-  [ "${NO_METRICS:-0}" = 1 ] && METRICS=""
   local data=/tmp/mg-$tag
   rm -rf "$data"; mkdir -p "$data"
   export SLQ_SERVER=127.0.0.1:$port
@@ -56,7 +88,7 @@ phase() {
   local wp=()
   for i in $(seq 0 $((nw - 1))); do
     CUDA_VISIBLE_DEVICES=$i SLQ_THREADS=$half slq-worker --server 127.0.0.1:$port \
-      --auth-token-file "$tok" --device "cuda:$i" --name "gpu$i" --allowed-roots "$W" \
+      --auth-token-file "$tok" --device "$DEVICE" --name "gpu$i" --allowed-roots "$W" \
       --text-dir "$D" --model-cache-dir "$data/wcache$i" > "$OUT/$tag-worker$i.log" 2>&1 &
     wp+=($!)
   done
@@ -66,39 +98,50 @@ phase() {
       --max-tokens 64 --temperature 0.8 >> "$OUT/serve.md" 2>> "$OUT/loadgen.log"
   fi
   local t0; t0=$(now)
-  local j1 j2
-  j1=$(slqctl --json submit "file://$M/$BIG" --target 'ear>=0.99' --formats 4-5-6-7-8 \
-    --calibration debian-docs | python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["id"])')
-  j2=$(slqctl --json submit "file://$M/tinystories-656k" --target 'ear>=0.98' --formats 4-5-6-7-8 \
-    --calibration tinystories | python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["id"])')
-  echo "$tag: jobs $j1 (docs-19m) $j2 (tinystories-656k)"
+  local ja jb="" jc=""
+  submit() { slqctl --json submit "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["id"])'; }
+  ja=$(submit "file://$BIG" --target 'ear>=0.99' --formats "$FORMATS" --calibration debian-docs)
+  [[ $JOBS == *B* ]] && jb=$(submit "file://$BIG" --target 'bits<=5' --formats "$FORMATS" --calibration debian-docs)
+  [[ $JOBS == *C* ]] && jc=$(submit "file://$M/tinystories-656k" --target 'ear>=0.98' --formats 4-5-6-7-8 --calibration tinystories)
+  echo "$tag: jobs A=$ja (8B-shaped, ear>=0.99) B=${jb:-} (8B-shaped, bits<=5) C=${jc:-} (tinystories-656k)" | tee -a "$OUT/summary.txt"
+  local pids=() sel=(A:$ja)
+  [ -n "${jb:-}" ] && sel+=(B:$jb)
+  [ -n "${jc:-}" ] && sel+=(C:$jc)
+  for j in "${sel[@]}"; do
+    (slqctl --json watch "${j#*:}" 2>&1 | stamp > "$OUT/$tag-job${j%%:*}.log") &
+    pids+=($!)
+  done
   if [ "$serve" = 1 ]; then
-    sleep 2  # let profiling start
-    echo "## $tag: serving docs-19m on GPU 1 while $nw workers quantize" >> "$OUT/serve.md"
+    # Stream while the worker profiles on GPU 0 (wait for job A's profile stage).
+    for _ in $(seq 300); do grep -q JOB_STAGE_PROFILE "$OUT/$tag-jobA.log" 2>/dev/null && break; sleep 1; done
+    sleep 5
+    echo "## $tag: serving docs-19m on GPU 1 while $nw worker(s) quantize on GPU 0" >> "$OUT/serve.md"
     slq_load_gen --address 127.0.0.1:$port --token-file "$tok" --model docs-19m --concurrency 1,8 --requests 32 \
       --max-tokens 64 --temperature 0.8 >> "$OUT/serve.md" 2>> "$OUT/loadgen.log"
-    slqctl get "$j1" | grep -iE "state|stage" | head -2 >> "$OUT/serve.md"
+    echo "(job A during this: $(tail -1 "$OUT/$tag-jobA.log" | cut -c1-160))" >> "$OUT/serve.md"
+    nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv >> "$OUT/serve.md"
   fi
-  slqctl watch "$j1" > "$OUT/$tag-job1.log" 2>&1; local r1=$?
+  wait "${pids[@]}"
   local t1; t1=$(now)
-  slqctl watch "$j2" > "$OUT/$tag-job2.log" 2>&1; local r2=$?
-  local t2; t2=$(now)
-  echo "$tag: docs-19m job exit $r1, tinystories job exit $r2" | tee -a "$OUT/summary.txt"
-  python3 -c "print('$tag: workers=$nw  both jobs done in %.1f s (docs-19m %.1f s)' % ($t2-$t0, $t1-$t0))" \
-    | tee -a "$OUT/summary.txt"
+  python3 -c "print('$tag: workers=$nw  all three jobs done in %.1f s' % ($t1-$t0))" | tee -a "$OUT/summary.txt"
+  for j in "${sel[@]}"; do j=${j%%:*}; echo "$tag: job $j: $(stages "$OUT/$tag-job$j.log")" | tee -a "$OUT/summary.txt"; done
   for i in $(seq 0 $((nw - 1))); do
-    echo "$tag: worker gpu$i tasks by kind: $(grep -oE 'task [^ ]+ \(([a-z]+)\)' "$OUT/$tag-worker$i.log" \
+    echo "$tag: worker gpu$i: $(grep -m1 -o 'evaluations on [^)]*' "$OUT/$tag-worker$i.log"); tasks by kind: $(grep -oE 'task [^ ]+ \(([a-z]+)\)' "$OUT/$tag-worker$i.log" \
       | sed -E 's/.*\((.*)\)/\1/' | sort | uniq -c | tr '\n' ' ')" | tee -a "$OUT/summary.txt"
-    echo "$tag: worker gpu$i docs-19m profile tasks: $(grep "job $j1" "$OUT/$tag-worker$i.log" \
-      | grep -c '(profile)')" | tee -a "$OUT/summary.txt"
+    echo "$tag: worker gpu$i job A profile tasks: $(grep "job $ja" "$OUT/$tag-worker$i.log" | grep -c '(profile)')" \
+      | tee -a "$OUT/summary.txt"
   done
-  slqctl get "$j1" | grep -iE "bits|ear|met" | head -6 >> "$OUT/summary.txt"
-  [ -n "$METRICS" ] && curl -s "$METRICS/metrics" | grep -E '^slq_(job_stage_duration_seconds_sum|time_to_first_token_seconds_(sum|count))' \
+  for j in $ja ${jb:-} ${jc:-}; do slqctl get "$j" | grep -iE "state|bits|ear|kl |status" | head -6 >> "$OUT/summary.txt"; done
+  env -u LD_LIBRARY_PATH curl -s "$METRICS/metrics" | grep -E '^slq_(job_stage_duration_seconds_sum|time_to_first_token_seconds_(sum|count))' \
     > "$OUT/$tag-metrics.txt" || true
   kill "${wp[@]}" 2>/dev/null; kill "$spid" 2>/dev/null; wait 2>/dev/null
 }
 
-phase one-worker 1 0
-phase two-workers 2 1
+for p in $phases; do
+  case $p in
+    one-worker) phase one-worker 1 "${SERVE:-1}" ;;
+    two-workers) phase two-workers 2 0 ;;
+  esac
+done
 cat "$OUT/summary.txt"
-echo; cat "$OUT/serve.md"
+if [ -f "$OUT/serve.md" ]; then echo; cat "$OUT/serve.md"; fi
