@@ -10,12 +10,14 @@
 #include "server/api/auth.h"
 #include "server/api/job_service.h"
 #include "server/common/file_util.h"
+#include "server/common/status_macros.h"
 #include "server/jobs/artifact_store.h"
 #include "server/jobs/postgres_job_store.h"
 #include "server/jobs/sqlite_job_store.h"
 #include "server/main/resolvers.h"
 #include "server/metrics/metrics.h"
 #include "server/scheduler/scheduler.h"
+#include "server/worker/eval_device.h"
 #include "server/worker/worker_loop.h"
 #ifdef SLQ_WITH_INFERENCE
 #include "server/api/inference_service.h"
@@ -202,7 +204,13 @@ absl::Status ServerApp::Start() {
   m.scheduler->Start();
 
   if (config_.in_process_worker) {
-    m.executor = std::make_unique<TaskExecutor>(MakeExecutorOptions(rc));
+    // The in-process worker evaluates (profiling, closed loop, verification) on the server's
+    // --device: cpu, cuda, or auto (the GPU when this build has CUDA and one is usable).
+    TaskExecutorOptions eo = MakeExecutorOptions(rc);
+    std::string chosen;
+    SLQ_ASSIGN_OR_RETURN(eo.eval_backend, EvalBackendFor(config_.device, &chosen));
+    spdlog::info("in-process worker: evaluations on {}", chosen);
+    m.executor = std::make_unique<TaskExecutor>(std::move(eo));
     WorkerOptions wo;
     wo.name = "in-process";
     wo.token = m.token;
