@@ -112,9 +112,14 @@ phase() {
     pids+=($!)
   done
   if [ "$serve" = 1 ]; then
-    # Stream while the worker profiles on GPU 0 (wait for job A's profile stage).
+    # Stream while the worker computes on GPU 0: job A's profile stage has started AND GPU 0 is
+    # busy (the first profile task loads the model on the CPU for tens of seconds first).
     for _ in $(seq 300); do grep -q JOB_STAGE_PROFILE "$OUT/$tag-jobA.log" 2>/dev/null && break; sleep 1; done
-    sleep 5
+    for _ in $(seq 300); do
+      u=$(nvidia-smi -i 0 --query-gpu=utilization.gpu --format=csv,noheader,nounits 2>/dev/null | tr -d ' ')
+      [ "${u:-0}" -ge 20 ] 2>/dev/null && break
+      sleep 1
+    done
     echo "## $tag: serving docs-19m on GPU 1 while $nw worker(s) quantize on GPU 0" >> "$OUT/serve.md"
     slq_load_gen --address 127.0.0.1:$port --token-file "$tok" --model docs-19m --concurrency 1,8 --requests 32 \
       --max-tokens 64 --temperature 0.8 >> "$OUT/serve.md" 2>> "$OUT/loadgen.log"
