@@ -103,6 +103,7 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(
   } else {
     s->eval_ = MakeCpuEvalBackend(*s->model_);
   }
+  s->stage_seconds_["eval_setup"] = Since(t0);  // e.g. the GPU mirror's upload
   SLQ_ASSIGN_OR_RETURN(s->calib_set_, s->eval_->AddBaseSet(s->data_.calibration));
   SLQ_ASSIGN_OR_RETURN(s->heldout_set_, s->eval_->AddBaseSet(s->data_.heldout));
   // The base model's answers to the TL cloze (METHOD.md 1); only used at verification.

@@ -1,6 +1,7 @@
 #include "server/worker/task_executor.h"
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -73,7 +74,15 @@ absl::StatusOr<std::unique_ptr<quant::QuantizationSession>> TaskExecutor::Sessio
     s->set_progress(progress);
     return s;
   }
-  return quant::QuantizationSession::Open(opts, progress, options_.eval_backend);
+  const auto t0 = std::chrono::steady_clock::now();
+  SLQ_ASSIGN_OR_RETURN(s, quant::QuantizationSession::Open(opts, progress, options_.eval_backend));
+  auto& st = s->stage_seconds();
+  spdlog::info(
+      "session for {} opened in {:.1f} s (load {:.1f} s, data {:.1f} s, evaluator setup {:.1f} s and base logits "
+      "{:.1f} s on {})",
+      opts.model_path, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), st["load"],
+      st["data"], st["eval_setup"], st["base_logits"] - st["eval_setup"], s->eval_device());
+  return s;
 }
 
 void TaskExecutor::Keep(std::unique_ptr<quant::QuantizationSession> s) const {
