@@ -20,7 +20,8 @@ class InferenceServiceTest : public ::testing::Test {
     auth_ = std::make_unique<BearerAuth>(auth);
     inference::RegistryOptions ro;
     ro.engine.kv_cache_bytes = 16 << 20;
-    registry_ = std::make_unique<inference::ModelRegistry>(inference::DefaultModelSource({}), ro, &metrics_);
+    registry_ = std::make_unique<inference::ModelRegistry>(
+        inference::DefaultModelSource({.allowed_roots = {slq::testing::ModelsDir()}}), ro, &metrics_);
     inference::ModelSpec spec;
     spec.name = "tiny";
     spec.location = Tiny();
@@ -210,7 +211,8 @@ TEST_F(InferenceServiceTest, TokenizeScoreAndModelManagement) {
   v1::LoadModelRequest lr;
   lr.set_model_uri(slq::testing::ModelsDir() + "/stories260k/stories260K.bin");
   v1::LoadModelResponse loaded;
-  ASSERT_TRUE(stub_->LoadModel(&c3, lr, &loaded).ok());
+  grpc::Status ls = stub_->LoadModel(&c3, lr, &loaded);
+  ASSERT_TRUE(ls.ok()) << ls.error_message();
   EXPECT_EQ(loaded.model().name(), "stories260K");
   EXPECT_EQ(loaded.model().context_length(), 512);
   EXPECT_FALSE(loaded.model().quantized());

@@ -44,7 +44,12 @@ absl::StatusOr<std::unique_ptr<ShadowEvaluator>> ModelRegistry::MakeShadow(
     if (it != models_.end()) base = it->second->model_ptr();
   }
   if (!base) {
-    absl::StatusOr<LoadedModel> b = LoadBaseModel(spec.shadow_base);
+    // Through the model source, so an RPC's path is confined like any other model path.
+    ModelSpec bs;
+    bs.kind = ModelSpec::Kind::kModelUri;
+    bs.location = spec.shadow_base;
+    bs.trusted = spec.trusted;
+    absl::StatusOr<LoadedModel> b = source_(bs);
     if (!b.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("shadow_base_model '", spec.shadow_base,
                                                      "' is neither a loaded model nor loadable: ",

@@ -22,10 +22,18 @@ RegistryOptions Options() {
   return o;
 }
 
+// An operator's spec (--serve-models): trusted, not confined to allowed roots.
 ModelSpec Uri(const std::string& name, const std::string& location) {
   ModelSpec s;
   s.name = name;
   s.location = location;
+  s.trusted = true;
+  return s;
+}
+// A client's spec (LoadModel RPC).
+ModelSpec Untrusted(const std::string& location) {
+  ModelSpec s = Uri("", location);
+  s.trusted = false;
   return s;
 }
 
@@ -41,10 +49,43 @@ TEST(ModelSource, DefaultNamesAndCertificates) {
 TEST(ModelSource, AllowedRootsAreEnforced) {
   const std::string models = slq::testing::ModelsDir();
   ModelSourceFn src = DefaultModelSource({.allowed_roots = {models + "/stories260k"}});
-  ModelSpec ok = Uri("", "file://" + models + "/stories260k/stories260K.bin");
+  ModelSpec ok = Untrusted("file://" + models + "/stories260k/stories260K.bin");
   EXPECT_TRUE(src(ok).ok());
-  ModelSpec outside = Uri("", models + "/stories260k/../tinystories-656k");
+  ModelSpec outside = Untrusted(models + "/stories260k/../tinystories-656k");
   EXPECT_EQ(src(outside).status().code(), absl::StatusCode::kPermissionDenied);
+  // Outside the roots, a path that exists and one that does not answer alike (no probe).
+  auto a = src(Untrusted("/etc/passwd")), b = src(Untrusted("/etc/no-such-file-here"));
+  EXPECT_EQ(a.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kPermissionDenied);
+  // The operator's own spec is not confined.
+  EXPECT_TRUE(src(Uri("", models + "/tinystories-656k")).ok());
+}
+
+TEST(ModelSource, NoRootsMeansNoLoadingByPathForClients) {
+  const std::string models = slq::testing::ModelsDir();
+  ModelSourceFn src = DefaultModelSource({});
+  auto r = src(Untrusted(models + "/tinystories-656k"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("--allowed-roots"), std::string::npos) << r.status();
+  EXPECT_TRUE(src(Uri("", models + "/tinystories-656k")).ok());
+}
+
+// A model folder inside the roots whose file is a symlink to a file outside them is refused.
+TEST(ModelSource, SymlinkedFileInsideAnAllowedFolderIsRefused) {
+  namespace fs = std::filesystem;
+  const std::string root = slq::testing::MakeTempDir("roots");
+  const std::string outside = slq::testing::MakeTempDir("outside");
+  const std::string tiny = slq::testing::ModelsDir() + "/tinystories-656k";
+  fs::create_directories(root + "/m");
+  for (const auto& e : fs::directory_iterator(tiny)) fs::copy_file(e.path(), root + "/m/" + e.path().filename().string());
+  ModelSourceFn src = DefaultModelSource({.allowed_roots = {root}});
+  ASSERT_TRUE(src(Untrusted(root + "/m")).ok());
+  fs::copy_file(tiny + "/model.safetensors", outside + "/w.safetensors");
+  fs::remove(root + "/m/model.safetensors");
+  fs::create_symlink(outside + "/w.safetensors", root + "/m/model.safetensors");
+  auto r = src(Untrusted(root + "/m"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied) << r.status();
+  EXPECT_NE(r.status().message().find("model.safetensors"), std::string::npos) << r.status();
 }
 
 TEST(ModelRegistry, LoadListGetUnload) {
@@ -107,6 +148,13 @@ TEST(ModelRegistry, ServesAnArtifactWithShadowEvaluation) {
   spec.kind = ModelSpec::Kind::kArtifactId;
   spec.location = "a1";
   spec.shadow_base = "base";
+  // A client's shadow base given as a path is confined like any model path (no roots: none).
+  ModelSpec probe = spec;
+  probe.name = "a1-probe";
+  probe.shadow_base = base_dir;
+  auto refused = reg.Load(probe);
+  EXPECT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("--allowed-roots"), std::string::npos) << refused.status();
   auto info = reg.Load(spec);
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->name, "a1");

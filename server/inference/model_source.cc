@@ -48,18 +48,42 @@ absl::StatusOr<LoadedModel> LoadArtifactDir(const std::string& dir, const std::s
 #endif
 }
 
-// PermissionDenied unless `path` resolves inside one of `roots` (no restriction if empty).
-absl::Status CheckAllowed(const std::string& path, const std::vector<std::string>& roots) {
-  if (roots.empty()) return absl::OkStatus();
+bool Inside(const fs::path& p, const std::vector<std::string>& roots) {
   std::error_code ec;
-  const fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
   for (const std::string& r : roots) {
     const fs::path root = fs::weakly_canonical(fs::absolute(r, ec), ec);
     auto [ri, pi] = std::mismatch(root.begin(), root.end(), p.begin(), p.end());
-    if (ri == root.end() || (std::next(ri) == root.end() && ri->empty())) return absl::OkStatus();
+    if (ri == root.end() || (std::next(ri) == root.end() && ri->empty())) return true;
   }
-  return absl::PermissionDeniedError(absl::StrCat("'", path, "' is outside the allowed roots (",
-                                                  absl::StrJoin(roots, ", "), ")"));
+  return false;
+}
+
+// For an untrusted spec: OK only when `path` (symlinks resolved) and, for a folder, every entry
+// in it resolve inside one of `roots`. The same PermissionDenied whether or not the path
+// exists (no existence probe outside the roots).
+absl::Status CheckAllowed(const std::string& path, const std::vector<std::string>& roots) {
+  if (roots.empty()) {
+    return absl::FailedPreconditionError(
+        "loading a model by path is disabled: the server has no --allowed-roots; start it with "
+        "--allowed-roots set to the folders models may be loaded from (or name an artifact_id)");
+  }
+  const auto denied = [&] {
+    return absl::PermissionDeniedError(absl::StrCat("'", path, "' is outside the allowed roots (",
+                                                    absl::StrJoin(roots, ", "), ")"));
+  };
+  std::error_code ec;
+  const fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
+  if (ec || !Inside(p, roots)) return denied();
+  if (fs::is_directory(p, ec)) {
+    for (const auto& e : fs::directory_iterator(p, ec)) {
+      const fs::path target = fs::weakly_canonical(e.path(), ec);
+      if (ec || !Inside(target, roots)) {
+        return absl::PermissionDeniedError(absl::StrCat("'", path, "' holds '", e.path().filename().string(),
+                                                        "', which resolves outside the allowed roots"));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -87,11 +111,11 @@ ModelSourceFn DefaultModelSource(const ModelSourceOptions& options) {
     switch (spec.kind) {
       case ModelSpec::Kind::kModelUri: {
         SLQ_ASSIGN_OR_RETURN(std::string path, LocalPath(spec.location));
-        SLQ_RETURN_IF_ERROR(CheckAllowed(path, options.allowed_roots));
+        if (!spec.trusted) SLQ_RETURN_IF_ERROR(CheckAllowed(path, options.allowed_roots));
         return LoadBaseModel(spec.location);
       }
       case ModelSpec::Kind::kArtifactPath:
-        SLQ_RETURN_IF_ERROR(CheckAllowed(spec.location, options.allowed_roots));
+        if (!spec.trusted) SLQ_RETURN_IF_ERROR(CheckAllowed(spec.location, options.allowed_roots));
         return LoadArtifactDir(spec.location, spec.location);
       case ModelSpec::Kind::kArtifactId: {
         if (options.artifact_root.empty()) {

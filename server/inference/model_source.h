@@ -31,6 +31,9 @@ struct ModelSpec {
   Kind kind = Kind::kModelUri;
   std::string location;  // URI, path or artifact id
   std::string shadow_base;  // artifacts: a loaded model's name or a base model path ("" = none)
+  // Operator input (--serve-models): not confined to the allowed roots. Specs built from an
+  // RPC are never trusted.
+  bool trusted = false;
 };
 
 struct LoadedModel {
@@ -46,8 +49,11 @@ using ModelSourceFn = std::function<absl::StatusOr<LoadedModel>(const ModelSpec&
 
 struct ModelSourceOptions {
   std::string artifact_root;  // where artifact ids live: <root>/<id>
-  // When non-empty, model_uri and artifact_path must resolve inside one of these folders
-  // (PermissionDenied otherwise); artifact ids are always under artifact_root.
+  // An untrusted spec's model_uri / artifact_path (and a shadow base given as a path) must
+  // resolve inside one of these folders, and so must every file of a model folder (a symlink
+  // inside an allowed folder that points outside is refused): PermissionDenied otherwise.
+  // Empty: untrusted specs cannot load by path at all (FailedPrecondition naming
+  // --allowed-roots). Artifact ids are always under artifact_root.
   std::vector<std::string> allowed_roots;
 };
 ModelSourceFn DefaultModelSource(const ModelSourceOptions& options);

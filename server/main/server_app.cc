@@ -163,6 +163,7 @@ absl::Status ServerApp::Start() {
   for (const std::string& model : config_.serve_models) {
     inference::ModelSpec spec;
     spec.location = model;
+    spec.trusted = true;  // the operator's own command line, not a client
     spec.kind = model.find("://") != std::string::npos || model.find('/') != std::string::npos
                     ? inference::ModelSpec::Kind::kModelUri
                     : inference::ModelSpec::Kind::kArtifactId;
