@@ -29,6 +29,8 @@ class FileFetcher final : public Fetcher {
         continue;
       }
       roots_.push_back(c);
+      lexical_roots_.push_back(fs::absolute(r, ec).lexically_normal());
+      lexical_roots_.push_back(c);
     }
   }
 
@@ -45,6 +47,12 @@ class FileFetcher final : public Fetcher {
       }
     }
     std::error_code ec;
+    // Confined before anything is looked up: a path outside the roots gets the same answer
+    // whether or not it exists (no existence probe).
+    const fs::path lexical = fs::absolute(u.path, ec).lexically_normal();
+    bool maybe_inside = false;
+    for (const fs::path& r : lexical_roots_) maybe_inside = maybe_inside || IsUnder(lexical, r);
+    if (!maybe_inside) return Outside(u.path);
     const fs::path dir = fs::canonical(u.path, ec);
     if (ec) return absl::NotFoundError(absl::StrCat("model directory '", u.path, "': ", ec.message()));
     SLQ_RETURN_IF_ERROR(CheckConfined(dir, u.path));
@@ -67,6 +75,13 @@ class FileFetcher final : public Fetcher {
   }
 
  private:
+  absl::Status Outside(const std::string& shown) const {
+    std::string roots;
+    for (const fs::path& r : roots_) absl::StrAppend(&roots, roots.empty() ? "" : ", ", r.string());
+    return absl::PermissionDeniedError(
+        absl::StrCat("'", shown, "' is outside the allowed model roots [", roots, "]"));
+  }
+
   absl::Status CheckConfined(const fs::path& p, const std::string& shown) const {
     for (const fs::path& r : roots_) {
       if (IsUnder(p, r)) return absl::OkStatus();
@@ -78,7 +93,8 @@ class FileFetcher final : public Fetcher {
         "]"));
   }
 
-  std::vector<fs::path> roots_;
+  std::vector<fs::path> roots_;          // canonical
+  std::vector<fs::path> lexical_roots_;  // as given (absolute, normalised) and canonical
 };
 
 class DispatchFetcher final : public Fetcher {

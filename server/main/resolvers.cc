@@ -56,6 +56,17 @@ absl::StatusOr<std::string> ResolveText(const ResolverConfig& cfg, std::string r
     return absl::InvalidArgumentError(absl::StrCat("data reference '", ref, "' contains '..'"));
   }
   std::error_code ec;
+  // Confined before the lookup: outside the roots, an existing and a missing file answer alike.
+  const fs::path lexical = fs::path(path).lexically_normal();
+  bool maybe_inside = InsideRoots(cfg.allowed_roots, lexical);
+  for (const auto& r : cfg.allowed_roots) {
+    const auto rel = lexical.lexically_relative(fs::absolute(r, ec).lexically_normal());
+    maybe_inside = maybe_inside || (!rel.empty() && *rel.begin() != "..");
+  }
+  if (!maybe_inside) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("data file '", path, "' is outside the server's --allowed-roots"));
+  }
   fs::path canon = fs::canonical(path, ec);
   if (ec) return absl::NotFoundError(absl::StrCat("data file '", path, "' not found"));
   if (!InsideRoots(cfg.allowed_roots, canon)) {

@@ -192,6 +192,14 @@ TEST_F(SecurityTest, FileUrisStayInsideTheAllowedRoots) {
   EXPECT_EQ(Submit("file://" + root + "/escape_dir").error_code(), denied) << "symlinked directory";
   EXPECT_EQ(Submit("file://" + root + "/escape_file").error_code(), denied) << "symlinked file";
   EXPECT_EQ(Submit("FILE://" + root + "/escape_dir").error_code(), denied) << "scheme case";
+  // No existence probe: outside the roots, a missing and an existing path answer alike, on the
+  // model URI, on calibration data, and on LoadModel.
+  grpc::Status missing = Submit("file://" + outside + "/no-such-model");
+  grpc::Status present = Submit("file://" + outside + "/model");
+  EXPECT_EQ(missing.error_code(), denied) << missing.error_message();
+  EXPECT_EQ(present.error_code(), denied) << present.error_message();
+  EXPECT_EQ(Load([&](auto& r) { r.set_model_uri("file://" + outside + "/no-such-model"); }).error_code(), denied);
+  EXPECT_EQ(Load([&](auto& r) { r.set_model_uri("file://" + outside + "/model"); }).error_code(), denied);
   grpc::Status legit = Submit("file://" + root + "/legit");
   EXPECT_TRUE(legit.ok()) << "control: a directory inside the root is accepted: " << legit.error_message();
 
