@@ -18,7 +18,9 @@ namespace {
     if (!auth_status.ok()) return auth_status;       \
   } while (0)
 
-grpc::Status Invalid(const std::string& msg) { return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg); }
+grpc::Status Invalid(const std::string& msg) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, BoundedMessage(msg));
+}
 
 // Errors a retry cannot fix: the task fails at once instead of burning its attempts.
 bool Retryable(const std::string& error) {
@@ -73,13 +75,14 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const slq::v1::
   if (options_.validate_model_uri) {
     absl::Status s = options_.validate_model_uri(request->model_uri);
     if (!s.ok()) {
-      return grpc::Status(static_cast<grpc::StatusCode>(s.code()), absl::StrCat("spec.model_uri: ", s.message()));
+      return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
+                          BoundedMessage(absl::StrCat("spec.model_uri: ", s.message())));
     }
   }
   auto created = store_->CreateJob(*request);
   if (!created.ok()) {
     if (created.status().code() == absl::StatusCode::kFailedPrecondition && !req->idempotency_key().empty()) {
-      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS, std::string(created.status().message()));
+      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS, BoundedMessage(created.status().message()));
     }
     return ToGrpcStatus(created.status());
   }

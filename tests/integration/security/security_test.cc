@@ -248,6 +248,22 @@ TEST_F(SecurityTest, DefaultReceiveLimitIsInForce) {
   EXPECT_EQ(under.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << under.error_message();
 }
 
+// Errors that echo client input stay small: a 512 KiB job id comes back as a NOT_FOUND whose
+// message fits the client's metadata limit (it used to overflow it: the client saw only a
+// transport error).
+TEST_F(SecurityTest, ErrorsEchoingHugeInputStayBounded) {
+  auto jobs = v1::JobService::NewStub(server_->channel());
+  grpc::ClientContext ctx;
+  server_->Authorize(&ctx);
+  v1::GetJobRequest r;
+  r.set_job_id(std::string(512 << 10, 'j'));
+  v1::GetJobResponse job;
+  grpc::Status s = jobs->GetJob(&ctx, r, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_code() << " " << s.error_message().substr(0, 200);
+  EXPECT_LE(s.error_message().size(), 1024u);
+  EXPECT_NE(s.error_message().find("bytes in all"), std::string::npos) << s.error_message().substr(0, 200);
+}
+
 TEST(SecurityLimits, ConfiguredReceiveLimitIsInForce) {
   LoopbackServer server([](ServerConfig& c) { c.max_message_bytes = 1 << 20; });
   ASSERT_TRUE(server.status().ok()) << server.status();
