@@ -228,8 +228,8 @@ TEST_F(SecurityTest, FileUrisStayInsideTheAllowedRoots) {
 }
 
 // RegisterWorker answers a long name with INVALID_ARGUMENT without echoing it, so the only
-// RESOURCE_EXHAUSTED possible is the server's receive limit. (Rows that echo the input, e.g. a
-// huge unknown job_id in NOT_FOUND, fail on the client's metadata limit instead.)
+// RESOURCE_EXHAUSTED possible is the server's receive limit. (Errors that echo input are cut
+// to 1 KiB: ErrorsEchoingHugeInputStayBounded.)
 grpc::Status RegisterWithName(const LoopbackServer& server, size_t bytes) {
   auto jobs = v1::JobService::NewStub(server.channel());
   v1::RegisterWorkerRequest r;
