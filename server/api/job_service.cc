@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/api/job_convert.h"
 #include "server/api/status_map.h"
+#include "server/common/status_macros.h"
 #include "server/metrics/metrics.h"
 #include "spdlog/spdlog.h"
 
@@ -299,6 +300,10 @@ grpc::Status JobServiceImpl::RegisterWorker(grpc::ServerContext* ctx, const slq:
   w.kind = req->device() == slq::v1::WORKER_DEVICE_CUDA ? WorkerKind::kGpu : WorkerKind::kCpu;
   absl::Status s = store_->RegisterWorker(w);
   if (!s.ok()) return ToGrpcStatus(s);
+  {
+    absl::MutexLock lock(&workers_mu_);
+    workers_.insert(w.id);
+  }
   spdlog::info("worker {} registered: {} ({})", w.id, w.name, req->device_name());
   resp->set_worker_id(w.id);
   resp->set_lease_seconds(static_cast<int32_t>(absl::ToInt64Seconds(options_.lease)));
@@ -306,11 +311,25 @@ grpc::Status JobServiceImpl::RegisterWorker(grpc::ServerContext* ctx, const slq:
   return grpc::Status::OK;
 }
 
+absl::Status JobServiceImpl::CheckRegistered(const std::string& id) {
+  {
+    absl::MutexLock lock(&workers_mu_);
+    if (workers_.contains(id)) return absl::OkStatus();
+  }
+  // Registered before this server started (the store keeps workers across restarts)?
+  SLQ_ASSIGN_OR_RETURN(std::vector<Worker> all, store_->ListWorkers());
+  absl::MutexLock lock(&workers_mu_);
+  for (const Worker& w : all) workers_.insert(w.id);
+  if (workers_.contains(id)) return absl::OkStatus();
+  return absl::NotFoundError(absl::StrCat("worker_id '", id, "' is not registered; call RegisterWorker first"));
+}
+
 grpc::Status JobServiceImpl::LeaseTask(grpc::ServerContext* ctx, const slq::v1::LeaseTaskRequest* req,
                                        slq::v1::LeaseTaskResponse* resp) {
   SLQ_CHECK_AUTH(ctx);
   if (req->worker_id().empty()) return Invalid("worker_id is required (RegisterWorker first)");
   if (req->wait_seconds() < 0) return Invalid("wait_seconds must be >= 0");
+  if (absl::Status r = CheckRegistered(req->worker_id()); !r.ok()) return ToGrpcStatus(r);
   const absl::Time until = absl::Now() + absl::Seconds(std::min(req->wait_seconds(), options_.max_lease_wait_seconds));
   std::vector<std::string> kinds(req->kinds().begin(), req->kinds().end());
   while (!ctx->IsCancelled()) {

@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "server/api/auth.h"
 #include "server/jobs/artifact_store.h"
@@ -66,6 +67,8 @@ class JobServiceImpl final : public slq::v1::JobService::Service {
   absl::StatusOr<slq::v1::Artifact> ArtifactToProto(const Artifact& a);
   // Waits until a job event or `timeout`; false when shutting down.
   bool WaitForEvent(absl::Duration timeout);
+  // NotFound unless `id` was handed out by RegisterWorker (this server or the store).
+  absl::Status CheckRegistered(const std::string& id);
 
   JobStore* const store_;
   ArtifactStore* const artifacts_;
@@ -77,6 +80,8 @@ class JobServiceImpl final : public slq::v1::JobService::Service {
   absl::Mutex mu_;
   int64_t event_epoch_ ABSL_GUARDED_BY(mu_) = 0;  // bumped on every job event
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Mutex workers_mu_;
+  absl::flat_hash_set<std::string> workers_ ABSL_GUARDED_BY(workers_mu_);  // registered ids seen
 };
 
 }  // namespace slq::api

@@ -288,6 +288,10 @@ std::vector<Case> Cases() {
   add("JobService.LeaseTask", "empty worker_id",
       JobUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(&S::LeaseTask, [](auto&, auto&) {}), kInvalid,
       "worker_id");
+  add("JobService.LeaseTask", "unregistered worker_id",
+      JobUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(&S::LeaseTask,
+                                                            [](auto&, auto& r) { r.set_worker_id("worker-nope"); }),
+      kNotFound, "worker-nope");
   add("JobService.LeaseTask", "wait_seconds -1",
       JobUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(&S::LeaseTask, [](Env& e, auto& r) {
         r.set_worker_id(e.worker_id);
