@@ -80,6 +80,16 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const slq::v1::
                           BoundedMessage(absl::StrCat("spec.model_uri: ", s.message())));
     }
   }
+  if (options_.validate_data_ref) {
+    for (const auto& [field, ref] : {std::pair<const char*, const std::string*>{"spec.calibration_data",
+                                                                                &request->calibration_data},
+                                     {"spec.eval_data", &request->eval_data}}) {
+      absl::Status s = options_.validate_data_ref(*ref);
+      if (!s.ok()) {
+        return grpc::Status(static_cast<grpc::StatusCode>(s.code()), BoundedMessage(absl::StrCat(field, ": ", s.message())));
+      }
+    }
+  }
   auto created = store_->CreateJob(*request);
   if (!created.ok()) {
     if (created.status().code() == absl::StatusCode::kFailedPrecondition && !req->idempotency_key().empty()) {

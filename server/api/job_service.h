@@ -30,6 +30,8 @@ struct JobServiceOptions {
   // Checks a model URI at submit time (scheme known, file:// inside the allowed roots), so a
   // bad URI is rejected before a job exists. Unset: checked only when the job is fetched.
   std::function<absl::Status(const std::string& uri)> validate_model_uri;
+  // Checks spec.calibration_data / spec.eval_data at submit (null: not checked).
+  std::function<absl::Status(const std::string& ref)> validate_data_ref;
 };
 
 class JobServiceImpl final : public slq::v1::JobService::Service {

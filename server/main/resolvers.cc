@@ -97,6 +97,13 @@ TaskExecutorOptions MakeExecutorOptions(const ResolverConfig& cfg) {
   return o;
 }
 
+absl::Status ValidateDataRef(const ResolverConfig& cfg, const std::string& ref) {
+  if (ref.empty()) return absl::OkStatus();
+  // Workers may hold the bundled texts when this server does not.
+  if (NamedTexts().count(ref) && cfg.text_dir.empty()) return absl::OkStatus();
+  return ResolveText(cfg, ref).status();
+}
+
 absl::Status ValidateModelUri(const ResolverConfig& cfg, const std::string& uri) {
   auto parsed = ParseModelUri(uri);
   if (!parsed.ok()) return parsed.status();

@@ -26,6 +26,11 @@ TaskExecutorOptions MakeExecutorOptions(const ResolverConfig& config);
 // Checks a model URI at submit time: scheme known, file:// inside the allowed roots.
 absl::Status ValidateModelUri(const ResolverConfig& config, const std::string& uri);
 
+// Checks a calibration / evaluation text reference at submit time: empty (the default), a
+// bundled name (present in text_dir when this process has one), or an absolute file:// path
+// inside the allowed roots that exists (the rules the worker applies when it runs the job).
+absl::Status ValidateDataRef(const ResolverConfig& config, const std::string& ref);
+
 }  // namespace slq
 
 #endif  // SLQ_SERVER_MAIN_RESOLVERS_H_

@@ -134,6 +134,7 @@ absl::Status ServerApp::Start() {
   jo.lease = absl::Seconds(config_.lease_seconds);
   jo.heartbeat = absl::Seconds(std::max(1, config_.lease_seconds / 6));
   jo.validate_model_uri = [rc](const std::string& uri) { return ValidateModelUri(rc, uri); };
+  jo.validate_data_ref = [rc](const std::string& ref) { return ValidateDataRef(rc, ref); };
   m.job_service = std::make_unique<api::JobServiceImpl>(m.store.get(), m.artifacts.get(), m.scheduler.get(),
                                                         m.auth.get(), m.metrics.get(), jo);
   api::JobServiceImpl* js = m.job_service.get();

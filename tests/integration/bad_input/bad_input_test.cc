@@ -160,6 +160,14 @@ std::vector<Case> Cases() {
       kInvalid, "spec.model_uri");
   add("JobService.SubmitJob", "hf revision with ..",
       SubmitSpec([](auto& s) { s.set_model_uri("hf://org/name@../../x"); }), kInvalid, "spec.model_uri");
+  add("JobService.SubmitJob", "calibration_data unknown name",
+      SubmitSpec([](auto& s) { s.set_calibration_data("no-such-text"); }), kInvalid, "spec.calibration_data");
+  add("JobService.SubmitJob", "calibration_data outside the roots",
+      SubmitSpec([](auto& s) { s.set_calibration_data("file:///etc/passwd"); }), StatusCode::PERMISSION_DENIED,
+      "spec.calibration_data");
+  add("JobService.SubmitJob", "eval_data missing file",
+      SubmitSpec([models](auto& s) { s.set_eval_data("file://" + models + "/no-such.txt"); }), kNotFound,
+      "spec.eval_data");
   add("JobService.SubmitJob", "missing directory",
       SubmitSpec([models](auto& s) { s.set_model_uri("file://" + models + "/no-such-model"); }), kNotFound,
       "spec.model_uri");
