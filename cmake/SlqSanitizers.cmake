@@ -16,7 +16,8 @@ elseif(SLQ_SANITIZE STREQUAL "thread")
   # library ahead of Abseil in every link) interposes Mutex/CondVar and annotates them for
   # TSan; see tsan_absl_mutex.cc.
   add_library(slq_tsan_absl_mutex SHARED ${CMAKE_CURRENT_LIST_DIR}/tsan_absl_mutex.cc)
-  target_link_libraries(slq_tsan_absl_mutex PRIVATE ${CMAKE_DL_LIBS})
+  # Its Condition calls resolve in Abseil itself (targets that do not use Abseil link it too).
+  target_link_libraries(slq_tsan_absl_mutex PRIVATE ${CMAKE_DL_LIBS} absl_synchronization)
   link_libraries(slq_tsan_absl_mutex)
 elseif(NOT SLQ_SANITIZE STREQUAL "")
   message(FATAL_ERROR "SLQ_SANITIZE must be empty, 'address' or 'thread', got '${SLQ_SANITIZE}'")
