@@ -2,11 +2,15 @@
 // model.safetensors or model.safetensors.index.json + shards). Weights of any float dtype
 // (F32/F16/BF16) are converted to fp32.
 #include <filesystem>
+#include <future>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
 #include "server/model/model_loader.h"
 #include "server/model/safetensors.h"
+#include "server/model/worker_pool.h"
 
 namespace slq {
 namespace {
@@ -92,12 +96,9 @@ class HfSafetensorsLoader final : public ModelLoader {
     SLQ_ASSIGN_OR_RETURN(model->config, LoadHfConfig(dir));
     SLQ_ASSIGN_OR_RETURN(auto store, TensorStore::OpenDir(dir));
     model->layers.resize(model->config.num_layers);
-    HfLoad load(*store, model.get());
-    for (int i = 0; i < model->config.num_layers; ++i) SLQ_RETURN_IF_ERROR(load.Layer(i));
-    SLQ_RETURN_IF_ERROR(load.EmbeddingsAndHead());
-    SLQ_RETURN_IF_ERROR(CheckModelShapes(*model));
-    model->format = std::string(name());
-    model->source_path = dir;
+    // The shards' digests are computed while the weights convert (both read the same files;
+    // the digests are one thread per file, the conversion the rest of the machine).
+    std::future<absl::Status> digests;
     if (options.compute_sha256) {
       std::vector<std::string> names = {"config.json"};
       for (const std::string& p : store->FilePaths()) {
@@ -107,8 +108,28 @@ class HfSafetensorsLoader final : public ModelLoader {
           !std::filesystem::exists(dir + "/model.safetensors")) {
         names.push_back("model.safetensors.index.json");
       }
-      SLQ_RETURN_IF_ERROR(ComputeFileDigests(dir, names, model.get()));
+      digests = std::async(std::launch::async, [dir, names = std::move(names), m = model.get()] {
+        return ComputeFileDigests(dir, names, m);
+      });
     }
+    // Layers (and, as the last item, the embeddings and head) load in parallel: each tensor's
+    // fp32 buffer is then zero-filled and converted by its own thread. Converting one tensor at
+    // a time left the allocation's first touch (the kernel's page clearing, about half the load
+    // of an 8B checkpoint) on one thread.
+    const int n_layers = model->config.num_layers;
+    std::vector<absl::Status> status(static_cast<size_t>(n_layers) + 1);
+    HfLoad load(*store, model.get());
+    WorkerPool::Default().Run(n_layers + 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        status[static_cast<size_t>(i)] = i < n_layers ? load.Layer(static_cast<int>(i)) : load.EmbeddingsAndHead();
+      }
+    }, n_layers + 1);
+    const absl::Status digested = digests.valid() ? digests.get() : absl::OkStatus();
+    for (const absl::Status& st : status) SLQ_RETURN_IF_ERROR(st);
+    SLQ_RETURN_IF_ERROR(digested);
+    SLQ_RETURN_IF_ERROR(CheckModelShapes(*model));
+    model->format = std::string(name());
+    model->source_path = dir;
     return model;
   }
 };

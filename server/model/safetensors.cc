@@ -17,7 +17,7 @@
 #include "server/common/file_util.h"
 #include "server/common/half.h"
 #include "server/common/status_macros.h"
-#include "server/common/thread_pool.h"
+#include "server/model/worker_pool.h"
 
 namespace slq {
 namespace {
@@ -311,14 +311,15 @@ absl::StatusOr<std::vector<float>> ToFloat32(const TensorView& t) {
     case DType::kF16:
     case DType::kBF16: {
       const bool bf = t.dtype == DType::kBF16;
-      // Parallel: an 8B-shaped checkpoint is ~7e9 values.
-      ParallelFor(static_cast<int64_t>(n), [&](int64_t begin, int64_t end) {
+      // Parallel: an 8B-shaped checkpoint is ~7e9 values. Inside a parallel region (the loader
+      // converts tensors of several layers at once) the pool runs this inline.
+      WorkerPool::Default().Run(static_cast<int64_t>(n), [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
           uint16_t h;
           std::memcpy(&h, p + 2 * i, 2);
           out[i] = bf ? Bf16ToFloat(h) : HalfToFloat(h);
         }
-      }, 0, int64_t{1} << 18);
+      }, static_cast<int>(std::max<size_t>(1, n >> 18)));
       return out;
     }
     default:
