@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what is missing (Debian packages, npm test tools), builds everything and runs the
 # tests. Idempotent. Usage:
-#   scripts/test.sh            fast suites (what CI runs)
-#   scripts/test.sh --all      fast + slow suites
+#   scripts/test.sh            fast suites, then every libFuzzer target for 10 s (what CI runs;
+#                              SLQ_CI_FUZZ_SECONDS sets the seconds per target, 0 skips fuzzing)
+#   scripts/test.sh --all      fast + slow suites (+ the bounded fuzzing)
 #   scripts/test.sh --sanitize address|thread   fast suites under ASan+UBSan or TSan
 #                                               (build dir build-address / build-thread)
-#   scripts/test.sh --fuzz [SECONDS]            libFuzzer targets, SECONDS each (default 20;
-#                                               scripts/fuzz.sh, clang, build dir build-fuzz)
+#   scripts/test.sh --fuzz [SECONDS]            only the libFuzzer targets, SECONDS each (default
+#                                               20; scripts/fuzz.sh, clang, build dir build-fuzz)
 # Sanitizer runs fail on the first UBSan report, on any ASan/LSan report and on any TSan
 # warning (see docs/RELIABILITY.md).
 set -euo pipefail
@@ -28,7 +29,13 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-bash scripts/install-deps.sh ${fuzz:+--fuzz}
+# The default run ends with bounded fuzzing (clang); sanitizer runs do not fuzz.
+ci_fuzz="${SLQ_CI_FUZZ_SECONDS:-10}"
+[[ "$ci_fuzz" =~ ^[0-9]+$ ]] || { echo "SLQ_CI_FUZZ_SECONDS must be a whole number of seconds" >&2; exit 2; }
+[ -z "$sanitize" ] || ci_fuzz=0
+want_clang=""
+if [ -n "$fuzz" ] || [ "$ci_fuzz" -gt 0 ]; then want_clang=--fuzz; fi
+bash scripts/install-deps.sh $want_clang
 jobs=$(nproc)
 
 if [ -n "$fuzz" ]; then
@@ -59,3 +66,9 @@ if [ "$sanitize" = thread ]; then
   echo "TSan: skipping the suites that make gRPC calls from TSan-built processes (uninstrumented libgrpc): ${grpc_suites//|/, }"
 fi
 ctest --test-dir "$build_dir" -L "^($labels)\$" "${exclude[@]}" --output-on-failure -j "$jobs"
+if [ "$ci_fuzz" -gt 0 ]; then
+  # Bounded fuzzing of the 8 parsers and request validators (docs/RELIABILITY.md): a crash,
+  # leak, sanitizer report or slow input fails the run. Longer runs: scripts/test.sh --fuzz N.
+  echo "fuzzing each libFuzzer target for ${ci_fuzz} s (scripts/fuzz.sh)"
+  scripts/fuzz.sh "$ci_fuzz"
+fi

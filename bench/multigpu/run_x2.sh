@@ -18,7 +18,7 @@
 # There: mkdir -p /tmp/w && tar -xJf .gpu/mg.tar.xz -C /tmp/w && bash bench/multigpu/run_x2.sh [PHASES]
 # PHASES: one-worker two-workers (default both; each fits one 10-minute device command).
 # Env: JOBS (default ABC; A alone times one job's stages), SERVE (0: no streaming in phase
-# one-worker), FORMATS (default 4,8), DEVICE (cuda; cpu = a dry run without GPUs), BIG (the 8B model
+# one-worker), FORMATS (default 4,8), TARGET_A (job A's target, default ear>=0.99), DEVICE (cuda; cpu = a dry run without GPUs), BIG (the 8B model
 # folder; default $W/m8b, made when missing), LAYERS (of the made model; default 32).
 set -uo pipefail
 W=${W:-/tmp/w}
@@ -31,6 +31,7 @@ DEVICE=${DEVICE:-cuda}
 FORMATS=${FORMATS:-4,8}
 BIG=${BIG:-$W/m8b}
 phases=${*:-one-worker two-workers}
+TARGET_A=${TARGET_A:-ear>=0.99}
 JOBS=${JOBS:-ABC}  # A: 8B-shaped ear>=0.99; B: 8B-shaped bits<=5; C: tinystories-656k
 ncpu=$(nproc)
 half=$((ncpu / 2))
@@ -100,10 +101,10 @@ phase() {
   local t0; t0=$(now)
   local ja jb="" jc=""
   submit() { slqctl --json submit "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["id"])'; }
-  ja=$(submit "file://$BIG" --target 'ear>=0.99' --formats "$FORMATS" --calibration debian-docs)
+  ja=$(submit "file://$BIG" --target "$TARGET_A" --formats "$FORMATS" --calibration debian-docs)
   [[ $JOBS == *B* ]] && jb=$(submit "file://$BIG" --target 'bits<=5' --formats "$FORMATS" --calibration debian-docs)
   [[ $JOBS == *C* ]] && jc=$(submit "file://$M/tinystories-656k" --target 'ear>=0.98' --formats 4-5-6-7-8 --calibration tinystories)
-  echo "$tag: jobs A=$ja (8B-shaped, ear>=0.99) B=${jb:-} (8B-shaped, bits<=5) C=${jc:-} (tinystories-656k)" | tee -a "$OUT/summary.txt"
+  echo "$tag: jobs A=$ja (8B-shaped, $TARGET_A) B=${jb:-} (8B-shaped, bits<=5) C=${jc:-} (tinystories-656k)" | tee -a "$OUT/summary.txt"
   local pids=() sel=(A:$ja)
   [ -n "${jb:-}" ] && sel+=(B:$jb)
   [ -n "${jc:-}" ] && sel+=(C:$jc)
@@ -128,7 +129,7 @@ phase() {
   fi
   wait "${pids[@]}"
   local t1; t1=$(now)
-  python3 -c "print('$tag: workers=$nw  all three jobs done in %.1f s' % ($t1-$t0))" | tee -a "$OUT/summary.txt"
+  python3 -c "print('$tag: workers=$nw  all jobs ($JOBS, formats $FORMATS) done in %.1f s' % ($t1-$t0))" | tee -a "$OUT/summary.txt"
   for j in "${sel[@]}"; do j=${j%%:*}; echo "$tag: job $j: $(stages "$OUT/$tag-job$j.log")" | tee -a "$OUT/summary.txt"; done
   for i in $(seq 0 $((nw - 1))); do
     echo "$tag: worker gpu$i: $(grep -m1 -o 'evaluations on [^)]*' "$OUT/$tag-worker$i.log"); tasks by kind: $(grep -oE 'task [^ ]+ \(([a-z]+)\)' "$OUT/$tag-worker$i.log" \
