@@ -70,6 +70,29 @@ print(", ".join(out), "| final", last[1])
 PY
 }
 
+# loadgen WHAT: streams docs-19m from the server (GPU 1) at concurrency 1 and 8 ($REQUESTS requests
+# each) and appends the table to serve.md, with both GPUs' utilization sampled every 200 ms.
+REQUESTS=${REQUESTS:-128}
+loadgen() {
+  echo "## $tag: serving docs-19m on GPU 1, $1" >> "$OUT/serve.md"
+  local util=$OUT/$tag-util-${1%% *}.csv
+  nvidia-smi --query-gpu=index,utilization.gpu --format=csv,noheader,nounits -lms 200 > "$util" 2>/dev/null &
+  local smi=$!
+  slq_load_gen --address "$SLQ_SERVER" --token-file "$tok" --model docs-19m --concurrency 1,8 \
+    --requests "$REQUESTS" --max-tokens 64 --temperature 0.8 >> "$OUT/serve.md" 2>> "$OUT/loadgen.log"
+  kill "$smi" 2>/dev/null; wait "$smi" 2>/dev/null
+  python3 - "$util" >> "$OUT/serve.md" <<'PY'
+import sys
+u = {}
+for line in open(sys.argv[1]):
+    p = [x.strip() for x in line.split(",")]
+    if len(p) == 2 and p[1].isdigit():
+        u.setdefault(p[0], []).append(int(p[1]))
+print("GPU utilization during the streams (nvidia-smi, 200 ms samples): " + "; ".join(
+    "GPU %s mean %.0f%% min %d%% (%d samples)" % (g, sum(v) / len(v), min(v), len(v)) for g, v in sorted(u.items())))
+PY
+}
+
 # phase TAG NWORKERS SERVE
 phase() {
   local tag=$1 nw=$2 serve=$3 port mport
@@ -94,9 +117,7 @@ phase() {
     wp+=($!)
   done
   if [ "$serve" = 1 ]; then
-    echo "## $tag: serving docs-19m on GPU 1, idle (no job running)" >> "$OUT/serve.md"
-    slq_load_gen --address 127.0.0.1:$port --token-file "$tok" --model docs-19m --concurrency 1,8 --requests 32 \
-      --max-tokens 64 --temperature 0.8 >> "$OUT/serve.md" 2>> "$OUT/loadgen.log"
+    loadgen "idle (no job running)"
   fi
   local t0; t0=$(now)
   local ja jb="" jc=""
@@ -113,19 +134,18 @@ phase() {
     pids+=($!)
   done
   if [ "$serve" = 1 ]; then
-    # Stream while the worker computes on GPU 0: job A's profile stage has started AND GPU 0 is
-    # busy (the first profile task loads the model on the CPU for tens of seconds first).
-    for _ in $(seq 300); do grep -q JOB_STAGE_PROFILE "$OUT/$tag-jobA.log" 2>/dev/null && break; sleep 1; done
+    # Stream while the worker computes on GPU 0: job A has profiled its first layer (the session
+    # is open: model loaded, mirror uploaded) AND GPU 0 is busy.
+    for _ in $(seq 300); do grep -q '"1/[0-9]* layer groups profiled' "$OUT/$tag-jobA.log" 2>/dev/null && break; sleep 1; done
     for _ in $(seq 300); do
+      command -v nvidia-smi > /dev/null || break  # a CPU dry run
       u=$(nvidia-smi -i 0 --query-gpu=utilization.gpu --format=csv,noheader,nounits 2>/dev/null | tr -d ' ')
       [ "${u:-0}" -ge 20 ] 2>/dev/null && break
       sleep 1
     done
-    echo "## $tag: serving docs-19m on GPU 1 while $nw worker(s) quantize on GPU 0" >> "$OUT/serve.md"
-    slq_load_gen --address 127.0.0.1:$port --token-file "$tok" --model docs-19m --concurrency 1,8 --requests 32 \
-      --max-tokens 64 --temperature 0.8 >> "$OUT/serve.md" 2>> "$OUT/loadgen.log"
-    echo "(job A during this: $(tail -1 "$OUT/$tag-jobA.log" | cut -c1-160))" >> "$OUT/serve.md"
-    nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv >> "$OUT/serve.md"
+    echo "(job A before: $(tail -1 "$OUT/$tag-jobA.log" | cut -c1-170))" >> "$OUT/serve.md"
+    loadgen "while $nw worker(s) quantize on GPU 0"
+    echo "(job A after: $(tail -1 "$OUT/$tag-jobA.log" | cut -c1-170))" >> "$OUT/serve.md"
   fi
   wait "${pids[@]}"
   local t1; t1=$(now)
