@@ -367,31 +367,6 @@ TEST_P(JobStoreTest, LeaseHonoursKindsOrderAndHolder) {
   EXPECT_TRUE(absl::IsInvalidArgument(store_->LeaseTask("", {}, absl::Seconds(1)).status()));
 }
 
-// The oldest job's pending tasks lease first, even those created after a younger job's (its
-// search after its profiling), so jobs finish in arrival order; within a job, creation order.
-TEST_P(JobStoreTest, OlderJobsTasksLeaseBeforeYoungerJobs) {
-  Job a = MustCreate("hf://o/a");
-  clock_.Advance(absl::Seconds(1));
-  Job b = MustCreate("hf://o/b");
-  ASSERT_TRUE(store_->AddTasks(a.id, {{"profile", "a0"}}).ok());
-  clock_.Advance(absl::Seconds(1));
-  ASSERT_TRUE(store_->AddTasks(b.id, {{"profile", "b0"}, {"profile", "b1"}}).ok());
-  clock_.Advance(absl::Seconds(1));
-  ASSERT_TRUE(store_->AddTasks(a.id, {{"search", "a-search"}}).ok());
-  std::vector<std::string> order;
-  for (int i = 0; i < 4; ++i) {
-    auto t = store_->LeaseTask("w1", {}, absl::Seconds(30));
-    ASSERT_TRUE(t.ok() && t->has_value()) << t.status();
-    order.push_back((*t)->payload_json);
-  }
-  EXPECT_EQ(order, (std::vector<std::string>{"a0", "a-search", "b0", "b1"}));
-  // A kind filter still applies across jobs.
-  ASSERT_TRUE(store_->AddTasks(b.id, {{"pack", "b-pack"}}).ok());
-  auto p = store_->LeaseTask("w2", {"pack"}, absl::Seconds(30));
-  ASSERT_TRUE(p.ok() && p->has_value());
-  EXPECT_EQ((*p)->payload_json, "b-pack");
-}
-
 TEST_P(JobStoreTest, ConcurrentLeasersNeverShareATask) {
   constexpr int kTasks = 60, kThreads = 8;
   Job j = MustCreate("hf://o/m");

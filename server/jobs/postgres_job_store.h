@@ -30,7 +30,7 @@ class PostgresJobStore final : public SqlJobStore {
 
  protected:
   absl::string_view ForUpdate() const override { return " FOR UPDATE"; }
-  absl::string_view LeaseLockClause() const override { return " FOR UPDATE OF t SKIP LOCKED"; }
+  absl::string_view ForUpdateSkipLocked() const override { return " FOR UPDATE SKIP LOCKED"; }
   absl::Status EngineCheck(SqlConn& conn, std::vector<std::string>* problems) override;
 
  private:

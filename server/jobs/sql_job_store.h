@@ -63,9 +63,8 @@ class SqlJobStore : public JobStore {
   // " FOR UPDATE" where the engine has row locks (PostgreSQL); "" for SQLite, whose
   // write transactions (BEGIN IMMEDIATE) already exclude each other.
   virtual absl::string_view ForUpdate() const = 0;
-  // The lease query's lock on the task row (tasks aliased t): " FOR UPDATE OF t SKIP LOCKED"
-  // for PostgreSQL (a busy row is skipped, not waited for); "" for SQLite.
-  virtual absl::string_view LeaseLockClause() const = 0;
+  // " FOR UPDATE SKIP LOCKED" for PostgreSQL; "" for SQLite.
+  virtual absl::string_view ForUpdateSkipLocked() const = 0;
   // Engine-specific consistency check; appends problems to `problems`.
   [[nodiscard]] virtual absl::Status EngineCheck(SqlConn& conn,
                                                  std::vector<std::string>* problems) = 0;

@@ -125,12 +125,7 @@ absl::StatusOr<std::optional<Task>> SqlJobStore::LeaseTask(const std::string& wo
     return absl::InvalidArgumentError(
         absl::StrCat("lease duration ", absl::FormatDuration(lease), " must be positive"));
   }
-  // Oldest job first, then its tasks in creation order: a job's later stages (search, pack)
-  // run before a younger job's profile tasks, so jobs finish in arrival order instead of all
-  // finishing late (measured with 2 workers and two 8B-shaped jobs: the older job's search
-  // waited 53 s behind the younger job's profiling). Within a job, the order is unchanged.
-  std::string sql =
-      "SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.state = 'PENDING'";
+  std::string sql = "SELECT id FROM tasks WHERE state = 'PENDING'";
   std::vector<SqlValue> params;
   if (!kinds.empty()) {
     std::vector<std::string> marks;
@@ -138,9 +133,9 @@ absl::StatusOr<std::optional<Task>> SqlJobStore::LeaseTask(const std::string& wo
       params.push_back(k);
       marks.push_back(absl::StrCat("$", params.size()));
     }
-    absl::StrAppend(&sql, " AND t.kind IN (", absl::StrJoin(marks, ", "), ")");
+    absl::StrAppend(&sql, " AND kind IN (", absl::StrJoin(marks, ", "), ")");
   }
-  absl::StrAppend(&sql, " ORDER BY j.created_us, j.id, t.created_us, t.ord, t.id LIMIT 1", LeaseLockClause());
+  absl::StrAppend(&sql, " ORDER BY created_us, ord, id LIMIT 1", ForUpdateSkipLocked());
   auto result = InTx<std::optional<Task>>([&](SqlTx& tx) -> absl::StatusOr<std::optional<Task>> {
     SLQ_ASSIGN_OR_RETURN(auto ids, tx.Query(sql, params));
     if (ids.empty()) return std::optional<Task>();

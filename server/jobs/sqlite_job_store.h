@@ -30,7 +30,7 @@ class SqliteJobStore final : public SqlJobStore {
 
  protected:
   absl::string_view ForUpdate() const override { return ""; }
-  absl::string_view LeaseLockClause() const override { return ""; }
+  absl::string_view ForUpdateSkipLocked() const override { return ""; }
   absl::Status EngineCheck(SqlConn& conn, std::vector<std::string>* problems) override;
 
  private:
