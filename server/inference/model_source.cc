@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/common/allowed_roots.h"
 #include "server/common/status_macros.h"
 #include "server/inference/tokenizer_codec.h"
 #include "server/model/model_loader.h"
@@ -48,42 +49,17 @@ absl::StatusOr<LoadedModel> LoadArtifactDir(const std::string& dir, const std::s
 #endif
 }
 
-bool Inside(const fs::path& p, const std::vector<std::string>& roots) {
-  std::error_code ec;
-  for (const std::string& r : roots) {
-    const fs::path root = fs::weakly_canonical(fs::absolute(r, ec), ec);
-    auto [ri, pi] = std::mismatch(root.begin(), root.end(), p.begin(), p.end());
-    if (ri == root.end() || (std::next(ri) == root.end() && ri->empty())) return true;
-  }
-  return false;
-}
-
 // For an untrusted spec: OK only when `path` (symlinks resolved) and, for a folder, every entry
-// in it resolve inside one of `roots`. The same PermissionDenied whether or not the path
-// exists (no existence probe outside the roots).
+// in it resolve inside one of `roots` (server/common/allowed_roots.h: the same PermissionDenied
+// whether or not the path exists outside them). A missing path inside the roots passes here and
+// gets the loaders' own error.
 absl::Status CheckAllowed(const std::string& path, const std::vector<std::string>& roots) {
   if (roots.empty()) {
     return absl::FailedPreconditionError(
         "loading a model by path is disabled: the server has no --allowed-roots; start it with "
         "--allowed-roots set to the folders models may be loaded from (or name an artifact_id)");
   }
-  const auto denied = [&] {
-    return absl::PermissionDeniedError(absl::StrCat("'", path, "' is outside the allowed roots (",
-                                                    absl::StrJoin(roots, ", "), ")"));
-  };
-  std::error_code ec;
-  const fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
-  if (ec || !Inside(p, roots)) return denied();
-  if (fs::is_directory(p, ec)) {
-    for (const auto& e : fs::directory_iterator(p, ec)) {
-      const fs::path target = fs::weakly_canonical(e.path(), ec);
-      if (ec || !Inside(target, roots)) {
-        return absl::PermissionDeniedError(absl::StrCat("'", path, "' holds '", e.path().filename().string(),
-                                                        "', which resolves outside the allowed roots"));
-      }
-    }
-  }
-  return absl::OkStatus();
+  return AllowedRoots(roots).Confine(path, "model path", {.check_entries = true, .allow_missing = true}).status();
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/common/allowed_roots.h"
+#include "server/common/status_macros.h"
 #include "server/jobs/fetcher.h"
 #include "server/jobs/model_uri.h"
 #include "server/metrics/metrics.h"
@@ -20,18 +22,6 @@ const std::map<std::string, std::string>& NamedTexts() {
       {"wikitext2", "wikitext-2-raw-test.txt"},
       {"debian-docs", "debian-docs-val-part1.txt"}};
   return kTexts;
-}
-
-// True if `path` (canonical) is inside one of the roots (canonical).
-bool InsideRoots(const std::vector<std::string>& roots, const fs::path& path) {
-  for (const auto& r : roots) {
-    std::error_code ec;
-    fs::path root = fs::weakly_canonical(r, ec);
-    if (ec) continue;
-    auto rel = path.lexically_relative(root);
-    if (!rel.empty() && *rel.begin() != "..") return true;
-  }
-  return false;
 }
 
 absl::StatusOr<std::string> ResolveText(const ResolverConfig& cfg, std::string ref) {
@@ -52,27 +42,10 @@ absl::StatusOr<std::string> ResolveText(const ResolverConfig& cfg, std::string r
     return absl::InvalidArgumentError(absl::StrCat("data reference '", ref, "' is neither a bundled text (",
                                                    absl::StrJoin(names, ", "), ") nor an absolute file:// path"));
   }
-  if (path.find("/../") != std::string::npos || (path.size() >= 3 && path.substr(path.size() - 3) == "/..")) {
-    return absl::InvalidArgumentError(absl::StrCat("data reference '", ref, "' contains '..'"));
-  }
-  std::error_code ec;
-  // Confined before the lookup: outside the roots, an existing and a missing file answer alike.
-  const fs::path lexical = fs::path(path).lexically_normal();
-  bool maybe_inside = InsideRoots(cfg.allowed_roots, lexical);
-  for (const auto& r : cfg.allowed_roots) {
-    const auto rel = lexical.lexically_relative(fs::absolute(r, ec).lexically_normal());
-    maybe_inside = maybe_inside || (!rel.empty() && *rel.begin() != "..");
-  }
-  if (!maybe_inside) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("data file '", path, "' is outside the server's --allowed-roots"));
-  }
-  fs::path canon = fs::canonical(path, ec);
-  if (ec) return absl::NotFoundError(absl::StrCat("data file '", path, "' not found"));
-  if (!InsideRoots(cfg.allowed_roots, canon)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("data file '", path, "' is outside the server's --allowed-roots"));
-  }
+  // Confined before the lookup (server/common/allowed_roots.h): '..' refused, and outside the
+  // roots an existing and a missing file answer alike.
+  SLQ_ASSIGN_OR_RETURN(fs::path canon,
+                       AllowedRoots(cfg.allowed_roots).Confine(path, "data file", {.reject_dotdot = true}));
   return canon.string();
 }
 
