@@ -157,11 +157,13 @@ class ActUploader {
   explicit ActUploader(ActType act) : f16_(act == ActType::kF16) {
     if (cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking) != cudaSuccess) {
       stream_ = nullptr;
+      (void)cudaGetLastError();  // the fallback is fine; do not leave the error for a later check
       return;
     }
     for (int b = 0; b < 2; ++b) {
       if (cudaMallocHost(&buf_[b], kChunk * 2) != cudaSuccess || cudaEventCreate(&done_[b]) != cudaSuccess) {
         Release();
+        (void)cudaGetLastError();
         return;
       }
     }
