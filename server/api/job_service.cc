@@ -23,6 +23,11 @@ grpc::Status Invalid(const std::string& msg) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, BoundedMessage(msg));
 }
 
+// `s` with the request field it is about in front of its message (same code, bounded).
+grpc::Status FieldError(absl::string_view field, const absl::Status& s) {
+  return ToGrpcStatus(absl::Status(s.code(), absl::StrCat(field, ": ", s.message())));
+}
+
 // Errors a retry cannot fix: the task fails at once instead of burning its attempts.
 bool Retryable(const std::string& error) {
   for (const char* prefix : {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "NOT_FOUND", "PERMISSION_DENIED"}) {
@@ -75,19 +80,14 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const slq::v1::
   if (!request.ok()) return ToGrpcStatus(request.status());
   if (options_.validate_model_uri) {
     absl::Status s = options_.validate_model_uri(request->model_uri);
-    if (!s.ok()) {
-      return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
-                          BoundedMessage(absl::StrCat("spec.model_uri: ", s.message())));
-    }
+    if (!s.ok()) return FieldError("spec.model_uri", s);
   }
   if (options_.validate_data_ref) {
     for (const auto& [field, ref] : {std::pair<const char*, const std::string*>{"spec.calibration_data",
                                                                                 &request->calibration_data},
                                      {"spec.eval_data", &request->eval_data}}) {
       absl::Status s = options_.validate_data_ref(*ref);
-      if (!s.ok()) {
-        return grpc::Status(static_cast<grpc::StatusCode>(s.code()), BoundedMessage(absl::StrCat(field, ": ", s.message())));
-      }
+      if (!s.ok()) return FieldError(field, s);
     }
   }
   auto created = store_->CreateJob(*request);

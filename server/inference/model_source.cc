@@ -1,12 +1,10 @@
 #include "server/inference/model_source.h"
 
-#include <algorithm>
 #include <deque>
 #include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "server/common/allowed_roots.h"
 #include "server/common/status_macros.h"
 #include "server/inference/tokenizer_codec.h"
