@@ -106,6 +106,18 @@ class JobStoreTest : public ::testing::TestWithParam<std::string> {
     return absl::OkStatus();
   }
 
+  // A second store on the same database: what a second server process opens.
+  absl::StatusOr<std::unique_ptr<JobStore>> OpenSecond() {
+    if (GetParam() == "postgres") {
+      auto s = PostgresJobStore::Open(conninfo_, {.pool_size = 8, .clock = &clock_});
+      if (!s.ok()) return s.status();
+      return std::unique_ptr<JobStore>(std::move(*s));
+    }
+    auto s = SqliteJobStore::Open((dir_ / "jobs.db").string(), {.clock = &clock_});
+    if (!s.ok()) return s.status();
+    return std::unique_ptr<JobStore>(std::move(*s));
+  }
+
   Job MustCreate(const std::string& uri) {
     auto r = store_->CreateJob(Req(uri));
     EXPECT_TRUE(r.ok()) << r.status();
@@ -399,6 +411,54 @@ TEST_P(JobStoreTest, ConcurrentLeasersNeverShareATask) {
   auto counts = store_->CountTasks();
   ASSERT_TRUE(counts.ok());
   EXPECT_EQ((*counts)[TaskState::kDone], kTasks);
+}
+
+TEST_P(JobStoreTest, EachKindIsAddedOnce) {
+  Job j = MustCreate("hf://o/m");
+  TaskQueue* queue = store_.get();  // the narrow interface is enough
+  ASSERT_TRUE(queue->AddTasks(j.id, {{"profile", "a"}, {"profile", "b"}}).ok());
+  auto again = queue->AddTasks(j.id, {{"profile", "c"}});
+  EXPECT_TRUE(absl::IsAlreadyExists(again.status())) << again.status();
+  EXPECT_NE(again.status().message().find("2 'profile'"), std::string::npos) << again.status();
+  // A batch with one existing kind adds nothing, not even its new kinds.
+  EXPECT_TRUE(absl::IsAlreadyExists(queue->AddTasks(j.id, {{"search", "s"}, {"profile", "d"}}).status()));
+  ASSERT_TRUE(queue->AddTasks(j.id, {{"search", "s"}}).ok());
+  auto tasks = queue->ListTasks(j.id);
+  ASSERT_TRUE(tasks.ok());
+  std::multiset<std::string> payloads;
+  for (const Task& t : *tasks) payloads.insert(t.payload_json);
+  EXPECT_EQ(payloads, (std::multiset<std::string>{"a", "b", "s"}));
+}
+
+// Two servers on one database reconcile the same job at the same moment: each stage is
+// created exactly once, whichever store object (connection pool) gets there first.
+TEST_P(JobStoreTest, TwoStoresRacingToCreateAStageCreateItOnce) {
+  auto second = OpenSecond();
+  ASSERT_TRUE(second.ok()) << second.status();
+  constexpr int kRounds = 10, kThreads = 6;
+  for (int round = 0; round < kRounds; ++round) {
+    Job j = MustCreate(absl::StrCat("hf://o/m", round));
+    std::atomic<int> created{0}, refused{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kThreads; ++i) {
+      JobStore* s = i % 2 == 0 ? store_.get() : second->get();
+      threads.emplace_back([&, s, i] {
+        auto r = s->AddTasks(j.id, {{"profile", absl::StrCat(i)}, {"profile", absl::StrCat(i)}});
+        if (r.ok()) {
+          ++created;
+        } else {
+          EXPECT_TRUE(absl::IsAlreadyExists(r.status())) << r.status();
+          ++refused;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(created.load(), 1);
+    EXPECT_EQ(refused.load(), kThreads - 1);
+    auto tasks = (*second)->ListTasks(j.id);
+    ASSERT_TRUE(tasks.ok());
+    EXPECT_EQ(tasks->size(), 2u);
+  }
 }
 
 TEST_P(JobStoreTest, ExpiredLeasesRequeueThenFail) {

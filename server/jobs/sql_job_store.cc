@@ -1,4 +1,5 @@
-// SqlJobStore: jobs and events. Tasks, artifacts and workers are in sql_task_store.cc.
+// SqlJobStore, JobRepository part: jobs and events. Tasks: sql_task_queue.cc; artifacts:
+// sql_artifact_index.cc; workers: sql_worker_registry.cc; schema and IntegrityCheck: sql_rows.cc.
 #include "server/jobs/sql_job_store.h"
 
 #include "absl/strings/escaping.h"
@@ -273,6 +274,23 @@ absl::StatusOr<std::vector<JobEvent>> SqlJobStore::ListEvents(const std::string&
       out.push_back(std::move(e));
     }
     return out;
+  });
+}
+
+absl::StatusOr<std::map<JobState, int64_t>> SqlJobStore::CountJobs() {
+  using Counts = std::map<JobState, int64_t>;
+  return InTx<Counts>([&](SqlTx& tx) -> absl::StatusOr<Counts> {
+    SLQ_ASSIGN_OR_RETURN(auto rows, tx.Query("SELECT state, COUNT(*) FROM jobs GROUP BY state", {}));
+    Counts counts;
+    for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded, JobState::kFailed,
+                       JobState::kCancelled}) {
+      counts[s] = 0;
+    }
+    for (const SqlRow& r : rows) {
+      SLQ_ASSIGN_OR_RETURN(JobState s, ParseJobState(ColStr(r, 0)));
+      SLQ_ASSIGN_OR_RETURN(counts[s], ColInt(r, 1));
+    }
+    return counts;
   });
 }
 

@@ -1,4 +1,5 @@
-// SqlJobStore: the JobStore logic shared by SQLite and PostgreSQL. Subclasses supply the
+// SqlJobStore: the JobStore logic shared by SQLite and PostgreSQL, one .cc per part of the
+// interface (job_store.h) over one connection pool and schema. Subclasses supply the
 // connection pool and the few engine differences (row locking clauses, engine integrity
 // check). The schema is created by versioned migrations recorded in `schema_migrations`.
 //
@@ -9,9 +10,9 @@
 
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "server/common/status_macros.h"
 #include "server/jobs/clock.h"
@@ -22,15 +23,18 @@ namespace slq {
 
 class SqlJobStore : public JobStore {
  public:
+  // JobRepository (sql_job_store.cc)
   absl::StatusOr<CreateJobResult> CreateJob(const JobRequest& req) override;
   absl::StatusOr<Job> GetJob(const std::string& job_id) override;
   absl::StatusOr<JobPage> ListJobs(const ListJobsOptions& opts) override;
   absl::StatusOr<Job> UpdateJob(const std::string& job_id, const JobUpdate& update) override;
   absl::StatusOr<Job> CancelJob(const std::string& job_id) override;
+  absl::StatusOr<std::map<JobState, int64_t>> CountJobs() override;
   absl::StatusOr<JobEvent> AppendEvent(const std::string& job_id, JobStage stage,
                                        double progress, const std::string& message) override;
   absl::StatusOr<std::vector<JobEvent>> ListEvents(const std::string& job_id, int64_t after_seq,
                                                    int32_t limit) override;
+  // TaskQueue (sql_task_queue.cc)
   absl::StatusOr<std::vector<Task>> AddTasks(const std::string& job_id,
                                              const std::vector<TaskSpec>& specs) override;
   absl::StatusOr<Task> GetTask(const std::string& task_id) override;
@@ -43,13 +47,15 @@ class SqlJobStore : public JobStore {
   absl::StatusOr<Task> CompleteTask(const std::string& task_id, const std::string& worker_id,
                                     const TaskOutcome& outcome) override;
   absl::StatusOr<ExpireResult> ExpireLeases(absl::Time now) override;
-  absl::StatusOr<std::map<JobState, int64_t>> CountJobs() override;
   absl::StatusOr<std::map<TaskState, int64_t>> CountTasks() override;
+  // ArtifactIndex (sql_artifact_index.cc)
   absl::Status PutArtifact(const Artifact& a) override;
   absl::StatusOr<Artifact> GetArtifact(const std::string& id) override;
   absl::StatusOr<std::vector<Artifact>> ListArtifacts(const std::string& job_id) override;
+  // WorkerRegistry (sql_worker_registry.cc)
   absl::Status RegisterWorker(const Worker& w) override;
   absl::StatusOr<std::vector<Worker>> ListWorkers() override;
+  // Across the parts (sql_rows.cc, with the schema)
   absl::Status IntegrityCheck() override;
 
  protected:

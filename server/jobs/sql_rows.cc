@@ -1,8 +1,9 @@
-// Row conversions, the schema migrations and small helpers of SqlJobStore.
+// Row conversions, the schema migrations, the integrity check and small helpers of SqlJobStore.
 #include <chrono>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "server/jobs/sql_job_store.h"
 #include "spdlog/spdlog.h"
 
@@ -163,6 +164,38 @@ absl::StatusOr<Artifact> ArtifactFromRow(const SqlRow& r) {
   SLQ_ASSIGN_OR_RETURN(int64_t created, ColInt(r, 5));
   a.created = TimeFromUs(created);
   return a;
+}
+
+absl::Status SqlJobStore::IntegrityCheck() {
+  struct Check {
+    const char* what;
+    const char* sql;
+  };
+  static constexpr Check kChecks[] = {
+      {"LEASED task without owner or expiry",
+       "SELECT id FROM tasks WHERE state = 'LEASED' AND (lease_owner = '' OR lease_expiry_us = "
+       "0)"},
+      {"SUCCEEDED job without an artifact row",
+       "SELECT j.id FROM jobs j WHERE j.state = 'SUCCEEDED' AND NOT EXISTS (SELECT 1 FROM "
+       "artifacts a WHERE a.id = j.artifact_id)"},
+      {"job whose events have gaps",
+       "SELECT job_id FROM job_events GROUP BY job_id HAVING MAX(seq) <> COUNT(*)"},
+      {"task of a missing job",
+       "SELECT t.id FROM tasks t WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = t.job_id)"},
+      {"PENDING/LEASED task of an ended job",
+       "SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.state IN ('PENDING', "
+       "'LEASED') AND j.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED')"},
+  };
+  std::vector<std::string> problems;
+  SqlPool::Handle conn = pool_->Acquire();
+  for (const Check& c : kChecks) {
+    SLQ_ASSIGN_OR_RETURN(auto rows, conn->Query(c.sql, {}));
+    for (const SqlRow& r : rows) problems.push_back(absl::StrCat(c.what, ": ", ColStr(r, 0)));
+  }
+  SLQ_RETURN_IF_ERROR(EngineCheck(*conn, &problems));
+  if (problems.empty()) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat("job store integrity check found ", problems.size(),
+                                          " problem(s): ", absl::StrJoin(problems, "; ")));
 }
 
 }  // namespace slq

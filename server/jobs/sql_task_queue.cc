@@ -1,5 +1,4 @@
-// SqlJobStore: tasks and leases, artifacts, workers, integrity check.
-#include "absl/strings/ascii.h"
+// SqlJobStore, TaskQueue part: tasks (one fan-out per kind), leases, expiry, counts.
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/jobs/sql_job_store.h"
@@ -32,16 +31,6 @@ absl::Status CheckLeaseHolder(const Task& t, const std::string& worker_id, int64
   return absl::OkStatus();
 }
 
-bool IsSha256Hex(const std::string& s) {
-  if (s.size() != 64) return false;
-  for (char c : s) {
-    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c)) || absl::ascii_isupper(c)) {
-      return false;
-    }
-  }
-  return true;
-}
-
 }  // namespace
 
 absl::StatusOr<Task> SqlJobStore::LockTask(SqlTx& tx, const std::string& task_id) {
@@ -66,6 +55,23 @@ absl::StatusOr<std::vector<Task>> SqlJobStore::AddTasks(const std::string& job_i
     if (IsTerminal(j.state)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "job ", job_id, " is ", JobStateName(j.state), "; no tasks can be added"));
+    }
+    // One fan-out per kind. The job row is locked (FOR UPDATE; SQLite: BEGIN IMMEDIATE), so of
+    // two schedulers creating the same stage concurrently the second sees the first's rows here.
+    std::vector<SqlValue> params{job_id};
+    std::vector<std::string> marks;
+    for (const TaskSpec& s : specs) {
+      params.push_back(s.kind);
+      marks.push_back(absl::StrCat("$", params.size()));
+    }
+    SLQ_ASSIGN_OR_RETURN(auto existing,
+                         tx.Query(absl::StrCat("SELECT kind, COUNT(*) FROM tasks WHERE job_id = $1 AND kind IN (",
+                                               absl::StrJoin(marks, ", "), ") GROUP BY kind ORDER BY kind"),
+                                  params));
+    if (!existing.empty()) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "job ", job_id, " already has ", ColStr(existing[0], 1), " '", ColStr(existing[0], 0),
+          "' task(s): a stage's tasks are added once (another scheduler created them first?)"));
     }
     std::vector<Task> out;
     const absl::Time now = absl::FromUnixMicros(NowUs());
@@ -241,23 +247,6 @@ absl::StatusOr<ExpireResult> SqlJobStore::ExpireLeases(absl::Time now) {
   return result;
 }
 
-absl::StatusOr<std::map<JobState, int64_t>> SqlJobStore::CountJobs() {
-  using Counts = std::map<JobState, int64_t>;
-  return InTx<Counts>([&](SqlTx& tx) -> absl::StatusOr<Counts> {
-    SLQ_ASSIGN_OR_RETURN(auto rows, tx.Query("SELECT state, COUNT(*) FROM jobs GROUP BY state", {}));
-    Counts counts;
-    for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded, JobState::kFailed,
-                       JobState::kCancelled}) {
-      counts[s] = 0;
-    }
-    for (const SqlRow& r : rows) {
-      SLQ_ASSIGN_OR_RETURN(JobState s, ParseJobState(ColStr(r, 0)));
-      SLQ_ASSIGN_OR_RETURN(counts[s], ColInt(r, 1));
-    }
-    return counts;
-  });
-}
-
 absl::StatusOr<std::map<TaskState, int64_t>> SqlJobStore::CountTasks() {
   using Counts = std::map<TaskState, int64_t>;
   return InTx<Counts>([&](SqlTx& tx) -> absl::StatusOr<Counts> {
@@ -274,117 +263,6 @@ absl::StatusOr<std::map<TaskState, int64_t>> SqlJobStore::CountTasks() {
     }
     return counts;
   });
-}
-
-absl::Status SqlJobStore::PutArtifact(const Artifact& a) {
-  if (!IsSha256Hex(a.id)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("artifact id '", a.id, "' is not a lower-case sha256 hex digest"));
-  }
-  const absl::Time created = a.created == absl::Time() ? absl::FromUnixMicros(NowUs()) : a.created;
-  return InTx<bool>([&](SqlTx& tx) -> absl::StatusOr<bool> {
-           SLQ_RETURN_IF_ERROR(
-               tx.Query(absl::StrCat("INSERT INTO artifacts (", kArtifactColumns,
-                                     ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"),
-                        {a.id, a.job_id, a.path, a.size, a.certificate_json, TimeValue(created)})
-                   .status());
-           return true;
-         })
-      .status();
-}
-
-absl::StatusOr<Artifact> SqlJobStore::GetArtifact(const std::string& id) {
-  return InTx<Artifact>([&](SqlTx& tx) -> absl::StatusOr<Artifact> {
-    SLQ_ASSIGN_OR_RETURN(auto rows, tx.Query(absl::StrCat("SELECT ", kArtifactColumns,
-                                                          " FROM artifacts WHERE id = $1"),
-                                             {id}));
-    if (rows.empty()) return absl::NotFoundError(absl::StrCat("artifact '", id, "' not found"));
-    return ArtifactFromRow(rows[0]);
-  });
-}
-
-absl::StatusOr<std::vector<Artifact>> SqlJobStore::ListArtifacts(const std::string& job_id) {
-  std::string sql = absl::StrCat("SELECT ", kArtifactColumns, " FROM artifacts");
-  std::vector<SqlValue> params;
-  if (!job_id.empty()) {
-    sql += " WHERE job_id = $1";
-    params.push_back(job_id);
-  }
-  sql += " ORDER BY created_us, id";
-  return InTx<std::vector<Artifact>>([&](SqlTx& tx) -> absl::StatusOr<std::vector<Artifact>> {
-    SLQ_ASSIGN_OR_RETURN(auto rows, tx.Query(sql, params));
-    std::vector<Artifact> out;
-    for (const SqlRow& r : rows) {
-      SLQ_ASSIGN_OR_RETURN(Artifact a, ArtifactFromRow(r));
-      out.push_back(std::move(a));
-    }
-    return out;
-  });
-}
-
-absl::Status SqlJobStore::RegisterWorker(const Worker& w) {
-  if (w.id.empty()) return absl::InvalidArgumentError("worker id is empty");
-  return InTx<bool>([&](SqlTx& tx) -> absl::StatusOr<bool> {
-           SLQ_RETURN_IF_ERROR(
-               tx.Query("INSERT INTO workers (id, name, kind, last_heartbeat_us) VALUES ($1, $2, "
-                        "$3, $4) ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = "
-                        "excluded.kind, last_heartbeat_us = excluded.last_heartbeat_us",
-                        {w.id, w.name, std::string(WorkerKindName(w.kind)), NowUs()})
-                   .status());
-           return true;
-         })
-      .status();
-}
-
-absl::StatusOr<std::vector<Worker>> SqlJobStore::ListWorkers() {
-  return InTx<std::vector<Worker>>([&](SqlTx& tx) -> absl::StatusOr<std::vector<Worker>> {
-    SLQ_ASSIGN_OR_RETURN(auto rows, tx.Query("SELECT id, name, kind, last_heartbeat_us FROM "
-                                             "workers ORDER BY id",
-                                             {}));
-    std::vector<Worker> out;
-    for (const SqlRow& r : rows) {
-      Worker w;
-      w.id = ColStr(r, 0);
-      w.name = ColStr(r, 1);
-      SLQ_ASSIGN_OR_RETURN(w.kind, ParseWorkerKind(ColStr(r, 2)));
-      SLQ_ASSIGN_OR_RETURN(int64_t hb, ColInt(r, 3));
-      w.last_heartbeat = TimeFromUs(hb);
-      out.push_back(std::move(w));
-    }
-    return out;
-  });
-}
-
-absl::Status SqlJobStore::IntegrityCheck() {
-  struct Check {
-    const char* what;
-    const char* sql;
-  };
-  static constexpr Check kChecks[] = {
-      {"LEASED task without owner or expiry",
-       "SELECT id FROM tasks WHERE state = 'LEASED' AND (lease_owner = '' OR lease_expiry_us = "
-       "0)"},
-      {"SUCCEEDED job without an artifact row",
-       "SELECT j.id FROM jobs j WHERE j.state = 'SUCCEEDED' AND NOT EXISTS (SELECT 1 FROM "
-       "artifacts a WHERE a.id = j.artifact_id)"},
-      {"job whose events have gaps",
-       "SELECT job_id FROM job_events GROUP BY job_id HAVING MAX(seq) <> COUNT(*)"},
-      {"task of a missing job",
-       "SELECT t.id FROM tasks t WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = t.job_id)"},
-      {"PENDING/LEASED task of an ended job",
-       "SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.state IN ('PENDING', "
-       "'LEASED') AND j.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED')"},
-  };
-  std::vector<std::string> problems;
-  SqlPool::Handle conn = pool_->Acquire();
-  for (const Check& c : kChecks) {
-    SLQ_ASSIGN_OR_RETURN(auto rows, conn->Query(c.sql, {}));
-    for (const SqlRow& r : rows) problems.push_back(absl::StrCat(c.what, ": ", ColStr(r, 0)));
-  }
-  SLQ_RETURN_IF_ERROR(EngineCheck(*conn, &problems));
-  if (problems.empty()) return absl::OkStatus();
-  return absl::DataLossError(absl::StrCat("job store integrity check found ", problems.size(),
-                                          " problem(s): ", absl::StrJoin(problems, "; ")));
 }
 
 }  // namespace slq
