@@ -160,12 +160,15 @@ absl::StatusOr<StagedArtifact> LocalArtifactStore::BeginStaging(const std::strin
   SLQ_RETURN_IF_ERROR(CheckJobId(job_id));
   StagedArtifact st;
   st.job_id = job_id;
-  st.container = absl::StrCat(root_, "/tmp/", job_id, ".", RandomHex(6));
+  // One container per job, so that two schedulers staging the same job (two servers on one
+  // job store) get the same one, and a scheduler that crashed before recording it reuses it.
+  st.container = absl::StrCat(root_, "/tmp/", job_id, ".staging");
   st.dir = st.container + "/artifact";
   std::error_code ec;
-  if (!fs::create_directory(st.container, ec) || ec) {
+  const bool created = fs::create_directory(st.container, ec);
+  if (ec || (!created && !fs::is_directory(st.container, ec))) {
     return absl::InternalError(absl::StrCat("cannot create staging dir ", st.container, ": ",
-                                            ec ? ec.message() : "exists"));
+                                            ec ? ec.message() : "exists and is not a directory"));
   }
   spdlog::debug("job {}: staging artifact in {}", job_id, st.container);
   return st;

@@ -3,7 +3,7 @@
 // Layout of a LocalArtifactStore root (a local disk or a shared volume: rename(2) within one
 // filesystem is what makes publishing atomic):
 //   objects/<id>/            published artifacts; <id> = sha256 hex of <id>/manifest.json
-//   tmp/<job_id>.<rand>/     staging containers; the artifact is written to .../artifact
+//   tmp/<job_id>.staging/    staging containers (one per job); the artifact is written to .../artifact
 //
 //   SLQ_ASSIGN_OR_RETURN(StagedArtifact st, store->BeginStaging(job.id));
 //   SLQ_RETURN_IF_ERROR(quant::WriteArtifact(model, st.dir, opts));   // creates st.dir
@@ -39,7 +39,7 @@ inline constexpr char kArtifactManifestName[] = "manifest.json";
 
 struct StagedArtifact {
   std::string job_id;
-  std::string container;  // tmp/<job_id>.<rand>, exists
+  std::string container;  // tmp/<job_id>.staging, exists
   std::string dir;        // <container>/artifact, does NOT exist yet: the writer creates it
 };
 
@@ -76,6 +76,8 @@ struct GcResult {
 class ArtifactStore {
  public:
   virtual ~ArtifactStore() = default;
+  // Creates the job's staging container, or returns the existing one: the same job always gets
+  // the same container (idempotent across schedulers and restarts).
   [[nodiscard]] virtual absl::StatusOr<StagedArtifact> BeginStaging(const std::string& job_id) = 0;
   // Verifies staged.dir (manifest present, every file listed with the right size and sha256,
   // no unlisted files or sub-directories), fsyncs it and renames it to objects/<id>. If the

@@ -180,5 +180,24 @@ TEST_F(ArtifactStoreTest, AbortRemovesStaging) {
   EXPECT_FALSE(fs::exists(st->container));
 }
 
+// Two schedulers (two servers on one job store) staging the same job, or one scheduler again
+// after a crash, get the same container: nothing is left behind for the loser.
+TEST_F(ArtifactStoreTest, StagingTheSameJobTwiceReturnsTheSameContainer) {
+  auto a = store_->BeginStaging("job-twice");
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = store_->BeginStaging("job-twice");
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(a->container, b->container);
+  EXPECT_EQ(a->dir, b->dir);
+  const std::string id = WriteArtifactDir(b->dir, files_, {});
+  auto published = store_->Publish(*a);
+  ASSERT_TRUE(published.ok()) << published.status();
+  EXPECT_EQ(published->id, id);
+  EXPECT_TRUE(fs::is_empty(root_ / "tmp"));
+  // The loser's Publish finds nothing to publish; the artifact stays.
+  EXPECT_FALSE(store_->Publish(*b).ok());
+  EXPECT_TRUE(store_->Verify(id).ok());
+}
+
 }  // namespace
 }  // namespace slq
