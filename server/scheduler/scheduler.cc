@@ -261,7 +261,21 @@ absl::Status Scheduler::Reconcile(const std::string& job_id) {
   SLQ_ASSIGN_OR_RETURN(Job job, store_->GetJob(job_id));
   absl::Status s = ReconcileLocked(job);
   if (!s.ok() && s.code() == absl::StatusCode::kDataLoss) return Fail(job, std::string(s.message()));
+  if (!s.ok() && LostRace(job_id, s)) return absl::OkStatus();
   return s;
+}
+
+bool Scheduler::LostRace(const std::string& job_id, const absl::Status& s) {
+  // Another scheduler on the same store (a second server) took this step first: the store refused
+  // the duplicate stage (AddTasks: AlreadyExists) or the job ended meanwhile (published or failed
+  // there). The next reconcile starts from what that scheduler wrote.
+  bool lost = absl::IsAlreadyExists(s);
+  if (!lost) {
+    auto now = store_->GetJob(job_id);
+    lost = now.ok() && IsTerminal(now->state);
+  }
+  if (lost) spdlog::info("job {}: another scheduler advanced it first ({})", job_id, s.message());
+  return lost;
 }
 
 absl::Status Scheduler::ReconcileAll() {

@@ -21,6 +21,8 @@
 // Test-only crash points "publish" / "published" around the publish rename: server/jobs/test_pause.h.
 //
 // Thread safety: all methods may be called concurrently; reconciling one job is serialised.
+// Several servers may run a Scheduler on one PostgreSQL store with one shared artifact dir (the
+// staging dirs the workers write are in it): each step is done once (see reconcile_mu_).
 #ifndef SLQ_SERVER_SCHEDULER_SCHEDULER_H_
 #define SLQ_SERVER_SCHEDULER_SCHEDULER_H_
 
@@ -71,6 +73,9 @@ class Scheduler {
 
  private:
   absl::Status ReconcileLocked(const Job& job);
+  // True when `s` (a failed reconcile step) only means another scheduler sharing the store did
+  // the step first; logged, not an error.
+  bool LostRace(const std::string& job_id, const absl::Status& s);
   absl::Status StartJob(const Job& job);
   absl::Status Advance(const Job& job, const std::vector<Task>& tasks);
   absl::Status Publish(const Job& job, const Task& pack);
@@ -88,7 +93,10 @@ class Scheduler {
   const SchedulerOptions options_;
   std::function<void(const std::string&)> on_event_;
 
-  absl::Mutex reconcile_mu_;  // serialises reconciliation (single server process)
+  // Serialises reconciliation within this process. Schedulers of other servers on the same store
+  // are fenced by the store: a stage's tasks are added once (AddTasks: AlreadyExists), the
+  // staging container is per job, and an ended job's state is final.
+  absl::Mutex reconcile_mu_;
 
   absl::Mutex loop_mu_;
   bool running_ ABSL_GUARDED_BY(loop_mu_) = false;
