@@ -274,7 +274,7 @@ bool Scheduler::LostRace(const std::string& job_id, const absl::Status& s) {
     auto now = store_->GetJob(job_id);
     lost = now.ok() && IsTerminal(now->state);
   }
-  if (lost) spdlog::info("job {}: another scheduler advanced it first ({})", job_id, s.message());
+  if (lost) spdlog::info("job {}: another scheduler advanced it first ({})", job_id, std::string(s.message()));
   return lost;
 }
 

@@ -358,11 +358,12 @@ TEST_F(SchedulerTest, TwoSchedulersOnOneStoreDoEachStepOnce) {
   auto other_store = SqliteJobStore::Open((dir_ / "jobs.db").string());
   ASSERT_TRUE(other_store.ok()) << other_store.status();
   Scheduler other(other_store->get(), artifacts_.get(), nullptr);
-  constexpr int kJobs = 4;
+  constexpr int kJobs = 6;
   std::vector<std::string> ids;
   for (int i = 0; i < kJobs; ++i) ids.push_back(Submit());
 
-  // Both reconcile every job concurrently, several times, after each round of completions.
+  // Both reconcile every job concurrently, in the same order (so they collide), several times,
+  // after each round of completions.
   auto race = [&] {
     std::thread a([&] {
       for (int r = 0; r < 3; ++r) {
@@ -371,7 +372,7 @@ TEST_F(SchedulerTest, TwoSchedulersOnOneStoreDoEachStepOnce) {
     });
     std::thread b([&] {
       for (int r = 0; r < 3; ++r) {
-        for (auto it = ids.rbegin(); it != ids.rend(); ++it) EXPECT_TRUE(other.Reconcile(*it).ok());
+        for (const std::string& id : ids) EXPECT_TRUE(other.Reconcile(id).ok());
       }
     });
     a.join();

@@ -44,7 +44,8 @@ head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$STATE/token"
 start_named() {
   local name=$1; shift
   local port; port=$(free_port)
-  env "$@" "$SERVER_BIN" --listen "127.0.0.1:$port" --data-dir "$STATE/data-$name" --store "$STORE_URI" \
+  env "$@" "$SERVER_BIN" --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$(free_port)" \
+    --data-dir "$STATE/data-$name" --store "$STORE_URI" \
     --artifact-dir "$ART" --auth-token-file "$STATE/token" --in-process-worker=false \
     --allowed-roots "$SHARED/models,$SHARED/data" --text-dir "$SHARED/data" \
     --lease-seconds 10 --log-level info >> "$STATE/server-$name.log" 2>&1 &
@@ -148,12 +149,13 @@ touch "$PAUSE/resume-profile"
 stop_workers
 
 # ---- 3. server A killed after it renamed the artifact into objects/, before the job row ----
-# Server B's scheduler reconciles the same job meanwhile and finishes it (adopting A's rename
-# or publishing first itself); then A dies holding nothing.
+# The only worker is on A, so A's scheduler hears of the finished pack task first (it is poked at
+# once; B reconciles at its next tick) and usually publishes: it pauses after the rename. B's
+# scheduler reconciles the same job meanwhile and must finish it (adopting the renamed artifact by
+# id, or publishing first itself); then A is killed.
 rm -f "$PAUSE"/*
 start_named a SLQ_TEST_PAUSE_AT=published SLQ_TEST_PAUSE_DIR="$PAUSE"
 start_worker a wa3
-start_worker b wb3
 t0=$(date +%s)
 job=$(submit a kill-a-published)
 set +e; timeout 600 env SLQ_SERVER="127.0.0.1:$PORT_b" "$CTL_BIN" watch "$job" > "$STATE/watch.out" 2>&1; rc=$?; set -e
