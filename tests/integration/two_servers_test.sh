@@ -116,7 +116,17 @@ for sj in "${jobs[@]}"; do
   check "both up: $job: same weights as the first job" test "$sha" = "$ref_sha"
 done
 echo "RESULT both-up 3 jobs $(( $(date +%s) - t0 )) s, weights sha256 $ref_sha"
-echo "RESULT both-up task creation lost races: $(grep -c 'another scheduler advanced it first' "$STATE"/server-*.log | tr '\n' ' ')"
+# A reconcile step the other scheduler took first (the store refused the duplicate): by reason.
+races() {
+  cat "$STATE"/server-*.log | grep 'another scheduler advanced it first' | python3 -c '
+import collections, re, sys
+c = collections.Counter()
+for line in sys.stdin:
+    m = re.search(r"already has \d+ .(\w+). task", line)
+    c["stage exists: " + m.group(1) if m else "job already ended"] += 1
+print(", ".join(f"{k} x{v}" for k, v in sorted(c.items())) or "none")'
+}
+echo "RESULT both-up steps lost to the other scheduler: $(races)"
 stop_workers
 
 # ---- 2. server A killed (SIGKILL) mid-job, while its worker holds a profile lease ----
@@ -173,6 +183,7 @@ stop_workers
 kill "$PID_b" 2>/dev/null || true
 wait "$PID_b" 2>/dev/null || true
 
+echo "RESULT all cases: steps lost to the other scheduler: $(races)"
 check "store and artifact check (slq_store_check)" "$CHECK_BIN" --store "$STORE_URI" --artifact-dir "$ART" --expect-terminal
 check "no staging container left behind" test -z "$(ls -A "$ART/tmp")"
 summary
