@@ -391,7 +391,8 @@ TEST_F(SchedulerTest, TwoSchedulersOnOneStoreDoEachStepOnce) {
     EXPECT_EQ(Tasks(id)["pack"], "PENDING") << id;
     auto t = store_->LeaseTask("w1", {"pack"}, absl::Seconds(30));
     ASSERT_TRUE(t.ok() && t->has_value());
-    ASSERT_TRUE(store_->CompleteTask((*t)->id, "w1", {.ok = true, .result_json = PackArtifactAndResult(*artifacts_, (*t)->job_id)}).ok());
+    const std::string result = PackArtifactAndResult(*artifacts_, (*t)->job_id);
+    ASSERT_TRUE(store_->CompleteTask((*t)->id, "w1", {.ok = true, .result_json = result}).ok());
   }
   race();
   for (const std::string& id : ids) {
