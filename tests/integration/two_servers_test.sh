@@ -86,9 +86,14 @@ weights_sha() {  # weights_sha SERVER JOB
 wait_file() { for _ in $(seq $(($2 * 20))); do [ -e "$1" ] && return 0; sleep 0.05; done; return 1; }
 # stage_counts JOB: "fetch=1 pack=1 profile=2 search=1" from the store itself.
 stage_counts() {
-  sql "SELECT kind || '=' || COUNT(*) FROM tasks WHERE job_id = '$1' GROUP BY kind ORDER BY kind" | tr '\n' ' ' | sed 's/ $//'
+  sql "SELECT kind || '=' || COUNT(*) FROM tasks WHERE job_id = '$1' GROUP BY kind ORDER BY kind" |
+    tr '\n' ' ' | sed 's/ $//'
 }
 WANT_COUNTS="fetch=1 pack=1 profile=$LAYERS search=1"
+watch_on() {  # watch_on SERVER JOB: slqctl watch on that server, output in $STATE/watch.out
+  local port_var="PORT_$1"
+  timeout 600 env SLQ_SERVER="127.0.0.1:${!port_var}" "$CTL_BIN" watch "$2" > "$STATE/watch.out" 2>&1
+}
 published_events() { sql "SELECT COUNT(*) FROM job_events WHERE job_id = '$1' AND stage = 'publish'"; }
 
 # ---- 1. both servers up, a worker on each: three jobs, submitted alternately to A and B ----
@@ -143,15 +148,18 @@ if wait_file "$PAUSE/paused-profile" 300; then
   wait "$PID_a" 2>/dev/null || true
   t_kill=$(date +%s)
   echo "killed server A at $(( t_kill - t0 )) s (job $state, $leased task(s) leased)"
-  set +e; timeout 600 env SLQ_SERVER="127.0.0.1:$PORT_b" "$CTL_BIN" watch "$job" > "$STATE/watch.out" 2>&1; rc=$?; set -e
+  set +e; watch_on b "$job"; rc=$?; set -e
   t_done=$(date +%s)
   check "kill -9 server A at profile: server B finished the job (watch exit $rc)" test "$rc" -eq 0
   check "kill -9 server A at profile: same weights sha256" test "$(weights_sha b "$job")" = "$ref_sha"
-  check "kill -9 server A at profile: each stage created once ($(stage_counts "$job"))" test "$(stage_counts "$job")" = "$WANT_COUNTS"
+  check "kill -9 server A at profile: each stage created once ($(stage_counts "$job"))" \
+    test "$(stage_counts "$job")" = "$WANT_COUNTS"
   check "kill -9 server A at profile: published once" test "$(published_events "$job")" = 1
   attempts=$(sql "SELECT MAX(attempts) FROM tasks WHERE job_id = '$job' AND kind = 'profile'")
-  check "kill -9 server A at profile: the orphaned share was leased again ($attempts attempts)" test "$attempts" -ge 2
-  echo "RESULT kill-a-at-profile killed-at $(( t_kill - t0 )) s, survivor finished $(( t_done - t_kill )) s later, profile attempts $attempts"
+  check "kill -9 server A at profile: the orphaned share was leased again ($attempts attempts)" \
+    test "$attempts" -ge 2
+  echo "RESULT kill-a-at-profile killed-at $(( t_kill - t0 )) s," \
+    "survivor finished $(( t_done - t_kill )) s later, profile attempts $attempts"
 else
   fail "server A's worker never reached profile ($(on a --json get "$job" | json_field '["state"]'))"
 fi
@@ -168,14 +176,15 @@ start_named a SLQ_TEST_PAUSE_AT=published SLQ_TEST_PAUSE_DIR="$PAUSE"
 start_worker a wa3
 t0=$(date +%s)
 job=$(submit a kill-a-published)
-set +e; timeout 600 env SLQ_SERVER="127.0.0.1:$PORT_b" "$CTL_BIN" watch "$job" > "$STATE/watch.out" 2>&1; rc=$?; set -e
+set +e; watch_on b "$job"; rc=$?; set -e
 t_done=$(date +%s)
 paused=no; [ -e "$PAUSE/paused-published" ] && paused=yes
 kill -9 "$PID_a" 2>/dev/null || true
 wait "$PID_a" 2>/dev/null || true
 check "server A paused at published: server B finished the job (watch exit $rc)" test "$rc" -eq 0
 check "server A paused at published: same weights sha256" test "$(weights_sha b "$job")" = "$ref_sha"
-check "server A paused at published: each stage created once ($(stage_counts "$job"))" test "$(stage_counts "$job")" = "$WANT_COUNTS"
+check "server A paused at published: each stage created once ($(stage_counts "$job"))" \
+  test "$(stage_counts "$job")" = "$WANT_COUNTS"
 check "server A paused at published: published once" test "$(published_events "$job")" = 1
 echo "RESULT a-paused-at-published (A reached the pause: $paused) job finished by B in $(( t_done - t0 )) s"
 touch "$PAUSE/resume-published"
@@ -184,6 +193,7 @@ kill "$PID_b" 2>/dev/null || true
 wait "$PID_b" 2>/dev/null || true
 
 echo "RESULT all cases: steps lost to the other scheduler: $(races)"
-check "store and artifact check (slq_store_check)" "$CHECK_BIN" --store "$STORE_URI" --artifact-dir "$ART" --expect-terminal
+check "store and artifact check (slq_store_check)" \
+  "$CHECK_BIN" --store "$STORE_URI" --artifact-dir "$ART" --expect-terminal
 check "no staging container left behind" test -z "$(ls -A "$ART/tmp")"
 summary
