@@ -67,7 +67,8 @@ std::string FormatTarget(const slq::v1::FidelityTarget& t) {
     case slq::v1::FidelityTarget::kMinEar: return absl::StrFormat("ear>=%g", t.min_ear());
     case slq::v1::FidelityTarget::kMaxKl: return absl::StrFormat("kl<=%g", t.max_kl());
     case slq::v1::FidelityTarget::kMaxAvgBits: return absl::StrFormat("bits<=%g", t.max_avg_bits());
-    case slq::v1::FidelityTarget::kTaskLosslessKl: return absl::StrFormat("tl<=%g", t.task_lossless_kl());
+    case slq::v1::FidelityTarget::kTaskLosslessKl:
+      return t.task_lossless_kl() == 0.01 ? "tl" : absl::StrFormat("tl<=%g", t.task_lossless_kl());
     default: return "(none)";
   }
 }
