@@ -105,7 +105,9 @@ void PrintCertificate(const slq::v1::Certificate& c) {
             << "  top-1 flip:  " << iv(c.flip_rate(), 4) << "\n"
             << "  PPL ratio:   " << iv(c.perplexity_ratio(), 4) << "\n"
             << "  held-out:    " << c.sequences() << " sequences, " << c.tokens() << " tokens (data sha256 "
-            << c.dataset_sha256().substr(0, 12) << ")\n";
+            << c.dataset_sha256().substr(0, 12) << ")\n"
+            << "  held-out text: " << (c.heldout_dataset().empty() ? "(unnamed)" : c.heldout_dataset()) << " (sha256 "
+            << c.heldout_dataset_sha256() << ")\n";
   if (c.layers_size() > 0) {
     std::cout << "  layers:     ";
     for (const auto& l : c.layers()) std::cout << " " << l.bits();

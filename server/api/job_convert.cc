@@ -32,19 +32,24 @@ void FillInterval(const json& j, slq::v1::Interval* out) {
 
 absl::StatusOr<spec::Target> TargetFromProto(const slq::v1::FidelityTarget& t) {
   spec::Target out;
+  const char* field = "";
   switch (t.target_case()) {
-    case slq::v1::FidelityTarget::kMinEar: out = {spec::Target::Kind::kEar, t.min_ear()}; break;
-    case slq::v1::FidelityTarget::kMaxKl: out = {spec::Target::Kind::kKl, t.max_kl()}; break;
-    case slq::v1::FidelityTarget::kMaxAvgBits: out = {spec::Target::Kind::kBits, t.max_avg_bits()}; break;
+    case slq::v1::FidelityTarget::kMinEar: out = {spec::Target::Kind::kEar, t.min_ear()}, field = "min_ear"; break;
+    case slq::v1::FidelityTarget::kMaxKl: out = {spec::Target::Kind::kKl, t.max_kl()}, field = "max_kl"; break;
+    case slq::v1::FidelityTarget::kMaxAvgBits:
+      out = {spec::Target::Kind::kBits, t.max_avg_bits()}, field = "max_avg_bits";
+      break;
     // Task-lossless: the cloze check with this KL budget as the search's proxy, as `slq quantize --target tl`.
     case slq::v1::FidelityTarget::kTaskLosslessKl:
-      out = {spec::Target::Kind::kTaskLossless, t.task_lossless_kl()};
+      out = {spec::Target::Kind::kTaskLossless, t.task_lossless_kl()}, field = "task_lossless_kl";
       break;
     default:
       return absl::InvalidArgumentError(
           "spec.target is required: set one of min_ear, max_kl, max_avg_bits, task_lossless_kl");
   }
-  if (absl::Status s = spec::CheckTarget(out); !s.ok()) return s;
+  if (absl::Status s = spec::CheckTarget(out); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.target.", field, ": ", s.message()));
+  }
   return out;
 }
 
@@ -184,6 +189,9 @@ slq::v1::Certificate CertificateFromJson(const std::string& text) {
     c.set_seed(h.value("bootstrap_seed", uint64_t{0}));
   }
   c.set_dataset_sha256(j.value("/dataset/sha256"_json_pointer, std::string()));
+  // Certificates from before "heldout_dataset" were verified on the split of the calibration text.
+  c.set_heldout_dataset(j.value("/heldout_dataset/id"_json_pointer, j.value("/dataset/path"_json_pointer, std::string())));
+  c.set_heldout_dataset_sha256(j.value("/heldout_dataset/sha256"_json_pointer, c.dataset_sha256()));
   c.set_target_met(j.value("target_met", false));
   c.set_tool_version(j.value("tool_version", std::string()));
   if (j.contains("stage_wall_seconds") && j["stage_wall_seconds"].is_object()) {

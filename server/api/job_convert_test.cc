@@ -38,7 +38,7 @@ TEST(JobConvertTest, BadSpecsNameTheField) {
   };
   bad([](auto& s) { s.clear_model_uri(); }, "model_uri");
   bad([](auto& s) { s.clear_target(); }, "spec.target");
-  bad([](auto& s) { s.mutable_target()->set_min_ear(1.5); }, "spec.target 'ear>=1.5': ear must be in (0, 1]");
+  bad([](auto& s) { s.mutable_target()->set_min_ear(1.5); }, "spec.target.min_ear: target 'ear>=1.5': ear must be in (0, 1]");
   bad([](auto& s) { s.mutable_target()->set_max_kl(-1); }, "spec.target");
   bad([](auto& s) { s.mutable_target()->set_max_avg_bits(1); }, "spec.target");
   bad([](auto& s) { s.mutable_target()->set_task_lossless_kl(0); }, "spec.target");
@@ -88,6 +88,11 @@ TEST(JobConvertTest, CertificateJsonFillsTheWireMessage) {
   EXPECT_EQ(p.sequences(), 32);
   EXPECT_DOUBLE_EQ(p.stage_seconds().at("profile"), 1.5);
   EXPECT_FALSE(p.json().empty());
+  EXPECT_EQ(p.heldout_dataset_sha256(), "");  // none recorded
+  c["heldout_dataset"] = {{"id", "file:///texts/eval.txt"}, {"sha256", "e5"}};
+  p = CertificateFromJson(c.dump());
+  EXPECT_EQ(p.heldout_dataset(), "file:///texts/eval.txt");
+  EXPECT_EQ(p.heldout_dataset_sha256(), "e5");
 }
 
 }  // namespace
