@@ -86,6 +86,9 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(
   s->progress_ = progress;
   SLQ_ASSIGN_OR_RETURN(s->target_, ParseTarget(options.target));
   SLQ_ASSIGN_OR_RETURN(s->formats_, ParseFormats(options.formats));
+  if (options.uniform_bits == 0) {
+    SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(s->target_, s->formats_, options.group_size, options.symmetric));
+  }
   if (progress) progress("load", 0);
   auto t0 = Clock::now();
   SLQ_ASSIGN_OR_RETURN(s->model_, LoadModel(options.model_path));
@@ -159,6 +162,9 @@ absl::Status QuantizationSession::Retarget(const PipelineOptions& options) {
   SLQ_RETURN_IF_ERROR(CheckOptions(options));
   SLQ_ASSIGN_OR_RETURN(Target target, ParseTarget(options.target));
   SLQ_ASSIGN_OR_RETURN(std::vector<int> formats, ParseFormats(options.formats));
+  if (options.uniform_bits == 0) {
+    SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(target, formats, options.group_size, options.symmetric));
+  }
   const std::string model_id = opts_.model_id;
   opts_ = options;
   if (opts_.model_id.empty()) opts_.model_id = model_id.empty() ? options.model_path : model_id;

@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
@@ -141,14 +142,19 @@ absl::Status ValidateSpec(const SpecFields& s) {
   if (!(s.temperature > 0 && s.temperature <= kMaxTemperature)) {
     return absl::InvalidArgumentError(absl::StrCat("temperature must be in (0, 10], got ", s.temperature));
   }
-  if (target->kind == Target::Kind::kBits) {
-    const double floor = MinAvgBits(*formats, s.group_size, s.symmetric);
-    if (target->value < floor) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "target '%s' is unreachable with formats '%s' and group size %d: the fewest bits/param is %.4g "
-          "(the smallest width %d plus the %s scale overhead); raise the budget or allow a smaller width",
-          s.target, s.formats, s.group_size, floor, (*formats)[0], s.symmetric ? "fp16" : "fp16 scale and zero"));
-    }
+  return CheckBitsReachable(*target, *formats, s.group_size, s.symmetric);
+}
+
+absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& formats, int64_t group_size,
+                                bool symmetric) {
+  if (target.kind != Target::Kind::kBits || formats.empty()) return absl::OkStatus();
+  const double floor = MinAvgBits(formats, group_size, symmetric);
+  if (target.value < floor) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "target '%s' is unreachable with formats {%s} and group size %d: the fewest bits/param is %.4g "
+        "(the smallest width %d plus the %s overhead); raise the budget or allow a smaller width",
+        target.ToString(), absl::StrJoin(formats, ","), group_size, floor, formats.front(),
+        symmetric ? "fp16 scale" : "fp16 scale and zero"));
   }
   return absl::OkStatus();
 }

@@ -60,6 +60,9 @@ struct Target {
 // The fewest bits/param any allocation can have: the smallest width plus the scale (+ zero)
 // overhead of one fp16 per group (a lower bound for per-row groups: the width itself).
 double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symmetric);
+// InvalidArgument when `target` is bits<=X with X below MinAvgBits (OK for other kinds).
+[[nodiscard]] absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& formats,
+                                              int64_t group_size, bool symmetric);
 
 // A whole spec as a user writes it (strings as on the command line).
 struct SpecFields {
