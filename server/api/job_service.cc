@@ -59,7 +59,7 @@ std::string JobServiceImpl::CertificateOf(const Job& job) {
   return a.ok() ? a->certificate_json : "";
 }
 
-grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const slq::v1::SubmitJobRequest* req,
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const slq::v1::SubmitJobRequest* req,
                                        slq::v1::SubmitJobResponse* resp) {
   auto request = SpecToRequest(req->spec(), req->idempotency_key());
   if (!request.ok()) return ToGrpcStatus(request.status());
@@ -95,7 +95,7 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const slq::v1::
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* ctx, const slq::v1::GetJobRequest* req,
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const slq::v1::GetJobRequest* req,
                                     slq::v1::GetJobResponse* resp) {
   if (req->job_id().empty()) return Invalid("job_id is required");
   auto job = store_->GetJob(req->job_id());
@@ -106,7 +106,7 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* ctx, const slq::v1::Get
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* ctx, const slq::v1::ListJobsRequest* req,
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const slq::v1::ListJobsRequest* req,
                                       slq::v1::ListJobsResponse* resp) {
   if (req->page_size() < 0 || req->page_size() > 500) {
     return Invalid(absl::StrCat("page_size must be in [0, 500], got ", req->page_size()));
@@ -172,7 +172,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const slq::v1::W
   return grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled by the client");
 }
 
-grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* ctx, const slq::v1::CancelJobRequest* req,
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const slq::v1::CancelJobRequest* req,
                                        slq::v1::CancelJobResponse* resp) {
   if (req->job_id().empty()) return Invalid("job_id is required");
   auto before = store_->GetJob(req->job_id());
@@ -211,7 +211,7 @@ absl::StatusOr<slq::v1::Artifact> JobServiceImpl::ArtifactToProto(const Artifact
   return p;
 }
 
-grpc::Status JobServiceImpl::ListArtifacts(grpc::ServerContext* ctx, const slq::v1::ListArtifactsRequest* req,
+grpc::Status JobServiceImpl::ListArtifacts(grpc::ServerContext*, const slq::v1::ListArtifactsRequest* req,
                                            slq::v1::ListArtifactsResponse* resp) {
   if (req->page_size() < 0 || req->page_size() > 500) return Invalid("page_size must be in [0, 500]");
   int64_t offset = 0;
@@ -230,7 +230,7 @@ grpc::Status JobServiceImpl::ListArtifacts(grpc::ServerContext* ctx, const slq::
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::GetArtifact(grpc::ServerContext* ctx, const slq::v1::GetArtifactRequest* req,
+grpc::Status JobServiceImpl::GetArtifact(grpc::ServerContext*, const slq::v1::GetArtifactRequest* req,
                                          slq::v1::GetArtifactResponse* resp) {
   if (req->artifact_id().empty()) return Invalid("artifact_id is required");
   auto a = store_->GetArtifact(req->artifact_id());

@@ -127,7 +127,9 @@ TEST_F(WorkerLoopTest, LeasesATypedTaskAndCompletesItWithATypedResult) {
   // The scheduler read the typed result: one profile task per slot group, each a typed payload.
   int profiles = 0;
   for (const Task& t : Tasks(job)) {
-    if (t.kind == "fetch") EXPECT_EQ(t.state, TaskState::kDone);
+    if (t.kind == "fetch") {
+      EXPECT_EQ(t.state, TaskState::kDone);
+    }
     if (t.kind != "profile") continue;
     auto p = DecodeTask<v1::TaskPayload>(t.payload_json, "profile payload");
     ASSERT_TRUE(p.ok()) << p.status();
