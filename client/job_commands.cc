@@ -105,7 +105,7 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("submit", "Submit a quantization job");
   cmd->add_option("model", o->model, "Model URI: file:///path, hf://org/name[@rev], https://...")->required();
-  cmd->add_option("--target", o->target, "ear>=X, kl<=X, bits<=X or tl<=X")->capture_default_str();
+  cmd->add_option("--target", o->target, "ear>=X, kl<=X, bits<=X, tl or tl<=X")->capture_default_str();
   cmd->add_option("--formats", o->formats, "Allowed bitwidths: 4-8, 4-5-6-7-8, 2..8, 4,6,8")->capture_default_str();
   cmd->add_option("--group-size", o->group_size, "32, 64, 128 or -1 (per row)")->capture_default_str();
   cmd->add_option("--calibration", o->calib, "Calibration text: file:// URI or bundled name");
@@ -119,9 +119,11 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   cmd->add_flag("--watch,-w", o->watch, "Watch the job until it ends");
   cmd->callback([&g, o, selected] {
     *selected = [&g, o](Client& c) {
+      // The server's validator (server/spec/job_spec.h): bad input fails here, with the server's text.
+      absl::Status valid = ValidateSubmitFlags(o->target, o->formats, o->group_size, o->symmetric);
       auto target = ParseTargetFlag(o->target);
-      if (!target.ok()) {
-        std::cerr << "error: " << target.status().message() << "\n";
+      if (!valid.ok() || !target.ok()) {
+        std::cerr << "error: " << (valid.ok() ? target.status() : valid).message() << "\n";
         return int{kExitUsage};
       }
       slq::v1::SubmitJobRequest req;

@@ -67,7 +67,8 @@ std::string FormatTarget(const slq::v1::FidelityTarget& t) {
     case slq::v1::FidelityTarget::kMinEar: return absl::StrFormat("ear>=%g", t.min_ear());
     case slq::v1::FidelityTarget::kMaxKl: return absl::StrFormat("kl<=%g", t.max_kl());
     case slq::v1::FidelityTarget::kMaxAvgBits: return absl::StrFormat("bits<=%g", t.max_avg_bits());
-    case slq::v1::FidelityTarget::kTaskLosslessKl: return absl::StrFormat("tl<=%g", t.task_lossless_kl());
+    case slq::v1::FidelityTarget::kTaskLosslessKl:
+      return t.task_lossless_kl() == 0.01 ? "tl" : absl::StrFormat("tl<=%g", t.task_lossless_kl());
     default: return "(none)";
   }
 }
@@ -104,7 +105,9 @@ void PrintCertificate(const slq::v1::Certificate& c) {
             << "  top-1 flip:  " << iv(c.flip_rate(), 4) << "\n"
             << "  PPL ratio:   " << iv(c.perplexity_ratio(), 4) << "\n"
             << "  held-out:    " << c.sequences() << " sequences, " << c.tokens() << " tokens (data sha256 "
-            << c.dataset_sha256().substr(0, 12) << ")\n";
+            << c.dataset_sha256().substr(0, 12) << ")\n"
+            << "  held-out text: " << (c.heldout_dataset().empty() ? "(unnamed)" : c.heldout_dataset()) << " (sha256 "
+            << c.heldout_dataset_sha256() << ")\n";
   if (c.layers_size() > 0) {
     std::cout << "  layers:     ";
     for (const auto& l : c.layers()) std::cout << " " << l.bits();

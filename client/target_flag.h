@@ -1,7 +1,9 @@
-// Parses slqctl's --target: "ear>=0.99", "kl<=0.01", "bits<=4.5", "tl<=0.02".
+// slqctl's job-spec flags, checked by the one validator the server uses (server/spec/job_spec.h):
+// --target "ear>=0.99", "kl<=0.01", "bits<=4.5", "tl" or "tl<=0.02"; --formats; --group-size.
 #ifndef SLQ_CLIENT_TARGET_FLAG_H_
 #define SLQ_CLIENT_TARGET_FLAG_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -10,6 +12,9 @@
 namespace slq::client {
 
 absl::StatusOr<slq::v1::FidelityTarget> ParseTargetFlag(const std::string& text);
+// The whole submit spec before the RPC: the same ranges and error text as the server's SubmitJob.
+absl::Status ValidateSubmitFlags(const std::string& target, const std::string& formats, int64_t group_size,
+                                 bool symmetric);
 
 }  // namespace slq::client
 

@@ -10,6 +10,16 @@ TEST(TargetFlagTest, ParsesEveryKind) {
   EXPECT_DOUBLE_EQ(ParseTargetFlag(" KL<=0.01 ")->max_kl(), 0.01);
   EXPECT_DOUBLE_EQ(ParseTargetFlag("bits<=4.5")->max_avg_bits(), 4.5);
   EXPECT_DOUBLE_EQ(ParseTargetFlag("tl<=0.02")->task_lossless_kl(), 0.02);
+  EXPECT_DOUBLE_EQ(ParseTargetFlag("tl")->task_lossless_kl(), 0.01);  // as `slq quantize --target tl`
+}
+
+TEST(TargetFlagTest, SubmitFlagsFailBeforeTheRpc) {
+  EXPECT_TRUE(ValidateSubmitFlags("ear>=0.99", "4-5-6-7-8", 128, false).ok());
+  for (const char* f : {"9-10", "1..8", "4,4", ""}) {
+    EXPECT_EQ(ValidateSubmitFlags("ear>=0.99", f, 128, false).code(), absl::StatusCode::kInvalidArgument) << f;
+  }
+  EXPECT_EQ(ValidateSubmitFlags("bits<=2", "2..8", 128, false).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateSubmitFlags("ear>=0.99", "4-8", 100, false).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(TargetFlagTest, RejectsWithAReason) {

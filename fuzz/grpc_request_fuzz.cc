@@ -21,6 +21,7 @@
 #include "server/api/auth.h"
 #include "server/api/inference_service.h"
 #include "server/api/job_service.h"
+#include "server/api/worker_service.h"
 #include "server/jobs/artifact_store.h"
 #include "server/jobs/model_uri.h"
 #include "server/jobs/sqlite_job_store.h"
@@ -39,6 +40,7 @@ struct World {
   std::unique_ptr<slq::Scheduler> scheduler;
   slq::api::BearerAuth auth = slq::api::BearerAuth::Disabled();
   std::unique_ptr<slq::api::JobServiceImpl> jobs;
+  std::unique_ptr<slq::api::WorkerServiceImpl> workers;
 };
 
 World* g_world = nullptr;
@@ -59,13 +61,23 @@ bool Parse(const uint8_t* data, size_t size, Req* req) {
   return req->ParseFromArray(data, static_cast<int>(size));
 }
 
-template <typename Req, typename Resp, typename Fn>
-void Unary(const uint8_t* data, size_t size, Fn fn) {
+template <typename Req, typename Resp, typename Service, typename Fn>
+void UnaryOn(Service* service, const uint8_t* data, size_t size, Fn fn) {
   Req req;
   if (!Parse(data, size, &req)) return;
   Resp resp;
   grpc::ServerContext ctx;
-  Check((g_world->jobs.get()->*fn)(&ctx, &req, &resp));
+  Check((service->*fn)(&ctx, &req, &resp));
+}
+
+template <typename Req, typename Resp, typename Fn>
+void Unary(const uint8_t* data, size_t size, Fn fn) {
+  UnaryOn<Req, Resp>(g_world->jobs.get(), data, size, fn);
+}
+
+template <typename Req, typename Resp, typename Fn>
+void WorkerUnary(const uint8_t* data, size_t size, Fn fn) {
+  UnaryOn<Req, Resp>(g_world->workers.get(), data, size, fn);
 }
 
 }  // namespace
@@ -83,10 +95,12 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   w->artifacts = std::move(*artifacts);
   w->scheduler = std::make_unique<slq::Scheduler>(w->store.get(), w->artifacts.get(), nullptr);
   slq::api::JobServiceOptions o;
-  o.max_lease_wait_seconds = 0;
   o.validate_model_uri = [](const std::string& uri) { return slq::ParseModelUri(uri).status(); };
   w->jobs = std::make_unique<slq::api::JobServiceImpl>(w->store.get(), w->artifacts.get(), w->scheduler.get(),
-                                                       &w->auth, nullptr, o);
+                                                       nullptr, o);
+  slq::api::WorkerServiceOptions wo;
+  wo.max_lease_wait_seconds = 0;
+  w->workers = std::make_unique<slq::api::WorkerServiceImpl>(w->store.get(), w->scheduler.get(), wo);
   g_world = w;
   return 0;
 }
@@ -97,6 +111,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ++data;
   --size;
   using S = slq::api::JobServiceImpl;
+  using W = slq::api::WorkerServiceImpl;
   switch (kind) {
     case 0: Unary<v1::SubmitJobRequest, v1::SubmitJobResponse>(data, size, &S::SubmitJob); break;
     case 1: Unary<v1::GetJobRequest, v1::GetJobResponse>(data, size, &S::GetJob); break;
@@ -104,10 +119,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 3: Unary<v1::CancelJobRequest, v1::CancelJobResponse>(data, size, &S::CancelJob); break;
     case 4: Unary<v1::ListArtifactsRequest, v1::ListArtifactsResponse>(data, size, &S::ListArtifacts); break;
     case 5: Unary<v1::GetArtifactRequest, v1::GetArtifactResponse>(data, size, &S::GetArtifact); break;
-    case 6: Unary<v1::RegisterWorkerRequest, v1::RegisterWorkerResponse>(data, size, &S::RegisterWorker); break;
-    case 7: Unary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(data, size, &S::LeaseTask); break;
-    case 8: Unary<v1::HeartbeatRequest, v1::HeartbeatResponse>(data, size, &S::Heartbeat); break;
-    case 9: Unary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(data, size, &S::CompleteTask); break;
+    case 6: WorkerUnary<v1::RegisterWorkerRequest, v1::RegisterWorkerResponse>(data, size, &W::RegisterWorker); break;
+    case 7: WorkerUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(data, size, &W::LeaseTask); break;
+    case 8: WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(data, size, &W::Heartbeat); break;
+    case 9: WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(data, size, &W::CompleteTask); break;
     case 10: {
       v1::GenerateRequest req;
       if (!Parse(data, size, &req)) return 0;

@@ -3,6 +3,8 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include <google/protobuf/message.h>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -61,6 +63,59 @@ grpc::Status BearerAuth::Check(const grpc::ServerContextBase& context) const {
   auto it = md.find("authorization");
   if (it == md.end()) return CheckHeader("");
   return CheckHeader(std::string_view(it->second.data(), it->second.size()));
+}
+
+namespace {
+
+using grpc::experimental::InterceptionHookPoints;
+
+class AuthInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit AuthInterceptor(const BearerAuth* auth) : auth_(auth) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* m) override {
+    if (m->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
+      std::string_view header;
+      if (auto* md = m->GetRecvInitialMetadata(); md != nullptr) {
+        if (auto it = md->find("authorization"); it != md->end()) header = {it->second.data(), it->second.size()};
+      }
+      status_ = auth_->CheckHeader(header);
+    }
+    if (!status_.ok()) {
+      if (m->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
+        if (void* req = m->GetRecvMessage(); req != nullptr) static_cast<google::protobuf::Message*>(req)->Clear();
+      }
+      if (m->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_MESSAGE)) {
+        if (grpc::ByteBuffer* b = m->GetSerializedSendMessage(); b != nullptr) b->Clear();  // an empty message
+      }
+      if (m->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) m->ModifySendStatus(status_);
+    }
+    m->Proceed();
+  }
+
+ private:
+  const BearerAuth* const auth_;
+  grpc::Status status_;
+};
+
+class AuthInterceptorFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit AuthInterceptorFactory(const BearerAuth* auth) : auth_(auth) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
+    // Only the slq.v1 services: health checks and reflection stay open.
+    if (!auth_->enabled() || std::string_view(info->method()).rfind("/slq.", 0) != 0) return nullptr;
+    return new AuthInterceptor(auth_);
+  }
+
+ private:
+  const BearerAuth* const auth_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> MakeAuthInterceptorFactory(
+    const BearerAuth* auth) {
+  return std::make_unique<AuthInterceptorFactory>(auth);
 }
 
 }  // namespace slq::api

@@ -1,7 +1,11 @@
-// Bearer-token authentication for every RPC except grpc.health.v1.
+// Bearer-token authentication for every slq.v1 RPC (JobService, WorkerService, InferenceService);
+// grpc.health.v1 and server reflection stay open. It runs as a server interceptor, not in the
+// handlers:
 //
 //   SLQ_ASSIGN_OR_RETURN(auto auth, BearerAuth::FromTokenFile("/etc/slq/token"));
-//   grpc::Status s = auth.Check(*context);   // at the top of each handler
+//   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> v;
+//   v.push_back(MakeAuthInterceptorFactory(&auth));
+//   builder.experimental().SetInterceptorCreators(std::move(v));
 //
 // Clients send `authorization: Bearer <token>`. The comparison is constant-time
 // (CRYPTO_memcmp over SHA-256 digests, so the length does not leak either). A BearerAuth
@@ -11,7 +15,9 @@
 #define SLQ_SERVER_API_AUTH_H_
 
 #include <grpcpp/server_context.h>
+#include <grpcpp/support/server_interceptor.h>
 
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -35,6 +41,15 @@ class BearerAuth {
   explicit BearerAuth(const std::string& token);
   std::string token_digest_;  // raw SHA-256 of the token; empty = auth disabled
 };
+
+// The interceptor factory (`auth` is not owned and must outlive the server). A call whose token is
+// missing or wrong ends UNAUTHENTICATED with BearerAuth's message. gRPC 1.51's server
+// interceptors cannot end a call before its handler runs, so the interceptor withholds the
+// request from the handler (it receives an empty message, which every slq.v1 RPC rejects or
+// answers read-only) and replaces whatever the handler sends (messages emptied, the status
+// UNAUTHENTICATED): the caller's fields never reach a handler and no data reaches the caller.
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> MakeAuthInterceptorFactory(
+    const BearerAuth* auth);
 
 }  // namespace slq::api
 

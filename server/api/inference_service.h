@@ -1,14 +1,14 @@
 // gRPC InferenceService (proto/slq/v1/inference_service.proto) over inference::ModelRegistry.
 //
 //   inference::ModelRegistry registry(inference::DefaultModelSource({...}), {...}, &metrics);
-//   api::InferenceServiceImpl service(&registry, &auth, &metrics);
+//   api::InferenceServiceImpl service(&registry, &metrics);   // auth: the server interceptor (auth.h)
 //   builder.RegisterService(&service);
 //
 // Callback API: Generate is one ServerWriteReactor per stream that writes engine events as
 // they come (events that pile up while a write is in flight are merged into one message); a
 // client cancel (OnCancel) or a deadline drops the request from the batch at the next engine
 // step. Unary RPCs run inline on gRPC's callback threads (Score and LoadModel do real work:
-// a teacher-forced pass, a model load). Every RPC checks the bearer token first. proto types
+// a teacher-forced pass, a model load). The server's auth interceptor checks the token. proto types
 // stop here: requests become inference:: types, absl::Status becomes grpc::Status
 // (ToGrpcStatus). Thread-safe; pointers are not owned and must outlive the service.
 #ifndef SLQ_SERVER_API_INFERENCE_SERVICE_H_
@@ -34,7 +34,7 @@ slq::v1::ModelInfo ToProto(const inference::ModelInfo& m);
 class InferenceServiceImpl final : public slq::v1::InferenceService::CallbackService {
  public:
   // metrics may be null.
-  InferenceServiceImpl(inference::ModelRegistry* registry, const BearerAuth* auth, Metrics* metrics);
+  InferenceServiceImpl(inference::ModelRegistry* registry, Metrics* metrics);
 
   grpc::ServerWriteReactor<slq::v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const slq::v1::GenerateRequest* request) override;
@@ -62,7 +62,6 @@ class InferenceServiceImpl final : public slq::v1::InferenceService::CallbackSer
   void CountRejected(const std::string& model, const absl::Status& s);
 
   inference::ModelRegistry* const registry_;
-  const BearerAuth* const auth_;
   Metrics* const metrics_;
 };
 

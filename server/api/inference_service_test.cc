@@ -26,8 +26,11 @@ class InferenceServiceTest : public ::testing::Test {
     spec.name = "tiny";
     spec.location = Tiny();
     ASSERT_TRUE(registry_->Load(spec).ok());
-    service_ = std::make_unique<InferenceServiceImpl>(registry_.get(), auth_.get(), &metrics_);
+    service_ = std::make_unique<InferenceServiceImpl>(registry_.get(), &metrics_);
     grpc::ServerBuilder b;
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+    interceptors.push_back(MakeAuthInterceptorFactory(auth_.get()));
+    b.experimental().SetInterceptorCreators(std::move(interceptors));
     int port = 0;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     b.RegisterService(service_.get());

@@ -8,19 +8,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
+#include "server/spec/job_spec.h"
 
 namespace slq::api {
 namespace {
 
 using json = nlohmann::json;
-
-bool ValidFormats(const std::string& f) {
-  if (f.empty()) return false;
-  for (char c : f) {
-    if (!(std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == ',' || c == '.')) return false;
-  }
-  return true;
-}
 
 double Get(const json& j, const char* a, const char* b) {
   if (j.contains(a) && j[a].is_number()) return j[a].get<double>();
@@ -37,71 +30,73 @@ void FillInterval(const json& j, slq::v1::Interval* out) {
 
 }  // namespace
 
-absl::StatusOr<std::string> TargetString(const slq::v1::FidelityTarget& t) {
+absl::StatusOr<spec::Target> TargetFromProto(const slq::v1::FidelityTarget& t) {
+  spec::Target out;
+  const char* field = "";
   switch (t.target_case()) {
-    case slq::v1::FidelityTarget::kMinEar:
-      if (!(t.min_ear() > 0 && t.min_ear() <= 1)) {
-        return absl::InvalidArgumentError(absl::StrCat("spec.target.min_ear must be in (0, 1], got ", t.min_ear()));
-      }
-      return absl::StrFormat("ear>=%.10g", t.min_ear());
-    case slq::v1::FidelityTarget::kMaxKl:
-      if (!(t.max_kl() > 0) || !std::isfinite(t.max_kl())) {
-        return absl::InvalidArgumentError(absl::StrCat("spec.target.max_kl must be > 0, got ", t.max_kl()));
-      }
-      return absl::StrFormat("kl<=%.10g", t.max_kl());
+    case slq::v1::FidelityTarget::kMinEar: out = {spec::Target::Kind::kEar, t.min_ear()}, field = "min_ear"; break;
+    case slq::v1::FidelityTarget::kMaxKl: out = {spec::Target::Kind::kKl, t.max_kl()}, field = "max_kl"; break;
     case slq::v1::FidelityTarget::kMaxAvgBits:
-      if (!(t.max_avg_bits() >= 2 && t.max_avg_bits() <= 16)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("spec.target.max_avg_bits must be in [2, 16], got ", t.max_avg_bits()));
-      }
-      return absl::StrFormat("bits<=%.10g", t.max_avg_bits());
+      out = {spec::Target::Kind::kBits, t.max_avg_bits()}, field = "max_avg_bits";
+      break;
+    // Task-lossless: the cloze check with this KL budget as the search's proxy, as `slq quantize --target tl`.
     case slq::v1::FidelityTarget::kTaskLosslessKl:
-      if (!(t.task_lossless_kl() > 0) || !std::isfinite(t.task_lossless_kl())) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("spec.target.task_lossless_kl must be > 0, got ", t.task_lossless_kl()));
-      }
-      // The engine's task-lossless mode is a KL budget (METHOD.md section 1).
-      return absl::StrFormat("kl<=%.10g", t.task_lossless_kl());
+      out = {spec::Target::Kind::kTaskLossless, t.task_lossless_kl()}, field = "task_lossless_kl";
+      break;
     default:
       return absl::InvalidArgumentError(
           "spec.target is required: set one of min_ear, max_kl, max_avg_bits, task_lossless_kl");
   }
+  if (absl::Status s = spec::CheckTarget(out); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.target.", field, ": ", s.message()));
+  }
+  return out;
+}
+
+slq::v1::FidelityTarget TargetToProto(const spec::Target& t) {
+  slq::v1::FidelityTarget p;
+  switch (t.kind) {
+    case spec::Target::Kind::kEar: p.set_min_ear(t.value); break;
+    case spec::Target::Kind::kKl: p.set_max_kl(t.value); break;
+    case spec::Target::Kind::kBits: p.set_max_avg_bits(t.value); break;
+    case spec::Target::Kind::kTaskLossless: p.set_task_lossless_kl(t.value); break;
+  }
+  return p;
+}
+
+absl::StatusOr<std::string> TargetString(const slq::v1::FidelityTarget& t) {
+  auto target = TargetFromProto(t);
+  if (!target.ok()) return target.status();
+  return target->ToString();
 }
 
 absl::StatusOr<slq::v1::FidelityTarget> ParseTargetString(const std::string& s) {
-  slq::v1::FidelityTarget t;
-  double v = 0;
-  auto num = [&](size_t skip) { return absl::SimpleAtod(s.substr(skip), &v); };
-  if (s.rfind("ear>=", 0) == 0 && num(5)) {
-    t.set_min_ear(v);
-  } else if (s.rfind("kl<=", 0) == 0 && num(4)) {
-    t.set_max_kl(v);
-  } else if (s.rfind("bits<=", 0) == 0 && num(6)) {
-    t.set_max_avg_bits(v);
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("unknown target '", s, "'"));
-  }
-  return t;
+  auto t = spec::ParseTarget(s);
+  if (!t.ok()) return t.status();
+  return TargetToProto(*t);
 }
 
 absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std::string& key) {
   if (spec.model_uri().empty()) {
     return absl::InvalidArgumentError("spec.model_uri is required (file:///path, hf://org/name[@rev], https://...)");
   }
+  // Errors of the one validator (server/spec/job_spec.h) start with the field's name, as slqctl prints them.
+  const auto field_error = [](const absl::Status& s) {
+    return s.message().rfind("spec.", 0) == 0 ? s : absl::InvalidArgumentError(absl::StrCat("spec.", s.message()));
+  };
   auto target = TargetString(spec.target());
-  if (!target.ok()) return target.status();
+  if (!target.ok()) return field_error(target.status());
   std::string formats = spec.formats().empty() ? "4-8" : spec.formats();
-  if (!ValidFormats(formats)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "spec.formats '", formats, "' is not a bitwidth list: use e.g. \"4-8\", \"4-5-6-7-8\", \"2..8\" or \"4,6,8\""));
-  }
   int group = spec.group_size() == 0 ? 128 : spec.group_size();
-  if (group != -1 && group != 32 && group != 64 && group != 128) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spec.group_size must be 32, 64, 128 or -1 (per row), got ", spec.group_size()));
-  }
-  if (!(spec.temperature() >= 0 && spec.temperature() <= 10)) {
-    return absl::InvalidArgumentError(absl::StrCat("spec.temperature must be in [0, 10], got ", spec.temperature()));
+  const double temperature = spec.temperature() == 0 ? 1.0 : spec.temperature();
+  // The one validator slqctl and the engine use too (server/spec/job_spec.h).
+  if (absl::Status s = spec::ValidateSpec({.target = *target,
+                                           .formats = formats,
+                                           .group_size = group,
+                                           .symmetric = spec.symmetric(),
+                                           .temperature = temperature});
+      !s.ok()) {
+    return field_error(s);
   }
   if (key.size() > 256) return absl::InvalidArgumentError("idempotency_key longer than 256 bytes");
   JobRequest r;
@@ -123,7 +118,7 @@ absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std
             {"mse_clip", spec.mse_clip()},
             {"rotate", spec.hadamard()},
             {"quantize_lm_head", spec.has_keep_head_fp16() && !spec.keep_head_fp16()},
-            {"temperature", spec.temperature() == 0 ? 1.0 : spec.temperature()}};
+            {"temperature", temperature}};
   if (spec.seed() != 0) o["seed"] = spec.seed();
   r.options_json = o.dump();
   return r;
@@ -194,6 +189,9 @@ slq::v1::Certificate CertificateFromJson(const std::string& text) {
     c.set_seed(h.value("bootstrap_seed", uint64_t{0}));
   }
   c.set_dataset_sha256(j.value("/dataset/sha256"_json_pointer, std::string()));
+  // Certificates from before "heldout_dataset" were verified on the split of the calibration text.
+  c.set_heldout_dataset(j.value("/heldout_dataset/id"_json_pointer, j.value("/dataset/path"_json_pointer, std::string())));
+  c.set_heldout_dataset_sha256(j.value("/heldout_dataset/sha256"_json_pointer, c.dataset_sha256()));
   c.set_target_met(j.value("target_met", false));
   c.set_tool_version(j.value("tool_version", std::string()));
   if (j.contains("stage_wall_seconds") && j["stage_wall_seconds"].is_object()) {

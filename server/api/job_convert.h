@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/jobs/job_types.h"
+#include "server/spec/job_spec.h"
 #include "slq/v1/job_service.pb.h"
 
 namespace slq::api {
@@ -13,8 +14,11 @@ namespace slq::api {
 // Validates a JobSpec and turns it into a JobRequest whose options_json holds the
 // quant::PipelineOptions (plus "model_uri" and "data_ref"). InvalidArgument names the field.
 absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std::string& idempotency_key);
-// The target as the engine's string: "ear>=0.99", "kl<=0.01", "bits<=4.5", "tl<=0.02".
+// The target as the engine's string (server/spec/job_spec.h): "ear>=0.99", "kl<=0.01", "bits<=4.5",
+// "tl" / "tl<=0.02" (task_lossless_kl is the task-lossless target, as the CLI's "tl").
 absl::StatusOr<std::string> TargetString(const slq::v1::FidelityTarget& t);
+absl::StatusOr<spec::Target> TargetFromProto(const slq::v1::FidelityTarget& t);
+slq::v1::FidelityTarget TargetToProto(const spec::Target& t);
 absl::StatusOr<slq::v1::FidelityTarget> ParseTargetString(const std::string& s);
 
 slq::v1::JobState ToProto(JobState s);

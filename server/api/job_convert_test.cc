@@ -38,11 +38,29 @@ TEST(JobConvertTest, BadSpecsNameTheField) {
   };
   bad([](auto& s) { s.clear_model_uri(); }, "model_uri");
   bad([](auto& s) { s.clear_target(); }, "spec.target");
-  bad([](auto& s) { s.mutable_target()->set_min_ear(1.5); }, "min_ear");
-  bad([](auto& s) { s.mutable_target()->set_max_kl(-1); }, "max_kl");
-  bad([](auto& s) { s.mutable_target()->set_max_avg_bits(1); }, "max_avg_bits");
+  bad([](auto& s) { s.mutable_target()->set_min_ear(1.5); }, "spec.target.min_ear: target 'ear>=1.5': ear must be in (0, 1]");
+  bad([](auto& s) { s.mutable_target()->set_max_kl(-1); }, "spec.target");
+  bad([](auto& s) { s.mutable_target()->set_max_avg_bits(1); }, "spec.target");
+  bad([](auto& s) { s.mutable_target()->set_task_lossless_kl(0); }, "spec.target");
   bad([](auto& s) { s.set_formats("four-eight"); }, "spec.formats");
-  bad([](auto& s) { s.set_group_size(100); }, "group_size");
+  bad([](auto& s) { s.set_formats("9-10"); }, "spec.formats '9-10'");
+  bad([](auto& s) { s.set_formats("1..8"); }, "spec.formats");
+  bad([](auto& s) { s.set_formats("4,4"); }, "4 is listed twice");
+  bad([](auto& s) { s.mutable_target()->set_max_avg_bits(2); }, "spec.target");
+  bad([](auto& s) { s.set_group_size(100); }, "spec.group_size");
+  bad([](auto& s) { s.set_temperature(-1); }, "spec.temperature");
+}
+
+TEST(JobConvertTest, TaskLosslessIsTheCliTarget) {
+  slq::v1::JobSpec s = Spec();
+  s.mutable_target()->set_task_lossless_kl(0.01);
+  auto r = SpecToRequest(s, "");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->target, "tl");  // as `slq quantize --target tl`, not a plain kl<= budget
+  s.mutable_target()->set_task_lossless_kl(0.02);
+  EXPECT_EQ(SpecToRequest(s, "")->target, "tl<=0.02");
+  EXPECT_DOUBLE_EQ(ParseTargetString("tl")->task_lossless_kl(), 0.01);
+  EXPECT_DOUBLE_EQ(ParseTargetString("tl<=0.02")->task_lossless_kl(), 0.02);
 }
 
 TEST(JobConvertTest, CertificateJsonFillsTheWireMessage) {
@@ -70,6 +88,11 @@ TEST(JobConvertTest, CertificateJsonFillsTheWireMessage) {
   EXPECT_EQ(p.sequences(), 32);
   EXPECT_DOUBLE_EQ(p.stage_seconds().at("profile"), 1.5);
   EXPECT_FALSE(p.json().empty());
+  EXPECT_EQ(p.heldout_dataset_sha256(), "");  // none recorded
+  c["heldout_dataset"] = {{"id", "file:///texts/eval.txt"}, {"sha256", "e5"}};
+  p = CertificateFromJson(c.dump());
+  EXPECT_EQ(p.heldout_dataset(), "file:///texts/eval.txt");
+  EXPECT_EQ(p.heldout_dataset_sha256(), "e5");
 }
 
 }  // namespace

@@ -13,12 +13,6 @@
 namespace slq::api {
 namespace {
 
-#define SLQ_CHECK_AUTH(ctx)                          \
-  do {                                               \
-    grpc::Status auth_status = auth_->Check(*(ctx)); \
-    if (!auth_status.ok()) return auth_status;       \
-  } while (0)
-
 grpc::Status Invalid(const std::string& msg) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, BoundedMessage(msg));
 }
@@ -26,14 +20,6 @@ grpc::Status Invalid(const std::string& msg) {
 // `s` with the request field it is about in front of its message (same code, bounded).
 grpc::Status FieldError(absl::string_view field, const absl::Status& s) {
   return ToGrpcStatus(absl::Status(s.code(), absl::StrCat(field, ": ", s.message())));
-}
-
-// Errors a retry cannot fix: the task fails at once instead of burning its attempts.
-bool Retryable(const std::string& error) {
-  for (const char* prefix : {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "NOT_FOUND", "PERMISSION_DENIED"}) {
-    if (error.rfind(prefix, 0) == 0) return false;
-  }
-  return true;
 }
 
 double Eta(const std::vector<JobEvent>& events, double progress) {
@@ -44,9 +30,9 @@ double Eta(const std::vector<JobEvent>& events, double progress) {
 
 }  // namespace
 
-JobServiceImpl::JobServiceImpl(JobStore* store, ArtifactStore* artifacts, Scheduler* scheduler,
-                               const BearerAuth* auth, Metrics* metrics, JobServiceOptions options)
-    : store_(store), artifacts_(artifacts), scheduler_(scheduler), auth_(auth), metrics_(metrics),
+JobServiceImpl::JobServiceImpl(JobStore* store, ArtifactStore* artifacts, Scheduler* scheduler, Metrics* metrics,
+                               JobServiceOptions options)
+    : store_(store), artifacts_(artifacts), scheduler_(scheduler), metrics_(metrics),
       options_(std::move(options)) {}
 
 void JobServiceImpl::NotifyJobEvent(const std::string&) {
@@ -73,9 +59,8 @@ std::string JobServiceImpl::CertificateOf(const Job& job) {
   return a.ok() ? a->certificate_json : "";
 }
 
-grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const slq::v1::SubmitJobRequest* req,
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const slq::v1::SubmitJobRequest* req,
                                        slq::v1::SubmitJobResponse* resp) {
-  SLQ_CHECK_AUTH(ctx);
   auto request = SpecToRequest(req->spec(), req->idempotency_key());
   if (!request.ok()) return ToGrpcStatus(request.status());
   if (options_.validate_model_uri) {
@@ -110,9 +95,8 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const slq::v1::
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* ctx, const slq::v1::GetJobRequest* req,
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const slq::v1::GetJobRequest* req,
                                     slq::v1::GetJobResponse* resp) {
-  SLQ_CHECK_AUTH(ctx);
   if (req->job_id().empty()) return Invalid("job_id is required");
   auto job = store_->GetJob(req->job_id());
   if (!job.ok()) return ToGrpcStatus(job.status());
@@ -122,9 +106,8 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* ctx, const slq::v1::Get
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* ctx, const slq::v1::ListJobsRequest* req,
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const slq::v1::ListJobsRequest* req,
                                       slq::v1::ListJobsResponse* resp) {
-  SLQ_CHECK_AUTH(ctx);
   if (req->page_size() < 0 || req->page_size() > 500) {
     return Invalid(absl::StrCat("page_size must be in [0, 500], got ", req->page_size()));
   }
@@ -145,7 +128,6 @@ grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* ctx, const slq::v1::L
 
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const slq::v1::WatchJobRequest* req,
                                       grpc::ServerWriter<slq::v1::WatchJobResponse>* writer) {
-  SLQ_CHECK_AUTH(ctx);
   if (req->job_id().empty()) return Invalid("job_id is required");
   if (req->after_sequence() < 0) return Invalid("after_sequence must be >= 0");
   auto first = store_->ListEvents(req->job_id(), 0, 1);
@@ -190,9 +172,8 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const slq::v1::W
   return grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled by the client");
 }
 
-grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* ctx, const slq::v1::CancelJobRequest* req,
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const slq::v1::CancelJobRequest* req,
                                        slq::v1::CancelJobResponse* resp) {
-  SLQ_CHECK_AUTH(ctx);
   if (req->job_id().empty()) return Invalid("job_id is required");
   auto before = store_->GetJob(req->job_id());
   if (!before.ok()) return ToGrpcStatus(before.status());
@@ -230,9 +211,8 @@ absl::StatusOr<slq::v1::Artifact> JobServiceImpl::ArtifactToProto(const Artifact
   return p;
 }
 
-grpc::Status JobServiceImpl::ListArtifacts(grpc::ServerContext* ctx, const slq::v1::ListArtifactsRequest* req,
+grpc::Status JobServiceImpl::ListArtifacts(grpc::ServerContext*, const slq::v1::ListArtifactsRequest* req,
                                            slq::v1::ListArtifactsResponse* resp) {
-  SLQ_CHECK_AUTH(ctx);
   if (req->page_size() < 0 || req->page_size() > 500) return Invalid("page_size must be in [0, 500]");
   int64_t offset = 0;
   if (!req->page_token().empty() && (!absl::SimpleAtoi(req->page_token(), &offset) || offset < 0)) {
@@ -250,9 +230,8 @@ grpc::Status JobServiceImpl::ListArtifacts(grpc::ServerContext* ctx, const slq::
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::GetArtifact(grpc::ServerContext* ctx, const slq::v1::GetArtifactRequest* req,
+grpc::Status JobServiceImpl::GetArtifact(grpc::ServerContext*, const slq::v1::GetArtifactRequest* req,
                                          slq::v1::GetArtifactResponse* resp) {
-  SLQ_CHECK_AUTH(ctx);
   if (req->artifact_id().empty()) return Invalid("artifact_id is required");
   auto a = store_->GetArtifact(req->artifact_id());
   if (!a.ok()) return ToGrpcStatus(a.status());
@@ -265,7 +244,6 @@ grpc::Status JobServiceImpl::GetArtifact(grpc::ServerContext* ctx, const slq::v1
 
 grpc::Status JobServiceImpl::DownloadArtifact(grpc::ServerContext* ctx, const slq::v1::DownloadArtifactRequest* req,
                                               grpc::ServerWriter<slq::v1::DownloadArtifactResponse>* writer) {
-  SLQ_CHECK_AUTH(ctx);
   if (req->artifact_id().empty()) return Invalid("artifact_id is required");
   if (req->chunk_bytes() < 0 || req->chunk_bytes() > (4 << 20)) return Invalid("chunk_bytes must be in [0, 4 MiB]");
   const size_t chunk = req->chunk_bytes() == 0 ? (1 << 20) : static_cast<size_t>(req->chunk_bytes());
@@ -296,124 +274,6 @@ grpc::Status JobServiceImpl::DownloadArtifact(grpc::ServerContext* ctx, const sl
       if (last) break;
     }
   }
-  return grpc::Status::OK;
-}
-
-grpc::Status JobServiceImpl::RegisterWorker(grpc::ServerContext* ctx, const slq::v1::RegisterWorkerRequest* req,
-                                            slq::v1::RegisterWorkerResponse* resp) {
-  SLQ_CHECK_AUTH(ctx);
-  if (req->name().empty() || req->name().size() > 128) return Invalid("name is required (at most 128 bytes)");
-  if (!slq::v1::WorkerDevice_IsValid(req->device())) return Invalid(absl::StrCat("device ", req->device(), " is not a WorkerDevice"));
-  Worker w;
-  w.id = "worker-" + RandomHex(8);
-  w.name = req->name();
-  w.kind = req->device() == slq::v1::WORKER_DEVICE_CUDA ? WorkerKind::kGpu : WorkerKind::kCpu;
-  absl::Status s = store_->RegisterWorker(w);
-  if (!s.ok()) return ToGrpcStatus(s);
-  {
-    absl::MutexLock lock(&workers_mu_);
-    workers_.insert(w.id);
-  }
-  spdlog::info("worker {} registered: {} ({})", w.id, w.name, req->device_name());
-  resp->set_worker_id(w.id);
-  resp->set_lease_seconds(static_cast<int32_t>(absl::ToInt64Seconds(options_.lease)));
-  resp->set_heartbeat_seconds(static_cast<int32_t>(absl::ToInt64Seconds(options_.heartbeat)));
-  return grpc::Status::OK;
-}
-
-absl::Status JobServiceImpl::CheckRegistered(const std::string& id) {
-  {
-    absl::MutexLock lock(&workers_mu_);
-    if (workers_.contains(id)) return absl::OkStatus();
-  }
-  // Registered before this server started (the store keeps workers across restarts)?
-  SLQ_ASSIGN_OR_RETURN(std::vector<Worker> all, store_->ListWorkers());
-  absl::MutexLock lock(&workers_mu_);
-  for (const Worker& w : all) workers_.insert(w.id);
-  if (workers_.contains(id)) return absl::OkStatus();
-  return absl::NotFoundError(absl::StrCat("worker_id '", id, "' is not registered; call RegisterWorker first"));
-}
-
-grpc::Status JobServiceImpl::LeaseTask(grpc::ServerContext* ctx, const slq::v1::LeaseTaskRequest* req,
-                                       slq::v1::LeaseTaskResponse* resp) {
-  SLQ_CHECK_AUTH(ctx);
-  if (req->worker_id().empty()) return Invalid("worker_id is required (RegisterWorker first)");
-  if (req->wait_seconds() < 0) return Invalid("wait_seconds must be >= 0");
-  if (absl::Status r = CheckRegistered(req->worker_id()); !r.ok()) return ToGrpcStatus(r);
-  const absl::Time until = absl::Now() + absl::Seconds(std::min(req->wait_seconds(), options_.max_lease_wait_seconds));
-  std::vector<std::string> kinds(req->kinds().begin(), req->kinds().end());
-  while (!ctx->IsCancelled()) {
-    auto task = store_->LeaseTask(req->worker_id(), kinds, options_.lease);
-    if (!task.ok()) return ToGrpcStatus(task.status());
-    if (task->has_value()) {
-      const Task& t = **task;
-      auto job = store_->GetJob(t.job_id);
-      if (job.ok() && IsTerminal(job->state)) {  // a leftover of a finished job: retire it
-        TaskOutcome o{.ok = false, .error = "job already " + std::string(JobStateName(job->state)), .retryable = false};
-        (void)store_->CompleteTask(t.id, req->worker_id(), o);
-        continue;
-      }
-      auto* out = resp->mutable_task();
-      out->set_id(t.id);
-      out->set_job_id(t.job_id);
-      out->set_kind(t.kind);
-      out->set_payload_json(t.payload_json);
-      out->set_attempt(t.attempts);
-      *out->mutable_lease_expire_time() = ToProto(t.lease_expiry);
-      spdlog::info("job {}: task {} ({}) leased to {}", t.job_id, t.id, t.kind, req->worker_id());
-      return grpc::Status::OK;
-    }
-    if (absl::Now() >= until) return grpc::Status::OK;
-    if (!WaitForEvent(std::min(absl::Milliseconds(250), until - absl::Now()))) return grpc::Status::OK;
-  }
-  return grpc::Status::OK;
-}
-
-grpc::Status JobServiceImpl::Heartbeat(grpc::ServerContext* ctx, const slq::v1::HeartbeatRequest* req,
-                                       slq::v1::HeartbeatResponse* resp) {
-  SLQ_CHECK_AUTH(ctx);
-  if (req->worker_id().empty() || req->task_id().empty()) return Invalid("worker_id and task_id are required");
-  if (!(req->progress() >= 0 && req->progress() <= 1)) return Invalid("progress must be in [0, 1]");
-  if (!slq::v1::JobStage_IsValid(req->stage())) return Invalid(absl::StrCat("stage ", req->stage(), " is not a JobStage"));
-  auto task = store_->Heartbeat(req->task_id(), req->worker_id(), options_.lease);
-  if (!task.ok()) return ToGrpcStatus(task.status());
-  *resp->mutable_lease_expire_time() = ToProto(task->lease_expiry);
-  auto job = store_->GetJob(task->job_id);
-  if (job.ok() && IsTerminal(job->state)) {
-    resp->set_cancel_requested(true);
-    return grpc::Status::OK;
-  }
-  if (req->stage() != slq::v1::JOB_STAGE_UNSPECIFIED) {
-    absl::Status s = scheduler_->TaskProgress(*task, FromProto(req->stage()), req->progress(), req->message());
-    if (!s.ok()) spdlog::warn("job {}: progress: {}", task->job_id, s.ToString());
-  }
-  return grpc::Status::OK;
-}
-
-grpc::Status JobServiceImpl::CompleteTask(grpc::ServerContext* ctx, const slq::v1::CompleteTaskRequest* req,
-                                          slq::v1::CompleteTaskResponse*) {
-  SLQ_CHECK_AUTH(ctx);
-  if (req->worker_id().empty() || req->task_id().empty()) return Invalid("worker_id and task_id are required");
-  TaskOutcome o;
-  switch (req->outcome_case()) {
-    case slq::v1::CompleteTaskRequest::kResultJson:
-      o.ok = true;
-      o.result_json = req->result_json();
-      break;
-    case slq::v1::CompleteTaskRequest::kError:
-      o.ok = false;
-      o.error = req->error();
-      o.retryable = Retryable(req->error());
-      break;
-    default:
-      return Invalid("one of result_json or error is required");
-  }
-  auto task = store_->CompleteTask(req->task_id(), req->worker_id(), o);
-  if (!task.ok()) return ToGrpcStatus(task.status());
-  absl::Status s = scheduler_->Reconcile(task->job_id);
-  if (!s.ok()) spdlog::warn("job {}: reconcile after {}: {}", task->job_id, task->id, s.ToString());
-  scheduler_->Poke();
-  NotifyJobEvent(task->job_id);
   return grpc::Status::OK;
 }
 

@@ -1,6 +1,7 @@
 // gRPC JobService (proto/slq/v1/job_service.proto) over the job layer.
 //
-// Every RPC checks the bearer token first. The sync API is used on purpose: WatchJob and
+// Authentication is the server's interceptor (auth.h). The worker protocol is WorkerService
+// (worker_service.h). The sync API is used on purpose: WatchJob and
 // DownloadArtifact are long loops, and LeaseTask long-polls; each holds one server thread.
 // Thread-safe.
 #ifndef SLQ_SERVER_API_JOB_SERVICE_H_
@@ -24,9 +25,6 @@ class Metrics;
 namespace slq::api {
 
 struct JobServiceOptions {
-  absl::Duration lease = absl::Seconds(60);
-  absl::Duration heartbeat = absl::Seconds(10);
-  int max_lease_wait_seconds = 30;
   // Checks a model URI at submit time (scheme known, file:// inside the allowed roots), so a
   // bad URI is rejected before a job exists. Unset: checked only when the job is fetched.
   std::function<absl::Status(const std::string& uri)> validate_model_uri;
@@ -37,12 +35,12 @@ struct JobServiceOptions {
 class JobServiceImpl final : public slq::v1::JobService::Service {
  public:
   // Pointers are not owned and must outlive the service. metrics may be null.
-  JobServiceImpl(JobStore* store, ArtifactStore* artifacts, Scheduler* scheduler, const BearerAuth* auth,
-                 Metrics* metrics, JobServiceOptions options = {});
+  JobServiceImpl(JobStore* store, ArtifactStore* artifacts, Scheduler* scheduler, Metrics* metrics,
+                 JobServiceOptions options = {});
 
   // Wakes WatchJob streams of a job (the scheduler calls this on every event).
   void NotifyJobEvent(const std::string& job_id);
-  // Ends open WatchJob and LeaseTask loops (server shutdown).
+  // Ends open WatchJob loops (server shutdown).
   void Shutdown();
 
   grpc::Status SubmitJob(grpc::ServerContext*, const slq::v1::SubmitJobRequest*, slq::v1::SubmitJobResponse*) override;
@@ -57,33 +55,22 @@ class JobServiceImpl final : public slq::v1::JobService::Service {
                            slq::v1::GetArtifactResponse*) override;
   grpc::Status DownloadArtifact(grpc::ServerContext*, const slq::v1::DownloadArtifactRequest*,
                                 grpc::ServerWriter<slq::v1::DownloadArtifactResponse>*) override;
-  grpc::Status RegisterWorker(grpc::ServerContext*, const slq::v1::RegisterWorkerRequest*,
-                              slq::v1::RegisterWorkerResponse*) override;
-  grpc::Status LeaseTask(grpc::ServerContext*, const slq::v1::LeaseTaskRequest*, slq::v1::LeaseTaskResponse*) override;
-  grpc::Status Heartbeat(grpc::ServerContext*, const slq::v1::HeartbeatRequest*, slq::v1::HeartbeatResponse*) override;
-  grpc::Status CompleteTask(grpc::ServerContext*, const slq::v1::CompleteTaskRequest*,
-                            slq::v1::CompleteTaskResponse*) override;
 
  private:
   std::string CertificateOf(const Job& job);
   absl::StatusOr<slq::v1::Artifact> ArtifactToProto(const Artifact& a);
   // Waits until a job event or `timeout`; false when shutting down.
   bool WaitForEvent(absl::Duration timeout);
-  // NotFound unless `id` was handed out by RegisterWorker (this server or the store).
-  absl::Status CheckRegistered(const std::string& id);
 
   JobStore* const store_;
   ArtifactStore* const artifacts_;
   Scheduler* const scheduler_;
-  const BearerAuth* const auth_;
   Metrics* const metrics_;
   const JobServiceOptions options_;
 
   absl::Mutex mu_;
   int64_t event_epoch_ ABSL_GUARDED_BY(mu_) = 0;  // bumped on every job event
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Mutex workers_mu_;
-  absl::flat_hash_set<std::string> workers_ ABSL_GUARDED_BY(workers_mu_);  // registered ids seen
 };
 
 }  // namespace slq::api

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/api/auth.h"
 #include "server/api/job_service.h"
+#include "server/api/worker_service.h"
 #include "server/common/file_util.h"
 #include "server/common/status_macros.h"
 #include "server/jobs/artifact_store.h"
@@ -71,6 +72,7 @@ struct ServerApp::Impl {
   std::unique_ptr<Scheduler> scheduler;
   std::unique_ptr<api::BearerAuth> auth;
   std::unique_ptr<api::JobServiceImpl> job_service;
+  std::unique_ptr<api::WorkerServiceImpl> worker_service;
 #ifdef SLQ_WITH_INFERENCE
   std::unique_ptr<inference::ModelRegistry> registry;
   std::unique_ptr<api::InferenceServiceImpl> inference_service;
@@ -131,14 +133,21 @@ absl::Status ServerApp::Start() {
                     m.metrics.get()};
   m.scheduler = std::make_unique<Scheduler>(m.store.get(), m.artifacts.get(), m.metrics.get());
   api::JobServiceOptions jo;
-  jo.lease = absl::Seconds(config_.lease_seconds);
-  jo.heartbeat = absl::Seconds(std::max(1, config_.lease_seconds / 6));
   jo.validate_model_uri = [rc](const std::string& uri) { return ValidateModelUri(rc, uri); };
   jo.validate_data_ref = [rc](const std::string& ref) { return ValidateDataRef(rc, ref); };
   m.job_service = std::make_unique<api::JobServiceImpl>(m.store.get(), m.artifacts.get(), m.scheduler.get(),
-                                                        m.auth.get(), m.metrics.get(), jo);
+                                                        m.metrics.get(), jo);
   api::JobServiceImpl* js = m.job_service.get();
-  m.scheduler->set_on_event([js](const std::string& id) { js->NotifyJobEvent(id); });
+  api::WorkerServiceOptions wso;
+  wso.lease = absl::Seconds(config_.lease_seconds);
+  wso.heartbeat = absl::Seconds(std::max(1, config_.lease_seconds / 6));
+  wso.on_task_completed = [js](const std::string& id) { js->NotifyJobEvent(id); };
+  m.worker_service = std::make_unique<api::WorkerServiceImpl>(m.store.get(), m.scheduler.get(), wso);
+  api::WorkerServiceImpl* ws = m.worker_service.get();
+  m.scheduler->set_on_event([js, ws](const std::string& id) {
+    js->NotifyJobEvent(id);
+    ws->NotifyTaskEvent();
+  });
 
 #ifdef SLQ_WITH_INFERENCE
   inference::ModelSourceOptions so;
@@ -160,7 +169,7 @@ absl::Status ServerApp::Start() {
   ro.shadow_fraction = config_.shadow_fraction;
   m.registry = std::make_unique<inference::ModelRegistry>(inference::DefaultModelSource(so), ro, m.metrics.get());
   m.inference_service =
-      std::make_unique<api::InferenceServiceImpl>(m.registry.get(), m.auth.get(), m.metrics.get());
+      std::make_unique<api::InferenceServiceImpl>(m.registry.get(), m.metrics.get());
   for (const std::string& model : config_.serve_models) {
     inference::ModelSpec spec;
     spec.location = model;
@@ -186,6 +195,11 @@ absl::Status ServerApp::Start() {
   builder.AddListeningPort(config_.listen, *creds, &grpc_port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
   builder.RegisterService(m.job_service.get());
+  builder.RegisterService(m.worker_service.get());
+  // The bearer token is checked once for every slq.v1 RPC, by an interceptor (health and reflection stay open).
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(api::MakeAuthInterceptorFactory(m.auth.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
 #ifdef SLQ_WITH_INFERENCE
   builder.RegisterService(m.inference_service.get());
 #endif
@@ -196,6 +210,7 @@ absl::Status ServerApp::Start() {
   // Per-service health (Kubernetes readiness probes name the service they need).
   if (auto* health = m.server->GetHealthCheckService()) {
     health->SetServingStatus("slq.v1.JobService", true);
+    health->SetServingStatus("slq.v1.WorkerService", true);
 #ifdef SLQ_WITH_INFERENCE
     health->SetServingStatus("slq.v1.InferenceService", true);
 #endif
@@ -236,6 +251,7 @@ void ServerApp::Shutdown(absl::Duration grace) {
   spdlog::info("slq-server shutting down");
   if (m.worker) m.worker->Stop();
   if (m.job_service) m.job_service->Shutdown();
+  if (m.worker_service) m.worker_service->Shutdown();
   m.server->Shutdown(std::chrono::system_clock::now() +
                      std::chrono::milliseconds(absl::ToInt64Milliseconds(grace)));
   if (m.worker_thread.joinable()) m.worker_thread.join();

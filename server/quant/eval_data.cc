@@ -89,7 +89,7 @@ std::vector<std::string> SplitDocuments(const std::string& text, std::string* ru
 }
 
 absl::StatusOr<EvalData> PrepareEvalData(const std::string& text, const Tokenizer& tokenizer,
-                                         const EvalDataOptions& o) {
+                                         const EvalDataOptions& o, const std::string* heldout_text) {
   if (!(o.heldout_fraction > 0 && o.heldout_fraction < 1) || o.seq_len < 2 || o.min_seq_len < 2 ||
       o.min_seq_len > o.seq_len || o.max_calibration_sequences < 1 || o.max_heldout_sequences < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -100,12 +100,20 @@ absl::StatusOr<EvalData> PrepareEvalData(const std::string& text, const Tokenize
   d.data_sha256 = Sha256Hex(text);
   const std::vector<std::string> docs = SplitDocuments(text, &d.split_rule);
   std::vector<std::string> calib, held;
-  for (size_t i = 0; i < docs.size(); ++i) {
-    const double f = o.heldout_fraction;
-    const bool h = std::floor((i + 1) * f) > std::floor(i * f);
-    (h ? held : calib).push_back(docs[i]);
+  if (heldout_text != nullptr) {
+    calib = docs;
+    d.heldout_sha256 = Sha256Hex(*heldout_text);
+    std::string rule;
+    held = SplitDocuments(*heldout_text, &rule);
+    if (rule != d.split_rule) d.split_rule = absl::StrCat(d.split_rule, " / held-out ", rule);
+  } else {
+    for (size_t i = 0; i < docs.size(); ++i) {
+      const double f = o.heldout_fraction;
+      const bool h = std::floor((i + 1) * f) > std::floor(i * f);
+      (h ? held : calib).push_back(docs[i]);
+    }
   }
-  d.documents = static_cast<int64_t>(docs.size());
+  d.documents = static_cast<int64_t>(calib.size() + held.size());
   d.calibration_documents = static_cast<int64_t>(calib.size());
   d.heldout_documents = static_cast<int64_t>(held.size());
   d.calibration = Subsample(Windows(calib, tokenizer, o), o.max_calibration_sequences);
@@ -113,7 +121,7 @@ absl::StatusOr<EvalData> PrepareEvalData(const std::string& text, const Tokenize
   if (static_cast<int64_t>(d.calibration.size()) < o.min_sequences ||
       static_cast<int64_t>(d.heldout.size()) < o.min_sequences) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "text too short: ", docs.size(), " documents (", d.split_rule, ") gave ",
+        "text too short: ", d.documents, " documents (", d.split_rule, ") gave ",
         d.calibration.size(), " calibration and ", d.heldout.size(),
         " held-out sequences of >= ", o.min_seq_len, " tokens; need >= ", o.min_sequences,
         " each (provide more text or lower seq_len)"));
@@ -138,7 +146,7 @@ void to_json(nlohmann::json& j, const EvalData& d) {
   j = {{"calibration", d.calibration}, {"heldout", d.heldout}, {"documents", d.documents},
        {"calibration_documents", d.calibration_documents},
        {"heldout_documents", d.heldout_documents}, {"split_rule", d.split_rule},
-       {"data_sha256", d.data_sha256}};
+       {"data_sha256", d.data_sha256}, {"heldout_sha256", d.heldout_sha256}};
 }
 void from_json(const nlohmann::json& j, EvalData& d) {
   j.at("calibration").get_to(d.calibration);
@@ -148,6 +156,7 @@ void from_json(const nlohmann::json& j, EvalData& d) {
   d.heldout_documents = j.at("heldout_documents").get<int64_t>();
   d.split_rule = j.at("split_rule").get<std::string>();
   d.data_sha256 = j.at("data_sha256").get<std::string>();
+  d.heldout_sha256 = j.value("heldout_sha256", std::string());
 }
 
 }  // namespace slq::quant

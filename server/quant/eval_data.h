@@ -41,6 +41,8 @@ struct EvalData {
   int64_t documents = 0, calibration_documents = 0, heldout_documents = 0;
   std::string split_rule;  // "record-separator", "paragraphs", "lines"
   std::string data_sha256;  // of the whole text
+  // Set when the held-out side came from its own text (PrepareEvalData's heldout_text): its sha256.
+  std::string heldout_sha256;
   int64_t CalibrationTokens() const;
   int64_t HeldoutTokens() const;
 };
@@ -50,9 +52,12 @@ void from_json(const nlohmann::json& j, EvalData& d);
 // Splits text into documents (rule written to *rule).
 std::vector<std::string> SplitDocuments(const std::string& text, std::string* rule);
 
+// With heldout_text, no split: every document of `text` is calibration and every document of
+// heldout_text is held-out (a user-chosen held-out text, e.g. `slqctl submit --eval`).
 [[nodiscard]] absl::StatusOr<EvalData> PrepareEvalData(const std::string& text,
                                                        const Tokenizer& tokenizer,
-                                                       const EvalDataOptions& options);
+                                                       const EvalDataOptions& options,
+                                                       const std::string* heldout_text = nullptr);
 
 }  // namespace slq::quant
 

@@ -86,6 +86,9 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(
   s->progress_ = progress;
   SLQ_ASSIGN_OR_RETURN(s->target_, ParseTarget(options.target));
   SLQ_ASSIGN_OR_RETURN(s->formats_, ParseFormats(options.formats));
+  if (options.uniform_bits == 0) {
+    SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(s->target_, s->formats_, options.group_size, options.symmetric));
+  }
   if (progress) progress("load", 0);
   auto t0 = Clock::now();
   SLQ_ASSIGN_OR_RETURN(s->model_, LoadModel(options.model_path));
@@ -94,7 +97,12 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(
   if (progress) progress("data", 0);
   t0 = Clock::now();
   SLQ_ASSIGN_OR_RETURN(std::string text, ReadFile(options.data_path));
-  SLQ_ASSIGN_OR_RETURN(s->data_, PrepareEvalData(text, *s->tokenizer_, options.data));
+  if (options.heldout_path.empty()) {
+    SLQ_ASSIGN_OR_RETURN(s->data_, PrepareEvalData(text, *s->tokenizer_, options.data));
+  } else {
+    SLQ_ASSIGN_OR_RETURN(std::string heldout, ReadFile(options.heldout_path));
+    SLQ_ASSIGN_OR_RETURN(s->data_, PrepareEvalData(text, *s->tokenizer_, options.data, &heldout));
+  }
   s->stage_seconds_["data"] = Since(t0);
   if (progress) progress("base_logits", 0);
   t0 = Clock::now();
@@ -140,7 +148,7 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(
 std::string QuantizationSession::ReuseKey(const PipelineOptions& o) {
   nlohmann::json data = o.data;
   return nlohmann::json{{"model_path", o.model_path}, {"tokenizer_path", o.tokenizer_path},
-                        {"data_path", o.data_path}, {"data", data}, {"group_size", o.group_size},
+                        {"data_path", o.data_path}, {"heldout_path", o.heldout_path}, {"data", data}, {"group_size", o.group_size},
                         {"symmetric", o.symmetric}, {"mse_clip", o.mse_clip}, {"rotate", o.rotate},
                         {"rotation_seed", o.rotation_seed}, {"quantize_lm_head", o.quantize_lm_head},
                         {"embeddings_fp16", o.embeddings_fp16}, {"cloze_max_items", o.cloze_max_items}}
@@ -154,6 +162,9 @@ absl::Status QuantizationSession::Retarget(const PipelineOptions& options) {
   SLQ_RETURN_IF_ERROR(CheckOptions(options));
   SLQ_ASSIGN_OR_RETURN(Target target, ParseTarget(options.target));
   SLQ_ASSIGN_OR_RETURN(std::vector<int> formats, ParseFormats(options.formats));
+  if (options.uniform_bits == 0) {
+    SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(target, formats, options.group_size, options.symmetric));
+  }
   const std::string model_id = opts_.model_id;
   opts_ = options;
   if (opts_.model_id.empty()) opts_.model_id = model_id.empty() ? options.model_path : model_id;
@@ -180,7 +191,9 @@ absl::StatusOr<LayerProfiles> QuantizationSession::Profile(const std::vector<std
     po.cache_dir = opts_.profile_cache_dir;
     po.layers = layers;
     po.model_sha = model_->identity_sha256;
-    po.data_sha = absl::StrCat(data_.data_sha256, "-", nlohmann::json(opts_.data).dump());
+    // A separate held-out text makes the whole text calibration: another calibration set.
+    po.data_sha = absl::StrCat(data_.data_sha256, data_.heldout_sha256.empty() ? "" : "-whole",
+                               "-", nlohmann::json(opts_.data).dump());
     SLQ_ASSIGN_OR_RETURN(p, ProfileLayers(*mq_, *eval_, calib_set_, po, progress_));
   }
   stage_seconds_["profile"] = Since(t0);

@@ -48,6 +48,11 @@ struct PipelineOptions {
   std::string tokenizer_path;  // empty: the HF model folder; a llama2.c tokenizer .bin otherwise
   std::string model_id;        // for the certificate (default: model_path)
   std::string data_path;       // calibration + held-out text (split by document)
+  // A separate held-out text: when set, verification (and the TL cloze) uses it and every document of
+  // data_path is calibration; empty: held-out is the split of data_path.
+  std::string heldout_path;
+  std::string data_id;     // for the certificate: the name/ref the calibration text was given by (default: data_path)
+  std::string heldout_id;  // likewise for heldout_path
   std::string output_dir;      // artifact directory (must not exist); empty: no artifact
   std::string target = "ear>=0.99";  // ear>=X | kl<=X | bits<=X | tl
   std::string formats = "4-8";       // allowed bitwidths: "4-8", "4-5-6-7-8", "2..8", "4,6,8"
@@ -155,6 +160,8 @@ class QuantizationSession {
                                             std::vector<SequenceMetrics>* per_seq = nullptr);
   bool Met(const FidelityReport& r, double avg_bits) const;
   double Conservative(const FidelityReport& r) const;
+  // The certificate's "heldout_dataset": the text held-out verification ran on (id, path, sha256).
+  nlohmann::json HeldoutDataset() const;
   // The closed loop's predicted held-out bound from a calibration report (transfer_bound.h).
   double CalibrationBound(const FidelityReport& r) const;
   std::vector<LayerOptions> Options(const LayerProfiles& profile) const;

@@ -69,11 +69,15 @@ absl::StatusOr<PipelineResult> QuantizationSession::Finish(const LayerProfiles& 
                        {"acceptance", opts_.transfer_z > 0
                                           ? absl::StrFormat("predicted held-out bound (transfer z %.2f)", opts_.transfer_z)
                                           : std::string("calibration 95% bound")}}},
-      {"dataset", {{"path", opts_.data_path}, {"sha256", data_.data_sha256},
+      {"dataset", {{"id", opts_.data_id.empty() ? opts_.data_path : opts_.data_id},
+                   {"path", opts_.data_path}, {"sha256", data_.data_sha256},
                    {"split_rule", data_.split_rule}, {"documents", data_.documents},
                    {"calibration_documents", data_.calibration_documents},
                    {"heldout_documents", data_.heldout_documents},
                    {"heldout_sequences", data_.heldout.size()}, {"heldout_tokens", data_.HeldoutTokens()}}},
+      // The text the held-out numbers above were computed on: its own file (slqctl submit --eval,
+      // PipelineOptions::heldout_path) or the held-out split of the calibration text.
+      {"heldout_dataset", HeldoutDataset()},
       {"seeds", {{"bootstrap", opts_.seed}, {"noise", opts_.seed}, {"rotation", opts_.rotation_seed}}},
       {"search", {{"estimator", profile.estimator}, {"solver", opts_.solver}, {"formats", formats_},
                   {"uniform_bits", opts_.uniform_bits}, {"outcome", search}}},
@@ -95,9 +99,23 @@ absl::StatusOr<PipelineResult> QuantizationSession::Finish(const LayerProfiles& 
   return res;
 }
 
+json QuantizationSession::HeldoutDataset() const {
+  const bool separate = !data_.heldout_sha256.empty();
+  const std::string data_id = opts_.data_id.empty() ? opts_.data_path : opts_.data_id;
+  const std::string heldout_id = opts_.heldout_id.empty() ? opts_.heldout_path : opts_.heldout_id;
+  return {{"id", separate ? heldout_id : data_id},
+          {"path", separate ? opts_.heldout_path : opts_.data_path},
+          {"sha256", separate ? data_.heldout_sha256 : data_.data_sha256},
+          {"source", separate ? "separate held-out text" : "held-out split of the calibration text"},
+          {"documents", data_.heldout_documents},
+          {"sequences", data_.heldout.size()},
+          {"tokens", data_.HeldoutTokens()}};
+}
+
 void to_json(json& j, const PipelineOptions& o) {
   j = {{"model_path", o.model_path}, {"tokenizer_path", o.tokenizer_path}, {"model_id", o.model_id},
-       {"data_path", o.data_path}, {"output_dir", o.output_dir}, {"target", o.target},
+       {"data_path", o.data_path}, {"heldout_path", o.heldout_path}, {"data_id", o.data_id},
+       {"heldout_id", o.heldout_id}, {"output_dir", o.output_dir}, {"target", o.target},
        {"formats", o.formats}, {"uniform_bits", o.uniform_bits}, {"group_size", o.group_size},
        {"symmetric", o.symmetric}, {"mse_clip", o.mse_clip}, {"rotate", o.rotate},
        {"rotation_seed", o.rotation_seed}, {"estimator", o.estimator}, {"solver", o.solver},
@@ -116,6 +134,9 @@ void from_json(const json& j, PipelineOptions& o) {
   o.tokenizer_path = j.value("tokenizer_path", d.tokenizer_path);
   o.model_id = j.value("model_id", d.model_id);
   o.data_path = j.value("data_path", d.data_path);
+  o.heldout_path = j.value("heldout_path", d.heldout_path);
+  o.data_id = j.value("data_id", d.data_id);
+  o.heldout_id = j.value("heldout_id", d.heldout_id);
   o.output_dir = j.value("output_dir", d.output_dir);
   o.target = j.value("target", d.target);
   o.formats = j.value("formats", d.formats);

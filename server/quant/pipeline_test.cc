@@ -5,6 +5,7 @@
 
 #include "gtest/gtest.h"
 #include "server/common/file_util.h"
+#include "server/common/sha256.h"
 #include "server/common/test_paths.h"
 #include "server/model/model_loader.h"
 #include "server/quant/artifact.h"
@@ -158,6 +159,29 @@ TEST(PipelineTest, ImpossibleTargetEndsUnreachableWithFailingArtifact) {
   fs::remove_all(o.output_dir);
 }
 
+// A held-out text of its own (JobSpec.eval_data): no split, every calibration document stays
+// calibration and the held-out side is that text, named by its own sha256.
+TEST(EvalDataTest, SeparateHeldoutTextIsNotASplit) {
+  auto calib = ReadFile(testing::DataDir() + "/debian-docs-val-part1.txt");
+  auto held = ReadFile(testing::DataDir() + "/tinystories-valid-part1.txt");
+  ASSERT_TRUE(calib.ok() && held.ok());
+  auto tok = Tokenizer::FromHfDir(testing::ModelsDir() + "/docs-19m");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EvalDataOptions o;
+  o.max_calibration_sequences = 1000;
+  o.max_heldout_sequences = 1000;
+  auto split = PrepareEvalData(*calib, **tok, o);
+  auto sep = PrepareEvalData(*calib, **tok, o, &*held);
+  ASSERT_TRUE(split.ok() && sep.ok()) << sep.status();
+  EXPECT_TRUE(split->heldout_sha256.empty());
+  EXPECT_EQ(sep->data_sha256, split->data_sha256);
+  EXPECT_EQ(sep->heldout_sha256, Sha256Hex(*held));
+  EXPECT_EQ(sep->calibration_documents, 59);  // the whole calibration text
+  EXPECT_GT(sep->calibration.size(), split->calibration.size());
+  std::set<std::vector<int32_t>> split_held(split->heldout.begin(), split->heldout.end());
+  for (const auto& w : sep->heldout) EXPECT_FALSE(split_held.count(w));  // other text entirely
+}
+
 TEST(PipelineTest, ClearErrorsForBadInput) {
   PipelineOptions o = TinyOptions();
   const std::string short_text = TmpDir("short.txt");
@@ -172,6 +196,13 @@ TEST(PipelineTest, ClearErrorsForBadInput) {
   EXPECT_EQ(QuantizeModel(o).status().code(), absl::StatusCode::kInvalidArgument);
   o = TinyOptions();
   o.target = "ppl<=3";
+  EXPECT_EQ(QuantizeModel(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o = TinyOptions();  // the job-spec contract: a budget below the smallest width + overhead is refused
+  o.target = "bits<=4.1";
+  o.formats = "4-8";
+  EXPECT_NE(QuantizeModel(o).status().message().find("unreachable"), std::string::npos);
+  o = TinyOptions();
+  o.formats = "4,4";
   EXPECT_EQ(QuantizeModel(o).status().code(), absl::StatusCode::kInvalidArgument);
   o = TinyOptions();
   o.model_path = "/nonexistent/model";

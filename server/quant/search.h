@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
+#include "server/spec/job_spec.h"
 
 namespace slq::quant {
 
@@ -54,19 +55,15 @@ enum class SearchMethod { kDynamicProgramming, kLagrangian };
 [[nodiscard]] absl::StatusOr<Allocation> MinDamageForCost(const std::vector<LayerOptions>& layers,
                                                           double budget, SearchMethod method);
 
-// "4-8" -> {4,8}; "4-5-6-7-8"; "2..8" -> {2,...,8}; "4,6,8". Sorted, unique, each in 2..8.
-[[nodiscard]] absl::StatusOr<std::vector<int>> ParseFormats(std::string_view s);
+// Targets and formats are the job-spec contract's (server/spec/job_spec.h): one parser, one set of
+// ranges and error texts for the engine, the service and slqctl.
+// "4-8" -> {4,8}; "4-5-6-7-8"; "2..8" -> {2,...,8}; "4,6,8". Sorted, each in 2..8, no duplicates.
+[[nodiscard]] inline absl::StatusOr<std::vector<int>> ParseFormats(std::string_view s) { return spec::ParseFormats(s); }
 
-struct Target {
-  enum class Kind { kEar, kKl, kBits, kTaskLossless };
-  Kind kind = Kind::kEar;
-  double value = 0.99;  // tau for EAR (>=), kappa for KL (<=), beta for bits (<=);
-                        // for TL: the KL budget used as proxy (kTlKlBudget)
-  std::string ToString() const;
-};
-inline constexpr double kTlKlBudget = 0.01;  // nats/token, the TL proxy (METHOD.md 1)
-// "ear>=0.99", "kl<=0.01", "bits<=4.5", "tl" (spaces ignored, case-insensitive).
-[[nodiscard]] absl::StatusOr<Target> ParseTarget(std::string_view s);
+using Target = spec::Target;
+inline constexpr double kTlKlBudget = spec::kTlKlBudget;  // nats/token, the TL proxy (METHOD.md 1)
+// "ear>=0.99", "kl<=0.01", "bits<=4.5", "tl" / "tl<=0.02" (spaces ignored, case-insensitive).
+[[nodiscard]] inline absl::StatusOr<Target> ParseTarget(std::string_view s) { return spec::ParseTarget(s); }
 
 }  // namespace slq::quant
 

@@ -8,6 +8,7 @@
 #include "server/common/status_macros.h"
 #include "server/jobs/test_pause.h"
 #include "server/metrics/metrics.h"
+#include "server/scheduler/task_payload.h"
 #include "spdlog/spdlog.h"
 
 namespace slq {
@@ -45,10 +46,32 @@ int64_t CountDone(const std::vector<Task>& tasks) {
   return n;
 }
 
-absl::StatusOr<json> ParseJson(const std::string& text, const std::string& what) {
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::DataLossError(absl::StrCat("corrupt JSON in ", what));
-  return j;
+// A stored payload or result that does not decode: the store is corrupt.
+template <typename M>
+absl::StatusOr<M> Decode(const std::string& text, const std::string& what) {
+  auto m = DecodeTask<M>(text, what);
+  if (!m.ok()) return absl::DataLossError(absl::StrCat("corrupt ", m.status().message()));
+  return m;
+}
+
+// The job's options (job_convert.cc writes them from the JobSpec) as the tasks carry them.
+absl::StatusOr<v1::QuantOptions> JobQuantOptions(const Job& job) {
+  json o = json::parse(job.request.options_json, nullptr, /*allow_exceptions=*/false);
+  if (o.is_discarded() || !o.is_object()) return absl::DataLossError("corrupt JSON in job options");
+  v1::QuantOptions q;
+  q.set_model_uri(o.value("model_uri", job.request.model_uri));
+  q.set_calibration_data(o.value("data_ref", job.request.calibration_data));
+  q.set_eval_data(o.value("eval_ref", job.request.eval_data));
+  q.set_target(o.value("target", job.request.target));
+  q.set_formats(o.value("formats", job.request.formats));
+  q.set_group_size(static_cast<int32_t>(o.value("group_size", int64_t{job.request.group_size})));
+  q.set_symmetric(o.value("symmetric", false));
+  q.set_mse_clip(o.value("mse_clip", false));
+  q.set_hadamard(o.value("rotate", false));
+  q.set_quantize_lm_head(o.value("quantize_lm_head", false));
+  q.set_temperature(o.value("temperature", 1.0));
+  q.set_seed(o.value("seed", uint64_t{0}));
+  return q;
 }
 
 }  // namespace
@@ -101,12 +124,12 @@ void Scheduler::AbortStaging(const Job& job) {
   if (!tasks.ok()) return;
   for (const Task& t : *tasks) {
     if (t.kind != "pack") continue;
-    json p = json::parse(t.payload_json, nullptr, /*allow_exceptions=*/false);
-    if (p.is_discarded() || !p.contains("staging") || !p["staging"].is_object()) continue;
+    auto p = DecodeTask<v1::TaskPayload>(t.payload_json, "pack payload");
+    if (!p.ok() || !p->has_pack() || !p->pack().has_staging()) continue;
     StagedArtifact staged;
     staged.job_id = job.id;
-    staged.container = p["staging"].value("container", "");
-    staged.dir = p["staging"].value("dir", "");
+    staged.container = p->pack().staging().container();
+    staged.dir = p->pack().staging().dir();
     absl::Status s = artifacts_->Abort(staged);  // frees the space a failed write took
     if (!s.ok()) spdlog::warn("job {}: {}", job.id, s.ToString());
   }
@@ -114,9 +137,9 @@ void Scheduler::AbortStaging(const Job& job) {
 
 absl::Status Scheduler::StartJob(const Job& job) {
   if (job.request.options_json.empty()) return Fail(job, "job has no quantization options (store corrupt?)");
-  json payload;
-  SLQ_ASSIGN_OR_RETURN(payload["options"], ParseJson(job.request.options_json, "job options"));
-  SLQ_RETURN_IF_ERROR(store_->AddTasks(job.id, {{"fetch", payload.dump()}}).status());
+  v1::TaskPayload payload;
+  SLQ_ASSIGN_OR_RETURN(*payload.mutable_fetch()->mutable_options(), JobQuantOptions(job));
+  SLQ_RETURN_IF_ERROR(store_->AddTasks(job.id, {{"fetch", EncodeTaskMessage(payload)}}).status());
   JobUpdate u;
   u.state = JobState::kRunning;
   SLQ_RETURN_IF_ERROR(store_->UpdateJob(job.id, u).status());
@@ -134,15 +157,18 @@ absl::Status Scheduler::Advance(const Job& job, const std::vector<Task>& tasks) 
   }
   const auto& fetch = by_kind["fetch"];
   if (!AllDone(fetch)) return absl::OkStatus();
-  SLQ_ASSIGN_OR_RETURN(json fetched, ParseJson(fetch.front().result_json, "fetch result"));
-  json options = fetched.value("options", json::object());
+  SLQ_ASSIGN_OR_RETURN(v1::TaskResult fetch_result, Decode<v1::TaskResult>(fetch.front().result_json, "fetch result"));
+  const v1::FetchResult& fetched = fetch_result.fetch();
+  const v1::QuantOptions& options = fetched.options();
 
   const auto& profile = by_kind["profile"];
   if (profile.empty()) {
     std::vector<TaskSpec> specs;
-    for (const auto& group : fetched.at("layers")) {
-      json p = {{"options", options}, {"layers", group}};
-      specs.push_back({"profile", p.dump(), 3});
+    for (const v1::SlotGroup& group : fetched.layers()) {
+      v1::TaskPayload p;
+      *p.mutable_profile()->mutable_options() = options;
+      *p.mutable_profile()->mutable_layer() = group;
+      specs.push_back({"profile", EncodeTaskMessage(p), 3});
     }
     if (specs.empty()) return Fail(job, "the model has no quantizable layers");
     SLQ_RETURN_IF_ERROR(store_->AddTasks(job.id, specs).status());
@@ -162,45 +188,48 @@ absl::Status Scheduler::Advance(const Job& job, const std::vector<Task>& tasks) 
 
   const auto& search = by_kind["search"];
   if (search.empty()) {
-    json shares = json::array();
+    v1::TaskPayload p;
+    *p.mutable_search()->mutable_options() = options;
     for (const Task& t : profile) {
-      SLQ_ASSIGN_OR_RETURN(json share, ParseJson(t.result_json, "profile result " + t.id));
-      shares.push_back(std::move(share));
+      SLQ_ASSIGN_OR_RETURN(v1::TaskResult share, Decode<v1::TaskResult>(t.result_json, "profile result " + t.id));
+      *p.mutable_search()->add_profiles() = share.profile();
     }
-    json p = {{"options", options}, {"profiles", shares}};
-    SLQ_RETURN_IF_ERROR(store_->AddTasks(job.id, {{"search", p.dump(), 3}}).status());
+    SLQ_RETURN_IF_ERROR(store_->AddTasks(job.id, {{"search", EncodeTaskMessage(p), 3}}).status());
     return Event(job, JobStage::kSearch, 0, "searching per-layer bitwidths");
   }
   if (!AllDone(search)) return absl::OkStatus();
 
   const auto& pack = by_kind["pack"];
   if (pack.empty()) {
-    SLQ_ASSIGN_OR_RETURN(json s, ParseJson(search.front().result_json, "search result"));
+    SLQ_ASSIGN_OR_RETURN(v1::TaskResult s, Decode<v1::TaskResult>(search.front().result_json, "search result"));
     absl::StatusOr<StagedArtifact> staging = artifacts_->BeginStaging(job.id);
     // A full or read-only artifact volume will not heal by retrying every tick: fail the job
     // with the store's message (it names the path and the errno text).
     if (!staging.ok()) return Fail(job, absl::StrCat("cannot stage the artifact: ", staging.status().message()));
     const StagedArtifact& staged = *staging;
-    json p = {{"options", options},
-              {"search", s.at("search")},
-              {"profile", s.at("profile")},
-              {"staging", {{"container", staged.container}, {"dir", staged.dir}}}};
-    SLQ_RETURN_IF_ERROR(store_->AddTasks(job.id, {{"pack", p.dump(), 3}}).status());
-    return Event(job, JobStage::kPack, 0,
-                 absl::StrCat("packing at ", s.at("search").value("avg_bits", 0.0), " bits/param"));
+    v1::TaskPayload p;
+    *p.mutable_pack()->mutable_options() = options;
+    *p.mutable_pack()->mutable_search() = s.search();
+    p.mutable_pack()->mutable_staging()->set_container(staged.container);
+    p.mutable_pack()->mutable_staging()->set_dir(staged.dir);
+    SLQ_RETURN_IF_ERROR(store_->AddTasks(job.id, {{"pack", EncodeTaskMessage(p), 3}}).status());
+    json outcome = json::parse(s.search().search_outcome_json(), nullptr, /*allow_exceptions=*/false);
+    const double bits = outcome.is_object() ? outcome.value("avg_bits", 0.0) : 0.0;
+    return Event(job, JobStage::kPack, 0, absl::StrCat("packing at ", bits, " bits/param"));
   }
   if (!AllDone(pack)) return absl::OkStatus();
   return Publish(job, pack.front());
 }
 
 absl::Status Scheduler::Publish(const Job& job, const Task& pack) {
-  SLQ_ASSIGN_OR_RETURN(json r, ParseJson(pack.result_json, "pack result"));
-  SLQ_ASSIGN_OR_RETURN(json p, ParseJson(pack.payload_json, "pack payload"));
+  SLQ_ASSIGN_OR_RETURN(v1::TaskResult result, Decode<v1::TaskResult>(pack.result_json, "pack result"));
+  SLQ_ASSIGN_OR_RETURN(v1::TaskPayload payload, Decode<v1::TaskPayload>(pack.payload_json, "pack payload"));
+  const v1::PackResult& r = result.pack();
   StagedArtifact staged;
   staged.job_id = job.id;
-  staged.container = p.at("staging").at("container").get<std::string>();
-  staged.dir = p.at("staging").at("dir").get<std::string>();
-  const std::string expected_id = r.value("manifest_sha256", "");
+  staged.container = payload.pack().staging().container();
+  staged.dir = payload.pack().staging().dir();
+  const std::string expected_id = r.manifest_sha256();
   Artifact artifact;
   TestPausePoint("publish");  // test-only crash point (no-op unless SLQ_TEST_PAUSE_AT is set)
   absl::StatusOr<Artifact> published = artifacts_->Publish(staged);
@@ -219,13 +248,13 @@ absl::Status Scheduler::Publish(const Job& job, const Task& pack) {
     } else {
       artifact.id = expected_id;
       artifact.path = *path;
-      artifact.certificate_json = r.value("certificate", json::object()).dump();
+      artifact.certificate_json = r.certificate_json().empty() ? "{}" : r.certificate_json();
     }
   }
   artifact.job_id = job.id;
   SLQ_RETURN_IF_ERROR(store_->PutArtifact(artifact));
-  bool met = r.value("target_met", false);
-  std::string status = r.value("status", met ? "met" : "target not met");
+  const bool met = r.target_met();
+  const std::string status = r.status().empty() ? (met ? "met" : "target not met") : r.status();
   ObserveStageEnd(job, JobStage::kPublish);
   JobUpdate u;
   u.stage = JobStage::kPublish;

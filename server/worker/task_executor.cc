@@ -18,20 +18,17 @@
 namespace slq {
 namespace {
 
+
 using json = nlohmann::json;
 
-absl::StatusOr<json> ParsePayload(const std::string& text) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("task payload is not a JSON object");
-  if (!j.contains("options")) return absl::InvalidArgumentError("task payload has no 'options'");
-  return j;
-}
-
-absl::StatusOr<quant::PipelineOptions> Options(const json& payload) {
+template <typename T>
+absl::StatusOr<T> FromJson(const std::string& text, const char* what) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat("task payload: ", what, " is not JSON"));
   try {
-    return payload.at("options").get<quant::PipelineOptions>();
+    return j.get<T>();
   } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("bad pipeline options in task payload: ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat("task payload: bad ", what, ": ", e.what()));
   }
 }
 
@@ -94,31 +91,67 @@ void TaskExecutor::Keep(std::unique_ptr<quant::QuantizationSession> s) const {
   while (static_cast<int>(cached_.size()) > std::max(options_.cached_sessions, 1)) cached_.pop_front();
 }
 
-absl::StatusOr<std::string> TaskExecutor::Run(const std::string& kind, const std::string& payload,
-                                              const TaskProgressFn& progress) const {
-  try {
-    if (kind == "fetch") return Fetch(payload, progress);
-    if (kind == "profile") return Profile(payload, progress);
-    if (kind == "search") return Search(payload, progress);
-    if (kind == "pack") return Pack(payload, progress);
-  } catch (const std::exception& e) {  // a malformed payload field (nlohmann throws)
-    return absl::InvalidArgumentError(absl::StrCat(kind, " task: malformed payload: ", e.what()));
-  }
-  return absl::InvalidArgumentError(absl::StrCat("unknown task kind '", kind, "' (fetch, profile, search, pack)"));
+quant::PipelineOptions TaskExecutor::PipelineOptionsOf(const v1::QuantOptions& q) {
+  quant::PipelineOptions o;
+  o.model_path = q.model_path();
+  o.model_id = q.model_uri();
+  o.data_path = q.data_path();
+  o.data_id = q.calibration_data().empty() ? "default" : q.calibration_data();
+  o.heldout_path = q.heldout_path();
+  o.heldout_id = q.eval_data();
+  if (!q.target().empty()) o.target = q.target();
+  if (!q.formats().empty()) o.formats = q.formats();
+  if (q.group_size() != 0) o.group_size = q.group_size();
+  o.symmetric = q.symmetric();
+  o.mse_clip = q.mse_clip();
+  o.rotate = q.hadamard();
+  o.quantize_lm_head = q.quantize_lm_head();
+  if (q.temperature() > 0) o.temperature = q.temperature();
+  if (q.seed() != 0) o.seed = q.seed();
+  o.profile_cache_dir = q.profile_cache_dir();
+  return o;
 }
 
-absl::StatusOr<std::string> TaskExecutor::Fetch(const std::string& text, const TaskProgressFn& progress) const {
-  SLQ_ASSIGN_OR_RETURN(json payload, ParsePayload(text));
-  json opts = payload["options"];
-  const std::string uri = opts.value("model_uri", opts.value("model_path", ""));
+absl::StatusOr<v1::TaskResult> TaskExecutor::Run(const v1::TaskPayload& payload,
+                                                 const TaskProgressFn& progress) const {
+  v1::TaskResult r;
+  switch (payload.task_case()) {
+    case v1::TaskPayload::kFetch: {
+      SLQ_ASSIGN_OR_RETURN(*r.mutable_fetch(), Fetch(payload.fetch(), progress));
+      return r;
+    }
+    case v1::TaskPayload::kProfile: {
+      SLQ_ASSIGN_OR_RETURN(*r.mutable_profile(), Profile(payload.profile(), progress));
+      return r;
+    }
+    case v1::TaskPayload::kSearch: {
+      SLQ_ASSIGN_OR_RETURN(*r.mutable_search(), Search(payload.search(), progress));
+      return r;
+    }
+    case v1::TaskPayload::kPack: {
+      SLQ_ASSIGN_OR_RETURN(*r.mutable_pack(), Pack(payload.pack(), progress));
+      return r;
+    }
+    default: return absl::InvalidArgumentError("task payload has no task (fetch, profile, search, pack)");
+  }
+}
+
+absl::StatusOr<v1::FetchResult> TaskExecutor::Fetch(const v1::FetchTask& task, const TaskProgressFn& progress) const {
+  v1::FetchResult out;
+  v1::QuantOptions& opts = *out.mutable_options();
+  opts = task.options();
+  const std::string uri = opts.model_uri().empty() ? opts.model_path() : opts.model_uri();
   if (progress) progress(JobStage::kFetch, 0, "fetching " + uri);
   SLQ_ASSIGN_OR_RETURN(std::string model_path, options_.resolve_model(uri));
-  SLQ_ASSIGN_OR_RETURN(std::string data_path,
-                       options_.resolve_data(opts.value("data_ref", std::string()), model_path));
-  opts["model_path"] = model_path;
-  opts["data_path"] = data_path;
-  if (!opts.contains("model_id") || opts["model_id"].get<std::string>().empty()) opts["model_id"] = uri;
-  if (!options_.profile_cache_dir.empty()) opts["profile_cache_dir"] = options_.profile_cache_dir;
+  SLQ_ASSIGN_OR_RETURN(std::string data_path, options_.resolve_data(opts.calibration_data(), model_path));
+  opts.set_model_path(model_path);
+  opts.set_data_path(data_path);
+  // A held-out text of its own (JobSpec.eval_data): verification runs on it, not on a split of the calibration text.
+  if (!opts.eval_data().empty()) {
+    SLQ_ASSIGN_OR_RETURN(std::string heldout_path, options_.resolve_data(opts.eval_data(), model_path));
+    opts.set_heldout_path(heldout_path);
+  }
+  if (!options_.profile_cache_dir.empty()) opts.set_profile_cache_dir(options_.profile_cache_dir);
 
   // Group the quantizable slots by transformer layer: one profile task per layer. An HF folder
   // needs only its config.json for that (the slot names come from a weightless Model of that
@@ -134,49 +167,58 @@ absl::StatusOr<std::string> TaskExecutor::Fetch(const std::string& text, const T
     lo.compute_sha256 = false;
     SLQ_ASSIGN_OR_RETURN(model, LoadModel(model_path, lo));
   }
-  const bool with_head = opts.value("quantize_lm_head", false);
   std::map<int, std::vector<std::string>> groups;
   for (const auto& slot : model->LinearSlots()) {
-    if (slot.layer < 0 && !with_head) continue;
+    if (slot.layer < 0 && !opts.quantize_lm_head()) continue;
     groups[slot.layer].push_back(slot.name);
   }
-  json layers = json::array();
-  for (auto& [layer, names] : groups) layers.push_back(names);
-  if (progress) progress(JobStage::kFetch, 1, absl::StrCat("fetched; ", layers.size(), " layer groups"));
-  json result = {{"options", opts}, {"layers", layers}};
-  return result.dump();
+  for (auto& [layer, names] : groups) {
+    v1::SlotGroup* g = out.add_layers();
+    g->set_layer(layer);
+    for (auto& n : names) g->add_slots(n);
+  }
+  if (progress) progress(JobStage::kFetch, 1, absl::StrCat("fetched; ", groups.size(), " layer groups"));
+  return out;
 }
 
-absl::StatusOr<std::string> TaskExecutor::Profile(const std::string& text, const TaskProgressFn& progress) const {
-  SLQ_ASSIGN_OR_RETURN(json payload, ParsePayload(text));
-  SLQ_ASSIGN_OR_RETURN(quant::PipelineOptions opts, Options(payload));
-  auto layers = payload.at("layers").get<std::vector<std::string>>();
+absl::StatusOr<v1::ProfileResult> TaskExecutor::Profile(const v1::ProfileTask& task,
+                                                        const TaskProgressFn& progress) const {
+  const quant::PipelineOptions opts = PipelineOptionsOf(task.options());
+  std::vector<std::string> layers(task.layer().slots().begin(), task.layer().slots().end());
+  if (layers.empty()) return absl::InvalidArgumentError("profile task: the layer has no slots");
   SLQ_ASSIGN_OR_RETURN(auto session, Session(opts, Forward(progress, JobStage::kProfile)));
   SLQ_ASSIGN_OR_RETURN(quant::LayerProfiles share, session->Profile(layers));
   Keep(std::move(session));
-  json out = share;
-  return out.dump();
+  v1::ProfileResult out;
+  out.set_layer_profiles_json(json(share).dump());
+  return out;
 }
 
-absl::StatusOr<std::string> TaskExecutor::Search(const std::string& text, const TaskProgressFn& progress) const {
-  SLQ_ASSIGN_OR_RETURN(json payload, ParsePayload(text));
-  SLQ_ASSIGN_OR_RETURN(quant::PipelineOptions opts, Options(payload));
+absl::StatusOr<v1::SearchResult> TaskExecutor::Search(const v1::SearchTask& task,
+                                                      const TaskProgressFn& progress) const {
+  const quant::PipelineOptions opts = PipelineOptionsOf(task.options());
   std::vector<quant::LayerProfiles> shares;
-  for (const auto& s : payload.at("profiles")) shares.push_back(s.get<quant::LayerProfiles>());
+  for (const v1::ProfileResult& p : task.profiles()) {
+    SLQ_ASSIGN_OR_RETURN(quant::LayerProfiles share, FromJson<quant::LayerProfiles>(p.layer_profiles_json(), "profile"));
+    shares.push_back(std::move(share));
+  }
   SLQ_ASSIGN_OR_RETURN(quant::LayerProfiles merged, quant::MergeProfiles(shares));
   SLQ_ASSIGN_OR_RETURN(auto session, Session(opts, Forward(progress, JobStage::kSearch)));
   SLQ_ASSIGN_OR_RETURN(quant::SearchOutcome outcome, session->Search(merged));
   Keep(std::move(session));
-  json out = {{"search", outcome}, {"profile", merged}};
-  return out.dump();
+  v1::SearchResult out;
+  out.set_search_outcome_json(json(outcome).dump());
+  out.set_merged_profiles_json(json(merged).dump());
+  return out;
 }
 
-absl::StatusOr<std::string> TaskExecutor::Pack(const std::string& text, const TaskProgressFn& progress) const {
-  SLQ_ASSIGN_OR_RETURN(json payload, ParsePayload(text));
-  SLQ_ASSIGN_OR_RETURN(quant::PipelineOptions opts, Options(payload));
-  opts.output_dir = payload.at("staging").at("dir").get<std::string>();
-  auto search = payload.at("search").get<quant::SearchOutcome>();
-  auto profile = payload.at("profile").get<quant::LayerProfiles>();
+absl::StatusOr<v1::PackResult> TaskExecutor::Pack(const v1::PackTask& task, const TaskProgressFn& progress) const {
+  quant::PipelineOptions opts = PipelineOptionsOf(task.options());
+  opts.output_dir = task.staging().dir();
+  if (opts.output_dir.empty()) return absl::InvalidArgumentError("pack task: staging.dir is empty");
+  SLQ_ASSIGN_OR_RETURN(auto search, FromJson<quant::SearchOutcome>(task.search().search_outcome_json(), "search"));
+  SLQ_ASSIGN_OR_RETURN(auto profile,
+                       FromJson<quant::LayerProfiles>(task.search().merged_profiles_json(), "merged profiles"));
   // A retried pack task finds the previous attempt's partial output: start clean.
   std::error_code ec;
   std::filesystem::remove_all(opts.output_dir, ec);
@@ -190,11 +232,12 @@ absl::StatusOr<std::string> TaskExecutor::Pack(const std::string& text, const Ta
   SLQ_ASSIGN_OR_RETURN(quant::PipelineResult r, session->Finish(profile, search, heldout));
   Keep(std::move(session));  // another job on the same model and text may follow
   SLQ_ASSIGN_OR_RETURN(std::string manifest_sha, Sha256File(opts.output_dir + "/manifest.json"));
-  json out = {{"target_met", r.target_met},
-              {"status", r.status},
-              {"certificate", r.certificate},
-              {"manifest_sha256", manifest_sha}};
-  return out.dump();
+  v1::PackResult out;
+  out.set_target_met(r.target_met);
+  out.set_status(r.status);
+  out.set_certificate_json(r.certificate.dump());
+  out.set_manifest_sha256(manifest_sha);
+  return out;
 }
 
 }  // namespace slq

@@ -1,8 +1,9 @@
 // TaskExecutor: runs one leased task (fetch, profile, search, pack) with the quantization
-// engine and returns its JSON result. Payload and result formats: server/scheduler/scheduler.h.
+// engine and returns its typed result (slq.v1.TaskPayload -> slq.v1.TaskResult,
+// proto/slq/v1/worker_service.proto).
 //
 //   TaskExecutor exec({.resolve_model = ..., .resolve_data = ...});
-//   absl::StatusOr<std::string> result = exec.Run("profile", payload_json, progress);
+//   absl::StatusOr<slq::v1::TaskResult> result = exec.Run(task.payload(), progress);
 //
 // Any worker can run any task of any job (a retried task may land on another worker): the only
 // state kept between tasks is a cache. The last QuantizationSession (model loaded, base logits
@@ -22,13 +23,13 @@
 #include <memory>
 #include <string>
 #include <utility>
-#include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/jobs/job_types.h"
 #include "server/quant/pipeline.h"
+#include "slq/v1/worker_service.pb.h"
 
 namespace slq {
 
@@ -51,15 +52,18 @@ using TaskProgressFn = std::function<void(JobStage stage, double fraction, const
 class TaskExecutor {
  public:
   explicit TaskExecutor(TaskExecutorOptions options) : options_(std::move(options)) {}
-  // InvalidArgument for an unknown kind or a malformed payload; other errors from the engine.
-  [[nodiscard]] absl::StatusOr<std::string> Run(const std::string& kind, const std::string& payload_json,
-                                                const TaskProgressFn& progress) const;
+  // InvalidArgument for an empty or malformed payload; other errors from the engine.
+  [[nodiscard]] absl::StatusOr<slq::v1::TaskResult> Run(const slq::v1::TaskPayload& payload,
+                                                       const TaskProgressFn& progress) const;
+  // The engine's options for a task's QuantOptions (the fetch task's resolved paths included).
+  static quant::PipelineOptions PipelineOptionsOf(const slq::v1::QuantOptions& options);
 
  private:
-  absl::StatusOr<std::string> Fetch(const std::string& payload, const TaskProgressFn& progress) const;
-  absl::StatusOr<std::string> Profile(const std::string& payload, const TaskProgressFn& progress) const;
-  absl::StatusOr<std::string> Search(const std::string& payload, const TaskProgressFn& progress) const;
-  absl::StatusOr<std::string> Pack(const std::string& payload, const TaskProgressFn& progress) const;
+  absl::StatusOr<slq::v1::FetchResult> Fetch(const slq::v1::FetchTask& task, const TaskProgressFn& progress) const;
+  absl::StatusOr<slq::v1::ProfileResult> Profile(const slq::v1::ProfileTask& task,
+                                                 const TaskProgressFn& progress) const;
+  absl::StatusOr<slq::v1::SearchResult> Search(const slq::v1::SearchTask& task, const TaskProgressFn& progress) const;
+  absl::StatusOr<slq::v1::PackResult> Pack(const slq::v1::PackTask& task, const TaskProgressFn& progress) const;
   // A session for `opts` (output_dir aside): the cached one when it matches, else a new one.
   absl::StatusOr<std::unique_ptr<quant::QuantizationSession>> Session(const quant::PipelineOptions& opts,
                                                                       const quant::ProgressFn& progress) const;

@@ -11,7 +11,13 @@
 namespace slq {
 
 WorkerLoop::WorkerLoop(std::shared_ptr<grpc::Channel> channel, WorkerOptions options, const TaskExecutor* executor)
-    : stub_(slq::v1::JobService::NewStub(channel)), options_(std::move(options)), executor_(executor) {}
+    : WorkerLoop(std::move(channel), std::move(options),
+                 [executor](const slq::v1::TaskPayload& p, const TaskProgressFn& progress) {
+                   return executor->Run(p, progress);
+                 }) {}
+
+WorkerLoop::WorkerLoop(std::shared_ptr<grpc::Channel> channel, WorkerOptions options, TaskRunFn run)
+    : stub_(slq::v1::WorkerService::NewStub(channel)), options_(std::move(options)), run_(std::move(run)) {}
 
 void WorkerLoop::Prepare(grpc::ClientContext* ctx, int seconds) const {
   if (!options_.token.empty()) ctx->AddMetadata("authorization", "Bearer " + options_.token);
@@ -99,7 +105,7 @@ void WorkerLoop::RunTask(const slq::v1::Task& task) {
     }
   });
 
-  auto result = executor_->Run(task.kind(), task.payload_json(), [&](JobStage st, double f, const std::string& msg) {
+  auto result = run_(task.payload(), [&](JobStage st, double f, const std::string& msg) {
     // Test-only crash points (no-op unless SLQ_TEST_PAUSE_AT is set; see test_pause.h).
     TestPausePoint(JobStageName(st));
     if (msg == "write" && f >= 1) TestPausePoint("written");
@@ -120,9 +126,11 @@ void WorkerLoop::RunTask(const slq::v1::Task& task) {
   req.set_worker_id(worker_id_);
   req.set_task_id(task.id());
   if (result.ok()) {
-    req.set_result_json(*result);
+    *req.mutable_result() = std::move(*result);
   } else {
-    req.set_error(result.status().ToString());
+    // The code travels as a number: the server decides from it whether a retry can help.
+    req.mutable_error()->set_code(static_cast<int32_t>(result.status().code()));
+    req.mutable_error()->set_message(std::string(result.status().message()));
     spdlog::warn("worker {}: task {} failed: {}", options_.name, task.id(), result.status().ToString());
   }
   for (int attempt = 0; attempt < 5 && !stop_; ++attempt) {

@@ -1,4 +1,4 @@
-// WorkerLoop: registers with the JobService, leases tasks, runs them with a TaskExecutor,
+// WorkerLoop: registers with the WorkerService, leases tasks, runs them with a TaskExecutor,
 // heartbeats while they run and reports the outcome. Used by `slq-worker` (over the network)
 // and by slq-server's in-process worker (over an in-process channel): the same code path.
 //
@@ -6,7 +6,9 @@
 //   std::thread t([&] { loop.Run(); });  ...  loop.Stop(); t.join();
 //
 // A lost lease (the heartbeat says FAILED_PRECONDITION) or a cancelled job abandons the
-// task's result: the task was or will be handed to someone else, so nothing is reported.
+// task's result: the task was or will be handed to someone else, so nothing is reported. A
+// failed task is completed with its status code (TaskError.code) and message; the server decides
+// from the code whether to retry it.
 // Thread safety: Run() on one thread; Stop() from any.
 #ifndef SLQ_SERVER_WORKER_WORKER_LOOP_H_
 #define SLQ_SERVER_WORKER_WORKER_LOOP_H_
@@ -19,7 +21,7 @@
 #include <vector>
 
 #include "server/worker/task_executor.h"
-#include "slq/v1/job_service.grpc.pb.h"
+#include "slq/v1/worker_service.grpc.pb.h"
 
 namespace slq {
 
@@ -33,9 +35,14 @@ struct WorkerOptions {
   int max_tasks = 0;               // stop after this many tasks (tests); 0 = unlimited
 };
 
+// Runs one task's payload (TaskExecutor::Run, or a stand-in in tests).
+using TaskRunFn =
+    std::function<absl::StatusOr<slq::v1::TaskResult>(const slq::v1::TaskPayload&, const TaskProgressFn&)>;
+
 class WorkerLoop {
  public:
   WorkerLoop(std::shared_ptr<grpc::Channel> channel, WorkerOptions options, const TaskExecutor* executor);
+  WorkerLoop(std::shared_ptr<grpc::Channel> channel, WorkerOptions options, TaskRunFn run);
   // Runs until Stop() (or max_tasks). Reconnects when the server is unreachable.
   void Run();
   void Stop() { stop_ = true; }
@@ -47,9 +54,9 @@ class WorkerLoop {
   void RunTask(const slq::v1::Task& task);
   void Prepare(grpc::ClientContext* ctx, int seconds) const;
 
-  std::unique_ptr<slq::v1::JobService::Stub> stub_;
+  std::unique_ptr<slq::v1::WorkerService::Stub> stub_;
   WorkerOptions options_;
-  const TaskExecutor* executor_;
+  TaskRunFn run_;
   std::string worker_id_;
   int heartbeat_seconds_ = 10;
   std::atomic<bool> stop_{false};

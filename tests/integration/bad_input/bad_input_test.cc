@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "slq/v1/inference_service.grpc.pb.h"
 #include "slq/v1/job_service.grpc.pb.h"
+#include "slq/v1/worker_service.grpc.pb.h"
 #include "tests/integration/bad_input/loopback_server.h"
 
 namespace slq::testing {
@@ -32,6 +33,7 @@ const std::string kUnknownArtifact(64, 'a');
 struct Env {
   LoopbackServer* server;
   std::unique_ptr<v1::JobService::Stub> jobs;
+  std::unique_ptr<v1::WorkerService::Stub> workers;
   std::unique_ptr<v1::InferenceService::Stub> infer;
   std::string job_id;     // a real queued job
   std::string worker_id;  // a registered worker
@@ -82,6 +84,18 @@ std::function<grpc::Status(Env&)> JobUnary(
     fill(e, r);
     Resp resp;
     return (e.jobs.get()->*method)(Ctx(e).get(), r, &resp);
+  };
+}
+
+template <typename Req, typename Resp>
+std::function<grpc::Status(Env&)> WorkerUnary(
+    grpc::Status (v1::WorkerService::Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+    std::function<void(Env&, Req&)> fill) {
+  return [method, fill](Env& e) {
+    Req r;
+    fill(e, r);
+    Resp resp;
+    return (e.workers.get()->*method)(Ctx(e).get(), r, &resp);
   };
 }
 
@@ -142,6 +156,7 @@ std::function<grpc::Status(Env&)> InferUnary(
 
 using S = v1::JobService::Stub;
 using I = v1::InferenceService::Stub;
+using W = v1::WorkerService::Stub;
 
 std::vector<Case> Cases() {
   const std::string models = CanonicalModelsDir();
@@ -189,6 +204,26 @@ std::vector<Case> Cases() {
       "spec.target.task_lossless_kl");
   add("JobService.SubmitJob", "formats not a list", SubmitSpec([](auto& s) { s.set_formats("4;8"); }), kInvalid,
       "spec.formats");
+  // The job-spec contract (server/spec/job_spec.h): rejected at submit, not later in a profile task.
+  add("JobService.SubmitJob", "formats 9-10", SubmitSpec([](auto& s) { s.set_formats("9-10"); }), kInvalid,
+      "spec.formats '9-10': '9' is not a bitwidth in 2..8");
+  add("JobService.SubmitJob", "formats 1..8", SubmitSpec([](auto& s) { s.set_formats("1..8"); }), kInvalid,
+      "spec.formats '1..8'");
+  add("JobService.SubmitJob", "formats 4,4", SubmitSpec([](auto& s) { s.set_formats("4,4"); }), kInvalid,
+      "4 is listed twice");
+  add("JobService.SubmitJob", "max_avg_bits 2 (unreachable)", SubmitSpec([](auto& s) {
+        s.mutable_target()->set_max_avg_bits(2);
+        s.set_formats("2..8");
+      }),
+      kInvalid, "spec.target");
+  add("JobService.SubmitJob", "max_avg_bits below the smallest width", SubmitSpec([](auto& s) {
+        s.mutable_target()->set_max_avg_bits(3.5);
+        s.set_formats("4-8");
+      }),
+      kInvalid, "unreachable");
+  add("JobService.SubmitJob", "task_lossless_kl 0",
+      SubmitSpec([](auto& s) { s.mutable_target()->set_task_lossless_kl(0); }), kInvalid,
+      "spec.target.task_lossless_kl");
   add("JobService.SubmitJob", "group_size 7", SubmitSpec([](auto& s) { s.set_group_size(7); }), kInvalid,
       "spec.group_size");
   add("JobService.SubmitJob", "temperature < 0", SubmitSpec([](auto& s) { s.set_temperature(-0.5); }), kInvalid,
@@ -280,92 +315,107 @@ std::vector<Case> Cases() {
       Download([](auto& r) { r.set_artifact_id(kUnknownArtifact); }), kNotFound, kUnknownArtifact);
 
   // Worker RPCs
-  add("JobService.RegisterWorker", "empty name",
-      JobUnary<v1::RegisterWorkerRequest, v1::RegisterWorkerResponse>(&S::RegisterWorker, [](auto&, auto&) {}),
+  add("WorkerService.RegisterWorker", "empty name",
+      WorkerUnary<v1::RegisterWorkerRequest, v1::RegisterWorkerResponse>(&W::RegisterWorker, [](auto&, auto&) {}),
       kInvalid, "name");
-  add("JobService.RegisterWorker", "name 200 bytes",
-      JobUnary<v1::RegisterWorkerRequest, v1::RegisterWorkerResponse>(
-          &S::RegisterWorker, [](auto&, auto& r) { r.set_name(std::string(200, 'w')); }),
+  add("WorkerService.RegisterWorker", "name 200 bytes",
+      WorkerUnary<v1::RegisterWorkerRequest, v1::RegisterWorkerResponse>(
+          &W::RegisterWorker, [](auto&, auto& r) { r.set_name(std::string(200, 'w')); }),
       kInvalid, "name");
-  add("JobService.RegisterWorker", "device 9",
-      JobUnary<v1::RegisterWorkerRequest, v1::RegisterWorkerResponse>(&S::RegisterWorker, [](auto&, auto& r) {
+  add("WorkerService.RegisterWorker", "device 9",
+      WorkerUnary<v1::RegisterWorkerRequest, v1::RegisterWorkerResponse>(&W::RegisterWorker, [](auto&, auto& r) {
         r.set_name("w");
         r.set_device(static_cast<v1::WorkerDevice>(9));
       }),
       kInvalid, "device");
-  add("JobService.LeaseTask", "empty worker_id",
-      JobUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(&S::LeaseTask, [](auto&, auto&) {}), kInvalid,
+  add("WorkerService.LeaseTask", "empty worker_id",
+      WorkerUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(&W::LeaseTask, [](auto&, auto&) {}), kInvalid,
       "worker_id");
-  add("JobService.LeaseTask", "unregistered worker_id",
-      JobUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(&S::LeaseTask,
+  add("WorkerService.LeaseTask", "unregistered worker_id",
+      WorkerUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(&W::LeaseTask,
                                                             [](auto&, auto& r) { r.set_worker_id("worker-nope"); }),
       kNotFound, "worker-nope");
-  add("JobService.LeaseTask", "wait_seconds -1",
-      JobUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(&S::LeaseTask, [](Env& e, auto& r) {
+  add("WorkerService.LeaseTask", "wait_seconds -1",
+      WorkerUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(&W::LeaseTask, [](Env& e, auto& r) {
         r.set_worker_id(e.worker_id);
         r.set_wait_seconds(-1);
       }),
       kInvalid, "wait_seconds");
-  add("JobService.Heartbeat", "empty worker_id",
-      JobUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&S::Heartbeat,
+  add("WorkerService.Heartbeat", "empty worker_id",
+      WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat,
                                                             [](auto&, auto& r) { r.set_task_id("t"); }),
       kInvalid, "worker_id");
-  add("JobService.Heartbeat", "empty task_id",
-      JobUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&S::Heartbeat,
+  add("WorkerService.Heartbeat", "empty task_id",
+      WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat,
                                                             [](Env& e, auto& r) { r.set_worker_id(e.worker_id); }),
       kInvalid, "task_id");
-  add("JobService.Heartbeat", "progress 1.5",
-      JobUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&S::Heartbeat, [](Env& e, auto& r) {
+  add("WorkerService.Heartbeat", "progress 1.5",
+      WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat, [](Env& e, auto& r) {
         r.set_worker_id(e.worker_id);
         r.set_task_id("task-x");
         r.set_progress(1.5);
       }),
       kInvalid, "progress");
-  add("JobService.Heartbeat", "progress NaN",
-      JobUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&S::Heartbeat, [](Env& e, auto& r) {
+  add("WorkerService.Heartbeat", "progress NaN",
+      WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat, [](Env& e, auto& r) {
         r.set_worker_id(e.worker_id);
         r.set_task_id("task-x");
         r.set_progress(kNaN);
       }),
       kInvalid, "progress");
-  add("JobService.Heartbeat", "stage 42",
-      JobUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&S::Heartbeat, [](Env& e, auto& r) {
+  add("WorkerService.Heartbeat", "stage 42",
+      WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat, [](Env& e, auto& r) {
         r.set_worker_id(e.worker_id);
         r.set_task_id("task-x");
         r.set_stage(static_cast<v1::JobStage>(42));
       }),
       kInvalid, "stage");
-  add("JobService.Heartbeat", "unknown task_id",
-      JobUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&S::Heartbeat, [](Env& e, auto& r) {
+  add("WorkerService.Heartbeat", "unknown task_id",
+      WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat, [](Env& e, auto& r) {
         r.set_worker_id(e.worker_id);
         r.set_task_id("task-nope-4");
       }),
       kNotFound, "task-nope-4");
-  add("JobService.CompleteTask", "empty worker_id",
-      JobUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&S::CompleteTask, [](auto&, auto& r) {
+  add("WorkerService.CompleteTask", "empty worker_id",
+      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask, [](auto&, auto& r) {
         r.set_task_id("t");
-        r.set_result_json("{}");
+        r.mutable_result()->mutable_fetch();
       }),
       kInvalid, "worker_id");
-  add("JobService.CompleteTask", "empty task_id",
-      JobUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&S::CompleteTask, [](Env& e, auto& r) {
+  add("WorkerService.CompleteTask", "empty task_id",
+      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask, [](Env& e, auto& r) {
         r.set_worker_id(e.worker_id);
-        r.set_result_json("{}");
+        r.mutable_result()->mutable_fetch();
       }),
       kInvalid, "task_id");
-  add("JobService.CompleteTask", "no outcome",
-      JobUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&S::CompleteTask, [](Env& e, auto& r) {
+  add("WorkerService.CompleteTask", "no outcome",
+      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask, [](Env& e, auto& r) {
         r.set_worker_id(e.worker_id);
         r.set_task_id("task-x");
       }),
-      kInvalid, "result_json");
-  add("JobService.CompleteTask", "unknown task_id",
-      JobUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&S::CompleteTask, [](Env& e, auto& r) {
+      kInvalid, "result");
+  add("WorkerService.CompleteTask", "unknown task_id",
+      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask, [](Env& e, auto& r) {
         r.set_worker_id(e.worker_id);
         r.set_task_id("task-nope-5");
-        r.set_error("boom");
+        r.mutable_error()->set_code(2);
+        r.mutable_error()->set_message("boom");
       }),
       kNotFound, "task-nope-5");
+  add("WorkerService.CompleteTask", "error code 0 (OK)",
+      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask, [](Env& e, auto& r) {
+        r.set_worker_id(e.worker_id);
+        r.set_task_id("task-x");
+        r.mutable_error()->set_message("boom");
+      }),
+      kInvalid, "error.code");
+  add("WorkerService.CompleteTask", "empty result",
+      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask, [](Env& e, auto& r) {
+        r.set_worker_id(e.worker_id);
+        r.set_task_id("task-x");
+        r.mutable_result();
+      }),
+      kInvalid, "result");
 
   // Generate
   add("InferenceService.Generate", "unknown model", Generate([](auto&, auto& r) { r.set_model("no-such-model"); }),
@@ -487,7 +537,7 @@ class BadInputSweep : public ::testing::Test {
   static void SetUpTestSuite() {
     server_ = new LoopbackServer();
     ASSERT_TRUE(server_->status().ok()) << server_->status();
-    env_ = new Env{server_, v1::JobService::NewStub(server_->channel()),
+    env_ = new Env{server_, v1::JobService::NewStub(server_->channel()), v1::WorkerService::NewStub(server_->channel()),
                    v1::InferenceService::NewStub(server_->channel()), "", ""};
     // A real job (stays queued: no worker) and a registered worker for the rows that need them.
     v1::SubmitJobRequest submit;
@@ -500,7 +550,7 @@ class BadInputSweep : public ::testing::Test {
     v1::RegisterWorkerRequest reg;
     reg.set_name("sweep-worker");
     v1::RegisterWorkerResponse worker;
-    s = env_->jobs->RegisterWorker(Ctx(*env_).get(), reg, &worker);
+    s = env_->workers->RegisterWorker(Ctx(*env_).get(), reg, &worker);
     ASSERT_TRUE(s.ok()) << s.error_message();
     env_->worker_id = worker.worker_id();
   }
@@ -533,7 +583,7 @@ TEST_F(BadInputSweep, CoversEveryRpcThatTakesAField) {
   std::set<std::string> covered;
   for (const Case& c : Cases()) covered.insert(c.rpc);
   std::vector<std::string> missing;
-  for (const char* service : {"slq.v1.JobService", "slq.v1.InferenceService"}) {
+  for (const char* service : {"slq.v1.JobService", "slq.v1.WorkerService", "slq.v1.InferenceService"}) {
     const auto* svc = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service);
     if (svc == nullptr) {
       ADD_FAILURE() << service << " not in the descriptor pool";

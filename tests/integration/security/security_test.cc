@@ -1,5 +1,5 @@
 // Security checks against a real in-process slq-server on loopback (LoopbackServer):
-//  * every RPC of JobService and InferenceService (enumerated from the proto descriptors, so a
+//  * every RPC of JobService, WorkerService and InferenceService (enumerated from the proto descriptors, so a
 //    new RPC is covered automatically) rejects a call without a token, with a wrong token, with
 //    a non-Bearer scheme and with the bare token, with UNAUTHENTICATED; grpc.health.v1 answers
 //    without a token;
@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "slq/v1/inference_service.grpc.pb.h"
 #include "slq/v1/job_service.grpc.pb.h"
+#include "slq/v1/worker_service.grpc.pb.h"
 #include "tests/integration/bad_input/loopback_server.h"
 
 namespace slq::testing {
@@ -82,7 +83,7 @@ struct Rpc {
 
 std::vector<Rpc> AllRpcs() {
   std::vector<Rpc> out;
-  for (const char* service : {"slq.v1.JobService", "slq.v1.InferenceService"}) {
+  for (const char* service : {"slq.v1.JobService", "slq.v1.WorkerService", "slq.v1.InferenceService"}) {
     const auto* svc = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service);
     if (svc == nullptr) {
       ADD_FAILURE() << service << " not in the descriptor pool";
@@ -231,13 +232,13 @@ TEST_F(SecurityTest, FileUrisStayInsideTheAllowedRoots) {
 // RESOURCE_EXHAUSTED possible is the server's receive limit. (Errors that echo input are cut
 // to 1 KiB: ErrorsEchoingHugeInputStayBounded.)
 grpc::Status RegisterWithName(const LoopbackServer& server, size_t bytes) {
-  auto jobs = v1::JobService::NewStub(server.channel());
+  auto workers = v1::WorkerService::NewStub(server.channel());
   v1::RegisterWorkerRequest r;
   r.set_name(std::string(bytes, 'x'));
   v1::RegisterWorkerResponse resp;
   grpc::ClientContext ctx;
   server.Authorize(&ctx);
-  return jobs->RegisterWorker(&ctx, r, &resp);
+  return workers->RegisterWorker(&ctx, r, &resp);
 }
 
 TEST_F(SecurityTest, DefaultReceiveLimitIsInForce) {
@@ -280,13 +281,13 @@ TEST_F(SecurityTest, TokensNeverReachTheLog) {
   for (const Rpc& rpc : AllRpcs()) {
     (void)RawCall(server_->channel(), rpc.path, "", std::string("Bearer ") + kWrongToken);
   }
-  auto jobs = v1::JobService::NewStub(server_->channel());
+  auto workers = v1::WorkerService::NewStub(server_->channel());
   v1::RegisterWorkerRequest reg;
   reg.set_name("log-check");
   v1::RegisterWorkerResponse worker;
   grpc::ClientContext ctx;
   server_->Authorize(&ctx);
-  ASSERT_TRUE(jobs->RegisterWorker(&ctx, reg, &worker).ok());
+  ASSERT_TRUE(workers->RegisterWorker(&ctx, reg, &worker).ok());
   ASSERT_TRUE(Submit("file://" + CanonicalModelsDir() + "/tinystories-656k").ok());
 
   const std::string log = server_->Log();

@@ -1,0 +1,162 @@
+#include "server/spec/job_spec.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace slq::spec {
+namespace {
+
+constexpr char kTargetHelp[] =
+    "allowed: \"ear>=X\" (0 < X <= 1), \"kl<=X\" (X > 0, nats/token), \"bits<=X\" (2 < X <= 16), "
+    "\"tl\" or \"tl<=X\" (task-lossless with KL budget X > 0; \"tl\" = \"tl<=0.01\")";
+constexpr char kFormatsHelp[] =
+    "allowed: bitwidths 2..8 joined by '-' (\"4-8\", \"4-5-6-7-8\") or ',' (\"4,6,8\"), or a range \"lo..hi\" "
+    "(\"2..8\"), no duplicates";
+
+absl::Status BadTarget(std::string_view text, const std::string& why) {
+  return absl::InvalidArgumentError(absl::StrCat("target '", std::string(text), "': ", why, "; ", kTargetHelp));
+}
+
+absl::Status BadFormats(std::string_view text, const std::string& why) {
+  return absl::InvalidArgumentError(absl::StrCat("formats '", std::string(text), "': ", why, "; ", kFormatsHelp));
+}
+
+// The range rule of each kind; "" when v is in range.
+std::string RangeError(Target::Kind kind, double v) {
+  if (!std::isfinite(v)) return "the value is not a finite number";
+  switch (kind) {
+    case Target::Kind::kEar: return v > 0 && v <= 1 ? "" : absl::StrCat("ear must be in (0, 1], got ", v);
+    case Target::Kind::kKl: return v > 0 ? "" : absl::StrCat("kl must be > 0, got ", v);
+    case Target::Kind::kBits:
+      return v > kMinBits && v <= kMaxAvgBits ? "" : absl::StrCat("bits must be in (2, 16], got ", v);
+    case Target::Kind::kTaskLossless: return v > 0 ? "" : absl::StrCat("the tl KL budget must be > 0, got ", v);
+  }
+  return "unknown target kind";
+}
+
+std::string Number(double v) { return absl::StrFormat("%.10g", v); }
+
+}  // namespace
+
+std::string Target::ToString() const {
+  switch (kind) {
+    case Kind::kEar: return absl::StrCat("ear>=", Number(value));
+    case Kind::kKl: return absl::StrCat("kl<=", Number(value));
+    case Kind::kBits: return absl::StrCat("bits<=", Number(value));
+    case Kind::kTaskLossless: return value == kTlKlBudget ? "tl" : absl::StrCat("tl<=", Number(value));
+  }
+  return "?";
+}
+
+absl::StatusOr<Target> ParseTarget(std::string_view text) {
+  std::string t = absl::AsciiStrToLower(absl::string_view(text.data(), text.size()));
+  t.erase(std::remove_if(t.begin(), t.end(), [](char c) { return absl::ascii_isspace(c); }), t.end());
+  if (t.empty()) return BadTarget(text, "empty");
+  Target out;
+  if (t == "tl") {
+    out.kind = Target::Kind::kTaskLossless;
+    out.value = kTlKlBudget;
+    return out;
+  }
+  struct Form {
+    const char* prefix;
+    Target::Kind kind;
+  };
+  for (const Form& f : {Form{"ear>=", Target::Kind::kEar}, Form{"kl<=", Target::Kind::kKl},
+                        Form{"bits<=", Target::Kind::kBits}, Form{"tl<=", Target::Kind::kTaskLossless}}) {
+    if (t.rfind(f.prefix, 0) != 0) continue;
+    double v = 0;
+    if (!absl::SimpleAtod(t.substr(std::string_view(f.prefix).size()), &v) || !std::isfinite(v)) {
+      return BadTarget(text, "the value is not a number");
+    }
+    out.kind = f.kind;
+    out.value = v;
+    if (std::string why = RangeError(f.kind, v); !why.empty()) return BadTarget(text, why);
+    return out;
+  }
+  return BadTarget(text, "unknown form");
+}
+
+absl::Status CheckTarget(const Target& t) {
+  if (std::string why = RangeError(t.kind, t.value); !why.empty()) return BadTarget(t.ToString(), why);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int>> ParseFormats(std::string_view raw) {
+  const std::string text(absl::StripAsciiWhitespace(absl::string_view(raw.data(), raw.size())));
+  if (text.empty()) return BadFormats(text, "empty");
+  const auto width = [](absl::string_view p, int* v) {
+    return absl::SimpleAtoi(absl::StripAsciiWhitespace(p), v) && *v >= kMinBits && *v <= kMaxBits;
+  };
+  std::vector<int> out;
+  if (text.find("..") != std::string::npos) {
+    std::vector<absl::string_view> parts = absl::StrSplit(text, "..");
+    int lo = 0, hi = 0;
+    if (parts.size() != 2) return BadFormats(text, "a range is \"lo..hi\"");
+    for (auto [p, v] : {std::pair{parts[0], &lo}, std::pair{parts[1], &hi}}) {
+      if (!width(p, v)) return BadFormats(text, absl::StrCat("'", p, "' is not a bitwidth in 2..8"));
+    }
+    if (lo > hi) return BadFormats(text, absl::StrCat("the range is empty (", lo, " > ", hi, ")"));
+    for (int b = lo; b <= hi; ++b) out.push_back(b);
+    return out;
+  }
+  const bool dash = text.find('-') != std::string::npos, comma = text.find(',') != std::string::npos;
+  if (dash && comma) return BadFormats(text, "mixes '-' and ','");
+  for (absl::string_view p : absl::StrSplit(text, comma ? ',' : '-')) {
+    int v = 0;
+    if (!width(p, &v)) return BadFormats(text, absl::StrCat("'", p, "' is not a bitwidth in 2..8"));
+    if (std::find(out.begin(), out.end(), v) != out.end()) {
+      return BadFormats(text, absl::StrCat(v, " is listed twice"));
+    }
+    out.push_back(v);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+absl::Status CheckGroupSize(int64_t g) {
+  if (g == -1 || g == 32 || g == 64 || g == 128) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("group_size must be 32, 64, 128 or -1 (per row), got ", g));
+}
+
+double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symmetric) {
+  if (formats.empty()) return 0;
+  const double overhead = group_size > 0 ? (symmetric ? 16.0 : 32.0) / static_cast<double>(group_size) : 0;
+  return *std::min_element(formats.begin(), formats.end()) + overhead;
+}
+
+absl::Status ValidateSpec(const SpecFields& s) {
+  auto target = ParseTarget(s.target);
+  if (!target.ok()) return target.status();
+  auto formats = ParseFormats(s.formats);
+  if (!formats.ok()) return formats.status();
+  if (absl::Status g = CheckGroupSize(s.group_size); !g.ok()) return g;
+  if (!(s.temperature > 0 && s.temperature <= kMaxTemperature)) {
+    return absl::InvalidArgumentError(absl::StrCat("temperature must be in (0, 10], got ", s.temperature));
+  }
+  return CheckBitsReachable(*target, *formats, s.group_size, s.symmetric);
+}
+
+absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& formats, int64_t group_size,
+                                bool symmetric) {
+  if (target.kind != Target::Kind::kBits || formats.empty()) return absl::OkStatus();
+  const double floor = MinAvgBits(formats, group_size, symmetric);
+  if (target.value < floor) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "target '%s' is unreachable with formats {%s} and group size %d: the fewest bits/param is %.4g "
+        "(the smallest width %d plus the %s overhead); raise the budget or allow a smaller width",
+        target.ToString(), absl::StrJoin(formats, ","), group_size, floor, formats.front(),
+        symmetric ? "fp16 scale" : "fp16 scale and zero"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace slq::spec

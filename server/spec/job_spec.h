@@ -1,0 +1,80 @@
+// The job-spec contract: ONE parser and ONE set of ranges and error texts for what a user
+// writes as a quantization target, the allowed bitwidths and the quantizer options. Used by
+// the service's SubmitJob (server/api), slqctl's flags (client/) and the engine
+// (server/quant: the worker and the offline `slq` CLI), so a value is accepted or rejected,
+// with the same message, wherever it is given.
+//
+//   SLQ_ASSIGN_OR_RETURN(spec::Target t, spec::ParseTarget("ear>=0.99"));
+//   SLQ_ASSIGN_OR_RETURN(std::vector<int> f, spec::ParseFormats("4-5-6-7-8"));
+//   SLQ_RETURN_IF_ERROR(spec::ValidateSpec({.target = "bits<=4.5", .formats = "4-8"}));
+//
+// Target syntax (case-insensitive, spaces ignored):
+//   ear>=X   0 < X <= 1     the 95% lower bound of the held-out EAR is >= X
+//   kl<=X    X > 0          the 95% upper bound of the held-out KL (nats/token) is <= X
+//   bits<=X  2 < X <= 16    budget: the best fidelity at <= X average bits/param (quantized layers, scale
+//                           and zero overhead included); X must be reachable with the smallest allowed width
+//   tl       = tl<=0.01     task-lossless (METHOD.md 1): the cloze task check on held-out text, with the KL
+//   tl<=X    X > 0          budget X (nats/token) as the search's proxy
+// Formats: bitwidths 2..8 joined by '-' ("4-8" = {4, 8}, "4-5-6-7-8") or ',' ("4,6,8"), or a
+// range "lo..hi" ("2..8"); no duplicates.
+// Dependency-free (absl only). Thread safety: pure functions.
+#ifndef SLQ_SERVER_SPEC_JOB_SPEC_H_
+#define SLQ_SERVER_SPEC_JOB_SPEC_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace slq::spec {
+
+inline constexpr int kMinBits = 2;
+inline constexpr int kMaxBits = 8;
+inline constexpr double kTlKlBudget = 0.01;  // nats/token: the default TL proxy (METHOD.md 1)
+inline constexpr double kMaxAvgBits = 16;
+inline constexpr double kMaxTemperature = 10;
+
+struct Target {
+  enum class Kind { kEar, kKl, kBits, kTaskLossless };
+  Kind kind = Kind::kEar;
+  double value = 0.99;  // tau for EAR (>=), kappa for KL (<=), beta for bits (<=), the KL budget for TL
+  // The canonical spelling: "ear>=0.99", "kl<=0.01", "bits<=4.5", "tl" (the default budget) or "tl<=0.02".
+  std::string ToString() const;
+  bool operator==(const Target&) const = default;
+};
+
+// Parses a target string (syntax above). InvalidArgument "target '...': why; allowed: ...".
+[[nodiscard]] absl::StatusOr<Target> ParseTarget(std::string_view text);
+// Range check of an already-typed target (e.g. from the proto): the same ranges and text as ParseTarget.
+[[nodiscard]] absl::Status CheckTarget(const Target& t);
+
+// Parses a format list (syntax above); returns the widths sorted. InvalidArgument
+// "formats '...': why; allowed: ...".
+[[nodiscard]] absl::StatusOr<std::vector<int>> ParseFormats(std::string_view text);
+
+// 32, 64, 128 or -1 (per row).
+[[nodiscard]] absl::Status CheckGroupSize(int64_t group_size);
+// The fewest bits/param any allocation can have: the smallest width plus the scale (+ zero)
+// overhead of one fp16 per group (a lower bound for per-row groups: the width itself).
+double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symmetric);
+// InvalidArgument when `target` is bits<=X with X below MinAvgBits (OK for other kinds).
+[[nodiscard]] absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& formats,
+                                              int64_t group_size, bool symmetric);
+
+// A whole spec as a user writes it (strings as on the command line).
+struct SpecFields {
+  std::string target = "ear>=0.99";
+  std::string formats = "4-8";
+  int64_t group_size = 128;
+  bool symmetric = false;
+  double temperature = 1.0;  // of the fidelity metrics; (0, 10]
+};
+// Every field, and that a bits<=X target is reachable with the formats and group size.
+[[nodiscard]] absl::Status ValidateSpec(const SpecFields& spec);
+
+}  // namespace slq::spec
+
+#endif  // SLQ_SERVER_SPEC_JOB_SPEC_H_

@@ -1,0 +1,76 @@
+#include "server/spec/job_spec.h"
+
+#include "gtest/gtest.h"
+
+namespace slq::spec {
+namespace {
+
+TEST(JobSpecTest, ParsesEveryTargetForm) {
+  EXPECT_EQ(*ParseTarget("ear>=0.99"), (Target{Target::Kind::kEar, 0.99}));
+  EXPECT_EQ(*ParseTarget(" KL <= 0.01 "), (Target{Target::Kind::kKl, 0.01}));
+  EXPECT_EQ(*ParseTarget("bits<=4.5"), (Target{Target::Kind::kBits, 4.5}));
+  EXPECT_EQ(*ParseTarget("tl"), (Target{Target::Kind::kTaskLossless, kTlKlBudget}));
+  EXPECT_EQ(*ParseTarget("TL<=0.02"), (Target{Target::Kind::kTaskLossless, 0.02}));
+}
+
+TEST(JobSpecTest, TargetStringsRoundTrip) {
+  for (const char* s : {"ear>=0.99", "kl<=0.01", "bits<=4.5", "tl", "tl<=0.02"}) {
+    EXPECT_EQ(ParseTarget(s)->ToString(), s);
+  }
+  EXPECT_EQ(ParseTarget("tl<=0.01")->ToString(), "tl");  // the two spellings of the default are one target
+}
+
+TEST(JobSpecTest, RejectsTargetsWithOneText) {
+  for (const char* bad : {"", "ear>=0", "ear>=1.5", "ear<=0.9", "kl<=0", "kl<=-1", "bits<=2", "bits<=17", "tl<=0",
+                          "tl<=", "ppl<=2", "ear>=x", "ear>=nan", "kl<=inf"}) {
+    auto t = ParseTarget(bad);
+    ASSERT_FALSE(t.ok()) << bad;
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(t.status().message().find("allowed: \"ear>=X\""), std::string::npos) << t.status();
+    EXPECT_EQ(t.status().message().rfind("target '", 0), 0u) << t.status();
+  }
+  EXPECT_FALSE(CheckTarget({Target::Kind::kEar, 1.5}).ok());
+  EXPECT_TRUE(CheckTarget({Target::Kind::kTaskLossless, 0.05}).ok());
+}
+
+TEST(JobSpecTest, ParsesFormats) {
+  EXPECT_EQ(*ParseFormats("4-8"), (std::vector<int>{4, 8}));
+  EXPECT_EQ(*ParseFormats("4-5-6-7-8"), (std::vector<int>{4, 5, 6, 7, 8}));
+  EXPECT_EQ(*ParseFormats("2..8"), (std::vector<int>{2, 3, 4, 5, 6, 7, 8}));
+  EXPECT_EQ(*ParseFormats("8,4,6"), (std::vector<int>{4, 6, 8}));
+  EXPECT_EQ(*ParseFormats(" 4 "), (std::vector<int>{4}));
+  for (const char* bad : {"", "9-10", "1..8", "4,4", "4-4", "4-9", "abc", "4..", "8..4", "4-6,8", "fp8", "2..9",
+                          "4..6..8", "-4", "4-"}) {
+    auto r = ParseFormats(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(r.status().message().rfind("formats '", 0), 0u) << r.status();
+    EXPECT_NE(r.status().message().find("allowed"), std::string::npos);
+  }
+  EXPECT_NE(ParseFormats("4,4").status().message().find("4 is listed twice"), std::string::npos);
+}
+
+TEST(JobSpecTest, BitsBudgetMustBeReachable) {
+  // Asymmetric g128: fp16 scale + zero = 32 bits per 128 weights on top of the width.
+  EXPECT_DOUBLE_EQ(MinAvgBits({2, 4}, 128, false), 2.25);
+  EXPECT_DOUBLE_EQ(MinAvgBits({4}, 32, true), 4.5);
+  EXPECT_DOUBLE_EQ(MinAvgBits({3}, -1, false), 3);
+  EXPECT_FALSE(ValidateSpec({.target = "bits<=2.2", .formats = "2..8"}).ok());
+  EXPECT_TRUE(ValidateSpec({.target = "bits<=2.25", .formats = "2..8"}).ok());
+  auto s = ValidateSpec({.target = "bits<=4", .formats = "4-8"});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("unreachable"), std::string::npos) << s;
+  EXPECT_TRUE(ValidateSpec({.target = "bits<=4.5", .formats = "4-8"}).ok());
+}
+
+TEST(JobSpecTest, ValidatesTheOtherFields) {
+  EXPECT_TRUE(ValidateSpec({}).ok());
+  EXPECT_FALSE(ValidateSpec({.group_size = 100}).ok());
+  EXPECT_TRUE(ValidateSpec({.group_size = -1}).ok());
+  EXPECT_FALSE(ValidateSpec({.temperature = 0}).ok());
+  EXPECT_FALSE(ValidateSpec({.temperature = 11}).ok());
+  EXPECT_FALSE(ValidateSpec({.formats = "4,4"}).ok());
+}
+
+}  // namespace
+}  // namespace slq::spec
