@@ -194,6 +194,18 @@ absl::Status ExportHf(const std::string& artifact_dir, const std::string& out_di
 
   c.rope_style = RopeStyle::kRotateHalf;
   json cfg = HfConfigJson(c, torch_dtype);
+  // The base model's own config.json (the pipeline copies it into the artifact) keeps keys slq
+  // does not model; only the dtype and the head tying change.
+  const fs::path base_cfg = fs::path(artifact_dir) / "config.json";
+  if (std::error_code ec; fs::exists(base_cfg, ec) && c.architecture != "llama2.c") {
+    std::ifstream in(base_cfg);
+    json base = json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (base.is_object()) {
+      base["torch_dtype"] = torch_dtype;
+      base["tie_word_embeddings"] = c.tie_word_embeddings;
+      cfg = std::move(base);
+    }
+  }
   {
     std::ofstream f(fs::path(out_dir) / "config.json");
     f << cfg.dump(2) << "\n";
@@ -202,7 +214,10 @@ absl::Status ExportHf(const std::string& artifact_dir, const std::string& out_di
   // The tokenizer files the artifact carries, verbatim.
   for (const auto& entry : fs::directory_iterator(artifact_dir)) {
     const std::string name = entry.path().filename().string();
-    if (name == quant::kManifestName || name == quant::kWeightsName || !entry.is_regular_file()) continue;
+    if (name == quant::kManifestName || name == quant::kWeightsName || name == "config.json" ||
+        !entry.is_regular_file()) {
+      continue;
+    }
     std::error_code ec;
     fs::copy_file(entry.path(), fs::path(out_dir) / name, fs::copy_options::overwrite_existing, ec);
     if (ec) return absl::InternalError(absl::StrCat("cannot copy ", name, " into ", out_dir, ": ", ec.message()));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Python client (python/slq_client) against a real slq-server: stubs generated from
 # proto/slq/v1/*.proto into the build dir (python/gen_stubs.sh), then the example
-# python/examples/quantize_and_generate.py submits a job on stories260K with a loose target,
+# python/examples/quantize_and_generate.py submits a job on tinystories-656k with a loose target,
 # watches it, loads the artifact and streams a generation.
 source "$(dirname "$0")/lib.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -14,7 +14,9 @@ export PYTHONPATH=$gen:$root/python
 check "stubs and slq_client import" "$PY" -c 'import slq_client; from slq.v1 import job_service_pb2_grpc, inference_service_pb2_grpc'
 
 start_server
-MODEL=${SLQ_PY_MODEL:-file://$SHARED/models/stories260k/stories260K.bin}
+# tinystories-656k: the job service's fetch needs an HF folder (a llama2.c .bin has no
+# tokenizer.json beside it).
+MODEL=${SLQ_PY_MODEL:-file://$SHARED/models/tinystories-656k}
 set +e
 "$PY" "$root/python/examples/quantize_and_generate.py" --server "127.0.0.1:$PORT" --token-file "$STATE/token" \
   --model "$MODEL" --target-ear 0.9 --formats 4-8 --calibration tinystories --max-tokens 16 --name py-slq \
