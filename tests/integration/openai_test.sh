@@ -62,9 +62,9 @@ check "streamed (SSE, ends with data: [DONE]) = non-streamed" test "$streamed" =
 check "SSE content type" bash -c "curl -s -D - -o /dev/null -H 'Authorization: Bearer $TOKEN' \
   --data '{\"model\":\"stories260K\",\"prompt\":\"Hi\",\"max_tokens\":2,\"stream\":true}' $BASE/v1/completions | grep -qi '^content-type: text/event-stream'"
 
-# The same request over gRPC (the same engine) gives the same greedy text.
+# The same request over gRPC (the same engine) gives the same greedy text (slqctl echoes the prompt).
 grpc_text=$(ctl generate stories260K "Once upon a time" --max-tokens 16 --temperature 0 2>/dev/null)
-check "HTTP text = gRPC Generate text" test "$grpc_text" = "$whole"
+check "HTTP text = gRPC Generate text" test "$grpc_text" = "Once upon a time$whole"
 
 http POST /v1/completions '{"model":"stories260K","prompt":"Once upon a time","max_tokens":40,"temperature":0,"stop":[" was"]}'
 check "stop string: finish_reason stop, text cut before it" \
@@ -113,5 +113,44 @@ check "HTTP requests appear in the inference metrics" bash -c \
 
 check "openai npm client (streaming and not)" node "$here/../openai/openai_client_test.mjs" "$BASE/v1" "$TOKEN" stories260K chat-656k
 check "200 concurrent HTTP streams, 0 errors" node "$here/../openai/load_test.mjs" "$BASE/v1" "$TOKEN" stories260K 200
+stop_server
+
+# HTTPS with the gRPC server's TLS files, then mTLS (--tls-client-ca).
+pki=$STATE/pki
+mkdir -p "$pki"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=slq-test-ca" -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null
+issue() {  # issue NAME CN EXT
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=$2" -keyout "$pki/$1.key" -out "$pki/$1.csr" 2>/dev/null
+  printf '%s\n' "$3" > "$pki/$1.ext"
+  openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial -days 2 \
+    -extfile "$pki/$1.ext" -out "$pki/$1.pem" 2>/dev/null
+}
+issue server localhost "subjectAltName=DNS:localhost,IP:127.0.0.1"
+issue client slq-client "basicConstraints=CA:FALSE"
+tls_server() {  # tls_server [extra flags]: starts slq-server with TLS on new ports, waits for /health
+  PORT=$(free_port)
+  HTTP_PORT=$(free_port)
+  "$SERVER_BIN" --listen "127.0.0.1:$PORT" --metrics-listen "" --data-dir "$STATE/data" \
+    --auth-token-file "$STATE/token" --tls-cert "$pki/server.pem" --tls-key "$pki/server.key" \
+    --http-port "$HTTP_PORT" "$@" >> "$STATE/server.log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  for _ in $(seq 100); do
+    curl -s --cacert "$pki/ca.pem" --cert "$pki/client.pem" --key "$pki/client.key" \
+      "https://127.0.0.1:$HTTP_PORT/health" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+}
+tls_server
+check "HTTPS: /v1/models with the CA and the token" bash -c "curl -sf --cacert '$pki/ca.pem' \
+  -H 'Authorization: Bearer $TOKEN' https://127.0.0.1:$HTTP_PORT/v1/models | grep -q '\"object\":\"list\"'"
+check "HTTPS: plaintext HTTP refused" bash -c "! curl -sf --max-time 3 http://127.0.0.1:$HTTP_PORT/health"
+check "HTTPS: untrusted server refused by the client" bash -c "! curl -sf --max-time 3 https://127.0.0.1:$HTTP_PORT/health"
+stop_server
+tls_server --tls-client-ca "$pki/ca.pem"
+check "mTLS: no client certificate refused" bash -c "! curl -sf --max-time 3 --cacert '$pki/ca.pem' \
+  -H 'Authorization: Bearer $TOKEN' https://127.0.0.1:$HTTP_PORT/v1/models"
+check "mTLS: a client certificate of the CA accepted" bash -c "curl -sf --cacert '$pki/ca.pem' --cert '$pki/client.pem' \
+  --key '$pki/client.key' -H 'Authorization: Bearer $TOKEN' https://127.0.0.1:$HTTP_PORT/v1/models | grep -q list"
 stop_server
 summary
