@@ -216,7 +216,7 @@ std::vector<float> Dequant(const GgufFile& g, const GgufTensor& t) {
 TEST(ExportGgufTest, HeaderTensorTableAndExactWeights) {
   const std::string artifact = MakeArtifact("gguf");
   ASSERT_FALSE(artifact.empty());
-  const std::string out = TempDir("gguf") + ".gguf";
+  const std::string out = TempDir("gguf_out") + ".gguf";
   absl::Status s = ExportGguf(artifact, out);
   ASSERT_TRUE(s.ok()) << s;
   GgufFile g = ReadGguf(out);
@@ -267,7 +267,7 @@ TEST(ExportGgufTest, HeaderTensorTableAndExactWeights) {
 
 TEST(ExportGgufTest, RefusesNamingTheFirstLayerWithoutAnExactType) {
   const std::string artifact = MakeArtifact("gguf_odd", /*odd=*/true);
-  const std::string out = TempDir("gguf_odd") + ".gguf";
+  const std::string out = TempDir("gguf_odd_out") + ".gguf";
   absl::Status s = ExportGguf(artifact, out);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("layer model.layers.1.self_attn.q_proj"), std::string::npos) << s;
