@@ -30,7 +30,34 @@ std::string TempDir(const std::string& name) {
 
 // tinystories-656k with its linears quantized to formats that have exact GGUF types: layer 0
 // q/k/v/o 4-bit asymmetric g32, gate/up 5-bit asymmetric g32, down 4-bit symmetric g32;
-// layer 1 all 5-bit g32 (`odd` = layer 1 q_proj at 6 bits instead). LM head dense (tied).
+// layer 1 all 5-bit g32 except down_proj: 8-bit symmetric g32 built with power-of-two scales,
+// whose fp16 zero is exactly -127*s (Q8_0-exact); `odd` = layer 1 q_proj at 6 bits instead.
+// LM head dense (tied).
+quant::QuantizedMatrix Symmetric8WithExactZeros(int64_t rows, int64_t cols) {
+  quant::QuantizedMatrix q;
+  q.rows = rows;
+  q.cols = cols;
+  q.bits = 8;
+  q.group_size = 32;
+  q.symmetric = true;
+  const int64_t wpr = kernels::WordsPerRow(cols, 8), gpr = cols / 32;
+  q.codes.assign(static_cast<size_t>(rows * wpr), 0u);
+  uint32_t state = 12345;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < cols; ++j) {
+      state = state * 1664525u + 1013904223u;
+      const uint32_t code = (state >> 24) % 255;  // 0..254
+      q.codes[r * wpr + j / 4] |= code << (8 * (j % 4));
+    }
+    for (int64_t g = 0; g < gpr; ++g) {
+      const uint16_t s = FloatToHalf(std::ldexp(1.0f, -static_cast<int>(9 + (r + g) % 4)));
+      q.scales.push_back(s);
+      q.zeros.push_back(quant::SymmetricZero(s, 8));
+    }
+  }
+  return q;
+}
+
 std::string MakeArtifact(const std::string& name, bool odd = false) {
   const std::string src = testing::ModelsDir() + "/tinystories-656k";
   auto model = LoadModel(src);
@@ -46,6 +73,10 @@ std::string MakeArtifact(const std::string& name, bool odd = false) {
     if (s.layer == 0 && (s.name.ends_with("gate_proj") || s.name.ends_with("up_proj"))) cfg.bits = 5;
     if (s.layer == 0 && s.name.ends_with("down_proj")) cfg.symmetric = true;
     if (odd && s.layer == 1 && s.name.ends_with("q_proj")) cfg.bits = 6;
+    if (s.layer == 1 && s.name.ends_with("down_proj")) {
+      *s.op = std::make_unique<quant::QuantizedLinear>(Symmetric8WithExactZeros(d->out_features(), d->in_features()));
+      continue;
+    }
     auto q = quant::QuantizeMatrix(d->weight().data(), d->out_features(), d->in_features(), cfg);
     EXPECT_TRUE(q.ok()) << q.status();
     *s.op = std::make_unique<quant::QuantizedLinear>(*std::move(q));
@@ -249,7 +280,7 @@ TEST(ExportGgufTest, HeaderTensorTableAndExactWeights) {
     const GgufTensor& t = g.tensors[gname];
     const auto& q = dynamic_cast<const quant::QuantizedLinear&>(*slot.op).matrix();
     EXPECT_EQ(t.ne, (std::vector<uint64_t>{static_cast<uint64_t>(q.cols), static_cast<uint64_t>(q.rows)})) << gname;
-    EXPECT_EQ(t.type, q.bits == 4 ? 3u : 7u) << gname;
+    EXPECT_EQ(t.type, q.bits == 4 ? 3u : q.bits == 5 ? 7u : 8u) << gname;  // Q4_1, Q5_1, Q8_0
     std::vector<float> want = quant::DequantizeOriginalBasis(q);
     if (rest == "self_attn.q_proj" || rest == "self_attn.k_proj") {  // llama.cpp's interleaved RoPE order
       std::vector<int64_t> order = RopeRowOrder(rest == "self_attn.q_proj" ? c.num_heads : c.num_kv_heads, c.head_dim, true);
@@ -261,6 +292,7 @@ TEST(ExportGgufTest, HeaderTensorTableAndExactWeights) {
     ++checked;
   }
   EXPECT_EQ(checked, 7 * c.num_layers);
+  EXPECT_EQ(g.tensors["blk.1.ffn_down.weight"].type, 8u);  // the Q8_0 path was exercised
   fs::remove(out);
   fs::remove_all(artifact);
 }
