@@ -10,6 +10,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev libsqlite3-dev sqlite3 libpq-dev postgresql
   libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
+  libcpp-httplib-dev python3-grpcio python3-protobuf
   python3 python3-numpy python3-matplotlib bc curl openssl procps
   prometheus shellcheck
 )

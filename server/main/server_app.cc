@@ -26,6 +26,9 @@
 #include "server/inference/model_registry.h"
 #include "server/inference/model_source.h"
 #endif
+#ifdef SLQ_WITH_HTTP
+#include "server/http/http_server.h"
+#endif
 #include "spdlog/spdlog.h"
 
 namespace slq {
@@ -83,6 +86,10 @@ struct ServerApp::Impl {
   std::thread worker_thread;
   std::string token;
   bool shut_down = false;
+#ifdef SLQ_WITH_HTTP
+  std::unique_ptr<http::CompletionsHandler> http_handler;
+  std::unique_ptr<http::OpenAiHttpServer> http;  // last: stops first
+#endif
 };
 
 ServerApp::ServerApp(ServerConfig config) : config_(std::move(config)), impl_(std::make_unique<Impl>()) {}
@@ -215,6 +222,23 @@ absl::Status ServerApp::Start() {
     health->SetServingStatus("slq.v1.InferenceService", true);
 #endif
   }
+#ifdef SLQ_WITH_HTTP
+  // The OpenAI-compatible HTTP API: the same registry (engines, metrics), token and TLS files.
+  if (config_.http_port > 0) {
+    m.http_handler = std::make_unique<http::CompletionsHandler>(m.registry.get(), m.metrics.get(),
+                                                                http::CompletionsOptions{so.artifact_root});
+    http::OpenAiHttpServer::Options ho;
+    ho.host = http::HostOf(config_.listen);
+    ho.port = config_.http_port;
+    ho.tls_cert = config_.tls_cert;
+    ho.tls_key = config_.tls_key;
+    ho.tls_client_ca = config_.tls_client_ca;
+    ho.threads = config_.http_threads;
+    ho.max_body_bytes = static_cast<size_t>(config_.max_message_bytes);
+    SLQ_ASSIGN_OR_RETURN(m.http, http::OpenAiHttpServer::Start(ho, m.http_handler.get(), m.auth.get()));
+    spdlog::info("OpenAI-compatible HTTP API on {}:{} ({})", ho.host, m.http->port(), m.http->tls() ? "https" : "http");
+  }
+#endif
   // Reconcile whatever the store holds (jobs interrupted by a crash continue from their tasks).
   absl::Status s = m.scheduler->ReconcileAll();
   if (!s.ok()) spdlog::error("initial reconcile: {}", s.ToString());
@@ -249,6 +273,9 @@ void ServerApp::Shutdown(absl::Duration grace) {
   if (m.shut_down || !m.server) return;
   m.shut_down = true;
   spdlog::info("slq-server shutting down");
+#ifdef SLQ_WITH_HTTP
+  if (m.http) m.http->Stop();
+#endif
   if (m.worker) m.worker->Stop();
   if (m.job_service) m.job_service->Shutdown();
   if (m.worker_service) m.worker_service->Shutdown();

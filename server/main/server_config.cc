@@ -98,6 +98,10 @@ absl::Status Validate(const ServerConfig& c) {
   if (c.max_queue < 0) return absl::InvalidArgumentError("--max-queue must be >= 0");
   if (c.kv_cache_bytes < (1 << 20)) return absl::InvalidArgumentError("--kv-cache-bytes must be >= 1 MiB");
   if (c.lease_seconds < 5) return absl::InvalidArgumentError("--lease-seconds must be >= 5");
+  if (c.http_port < 0 || c.http_port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("--http-port must be 0 (off) or a port 1..65535, got ", c.http_port));
+  }
+  if (c.http_threads < 1) return absl::InvalidArgumentError("--http-threads must be >= 1");
   if (c.tls_cert.empty() != c.tls_key.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key must be given together");
   }
@@ -142,6 +146,9 @@ void RegisterServerFlags(CLI::App& app, ServerConfig* c) {
   Add(app, "log-level", &c->log_level, "trace, debug, info, warn, error");
   Add(app, "text-dir", &c->text_dir, "Folder of the bundled texts named by jobs (tinystories, wikitext2, debian-docs)");
   Add(app, "default-data", &c->default_data, "Text used when a job names none: a bundled name, file:// URI or path");
+  Add(app, "http-port", &c->http_port, "OpenAI-compatible HTTP API port (/v1/models, /v1/completions, "
+      "/v1/chat/completions) on the --listen host, with the same token and TLS; 0 = off");
+  Add(app, "http-threads", &c->http_threads, "HTTP connections served at once (each open stream holds one)");
 }
 
 absl::Status ResolveServerConfig(const CLI::App& app, ServerConfig* c) {

@@ -44,6 +44,8 @@ struct ServerConfig {
   std::string log_level = "info";
   std::string text_dir;                           // bundled texts (tinystories, wikitext2, debian-docs)
   std::string default_data = "wikitext2";         // calibration/eval text when a job names none
+  int32_t http_port = 0;                          // OpenAI-compatible HTTP API; 0 = off
+  int32_t http_threads = 256;                     // HTTP connections served at once
 };
 
 // Declares every option on `app`, bound to the fields of *cfg (defaults shown in --help).

@@ -1,6 +1,7 @@
 // slq: the offline command line (no server needed).
 //   slq quantize MODEL --target 'ear>=0.99' --formats 4-5-6-7-8 --data TEXT --out DIR
 //   slq generate MODEL_OR_ARTIFACT "prompt" [--max-tokens N --temperature T --seed S]
+//   slq export ARTIFACT --format hf|gguf --out DIR|FILE [--dtype bf16|fp16|fp32]
 // MODEL is an HF folder or a llama2.c .bin (then --tokenizer tok.bin); an artifact is a
 // directory written by `slq quantize` (its checksums are verified on load).
 #include <CLI/CLI.hpp>
@@ -11,6 +12,8 @@
 
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
+#include "server/export/gguf_export.h"
+#include "server/export/hf_export.h"
 #include "server/model/generate.h"
 #include "server/model/model_loader.h"
 #include "server/model/tokenizer/tokenizer.h"
@@ -117,6 +120,24 @@ int Generate(const std::string& path, const std::string& tokenizer_path, const s
   return 0;
 }
 
+int Export(const std::string& artifact, const std::string& format, const std::string& out, const std::string& dtype) {
+  absl::Status s;
+  if (format == "hf") {
+    s = slq::exporter::ExportHf(artifact, out, {.dtype = dtype});
+  } else if (format == "gguf") {
+    s = slq::exporter::ExportGguf(artifact, out);
+  } else {
+    std::cerr << "slq export: --format must be hf or gguf, got '" << format << "'\n";
+    return 2;
+  }
+  if (!s.ok()) {
+    std::cerr << "slq export: " << s.message() << "\n";
+    return s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kFailedPrecondition ? 2 : 1;
+  }
+  std::cerr << "slq export: wrote " << out << " (" << format << ")\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -162,7 +183,16 @@ int main(int argc, char** argv) {
   g->add_option("--temperature,-t", gen.sampling.temperature, "0 = greedy")->capture_default_str();
   g->add_option("--top-p", gen.sampling.top_p, "Nucleus sampling");
   g->add_option("--seed", gen.sampling.seed, "Sampling seed");
+  std::string ex_artifact, ex_format, ex_out, ex_dtype = "bf16";
+  CLI::App* ex = app.add_subcommand("export", "Export an artifact as a Hugging Face folder or a GGUF file");
+  ex->add_option("artifact", ex_artifact, "Artifact directory (slq quantize --out, or the server's artifact store)")
+      ->required();
+  ex->add_option("--format", ex_format, "hf (dequantized safetensors + config.json + tokenizer) or gguf (exact types only)")
+      ->required();
+  ex->add_option("--out", ex_out, "hf: a new folder; gguf: the .gguf file")->required();
+  ex->add_option("--dtype", ex_dtype, "hf: bf16, fp16 or fp32")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (quant->parsed()) return Quantize(q, device, json);
+  if (ex->parsed()) return Export(ex_artifact, ex_format, ex_out, ex_dtype);
   return Generate(path, tok, prompt, gen);
 }
