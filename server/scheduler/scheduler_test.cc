@@ -17,6 +17,7 @@
 #include "server/common/file_util.h"
 #include "server/common/sha256.h"
 #include "server/jobs/sqlite_job_store.h"
+#include "server/scheduler/task_payload.h"
 
 namespace slq {
 namespace {
@@ -28,13 +29,26 @@ using json = nlohmann::json;
 
 // fetch: the model's layers, in `groups` profile shares.
 std::string FetchResult(int groups) {
-  json layers = json::array();
-  for (int g = 0; g < groups; ++g) layers.push_back(json::array({absl::StrCat("layers.", g, ".mlp")}));
-  return json{{"options", {{"model_path", "/models/m"}}}, {"layers", layers}}.dump();
+  v1::TaskResult r;
+  v1::FetchResult* f = r.mutable_fetch();
+  f->mutable_options()->set_model_path("/models/m");
+  for (int g = 0; g < groups; ++g) {
+    v1::SlotGroup* layer = f->add_layers();
+    layer->set_layer(g);
+    layer->add_slots(absl::StrCat("layers.", g, ".mlp"));
+  }
+  return EncodeTaskMessage(r);
 }
-std::string ProfileResult() { return json{{"layers", json::array()}}.dump(); }
+std::string ProfileResult() {
+  v1::TaskResult r;
+  r.mutable_profile()->set_layer_profiles_json(json{{"layers", json::array()}}.dump());
+  return EncodeTaskMessage(r);
+}
 std::string SearchResult() {
-  return json{{"search", {{"avg_bits", 5.5}}}, {"profile", json::object()}}.dump();
+  v1::TaskResult r;
+  r.mutable_search()->set_search_outcome_json(json{{"avg_bits", 5.5}}.dump());
+  r.mutable_search()->set_merged_profiles_json(json::object().dump());
+  return EncodeTaskMessage(r);
 }
 // pack: writes a complete artifact into the job's staging dir, as the pack task does, and returns
 // the result naming its manifest sha256.
@@ -50,11 +64,13 @@ std::string PackArtifactAndResult(ArtifactStore& artifacts, const std::string& j
             {"files", {{"weights.safetensors", {{"sha256", Sha256Hex(weights)}, {"bytes", weights.size()}}}}}};
   const std::string manifest = m.dump(2);
   EXPECT_TRUE(WriteFileAtomic(staged->dir + "/manifest.json", manifest).ok());
-  return json{{"target_met", target_met},
-              {"status", target_met ? "met" : "unreachable"},
-              {"certificate", {{"target_met", target_met}}},
-              {"manifest_sha256", Sha256Hex(manifest)}}
-      .dump();
+  v1::TaskResult r;
+  v1::PackResult* p = r.mutable_pack();
+  p->set_target_met(target_met);
+  p->set_status(target_met ? "met" : "unreachable");
+  p->set_certificate_json(json{{"target_met", target_met}}.dump());
+  p->set_manifest_sha256(Sha256Hex(manifest));
+  return EncodeTaskMessage(r);
 }
 
 JobRequest Req(const std::string& key = "") {
@@ -62,7 +78,7 @@ JobRequest Req(const std::string& key = "") {
                     .target = "ear>=0.99",
                     .formats = "4-5-6-7-8",
                     .group_size = 128,
-                    .options_json = R"({"formats":[4,5,6,7,8]})",
+                    .options_json = R"({"formats":"4-5-6-7-8"})",
                     .idempotency_key = key};
 }
 
