@@ -51,7 +51,8 @@ check "same packed weights as the undisturbed run" test "$(weights_sha "$job")" 
 # Workers keep their session (model + base logits) and the profile cache between tasks, so a
 # job on this small model can finish within a poll: the only worker pauses at its first profile
 # task (server/jobs/test_pause.h), which makes "mid-profile" certain for this and for step 4.
-kill_workers() { for p in $(pgrep -f -- "--name w[0-9]" || true); do kill -9 "$p" 2>/dev/null || true; done; }
+# Only this run's workers (their command line names this run's state dir), not another run's.
+kill_workers() { for p in $(pgrep -f -- "--model-cache-dir $STATE/wcache" || true); do kill -9 "$p" 2>/dev/null || true; done; }
 paused() { for _ in $(seq 600); do [ -f "$STATE/pause/paused-profile" ] && return 0; sleep 0.1; done; return 1; }
 kill_workers
 mkdir -p "$STATE/pause"
