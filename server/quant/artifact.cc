@@ -82,19 +82,20 @@ absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears) {
   for (const LinearSlot& s : model.LinearSlots()) {
     const LinearOp* op = s.op->get();
     if (op == nullptr) return absl::FailedPreconditionError(absl::StrCat("slot ", s.name, " is empty"));
-    if (const auto* q = dynamic_cast<const QuantizedLinear*>(op)) {
-      const QuantizedMatrix& m = q->matrix();
-      const int64_t wpr = static_cast<int64_t>(m.codes.size()) / m.rows;
-      const int64_t gpr = static_cast<int64_t>(m.scales.size()) / m.rows;
-      w.Add(s.name + ".codes", "U32", {m.rows, wpr}, m.codes.data(), m.codes.size() * 4);
-      w.Add(s.name + ".scales", "F16", {m.rows, gpr}, m.scales.data(), m.scales.size() * 2);
+    if (const PackedLinear* q = op->packed()) {
+      const kernels::PackedMatrixView& m = q->view;
+      const int64_t wpr = kernels::WordsPerRow(m.cols, m.bits);
+      const int64_t gpr = kernels::GroupsPerRow(m.cols, m.group_size);
+      const size_t ncodes = static_cast<size_t>(m.rows * wpr), ngroups = static_cast<size_t>(m.rows * gpr);
+      w.Add(s.name + ".codes", "U32", {m.rows, wpr}, m.codes, ncodes * 4);
+      w.Add(s.name + ".scales", "F16", {m.rows, gpr}, m.scales, ngroups * 2);
       // Symmetric zeros are a function of the scale (SymmetricZero): not stored.
-      if (!m.symmetric) w.Add(s.name + ".zeros", "F16", {m.rows, gpr}, m.zeros.data(), m.zeros.size() * 2);
+      if (!m.symmetric) w.Add(s.name + ".zeros", "F16", {m.rows, gpr}, m.zeros, ngroups * 2);
       linears[s.name] = {{"kind", "packed"}, {"rows", m.rows}, {"cols", m.cols},
                          {"bits", m.bits}, {"group_size", m.group_size},
-                         {"symmetric", m.symmetric}, {"mse_clip", m.mse_clip},
-                         {"rotation_block", m.rotation.block}, {"rotation_seed", m.rotation.seed},
-                         {"grid", "uniform"}, {"bits_per_param", m.BitsPerParam()}};
+                         {"symmetric", m.symmetric}, {"mse_clip", q->mse_clip},
+                         {"rotation_block", q->rotation_block}, {"rotation_seed", q->rotation_seed},
+                         {"grid", "uniform"}, {"bits_per_param", q->bits_per_param}};
     } else if (const auto* d = dynamic_cast<const DenseLinear*>(op)) {
       AddFloats(w, s.name + ".weight", {d->out_features(), d->in_features()}, d->weight());
       linears[s.name] = {{"kind", "dense"}, {"rows", d->out_features()}, {"cols", d->in_features()}};
@@ -114,11 +115,11 @@ json DescribeLinears(Model& model) {
     const LinearOp* op = s.op->get();
     json e = {{"layer", s.layer}, {"params", op->in_features() * op->out_features()},
               {"op", op->Describe()}};
-    if (const auto* q = dynamic_cast<const QuantizedLinear*>(op)) {
-      const QuantizedMatrix& m = q->matrix();
+    if (const PackedLinear* q = op->packed()) {
+      const kernels::PackedMatrixView& m = q->view;
       e.update({{"quantized", true}, {"bits", m.bits}, {"group_size", m.group_size},
-                {"symmetric", m.symmetric}, {"rotation", m.rotation.enabled()},
-                {"mse_clip", m.mse_clip}, {"grid", "uniform"}, {"bits_per_param", m.BitsPerParam()}});
+                {"symmetric", m.symmetric}, {"rotation", q->rotation_block > 0},
+                {"mse_clip", q->mse_clip}, {"grid", "uniform"}, {"bits_per_param", q->bits_per_param}});
     } else {
       e.update({{"quantized", false}, {"bits_per_param", 16}});
     }
