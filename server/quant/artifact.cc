@@ -14,7 +14,7 @@
 #include "server/common/status_macros.h"
 #include "server/quant/model_config_json.h"
 #include "server/quant/quantized_linear.h"
-#include "server/quant/safetensors_io.h"
+#include "server/model/safetensors_writer.h"
 
 namespace slq::quant {
 namespace {
@@ -52,19 +52,16 @@ std::vector<PlainTensor> PlainTensors(Model& m) {
 }
 
 // Adds fp32 values as F16 when lossless, else F32.
-void AddFloats(SafetensorsWriter& w, const std::string& name, std::vector<int64_t> shape,
-               const std::vector<float>& v) {
+absl::Status AddFloats(SafetensorsWriter& w, const std::string& name, std::vector<int64_t> shape,
+                       const std::vector<float>& v) {
   std::vector<uint16_t> h(v.size());
   bool exact = true;
   for (size_t i = 0; i < v.size() && exact; ++i) {
     h[i] = FloatToHalf(v[i]);
     exact = HalfToFloat(h[i]) == v[i] || (std::isnan(v[i]) && std::isnan(HalfToFloat(h[i])));
   }
-  if (exact) {
-    w.Add(name, "F16", std::move(shape), h.data(), h.size() * 2);
-  } else {
-    w.Add(name, "F32", std::move(shape), v.data(), v.size() * 4);
-  }
+  if (exact) return w.Add(name, DType::kF16, std::move(shape), h.data(), h.size() * 2);
+  return w.Add(name, DType::kF32, std::move(shape), v.data(), v.size() * 4);
 }
 
 absl::Status CopyInto(const std::string& src, const std::string& dst) {
@@ -78,7 +75,7 @@ std::string TempDirFor(const std::string& dir) {
 }
 
 absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears) {
-  for (const PlainTensor& t : PlainTensors(model)) AddFloats(w, t.name, t.shape, *t.data);
+  for (const PlainTensor& t : PlainTensors(model)) SLQ_RETURN_IF_ERROR(AddFloats(w, t.name, t.shape, *t.data));
   for (const LinearSlot& s : model.LinearSlots()) {
     const LinearOp* op = s.op->get();
     if (op == nullptr) return absl::FailedPreconditionError(absl::StrCat("slot ", s.name, " is empty"));
@@ -87,17 +84,19 @@ absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears) {
       const int64_t wpr = kernels::WordsPerRow(m.cols, m.bits);
       const int64_t gpr = kernels::GroupsPerRow(m.cols, m.group_size);
       const size_t ncodes = static_cast<size_t>(m.rows * wpr), ngroups = static_cast<size_t>(m.rows * gpr);
-      w.Add(s.name + ".codes", "U32", {m.rows, wpr}, m.codes, ncodes * 4);
-      w.Add(s.name + ".scales", "F16", {m.rows, gpr}, m.scales, ngroups * 2);
+      SLQ_RETURN_IF_ERROR(w.Add(s.name + ".codes", DType::kU32, {m.rows, wpr}, m.codes, ncodes * 4));
+      SLQ_RETURN_IF_ERROR(w.Add(s.name + ".scales", DType::kF16, {m.rows, gpr}, m.scales, ngroups * 2));
       // Symmetric zeros are a function of the scale (SymmetricZero): not stored.
-      if (!m.symmetric) w.Add(s.name + ".zeros", "F16", {m.rows, gpr}, m.zeros, ngroups * 2);
+      if (!m.symmetric) {
+        SLQ_RETURN_IF_ERROR(w.Add(s.name + ".zeros", DType::kF16, {m.rows, gpr}, m.zeros, ngroups * 2));
+      }
       linears[s.name] = {{"kind", "packed"}, {"rows", m.rows}, {"cols", m.cols},
                          {"bits", m.bits}, {"group_size", m.group_size},
                          {"symmetric", m.symmetric}, {"mse_clip", q->mse_clip},
                          {"rotation_block", q->rotation_block}, {"rotation_seed", q->rotation_seed},
                          {"grid", "uniform"}, {"bits_per_param", q->bits_per_param}};
     } else if (const auto* d = dynamic_cast<const DenseLinear*>(op)) {
-      AddFloats(w, s.name + ".weight", {d->out_features(), d->in_features()}, d->weight());
+      SLQ_RETURN_IF_ERROR(AddFloats(w, s.name + ".weight", {d->out_features(), d->in_features()}, d->weight()));
       linears[s.name] = {{"kind", "dense"}, {"rows", d->out_features()}, {"cols", d->in_features()}};
     } else {
       return absl::UnimplementedError(absl::StrCat("slot ", s.name, ": op '", op->Describe(),

@@ -10,7 +10,7 @@
 #include "server/model/forward.h"
 #include "server/model/model_loader.h"
 #include "server/quant/quantized_linear.h"
-#include "server/quant/safetensors_io.h"
+#include "server/model/safetensors.h"
 
 namespace slq::quant {
 namespace {
@@ -136,11 +136,11 @@ TEST(ArtifactTest, SymmetricLayersStoreNoZerosAndLoadBitExactly) {
   QuantizeAll(**model, 5, /*rotate=*/false, /*symmetric_mlp=*/true);
   const std::string dir = FreshDir("sym");
   ASSERT_TRUE(WriteArtifact(**model, dir, {}).ok());
-  auto st = ReadSafetensors(dir + "/weights.safetensors");
+  auto st = SafetensorsFile::Open(dir + "/weights.safetensors");
   ASSERT_TRUE(st.ok()) << st.status();
-  EXPECT_EQ(st->Find("model.layers.0.mlp.up_proj.zeros"), nullptr);
-  EXPECT_NE(st->Find("model.layers.0.mlp.up_proj.scales"), nullptr);
-  EXPECT_NE(st->Find("model.layers.0.self_attn.q_proj.zeros"), nullptr);
+  EXPECT_EQ((*st)->Find("model.layers.0.mlp.up_proj.zeros"), nullptr);
+  EXPECT_NE((*st)->Find("model.layers.0.mlp.up_proj.scales"), nullptr);
+  EXPECT_NE((*st)->Find("model.layers.0.self_attn.q_proj.zeros"), nullptr);
   auto loaded = LoadArtifact(dir);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   auto orig = (*model)->LinearSlots();
