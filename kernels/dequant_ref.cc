@@ -24,13 +24,7 @@ std::string ValidatePackedView(const PackedMatrixView& w) {
 }
 
 uint32_t PackedCode(const PackedMatrixView& w, int64_t r, int64_t c) {
-  const uint32_t* row = w.codes + r * WordsPerRow(w.cols, w.bits);
-  const int64_t bit = c * w.bits;
-  const int64_t word = bit / 32;
-  const int shift = static_cast<int>(bit % 32);
-  uint64_t v = row[word];
-  if (shift + w.bits > 32) v |= static_cast<uint64_t>(row[word + 1]) << 32;
-  return static_cast<uint32_t>((v >> shift) & ((1u << w.bits) - 1u));
+  return PackedCode(w.codes + r * WordsPerRow(w.cols, w.bits), c, w.bits);
 }
 
 float DequantWeight(const PackedMatrixView& w, int64_t r, int64_t c) {
@@ -38,6 +32,18 @@ float DequantWeight(const PackedMatrixView& w, int64_t r, int64_t c) {
   const float s = HalfToFloat(w.scales[gi]);
   const float z = HalfToFloat(w.zeros[gi]);
   return z + s * static_cast<float>(PackedCode(w, r, c));
+}
+
+void DequantRow(const PackedMatrixView& w, int64_t r, float* out) {
+  const int64_t gpr = GroupsPerRow(w.cols, w.group_size);
+  const uint32_t* words = w.codes + r * WordsPerRow(w.cols, w.bits);
+  for (int64_t k = 0; k < gpr; ++k) {
+    const float s = HalfToFloat(w.scales[r * gpr + k]);
+    const float m = HalfToFloat(w.zeros[r * gpr + k]);
+    const int64_t j0 = k * w.group_size;
+    const int64_t j1 = j0 + w.group_size < w.cols ? j0 + w.group_size : w.cols;
+    for (int64_t j = j0; j < j1; ++j) out[j] = m + s * static_cast<float>(PackedCode(words, j, w.bits));
+  }
 }
 
 std::string DequantMatmulRef(const PackedMatrixView& w, const float* x, int64_t n, float* y) {
@@ -48,7 +54,7 @@ std::string DequantMatmulRef(const PackedMatrixView& w, const float* x, int64_t 
   }
   std::vector<float> wrow(static_cast<size_t>(w.cols));  // [cols] fp32
   for (int64_t r = 0; r < w.rows; ++r) {
-    for (int64_t c = 0; c < w.cols; ++c) wrow[c] = DequantWeight(w, r, c);
+    DequantRow(w, r, wrow.data());
     for (int64_t t = 0; t < n; ++t) {
       const float* xt = x + t * w.cols;
       double acc = 0.0;

@@ -1,4 +1,6 @@
-// CPU reference for the fused dequantize + matmul (the oracle for the CUDA kernels).
+// The scalar CPU decoder of slq-packed-v1 (kernels/packed_matrix.h): codes, dequantized weights
+// and rows, and the reference fused dequantize + matmul (the oracle for the CUDA kernels and for
+// the fast CPU kernels of kernels/packed_dot.h; the quantizer's reconstruction uses DequantRow).
 //
 // Contract: y[t, r] = sum_c x[t, c] * (zero(r, g) + scale(r, g) * q(r, c)), g = c / group_size,
 // where the dequantized weight is computed in fp32 from the fp16 scale/zero (as the
@@ -23,6 +25,9 @@ uint32_t PackedCode(const PackedMatrixView& w, int64_t r, int64_t c);
 
 // Dequantized weight w'(r, c) = zero + scale * q in fp32.
 float DequantWeight(const PackedMatrixView& w, int64_t r, int64_t c);
+
+// Dequantizes row r into out[w.cols] (the same fp32 values as DequantWeight).
+void DequantRow(const PackedMatrixView& w, int64_t r, float* out);
 
 // y [n, rows] = x [n, cols] * W'^T, fp64 accumulation. Empty string on success.
 std::string DequantMatmulRef(const PackedMatrixView& w, const float* x, int64_t n, float* y);

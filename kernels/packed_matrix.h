@@ -1,4 +1,7 @@
 // The packed weight layout shared by the artifact format, the CPU path and the CUDA kernels.
+// kernels/ owns slq-packed-v1: this header describes it; kernels/dequant_ref.h is the one scalar
+// CPU decoder (the oracle), kernels/packed_dot.h the fast CPU kernels (QuantizedLinear),
+// kernels/cuda/packed_dequant.cuh the one device decoder; server/quant/packing.h encodes.
 //
 // Layout "slq-packed-v1" (the artifact layout; CUDA kernels may repack it at load time):
 //   A linear layer's weight W is [rows = out_features, cols = in_features], quantized in groups
@@ -25,6 +28,16 @@ inline int64_t GroupsPerRow(int64_t cols, int64_t group_size) {
   return (cols + group_size - 1) / group_size;
 }
 
+// Code j of a packed row (`row_words` = the row's first word): the one bit-stream decoder.
+inline uint32_t PackedCode(const uint32_t* row_words, int64_t j, int bits) {
+  const int64_t bit = j * bits;
+  const int64_t w = bit >> 5;
+  const int off = static_cast<int>(bit & 31);
+  uint64_t v = row_words[w] >> off;
+  if (off + bits > 32) v |= static_cast<uint64_t>(row_words[w + 1]) << (32 - off);
+  return static_cast<uint32_t>(v) & ((1u << bits) - 1u);
+}
+
 // A non-owning view of one packed matrix (host or device memory, as the caller says).
 struct PackedMatrixView {
   int64_t rows = 0;        // out_features
@@ -34,6 +47,9 @@ struct PackedMatrixView {
   const uint32_t* codes = nullptr;   // [rows, WordsPerRow(cols, bits)]
   const uint16_t* scales = nullptr;  // [rows, GroupsPerRow(cols, group_size)] fp16
   const uint16_t* zeros = nullptr;   // [rows, GroupsPerRow(cols, group_size)] fp16
+  // Symmetric quantization: every zero is SymmetricZero(scale, bits) (artifacts store no zeros
+  // then; a view always carries them, recomputed at load).
+  bool symmetric = false;
 };
 
 }  // namespace slq::kernels

@@ -20,7 +20,7 @@
 #include "server/model/generate.h"
 #include "server/model/model_loader.h"
 #include "server/quant/artifact.h"
-#include "server/quant/packed_dot.h"
+#include "kernels/packed_dot.h"
 
 namespace slq {
 namespace {
@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
   app.add_option("--artifact", artifacts, "SLQ artifact directories (quantized models) to add");
   app.add_flag("--baseline-kernels", baseline_kernels, "packed kernels: force the baseline ISA build");
   CLI11_PARSE(app, argc, argv);
-  quant::ForceBaselinePackedKernels(baseline_kernels);
+  kernels::ForceBaselinePackedKernels(baseline_kernels);
 
   std::vector<Row> rows;
   std::vector<std::string> all = names;
@@ -172,7 +172,7 @@ int main(int argc, char** argv) {
   }
   std::printf("threads: %d (SLQ_THREADS / hardware), prompt %ld tokens, decode %ld steps, packed kernels %s\n\n",
               DefaultThreads(), static_cast<long>(prompt), static_cast<long>(decode),
-              quant::PackedKernelIsa());
+              kernels::PackedKernelIsa());
   std::printf("| model | params | prefill tok/s | decode tok/s (batch 1) "
               "| decode tok per CPU-s (batch 1) | decode tok/s (batch %ld) "
               "| peak RSS MiB (cumulative) |\n|---|---:|---:|---:|---:|---:|---:|\n",

@@ -24,7 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "server/common/half.h"
 #include "server/model/linear.h"
-#include "server/quant/packed_dot.h"
+#include "kernels/packed_dot.h"
 #include "server/quant/packing.h"
 #include "server/quant/quantized_linear.h"
 #include "server/quant/quantizer.h"
@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   std::printf("packed kernel ISA chosen at run time: %s; group size %ld; ns of thread CPU time per matvec (median of %d)\n\n",
-              PackedKernelIsa(), static_cast<long>(group), reps);
+              kernels::PackedKernelIsa(), static_cast<long>(group), reps);
   std::printf("| shape (out x in) | bits | fp32 sgemv | previous | baseline ISA | avx2 | previous / fp32 "
               "| new / fp32 | speedup vs previous | op fp32 | op packed |\n"
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -146,10 +146,10 @@ int main(int argc, char** argv) {
         }, iters, reps);
       };
       const double prev = run(PreviousDot);
-      ForceBaselinePackedKernels(true);
-      const double base = run(PackedRowDotFast);
-      ForceBaselinePackedKernels(false);
-      const double avx = run(PackedRowDotFast);
+      kernels::ForceBaselinePackedKernels(true);
+      const double base = run(kernels::PackedRowDotFast);
+      kernels::ForceBaselinePackedKernels(false);
+      const double avx = run(kernels::PackedRowDotFast);
       QuantizedLinear op(std::move(*q));
       const double op_q = MedianNs([&] { op.Forward(x.data(), 1, y.data()); g_sink = y[0]; }, iters, reps);
       const double best = std::min(base, avx);

@@ -8,6 +8,7 @@
 #include <cfloat>
 #include <cstdint>
 
+#include "kernels/cuda/packed_dequant.cuh"
 #include "server/gpu/device_util.cuh"
 
 namespace slq::gpu {
@@ -106,19 +107,10 @@ template <typename T>
 __global__ void DequantKernel(const uint32_t* codes, const uint16_t* scales, const uint16_t* zeros, int64_t rows,
                               int64_t cols, int bits, int64_t gs, int64_t wpr, int64_t gpr, T* out) {
   const int64_t n = rows * cols;
-  const uint32_t mask = (1u << bits) - 1u;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t r = i / cols, j = i - r * cols;
-    const uint32_t* words = codes + r * wpr;
-    const int64_t bit = j * bits;
-    const int off = static_cast<int>(bit & 31);
-    uint64_t v = words[bit >> 5] >> off;
-    if (off + bits > 32) v |= static_cast<uint64_t>(words[(bit >> 5) + 1]) << (32 - off);
-    const int64_t k = r * gpr + j / gs;
-    const float s = __half2float(__ushort_as_half(scales[k]));
-    const float z = __half2float(__ushort_as_half(zeros[k]));
-    out[i] = FromF<T>(__fadd_rn(z, __fmul_rn(s, static_cast<float>(static_cast<uint32_t>(v) & mask))));
+    out[i] = FromF<T>(kernels::dev::PackedWeight(codes, scales, zeros, r, j, bits, gs, wpr, gpr));
   }
 }
 

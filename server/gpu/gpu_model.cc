@@ -12,10 +12,8 @@
 #include "server/common/status_macros.h"
 #include "server/gpu/gpu_model_impl.h"
 #include "server/gpu/gpu_ops.h"
-#include "server/model/worker_pool.h"
+#include "server/common/thread_pool.h"
 #include "server/model/ops.h"
-#include "server/quant/quantized_linear.h"
-#include "server/quant/quantizer.h"
 
 namespace slq::gpu {
 
@@ -84,21 +82,21 @@ absl::StatusOr<HostLinear> Prepare(const LinearOp* op, const std::string& name, 
   HostLinear h;
   h.out = op->out_features();
   h.in = op->in_features();
-  if (const auto* ql = dynamic_cast<const quant::QuantizedLinear*>(op)) {
-    const quant::QuantizedMatrix& q = ql->matrix();
-    std::string why = q.rotation.enabled() ? "rotated input" : kernels::CheckGpuSupported(q.View());
+  if (const PackedLinear* pk = op->packed()) {
+    const kernels::PackedMatrixView& q = pk->view;
+    std::string why = pk->rotation_block > 0 ? "rotated input" : kernels::CheckGpuSupported(q);
     if (why.empty()) {
-      why = kernels::RepackForGpu(q.View(), &h.rep);
+      why = kernels::RepackForGpu(q, &h.rep);
       if (why.empty()) {
         h.quant = true;
         h.bits = q.bits;
         h.group_size = q.group_size;
-        h.desc = absl::StrCat(q.Describe(), " (QGemm)");
+        h.desc = absl::StrCat(op->Describe(), " (QGemm)");
         return h;
       }
     }
-    h.dense = quant::DequantizeOriginalBasis(q);
-    h.desc = absl::StrCat(q.Describe(), " dequantized to dense ", ActName(act), " (cuBLAS; ", why, ")");
+    h.dense = op->WeightF32();  // dequantized, rotation undone
+    h.desc = absl::StrCat(op->Describe(), " dequantized to dense ", ActName(act), " (cuBLAS; ", why, ")");
     return h;
   }
   if (const auto* dl = dynamic_cast<const DenseLinear*>(op)) {

@@ -12,7 +12,6 @@
 #if SLQ_HAVE_ARTIFACTS
 #include "server/quant/artifact.h"
 #endif
-#include "server/quant/quantized_linear.h"
 
 namespace slq::inference {
 namespace {
@@ -130,10 +129,10 @@ double CertifiedEarLower(const nlohmann::json& certificate) {
 double AverageBits(Model& model) {
   double bits = 0, params = 0;
   for (const LinearSlot& s : model.LinearSlots()) {
-    const auto* q = dynamic_cast<const quant::QuantizedLinear*>(s.op->get());
+    const PackedLinear* q = (*s.op)->packed();
     if (!q) continue;
-    const double n = static_cast<double>(q->in_features()) * static_cast<double>(q->out_features());
-    bits += n * q->matrix().BitsPerParam();
+    const double n = static_cast<double>(q->view.cols) * static_cast<double>(q->view.rows);
+    bits += n * q->bits_per_param;
     params += n;
   }
   return params > 0 ? bits / params : 32.0;

@@ -5,6 +5,10 @@
 // slot with a packed, dequantize-on-the-fly implementation (server/quant) without the model
 // knowing. Biases (Qwen2 q/k/v) are not part of the op: the model adds them.
 //
+// Code that needs to know what an op holds (the artifact writer, the GPU runtime's upload, the
+// served model's bits) asks the op: packed() is the slq-packed-v1 view of a quantized op (null
+// for a dense one), WeightF32() the fp32 matrix any op multiplies by; no dynamic_cast.
+//
 // Thread safety: Forward is const and may be called from several threads at once.
 #ifndef SLQ_SERVER_MODEL_LINEAR_H_
 #define SLQ_SERVER_MODEL_LINEAR_H_
@@ -15,7 +19,20 @@
 #include <string>
 #include <vector>
 
+#include "kernels/packed_matrix.h"
+
 namespace slq {
+
+// A quantized op's weights as stored (host memory, owned by the op, valid while it lives).
+struct PackedLinear {
+  kernels::PackedMatrixView view;  // slq-packed-v1 codes, fp16 scales and zeros, bits, group
+  bool mse_clip = false;           // how the codes were chosen (recorded in artifacts)
+  // Randomized Hadamard rotation of the input (server/quant/quantizer.h): the view multiplies
+  // R x, not x. rotation_block == 0: none.
+  int64_t rotation_block = 0;
+  uint64_t rotation_seed = 0;
+  double bits_per_param = 0;  // codes + scales (+ zeros when asymmetric) per weight
+};
 
 class LinearOp {
  public:
@@ -29,6 +46,10 @@ class LinearOp {
   virtual size_t MemoryBytes() const = 0;
   // A short description, e.g. "dense f32" or "q4 g128 asym".
   virtual std::string Describe() const = 0;
+  // The packed weights of a quantized op; nullptr for an unquantized one.
+  virtual const PackedLinear* packed() const { return nullptr; }
+  // The fp32 [out, in] matrix the op multiplies its input by (dequantized, rotation undone). A copy.
+  virtual std::vector<float> WeightF32() const = 0;
 };
 
 // Unquantized weights, [out, in] row-major fp32.
@@ -40,6 +61,7 @@ class DenseLinear final : public LinearOp {
   void Forward(const float* x, int64_t n, float* y) const override;
   size_t MemoryBytes() const override { return weight_.size() * sizeof(float); }
   std::string Describe() const override { return "dense f32"; }
+  std::vector<float> WeightF32() const override { return weight_; }
   const std::vector<float>& weight() const { return weight_; }  // [out, in]
 
  private:

@@ -1,6 +1,8 @@
 #include "server/model/model_loader.h"
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -37,21 +39,30 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& path,
 absl::Status ComputeFileDigests(const std::string& root, const std::vector<std::string>& names,
                                 Model* model) {
   model->files.clear();
-  // One thread per file (sharded checkpoints hash in parallel).
+  // One thread per file (sharded checkpoints hash in parallel). Own threads, not the shared
+  // WorkerPool: the HF loader hashes while the pool converts layers, and a busy pool would run
+  // the files one after another.
   std::vector<FileDigest> files(names.size());
   std::vector<absl::Status> status(names.size());
-  ParallelFor(static_cast<int64_t>(names.size()), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const std::string path = root.empty() ? names[i] : root + "/" + names[i];
-      auto sha = Sha256File(path);
-      auto bytes = FileSize(path);
-      if (!sha.ok() || !bytes.ok()) {
-        status[i] = !sha.ok() ? sha.status() : bytes.status();
-        continue;
-      }
-      files[i] = {names[i], *sha, *bytes};
+  auto hash_one = [&](size_t i) {
+    const std::string path = root.empty() ? names[i] : root + "/" + names[i];
+    auto sha = Sha256File(path);
+    auto bytes = FileSize(path);
+    if (!sha.ok() || !bytes.ok()) {
+      status[i] = !sha.ok() ? sha.status() : bytes.status();
+      return;
     }
-  });
+    files[i] = {names[i], *sha, *bytes};
+  };
+  const size_t nthreads = std::min<size_t>(names.size(), static_cast<size_t>(DefaultThreads()));
+  std::vector<std::thread> threads;
+  std::atomic<size_t> next{0};
+  auto drain = [&] {
+    for (size_t i = next++; i < names.size(); i = next++) hash_one(i);
+  };
+  for (size_t t = 1; t < nthreads; ++t) threads.emplace_back(drain);
+  drain();
+  for (std::thread& t : threads) t.join();
   for (const absl::Status& st : status) SLQ_RETURN_IF_ERROR(st);
   model->files = std::move(files);
   std::sort(model->files.begin(), model->files.end(),

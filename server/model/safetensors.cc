@@ -149,14 +149,26 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
       return absl::InternalError(absl::StrCat("cannot mmap '", path, "'"));
     }
     f->data_ = static_cast<const uint8_t*>(p);
+    f->mapped_ = true;
   }
   ::close(fd);
   SLQ_RETURN_IF_ERROR(f->Parse());
   return f;
 }
 
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromBytes(std::string bytes,
+                                                                          const std::string& what) {
+  std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->path_ = what;
+  f->owned_ = std::move(bytes);
+  f->data_ = reinterpret_cast<const uint8_t*>(f->owned_.data());
+  f->size_ = f->owned_.size();
+  SLQ_RETURN_IF_ERROR(f->Parse());
+  return f;
+}
+
 SafetensorsFile::~SafetensorsFile() {
-  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (mapped_ && data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 absl::Status SafetensorsFile::Parse() {

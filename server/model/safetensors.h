@@ -55,6 +55,9 @@ class SafetensorsFile {
   // Maps and validates `path`. NotFound if missing; InvalidArgument if corrupt.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(
       const std::string& path);
+  // Parses an in-memory blob (owned by the result); `what` names it in messages. Same checks.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<SafetensorsFile>> FromBytes(std::string bytes,
+                                                                                 const std::string& what);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -70,8 +73,10 @@ class SafetensorsFile {
   absl::Status Parse();
 
   std::string path_;
-  const uint8_t* data_ = nullptr;  // mapping of the whole file
+  const uint8_t* data_ = nullptr;  // mapping of the whole file, or owned_'s bytes
   size_t size_ = 0;
+  bool mapped_ = false;
+  std::string owned_;  // FromBytes
   std::map<std::string, std::string> metadata_;
   std::map<std::string, TensorView, std::less<>> tensors_;
 };

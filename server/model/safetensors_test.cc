@@ -163,5 +163,34 @@ TEST_F(SafetensorsTest, ExpectShapeNamesBoth) {
   EXPECT_THAT(s.message(), HasSubstr("[2, 3], expected [3, 2]"));
 }
 
+// Formerly server/quant/safetensors_io_test (the artifact writer/reader's own copy): mixed
+// dtypes in memory through the one writer and FromBytes, and truncation rejected naming the tensor.
+TEST(SafetensorsMemoryTest, InMemoryRoundTripOfMixedDtypesAndRejectsTruncation) {
+  SafetensorsWriter w;
+  std::vector<uint32_t> codes = {1, 2, 3, 0xffffffffu, 5, 6};
+  std::vector<uint16_t> scales = {0x3c00, 0x4000, 0x3555};
+  std::vector<float> norm = {1.f, -2.5f};
+  ASSERT_TRUE(w.Add("a.codes", DType::kU32, {2, 3}, codes.data(), codes.size() * 4).ok());
+  ASSERT_TRUE(w.Add("a.scales", DType::kF16, {3}, scales.data(), scales.size() * 2).ok());
+  ASSERT_TRUE(w.Add("norm", DType::kF32, {2}, norm.data(), norm.size() * 4).ok());
+  EXPECT_FALSE(w.Add("norm", DType::kF32, {2}, norm.data(), norm.size() * 4).ok());  // duplicate
+  w.SetMetadata("format", "slq");
+  const std::string blob = w.Serialize();
+  auto r = SafetensorsFile::FromBytes(blob, "mem");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)->metadata().at("format"), "slq");
+  const TensorView* c = (*r)->Find("a.codes");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(0, memcmp(c->bytes.data(), codes.data(), 24));
+  EXPECT_EQ(*ToFloat32(*(*r)->Find("norm")), norm);
+  EXPECT_FLOAT_EQ((*ToFloat32(*(*r)->Find("a.scales")))[1], 2.0f);
+  EXPECT_FALSE(ToFloat32(*c).ok());
+  auto t = SafetensorsFile::FromBytes(blob.substr(0, blob.size() - 3), "trunc");
+  EXPECT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("norm"), std::string::npos) << t.status();
+  EXPECT_FALSE(SafetensorsFile::FromBytes("abc", "tiny").ok());
+}
+
 }  // namespace
 }  // namespace slq

@@ -1,6 +1,6 @@
 // SafetensorsWriter: builds a .safetensors file in memory (header padded to 8 bytes, tensors
-// contiguous in insertion order) and writes it atomically. Used by tests, by the quantized
-// artifact writer and by tools.
+// contiguous in insertion order) and writes it atomically. The one safetensors writer: tests,
+// the quantized artifact writer (server/quant/artifact.cc) and tools use it.
 //
 //   SafetensorsWriter w;
 //   w.AddF32("w", {2, 3}, values);
@@ -27,6 +27,11 @@ class SafetensorsWriter {
   // InvalidArgument if the name is taken or bytes.size() != numel * DTypeSize(dtype).
   [[nodiscard]] absl::Status Add(const std::string& name, DType dtype,
                                  std::vector<int64_t> shape, std::span<const uint8_t> bytes);
+  // The same from a raw buffer of `bytes` bytes (copied).
+  [[nodiscard]] absl::Status Add(const std::string& name, DType dtype, std::vector<int64_t> shape,
+                                 const void* data, size_t bytes) {
+    return Add(name, dtype, std::move(shape), std::span<const uint8_t>(static_cast<const uint8_t*>(data), bytes));
+  }
   [[nodiscard]] absl::Status AddF32(const std::string& name, std::vector<int64_t> shape,
                                     std::span<const float> values);
   void SetMetadata(const std::string& key, const std::string& value) { metadata_[key] = value; }

@@ -14,7 +14,7 @@
 #include "server/common/status_macros.h"
 #include "server/quant/model_config_json.h"
 #include "server/quant/quantized_linear.h"
-#include "server/quant/safetensors_io.h"
+#include "server/model/safetensors_writer.h"
 
 namespace slq::quant {
 namespace {
@@ -52,19 +52,16 @@ std::vector<PlainTensor> PlainTensors(Model& m) {
 }
 
 // Adds fp32 values as F16 when lossless, else F32.
-void AddFloats(SafetensorsWriter& w, const std::string& name, std::vector<int64_t> shape,
-               const std::vector<float>& v) {
+absl::Status AddFloats(SafetensorsWriter& w, const std::string& name, std::vector<int64_t> shape,
+                       const std::vector<float>& v) {
   std::vector<uint16_t> h(v.size());
   bool exact = true;
   for (size_t i = 0; i < v.size() && exact; ++i) {
     h[i] = FloatToHalf(v[i]);
     exact = HalfToFloat(h[i]) == v[i] || (std::isnan(v[i]) && std::isnan(HalfToFloat(h[i])));
   }
-  if (exact) {
-    w.Add(name, "F16", std::move(shape), h.data(), h.size() * 2);
-  } else {
-    w.Add(name, "F32", std::move(shape), v.data(), v.size() * 4);
-  }
+  if (exact) return w.Add(name, DType::kF16, std::move(shape), h.data(), h.size() * 2);
+  return w.Add(name, DType::kF32, std::move(shape), v.data(), v.size() * 4);
 }
 
 absl::Status CopyInto(const std::string& src, const std::string& dst) {
@@ -78,25 +75,28 @@ std::string TempDirFor(const std::string& dir) {
 }
 
 absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears) {
-  for (const PlainTensor& t : PlainTensors(model)) AddFloats(w, t.name, t.shape, *t.data);
+  for (const PlainTensor& t : PlainTensors(model)) SLQ_RETURN_IF_ERROR(AddFloats(w, t.name, t.shape, *t.data));
   for (const LinearSlot& s : model.LinearSlots()) {
     const LinearOp* op = s.op->get();
     if (op == nullptr) return absl::FailedPreconditionError(absl::StrCat("slot ", s.name, " is empty"));
-    if (const auto* q = dynamic_cast<const QuantizedLinear*>(op)) {
-      const QuantizedMatrix& m = q->matrix();
-      const int64_t wpr = static_cast<int64_t>(m.codes.size()) / m.rows;
-      const int64_t gpr = static_cast<int64_t>(m.scales.size()) / m.rows;
-      w.Add(s.name + ".codes", "U32", {m.rows, wpr}, m.codes.data(), m.codes.size() * 4);
-      w.Add(s.name + ".scales", "F16", {m.rows, gpr}, m.scales.data(), m.scales.size() * 2);
+    if (const PackedLinear* q = op->packed()) {
+      const kernels::PackedMatrixView& m = q->view;
+      const int64_t wpr = kernels::WordsPerRow(m.cols, m.bits);
+      const int64_t gpr = kernels::GroupsPerRow(m.cols, m.group_size);
+      const size_t ncodes = static_cast<size_t>(m.rows * wpr), ngroups = static_cast<size_t>(m.rows * gpr);
+      SLQ_RETURN_IF_ERROR(w.Add(s.name + ".codes", DType::kU32, {m.rows, wpr}, m.codes, ncodes * 4));
+      SLQ_RETURN_IF_ERROR(w.Add(s.name + ".scales", DType::kF16, {m.rows, gpr}, m.scales, ngroups * 2));
       // Symmetric zeros are a function of the scale (SymmetricZero): not stored.
-      if (!m.symmetric) w.Add(s.name + ".zeros", "F16", {m.rows, gpr}, m.zeros.data(), m.zeros.size() * 2);
+      if (!m.symmetric) {
+        SLQ_RETURN_IF_ERROR(w.Add(s.name + ".zeros", DType::kF16, {m.rows, gpr}, m.zeros, ngroups * 2));
+      }
       linears[s.name] = {{"kind", "packed"}, {"rows", m.rows}, {"cols", m.cols},
                          {"bits", m.bits}, {"group_size", m.group_size},
-                         {"symmetric", m.symmetric}, {"mse_clip", m.mse_clip},
-                         {"rotation_block", m.rotation.block}, {"rotation_seed", m.rotation.seed},
-                         {"grid", "uniform"}, {"bits_per_param", m.BitsPerParam()}};
+                         {"symmetric", m.symmetric}, {"mse_clip", q->mse_clip},
+                         {"rotation_block", q->rotation_block}, {"rotation_seed", q->rotation_seed},
+                         {"grid", "uniform"}, {"bits_per_param", q->bits_per_param}};
     } else if (const auto* d = dynamic_cast<const DenseLinear*>(op)) {
-      AddFloats(w, s.name + ".weight", {d->out_features(), d->in_features()}, d->weight());
+      SLQ_RETURN_IF_ERROR(AddFloats(w, s.name + ".weight", {d->out_features(), d->in_features()}, d->weight()));
       linears[s.name] = {{"kind", "dense"}, {"rows", d->out_features()}, {"cols", d->in_features()}};
     } else {
       return absl::UnimplementedError(absl::StrCat("slot ", s.name, ": op '", op->Describe(),
@@ -114,11 +114,11 @@ json DescribeLinears(Model& model) {
     const LinearOp* op = s.op->get();
     json e = {{"layer", s.layer}, {"params", op->in_features() * op->out_features()},
               {"op", op->Describe()}};
-    if (const auto* q = dynamic_cast<const QuantizedLinear*>(op)) {
-      const QuantizedMatrix& m = q->matrix();
+    if (const PackedLinear* q = op->packed()) {
+      const kernels::PackedMatrixView& m = q->view;
       e.update({{"quantized", true}, {"bits", m.bits}, {"group_size", m.group_size},
-                {"symmetric", m.symmetric}, {"rotation", m.rotation.enabled()},
-                {"mse_clip", m.mse_clip}, {"grid", "uniform"}, {"bits_per_param", m.BitsPerParam()}});
+                {"symmetric", m.symmetric}, {"rotation", q->rotation_block > 0},
+                {"mse_clip", q->mse_clip}, {"grid", "uniform"}, {"bits_per_param", q->bits_per_param}});
     } else {
       e.update({{"quantized", false}, {"bits_per_param", 16}});
     }

@@ -7,16 +7,16 @@
 #include "server/quant/artifact.h"
 #include "server/quant/model_config_json.h"
 #include "server/quant/quantized_linear.h"
-#include "server/quant/safetensors_io.h"
+#include "server/model/safetensors.h"
 
 namespace slq::quant {
 namespace {
 
 using nlohmann::json;
 
-absl::StatusOr<std::vector<float>> Floats(const RawSafetensors& st, const std::string& name,
+absl::StatusOr<std::vector<float>> Floats(const SafetensorsFile& st, const std::string& name,
                                           int64_t numel) {
-  const RawTensor* t = st.Find(name);
+  const TensorView* t = st.Find(name);
   if (t == nullptr) return absl::DataLossError(absl::StrCat("artifact weights lack tensor ", name));
   if (t->numel() != numel) {
     return absl::DataLossError(absl::StrCat("tensor ", name, " has ", t->numel(), " values, expected ", numel));
@@ -25,10 +25,10 @@ absl::StatusOr<std::vector<float>> Floats(const RawSafetensors& st, const std::s
 }
 
 template <typename T>
-absl::StatusOr<std::vector<T>> Raw(const RawSafetensors& st, const std::string& name,
+absl::StatusOr<std::vector<T>> Raw(const SafetensorsFile& st, const std::string& name,
                                    const std::string& dtype, int64_t numel) {
-  const RawTensor* t = st.Find(name);
-  if (t == nullptr || t->dtype != dtype || t->numel() != numel) {
+  const TensorView* t = st.Find(name);
+  if (t == nullptr || DTypeName(t->dtype) != dtype || t->numel() != numel || DTypeSize(t->dtype) != sizeof(T)) {
     return absl::DataLossError(absl::StrCat("artifact tensor ", name, " missing or not ", dtype,
                                             " with ", numel, " elements"));
   }
@@ -37,7 +37,7 @@ absl::StatusOr<std::vector<T>> Raw(const RawSafetensors& st, const std::string& 
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const RawSafetensors& st, const std::string& name,
+absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const SafetensorsFile& st, const std::string& name,
                                                      const json& info) {
   const int64_t rows = info.at("rows").get<int64_t>(), cols = info.at("cols").get<int64_t>();
   // Bounded before any product of them (a corrupt manifest must not overflow the sizes).
@@ -74,7 +74,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const RawSafetensors& st, c
   return std::unique_ptr<LinearOp>(std::make_unique<QuantizedLinear>(std::move(q)));
 }
 
-absl::Status FillPlain(const RawSafetensors& st, Model& m) {
+absl::Status FillPlain(const SafetensorsFile& st, Model& m) {
   const ModelConfig& c = m.config;
   SLQ_ASSIGN_OR_RETURN(m.embed, Floats(st, "model.embed_tokens.weight", c.vocab_size * c.hidden_size));
   SLQ_ASSIGN_OR_RETURN(m.final_norm, Floats(st, "model.norm.weight", c.hidden_size));
@@ -102,7 +102,10 @@ absl::Status FillPlain(const RawSafetensors& st, Model& m) {
 absl::StatusOr<LoadedArtifact> LoadArtifact(const std::string& dir) {
   LoadedArtifact out;
   SLQ_ASSIGN_OR_RETURN(out.manifest, ReadVerifiedManifest(dir));
-  SLQ_ASSIGN_OR_RETURN(RawSafetensors st, ReadSafetensors(dir + "/" + kWeightsName));
+  // The weights' checksum is verified above: a file that still does not parse is DataLoss.
+  absl::StatusOr<std::unique_ptr<SafetensorsFile>> weights = SafetensorsFile::Open(dir + "/" + kWeightsName);
+  if (!weights.ok()) return absl::DataLossError(weights.status().message());
+  const SafetensorsFile& st = **weights;
   auto m = std::make_unique<Model>();
   // Every manifest field is read inside the try: a corrupt manifest is DataLoss, never an
   // escaping json exception (found by fuzz/artifact_manifest_fuzz).

@@ -1,5 +1,6 @@
 #include "server/quant/artifact.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -9,7 +10,7 @@
 #include "server/model/forward.h"
 #include "server/model/model_loader.h"
 #include "server/quant/quantized_linear.h"
-#include "server/quant/safetensors_io.h"
+#include "server/model/safetensors.h"
 
 namespace slq::quant {
 namespace {
@@ -57,7 +58,7 @@ TEST(ArtifactTest, RoundTripsRealModelBitExactlyAndRefusesCorruption) {
   EXPECT_EQ(loaded->manifest["certificate"]["target"], "ear>=0.99");
   int packed = 0;
   for (LinearSlot& s : loaded->model->LinearSlots()) {
-    packed += dynamic_cast<const QuantizedLinear*>(s.op->get()) != nullptr;
+    packed += (*s.op)->packed() != nullptr;
   }
   EXPECT_EQ(packed, 14);
   const std::vector<int32_t> tokens = {1, 400, 52, 9, 300, 17, 1000, 5};
@@ -135,11 +136,11 @@ TEST(ArtifactTest, SymmetricLayersStoreNoZerosAndLoadBitExactly) {
   QuantizeAll(**model, 5, /*rotate=*/false, /*symmetric_mlp=*/true);
   const std::string dir = FreshDir("sym");
   ASSERT_TRUE(WriteArtifact(**model, dir, {}).ok());
-  auto st = ReadSafetensors(dir + "/weights.safetensors");
+  auto st = SafetensorsFile::Open(dir + "/weights.safetensors");
   ASSERT_TRUE(st.ok()) << st.status();
-  EXPECT_EQ(st->Find("model.layers.0.mlp.up_proj.zeros"), nullptr);
-  EXPECT_NE(st->Find("model.layers.0.mlp.up_proj.scales"), nullptr);
-  EXPECT_NE(st->Find("model.layers.0.self_attn.q_proj.zeros"), nullptr);
+  EXPECT_EQ((*st)->Find("model.layers.0.mlp.up_proj.zeros"), nullptr);
+  EXPECT_NE((*st)->Find("model.layers.0.mlp.up_proj.scales"), nullptr);
+  EXPECT_NE((*st)->Find("model.layers.0.self_attn.q_proj.zeros"), nullptr);
   auto loaded = LoadArtifact(dir);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   auto orig = (*model)->LinearSlots();
@@ -147,13 +148,20 @@ TEST(ArtifactTest, SymmetricLayersStoreNoZerosAndLoadBitExactly) {
   ASSERT_EQ(orig.size(), back.size());
   int sym = 0;
   for (size_t i = 0; i < orig.size(); ++i) {
-    const auto* a = dynamic_cast<const QuantizedLinear*>(orig[i].op->get());
-    const auto* b = dynamic_cast<const QuantizedLinear*>(back[i].op->get());
+    const PackedLinear* a = (*orig[i].op)->packed();
+    const PackedLinear* b = (*back[i].op)->packed();
     if (a == nullptr) continue;
     ASSERT_NE(b, nullptr);
-    EXPECT_EQ(a->matrix().zeros, b->matrix().zeros) << orig[i].name;
-    EXPECT_EQ(a->matrix().codes, b->matrix().codes) << orig[i].name;
-    sym += b->matrix().symmetric;
+    const kernels::PackedMatrixView &va = a->view, &vb = b->view;
+    ASSERT_EQ(va.rows, vb.rows);
+    ASSERT_EQ(va.cols, vb.cols);
+    ASSERT_EQ(va.bits, vb.bits);
+    ASSERT_EQ(va.group_size, vb.group_size);
+    const int64_t nz = va.rows * kernels::GroupsPerRow(va.cols, va.group_size);
+    const int64_t nc = va.rows * kernels::WordsPerRow(va.cols, va.bits);
+    EXPECT_TRUE(std::equal(va.zeros, va.zeros + nz, vb.zeros)) << orig[i].name;
+    EXPECT_TRUE(std::equal(va.codes, va.codes + nc, vb.codes)) << orig[i].name;
+    sym += vb.symmetric;
   }
   EXPECT_EQ(sym, 6);
   fs::remove_all(dir);

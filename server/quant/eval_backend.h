@@ -1,6 +1,6 @@
 // EvalBackend: where the pipeline's teacher-forced evaluations run (profiling, the closed loop,
 // held-out verification). The CPU backend runs slq::TeacherForcedLogits on the Model itself;
-// the GPU backend (server/gpu/gpu_eval_backend.h) keeps a dense fp16 mirror of the Model on
+// the GPU backend (server/quant/gpu_eval_backend.h, library slq_quant_gpu) keeps a dense fp16 mirror of the Model on
 // the device, the base logits of each sequence set in device memory, and computes the
 // per-position metrics there, so only a few numbers per position come back to the host.
 //

@@ -22,7 +22,7 @@ void PackRow(const uint8_t* codes, int64_t cols, int bits, uint32_t* words) {
 }
 
 void UnpackRow(const uint32_t* words, int64_t cols, int bits, uint8_t* out) {
-  for (int64_t j = 0; j < cols; ++j) out[j] = static_cast<uint8_t>(GetCode(words, j, bits));
+  for (int64_t j = 0; j < cols; ++j) out[j] = static_cast<uint8_t>(kernels::PackedCode(words, j, bits));
 }
 
 absl::StatusOr<std::vector<uint32_t>> PackCodes(const uint8_t* codes, int64_t rows, int64_t cols,

@@ -7,9 +7,17 @@
 
 #include "server/common/half.h"
 #include "server/model/worker_pool.h"
-#include "server/quant/packed_dot.h"
+#include "kernels/packed_dot.h"
 
 namespace slq::quant {
+
+QuantizedLinear::QuantizedLinear(QuantizedMatrix q) : q_(std::move(q)) {
+  packed_.view = q_.View();
+  packed_.mse_clip = q_.mse_clip;
+  packed_.rotation_block = q_.rotation.block;
+  packed_.rotation_seed = q_.rotation.seed;
+  packed_.bits_per_param = q_.BitsPerParam();
+}
 
 size_t QuantizedLinear::MemoryBytes() const {
   return q_.codes.size() * sizeof(uint32_t) + (q_.scales.size() + q_.zeros.size()) * sizeof(uint16_t);
@@ -39,7 +47,7 @@ void QuantizedLinear::Forward(const float* x, int64_t n, float* y) const {
     }
     const float* xs = xsum.data();
     pool.Run(out, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) y[r] = PackedRowDotFast(view, r, x, xs);
+      for (int64_t r = begin; r < end; ++r) y[r] = kernels::PackedRowDotFast(view, r, x, xs);
     });
     return;
   }
@@ -49,7 +57,7 @@ void QuantizedLinear::Forward(const float* x, int64_t n, float* y) const {
     scratch.resize(static_cast<size_t>(kTileRows * in));
     for (int64_t t = begin; t < end; ++t) {
       const int64_t r0 = t * kTileRows, nr = std::min(kTileRows, out - r0);
-      for (int64_t r = 0; r < nr; ++r) DequantRowFast(view, r0 + r, scratch.data() + r * in);
+      for (int64_t r = 0; r < nr; ++r) kernels::DequantRowFast(view, r0 + r, scratch.data() + r * in);
       // y[:, r0:r0+nr] = x [n, in] * scratch^T [in, nr]
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n),
                   static_cast<int>(nr), static_cast<int>(in), 1.0f, x, static_cast<int>(in),

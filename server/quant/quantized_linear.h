@@ -21,16 +21,19 @@ namespace slq::quant {
 class QuantizedLinear final : public LinearOp {
  public:
   static constexpr int64_t kTileRows = 64;
-  explicit QuantizedLinear(QuantizedMatrix q) : q_(std::move(q)) {}
+  explicit QuantizedLinear(QuantizedMatrix q);
   int64_t in_features() const override { return q_.cols; }
   int64_t out_features() const override { return q_.rows; }
   void Forward(const float* x, int64_t n, float* y) const override;
   size_t MemoryBytes() const override;
   std::string Describe() const override { return q_.Describe(); }
+  const PackedLinear* packed() const override { return &packed_; }
+  std::vector<float> WeightF32() const override { return DequantizeOriginalBasis(q_); }
   const QuantizedMatrix& matrix() const { return q_; }
 
  private:
   QuantizedMatrix q_;
+  PackedLinear packed_;  // views q_'s vectors
 };
 
 }  // namespace slq::quant

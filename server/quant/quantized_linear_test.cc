@@ -4,8 +4,8 @@
 #include <random>
 
 #include "gtest/gtest.h"
-#include "server/quant/cpu_dequant_matmul.h"
-#include "server/quant/packed_dot.h"
+#include "kernels/dequant_ref.h"
+#include "kernels/packed_dot.h"
 
 namespace slq::quant {
 namespace {
@@ -46,7 +46,7 @@ TEST(QuantizedLinearTest, MatchesReferenceForSingleAndBatchedInputs) {
       for (int64_t n : {1, 7}) {
         std::vector<float> x = Random(n * in, 99), y(n * out), yref(n * out);
         op.Forward(x.data(), n, y.data());
-        DequantMatmulCpu(op.matrix().View(), x.data(), n, yref.data());
+        ASSERT_EQ(kernels::DequantMatmulRef(op.matrix().View(), x.data(), n, yref.data()), "");
         const std::vector<double> exact = Naive(wd, out, in, x, n);
         for (int64_t i = 0; i < n * out; ++i) {
           const double tol = 1e-4 * (1 + std::fabs(exact[i]));
@@ -62,7 +62,7 @@ TEST(QuantizedLinearTest, MatchesReferenceForSingleAndBatchedInputs) {
 // bitwidth, aligned, ragged and per-row groups.
 TEST(QuantizedLinearTest, FastKernelsMatchScalarOracleOnEveryIsaAndBitwidth) {
   for (bool force_baseline : {false, true}) {
-    const bool prev = ForceBaselinePackedKernels(force_baseline);
+    const bool prev = kernels::ForceBaselinePackedKernels(force_baseline);
     for (int bits = 2; bits <= 8; ++bits) {
       for (int64_t g : {32, 64, 128, -1}) {
         for (int64_t in : {int64_t{256}, int64_t{200}, int64_t{45}}) {
@@ -76,23 +76,23 @@ TEST(QuantizedLinearTest, FastKernelsMatchScalarOracleOnEveryIsaAndBitwidth) {
           const kernels::PackedMatrixView v = q->View();
           std::vector<float> ref(in), fast(in);
           for (int64_t r = 0; r < out; ++r) {
-            DequantRow(v, r, ref.data());
-            DequantRowFast(v, r, fast.data());
+            kernels::DequantRow(v, r, ref.data());
+            kernels::DequantRowFast(v, r, fast.data());
             ASSERT_EQ(ref, fast) << "bits " << bits << " g " << g << " in " << in << " row " << r
-                                 << " isa " << PackedKernelIsa();
+                                 << " isa " << kernels::PackedKernelIsa();
           }
           QuantizedLinear op(std::move(*q));
           std::vector<float> x = Random(in, 3), y(out), yref(out);
           op.Forward(x.data(), 1, y.data());
-          DequantMatmulCpu(op.matrix().View(), x.data(), 1, yref.data());
+          ASSERT_EQ(kernels::DequantMatmulRef(op.matrix().View(), x.data(), 1, yref.data()), "");
           for (int64_t r = 0; r < out; ++r) {
             EXPECT_NEAR(y[r], yref[r], 1e-4 * (1 + std::fabs(yref[r])))
-                << "bits " << bits << " g " << g << " in " << in << " isa " << PackedKernelIsa();
+                << "bits " << bits << " g " << g << " in " << in << " isa " << kernels::PackedKernelIsa();
           }
         }
       }
     }
-    ForceBaselinePackedKernels(prev);
+    kernels::ForceBaselinePackedKernels(prev);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/dequant_ref.h"
 #include "server/common/half.h"
 #include "server/common/status_macros.h"
 #include "server/common/thread_pool.h"
@@ -97,6 +98,7 @@ kernels::PackedMatrixView QuantizedMatrix::View() const {
   v.codes = codes.data();
   v.scales = scales.data();
   v.zeros = zeros.data();
+  v.symmetric = symmetric;
   return v;
 }
 
@@ -206,13 +208,7 @@ namespace {
 
 // Row r of the dequantized matrix into out[cols]; original_basis: R^T applied (rotation).
 void DequantizeRow(const QuantizedMatrix& q, int64_t r, bool original_basis, float* out) {
-  const int64_t gpr = kernels::GroupsPerRow(q.cols, q.group_size);
-  const int64_t wpr = kernels::WordsPerRow(q.cols, q.bits);
-  const uint32_t* words = q.codes.data() + r * wpr;
-  for (int64_t j = 0; j < q.cols; ++j) {
-    const int64_t k = r * gpr + j / q.group_size;
-    out[j] = HalfToFloat(q.zeros[k]) + HalfToFloat(q.scales[k]) * static_cast<float>(GetCode(words, j, q.bits));
-  }
+  kernels::DequantRow(q.View(), r, out);  // the one slq-packed-v1 decoder
   if (!original_basis || !q.rotation.enabled()) return;
   // R = blockdiag(H D / sqrt(n)); R^T v = D H v / sqrt(n) (H symmetric, D diagonal).
   const float norm = 1.0f / std::sqrt(static_cast<float>(q.rotation.block));

@@ -7,7 +7,7 @@
 #include "server/common/half.h"
 #include "server/common/test_paths.h"
 #include "server/quant/packing.h"
-#include "server/quant/safetensors_io.h"
+#include "server/model/safetensors.h"
 
 namespace slq::quant {
 namespace {
@@ -156,10 +156,10 @@ TEST(QuantizerTest, RotationIsOrthogonalAndInvertedAtDequant) {
 // symmetric rounding-noise energy over the asymmetric one equals the gamma^2 of each group
 // weighted by its asymmetric noise (times the small (2^b-1)/(2^b-2) level-count factor).
 TEST(QuantizerTest, GammaSquaredLawOnRealWeights) {
-  auto st = ReadSafetensors(testing::ModelsDir() + "/tinystories-656k/model.safetensors");
+  auto st = SafetensorsFile::Open(testing::ModelsDir() + "/tinystories-656k/model.safetensors");
   ASSERT_TRUE(st.ok()) << st.status();
   int checked = 0;
-  for (const auto& [name, t] : st->tensors) {
+  for (const auto& [name, t] : (*st)->tensors()) {
     if (t.shape.size() != 2 || name.find("layers.") == std::string::npos) continue;
     const std::vector<float> w = *ToFloat32(t);
     const int64_t rows = t.shape[0], cols = t.shape[1], g = 64;

@@ -4,7 +4,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #if SLQ_HAVE_CUDA
-#include "server/gpu/gpu_eval_backend.h"
+#include "server/quant/gpu_eval_backend.h"
 #endif
 
 namespace slq {

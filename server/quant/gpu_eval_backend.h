@@ -1,5 +1,7 @@
 // The GPU EvalBackend (server/quant/eval_backend.h): profiling, the closed loop and held-out
-// verification of the quantization pipeline on one CUDA device.
+// verification of the quantization pipeline on one CUDA device. A quant-side adapter (library
+// slq_quant_gpu, CUDA builds only) over the device runtime server/gpu, which knows nothing of
+// server/quant: the dependency is quant -> gpu.
 //
 //   SLQ_ASSIGN_OR_RETURN(std::unique_ptr<quant::EvalBackend> e, MakeGpuEvalBackend(model));
 //   QuantizationSession::Open(options, progress, [](const Model& m) { return MakeGpuEvalBackend(m); });
@@ -15,8 +17,8 @@
 // between them on the real models); base and quantized are both measured on the GPU, so the
 // metrics compare like with like.
 // Thread safety: one thread at a time (an EvalBackend's contract).
-#ifndef SLQ_SERVER_GPU_GPU_EVAL_BACKEND_H_
-#define SLQ_SERVER_GPU_GPU_EVAL_BACKEND_H_
+#ifndef SLQ_SERVER_QUANT_GPU_EVAL_BACKEND_H_
+#define SLQ_SERVER_QUANT_GPU_EVAL_BACKEND_H_
 
 #include <cstdint>
 #include <memory>
@@ -41,4 +43,4 @@ struct GpuEvalOptions {
 
 }  // namespace slq::gpu
 
-#endif  // SLQ_SERVER_GPU_GPU_EVAL_BACKEND_H_
+#endif  // SLQ_SERVER_QUANT_GPU_EVAL_BACKEND_H_

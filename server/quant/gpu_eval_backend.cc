@@ -1,5 +1,5 @@
 // MakeGpuEvalBackend: see gpu_eval_backend.h.
-#include "server/gpu/gpu_eval_backend.h"
+#include "server/quant/gpu_eval_backend.h"
 
 #include <algorithm>
 #include <map>
@@ -13,8 +13,6 @@
 #include "server/gpu/gpu_eval_ops.h"
 #include "server/gpu/gpu_forward.h"
 #include "server/gpu/gpu_model_impl.h"
-#include "server/quant/quantized_linear.h"
-#include "server/quant/quantizer.h"
 
 namespace slq::gpu {
 namespace {
@@ -162,26 +160,26 @@ class GpuEvalBackend final : public quant::EvalBackend {
     if (&op == p.original) {
       SLQ_RETURN_IF_ERROR(CudaStatus(
           cudaMemcpyAsync(p.region(), p.backup.p, p.bytes(), cudaMemcpyDeviceToDevice, stream_), "restore weights"));
-    } else if (const auto* ql = dynamic_cast<const quant::QuantizedLinear*>(&op);
-               ql != nullptr && !ql->matrix().rotation.enabled()) {
-      const quant::QuantizedMatrix& q = ql->matrix();
-      const size_t cb = q.codes.size() * 4, sb = q.scales.size() * 2, zb = q.zeros.size() * 2;
+    } else if (const PackedLinear* pk = op.packed(); pk != nullptr && pk->rotation_block == 0) {
+      const kernels::PackedMatrixView& q = pk->view;
+      const size_t cb = static_cast<size_t>(q.rows * kernels::WordsPerRow(q.cols, q.bits)) * 4;
+      const size_t sb = static_cast<size_t>(q.rows * kernels::GroupsPerRow(q.cols, q.group_size)) * 2, zb = sb;
       SLQ_RETURN_IF_ERROR(staging_.Reserve(cb + sb + zb, "packed weights"));
       char* base = staging_.as<char>();
-      SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(base, q.codes.data(), cb, cudaMemcpyHostToDevice, stream_),
+      SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(base, q.codes, cb, cudaMemcpyHostToDevice, stream_),
                                      "upload codes"));
       SLQ_RETURN_IF_ERROR(CudaStatus(
-          cudaMemcpyAsync(base + cb, q.scales.data(), sb, cudaMemcpyHostToDevice, stream_), "upload scales"));
+          cudaMemcpyAsync(base + cb, q.scales, sb, cudaMemcpyHostToDevice, stream_), "upload scales"));
       SLQ_RETURN_IF_ERROR(CudaStatus(
-          cudaMemcpyAsync(base + cb + sb, q.zeros.data(), zb, cudaMemcpyHostToDevice, stream_), "upload zeros"));
+          cudaMemcpyAsync(base + cb + sb, q.zeros, zb, cudaMemcpyHostToDevice, stream_), "upload zeros"));
       DequantPackedToAct(reinterpret_cast<const uint32_t*>(base), reinterpret_cast<const uint16_t*>(base + cb),
                          reinterpret_cast<const uint16_t*>(base + cb + sb), q.rows, q.cols, q.bits, q.group_size,
                          p.region(), act, stream_);
     } else {
       std::vector<float> rotated;
       const std::vector<float>* w = nullptr;
-      if (ql != nullptr) {
-        rotated = quant::DequantizeOriginalBasis(ql->matrix());
+      if (pk != nullptr) {
+        rotated = op.WeightF32();  // dequantized, rotation undone
         w = &rotated;
       } else if (const auto* dl = dynamic_cast<const DenseLinear*>(&op)) {
         w = &dl->weight();

@@ -15,7 +15,7 @@
 #include "gtest/gtest.h"
 #include "server/common/file_util.h"
 #include "server/common/test_paths.h"
-#include "server/gpu/gpu_eval_backend.h"
+#include "server/quant/gpu_eval_backend.h"
 #include "server/model/model_loader.h"
 #include "server/model/tokenizer/tokenizer.h"
 #include "server/quant/eval_data.h"

@@ -1,4 +1,5 @@
-// Fast CPU kernels over slq-packed-v1 rows (kernels/packed_matrix.h) for QuantizedLinear:
+// Fast CPU kernels over slq-packed-v1 rows (kernels/packed_matrix.h) for QuantizedLinear
+// (server/quant/quantized_linear.h):
 // a packed-row dot product (decode, batch 1) and a row dequantization (batched path).
 //
 //   float y = PackedRowDotFast(view, r, x, xsum);   // xsum[k] = sum of x over group k
@@ -11,26 +12,26 @@
 // mask, convert, FMA) is chosen at run time when the CPU has it (__builtin_cpu_supports);
 // otherwise the baseline (SSE2) build runs, so any x86-64 (and other architectures) stay
 // correct. Ragged tails (groups not a multiple of 32 codes) use the scalar code path. The
-// scalar oracle stays DequantRow / DequantMatmulCpu (cpu_dequant_matmul.h); results differ from
+// scalar oracle is DequantRow / DequantMatmulRef (kernels/dequant_ref.h); results differ from
 // it only by float summation order (and FMA contraction in the AVX2 build).
 // Thread safety: pure functions.
-#ifndef SLQ_SERVER_QUANT_PACKED_DOT_H_
-#define SLQ_SERVER_QUANT_PACKED_DOT_H_
+#ifndef SLQ_KERNELS_PACKED_DOT_H_
+#define SLQ_KERNELS_PACKED_DOT_H_
 
 #include <cstdint>
 
 #include "kernels/packed_matrix.h"
 
-namespace slq::quant {
+namespace slq::kernels {
 
-float PackedRowDotFast(const kernels::PackedMatrixView& v, int64_t r, const float* x, const float* xsum);
-void DequantRowFast(const kernels::PackedMatrixView& v, int64_t r, float* out);
+float PackedRowDotFast(const PackedMatrixView& v, int64_t r, const float* x, const float* xsum);
+void DequantRowFast(const PackedMatrixView& v, int64_t r, float* out);
 
 // Which build runs: "avx2" or "baseline" (for benchmarks and logs).
 const char* PackedKernelIsa();
 // Forces the baseline build (tests compare both); returns the previous setting.
 bool ForceBaselinePackedKernels(bool force);
 
-}  // namespace slq::quant
+}  // namespace slq::kernels
 
-#endif  // SLQ_SERVER_QUANT_PACKED_DOT_H_
+#endif  // SLQ_KERNELS_PACKED_DOT_H_

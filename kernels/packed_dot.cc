@@ -1,7 +1,7 @@
 // Bitwidth-specialised unpack + dot / dequant kernels (see packed_dot.h). Compiled at -O3
 // (CMakeLists.txt) so the baseline build's 8-lane loops vectorise; the AVX2 build uses
 // intrinsics (8 codes per 64-bit broadcast + per-lane variable shifts).
-#include "server/quant/packed_dot.h"
+#include "kernels/packed_dot.h"
 
 #include <algorithm>
 #include <atomic>
@@ -12,12 +12,9 @@
 #endif
 
 #include "server/common/half.h"
-#include "server/quant/packing.h"
 
-namespace slq::quant {
+namespace slq::kernels {
 namespace {
-
-using kernels::PackedMatrixView;
 
 // 32 codes of B bits from B words (block-aligned: code 0 starts at bit 0 of w[0]).
 template <int B>
@@ -35,8 +32,8 @@ template <int B>
 template <int B>
 [[gnu::always_inline]] inline float RowDot(const PackedMatrixView& v, int64_t r, const float* x,
                                            const float* xsum) {
-  const int64_t g = v.group_size, cols = v.cols, gpr = kernels::GroupsPerRow(cols, g);
-  const uint32_t* words = v.codes + r * kernels::WordsPerRow(cols, B);
+  const int64_t g = v.group_size, cols = v.cols, gpr = GroupsPerRow(cols, g);
+  const uint32_t* words = v.codes + r * WordsPerRow(cols, B);
   const uint16_t* sc = v.scales + r * gpr;
   const uint16_t* zr = v.zeros + r * gpr;
   alignas(32) float buf[32];
@@ -53,7 +50,7 @@ template <int B>
       }
     }
     float qx = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-    for (; j < j1; ++j) qx += static_cast<float>(GetCode(words, j, B)) * x[j];
+    for (; j < j1; ++j) qx += static_cast<float>(PackedCode(words, j, B)) * x[j];
     acc += HalfToFloat(sc[k]) * qx + HalfToFloat(zr[k]) * xsum[k];
   }
   return acc;
@@ -61,8 +58,8 @@ template <int B>
 
 template <int B>
 [[gnu::always_inline]] inline void Dequant(const PackedMatrixView& v, int64_t r, float* out) {
-  const int64_t g = v.group_size, cols = v.cols, gpr = kernels::GroupsPerRow(cols, g);
-  const uint32_t* words = v.codes + r * kernels::WordsPerRow(cols, B);
+  const int64_t g = v.group_size, cols = v.cols, gpr = GroupsPerRow(cols, g);
+  const uint32_t* words = v.codes + r * WordsPerRow(cols, B);
   alignas(32) float buf[32];
   for (int64_t k = 0; k < gpr; ++k) {
     const int64_t j0 = k * g, j1 = std::min(cols, j0 + g);
@@ -75,7 +72,7 @@ template <int B>
         for (int l = 0; l < 32; ++l) out[j + l] = m + s * buf[l];
       }
     }
-    for (; j < j1; ++j) out[j] = m + s * static_cast<float>(GetCode(words, j, B));
+    for (; j < j1; ++j) out[j] = m + s * static_cast<float>(PackedCode(words, j, B));
   }
 }
 
@@ -131,10 +128,10 @@ template <int B>
 template <int B>
 [[gnu::always_inline, gnu::target("avx2,fma")]] inline float RowDotAvx2(const PackedMatrixView& v, int64_t r,
                                                                       const float* x, const float* xsum) {
-  const int64_t g = v.group_size, cols = v.cols, gpr = kernels::GroupsPerRow(cols, g);
-  const uint32_t* words = v.codes + r * kernels::WordsPerRow(cols, B);
+  const int64_t g = v.group_size, cols = v.cols, gpr = GroupsPerRow(cols, g);
+  const uint32_t* words = v.codes + r * WordsPerRow(cols, B);
   const uint8_t* bytes = reinterpret_cast<const uint8_t*>(words);
-  const uint8_t* end = bytes + 4 * kernels::WordsPerRow(cols, B);
+  const uint8_t* end = bytes + 4 * WordsPerRow(cols, B);
   const uint16_t* sc = v.scales + r * gpr;
   const uint16_t* zr = v.zeros + r * gpr;
   float acc = 0.0f;
@@ -152,7 +149,7 @@ template <int B>
       }
     }
     float qx = HSum(_mm256_add_ps(a0, a1));
-    for (; j < j1; ++j) qx += static_cast<float>(GetCode(words, j, B)) * x[j];
+    for (; j < j1; ++j) qx += static_cast<float>(PackedCode(words, j, B)) * x[j];
     acc += HalfToFloat(sc[k]) * qx + HalfToFloat(zr[k]) * xsum[k];
   }
   return acc;
@@ -161,10 +158,10 @@ template <int B>
 template <int B>
 [[gnu::always_inline, gnu::target("avx2,fma")]] inline void DequantAvx2Bits(const PackedMatrixView& v, int64_t r,
                                                                            float* out) {
-  const int64_t g = v.group_size, cols = v.cols, gpr = kernels::GroupsPerRow(cols, g);
-  const uint32_t* words = v.codes + r * kernels::WordsPerRow(cols, B);
+  const int64_t g = v.group_size, cols = v.cols, gpr = GroupsPerRow(cols, g);
+  const uint32_t* words = v.codes + r * WordsPerRow(cols, B);
   const uint8_t* bytes = reinterpret_cast<const uint8_t*>(words);
-  const uint8_t* end = bytes + 4 * kernels::WordsPerRow(cols, B);
+  const uint8_t* end = bytes + 4 * WordsPerRow(cols, B);
   for (int64_t k = 0; k < gpr; ++k) {
     const int64_t j0 = k * g, j1 = std::min(cols, j0 + g);
     const float s = HalfToFloat(v.scales[r * gpr + k]), m = HalfToFloat(v.zeros[r * gpr + k]);
@@ -174,7 +171,7 @@ template <int B>
       // s * code is exact in fp32 (11-bit x 8-bit mantissas), so the FMA rounds like m + s * code.
       for (; j + 8 <= j1; j += 8) _mm256_storeu_ps(out + j, _mm256_fmadd_ps(Codes8<B>(bytes + (j >> 3) * B, end), vs, vm));
     }
-    for (; j < j1; ++j) out[j] = m + s * static_cast<float>(GetCode(words, j, B));
+    for (; j < j1; ++j) out[j] = m + s * static_cast<float>(PackedCode(words, j, B));
   }
 }
 
@@ -219,4 +216,4 @@ const char* PackedKernelIsa() { return UseAvx2() ? "avx2" : "baseline"; }
 
 bool ForceBaselinePackedKernels(bool force) { return g_force_baseline.exchange(force); }
 
-}  // namespace slq::quant
+}  // namespace slq::kernels
