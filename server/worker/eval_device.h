@@ -5,7 +5,7 @@
 //   QuantizationSession::Open(options, progress, f);   // chosen: "cpu" or "cuda:0"
 //
 // "cpu": the CPU forward pass (a null factory). "cuda" / "cuda:N": the GPU EvalBackend
-// (server/gpu/gpu_eval_backend.h) on device N (0 by default; CUDA_VISIBLE_DEVICES decides
+// (server/quant/gpu_eval_backend.h) on device N (0 by default; CUDA_VISIBLE_DEVICES decides
 // which physical GPU that is). "auto": cuda:0 when this build has CUDA and a GPU is usable,
 // else cpu. FailedPrecondition for "cuda" without CUDA support or without a GPU,
 // InvalidArgument for anything else.
