@@ -453,7 +453,7 @@ std::string RunCommand(const std::string& cmd) {
 std::vector<int32_t> LlamaCppTokenize(const std::string& bin, const std::string& gguf, const std::string& text) {
   const std::string in = TempDir("tok_in") + ".txt";
   std::ofstream(in, std::ios::binary) << text;
-  std::string out = RunCommand(bin + " -m " + gguf + " -f " + in + " --ids --log-disable 2>/dev/null");
+  std::string out = RunCommand("timeout 60 " + bin + " -m " + gguf + " -f " + in + " --ids --log-disable 2>/dev/null");
   fs::remove(in);
   std::vector<int32_t> ids;
   const size_t open = out.rfind('['), close = out.rfind(']');
@@ -524,7 +524,7 @@ TEST(ExportGgufTest, LlamaCppGeneratesLikeSlq) {
     ids.push_back(static_cast<int32_t>(std::max_element(last, last + a->model->config.vocab_size) - last));
   }
   const std::string want = (*tok)->Decode(std::span<const int32_t>(ids).subspan(prompt));
-  const std::string got = RunCommand(bin + " -m " + out + " -n 32 'Once upon a time' 2>/dev/null");
+  const std::string got = RunCommand("timeout 120 " + bin + " -m " + out + " -n 32 'Once upon a time' 2>/dev/null");
   EXPECT_NE(got.find(want), std::string::npos) << "llama.cpp: " << got << "\nslq: " << want;
   fs::remove(out);
   fs::remove_all(artifact);

@@ -40,7 +40,7 @@ elif command -v llama-simple > /dev/null 2>&1; then
 fi
 if [ -n "$LLAMA_SIMPLE" ]; then
   # llama-simple is greedy; it prints the prompt's pieces (BOS included) then the continuation.
-  l=$("$LLAMA_SIMPLE" -m "$STATE/a4.gguf" -n 32 "Once upon a time" 2>"$STATE/llama.err" || true)
+  l=$(timeout 120 "$LLAMA_SIMPLE" -m "$STATE/a4.gguf" -n 32 "Once upon a time" 2>"$STATE/llama.err" || true)
   s=$("$SLQ" generate "$STATE/a4" "Once upon a time" -n 32 2>/dev/null)
   check "llama.cpp loads the GGUF (tokenizer metadata included) and generates" test -n "$l"
   check "llama.cpp's greedy 32 tokens equal slq's" test -n "$s" -a "${l%"$s"}" != "$l"
