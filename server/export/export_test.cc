@@ -1,18 +1,23 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <span>
+#include <sstream>
 
 #include "server/common/half.h"
 #include "server/common/test_paths.h"
 #include "server/export/gguf_export.h"
+#include "server/export/gguf_tokenizer.h"
 #include "server/export/hf_export.h"
 #include "server/model/forward.h"
 #include "server/model/model_loader.h"
+#include "server/model/tokenizer/tokenizer.h"
 #include "server/quant/artifact.h"
 #include "server/quant/quantized_linear.h"
 #include "server/quant/quantizer.h"
@@ -150,6 +155,8 @@ struct GgufFile {
   uint32_t version = 0;
   std::map<std::string, std::string> strings;
   std::map<std::string, double> numbers;
+  std::map<std::string, std::vector<std::string>> string_arrays;
+  std::map<std::string, std::vector<double>> number_arrays;
   std::map<std::string, GgufTensor> tensors;
   std::string data;  // the data section
 };
@@ -178,10 +185,34 @@ GgufFile ReadGguf(const std::string& path) {
       g.strings[key] = str();
     } else if (type == 4) {
       g.numbers[key] = u32();
+    } else if (type == 5) {
+      int32_t v;
+      take(&v, 4);
+      g.numbers[key] = v;
     } else if (type == 6) {
       float v;
       take(&v, 4);
       g.numbers[key] = v;
+    } else if (type == 7) {
+      uint8_t v;
+      take(&v, 1);
+      g.numbers[key] = v;
+    } else if (type == 9) {
+      const uint32_t et = u32();
+      const uint64_t n = u64();
+      for (uint64_t e = 0; e < n; ++e) {
+        if (et == 8) {
+          g.string_arrays[key].push_back(str());
+        } else if (et == 5 || et == 6) {
+          int32_t iv;
+          float fv;
+          take(et == 5 ? static_cast<void*>(&iv) : static_cast<void*>(&fv), 4);
+          g.number_arrays[key].push_back(et == 5 ? iv : fv);
+        } else {
+          ADD_FAILURE() << "unexpected array type " << et << " for " << key;
+          return g;
+        }
+      }
     } else {
       ADD_FAILURE() << "unexpected metadata type " << type << " for " << key;
       return g;
@@ -260,6 +291,25 @@ TEST(ExportGgufTest, HeaderTensorTableAndExactWeights) {
   EXPECT_EQ(g.numbers["llama.block_count"], c.num_layers);
   EXPECT_EQ(g.numbers["llama.embedding_length"], c.hidden_size);
   EXPECT_EQ(g.numbers["llama.attention.head_count_kv"], c.num_kv_heads);
+  // Tokenizer metadata, parsed back: tinystories-656k is SentencePiece-style (byte-fallback BPE).
+  EXPECT_EQ(g.strings["tokenizer.ggml.model"], "llama");
+  EXPECT_EQ(g.strings.count("tokenizer.ggml.pre"), 0u);
+  const std::vector<std::string>& toks = g.string_arrays["tokenizer.ggml.tokens"];
+  ASSERT_EQ(toks.size(), static_cast<size_t>(c.vocab_size));
+  EXPECT_EQ(toks[0], "<unk>");
+  EXPECT_EQ(toks[1], "<|start_story|>");
+  EXPECT_EQ(toks[2], "<|end_story|>");
+  EXPECT_EQ(g.number_arrays["tokenizer.ggml.scores"].size(), toks.size());
+  ASSERT_EQ(g.number_arrays["tokenizer.ggml.token_type"].size(), toks.size());
+  EXPECT_EQ(g.number_arrays["tokenizer.ggml.token_type"][0], kUnknown);
+  EXPECT_EQ(g.number_arrays["tokenizer.ggml.token_type"][1], kControl);
+  EXPECT_EQ(g.numbers["tokenizer.ggml.bos_token_id"], 1);
+  EXPECT_EQ(g.numbers["tokenizer.ggml.eos_token_id"], 2);
+  EXPECT_EQ(g.numbers["tokenizer.ggml.unknown_token_id"], 0);
+  EXPECT_EQ(g.numbers["tokenizer.ggml.add_bos_token"], 1);
+  EXPECT_EQ(g.numbers["tokenizer.ggml.add_eos_token"], 0);
+  EXPECT_EQ(g.numbers["tokenizer.ggml.add_space_prefix"], 1);
+  EXPECT_EQ(g.string_arrays.count("tokenizer.ggml.merges"), 0u);
   // Embeddings, 2 norms per layer, the final norm, 7 linears per layer; the tied head is not stored.
   EXPECT_EQ(g.tensors.size(), 1 + 2 * c.num_layers + 1 + 7 * c.num_layers);
   EXPECT_EQ(g.tensors.count("output.weight"), 0u);
@@ -308,12 +358,176 @@ TEST(ExportGgufTest, RefusesNamingTheFirstLayerWithoutAnExactType) {
   fs::remove_all(artifact);
 }
 
-TEST(ExportGgufTest, LlamaCppLoadsTheFile) {
-  const char* bin = std::getenv("SLQ_LLAMA_CPP_BIN");
-  if (bin == nullptr || !fs::exists(bin)) {
-    GTEST_SKIP() << "no llama.cpp binary (set SLQ_LLAMA_CPP_BIN to llama-cli): loading in llama.cpp not tested";
+TEST(GgufTokenizerTest, ByteFallbackBpeIsLlamaWithMergeRankScores) {
+  auto t = GgufTokenizerFromDir(testing::ModelsDir() + "/tinystories-656k", 2048);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->model, "llama");
+  ASSERT_EQ(t->tokens.size(), 2048u);
+  ASSERT_EQ(t->scores.size(), 2048u);
+  EXPECT_TRUE(t->merges.empty());
+  // merges[0] = "e ▁", merges[1] = "d ▁": earlier merges score higher (llama.cpp merges best score first).
+  auto id = [&](const std::string& s) { return std::find(t->tokens.begin(), t->tokens.end(), s) - t->tokens.begin(); };
+  ASSERT_LT(id("e\u2581"), 2048);
+  ASSERT_LT(id("d\u2581"), 2048);
+  EXPECT_GT(t->scores[id("e\u2581")], t->scores[id("d\u2581")]);
+  EXPECT_EQ(t->token_types[0], kUnknown);
+  EXPECT_EQ(t->token_types[1], kControl);
+  EXPECT_EQ(t->token_types[id("e\u2581")], kNormal);
+  EXPECT_EQ(t->bos, 1);
+  EXPECT_EQ(t->eos, 2);
+  EXPECT_EQ(t->unk, 0);
+  EXPECT_EQ(t->pad, 0);
+  EXPECT_EQ(t->add_bos, true);
+  EXPECT_EQ(t->add_eos, false);
+  EXPECT_EQ(t->add_space_prefix, true);
+  // A larger embedding than the vocab: padded with unused tokens; a smaller one is refused.
+  auto padded = GgufTokenizerFromDir(testing::ModelsDir() + "/tinystories-656k", 2050);
+  ASSERT_TRUE(padded.ok()) << padded.status();
+  EXPECT_EQ(padded->tokens[2049], "[PAD2049]");
+  EXPECT_EQ(padded->token_types[2049], kUnused);
+  EXPECT_EQ(GgufTokenizerFromDir(testing::ModelsDir() + "/tinystories-656k", 1000).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(GgufTokenizerTest, ByteLevelBpeIsGpt2WithMergesAndPre) {
+  auto t = GgufTokenizerFromDir(testing::ModelsDir() + "/docs-19m", 8192);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->model, "gpt2");
+  EXPECT_EQ(t->pre, "gpt-2");  // ByteLevel(use_regex) = GPT-2's split regex
+  EXPECT_TRUE(t->scores.empty());
+  ASSERT_EQ(t->merges.size(), 7933u);
+  EXPECT_EQ(t->merges[0], "\u0120 \u0120");  // ["Ġ", "Ġ"]
+  EXPECT_EQ(t->tokens[1], "<s>");
+  EXPECT_EQ(t->token_types[1], kControl);
+  EXPECT_EQ(t->bos, 1);
+  EXPECT_EQ(t->eos, 2);
+  EXPECT_EQ(t->add_bos, true);  // from the TemplateProcessing post-processor
+  EXPECT_EQ(t->add_eos, false);
+  EXPECT_FALSE(t->add_space_prefix.has_value());
+}
+
+TEST(GgufTokenizerTest, RefusesWhatLlamaCppCannotTokenize) {
+  const std::string dir = TempDir("tok_unigram");
+  fs::create_directories(dir);
+  std::ofstream(fs::path(dir) / "tokenizer.json") << R"({"model": {"type": "Unigram", "vocab": [["a", -1.0]]}})";
+  auto t = GgufTokenizerFromDir(dir, 1);
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(t.status().message().find("'Unigram'"), std::string::npos) << t.status();
+  fs::remove_all(dir);
+  EXPECT_EQ(GgufTokenizerFromDir(dir, 1).status().code(), absl::StatusCode::kInvalidArgument);  // no tokenizer.json
+}
+
+TEST(ExportGgufTest, RefusesAnArtifactWithoutATokenizer) {
+  const std::string artifact = MakeArtifact("gguf_notok");
+  fs::remove(fs::path(artifact) / "tokenizer.json");
+  const std::string out = TempDir("gguf_notok_out") + ".gguf";
+  absl::Status s = ExportGguf(artifact, out);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("tokenizer"), std::string::npos) << s;
+  std::cout << s << "\n";
+  EXPECT_FALSE(fs::exists(out));
+  fs::remove_all(artifact);
+}
+
+// ---- llama.cpp itself, when its tools are at hand ------------------------------------------
+
+std::string LlamaCppBin(const std::string& tool) {
+  const char* dir = std::getenv("SLQ_LLAMA_CPP_BIN_DIR");
+  if (dir == nullptr) return "";
+  const fs::path p = fs::path(dir) / tool;
+  return fs::exists(p) ? p.string() : "";
+}
+
+std::string RunCommand(const std::string& cmd) {
+  std::string out;
+  FILE* f = popen(cmd.c_str(), "r");
+  if (f == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  pclose(f);
+  return out;
+}
+
+// llama-tokenize's ids for `text` (its --ids output "[1, 2, 3]").
+std::vector<int32_t> LlamaCppTokenize(const std::string& bin, const std::string& gguf, const std::string& text) {
+  const std::string in = TempDir("tok_in") + ".txt";
+  std::ofstream(in, std::ios::binary) << text;
+  std::string out = RunCommand("timeout 60 " + bin + " -m " + gguf + " -f " + in + " --ids --log-disable 2>/dev/null");
+  fs::remove(in);
+  std::vector<int32_t> ids;
+  const size_t open = out.rfind('['), close = out.rfind(']');
+  if (open == std::string::npos || close == std::string::npos || close < open) return ids;
+  std::stringstream ss(out.substr(open + 1, close - open - 1));
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    const long v = std::strtol(item.c_str(), &end, 10);
+    if (end != item.c_str()) ids.push_back(static_cast<int32_t>(v));
   }
-  GTEST_SKIP() << "slq export writes no tokenizer.ggml.* metadata yet, which llama.cpp needs to run a model";
+  return ids;
+}
+
+// Tokenization in llama.cpp vs slq's tokenizer (which matches HF tokenizers): a few fixed
+// strings exactly, and the agreement over validation lines reported. SLQ_EXPORT_EXTRA_GGUF
+// (FILE.gguf=TOKENIZER_DIR) adds an already exported file (e.g. docs-19m).
+TEST(ExportGgufTest, LlamaCppTokenizesLikeSlq) {
+  const std::string bin = LlamaCppBin("llama-tokenize");
+  if (bin.empty()) GTEST_SKIP() << "no llama-tokenize in SLQ_LLAMA_CPP_BIN_DIR: llama.cpp tokenization not compared";
+  const std::string artifact = MakeArtifact("gguf_tok");
+  const std::string out = TempDir("gguf_tok_out") + ".gguf";
+  ASSERT_TRUE(ExportGguf(artifact, out).ok());
+  std::vector<std::pair<std::string, std::string>> files = {{out, artifact}};
+  if (const char* extra = std::getenv("SLQ_EXPORT_EXTRA_GGUF")) {
+    const std::string e = extra;
+    files.push_back({e.substr(0, e.find('=')), e.substr(e.find('=') + 1)});
+  }
+  std::vector<std::string> lines;
+  for (const char* data : {"tinystories-valid-part1.txt", "debian-docs-val-part1.txt"}) {
+    std::ifstream f(testing::SharedDir() + "/data/" + data);
+    std::string line;
+    for (int i = 0; i < 100 && std::getline(f, line);) {
+      if (!line.empty()) lines.push_back(line), ++i;
+    }
+  }
+  for (const auto& [gguf, dir] : files) {
+    auto tok = Tokenizer::FromHfDir(dir);
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    for (const std::string s : {"Once upon a time", "The little dog", "Hello world", "The kernel"}) {
+      EXPECT_EQ(LlamaCppTokenize(bin, gguf, s), (*tok)->Encode(s)) << gguf << ": '" << s << "'";
+    }
+    int same = 0;
+    for (const std::string& l : lines) same += LlamaCppTokenize(bin, gguf, l) == (*tok)->Encode(l);
+    std::cout << gguf << ": llama.cpp tokenizes " << same << " of " << lines.size() << " lines exactly as slq\n";
+  }
+  fs::remove(out);
+  fs::remove_all(artifact);
+}
+
+// llama.cpp loads the file and its greedy continuation equals slq's (token by token for 32 tokens).
+TEST(ExportGgufTest, LlamaCppGeneratesLikeSlq) {
+  const std::string bin = LlamaCppBin("llama-simple");
+  if (bin.empty()) GTEST_SKIP() << "no llama-simple in SLQ_LLAMA_CPP_BIN_DIR: loading in llama.cpp not tested";
+  const std::string artifact = MakeArtifact("gguf_gen");
+  const std::string out = TempDir("gguf_gen_out") + ".gguf";
+  ASSERT_TRUE(ExportGguf(artifact, out).ok());
+  auto a = quant::LoadArtifact(artifact);
+  ASSERT_TRUE(a.ok());
+  auto tok = Tokenizer::FromHfDir(artifact);
+  ASSERT_TRUE(tok.ok());
+  std::vector<int32_t> ids = (*tok)->Encode("Once upon a time");
+  const size_t prompt = ids.size();
+  for (int i = 0; i < 32; ++i) {
+    auto logits = TeacherForcedLogits(*a->model, ids);
+    ASSERT_TRUE(logits.ok());
+    const float* last = logits->data() + logits->size() - a->model->config.vocab_size;
+    ids.push_back(static_cast<int32_t>(std::max_element(last, last + a->model->config.vocab_size) - last));
+  }
+  const std::string want = (*tok)->Decode(std::span<const int32_t>(ids).subspan(prompt));
+  const std::string got = RunCommand("timeout 120 " + bin + " -m " + out + " -n 32 'Once upon a time' 2>/dev/null");
+  EXPECT_NE(got.find(want), std::string::npos) << "llama.cpp: " << got << "\nslq: " << want;
+  fs::remove(out);
+  fs::remove_all(artifact);
 }
 
 }  // namespace

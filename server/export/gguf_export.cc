@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/half.h"
 #include "server/common/status_macros.h"
+#include "server/export/gguf_tokenizer.h"
 #include "server/export/hf_export.h"
 #include "server/quant/artifact.h"
 #include "server/quant/quantized_linear.h"
@@ -18,7 +19,7 @@ namespace {
 
 constexpr uint32_t kGgufVersion = 3;
 constexpr uint64_t kAlignment = 32;
-enum GgufValueType : uint32_t { kU32 = 4, kF32 = 6, kString = 8 };
+enum GgufValueType : uint32_t { kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7, kString = 8, kArray = 9 };
 
 void PutU32(std::string* o, uint32_t v) { o->append(reinterpret_cast<const char*>(&v), 4); }
 void PutU64(std::string* o, uint64_t v) { o->append(reinterpret_cast<const char*>(&v), 8); }
@@ -48,6 +49,24 @@ class GgufWriter {
     PutU32(&kv_, kString);
     PutStr(&kv_, v);
     ++n_kv_;
+  }
+  void KvBool(const std::string& k, bool v) {
+    PutStr(&kv_, k);
+    PutU32(&kv_, kBool);
+    kv_.push_back(v ? 1 : 0);
+    ++n_kv_;
+  }
+  void KvStrings(const std::string& k, const std::vector<std::string>& v) {
+    ArrayHead(k, kString, v.size());
+    for (const std::string& s : v) PutStr(&kv_, s);
+  }
+  void KvF32s(const std::string& k, const std::vector<float>& v) {
+    ArrayHead(k, kF32, v.size());
+    for (float x : v) PutF32(&kv_, x);
+  }
+  void KvI32s(const std::string& k, const std::vector<int32_t>& v) {
+    ArrayHead(k, kI32, v.size());
+    for (int32_t x : v) PutU32(&kv_, static_cast<uint32_t>(x));
   }
   // ne: ggml order (ne[0] = the contiguous dimension).
   void Tensor(std::string name, std::vector<uint64_t> ne, GgmlType type, std::string data) {
@@ -89,6 +108,13 @@ class GgufWriter {
   }
 
  private:
+  void ArrayHead(const std::string& k, GgufValueType type, size_t n) {
+    PutStr(&kv_, k);
+    PutU32(&kv_, kArray);
+    PutU32(&kv_, type);
+    PutU64(&kv_, n);
+    ++n_kv_;
+  }
   struct T {
     std::string name;
     std::vector<uint64_t> ne;
@@ -217,6 +243,11 @@ absl::Status ExportGguf(const std::string& artifact_dir, const std::string& out_
   }
 
   // First pass: refuse before writing anything.
+  absl::StatusOr<GgufTokenizer> tok = GgufTokenizerFromDir(artifact_dir, c.vocab_size);
+  if (!tok.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("the artifact's tokenizer cannot be written as GGUF metadata: ",
+                                                   tok.status().message(), ". Export it with --format hf instead."));
+  }
   struct Planned {
     std::string name;
     const LinearOp* op;
@@ -256,6 +287,24 @@ absl::Status ExportGguf(const std::string& artifact_dir, const std::string& out_
   w.KvF32(arch + ".rope.freq_base", static_cast<float>(c.rope_theta));
   w.KvF32(arch + ".attention.layer_norm_rms_epsilon", static_cast<float>(c.rms_norm_eps));
   w.KvU32(arch + ".vocab_size", static_cast<uint32_t>(c.vocab_size));
+
+  w.KvStr("tokenizer.ggml.model", tok->model);
+  if (!tok->pre.empty()) w.KvStr("tokenizer.ggml.pre", tok->pre);
+  w.KvStrings("tokenizer.ggml.tokens", tok->tokens);
+  if (!tok->scores.empty()) w.KvF32s("tokenizer.ggml.scores", tok->scores);
+  w.KvI32s("tokenizer.ggml.token_type", tok->token_types);
+  if (!tok->merges.empty()) w.KvStrings("tokenizer.ggml.merges", tok->merges);
+  auto id = [&](const char* key, const std::optional<int32_t>& v) {
+    if (v) w.KvU32(absl::StrCat("tokenizer.ggml.", key), static_cast<uint32_t>(*v));
+  };
+  id("bos_token_id", tok->bos);
+  id("eos_token_id", tok->eos);
+  id("unknown_token_id", tok->unk);
+  id("padding_token_id", tok->pad);
+  if (tok->add_bos) w.KvBool("tokenizer.ggml.add_bos_token", *tok->add_bos);
+  if (tok->add_eos) w.KvBool("tokenizer.ggml.add_eos_token", *tok->add_eos);
+  if (tok->add_space_prefix) w.KvBool("tokenizer.ggml.add_space_prefix", *tok->add_space_prefix);
+  if (!tok->chat_template.empty()) w.KvStr("tokenizer.chat_template", tok->chat_template);
 
   const uint64_t H = static_cast<uint64_t>(c.hidden_size);
   w.Tensor("token_embd.weight", {H, static_cast<uint64_t>(c.vocab_size)}, DenseType(m.embed),

@@ -11,8 +11,9 @@
 // Anything else (other bit widths or group sizes, Hadamard rotation, asymmetric 8-bit, a
 // symmetric 8-bit group whose fp16 zero is not exactly -127*s) has no exact GGUF type:
 // InvalidArgument naming the first such layer and why. Tensor names and metadata follow
-// llama.cpp's "llama" architecture (q/k rows in its interleaved RoPE order). Tokenizer metadata
-// (tokenizer.ggml.*) is not written: llama.cpp needs it to run the file (see docs/API.md).
+// llama.cpp's "llama" architecture (q/k rows in its interleaved RoPE order). The tokenizer goes in
+// as tokenizer.ggml.* metadata (gguf_tokenizer.h); an artifact whose tokenizer llama.cpp cannot
+// express is refused the same way, before anything is written.
 // Thread safety: reentrant.
 #ifndef SLQ_SERVER_EXPORT_GGUF_EXPORT_H_
 #define SLQ_SERVER_EXPORT_GGUF_EXPORT_H_

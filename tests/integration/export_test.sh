@@ -2,8 +2,10 @@
 # `slq export` end to end with the offline CLI: quantize tinystories-656k (uniform 4-bit, group
 # 32: every layer has an exact GGUF type), export it as a Hugging Face folder (the exported
 # folder generates the artifact's greedy text) and as GGUF; an 8-bit asymmetric artifact is
-# refused for GGUF with the layer named. (Exactness of the GGUF weights and the HF logits:
-# slq_export_test.)
+# refused for GGUF with the layer named. When llama.cpp's llama-simple is found
+# ($SLQ_LLAMA_CPP_BIN_DIR, else PATH), it loads the GGUF and its greedy continuation must equal
+# slq's; skipped otherwise (CI has no llama.cpp). (Exactness of the GGUF weights, the tokenizer
+# metadata and the HF logits: slq_export_test.)
 source "$(dirname "$0")/lib.sh"
 SLQ=$SLQ_BUILD_DIR/server/main/slq
 MODEL=$SHARED/models/tinystories-656k
@@ -30,9 +32,20 @@ expect_exit "GGUF refused for 8-bit asymmetric layers" 2 "$SLQ" export "$STATE/a
 check "the refusal names the first layer and the alternative" \
   grep -q 'layer model.layers.0.self_attn.q_proj (q8 g32 asym) has no exact GGUF type.*--format hf' "$STATE/last.err"
 check "nothing written on refusal" test ! -e "$STATE/a8.gguf"
-if command -v llama-cli > /dev/null 2>&1; then
-  echo "SKIP: llama-cli found, but slq export writes no tokenizer.ggml.* metadata yet (llama.cpp needs it)"
+LLAMA_SIMPLE=""
+if [ -n "${SLQ_LLAMA_CPP_BIN_DIR:-}" ] && [ -x "$SLQ_LLAMA_CPP_BIN_DIR/llama-simple" ]; then
+  LLAMA_SIMPLE=$SLQ_LLAMA_CPP_BIN_DIR/llama-simple
+elif command -v llama-simple > /dev/null 2>&1; then
+  LLAMA_SIMPLE=$(command -v llama-simple)
+fi
+if [ -n "$LLAMA_SIMPLE" ]; then
+  # llama-simple is greedy; it prints the prompt's pieces (BOS included) then the continuation.
+  l=$(timeout 120 "$LLAMA_SIMPLE" -m "$STATE/a4.gguf" -n 32 "Once upon a time" 2>"$STATE/llama.err" || true)
+  s=$("$SLQ" generate "$STATE/a4" "Once upon a time" -n 32 2>/dev/null)
+  check "llama.cpp loads the GGUF (tokenizer metadata included) and generates" test -n "$l"
+  check "llama.cpp's greedy 32 tokens equal slq's" test -n "$s" -a "${l%"$s"}" != "$l"
+  [ "${l%"$s"}" != "$l" ] || { echo "llama.cpp: $l"; echo "slq:       $s"; tail -5 "$STATE/llama.err"; }
 else
-  echo "SKIP: no llama.cpp binary (llama-cli) on PATH: loading the GGUF file in llama.cpp not tested"
+  echo "SKIP: no llama.cpp llama-simple (set SLQ_LLAMA_CPP_BIN_DIR or put it on PATH): loading the GGUF in llama.cpp not tested"
 fi
 summary
