@@ -328,10 +328,11 @@ TEST(ExportGgufTest, HeaderTensorTableAndExactWeights) {
     const std::string gname = "blk." + std::to_string(slot.layer) + "." + names.at(rest) + ".weight";
     ASSERT_EQ(g.tensors.count(gname), 1u) << gname;
     const GgufTensor& t = g.tensors[gname];
-    const auto& q = dynamic_cast<const quant::QuantizedLinear&>(*slot.op).matrix();
+    ASSERT_NE(slot.op->packed(), nullptr) << gname;
+    const kernels::PackedMatrixView& q = slot.op->packed()->view;
     EXPECT_EQ(t.ne, (std::vector<uint64_t>{static_cast<uint64_t>(q.cols), static_cast<uint64_t>(q.rows)})) << gname;
     EXPECT_EQ(t.type, q.bits == 4 ? 3u : q.bits == 5 ? 7u : 8u) << gname;  // Q4_1, Q5_1, Q8_0
-    std::vector<float> want = quant::DequantizeOriginalBasis(q);
+    std::vector<float> want = slot.op->WeightF32();
     if (rest == "self_attn.q_proj" || rest == "self_attn.k_proj") {  // llama.cpp's interleaved RoPE order
       std::vector<int64_t> order = RopeRowOrder(rest == "self_attn.q_proj" ? c.num_heads : c.num_kv_heads, c.head_dim, true);
       std::vector<float> p(want.size());

@@ -11,8 +11,8 @@
 #include "server/export/gguf_tokenizer.h"
 #include "server/export/hf_export.h"
 #include "server/quant/artifact.h"
-#include "server/quant/quantized_linear.h"
-#include "server/quant/quantizer.h"
+#include "kernels/packed_matrix.h"
+#include "server/model/linear.h"
 
 namespace slq::exporter {
 namespace {
@@ -126,16 +126,10 @@ class GgufWriter {
   std::vector<T> tensors_;
 };
 
-uint32_t CodeAt(const uint32_t* words, int64_t j, int bits) {
-  const int64_t bit = j * bits;
-  uint64_t w = words[bit / 32];
-  if ((bit % 32) + bits > 32) w |= static_cast<uint64_t>(words[bit / 32 + 1]) << 32;
-  return static_cast<uint32_t>((w >> (bit % 32)) & ((1u << bits) - 1));
-}
-
 // The exact GGUF type of a quantized matrix, or why there is none.
-absl::StatusOr<GgmlType> ExactType(const quant::QuantizedMatrix& q) {
-  if (q.rotation.enabled()) return absl::InvalidArgumentError("it is Hadamard-rotated (no GGUF type rotates)");
+absl::StatusOr<GgmlType> ExactType(const PackedLinear& p) {
+  const kernels::PackedMatrixView& q = p.view;
+  if (p.rotation_block > 0) return absl::InvalidArgumentError("it is Hadamard-rotated (no GGUF type rotates)");
   if (q.group_size != 32 || q.cols % 32 != 0) {
     return absl::InvalidArgumentError(absl::StrCat("its group size is ", q.group_size, " over ", q.cols,
                                                    " columns; GGUF's exact types need groups of 32"));
@@ -154,7 +148,7 @@ absl::StatusOr<GgmlType> ExactType(const quant::QuantizedMatrix& q) {
     const int64_t wpr = kernels::WordsPerRow(q.cols, 8);
     for (int64_t r = 0; r < q.rows; ++r) {
       for (int64_t j = 0; j < q.cols; ++j) {
-        if (CodeAt(q.codes.data() + r * wpr, j, 8) > 254) {
+        if (kernels::PackedCode(q.codes + r * wpr, j, 8) > 254) {
           return absl::InvalidArgumentError("it is 8-bit symmetric with a code of 255 (q - 127 = 128 is outside int8)");
         }
       }
@@ -167,14 +161,14 @@ absl::StatusOr<GgmlType> ExactType(const quant::QuantizedMatrix& q) {
 }
 
 // Blocks of the rows of q in `order`, as llama.cpp lays them out.
-std::string EncodeBlocks(const quant::QuantizedMatrix& q, GgmlType type, const std::vector<int64_t>& order) {
+std::string EncodeBlocks(const kernels::PackedMatrixView& q, GgmlType type, const std::vector<int64_t>& order) {
   const int64_t wpr = kernels::WordsPerRow(q.cols, q.bits), gpr = q.cols / 32;
   std::string out;
   uint32_t c[32];
   for (int64_t r : order) {
-    const uint32_t* words = q.codes.data() + r * wpr;
+    const uint32_t* words = q.codes + r * wpr;
     for (int64_t b = 0; b < gpr; ++b) {
-      for (int j = 0; j < 32; ++j) c[j] = CodeAt(words, b * 32 + j, q.bits);
+      for (int j = 0; j < 32; ++j) c[j] = kernels::PackedCode(words, b * 32 + j, q.bits);
       PutU16(&out, q.scales[r * gpr + b]);
       if (type == GgmlType::kQ8_0) {
         for (int j = 0; j < 32; ++j) out.push_back(static_cast<char>(static_cast<int8_t>(static_cast<int>(c[j]) - 127)));
@@ -258,10 +252,10 @@ absl::Status ExportGguf(const std::string& artifact_dir, const std::string& out_
     if (s.name == "lm_head" && c.tie_word_embeddings) {
       if (auto* d = dynamic_cast<const DenseLinear*>(s.op); d && d->weight() == m.embed) continue;
     }
-    if (auto* q = dynamic_cast<const quant::QuantizedLinear*>(s.op)) {
-      absl::StatusOr<GgmlType> t = ExactType(q->matrix());
+    if (const PackedLinear* q = s.op->packed()) {
+      absl::StatusOr<GgmlType> t = ExactType(*q);
       if (!t.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("layer ", s.name, " (", q->matrix().Describe(),
+        return absl::InvalidArgumentError(absl::StrCat("layer ", s.name, " (", s.op->Describe(),
                                                        ") has no exact GGUF type: ", t.status().message(),
                                                        ". Export it with --format hf instead."));
       }
@@ -317,8 +311,8 @@ absl::Status ExportGguf(const std::string& artifact_dir, const std::string& out_
     if (permute_qk && (is_q || is_k)) order = RopeRowOrder(is_q ? c.num_heads : c.num_kv_heads, c.head_dim, true);
     const std::string name = GgufLinearName(p.name) + ".weight";
     const std::vector<uint64_t> ne = {static_cast<uint64_t>(cols), static_cast<uint64_t>(rows)};
-    if (auto* q = dynamic_cast<const quant::QuantizedLinear*>(p.op)) {
-      w.Tensor(name, ne, p.type, EncodeBlocks(q->matrix(), p.type, order));
+    if (const PackedLinear* q = p.op->packed()) {
+      w.Tensor(name, ne, p.type, EncodeBlocks(q->view, p.type, order));
     } else {
       std::vector<float> wt = LinearWeights(*p.op), permuted(wt.size());
       for (int64_t r = 0; r < rows; ++r) std::copy_n(wt.begin() + order[r] * cols, cols, permuted.begin() + r * cols);

@@ -9,7 +9,6 @@
 #include "server/common/status_macros.h"
 #include "server/model/safetensors_writer.h"
 #include "server/quant/artifact.h"
-#include "server/quant/quantized_linear.h"
 
 namespace slq::exporter {
 namespace fs = std::filesystem;
@@ -70,20 +69,7 @@ std::vector<int64_t> RopeRowOrder(int64_t heads, int64_t head_dim, bool inverse)
   return order;
 }
 
-std::vector<float> LinearWeights(const LinearOp& op) {
-  if (auto* q = dynamic_cast<const quant::QuantizedLinear*>(&op)) return quant::DequantizeOriginalBasis(q->matrix());
-  if (auto* d = dynamic_cast<const DenseLinear*>(&op)) return d->weight();
-  // Any other op: recover W by multiplying the identity (exact for a linear map up to fp32 sums of one term).
-  const int64_t in = op.in_features(), out = op.out_features();
-  std::vector<float> eye(static_cast<size_t>(in * in), 0.0f), y(static_cast<size_t>(in * out));
-  for (int64_t i = 0; i < in; ++i) eye[i * in + i] = 1.0f;
-  op.Forward(eye.data(), in, y.data());  // y [in, out] = W^T
-  std::vector<float> w(static_cast<size_t>(in * out));
-  for (int64_t i = 0; i < in; ++i) {
-    for (int64_t o = 0; o < out; ++o) w[o * in + i] = y[i * out + o];
-  }
-  return w;
-}
+std::vector<float> LinearWeights(const LinearOp& op) { return op.WeightF32(); }
 
 json HfConfigJson(const ModelConfig& c, const std::string& torch_dtype) {
   const std::string arch = c.architecture == "llama2.c" || c.architecture.empty() ? "LlamaForCausalLM" : c.architecture;
