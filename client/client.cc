@@ -88,18 +88,17 @@ absl::Status Client::CheckHealth() const {
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;
-  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status s) {
-                   std::lock_guard<std::mutex> l(mu);
-                   status = std::move(s);
-                   done = true;
-                   cv.notify_one();
-                 });
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    std::lock_guard<std::mutex> l(mu);
+    status = std::move(s);
+    done = true;
+    cv.notify_one();
+  });
   std::unique_lock<std::mutex> l(mu);
   cv.wait(l, [&] { return done; });
   if (!status.ok()) {
-    return absl::UnavailableError(absl::StrCat("health check of ", options_.server, " failed: ",
-                                               status.error_message()));
+    return absl::UnavailableError(
+        absl::StrCat("health check of ", options_.server, " failed: ", status.error_message()));
   }
   std::vector<grpc::Slice> slices;
   (void)response.Dump(&slices);

@@ -25,10 +25,10 @@ namespace slq::client {
 
 struct ClientOptions {
   std::string server = "127.0.0.1:7070";
-  std::string token_file;   // bearer token (also SLQ_TOKEN env, see slqctl)
-  std::string token;        // explicit token (wins over token_file)
-  std::string tls_ca;       // PEM CA: use TLS and verify the server with it
-  std::string tls_cert;     // client certificate for mTLS
+  std::string token_file;  // bearer token (also SLQ_TOKEN env, see slqctl)
+  std::string token;       // explicit token (wins over token_file)
+  std::string tls_ca;      // PEM CA: use TLS and verify the server with it
+  std::string tls_cert;    // client certificate for mTLS
   std::string tls_key;
   std::string tls_server_name;  // override the name checked in the server certificate
   double timeout_seconds = 30;  // deadline for unary calls; streams have none by default
@@ -48,8 +48,7 @@ class Client {
   // One unary call with auth and the unary deadline (or none: with_deadline = false), e.g.
   //   grpc::Status s = c.Call(c.jobs(), &JobService::Stub::GetJob, req, &resp);
   template <typename Stub, typename Request, typename Response>
-  grpc::Status Call(Stub& stub,
-                    grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+  grpc::Status Call(Stub& stub, grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
                     const Request& request, Response* response, bool with_deadline = true) const {
     grpc::ClientContext ctx;
     Prepare(&ctx, with_deadline);

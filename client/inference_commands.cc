@@ -75,8 +75,8 @@ void AddGenerate(CLI::App& app, const GlobalOptions& g, Handler* selected) {
       if (o->stats) {
         double decode = usage.total_seconds() - usage.ttft_seconds();
         std::cerr << absl::StrFormat(
-            "[%d prompt + %d generated tokens, TTFT %.1f ms, %.1f tokens/s decode, finish %s]\n",
-            usage.prompt_tokens(), usage.generated_tokens(), usage.ttft_seconds() * 1e3,
+            "[%d prompt + %d generated tokens, TTFT %.1f ms, %.1f tokens/s decode, finish %s]\n", usage.prompt_tokens(),
+            usage.generated_tokens(), usage.ttft_seconds() * 1e3,
             decode > 0 ? (usage.generated_tokens() - 1) / decode : 0.0, slq::v1::FinishReason_Name(finish));
       }
       return int{kExitOk};

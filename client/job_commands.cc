@@ -22,17 +22,19 @@ using slq::v1::JobState;
 
 int ExitForFinishedJob(const slq::v1::Job& job) {
   switch (job.state()) {
-    case slq::v1::JOB_STATE_FAILED: return kExitJobFailed;
-    case slq::v1::JOB_STATE_CANCELLED: return kExitJobCancelled;
+    case slq::v1::JOB_STATE_FAILED:
+      return kExitJobFailed;
+    case slq::v1::JOB_STATE_CANCELLED:
+      return kExitJobCancelled;
     case slq::v1::JOB_STATE_SUCCEEDED:
       return job.has_certificate() && !job.certificate().target_met() ? kExitTargetNotMet : kExitOk;
-    default: return kExitOk;
+    default:
+      return kExitOk;
   }
 }
 
 bool Terminal(JobState s) {
-  return s == slq::v1::JOB_STATE_SUCCEEDED || s == slq::v1::JOB_STATE_FAILED ||
-         s == slq::v1::JOB_STATE_CANCELLED;
+  return s == slq::v1::JOB_STATE_SUCCEEDED || s == slq::v1::JOB_STATE_FAILED || s == slq::v1::JOB_STATE_CANCELLED;
 }
 
 // Streams WatchJob until the job ends; reconnects (resuming from the last sequence) if the
@@ -159,9 +161,8 @@ void AddWatchGetCancel(CLI::App& app, const GlobalOptions& g, Handler* selected)
   CLI::App* w = app.add_subcommand("watch", "Stream a job's progress until it ends");
   w->add_option("job", *id, "Job id")->required();
   w->add_option("--after", *after, "Resume after this event sequence number");
-  w->callback([&g, id, after, selected] {
-    *selected = [&g, id, after](Client& c) { return Watch(c, *id, g.json, *after); };
-  });
+  w->callback(
+      [&g, id, after, selected] { *selected = [&g, id, after](Client& c) { return Watch(c, *id, g.json, *after); }; });
 
   auto gid = std::make_shared<std::string>();
   CLI::App* get = app.add_subcommand("get", "Show a job (and its certificate once verified)");
@@ -227,8 +228,8 @@ void AddList(CLI::App& app, const GlobalOptions& g, Handler* selected) {
         req.set_state(st);
       }
       if (!g.json) {
-        std::cout << absl::StrFormat("%-21s %-10s %-8s %5s  %-12s %s\n", "JOB", "STATE", "STAGE", "PROG",
-                                     "TARGET", "MODEL");
+        std::cout << absl::StrFormat("%-21s %-10s %-8s %5s  %-12s %s\n", "JOB", "STATE", "STAGE", "PROG", "TARGET",
+                                     "MODEL");
       }
       do {
         slq::v1::ListJobsResponse resp;
@@ -239,8 +240,8 @@ void AddList(CLI::App& app, const GlobalOptions& g, Handler* selected) {
             std::cout << ToJson(j) << std::endl;
           } else {
             std::cout << absl::StrFormat("%-21s %-10s %-8s %4.0f%%  %-12s %s\n", j.id(), JobStateName(j.state()),
-                                         JobStageName(j.stage()), j.progress() * 100,
-                                         FormatTarget(j.spec().target()), j.spec().model_uri());
+                                         JobStageName(j.stage()), j.progress() * 100, FormatTarget(j.spec().target()),
+                                         j.spec().model_uri());
           }
         }
         req.set_page_token(resp.next_page_token());
@@ -310,7 +311,9 @@ void AddArtifacts(CLI::App& app, const GlobalOptions& g, Handler* selected) {
       slq::v1::ListArtifactsResponse resp;
       grpc::Status s = c.Call(c.jobs(), &JobStub::ListArtifacts, req, &resp);
       if (!s.ok()) return ReportRpcError(s, "artifacts");
-      if (!g.json) std::cout << absl::StrFormat("%-16s %-21s %6s %-6s %9s  %s\n", "ARTIFACT", "JOB", "BITS", "MET", "MiB", "MODEL");
+      if (!g.json)
+        std::cout << absl::StrFormat("%-16s %-21s %6s %-6s %9s  %s\n", "ARTIFACT", "JOB", "BITS", "MET", "MiB",
+                                     "MODEL");
       for (const auto& a : resp.artifacts()) {
         if (g.json) {
           std::cout << ToJson(a) << std::endl;
@@ -352,9 +355,8 @@ void AddArtifacts(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   CLI::App* dl = app.add_subcommand("download", "Download an artifact (sha256-checked)");
   dl->add_option("id", *did, "Artifact id")->required();
   dl->add_option("--out,-o", *out, "Output directory")->required();
-  dl->callback([&g, did, out, selected] {
-    *selected = [&g, did, out](Client& c) { return Download(c, *did, *out, g.json); };
-  });
+  dl->callback(
+      [&g, did, out, selected] { *selected = [&g, did, out](Client& c) { return Download(c, *did, *out, g.json); }; });
 }
 
 }  // namespace

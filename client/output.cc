@@ -12,10 +12,11 @@
 namespace slq::client {
 
 int ReportRpcError(const grpc::Status& status, const std::string& what) {
-  static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-                                 "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-                                 "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  static const char* kNames[] = {
+      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+      "DATA_LOSS", "UNAUTHENTICATED"};
   int code = status.error_code();
   const char* name = (code >= 0 && code <= 16) ? kNames[code] : "?";
   std::cerr << "error: " << what << ": " << name << ": " << status.error_message() << "\n";
@@ -64,12 +65,16 @@ std::string JobStageName(slq::v1::JobStage s) {
 
 std::string FormatTarget(const slq::v1::FidelityTarget& t) {
   switch (t.target_case()) {
-    case slq::v1::FidelityTarget::kMinEar: return absl::StrFormat("ear>=%g", t.min_ear());
-    case slq::v1::FidelityTarget::kMaxKl: return absl::StrFormat("kl<=%g", t.max_kl());
-    case slq::v1::FidelityTarget::kMaxAvgBits: return absl::StrFormat("bits<=%g", t.max_avg_bits());
+    case slq::v1::FidelityTarget::kMinEar:
+      return absl::StrFormat("ear>=%g", t.min_ear());
+    case slq::v1::FidelityTarget::kMaxKl:
+      return absl::StrFormat("kl<=%g", t.max_kl());
+    case slq::v1::FidelityTarget::kMaxAvgBits:
+      return absl::StrFormat("bits<=%g", t.max_avg_bits());
     case slq::v1::FidelityTarget::kTaskLosslessKl:
       return t.task_lossless_kl() == 0.01 ? "tl" : absl::StrFormat("tl<=%g", t.task_lossless_kl());
-    default: return "(none)";
+    default:
+      return "(none)";
   }
 }
 
@@ -98,8 +103,8 @@ void PrintCertificate(const slq::v1::Certificate& c) {
   std::cout << "certificate:\n"
             << "  source:      " << c.source_model() << " (sha256 " << c.source_sha256().substr(0, 12) << ")\n"
             << "  target:      " << FormatTarget(c.target()) << "  -> " << (c.target_met() ? "MET" : "NOT MET") << "\n"
-            << absl::StrFormat("  avg bits:    %.3f (quantized layers), %.3f (whole model)\n",
-                               c.avg_bits_quantized(), c.avg_bits_model())
+            << absl::StrFormat("  avg bits:    %.3f (quantized layers), %.3f (whole model)\n", c.avg_bits_quantized(),
+                               c.avg_bits_model())
             << "  EAR:         " << iv(c.ear(), 5) << "\n"
             << "  KL:          " << iv(c.kl(), 5) << " nats/token\n"
             << "  top-1 flip:  " << iv(c.flip_rate(), 4) << "\n"

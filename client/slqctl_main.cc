@@ -11,7 +11,8 @@ int main(int argc, char** argv) {
   CLI::App app{"slqctl: quantize models to a fidelity target and stream generations (slq-server client)"};
   app.require_subcommand(1);
   app.add_option("--server,-s", g.client.server, "slq-server address host:port")
-      ->envname("SLQ_SERVER")->capture_default_str();
+      ->envname("SLQ_SERVER")
+      ->capture_default_str();
   app.add_option("--token-file", g.client.token_file, "File with the bearer token")->envname("SLQ_TOKEN_FILE");
   app.add_option("--tls-ca", g.client.tls_ca, "CA certificate (PEM): connect with TLS")->envname("SLQ_TLS_CA");
   app.add_option("--tls-cert", g.client.tls_cert, "Client certificate for mTLS")->envname("SLQ_TLS_CERT");

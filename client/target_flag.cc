@@ -11,10 +11,18 @@ absl::StatusOr<slq::v1::FidelityTarget> ParseTargetFlag(const std::string& raw) 
   if (!t.ok()) return t.status();
   slq::v1::FidelityTarget p;
   switch (t->kind) {
-    case spec::Target::Kind::kEar: p.set_min_ear(t->value); break;
-    case spec::Target::Kind::kKl: p.set_max_kl(t->value); break;
-    case spec::Target::Kind::kBits: p.set_max_avg_bits(t->value); break;
-    case spec::Target::Kind::kTaskLossless: p.set_task_lossless_kl(t->value); break;
+    case spec::Target::Kind::kEar:
+      p.set_min_ear(t->value);
+      break;
+    case spec::Target::Kind::kKl:
+      p.set_max_kl(t->value);
+      break;
+    case spec::Target::Kind::kBits:
+      p.set_max_avg_bits(t->value);
+      break;
+    case spec::Target::Kind::kTaskLossless:
+      p.set_task_lossless_kl(t->value);
+      break;
   }
   return p;
 }

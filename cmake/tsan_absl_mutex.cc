@@ -33,8 +33,7 @@ Fn Real(const char* mangled) {
   return reinterpret_cast<Fn>(p);
 }
 
-#define SLQ_REAL(type, mangled)                       \
-  static const auto real = Real<type>(mangled);
+#define SLQ_REAL(type, mangled) static const auto real = Real<type>(mangled);
 
 // Abseil evaluates a waiter's Condition while holding the lock, inside LockWhen/Await (where
 // it may then drop the lock internally to block) and also on the thread that unlocks. The
@@ -183,8 +182,7 @@ bool CondVar::WaitWithTimeout(Mutex* mu, absl::Duration timeout) {
   return ok;
 }
 bool CondVar::WaitWithDeadline(Mutex* mu, absl::Time deadline) {
-  SLQ_REAL(bool (*)(CondVar*, Mutex*, absl::Time),
-           "_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE");
+  SLQ_REAL(bool (*)(CondVar*, Mutex*, absl::Time), "_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE");
   __tsan_release(mu);
   const bool ok = real(this, mu, deadline);
   __tsan_acquire(mu);

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "fuzz/fuzz_util.h"
+#include "google/protobuf/stubs/logging.h"
 #include "server/api/auth.h"
 #include "server/api/inference_service.h"
 #include "server/api/job_service.h"
@@ -27,7 +28,6 @@
 #include "server/jobs/sqlite_job_store.h"
 #include "server/model/sampler.h"
 #include "server/scheduler/scheduler.h"
-#include "google/protobuf/stubs/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace {
@@ -54,7 +54,9 @@ void Check(const grpc::Status& s) {
   }
 }
 
-void Check(const absl::Status& s) { Check(grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()))); }
+void Check(const absl::Status& s) {
+  Check(grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message())));
+}
 
 template <typename Req>
 bool Parse(const uint8_t* data, size_t size, Req* req) {
@@ -96,8 +98,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   w->scheduler = std::make_unique<slq::Scheduler>(w->store.get(), w->artifacts.get(), nullptr);
   slq::api::JobServiceOptions o;
   o.validate_model_uri = [](const std::string& uri) { return slq::ParseModelUri(uri).status(); };
-  w->jobs = std::make_unique<slq::api::JobServiceImpl>(w->store.get(), w->artifacts.get(), w->scheduler.get(),
-                                                       nullptr, o);
+  w->jobs =
+      std::make_unique<slq::api::JobServiceImpl>(w->store.get(), w->artifacts.get(), w->scheduler.get(), nullptr, o);
   slq::api::WorkerServiceOptions wo;
   wo.max_lease_wait_seconds = 0;
   w->workers = std::make_unique<slq::api::WorkerServiceImpl>(w->store.get(), w->scheduler.get(), wo);
@@ -113,16 +115,36 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using S = slq::api::JobServiceImpl;
   using W = slq::api::WorkerServiceImpl;
   switch (kind) {
-    case 0: Unary<v1::SubmitJobRequest, v1::SubmitJobResponse>(data, size, &S::SubmitJob); break;
-    case 1: Unary<v1::GetJobRequest, v1::GetJobResponse>(data, size, &S::GetJob); break;
-    case 2: Unary<v1::ListJobsRequest, v1::ListJobsResponse>(data, size, &S::ListJobs); break;
-    case 3: Unary<v1::CancelJobRequest, v1::CancelJobResponse>(data, size, &S::CancelJob); break;
-    case 4: Unary<v1::ListArtifactsRequest, v1::ListArtifactsResponse>(data, size, &S::ListArtifacts); break;
-    case 5: Unary<v1::GetArtifactRequest, v1::GetArtifactResponse>(data, size, &S::GetArtifact); break;
-    case 6: WorkerUnary<v1::RegisterWorkerRequest, v1::RegisterWorkerResponse>(data, size, &W::RegisterWorker); break;
-    case 7: WorkerUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(data, size, &W::LeaseTask); break;
-    case 8: WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(data, size, &W::Heartbeat); break;
-    case 9: WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(data, size, &W::CompleteTask); break;
+    case 0:
+      Unary<v1::SubmitJobRequest, v1::SubmitJobResponse>(data, size, &S::SubmitJob);
+      break;
+    case 1:
+      Unary<v1::GetJobRequest, v1::GetJobResponse>(data, size, &S::GetJob);
+      break;
+    case 2:
+      Unary<v1::ListJobsRequest, v1::ListJobsResponse>(data, size, &S::ListJobs);
+      break;
+    case 3:
+      Unary<v1::CancelJobRequest, v1::CancelJobResponse>(data, size, &S::CancelJob);
+      break;
+    case 4:
+      Unary<v1::ListArtifactsRequest, v1::ListArtifactsResponse>(data, size, &S::ListArtifacts);
+      break;
+    case 5:
+      Unary<v1::GetArtifactRequest, v1::GetArtifactResponse>(data, size, &S::GetArtifact);
+      break;
+    case 6:
+      WorkerUnary<v1::RegisterWorkerRequest, v1::RegisterWorkerResponse>(data, size, &W::RegisterWorker);
+      break;
+    case 7:
+      WorkerUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(data, size, &W::LeaseTask);
+      break;
+    case 8:
+      WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(data, size, &W::Heartbeat);
+      break;
+    case 9:
+      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(data, size, &W::CompleteTask);
+      break;
     case 10: {
       v1::GenerateRequest req;
       if (!Parse(data, size, &req)) return 0;

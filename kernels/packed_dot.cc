@@ -30,8 +30,7 @@ template <int B>
 }
 
 template <int B>
-[[gnu::always_inline]] inline float RowDot(const PackedMatrixView& v, int64_t r, const float* x,
-                                           const float* xsum) {
+[[gnu::always_inline]] inline float RowDot(const PackedMatrixView& v, int64_t r, const float* x, const float* xsum) {
   const int64_t g = v.group_size, cols = v.cols, gpr = GroupsPerRow(cols, g);
   const uint32_t* words = v.codes + r * WordsPerRow(cols, B);
   const uint16_t* sc = v.scales + r * gpr;
@@ -76,22 +75,27 @@ template <int B>
   }
 }
 
-#define SLQ_BITS_SWITCH(CALL)                 \
-  switch (v.bits) {                           \
-    case 2: return CALL(2);                   \
-    case 3: return CALL(3);                   \
-    case 4: return CALL(4);                   \
-    case 5: return CALL(5);                   \
-    case 6: return CALL(6);                   \
-    case 7: return CALL(7);                   \
-    default: return CALL(8);                  \
+#define SLQ_BITS_SWITCH(CALL) \
+  switch (v.bits) {           \
+    case 2:                   \
+      return CALL(2);         \
+    case 3:                   \
+      return CALL(3);         \
+    case 4:                   \
+      return CALL(4);         \
+    case 5:                   \
+      return CALL(5);         \
+    case 6:                   \
+      return CALL(6);         \
+    case 7:                   \
+      return CALL(7);         \
+    default:                  \
+      return CALL(8);         \
   }
 #define SLQ_DOT(B) RowDot<B>(v, r, x, xsum)
 #define SLQ_DEQ(B) Dequant<B>(v, r, out)
 
-float DotBaseline(const PackedMatrixView& v, int64_t r, const float* x, const float* xsum) {
-  SLQ_BITS_SWITCH(SLQ_DOT)
-}
+float DotBaseline(const PackedMatrixView& v, int64_t r, const float* x, const float* xsum) { SLQ_BITS_SWITCH(SLQ_DOT) }
 void DequantBaseline(const PackedMatrixView& v, int64_t r, float* out) { SLQ_BITS_SWITCH(SLQ_DEQ) }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -127,7 +131,7 @@ template <int B>
 
 template <int B>
 [[gnu::always_inline, gnu::target("avx2,fma")]] inline float RowDotAvx2(const PackedMatrixView& v, int64_t r,
-                                                                      const float* x, const float* xsum) {
+                                                                        const float* x, const float* xsum) {
   const int64_t g = v.group_size, cols = v.cols, gpr = GroupsPerRow(cols, g);
   const uint32_t* words = v.codes + r * WordsPerRow(cols, B);
   const uint8_t* bytes = reinterpret_cast<const uint8_t*>(words);
@@ -157,7 +161,7 @@ template <int B>
 
 template <int B>
 [[gnu::always_inline, gnu::target("avx2,fma")]] inline void DequantAvx2Bits(const PackedMatrixView& v, int64_t r,
-                                                                           float* out) {
+                                                                            float* out) {
   const int64_t g = v.group_size, cols = v.cols, gpr = GroupsPerRow(cols, g);
   const uint32_t* words = v.codes + r * WordsPerRow(cols, B);
   const uint8_t* bytes = reinterpret_cast<const uint8_t*>(words);
@@ -169,7 +173,8 @@ template <int B>
     int64_t j = j0;
     if ((j0 & 7) == 0) {
       // s * code is exact in fp32 (11-bit x 8-bit mantissas), so the FMA rounds like m + s * code.
-      for (; j + 8 <= j1; j += 8) _mm256_storeu_ps(out + j, _mm256_fmadd_ps(Codes8<B>(bytes + (j >> 3) * B, end), vs, vm));
+      for (; j + 8 <= j1; j += 8)
+        _mm256_storeu_ps(out + j, _mm256_fmadd_ps(Codes8<B>(bytes + (j >> 3) * B, end), vs, vm));
     }
     for (; j < j1; ++j) out[j] = m + s * static_cast<float>(PackedCode(words, j, B));
   }
@@ -177,8 +182,7 @@ template <int B>
 
 #define SLQ_DOT_AVX2(B) RowDotAvx2<B>(v, r, x, xsum)
 #define SLQ_DEQ_AVX2(B) DequantAvx2Bits<B>(v, r, out)
-[[gnu::target("avx2,fma")]] float DotAvx2(const PackedMatrixView& v, int64_t r, const float* x,
-                                          const float* xsum) {
+[[gnu::target("avx2,fma")]] float DotAvx2(const PackedMatrixView& v, int64_t r, const float* x, const float* xsum) {
   SLQ_BITS_SWITCH(SLQ_DOT_AVX2)
 }
 [[gnu::target("avx2,fma")]] void DequantAvx2(const PackedMatrixView& v, int64_t r, float* out) {

@@ -24,9 +24,7 @@
 namespace slq::kernels {
 
 inline int64_t WordsPerRow(int64_t cols, int bits) { return (cols * bits + 31) / 32; }
-inline int64_t GroupsPerRow(int64_t cols, int64_t group_size) {
-  return (cols + group_size - 1) / group_size;
-}
+inline int64_t GroupsPerRow(int64_t cols, int64_t group_size) { return (cols + group_size - 1) / group_size; }
 
 // Code j of a packed row (`row_words` = the row's first word): the one bit-stream decoder.
 inline uint32_t PackedCode(const uint32_t* row_words, int64_t j, int bits) {
@@ -40,10 +38,10 @@ inline uint32_t PackedCode(const uint32_t* row_words, int64_t j, int bits) {
 
 // A non-owning view of one packed matrix (host or device memory, as the caller says).
 struct PackedMatrixView {
-  int64_t rows = 0;        // out_features
-  int64_t cols = 0;        // in_features
-  int bits = 0;            // 2..8
-  int64_t group_size = 0;  // 32, 64, 128, ... or cols (per-row)
+  int64_t rows = 0;                  // out_features
+  int64_t cols = 0;                  // in_features
+  int bits = 0;                      // 2..8
+  int64_t group_size = 0;            // 32, 64, 128, ... or cols (per-row)
   const uint32_t* codes = nullptr;   // [rows, WordsPerRow(cols, bits)]
   const uint16_t* scales = nullptr;  // [rows, GroupsPerRow(cols, group_size)] fp16
   const uint16_t* zeros = nullptr;   // [rows, GroupsPerRow(cols, group_size)] fp16

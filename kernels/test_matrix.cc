@@ -27,8 +27,7 @@ void SetCode(OwnedPacked& m, int64_t r, int64_t c, uint32_t q) {
   if (shift + m.bits > 32) row[word + 1] |= q >> (32 - shift);
 }
 
-OwnedPacked RandomPacked(int64_t rows, int64_t cols, int bits, int64_t group_size,
-                         std::mt19937_64& rng) {
+OwnedPacked RandomPacked(int64_t rows, int64_t cols, int bits, int64_t group_size, std::mt19937_64& rng) {
   OwnedPacked m;
   m.rows = rows;
   m.cols = cols;

@@ -20,8 +20,7 @@ struct OwnedPacked {
 };
 
 // Random codes, positive scales around 0.02 / 2^(bits-4), zeros ~ -s * 2^(bits-1) +- noise.
-OwnedPacked RandomPacked(int64_t rows, int64_t cols, int bits, int64_t group_size,
-                         std::mt19937_64& rng);
+OwnedPacked RandomPacked(int64_t rows, int64_t cols, int bits, int64_t group_size, std::mt19937_64& rng);
 
 // Writes code q at (r, c) of a packed matrix.
 void SetCode(OwnedPacked& m, int64_t r, int64_t c, uint32_t q);

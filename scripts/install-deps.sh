@@ -12,7 +12,7 @@ PKGS=(
   libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
   libcpp-httplib-dev python3-grpcio python3-protobuf
   python3 python3-numpy python3-matplotlib bc curl openssl procps
-  prometheus shellcheck
+  prometheus shellcheck clang-format
 )
 # --fuzz: also the clang toolchain the libFuzzer targets need (scripts/fuzz.sh).
 if [ "${1:-}" = "--fuzz" ]; then PKGS+=(clang-14 libclang-rt-14-dev); fi

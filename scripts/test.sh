@@ -50,6 +50,9 @@ case "$sanitize" in
     export TSAN_OPTIONS="${TSAN_OPTIONS:-suppressions=$PWD/cmake/tsan.supp:second_deadlock_stack=1:print_suppressions=0}" ;;
 esac
 
+# The code's format (.clang-format) is checked first: it takes seconds and needs no build.
+scripts/check-format.sh
+
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSLQ_SANITIZE="$sanitize" -DSLQ_BUILD_TESTS=ON -DSLQ_BUILD_BENCH=ON
 cmake --build "$build_dir" -j "$jobs"

@@ -15,28 +15,25 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "kernels/packed_dot.h"
 #include "server/common/thread_pool.h"
 #include "server/model/forward.h"
 #include "server/model/generate.h"
 #include "server/model/model_loader.h"
 #include "server/quant/artifact.h"
-#include "kernels/packed_dot.h"
 
 namespace slq {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double Since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // User + system CPU seconds of the whole process so far.
 double CpuSeconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
-         ru.ru_stime.tv_usec * 1e-6;
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
 }
 
 double PeakRssMiB() {
@@ -171,16 +168,15 @@ int main(int argc, char** argv) {
     rows.push_back(r);
   }
   std::printf("threads: %d (SLQ_THREADS / hardware), prompt %ld tokens, decode %ld steps, packed kernels %s\n\n",
-              DefaultThreads(), static_cast<long>(prompt), static_cast<long>(decode),
-              kernels::PackedKernelIsa());
-  std::printf("| model | params | prefill tok/s | decode tok/s (batch 1) "
-              "| decode tok per CPU-s (batch 1) | decode tok/s (batch %ld) "
-              "| peak RSS MiB (cumulative) |\n|---|---:|---:|---:|---:|---:|---:|\n",
-              static_cast<long>(batch));
+              DefaultThreads(), static_cast<long>(prompt), static_cast<long>(decode), kernels::PackedKernelIsa());
+  std::printf(
+      "| model | params | prefill tok/s | decode tok/s (batch 1) "
+      "| decode tok per CPU-s (batch 1) | decode tok/s (batch %ld) "
+      "| peak RSS MiB (cumulative) |\n|---|---:|---:|---:|---:|---:|---:|\n",
+      static_cast<long>(batch));
   for (const Row& r : rows) {
-    std::printf("| %s | %ld | %.0f | %.1f | %.1f | %.1f | %.0f |\n", r.model.c_str(),
-                static_cast<long>(r.params), r.prefill_tps, r.decode_tps, r.decode_per_cpu_s,
-                r.batch_tps, r.rss_mib);
+    std::printf("| %s | %ld | %.0f | %.1f | %.1f | %.1f | %.0f |\n", r.model.c_str(), static_cast<long>(r.params),
+                r.prefill_tps, r.decode_tps, r.decode_per_cpu_s, r.batch_tps, r.rss_mib);
   }
   return 0;
 }

@@ -22,9 +22,9 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_split.h"
+#include "kernels/packed_dot.h"
 #include "server/common/half.h"
 #include "server/model/linear.h"
-#include "kernels/packed_dot.h"
 #include "server/quant/packing.h"
 #include "server/quant/quantized_linear.h"
 #include "server/quant/quantizer.h"
@@ -58,13 +58,20 @@ float PreviousRowDot(const kernels::PackedMatrixView& v, int64_t r, const float*
 
 float PreviousDot(const kernels::PackedMatrixView& v, int64_t r, const float* x, const float* xsum) {
   switch (v.bits) {
-    case 2: return PreviousRowDot<2>(v, r, x, xsum);
-    case 3: return PreviousRowDot<3>(v, r, x, xsum);
-    case 4: return PreviousRowDot<4>(v, r, x, xsum);
-    case 5: return PreviousRowDot<5>(v, r, x, xsum);
-    case 6: return PreviousRowDot<6>(v, r, x, xsum);
-    case 7: return PreviousRowDot<7>(v, r, x, xsum);
-    default: return PreviousRowDot<8>(v, r, x, xsum);
+    case 2:
+      return PreviousRowDot<2>(v, r, x, xsum);
+    case 3:
+      return PreviousRowDot<3>(v, r, x, xsum);
+    case 4:
+      return PreviousRowDot<4>(v, r, x, xsum);
+    case 5:
+      return PreviousRowDot<5>(v, r, x, xsum);
+    case 6:
+      return PreviousRowDot<6>(v, r, x, xsum);
+    case 7:
+      return PreviousRowDot<7>(v, r, x, xsum);
+    default:
+      return PreviousRowDot<8>(v, r, x, xsum);
   }
 }
 
@@ -106,11 +113,13 @@ int main(int argc, char** argv) {
   app.add_option("--reps", reps, "timings per figure (median)");
   CLI11_PARSE(app, argc, argv);
 
-  std::printf("packed kernel ISA chosen at run time: %s; group size %ld; ns of thread CPU time per matvec (median of %d)\n\n",
-              kernels::PackedKernelIsa(), static_cast<long>(group), reps);
-  std::printf("| shape (out x in) | bits | fp32 sgemv | previous | baseline ISA | avx2 | previous / fp32 "
-              "| new / fp32 | speedup vs previous | op fp32 | op packed |\n"
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf(
+      "packed kernel ISA chosen at run time: %s; group size %ld; ns of thread CPU time per matvec (median of %d)\n\n",
+      kernels::PackedKernelIsa(), static_cast<long>(group), reps);
+  std::printf(
+      "| shape (out x in) | bits | fp32 sgemv | previous | baseline ISA | avx2 | previous / fp32 "
+      "| new / fp32 | speedup vs previous | op fp32 | op packed |\n"
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (absl::string_view sv : absl::StrSplit(shapes, ',')) {
     std::vector<std::string> d = absl::StrSplit(sv, 'x');
     const int64_t out = std::stoll(d.at(0)), in = std::stoll(d.at(1));
@@ -120,13 +129,20 @@ int main(int argc, char** argv) {
     for (float& v : w) v = nd(rng);
     for (float& v : x) v = nd(rng);
     const int iters = std::max<int>(1, static_cast<int>(min_bytes / (4.0 * out * in)));
-    const double fp32 = MedianNs([&] {
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(out), static_cast<int>(in), 1.0f,
-                  w.data(), static_cast<int>(in), x.data(), 1, 0.0f, y.data(), 1);
-      g_sink = y[0];
-    }, iters, reps);
+    const double fp32 = MedianNs(
+        [&] {
+          cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(out), static_cast<int>(in), 1.0f, w.data(),
+                      static_cast<int>(in), x.data(), 1, 0.0f, y.data(), 1);
+          g_sink = y[0];
+        },
+        iters, reps);
     DenseLinear dense(out, in, w);
-    const double op_fp32 = MedianNs([&] { dense.Forward(x.data(), 1, y.data()); g_sink = y[0]; }, iters, reps);
+    const double op_fp32 = MedianNs(
+        [&] {
+          dense.Forward(x.data(), 1, y.data());
+          g_sink = y[0];
+        },
+        iters, reps);
     for (int bits = 2; bits <= 8; ++bits) {
       QuantConfig cfg;
       cfg.bits = bits;
@@ -140,10 +156,12 @@ int main(int argc, char** argv) {
         for (int64_t j = k * v.group_size; j < std::min(in, (k + 1) * v.group_size); ++j) xsum[k] += x[j];
       }
       auto run = [&](auto dot) {
-        return MedianNs([&] {
-          for (int64_t r = 0; r < out; ++r) y[r] = dot(v, r, x.data(), xsum.data());
-          g_sink = y[0];
-        }, iters, reps);
+        return MedianNs(
+            [&] {
+              for (int64_t r = 0; r < out; ++r) y[r] = dot(v, r, x.data(), xsum.data());
+              g_sink = y[0];
+            },
+            iters, reps);
       };
       const double prev = run(PreviousDot);
       kernels::ForceBaselinePackedKernels(true);
@@ -151,11 +169,16 @@ int main(int argc, char** argv) {
       kernels::ForceBaselinePackedKernels(false);
       const double avx = run(kernels::PackedRowDotFast);
       QuantizedLinear op(std::move(*q));
-      const double op_q = MedianNs([&] { op.Forward(x.data(), 1, y.data()); g_sink = y[0]; }, iters, reps);
+      const double op_q = MedianNs(
+          [&] {
+            op.Forward(x.data(), 1, y.data());
+            g_sink = y[0];
+          },
+          iters, reps);
       const double best = std::min(base, avx);
       std::printf("| %ldx%ld | %d | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f | %.1fx | %.0f | %.0f |\n",
-                  static_cast<long>(out), static_cast<long>(in), bits, fp32, prev, base, avx,
-                  prev / fp32, best / fp32, prev / best, op_fp32, op_q);
+                  static_cast<long>(out), static_cast<long>(in), bits, fp32, prev, base, avx, prev / fp32, best / fp32,
+                  prev / best, op_fp32, op_q);
     }
   }
   return 0;

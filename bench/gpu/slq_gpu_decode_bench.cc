@@ -155,10 +155,14 @@ int main(int argc, char** argv) {
   std::string configs = "bf16,f16,q4,mix", out_path;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
-    if (k == "--tokens") tokens = std::atoll(argv[i + 1]);
-    else if (k == "--prompt") prompt = std::atoll(argv[i + 1]);
-    else if (k == "--configs") configs = argv[i + 1];
-    else if (k == "--out") out_path = argv[i + 1];
+    if (k == "--tokens")
+      tokens = std::atoll(argv[i + 1]);
+    else if (k == "--prompt")
+      prompt = std::atoll(argv[i + 1]);
+    else if (k == "--configs")
+      configs = argv[i + 1];
+    else if (k == "--out")
+      out_path = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
@@ -225,8 +229,8 @@ int main(int argc, char** argv) {
       slq::gpu::GpuForwardOptions fo;
       fo.host_rows = {0};
       slq::ForwardChunk c0{&t, p, false};
-      absl::Status st = slq::gpu::GpuForward(**gm, **kv, alloc, std::span<const slq::ForwardChunk>(&c0, 1),
-                                             ws->get(), fo, &r);
+      absl::Status st =
+          slq::gpu::GpuForward(**gm, **kv, alloc, std::span<const slq::ForwardChunk>(&c0, 1), ws->get(), fo, &r);
       int32_t next = r.argmax.empty() ? 0 : r.argmax[0];
       std::string toks;
       auto t0 = std::chrono::steady_clock::now();
@@ -253,8 +257,8 @@ int main(int argc, char** argv) {
     rows.push_back(row);
   }
   std::ostringstream md;
-  md << "Device: " << prop.name << " (" << prop.multiProcessorCount << " SMs); measured D2D copy "
-     << copy_tbs << " TB/s (read + write)\n";
+  md << "Device: " << prop.name << " (" << prop.multiProcessorCount << " SMs); measured D2D copy " << copy_tbs
+     << " TB/s (read + write)\n";
   md << "Llama-3-8B shape (32 layers, hidden 4096, 32/8 heads, intermediate 14336, vocab 128256), random "
         "weights, batch 1, prompt "
      << prompt << ", " << tokens << " decode steps (first 2 not timed)\n\n";
@@ -264,10 +268,10 @@ int main(int argc, char** argv) {
   md << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   char buf[512];
   for (const Row& r : rows) {
-    std::snprintf(buf, sizeof(buf), "| %s | %.2f | %.1f | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f | %.0f%% | %.0f%% | %.3f |\n",
-                  r.config.c_str(), r.bits, r.mb_per_token, r.floor_ms, r.copy_floor_ms, r.ms_eager, r.ms_graph,
-                  r.tps_eager, r.tps_graph, 100.0 * r.floor_ms / r.ms_graph, 100.0 * r.copy_floor_ms / r.ms_graph,
-                  r.linears_ms);
+    std::snprintf(
+        buf, sizeof(buf), "| %s | %.2f | %.1f | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f | %.0f%% | %.0f%% | %.3f |\n",
+        r.config.c_str(), r.bits, r.mb_per_token, r.floor_ms, r.copy_floor_ms, r.ms_eager, r.ms_graph, r.tps_eager,
+        r.tps_graph, 100.0 * r.floor_ms / r.ms_graph, 100.0 * r.copy_floor_ms / r.ms_graph, r.linears_ms);
     md << buf;
   }
   md << "\n";

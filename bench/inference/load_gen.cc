@@ -55,9 +55,7 @@ double Percentile(std::vector<double> v, double p) {
   return v[i];
 }
 
-double Seconds(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
+double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 // Runs one request; appends its samples to `out` under `mu`.
 void OneRequest(slq::v1::InferenceService::Stub& stub, const Options& o, uint64_t seed, std::mutex& mu,
@@ -122,12 +120,13 @@ LevelResult RunLevel(slq::v1::InferenceService::Stub& stub, const Options& o, in
 }
 
 void PrintTable(const std::vector<LevelResult>& levels) {
-  std::printf("| concurrency | requests | errors | tokens | wall s | tokens/s | TTFT p50 ms | TTFT p95 ms "
-              "| TTFT p99 ms | ITL p50 ms | ITL p95 ms | ITL p99 ms |\n");
+  std::printf(
+      "| concurrency | requests | errors | tokens | wall s | tokens/s | TTFT p50 ms | TTFT p95 ms "
+      "| TTFT p99 ms | ITL p50 ms | ITL p95 ms | ITL p99 ms |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const LevelResult& l : levels) {
-    std::printf("| %d | %d | %d | %lld | %.2f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f |\n",
-                l.concurrency, l.requests, l.errors, static_cast<long long>(l.tokens), l.wall,
+    std::printf("| %d | %d | %d | %lld | %.2f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f |\n", l.concurrency,
+                l.requests, l.errors, static_cast<long long>(l.tokens), l.wall,
                 l.wall > 0 ? static_cast<double>(l.tokens) / l.wall : 0.0, 1e3 * Percentile(l.ttft, 0.5),
                 1e3 * Percentile(l.ttft, 0.95), 1e3 * Percentile(l.ttft, 0.99), 1e3 * Percentile(l.itl, 0.5),
                 1e3 * Percentile(l.itl, 0.95), 1e3 * Percentile(l.itl, 0.99));

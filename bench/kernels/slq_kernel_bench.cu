@@ -19,21 +19,21 @@
 namespace slq::kernels {
 namespace {
 
-#define CK(x)                                                                       \
-  do {                                                                              \
-    cudaError_t e_ = (x);                                                           \
-    if (e_ != cudaSuccess) {                                                        \
+#define CK(x)                                                                                 \
+  do {                                                                                        \
+    cudaError_t e_ = (x);                                                                     \
+    if (e_ != cudaSuccess) {                                                                  \
       std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                 \
-    }                                                                               \
+      std::exit(1);                                                                           \
+    }                                                                                         \
   } while (0)
-#define CKB(x)                                                                       \
-  do {                                                                               \
-    cublasStatus_t s_ = (x);                                                         \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                               \
+#define CKB(x)                                                                               \
+  do {                                                                                       \
+    cublasStatus_t s_ = (x);                                                                 \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                       \
       std::fprintf(stderr, "%s:%d %s: cublas status %d\n", __FILE__, __LINE__, #x, (int)s_); \
-      std::exit(1);                                                                  \
-    }                                                                                \
+      std::exit(1);                                                                          \
+    }                                                                                        \
   } while (0)
 #define CKS(x)                                                            \
   do {                                                                    \
@@ -81,10 +81,9 @@ struct Shape {
   int64_t rows, cols;
 };
 const Shape kShapes[] = {
-    {"Llama-3-8B", "qkv", 6144, 4096},     {"Llama-3-8B", "o", 4096, 4096},
-    {"Llama-3-8B", "gate_up", 28672, 4096}, {"Llama-3-8B", "down", 4096, 14336},
-    {"Qwen3-8B", "qkv", 6144, 4096},       {"Qwen3-8B", "o", 4096, 4096},
-    {"Qwen3-8B", "gate_up", 24576, 4096},   {"Qwen3-8B", "down", 4096, 12288},
+    {"Llama-3-8B", "qkv", 6144, 4096},    {"Llama-3-8B", "o", 4096, 4096},   {"Llama-3-8B", "gate_up", 28672, 4096},
+    {"Llama-3-8B", "down", 4096, 14336},  {"Qwen3-8B", "qkv", 6144, 4096},   {"Qwen3-8B", "o", 4096, 4096},
+    {"Qwen3-8B", "gate_up", 24576, 4096}, {"Qwen3-8B", "down", 4096, 12288},
 };
 
 // A set of device copies of one quantized matrix (random content).
@@ -165,8 +164,8 @@ LtPlan MakePlan(Lt& lt, int64_t rows, int64_t cols, int64_t n) {
   CKB(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_16BF, rows, n, rows));     // y^T
   cublasLtMatmulPreference_t pref;
   CKB(cublasLtMatmulPreferenceCreate(&pref));
-  CKB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                           &lt.ws_bytes, sizeof(lt.ws_bytes)));
+  CKB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &lt.ws_bytes,
+                                           sizeof(lt.ws_bytes)));
   int found = 0;
   CKB(cublasLtMatmulAlgoGetHeuristic(lt.h, p.op, p.a, p.b, p.c, p.c, pref, 1, &p.heur, &found));
   if (found == 0) {
@@ -178,8 +177,7 @@ LtPlan MakePlan(Lt& lt, int64_t rows, int64_t cols, int64_t n) {
 }
 void RunPlan(Lt& lt, LtPlan& p, const void* w, const void* x, void* y, cudaStream_t st) {
   const float one = 1.f, zero = 0.f;
-  CKB(cublasLtMatmul(lt.h, p.op, &one, w, p.a, x, p.b, &zero, y, p.c, y, p.c, &p.heur.algo,
-                     lt.ws, lt.ws_bytes, st));
+  CKB(cublasLtMatmul(lt.h, p.op, &one, w, p.a, x, p.b, &zero, y, p.c, y, p.c, &p.heur.algo, lt.ws, lt.ws_bytes, st));
 }
 
 struct Bufs {
@@ -194,10 +192,7 @@ double QBytes(const GpuLayout& l) { return l.CodeWords() * 4.0 + l.SzHalves() * 
 double TimeQ(QSet& s, int64_t n, Bufs& b, cudaStream_t st, const QGemmOptions& opt = {}) {
   const int loop = std::max<int>(20, static_cast<int>(s.mats.size()));
   return TimeUs(
-      [&](int i) {
-        CKS(QGemm(s.mats[i % s.mats.size()], b.x, n, b.y, ActType::kBF16, b.ws, b.ws_bytes, st,
-                  opt));
-      },
+      [&](int i) { CKS(QGemm(s.mats[i % s.mats.size()], b.x, n, b.y, ActType::kBF16, b.ws, b.ws_bytes, st, opt)); },
       loop, st);
 }
 
@@ -241,9 +236,8 @@ int Main(int argc, char** argv) {
   };
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
-  emit("# slq_kernel_bench\n\ndevice: " + std::string(prop.name) + ", " +
-       std::to_string(prop.multiProcessorCount) + " SMs, L2 " +
-       std::to_string(prop.l2CacheSize >> 20) + " MiB\n\n");
+  emit("# slq_kernel_bench\n\ndevice: " + std::string(prop.name) + ", " + std::to_string(prop.multiProcessorCount) +
+       " SMs, L2 " + std::to_string(prop.l2CacheSize >> 20) + " MiB\n\n");
   cudaStream_t st;
   CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   Lt lt;
@@ -301,8 +295,7 @@ int Main(int argc, char** argv) {
     }
     emit("\n");
     CK(cudaFree(wpool));
-    bw_table += "| " + std::string(sh.model) + " | " + sh.name + " | " +
-                Fmt("%.2f", wbytes / base[0] / 1e6) + " |";
+    bw_table += "| " + std::string(sh.model) + " | " + sh.name + " | " + Fmt("%.2f", wbytes / base[0] / 1e6) + " |";
     struct Var {
       int bits;
       int64_t g;
@@ -322,8 +315,7 @@ int Main(int argc, char** argv) {
       l.chunks = (sh.cols + 255) / 256;
       const double qb = QBytes(l);
       QSet s = MakeQSet(sh.rows, sh.cols, v.bits, v.g, CopiesFor(qb), 11 + v.bits);
-      emit("| " + std::to_string(v.bits) + "b g" + std::to_string(v.g) + (v.tiled ? " tiled" : "") +
-           " |");
+      emit("| " + std::to_string(v.bits) + "b g" + std::to_string(v.g) + (v.tiled ? " tiled" : "") + " |");
       QGemmOptions opt;
       opt.allow_gemv = !v.tiled;
       for (int i = 0; i < nb; ++i) {
@@ -340,9 +332,10 @@ int Main(int argc, char** argv) {
   emit(bw_table + "\n");
 
   // One layer's four linears at batch 1 in a CUDA graph.
-  emit("## One layer (qkv, o, gate_up, down) at batch 1 in a CUDA graph\n\n"
-       "| model | weights | avg bits | us/layer | TB/s | cuBLASLt bf16 us/layer | speedup |\n"
-       "|---|---|---|---|---|---|---|\n");
+  emit(
+      "## One layer (qkv, o, gate_up, down) at batch 1 in a CUDA graph\n\n"
+      "| model | weights | avg bits | us/layer | TB/s | cuBLASLt bf16 us/layer | speedup |\n"
+      "|---|---|---|---|---|---|---|\n");
   for (int m = 0; m < 2; ++m) {
     const Shape* ls = &kShapes[m * 4];
     // cuBLASLt graph.
@@ -413,9 +406,9 @@ int Main(int argc, char** argv) {
             }
           },
           qc);
-      emit("| " + std::string(ls[0].model) + " | " + mx.name + " g128 | " + Fmt("%.2f", pbits / params) +
-           " | " + Fmt("%.1f", us) + " | " + Fmt("%.2f", qb / us / 1e6) + " | " + Fmt("%.1f", base_us) +
-           " | " + Fmt("%.2fx", base_us / us) + " |\n");
+      emit("| " + std::string(ls[0].model) + " | " + mx.name + " g128 | " + Fmt("%.2f", pbits / params) + " | " +
+           Fmt("%.1f", us) + " | " + Fmt("%.2f", qb / us / 1e6) + " | " + Fmt("%.1f", base_us) + " | " +
+           Fmt("%.2fx", base_us / us) + " |\n");
       for (QSet& s : sets) CK(cudaFree(s.pool));
     }
   }

@@ -23,8 +23,7 @@ __device__ __forceinline__ uint32_t PackedCode(const uint32_t* row_words, int64_
 
 // w'(r, j) = zero + scale * q in fp32. wpr = WordsPerRow(cols, bits), gpr = GroupsPerRow(cols, gs).
 __device__ __forceinline__ float PackedWeight(const uint32_t* codes, const uint16_t* scales, const uint16_t* zeros,
-                                              int64_t r, int64_t j, int bits, int64_t gs, int64_t wpr,
-                                              int64_t gpr) {
+                                              int64_t r, int64_t j, int bits, int64_t gs, int64_t wpr, int64_t gpr) {
   const int64_t k = r * gpr + j / gs;
   const float s = __half2float(__ushort_as_half(scales[k]));
   const float z = __half2float(__ushort_as_half(zeros[k]));

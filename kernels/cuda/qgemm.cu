@@ -1,10 +1,10 @@
 // CUDA kernels for QGemm (see qgemm.h). Two kernels, each one template over bitwidth and
 // activation type: QGemvKernel for n <= 8 (below, "small-batch path") and QGemmKernel, the
-// tiled kernel, for larger n, with token tiles of 16/32/64. Tiled kernel: a block is WM x WK warps; warp (wm, wk) owns row tile blockIdx.x * WM + wm and
-// every WK-th 256-column chunk of the block's K range; the block stages the activations of its
-// current WK chunks in shared memory (cp.async, double-buffered) and the warps reduce over wk
-// at the end. Split-K over blockIdx.y accumulates in an fp32 workspace; the last block of a
-// tile (counter) converts it to the output and zeroes the workspace again.
+// tiled kernel, for larger n, with token tiles of 16/32/64. Tiled kernel: a block is WM x WK warps; warp (wm, wk) owns
+// row tile blockIdx.x * WM + wm and every WK-th 256-column chunk of the block's K range; the block stages the
+// activations of its current WK chunks in shared memory (cp.async, double-buffered) and the warps reduce over wk at the
+// end. Split-K over blockIdx.y accumulates in an fp32 workspace; the last block of a tile (counter) converts it to the
+// output and zeroes the workspace again.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -51,7 +51,7 @@ __global__ void __launch_bounds__(kThreads) QGemmKernel(Params p) {
     CpAsyncCommit();
   };
 
-  auto load = [&](int it, uint32_t (&wr)[4 * BITS], uint2 (&s)[4]) {
+  auto load = [&](int it, uint32_t(&wr)[4 * BITS], uint2(&s)[4]) {
     const int c = c_begin + it * WK + wk;
     if (!row_ok || c >= c_end) return;
     const uint4* base = p.codes + (static_cast<int64_t>(rt) * p.chunks + c) * BITS * 32 + lane;
@@ -131,8 +131,7 @@ __device__ __forceinline__ uint32_t FoldCodes(uint32_t q2) {
     return q2 | 0x43004300u;
   } else {
     const __nv_bfloat162 lo = __hsub2(AsB2((q2 & 0x000F000Fu) | 0x43004300u), AsB2(0x43004300u));
-    const __nv_bfloat162 hi =
-        __hsub2(AsB2(((q2 >> 4) & 0x000F000Fu) | 0x43004300u), AsB2(0x43004300u));
+    const __nv_bfloat162 hi = __hsub2(AsB2(((q2 >> 4) & 0x000F000Fu) | 0x43004300u), AsB2(0x43004300u));
     return AsU32(__hfma2(hi, AsB2(0x41804180u), lo));  // 16 * hi + lo, exact
   }
 }
@@ -143,9 +142,8 @@ struct FoldState {
 };
 
 template <int BITS, bool BF16, int S>
-__device__ __forceinline__ void FoldStep(float (&acc)[1][4], FoldState& st,
-                                         const uint32_t (&wr)[4 * BITS], const uint2 (&sz)[4],
-                                         const uint16_t* xaddr, int colmul) {
+__device__ __forceinline__ void FoldStep(float (&acc)[1][4], FoldState& st, const uint32_t (&wr)[4 * BITS],
+                                         const uint2 (&sz)[4], const uint16_t* xaddr, int colmul) {
   constexpr uint32_t kOnes = BF16 ? 0x3F803F80u : 0x3C003C00u;
   if constexpr (S % 4 == 0) {
 #pragma unroll
@@ -176,9 +174,8 @@ __device__ __forceinline__ void FoldStep(float (&acc)[1][4], FoldState& st,
 }
 
 template <int BITS, bool BF16, int... S>
-__device__ __forceinline__ void FoldChunk(float (&acc)[1][4], const uint32_t (&wr)[4 * BITS],
-                                          const uint2 (&sz)[4], const uint16_t* xaddr,
-                                          int colmul, std::integer_sequence<int, S...>) {
+__device__ __forceinline__ void FoldChunk(float (&acc)[1][4], const uint32_t (&wr)[4 * BITS], const uint2 (&sz)[4],
+                                          const uint16_t* xaddr, int colmul, std::integer_sequence<int, S...>) {
   FoldState st;
   (FoldStep<BITS, BF16, S>(acc, st, wr, sz, xaddr, colmul), ...);
 }
@@ -220,7 +217,7 @@ __global__ void __launch_bounds__(kThreads) QGemvKernel(Params p) {
   const int count = nloc > wk ? (nloc - wk + WK - 1) / WK : 0;
   uint32_t wr[D][4 * BITS];
   uint2 sz[D][4];
-  auto load = [&](int i, uint32_t (&w)[4 * BITS], uint2 (&s)[4]) {
+  auto load = [&](int i, uint32_t(&w)[4 * BITS], uint2(&s)[4]) {
     const int c = c_begin + wk + i * WK;
     const uint4* base = p.codes + (static_cast<int64_t>(rt) * p.chunks + c) * BITS * 32 + lane;
 #pragma unroll
@@ -258,8 +255,7 @@ __global__ void __launch_bounds__(kThreads) QGemvKernel(Params p) {
         const int i = base + d;
         if (i < count) {
           const int xoff = (wk + i * WK) * 256 * colmul;
-          FoldChunk<BITS, BF16>(acc, wr[d], sz[d], xaddr + xoff, colmul,
-                                std::make_integer_sequence<int, 16>{});
+          FoldChunk<BITS, BF16>(acc, wr[d], sz[d], xaddr + xoff, colmul, std::make_integer_sequence<int, 16>{});
           if (i + D < count) load(i + D, wr[d], sz[d]);
         }
       }
@@ -296,8 +292,7 @@ template <int BITS, bool BF16, int WM, int WK, int NT>
 std::string Launch(const Params& p, dim3 grid, cudaStream_t stream) {
   constexpr size_t kSmem = 2 * 8 * NT * (WK * 256 + 8) * sizeof(uint16_t);
   auto kernel = QGemmKernel<BITS, BF16, WM, WK, NT>;
-  static const cudaError_t attr =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   if (attr != cudaSuccess) return std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(attr);
   kernel<<<grid, kThreads, kSmem, stream>>>(p);
   const cudaError_t e = cudaGetLastError();
@@ -328,28 +323,44 @@ std::string LaunchGemv(const Params& p, dim3 grid, size_t smem, cudaStream_t str
 template <bool BF16>
 std::string LaunchGemvBits(int bits, const Params& p, dim3 grid, size_t smem, cudaStream_t s) {
   switch (bits) {
-    case 2: return LaunchGemv<2, BF16>(p, grid, smem, s);
-    case 3: return LaunchGemv<3, BF16>(p, grid, smem, s);
-    case 4: return LaunchGemv<4, BF16>(p, grid, smem, s);
-    case 5: return LaunchGemv<5, BF16>(p, grid, smem, s);
-    case 6: return LaunchGemv<6, BF16>(p, grid, smem, s);
-    case 7: return LaunchGemv<7, BF16>(p, grid, smem, s);
-    case 8: return LaunchGemv<8, BF16>(p, grid, smem, s);
-    default: return "bits = " + std::to_string(bits) + " is not supported; allowed 2..8";
+    case 2:
+      return LaunchGemv<2, BF16>(p, grid, smem, s);
+    case 3:
+      return LaunchGemv<3, BF16>(p, grid, smem, s);
+    case 4:
+      return LaunchGemv<4, BF16>(p, grid, smem, s);
+    case 5:
+      return LaunchGemv<5, BF16>(p, grid, smem, s);
+    case 6:
+      return LaunchGemv<6, BF16>(p, grid, smem, s);
+    case 7:
+      return LaunchGemv<7, BF16>(p, grid, smem, s);
+    case 8:
+      return LaunchGemv<8, BF16>(p, grid, smem, s);
+    default:
+      return "bits = " + std::to_string(bits) + " is not supported; allowed 2..8";
   }
 }
 
 template <bool BF16>
 std::string LaunchBits(int bits, const Config& c, const Params& p, dim3 grid, cudaStream_t s) {
   switch (bits) {
-    case 2: return LaunchCfg<2, BF16>(c, p, grid, s);
-    case 3: return LaunchCfg<3, BF16>(c, p, grid, s);
-    case 4: return LaunchCfg<4, BF16>(c, p, grid, s);
-    case 5: return LaunchCfg<5, BF16>(c, p, grid, s);
-    case 6: return LaunchCfg<6, BF16>(c, p, grid, s);
-    case 7: return LaunchCfg<7, BF16>(c, p, grid, s);
-    case 8: return LaunchCfg<8, BF16>(c, p, grid, s);
-    default: return "bits = " + std::to_string(bits) + " is not supported; allowed 2..8";
+    case 2:
+      return LaunchCfg<2, BF16>(c, p, grid, s);
+    case 3:
+      return LaunchCfg<3, BF16>(c, p, grid, s);
+    case 4:
+      return LaunchCfg<4, BF16>(c, p, grid, s);
+    case 5:
+      return LaunchCfg<5, BF16>(c, p, grid, s);
+    case 6:
+      return LaunchCfg<6, BF16>(c, p, grid, s);
+    case 7:
+      return LaunchCfg<7, BF16>(c, p, grid, s);
+    case 8:
+      return LaunchCfg<8, BF16>(c, p, grid, s);
+    default:
+      return "bits = " + std::to_string(bits) + " is not supported; allowed 2..8";
   }
 }
 
@@ -409,9 +420,8 @@ std::string AllocWorkspace(size_t bytes, void** ws) {
   return "";
 }
 
-std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActType act,
-                  void* workspace, size_t workspace_bytes, void* stream,
-                  const QGemmOptions& opt) {
+std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActType act, void* workspace,
+                  size_t workspace_bytes, void* stream, const QGemmOptions& opt) {
   const GpuLayout& l = w.layout;
   if (l.bits < 2 || l.bits > 8) return "bits = " + std::to_string(l.bits) + "; allowed 2..8";
   if (l.group_size != 64 && l.group_size != 128) {
@@ -453,8 +463,7 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
   set_cps();
   // The small-batch kernel stages its whole K range: split further until it fits.
   auto gemv_smem = [&] {
-    return std::max<size_t>(16 + static_cast<size_t>(n) * (cps * 256 + 8) * 2,
-                            kGemvWM * kGemvWK * 128 * sizeof(float));
+    return std::max<size_t>(16 + static_cast<size_t>(n) * (cps * 256 + 8) * 2, kGemvWM * kGemvWK * 128 * sizeof(float));
   };
   while (gemv && gemv_smem() > static_cast<size_t>(kGemvMaxSmem) && cps > c.wk) {
     cps -= c.wk;  // shrink the range (not ++splits: rounding could map back to the same cps)
@@ -464,21 +473,19 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
   p.chunks_per_split = cps;
   if (splits > 1) {
     if (workspace == nullptr || workspace_bytes < QGemmWorkspaceBytes(l.rows, n)) {
-      return "split-K needs a workspace of " + std::to_string(QGemmWorkspaceBytes(l.rows, n)) +
-             " bytes; got " + std::to_string(workspace_bytes);
+      return "split-K needs a workspace of " + std::to_string(QGemmWorkspaceBytes(l.rows, n)) + " bytes; got " +
+             std::to_string(workspace_bytes);
     }
     p.counters = static_cast<int*>(workspace);
     p.ws = reinterpret_cast<float*>(static_cast<int*>(workspace) + CounterInts(l.rows, n));
   }
-  const dim3 grid(static_cast<unsigned>(bx), static_cast<unsigned>(splits),
-                  static_cast<unsigned>(bz));
+  const dim3 grid(static_cast<unsigned>(bx), static_cast<unsigned>(splits), static_cast<unsigned>(bz));
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (gemv) {
     return act == ActType::kBF16 ? LaunchGemvBits<true>(l.bits, p, grid, gemv_smem(), s)
                                  : LaunchGemvBits<false>(l.bits, p, grid, gemv_smem(), s);
   }
-  return act == ActType::kBF16 ? LaunchBits<true>(l.bits, c, p, grid, s)
-                               : LaunchBits<false>(l.bits, c, p, grid, s);
+  return act == ActType::kBF16 ? LaunchBits<true>(l.bits, c, p, grid, s) : LaunchBits<false>(l.bits, c, p, grid, s);
 }
 
 }  // namespace slq::kernels

@@ -43,14 +43,13 @@ size_t QGemmWorkspaceBytes(int64_t rows, int64_t max_n);
 std::string AllocWorkspace(size_t bytes, void** ws);
 
 struct QGemmOptions {
-  int splits = 0;  // split-K factor; 0 = choose from the shape and the SM count
+  int splits = 0;          // split-K factor; 0 = choose from the shape and the SM count
   bool allow_gemv = true;  // n <= 8 uses the small-batch kernel (else the tiled one)
 };
 
 // x: device [n, cols] (act), y: device [n, rows] (act). x must be 16-byte aligned.
-std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActType act,
-                  void* workspace, size_t workspace_bytes, void* stream,
-                  const QGemmOptions& opt = {});
+std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActType act, void* workspace,
+                  size_t workspace_bytes, void* stream, const QGemmOptions& opt = {});
 
 }  // namespace slq::kernels
 

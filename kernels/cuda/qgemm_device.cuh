@@ -75,13 +75,9 @@ __device__ __forceinline__ uint32_t PairCodes(const uint32_t (&wr)[4 * BITS]) {
 }
 
 __device__ __forceinline__ uint32_t AsU32(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
-__device__ __forceinline__ uint32_t AsU32(__nv_bfloat162 h) {
-  return *reinterpret_cast<uint32_t*>(&h);
-}
+__device__ __forceinline__ uint32_t AsU32(__nv_bfloat162 h) { return *reinterpret_cast<uint32_t*>(&h); }
 __device__ __forceinline__ __half2 AsH2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
-__device__ __forceinline__ __nv_bfloat162 AsB2(uint32_t u) {
-  return *reinterpret_cast<__nv_bfloat162*>(&u);
-}
+__device__ __forceinline__ __nv_bfloat162 AsB2(uint32_t u) { return *reinterpret_cast<__nv_bfloat162*>(&u); }
 
 // Dequantizes a code pair to two activation-type weights: w = q * s + z.
 template <int BITS, bool BF16>
@@ -94,16 +90,14 @@ __device__ __forceinline__ uint32_t Dequant(uint32_t q2, uint32_t s2, uint32_t z
     return AsU32(__hfma2(q, AsB2(s2), AsB2(z2)));
   } else {
     const __nv_bfloat162 lo = __hsub2(AsB2((q2 & 0x000F000Fu) | 0x43004300u), AsB2(0x43004300u));
-    const __nv_bfloat162 hi =
-        __hsub2(AsB2(((q2 >> 4) & 0x000F000Fu) | 0x43004300u), AsB2(0x43004300u));
+    const __nv_bfloat162 hi = __hsub2(AsB2(((q2 >> 4) & 0x000F000Fu) | 0x43004300u), AsB2(0x43004300u));
     const __nv_bfloat162 q = __hfma2(hi, AsB2(0x41804180u), lo);  // 16 * hi + lo, exact
     return AsU32(__hfma2(q, AsB2(s2), AsB2(z2)));
   }
 }
 
 template <bool BF16>
-__device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                    uint32_t b1) {
+__device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   if constexpr (BF16) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
@@ -166,13 +160,11 @@ __device__ __forceinline__ uint32_t Splat(uint32_t u, bool high) {
   }
 }
 
-
 // One k-step S (16 columns) of a chunk: ldmatrix the activations every other step, dequantize
 // this step's A fragment and issue NT mma.
 template <int BITS, bool BF16, int NT, int KSTRIDE, int S>
-__device__ __forceinline__ void KStep(float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS],
-                                      const uint2 (&sz)[4], uint32_t (&spl)[4],
-                                      uint32_t (&b)[NT][4], const uint16_t* xs, int lane) {
+__device__ __forceinline__ void KStep(float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS], const uint2 (&sz)[4],
+                                      uint32_t (&spl)[4], uint32_t (&b)[NT][4], const uint16_t* xs, int lane) {
   if constexpr (S % 4 == 0) {
     spl[0] = Splat<BF16>(sz[S / 4].x, false);
     spl[1] = Splat<BF16>(sz[S / 4].x, true);
@@ -195,9 +187,8 @@ __device__ __forceinline__ void KStep(float (&acc)[NT][4], const uint32_t (&wr)[
 }
 
 template <int BITS, bool BF16, int NT, int KSTRIDE, int... S>
-__device__ __forceinline__ void Chunk(float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS],
-                                      const uint2 (&sz)[4], const uint16_t* xs, int lane,
-                                      std::integer_sequence<int, S...>) {
+__device__ __forceinline__ void Chunk(float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS], const uint2 (&sz)[4],
+                                      const uint16_t* xs, int lane, std::integer_sequence<int, S...>) {
   uint32_t spl[4];
   uint32_t b[NT][4];
   (KStep<BITS, BF16, NT, KSTRIDE, S>(acc, wr, sz, spl, b, xs, lane), ...);
@@ -207,8 +198,8 @@ __device__ __forceinline__ void Chunk(float (&acc)[NT][4], const uint32_t (&wr)[
 // WM * WK * NT * 128 floats and be free), then writes the output, or for split-K adds into the
 // fp32 workspace where the last block of the tile converts and clears it.
 template <bool BF16, int WM, int WK, int NT>
-__device__ __forceinline__ void Finish(float (&acc)[NT][4], const Params& p, uint16_t* smem,
-                                       int rt, int n0, bool row_ok) {
+__device__ __forceinline__ void Finish(float (&acc)[NT][4], const Params& p, uint16_t* smem, int rt, int n0,
+                                       bool row_ok) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int wm = warp % WM, wk = warp / WM;
   // Reduce over wk through shared memory (the staging buffers are free now).

@@ -18,9 +18,9 @@
 namespace slq::kernels {
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                            \
-  do {                                                                \
-    std::string why;                                                  \
+#define SKIP_WITHOUT_GPU()                                                  \
+  do {                                                                      \
+    std::string why;                                                        \
     if (!CudaDeviceAvailable(&why)) GTEST_SKIP() << "needs a GPU: " << why; \
   } while (0)
 
@@ -34,8 +34,8 @@ struct Errors {
 };
 
 // Runs one case; returns the errors of the GPU result against the CPU reference.
-Errors RunCase(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t n,
-               int splits, bool gemv, std::mt19937_64& rng) {
+Errors RunCase(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t n, int splits, bool gemv,
+               std::mt19937_64& rng) {
   OwnedPacked m = RandomPacked(rows, cols, bits, g, rng);
   RepackedMatrix rp;
   EXPECT_EQ(RepackForGpu(m.View(), &rp), "");
@@ -92,16 +92,16 @@ Errors RunCase(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int
   return e;
 }
 
-void Check(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t n, int splits,
-           std::mt19937_64& rng, bool gemv = true) {
+void Check(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t n, int splits, std::mt19937_64& rng,
+           bool gemv = true) {
   const Errors e = RunCase(rows, cols, bits, g, act, n, splits, gemv, rng);
   // fp16: weights rounded once to fp16 (2^-11) and output to fp16; bf16: 2^-8 each.
   const double tol_fro = act == ActType::kBF16 ? 8e-3 : 1.5e-3;
   const double tol_max = act == ActType::kBF16 ? 6e-2 : 1.2e-2;
-  const std::string what = "rows " + std::to_string(rows) + " cols " + std::to_string(cols) +
-                           " bits " + std::to_string(bits) + " g " + std::to_string(g) +
-                           (act == ActType::kBF16 ? " bf16" : " fp16") + " n " +
-                           std::to_string(n) + " splits " + std::to_string(splits) + (gemv ? "" : " tiled");
+  const std::string what = "rows " + std::to_string(rows) + " cols " + std::to_string(cols) + " bits " +
+                           std::to_string(bits) + " g " + std::to_string(g) +
+                           (act == ActType::kBF16 ? " bf16" : " fp16") + " n " + std::to_string(n) + " splits " +
+                           std::to_string(splits) + (gemv ? "" : " tiled");
   EXPECT_EQ(e.bad, 0) << what;
   EXPECT_LT(e.rel_fro, tol_fro) << what;
   EXPECT_LT(e.max_rel, tol_max) << what;
@@ -145,12 +145,10 @@ TEST(QGemmTest, RejectsBadArguments) {  // validation happens before any CUDA ca
   dm.layout.bits = 4;
   dm.layout.group_size = 32;
   dm.layout.cols = 64;
-  EXPECT_NE(QGemm(dm, nullptr, 1, nullptr, ActType::kF16, nullptr, 0, nullptr).find("group_size"),
-            std::string::npos);
+  EXPECT_NE(QGemm(dm, nullptr, 1, nullptr, ActType::kF16, nullptr, 0, nullptr).find("group_size"), std::string::npos);
   dm.layout.group_size = 64;
   dm.layout.bits = 9;
-  EXPECT_NE(QGemm(dm, nullptr, 1, nullptr, ActType::kF16, nullptr, 0, nullptr).find("bits = 9"),
-            std::string::npos);
+  EXPECT_NE(QGemm(dm, nullptr, 1, nullptr, ActType::kF16, nullptr, 0, nullptr).find("bits = 9"), std::string::npos);
 }
 
 }  // namespace

@@ -21,14 +21,12 @@ std::string Digest(std::string_view s) {
 
 }  // namespace
 
-BearerAuth::BearerAuth(const std::string& token)
-    : token_digest_(token.empty() ? "" : Digest(token)) {}
+BearerAuth::BearerAuth(const std::string& token) : token_digest_(token.empty() ? "" : Digest(token)) {}
 
 absl::StatusOr<BearerAuth> BearerAuth::FromTokenFile(const std::string& path) {
   auto data = ReadFile(path);
   if (!data.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot read --auth-token-file: ", data.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat("cannot read --auth-token-file: ", data.status().message()));
   }
   std::string token(absl::StripAsciiWhitespace(*data));
   if (token.empty()) {
@@ -47,8 +45,7 @@ grpc::Status BearerAuth::CheckHeader(std::string_view authorization) const {
   if (authorization.size() < kPrefix.size() ||
       !absl::EqualsIgnoreCase(absl::string_view(authorization.data(), kPrefix.size()),
                               absl::string_view(kPrefix.data(), kPrefix.size()))) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "authorization metadata must be 'Bearer <token>'");
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "authorization metadata must be 'Bearer <token>'");
   }
   std::string got = Digest(authorization.substr(kPrefix.size()));
   if (CRYPTO_memcmp(got.data(), token_digest_.data(), got.size()) != 0) {

@@ -22,9 +22,7 @@ TEST(BearerAuthTest, AcceptsOnlyTheRightToken) {
   EXPECT_EQ(auth.CheckHeader("Bearer wrong").error_message().find("s3cret"), std::string::npos);
 }
 
-TEST(BearerAuthTest, DisabledAcceptsEverything) {
-  EXPECT_TRUE(BearerAuth::Disabled().CheckHeader("").ok());
-}
+TEST(BearerAuthTest, DisabledAcceptsEverything) { EXPECT_TRUE(BearerAuth::Disabled().CheckHeader("").ok()); }
 
 TEST(BearerAuthTest, TokenFileIsTrimmedAndEmptyFileRejected) {
   std::string path = ::testing::TempDir() + "/slq_token";

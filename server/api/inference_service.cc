@@ -21,11 +21,16 @@ using inference::RequestStream;
 
 v1::FinishReason FinishToProto(inference::FinishReason r) {
   switch (r) {
-    case inference::FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
-    case inference::FinishReason::kStop: return v1::FINISH_REASON_STOP;
-    case inference::FinishReason::kContext: return v1::FINISH_REASON_CONTEXT;
-    case inference::FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
-    case inference::FinishReason::kNone: break;
+    case inference::FinishReason::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    case inference::FinishReason::kStop:
+      return v1::FINISH_REASON_STOP;
+    case inference::FinishReason::kContext:
+      return v1::FINISH_REASON_CONTEXT;
+    case inference::FinishReason::kCancelled:
+      return v1::FINISH_REASON_CANCELLED;
+    case inference::FinishReason::kNone:
+      break;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }
@@ -116,8 +121,8 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   std::shared_ptr<RequestStream> stream_;
   std::shared_ptr<Link> link_;
   v1::GenerateResponse response_;  // the message in flight
-  bool writing_ = false;   // guarded by link_->mu
-  bool finished_ = false;  // guarded by link_->mu
+  bool writing_ = false;           // guarded by link_->mu
+  bool finished_ = false;          // guarded by link_->mu
 };
 
 grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& s) {
@@ -151,8 +156,7 @@ absl::StatusOr<inference::GenerationRequest> FromProto(const v1::GenerateRequest
   }
   out.add_bos = r.add_bos();
   const v1::SamplingParams& s = r.sampling();
-  if (!std::isfinite(s.temperature()) || !std::isfinite(s.top_p()) ||
-      !std::isfinite(s.repetition_penalty())) {
+  if (!std::isfinite(s.temperature()) || !std::isfinite(s.top_p()) || !std::isfinite(s.repetition_penalty())) {
     return absl::InvalidArgumentError("sampling: temperature, top_p and repetition_penalty must be finite");
   }
   out.sampling.temperature = static_cast<float>(s.temperature());
@@ -202,8 +206,8 @@ void InferenceServiceImpl::CountRejected(const std::string& model, const absl::S
   if (metrics_) metrics_->inference_requests(model, absl::StatusCodeToString(s.code())).Increment();
 }
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceServiceImpl::Generate(
-    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceServiceImpl::Generate(grpc::CallbackServerContext* context,
+                                                                               const v1::GenerateRequest* request) {
   absl::StatusOr<std::shared_ptr<inference::ServedModel>> model = registry_->Get(request->model());
   if (!model.ok()) {
     CountRejected("unknown", model.status());  // a client-chosen name is no metric label
@@ -237,8 +241,8 @@ absl::Status InferenceServiceImpl::DoScore(const v1::ScoreRequest& req, v1::Scor
   SLQ_ASSIGN_OR_RETURN(std::vector<int32_t> ids, m->codec().Encode(req.text(), true));
   const int64_t ctx = m->model().config.max_position_embeddings;
   if (static_cast<int64_t>(ids.size()) > ctx) {
-    return absl::InvalidArgumentError(absl::StrCat("text has ", ids.size(), " tokens; model '",
-                                                   req.model(), "' has a context length of ", ctx));
+    return absl::InvalidArgumentError(
+        absl::StrCat("text has ", ids.size(), " tokens; model '", req.model(), "' has a context length of ", ctx));
   }
   SLQ_ASSIGN_OR_RETURN(std::vector<float> logits, TeacherForcedLogits(m->model(), ids));  // [T, vocab]
   const int64_t vocab = m->model().config.vocab_size;
@@ -285,8 +289,7 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Tokenize(grpc::CallbackServerCon
 }
 
 grpc::ServerUnaryReactor* InferenceServiceImpl::Score(grpc::CallbackServerContext* context,
-                                                      const v1::ScoreRequest* request,
-                                                      v1::ScoreResponse* response) {
+                                                      const v1::ScoreRequest* request, v1::ScoreResponse* response) {
   return Done(context, DoScore(*request, response));
 }
 

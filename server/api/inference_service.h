@@ -36,19 +36,15 @@ class InferenceServiceImpl final : public slq::v1::InferenceService::CallbackSer
   // metrics may be null.
   InferenceServiceImpl(inference::ModelRegistry* registry, Metrics* metrics);
 
-  grpc::ServerWriteReactor<slq::v1::GenerateResponse>* Generate(
-      grpc::CallbackServerContext* context, const slq::v1::GenerateRequest* request) override;
-  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
-                                     const slq::v1::TokenizeRequest* request,
+  grpc::ServerWriteReactor<slq::v1::GenerateResponse>* Generate(grpc::CallbackServerContext* context,
+                                                                const slq::v1::GenerateRequest* request) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context, const slq::v1::TokenizeRequest* request,
                                      slq::v1::TokenizeResponse* response) override;
-  grpc::ServerUnaryReactor* Score(grpc::CallbackServerContext* context,
-                                  const slq::v1::ScoreRequest* request,
+  grpc::ServerUnaryReactor* Score(grpc::CallbackServerContext* context, const slq::v1::ScoreRequest* request,
                                   slq::v1::ScoreResponse* response) override;
-  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
-                                       const slq::v1::ListModelsRequest* request,
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context, const slq::v1::ListModelsRequest* request,
                                        slq::v1::ListModelsResponse* response) override;
-  grpc::ServerUnaryReactor* LoadModel(grpc::CallbackServerContext* context,
-                                      const slq::v1::LoadModelRequest* request,
+  grpc::ServerUnaryReactor* LoadModel(grpc::CallbackServerContext* context, const slq::v1::LoadModelRequest* request,
                                       slq::v1::LoadModelResponse* response) override;
   grpc::ServerUnaryReactor* UnloadModel(grpc::CallbackServerContext* context,
                                         const slq::v1::UnloadModelRequest* request,

@@ -257,8 +257,7 @@ class AuthedInferenceServiceTest : public InferenceServiceTest {
 TEST_F(AuthedInferenceServiceTest, RejectsMissingOrWrongTokens) {
   grpc::ClientContext none;
   v1::ListModelsResponse list;
-  EXPECT_EQ(stub_->ListModels(&none, v1::ListModelsRequest(), &list).error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(stub_->ListModels(&none, v1::ListModelsRequest(), &list).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   grpc::ClientContext wrong;
   wrong.AddMetadata("authorization", "Bearer nope");
   Stream s = Generate(Request("Once", 4), &wrong);

@@ -34,8 +34,12 @@ absl::StatusOr<spec::Target> TargetFromProto(const slq::v1::FidelityTarget& t) {
   spec::Target out;
   const char* field = "";
   switch (t.target_case()) {
-    case slq::v1::FidelityTarget::kMinEar: out = {spec::Target::Kind::kEar, t.min_ear()}, field = "min_ear"; break;
-    case slq::v1::FidelityTarget::kMaxKl: out = {spec::Target::Kind::kKl, t.max_kl()}, field = "max_kl"; break;
+    case slq::v1::FidelityTarget::kMinEar:
+      out = {spec::Target::Kind::kEar, t.min_ear()}, field = "min_ear";
+      break;
+    case slq::v1::FidelityTarget::kMaxKl:
+      out = {spec::Target::Kind::kKl, t.max_kl()}, field = "max_kl";
+      break;
     case slq::v1::FidelityTarget::kMaxAvgBits:
       out = {spec::Target::Kind::kBits, t.max_avg_bits()}, field = "max_avg_bits";
       break;
@@ -56,10 +60,18 @@ absl::StatusOr<spec::Target> TargetFromProto(const slq::v1::FidelityTarget& t) {
 slq::v1::FidelityTarget TargetToProto(const spec::Target& t) {
   slq::v1::FidelityTarget p;
   switch (t.kind) {
-    case spec::Target::Kind::kEar: p.set_min_ear(t.value); break;
-    case spec::Target::Kind::kKl: p.set_max_kl(t.value); break;
-    case spec::Target::Kind::kBits: p.set_max_avg_bits(t.value); break;
-    case spec::Target::Kind::kTaskLossless: p.set_task_lossless_kl(t.value); break;
+    case spec::Target::Kind::kEar:
+      p.set_min_ear(t.value);
+      break;
+    case spec::Target::Kind::kKl:
+      p.set_max_kl(t.value);
+      break;
+    case spec::Target::Kind::kBits:
+      p.set_max_avg_bits(t.value);
+      break;
+    case spec::Target::Kind::kTaskLossless:
+      p.set_task_lossless_kl(t.value);
+      break;
   }
   return p;
 }
@@ -124,12 +136,8 @@ absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std
   return r;
 }
 
-slq::v1::JobState ToProto(JobState s) {
-  return static_cast<slq::v1::JobState>(static_cast<int>(s) + 1);
-}
-slq::v1::JobStage ToProto(JobStage s) {
-  return static_cast<slq::v1::JobStage>(static_cast<int>(s) + 1);
-}
+slq::v1::JobState ToProto(JobState s) { return static_cast<slq::v1::JobState>(static_cast<int>(s) + 1); }
+slq::v1::JobStage ToProto(JobStage s) { return static_cast<slq::v1::JobStage>(static_cast<int>(s) + 1); }
 absl::StatusOr<JobState> FromProto(slq::v1::JobState s) {
   if (s == slq::v1::JOB_STATE_UNSPECIFIED || !slq::v1::JobState_IsValid(s)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid job state ", static_cast<int>(s)));
@@ -190,7 +198,8 @@ slq::v1::Certificate CertificateFromJson(const std::string& text) {
   }
   c.set_dataset_sha256(j.value("/dataset/sha256"_json_pointer, std::string()));
   // Certificates from before "heldout_dataset" were verified on the split of the calibration text.
-  c.set_heldout_dataset(j.value("/heldout_dataset/id"_json_pointer, j.value("/dataset/path"_json_pointer, std::string())));
+  c.set_heldout_dataset(
+      j.value("/heldout_dataset/id"_json_pointer, j.value("/dataset/path"_json_pointer, std::string())));
   c.set_heldout_dataset_sha256(j.value("/heldout_dataset/sha256"_json_pointer, c.dataset_sha256()));
   c.set_target_met(j.value("target_met", false));
   c.set_tool_version(j.value("tool_version", std::string()));

@@ -38,7 +38,8 @@ TEST(JobConvertTest, BadSpecsNameTheField) {
   };
   bad([](auto& s) { s.clear_model_uri(); }, "model_uri");
   bad([](auto& s) { s.clear_target(); }, "spec.target");
-  bad([](auto& s) { s.mutable_target()->set_min_ear(1.5); }, "spec.target.min_ear: target 'ear>=1.5': ear must be in (0, 1]");
+  bad([](auto& s) { s.mutable_target()->set_min_ear(1.5); },
+      "spec.target.min_ear: target 'ear>=1.5': ear must be in (0, 1]");
   bad([](auto& s) { s.mutable_target()->set_max_kl(-1); }, "spec.target");
   bad([](auto& s) { s.mutable_target()->set_max_avg_bits(1); }, "spec.target");
   bad([](auto& s) { s.mutable_target()->set_task_lossless_kl(0); }, "spec.target");
@@ -73,8 +74,7 @@ TEST(JobConvertTest, CertificateJsonFillsTheWireMessage) {
        {{"model.layers.1.mlp.up_proj", {{"layer", 1}, {"quantized", true}, {"bits", 5}, {"params", 10}}},
         {"model.layers.0.mlp.up_proj", {{"layer", 0}, {"quantized", true}, {"bits", 4}, {"params", 10}}},
         {"lm_head", {{"layer", -1}, {"quantized", false}, {"params", 20}}}}},
-      {"heldout",
-       {{"ear", {{"mean", 0.995}, {"lo95", 0.993}, {"hi95", 0.997}}}, {"sequences", 32}, {"tokens", 4096}}},
+      {"heldout", {{"ear", {{"mean", 0.995}, {"lo95", 0.993}, {"hi95", 0.997}}}, {"sequences", 32}, {"tokens", 4096}}},
       {"stage_wall_seconds", {{"profile", 1.5}}}};
   slq::v1::Certificate p = CertificateFromJson(c.dump());
   EXPECT_EQ(p.source_model(), "m");

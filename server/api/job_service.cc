@@ -32,8 +32,7 @@ double Eta(const std::vector<JobEvent>& events, double progress) {
 
 JobServiceImpl::JobServiceImpl(JobStore* store, ArtifactStore* artifacts, Scheduler* scheduler, Metrics* metrics,
                                JobServiceOptions options)
-    : store_(store), artifacts_(artifacts), scheduler_(scheduler), metrics_(metrics),
-      options_(std::move(options)) {}
+    : store_(store), artifacts_(artifacts), scheduler_(scheduler), metrics_(metrics), options_(std::move(options)) {}
 
 void JobServiceImpl::NotifyJobEvent(const std::string&) {
   absl::MutexLock l(&mu_);
@@ -68,9 +67,9 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const slq::v1::Subm
     if (!s.ok()) return FieldError("spec.model_uri", s);
   }
   if (options_.validate_data_ref) {
-    for (const auto& [field, ref] : {std::pair<const char*, const std::string*>{"spec.calibration_data",
-                                                                                &request->calibration_data},
-                                     {"spec.eval_data", &request->eval_data}}) {
+    for (const auto& [field, ref] :
+         {std::pair<const char*, const std::string*>{"spec.calibration_data", &request->calibration_data},
+          {"spec.eval_data", &request->eval_data}}) {
       absl::Status s = options_.validate_data_ref(*ref);
       if (!s.ok()) return FieldError(field, s);
     }

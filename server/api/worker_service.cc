@@ -23,8 +23,10 @@ bool RetryableTaskCode(int code) {
     case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kPermissionDenied: return false;
-    default: return true;
+    case absl::StatusCode::kPermissionDenied:
+      return false;
+    default:
+      return true;
   }
 }
 
@@ -52,7 +54,8 @@ bool WorkerServiceImpl::WaitForEvent(absl::Duration timeout) {
 grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext*, const slq::v1::RegisterWorkerRequest* req,
                                                slq::v1::RegisterWorkerResponse* resp) {
   if (req->name().empty() || req->name().size() > 128) return Invalid("name is required (at most 128 bytes)");
-  if (!slq::v1::WorkerDevice_IsValid(req->device())) return Invalid(absl::StrCat("device ", req->device(), " is not a WorkerDevice"));
+  if (!slq::v1::WorkerDevice_IsValid(req->device()))
+    return Invalid(absl::StrCat("device ", req->device(), " is not a WorkerDevice"));
   Worker w;
   w.id = "worker-" + RandomHex(8);
   w.name = req->name();
@@ -128,7 +131,8 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const slq::v1::H
                                           slq::v1::HeartbeatResponse* resp) {
   if (req->worker_id().empty() || req->task_id().empty()) return Invalid("worker_id and task_id are required");
   if (!(req->progress() >= 0 && req->progress() <= 1)) return Invalid("progress must be in [0, 1]");
-  if (!slq::v1::JobStage_IsValid(req->stage())) return Invalid(absl::StrCat("stage ", req->stage(), " is not a JobStage"));
+  if (!slq::v1::JobStage_IsValid(req->stage()))
+    return Invalid(absl::StrCat("stage ", req->stage(), " is not a JobStage"));
   auto task = store_->Heartbeat(req->task_id(), req->worker_id(), options_.lease);
   if (!task.ok()) return ToGrpcStatus(task.status());
   *resp->mutable_lease_expire_time() = ToProto(task->lease_expiry);

@@ -36,8 +36,7 @@ AllowedRoots::AllowedRoots(const std::vector<std::string>& roots) {
 std::string AllowedRoots::ToString() const { return absl::StrJoin(given_, ", "); }
 
 bool AllowedRoots::Contains(const fs::path& canonical) const {
-  return std::any_of(canonical_.begin(), canonical_.end(),
-                     [&](const fs::path& r) { return IsUnder(canonical, r); });
+  return std::any_of(canonical_.begin(), canonical_.end(), [&](const fs::path& r) { return IsUnder(canonical, r); });
 }
 
 absl::StatusOr<fs::path> AllowedRoots::Confine(const std::string& path, absl::string_view what,
@@ -50,8 +49,7 @@ absl::StatusOr<fs::path> AllowedRoots::Confine(const std::string& path, absl::st
   if (o.reject_dotdot) {
     for (const fs::path& seg : fs::path(path)) {
       if (seg == "..") {
-        return absl::PermissionDeniedError(
-            absl::StrCat(what, " '", path, "' contains '..'; give a direct path"));
+        return absl::PermissionDeniedError(absl::StrCat(what, " '", path, "' contains '..'; give a direct path"));
       }
     }
   }
@@ -75,8 +73,8 @@ absl::StatusOr<fs::path> AllowedRoots::Confine(const std::string& path, absl::st
       std::error_code eec;
       const fs::path target = fs::canonical(e.path(), eec);
       if (eec) {
-        return absl::NotFoundError(absl::StrCat(what, " '", path, "' holds a broken link '",
-                                                e.path().filename().string(), "'"));
+        return absl::NotFoundError(
+            absl::StrCat(what, " '", path, "' holds a broken link '", e.path().filename().string(), "'"));
       }
       if (!Contains(target)) {
         return absl::PermissionDeniedError(absl::StrCat(what, " '", path, "' holds '", e.path().filename().string(),

@@ -54,9 +54,9 @@ inline uint16_t FloatToHalf(float f) {
   std::memcpy(&x, &f, 4);
   uint32_t sign = (x >> 16) & 0x8000u;
   uint32_t absx = x & 0x7fffffffu;
-  if (absx > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+  if (absx > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
   if (absx >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
-  if (absx < 0x38800000u) {  // subnormal or zero in fp16
+  if (absx < 0x38800000u) {                                               // subnormal or zero in fp16
     if (absx < 0x33000000u) return static_cast<uint16_t>(sign);
     uint32_t mant = (absx & 0x7fffffu) | 0x800000u;
     int shift = 113 - static_cast<int>(absx >> 23) + 13;  // 126 - e + 1 ... aligns to 2^-24 units

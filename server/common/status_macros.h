@@ -15,10 +15,10 @@
 #define SLQ_STATUS_CONCAT_(a, b) SLQ_STATUS_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function if `expr` is not OK.
-#define SLQ_RETURN_IF_ERROR(expr)                  \
-  do {                                             \
-    ::absl::Status slq_status_ = (expr);           \
-    if (!slq_status_.ok()) return slq_status_;     \
+#define SLQ_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::absl::Status slq_status_ = (expr);       \
+    if (!slq_status_.ok()) return slq_status_; \
   } while (0)
 
 // `lhs = value of expr` if OK, else returns its status from the enclosing function.

@@ -121,16 +121,14 @@ void WorkerPool::Run(int64_t n, const RangeFn& fn, int64_t max_parts) {
 void WorkerPool::WorkerLoop() {
   uint64_t seen = 0;
   while (true) {
-    for (int i = 0; i < kSpin && generation_.load(std::memory_order_acquire) == seen &&
-                    !stop_.load(std::memory_order_relaxed);
+    for (int i = 0;
+         i < kSpin && generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_relaxed);
          ++i) {
       CpuRelax();
     }
     if (generation_.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> l(mu_);
-      work_cv_.wait(l, [&] {
-        return generation_.load(std::memory_order_acquire) != seen || stop_.load();
-      });
+      work_cv_.wait(l, [&] { return generation_.load(std::memory_order_acquire) != seen || stop_.load(); });
     }
     if (stop_.load()) return;
     seen = generation_.load(std::memory_order_acquire);
@@ -138,8 +136,7 @@ void WorkerPool::WorkerLoop() {
   }
 }
 
-void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int threads,
-                 int64_t min_chunk) {
+void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int threads, int64_t min_chunk) {
   if (n <= 0) return;
   const int64_t parts = n / std::max<int64_t>(1, min_chunk);
   if (threads == 1 || parts <= 1) {

@@ -78,8 +78,8 @@ class WorkerPool {
 // at least min_chunk items). threads == 1 runs inline; other values of `threads` are accepted
 // for compatibility (the pool's size is fixed: DefaultThreads()). Small ranges (n < 2 *
 // min_chunk), nested calls and calls while the pool is busy run inline on the caller's thread.
-void ParallelFor(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn,
-                 int threads = 0, int64_t min_chunk = 1);
+void ParallelFor(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn, int threads = 0,
+                 int64_t min_chunk = 1);
 
 }  // namespace slq
 

@@ -61,10 +61,13 @@ TEST(ParallelForTest, RunsOnThePersistentPoolAndCoversRange) {
 
 TEST(ParallelForTest, MinChunkBoundsTheChunks) {
   std::atomic<int> calls{0};
-  ParallelFor(100, [&](int64_t b, int64_t e) {
-    EXPECT_GE(e - b, 50);
-    ++calls;
-  }, /*threads=*/0, /*min_chunk=*/50);
+  ParallelFor(
+      100,
+      [&](int64_t b, int64_t e) {
+        EXPECT_GE(e - b, 50);
+        ++calls;
+      },
+      /*threads=*/0, /*min_chunk=*/50);
   EXPECT_LE(calls.load(), 2);
 }
 

@@ -170,9 +170,22 @@ GgufFile ReadGguf(const std::string& path) {
     std::memcpy(dst, all.data() + pos, n);
     pos += n;
   };
-  auto u32 = [&] { uint32_t v; take(&v, 4); return v; };
-  auto u64 = [&] { uint64_t v; take(&v, 8); return v; };
-  auto str = [&] { uint64_t n = u64(); std::string s = all.substr(pos, n); pos += n; return s; };
+  auto u32 = [&] {
+    uint32_t v;
+    take(&v, 4);
+    return v;
+  };
+  auto u64 = [&] {
+    uint64_t v;
+    take(&v, 8);
+    return v;
+  };
+  auto str = [&] {
+    uint64_t n = u64();
+    std::string s = all.substr(pos, n);
+    pos += n;
+    return s;
+  };
   GgufFile g;
   EXPECT_EQ(all.substr(0, 4), "GGUF");
   pos = 4;
@@ -227,13 +240,18 @@ GgufFile ReadGguf(const std::string& path) {
     t.offset = u64();
     g.tensors[name] = t;
   }
-  const uint64_t align = g.numbers.count("general.alignment") ? static_cast<uint64_t>(g.numbers["general.alignment"]) : 32;
+  const uint64_t align =
+      g.numbers.count("general.alignment") ? static_cast<uint64_t>(g.numbers["general.alignment"]) : 32;
   pos = (pos + align - 1) / align * align;
   g.data = all.substr(pos);
   return g;
 }
 
-uint16_t U16(const char* p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
+uint16_t U16(const char* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
 
 // Dequantized with llama.cpp's block definitions (ggml-quants: dequantize_row_q4_1/q5_1/q8_0).
 std::vector<float> Dequant(const GgufFile& g, const GgufTensor& t) {
@@ -317,10 +335,10 @@ TEST(ExportGgufTest, HeaderTensorTableAndExactWeights) {
   EXPECT_EQ(Dequant(g, g.tensors["token_embd.weight"]), m.embed);
   EXPECT_EQ(Dequant(g, g.tensors["blk.1.ffn_norm.weight"]), m.layers[1].mlp_norm);
 
-  const std::map<std::string, std::string> names = {
-      {"self_attn.q_proj", "attn_q"}, {"self_attn.k_proj", "attn_k"}, {"self_attn.v_proj", "attn_v"},
-      {"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
-      {"mlp.down_proj", "ffn_down"}};
+  const std::map<std::string, std::string> names = {{"self_attn.q_proj", "attn_q"}, {"self_attn.k_proj", "attn_k"},
+                                                    {"self_attn.v_proj", "attn_v"}, {"self_attn.o_proj", "attn_output"},
+                                                    {"mlp.gate_proj", "ffn_gate"},  {"mlp.up_proj", "ffn_up"},
+                                                    {"mlp.down_proj", "ffn_down"}};
   int checked = 0;
   for (const ConstLinearSlot& slot : m.LinearSlots()) {
     if (slot.name == "lm_head") continue;
@@ -334,9 +352,11 @@ TEST(ExportGgufTest, HeaderTensorTableAndExactWeights) {
     EXPECT_EQ(t.type, q.bits == 4 ? 3u : q.bits == 5 ? 7u : 8u) << gname;  // Q4_1, Q5_1, Q8_0
     std::vector<float> want = slot.op->WeightF32();
     if (rest == "self_attn.q_proj" || rest == "self_attn.k_proj") {  // llama.cpp's interleaved RoPE order
-      std::vector<int64_t> order = RopeRowOrder(rest == "self_attn.q_proj" ? c.num_heads : c.num_kv_heads, c.head_dim, true);
+      std::vector<int64_t> order =
+          RopeRowOrder(rest == "self_attn.q_proj" ? c.num_heads : c.num_kv_heads, c.head_dim, true);
       std::vector<float> p(want.size());
-      for (size_t r = 0; r < order.size(); ++r) std::copy_n(want.begin() + order[r] * q.cols, q.cols, p.begin() + r * q.cols);
+      for (size_t r = 0; r < order.size(); ++r)
+        std::copy_n(want.begin() + order[r] * q.cols, q.cols, p.begin() + r * q.cols);
       want = p;
     }
     EXPECT_EQ(Dequant(g, t), want) << gname << " does not dequantize to the artifact's weights exactly";

@@ -6,13 +6,13 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/packed_matrix.h"
 #include "server/common/half.h"
 #include "server/common/status_macros.h"
 #include "server/export/gguf_tokenizer.h"
 #include "server/export/hf_export.h"
-#include "server/quant/artifact.h"
-#include "kernels/packed_matrix.h"
 #include "server/model/linear.h"
+#include "server/quant/artifact.h"
 
 namespace slq::exporter {
 namespace {
@@ -140,9 +140,9 @@ absl::StatusOr<GgmlType> ExactType(const PackedLinear& p) {
     const int64_t groups = q.rows * (q.cols / 32);
     for (int64_t g = 0; g < groups; ++g) {
       if (HalfToFloat(q.zeros[g]) != -127.0f * HalfToFloat(q.scales[g])) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "it is 8-bit symmetric but group ", g, "'s fp16 zero is not exactly -127 * scale, so Q8_0 (x = d*q) "
-            "cannot hold it"));
+        return absl::InvalidArgumentError(absl::StrCat("it is 8-bit symmetric but group ", g,
+                                                       "'s fp16 zero is not exactly -127 * scale, so Q8_0 (x = d*q) "
+                                                       "cannot hold it"));
       }
     }
     const int64_t wpr = kernels::WordsPerRow(q.cols, 8);
@@ -171,7 +171,8 @@ std::string EncodeBlocks(const kernels::PackedMatrixView& q, GgmlType type, cons
       for (int j = 0; j < 32; ++j) c[j] = kernels::PackedCode(words, b * 32 + j, q.bits);
       PutU16(&out, q.scales[r * gpr + b]);
       if (type == GgmlType::kQ8_0) {
-        for (int j = 0; j < 32; ++j) out.push_back(static_cast<char>(static_cast<int8_t>(static_cast<int>(c[j]) - 127)));
+        for (int j = 0; j < 32; ++j)
+          out.push_back(static_cast<char>(static_cast<int8_t>(static_cast<int>(c[j]) - 127)));
         continue;
       }
       PutU16(&out, q.zeros[r * gpr + b]);
@@ -207,8 +208,8 @@ GgmlType DenseType(const std::vector<float>& v) {
 std::string GgufLinearName(const std::string& hf) {
   if (hf == "lm_head") return "output";
   static const std::pair<const char*, const char*> kMap[] = {
-      {"self_attn.q_proj", "attn_q"}, {"self_attn.k_proj", "attn_k"}, {"self_attn.v_proj", "attn_v"},
-      {"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
+      {"self_attn.q_proj", "attn_q"},      {"self_attn.k_proj", "attn_k"}, {"self_attn.v_proj", "attn_v"},
+      {"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"},  {"mlp.up_proj", "ffn_up"},
       {"mlp.down_proj", "ffn_down"}};
   const std::string prefix = "model.layers.";
   const size_t dot = hf.find('.', prefix.size());
@@ -337,8 +338,10 @@ absl::Status ExportGguf(const std::string& artifact_dir, const std::string& out_
     bias("attn_q", L.q_bias, c.num_heads);
     bias("attn_k", L.k_bias, c.num_kv_heads);
     bias("attn_v", L.v_bias, 0);
-    if (!L.q_norm.empty()) w.Tensor(p + "attn_q_norm.weight", {L.q_norm.size()}, GgmlType::kF32, Bytes(L.q_norm, GgmlType::kF32));
-    if (!L.k_norm.empty()) w.Tensor(p + "attn_k_norm.weight", {L.k_norm.size()}, GgmlType::kF32, Bytes(L.k_norm, GgmlType::kF32));
+    if (!L.q_norm.empty())
+      w.Tensor(p + "attn_q_norm.weight", {L.q_norm.size()}, GgmlType::kF32, Bytes(L.q_norm, GgmlType::kF32));
+    if (!L.k_norm.empty())
+      w.Tensor(p + "attn_k_norm.weight", {L.k_norm.size()}, GgmlType::kF32, Bytes(L.k_norm, GgmlType::kF32));
   }
   w.Tensor("output_norm.weight", {H}, GgmlType::kF32, Bytes(m.final_norm, GgmlType::kF32));
   return w.Write(out_path);

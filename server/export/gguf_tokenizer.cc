@@ -96,9 +96,10 @@ absl::StatusOr<GgufTokenizer> GgufTokenizerFromDir(const std::string& dir, int64
   const json model = t.value("model", json::object());
   const std::string type = model.value("type", "");
   if (type != "BPE") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the tokenizer's model is '", type, "'; GGUF export supports BPE tokenizers only (SentencePiece-style with "
-        "byte fallback -> llama.cpp 'llama', byte-level -> 'gpt2')"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the tokenizer's model is '", type,
+                     "'; GGUF export supports BPE tokenizers only (SentencePiece-style with "
+                     "byte fallback -> llama.cpp 'llama', byte-level -> 'gpt2')"));
   }
   const json null_json;
   const json& pre = t.contains("pre_tokenizer") ? t["pre_tokenizer"] : null_json;
@@ -160,7 +161,8 @@ absl::StatusOr<GgufTokenizer> GgufTokenizerFromDir(const std::string& dir, int64
     if (merges[i].is_string()) {
       const std::string m = merges[i].get<std::string>();
       const size_t sp = m.find(' ', 1);
-      if (sp == std::string::npos) return absl::InvalidArgumentError(absl::StrCat("merge ", i, " '", m, "' has no space"));
+      if (sp == std::string::npos)
+        return absl::InvalidArgumentError(absl::StrCat("merge ", i, " '", m, "' has no space"));
       left = m.substr(0, sp);
       right = m.substr(sp + 1);
     } else if (merges[i].is_array() && merges[i].size() == 2) {
@@ -171,7 +173,8 @@ absl::StatusOr<GgufTokenizer> GgufTokenizerFromDir(const std::string& dir, int64
     }
     if (out.model == "gpt2") {
       if (left.find(' ') != std::string::npos || right.find(' ') != std::string::npos) {
-        return absl::InvalidArgumentError(absl::StrCat("merge ", i, " has a space inside a piece: GGUF's 'a b' "
+        return absl::InvalidArgumentError(absl::StrCat("merge ", i,
+                                                       " has a space inside a piece: GGUF's 'a b' "
                                                        "merges cannot hold it"));
       }
       out.merges.push_back(left + " " + right);
@@ -200,7 +203,8 @@ absl::StatusOr<GgufTokenizer> GgufTokenizerFromDir(const std::string& dir, int64
     if (out.model == "llama") {
       auto r = merge_rank.find(text);
       // Single characters and special tokens are never the result of a merge: their score is unused.
-      out.scores[id] = r != merge_rank.end() ? -static_cast<float>(r->second) : (tt == kNormal && CodePoints(text) > 1 ? kNoMerge : 0.0f);
+      out.scores[id] = r != merge_rank.end() ? -static_cast<float>(r->second)
+                                             : (tt == kNormal && CodePoints(text) > 1 ? kNoMerge : 0.0f);
     }
   }
 
@@ -217,8 +221,10 @@ absl::StatusOr<GgufTokenizer> GgufTokenizerFromDir(const std::string& dir, int64
   if (!out.pad) out.pad = config_id("pad_token_id");
 
   // add_bos/add_eos: tokenizer_config, else the post-processor's single-sequence template.
-  if (cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean()) out.add_bos = cfg["add_bos_token"].get<bool>();
-  if (cfg.contains("add_eos_token") && cfg["add_eos_token"].is_boolean()) out.add_eos = cfg["add_eos_token"].get<bool>();
+  if (cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean())
+    out.add_bos = cfg["add_bos_token"].get<bool>();
+  if (cfg.contains("add_eos_token") && cfg["add_eos_token"].is_boolean())
+    out.add_eos = cfg["add_eos_token"].get<bool>();
   const json& post = t.contains("post_processor") ? t["post_processor"] : null_json;
   if (const json* tp = FindPart(post, "TemplateProcessing"); tp != nullptr && (*tp)["single"].is_array()) {
     const json& single = (*tp)["single"];
@@ -243,7 +249,8 @@ absl::StatusOr<GgufTokenizer> GgufTokenizerFromDir(const std::string& dir, int64
     if (ct.is_string()) out.chat_template = ct.get<std::string>();
     if (ct.is_array()) {
       for (const json& e : ct) {
-        if (e.value("name", "") == "default" && e.contains("template")) out.chat_template = e["template"].get<std::string>();
+        if (e.value("name", "") == "default" && e.contains("template"))
+          out.chat_template = e["template"].get<std::string>();
       }
     }
   }

@@ -94,7 +94,8 @@ json HfConfigJson(const ModelConfig& c, const std::string& torch_dtype) {
   if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
   if (c.eos_token_ids.size() > 1) j["eos_token_id"] = c.eos_token_ids;
   switch (c.rope_scaling.type) {
-    case RopeScaling::Type::kNone: break;
+    case RopeScaling::Type::kNone:
+      break;
     case RopeScaling::Type::kLinear:
       j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scaling.factor}};
       break;
@@ -112,7 +113,8 @@ json HfConfigJson(const ModelConfig& c, const std::string& torch_dtype) {
 absl::Status PrepareOutDir(const std::string& out_dir) {
   std::error_code ec;
   if (fs::exists(out_dir, ec) && !fs::is_empty(out_dir, ec)) {
-    return absl::FailedPreconditionError(absl::StrCat("--out ", out_dir, " exists and is not empty; give a new folder"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("--out ", out_dir, " exists and is not empty; give a new folder"));
   }
   fs::create_directories(out_dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create --out ", out_dir, ": ", ec.message()));

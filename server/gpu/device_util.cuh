@@ -16,16 +16,24 @@ inline cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
 template <typename T>
 __device__ __forceinline__ float ToF(T v);
 template <>
-__device__ __forceinline__ float ToF<__half>(__half v) { return __half2float(v); }
+__device__ __forceinline__ float ToF<__half>(__half v) {
+  return __half2float(v);
+}
 template <>
-__device__ __forceinline__ float ToF<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float ToF<__nv_bfloat16>(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
 
 template <typename T>
 __device__ __forceinline__ T FromF(float v);
 template <>
-__device__ __forceinline__ __half FromF<__half>(float v) { return __float2half_rn(v); }
+__device__ __forceinline__ __half FromF<__half>(float v) {
+  return __float2half_rn(v);
+}
 template <>
-__device__ __forceinline__ __nv_bfloat16 FromF<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+__device__ __forceinline__ __nv_bfloat16 FromF<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
 
 template <typename V>
 __device__ __forceinline__ V WarpSum(V v) {

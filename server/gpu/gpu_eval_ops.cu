@@ -61,8 +61,14 @@ __global__ void CompareRowsKernel(const float* base, const float* quant, int64_t
   int32_t ib = 0x7fffffff, iq = 0x7fffffff;
   for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) {
     const float b = lb[v], q = lq[v];
-    if (b > mb) { mb = b; ib = static_cast<int32_t>(v); }
-    if (q > mq) { mq = q; iq = static_cast<int32_t>(v); }
+    if (b > mb) {
+      mb = b;
+      ib = static_cast<int32_t>(v);
+    }
+    if (q > mq) {
+      mq = q;
+      iq = static_cast<int32_t>(v);
+    }
   }
   BlockArgmax(&mb, &ib, rv, ri);
   BlockArgmax(&mq, &iq, rv, ri);
@@ -121,8 +127,8 @@ unsigned Blocks(int64_t n) {
 
 }  // namespace
 
-void CompareRows(const float* base, const float* quant, int64_t R, int64_t vocab, const int32_t* next,
-                 double inv_temp, double* out, int32_t* argmax_base, int32_t* argmax_quant, void* stream) {
+void CompareRows(const float* base, const float* quant, int64_t R, int64_t vocab, const int32_t* next, double inv_temp,
+                 double* out, int32_t* argmax_base, int32_t* argmax_quant, void* stream) {
   if (R <= 0) return;
   CompareRowsKernel<<<static_cast<unsigned>(R), kThreads, 0, S(stream)>>>(base, quant, vocab, next, inv_temp, out,
                                                                           argmax_base, argmax_quant);

@@ -15,8 +15,8 @@ using kernels::ActType;
 // Per row r of base/quant fp32 logits [R, vocab] at temperature 1/inv_temp, with the softmax,
 // KL and TV sums in fp64 as quant::CompareLogits does: out[r] = {EAR, KL, nll_base, nll_quant}
 // (nll only where next[r] >= 0), argmax_base[r], argmax_quant[r] (ties: lowest id).
-void CompareRows(const float* base, const float* quant, int64_t R, int64_t vocab, const int32_t* next,
-                 double inv_temp, double* out, int32_t* argmax_base, int32_t* argmax_quant, void* stream);
+void CompareRows(const float* base, const float* quant, int64_t R, int64_t vocab, const int32_t* next, double inv_temp,
+                 double* out, int32_t* argmax_base, int32_t* argmax_quant, void* stream);
 
 // out[i] (act) = in[i] (fp32), n elements.
 void F32ToAct(const float* in, int64_t n, void* out, ActType act, void* stream);

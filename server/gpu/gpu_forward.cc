@@ -62,8 +62,8 @@ struct GpuWorkspace::Impl {
     cudaError_t e = cudaMalloc(p, std::max<size_t>(bytes, 256));
     if (e != cudaSuccess) {
       *p = nullptr;
-      return absl::ResourceExhaustedError(absl::StrCat("GPU activation buffer of ", bytes, " bytes: ",
-                                                       cudaGetErrorString(e)));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("GPU activation buffer of ", bytes, " bytes: ", cudaGetErrorString(e)));
     }
     bufs.push_back(*p);
     return absl::OkStatus();
@@ -334,22 +334,24 @@ absl::Status GpuForward(const GpuModel& model, GpuKvCache& kv, BlockAllocator& a
     } else {
       out->logits.clear();
     }
-    SLQ_RETURN_IF_ERROR(CudaStatus(
-        cudaMemcpyAsync(out->argmax.data(), w.ids, R * 4, cudaMemcpyDeviceToHost, w.stream), "copy ids"));
+    SLQ_RETURN_IF_ERROR(
+        CudaStatus(cudaMemcpyAsync(out->argmax.data(), w.ids, R * 4, cudaMemcpyDeviceToHost, w.stream), "copy ids"));
     SLQ_RETURN_IF_ERROR(CudaStatus(
         cudaMemcpyAsync(out->argmax_logprob.data(), w.lps, R * 4, cudaMemcpyDeviceToHost, w.stream), "copy logprobs"));
     if (options.device_logits != nullptr) {
-      SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(options.device_logits, w.logits, R * V * 4,
-                                                     cudaMemcpyDeviceToDevice, w.stream), "copy device logits"));
+      SLQ_RETURN_IF_ERROR(
+          CudaStatus(cudaMemcpyAsync(options.device_logits, w.logits, R * V * 4, cudaMemcpyDeviceToDevice, w.stream),
+                     "copy device logits"));
     }
     if (options.host_rows.empty()) {
-      SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(out->logits.data(), w.logits, R * V * 4,
-                                                     cudaMemcpyDeviceToHost, w.stream), "copy logits"));
+      SLQ_RETURN_IF_ERROR(CudaStatus(
+          cudaMemcpyAsync(out->logits.data(), w.logits, R * V * 4, cudaMemcpyDeviceToHost, w.stream), "copy logits"));
     } else {
       for (int64_t i = 0; i < R; ++i) {
         if (!options.host_rows[i]) continue;
-        SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(out->logits.data() + i * V, w.logits + i * V, V * 4,
-                                                       cudaMemcpyDeviceToHost, w.stream), "copy logits row"));
+        SLQ_RETURN_IF_ERROR(CudaStatus(
+            cudaMemcpyAsync(out->logits.data() + i * V, w.logits + i * V, V * 4, cudaMemcpyDeviceToHost, w.stream),
+            "copy logits row"));
       }
     }
     return CudaStatus(cudaStreamSynchronize(w.stream), "forward");
@@ -371,7 +373,7 @@ absl::Status GpuForward(const GpuModel& model, GpuKvCache& kv, BlockAllocator& a
 }
 
 absl::StatusOr<std::vector<float>> GpuTeacherForcedLogits(const GpuModel& model, GpuWorkspace* ws,
-                                                         std::span<const int32_t> tokens) {
+                                                          std::span<const int32_t> tokens) {
   constexpr int64_t kBlock = 16;
   GpuWorkspace::Impl& w = ws->impl();
   const int64_t need = std::max<int64_t>(1, (static_cast<int64_t>(tokens.size()) + kBlock - 1) / kBlock);

@@ -44,8 +44,8 @@ struct GpuWorkspaceOptions {
 // Stream, cuBLAS handle, activation buffers and captured graphs for one model.
 class GpuWorkspace {
  public:
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<GpuWorkspace>> Create(
-      const GpuModel& model, const GpuWorkspaceOptions& options = {});
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<GpuWorkspace>> Create(const GpuModel& model,
+                                                                            const GpuWorkspaceOptions& options = {});
   ~GpuWorkspace();
   GpuWorkspace(const GpuWorkspace&) = delete;
   GpuWorkspace& operator=(const GpuWorkspace&) = delete;
@@ -87,8 +87,7 @@ struct GpuForwardResult {
 
 // Logits [tokens.size(), vocab] of every position of `tokens` run as one fresh sequence
 // (slq::TeacherForcedLogits on the GPU). The workspace keeps a KV cache for it, grown as needed.
-[[nodiscard]] absl::StatusOr<std::vector<float>> GpuTeacherForcedLogits(const GpuModel& model,
-                                                                        GpuWorkspace* ws,
+[[nodiscard]] absl::StatusOr<std::vector<float>> GpuTeacherForcedLogits(const GpuModel& model, GpuWorkspace* ws,
                                                                         std::span<const int32_t> tokens);
 
 }  // namespace slq::gpu

@@ -10,9 +10,9 @@
 #include "kernels/repack.h"
 #include "server/common/half.h"
 #include "server/common/status_macros.h"
+#include "server/common/thread_pool.h"
 #include "server/gpu/gpu_model_impl.h"
 #include "server/gpu/gpu_ops.h"
-#include "server/common/thread_pool.h"
 #include "server/model/ops.h"
 
 namespace slq::gpu {
@@ -30,8 +30,8 @@ absl::Status GpuModel::Impl::Alloc(size_t bytes, void** p) {
   *p = nullptr;
   cudaError_t e = cudaMalloc(p, std::max<size_t>(bytes, 16));
   if (e != cudaSuccess) {
-    return absl::ResourceExhaustedError(absl::StrCat("cudaMalloc of ", bytes, " bytes for model weights: ",
-                                                     cudaGetErrorString(e)));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cudaMalloc of ", bytes, " bytes for model weights: ", cudaGetErrorString(e)));
   }
   allocations.push_back(*p);
   return absl::OkStatus();
@@ -47,13 +47,12 @@ absl::Status RunLinear(const GpuLinear& l, ActType act, const void* x, int64_t n
   }
   const cudaDataType dt = act == ActType::kF16 ? CUDA_R_16F : CUDA_R_16BF;
   const float alpha = 1.0f, beta = 0.0f;
-  const cublasStatus_t s = cublasGemmEx(
-      blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(l.out), static_cast<int>(n), static_cast<int>(l.in),
-      &alpha, l.w, dt, static_cast<int>(l.in), x, dt, static_cast<int>(l.in), &beta, y,
-      y_f32 ? CUDA_R_32F : dt, static_cast<int>(l.out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  const cublasStatus_t s =
+      cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(l.out), static_cast<int>(n), static_cast<int>(l.in),
+                   &alpha, l.w, dt, static_cast<int>(l.in), x, dt, static_cast<int>(l.in), &beta, y,
+                   y_f32 ? CUDA_R_32F : dt, static_cast<int>(l.out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   if (s != CUBLAS_STATUS_SUCCESS) {
-    return absl::InternalError(absl::StrCat("cublasGemmEx (", l.desc, ", n=", n, "): ",
-                                            cublasGetStatusString(s)));
+    return absl::InternalError(absl::StrCat("cublasGemmEx (", l.desc, ", n=", n, "): ", cublasGetStatusString(s)));
   }
   return absl::OkStatus();
 }
@@ -69,7 +68,7 @@ struct HostLinear {
   kernels::RepackedMatrix rep;
   int bits = 16;
   int64_t group_size = 0;
-  std::vector<float> dense;  // [out, in] owned (dequantized), or:
+  std::vector<float> dense;                       // [out, in] owned (dequantized), or:
   const std::vector<float>* dense_src = nullptr;  // the DenseLinear's own weights (no copy)
   // A fused dense linear: its parts' weights, stacked (each [rows_i, in]).
   std::vector<const std::vector<float>*> dense_parts;
@@ -178,9 +177,9 @@ class ActUploader {
       uint16_t* b = buf_[next_];
       SLQ_RETURN_IF_ERROR(CudaStatus(cudaEventSynchronize(done_[next_]), "staging buffer"));
       Convert(src.data() + c0, len, b);
-      SLQ_RETURN_IF_ERROR(CudaStatus(
-          cudaMemcpyAsync(dst + c0 * 2, b, static_cast<size_t>(len) * 2, cudaMemcpyHostToDevice, stream_),
-          "upload weights"));
+      SLQ_RETURN_IF_ERROR(
+          CudaStatus(cudaMemcpyAsync(dst + c0 * 2, b, static_cast<size_t>(len) * 2, cudaMemcpyHostToDevice, stream_),
+                     "upload weights"));
       SLQ_RETURN_IF_ERROR(CudaStatus(cudaEventRecord(done_[next_], stream_), "staging event"));
     }
     return absl::OkStatus();
@@ -195,9 +194,12 @@ class ActUploader {
  private:
   void Convert(const float* src, int64_t n, uint16_t* out) const {
     const bool f16 = f16_;
-    WorkerPool::Default().Run(n, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) out[i] = f16 ? FloatToHalf(src[i]) : FloatToBf16(src[i]);
-    }, static_cast<int>(std::max<int64_t>(1, n >> 16)));
+    WorkerPool::Default().Run(
+        n,
+        [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) out[i] = f16 ? FloatToHalf(src[i]) : FloatToBf16(src[i]);
+        },
+        static_cast<int>(std::max<int64_t>(1, n >> 16)));
   }
 
   absl::Status UploadPageable(const std::vector<float>& src, char* dst) const {
@@ -295,8 +297,8 @@ absl::Status UploadGroup(GpuModel::Impl& m, const std::vector<std::pair<const Li
 absl::Status CheckShape(const ModelConfig& c) {
   SLQ_RETURN_IF_ERROR(c.Validate());
   if (c.head_dim % 2 != 0 || c.head_dim > kMaxHeadDim) {
-    return absl::UnimplementedError(absl::StrCat("the GPU runtime needs an even head_dim <= ", kMaxHeadDim,
-                                                 "; this model has ", c.head_dim));
+    return absl::UnimplementedError(
+        absl::StrCat("the GPU runtime needs an even head_dim <= ", kMaxHeadDim, "; this model has ", c.head_dim));
   }
   if (c.num_heads % c.num_kv_heads != 0) {
     return absl::InvalidArgumentError("num_heads must be a multiple of num_kv_heads");
@@ -406,8 +408,8 @@ absl::StatusOr<GpuLinear> RandomLinear(GpuModel::Impl& m, int64_t out, int64_t i
     return g;
   }
   if (s.bits < 2 || s.bits > 8 || (s.group_size != 64 && s.group_size != 128) || in % 8 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("random linear: bits ", s.bits, " group ", s.group_size,
-                                                   " in ", in, " is not supported by QGemm"));
+    return absl::InvalidArgumentError(absl::StrCat("random linear: bits ", s.bits, " group ", s.group_size, " in ", in,
+                                                   " is not supported by QGemm"));
   }
   g.quant = true;
   g.bits = s.bits;
@@ -442,7 +444,7 @@ absl::StatusOr<float*> RandomF32(GpuModel::Impl& m, int64_t n, uint64_t seed, fl
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::CreateRandom(const ModelConfig& c, const RandomSpecFn& spec,
-                                                                  const GpuModelOptions& options, uint64_t seed) {
+                                                                 const GpuModelOptions& options, uint64_t seed) {
   std::string why;
   if (!GpuAvailable(&why)) return absl::FailedPreconditionError(absl::StrCat("no GPU: ", why));
   SLQ_RETURN_IF_ERROR(CheckShape(c));
@@ -459,8 +461,8 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::CreateRandom(const ModelConf
     const std::string p = absl::StrCat("model.layers.", li, ".");
     SLQ_ASSIGN_OR_RETURN(g.attn_norm, RandomF32(*m, h, seed++, 0.9f, 1.1f));
     SLQ_ASSIGN_OR_RETURN(g.mlp_norm, RandomF32(*m, h, seed++, 0.9f, 1.1f));
-    SLQ_ASSIGN_OR_RETURN(g.qkv, RandomLinear(*m, c.q_dim() + 2 * c.kv_dim(), h,
-                                             spec(p + "self_attn.qkv_proj", li), seed += 2));
+    SLQ_ASSIGN_OR_RETURN(
+        g.qkv, RandomLinear(*m, c.q_dim() + 2 * c.kv_dim(), h, spec(p + "self_attn.qkv_proj", li), seed += 2));
     SLQ_ASSIGN_OR_RETURN(g.o, RandomLinear(*m, h, c.q_dim(), spec(p + "self_attn.o_proj", li), seed += 2));
     SLQ_ASSIGN_OR_RETURN(g.gate_up, RandomLinear(*m, 2 * f, h, spec(p + "mlp.gate_up_proj", li), seed += 2));
     SLQ_ASSIGN_OR_RETURN(g.down, RandomLinear(*m, h, f, spec(p + "mlp.down_proj", li), seed += 2));
@@ -481,11 +483,11 @@ int64_t GpuKvCache::BlocksForBudget(const ModelConfig& c, ActType act, int64_t b
   return std::max<int64_t>(1, static_cast<int64_t>(max_bytes / std::max<size_t>(per_block, 1)));
 }
 
-absl::StatusOr<std::unique_ptr<GpuKvCache>> GpuKvCache::Create(const ModelConfig& c, ActType act,
-                                                               int64_t block_size, int64_t num_blocks) {
+absl::StatusOr<std::unique_ptr<GpuKvCache>> GpuKvCache::Create(const ModelConfig& c, ActType act, int64_t block_size,
+                                                               int64_t num_blocks) {
   if (block_size < 1 || num_blocks < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("GPU KV cache needs block_size >= 1 and num_blocks >= 1, got ",
-                                                   block_size, " and ", num_blocks));
+    return absl::InvalidArgumentError(
+        absl::StrCat("GPU KV cache needs block_size >= 1 and num_blocks >= 1, got ", block_size, " and ", num_blocks));
   }
   std::unique_ptr<GpuKvCache> kv(new GpuKvCache());
   kv->act_ = act;
@@ -497,8 +499,8 @@ absl::StatusOr<std::unique_ptr<GpuKvCache>> GpuKvCache::Create(const ModelConfig
   cudaError_t e = cudaMalloc(&kv->data_, kv->bytes_);
   if (e != cudaSuccess) {
     kv->data_ = nullptr;
-    return absl::ResourceExhaustedError(absl::StrCat("GPU KV cache of ", kv->bytes_, " bytes: ",
-                                                     cudaGetErrorString(e), " (lower --kv-cache-bytes)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("GPU KV cache of ", kv->bytes_, " bytes: ", cudaGetErrorString(e), " (lower --kv-cache-bytes)"));
   }
   SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemset(kv->data_, 0, kv->bytes_), "KV cache memset"));
   return kv;

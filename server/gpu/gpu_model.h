@@ -51,11 +51,12 @@ using RandomSpecFn = std::function<RandomLinearSpec(const std::string& name, int
 
 class GpuModel {
  public:
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<GpuModel>> Upload(
-      const Model& model, const GpuModelOptions& options = {});
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<GpuModel>> CreateRandom(
-      const ModelConfig& config, const RandomSpecFn& spec, const GpuModelOptions& options,
-      uint64_t seed);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<GpuModel>> Upload(const Model& model,
+                                                                        const GpuModelOptions& options = {});
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<GpuModel>> CreateRandom(const ModelConfig& config,
+                                                                              const RandomSpecFn& spec,
+                                                                              const GpuModelOptions& options,
+                                                                              uint64_t seed);
   ~GpuModel();
   GpuModel(const GpuModel&) = delete;
   GpuModel& operator=(const GpuModel&) = delete;
@@ -82,13 +83,12 @@ class GpuModel {
 // same shape: the allocator is the bookkeeping, this is the storage.
 class GpuKvCache {
  public:
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<GpuKvCache>> Create(
-      const ModelConfig& config, ActType act, int64_t block_size, int64_t num_blocks);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<GpuKvCache>> Create(const ModelConfig& config, ActType act,
+                                                                          int64_t block_size, int64_t num_blocks);
   // Bytes one token position takes (K and V, all layers).
   static size_t BytesPerToken(const ModelConfig& config, ActType act);
   // The most blocks that fit in max_bytes (at least 1).
-  static int64_t BlocksForBudget(const ModelConfig& config, ActType act, int64_t block_size,
-                                 size_t max_bytes);
+  static int64_t BlocksForBudget(const ModelConfig& config, ActType act, int64_t block_size, size_t max_bytes);
   ~GpuKvCache();
   GpuKvCache(const GpuKvCache&) = delete;
   GpuKvCache& operator=(const GpuKvCache&) = delete;

@@ -22,7 +22,7 @@ struct GpuLinear {
   void* w = nullptr;         // dense
   int bits = 16;
   int64_t group_size = 0;
-  std::string desc;          // "q4 g128 (QGemm)", "dense f16 (cuBLAS)", ...
+  std::string desc;  // "q4 g128 (QGemm)", "dense f16 (cuBLAS)", ...
   bool empty() const { return out == 0; }
   int64_t Bytes(ActType) const { return quant ? qm.Bytes() : out * in * 2; }
 };
@@ -32,9 +32,9 @@ struct GpuLayer {
   float* mlp_norm = nullptr;
   float *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr;  // null when absent
   float *q_norm = nullptr, *k_norm = nullptr;
-  GpuLinear qkv;       // fused [q_dim + 2 kv_dim, hidden] when set; else q, k, v
+  GpuLinear qkv;  // fused [q_dim + 2 kv_dim, hidden] when set; else q, k, v
   GpuLinear q, k, v, o;
-  GpuLinear gate_up;   // fused [2 intermediate, hidden] when set; else gate, up
+  GpuLinear gate_up;  // fused [2 intermediate, hidden] when set; else gate, up
   GpuLinear gate, up, down;
 };
 

@@ -21,8 +21,8 @@ __global__ void EmbedKernel(const float* table, const int32_t* tokens, int64_t h
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) x[t * hidden + i] = src[i];
 }
 
-__global__ void RopeTableKernel(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half,
-                                float* cs, float* sn) {
+__global__ void RopeTableKernel(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half, float* cs,
+                                float* sn) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= T * half) return;
   const int64_t t = idx / half, i = idx % half;
@@ -34,8 +34,8 @@ __global__ void RopeTableKernel(const float* inv_freq, const int32_t* pos, int64
 // One block per row; each thread keeps its kPer elements (stride blockDim.x) and their norm
 // weights in registers, so the row is read once and the weights load under the reduction.
 template <typename T, int kPer>
-__global__ void AddRmsNormKernel(float* x, const T* delta, const int32_t* rows, int64_t hidden,
-                                 const float* w, float eps, T* out) {
+__global__ void AddRmsNormKernel(float* x, const T* delta, const int32_t* rows, int64_t hidden, const float* w,
+                                 float eps, T* out) {
   __shared__ float red[32];
   const int64_t r = blockIdx.x;
   const int64_t t = rows ? rows[r] : r;
@@ -71,8 +71,8 @@ __global__ void AddRmsNormKernel(float* x, const T* delta, const int32_t* rows, 
 
 // Rows longer than 16 x 1024: two passes over global memory.
 template <typename T>
-__global__ void AddRmsNormLoopKernel(float* x, const T* delta, const int32_t* rows, int64_t hidden,
-                                     const float* w, float eps, T* out) {
+__global__ void AddRmsNormLoopKernel(float* x, const T* delta, const int32_t* rows, int64_t hidden, const float* w,
+                                     float eps, T* out) {
   __shared__ double red[32];
   const int64_t r = blockIdx.x;
   const int64_t t = rows ? rows[r] : r;
@@ -97,8 +97,8 @@ __global__ void AddRmsNormLoopKernel(float* x, const T* delta, const int32_t* ro
 }
 
 template <typename T>
-void LaunchAddRmsNorm(float* x, const T* delta, const int32_t* rows, int64_t n, int64_t hidden,
-                      const float* w, float eps, T* out, cudaStream_t s) {
+void LaunchAddRmsNorm(float* x, const T* delta, const int32_t* rows, int64_t n, int64_t hidden, const float* w,
+                      float eps, T* out, cudaStream_t s) {
   const unsigned grid = static_cast<unsigned>(n);
   const int th = static_cast<int>(hidden >= 1024 ? 1024 : ((hidden + 31) / 32) * 32);
   const int64_t per = (hidden + th - 1) / th;
@@ -134,8 +134,8 @@ __global__ void QkvPostKernel(QkvPostArgs a, TokenMeta meta, KvView kv) {
   // Metadata first: the cache slot's block id is two dependent loads away.
   const int64_t p = meta.pos[t];
   const int32_t block = isq ? 0 : meta.bt[meta.bt_start[t] + p / kv.block_size];
-  const T* src = isq ? static_cast<const T*>(a.q) + t * a.ldq + head * hd
-                     : static_cast<const T*>(a.k) + t * a.ldkv + head * hd;
+  const T* src =
+      isq ? static_cast<const T*>(a.q) + t * a.ldq + head * hd : static_cast<const T*>(a.k) + t * a.ldkv + head * hd;
   const float* bias = isq ? a.q_bias : a.k_bias;
   const float* nw = isq ? a.q_norm : a.k_norm;
   float* sb = buf[warp];
@@ -361,8 +361,7 @@ __device__ __forceinline__ uint64_t Mix(uint64_t z) {
   return z ^ (z >> 31);
 }
 __device__ __forceinline__ float Unit(uint64_t seed, int64_t i) {
-  return static_cast<float>(Mix(seed * 0x100000001b3ull + static_cast<uint64_t>(i)) >> 40) *
-         (1.0f / 16777216.0f);
+  return static_cast<float>(Mix(seed * 0x100000001b3ull + static_cast<uint64_t>(i)) >> 40) * (1.0f / 16777216.0f);
 }
 
 template <typename T>
@@ -394,9 +393,7 @@ __global__ void FillScaleZeroKernel(uint16_t* sz, int64_t halves, uint64_t seed,
   }
 }
 
-inline unsigned Blocks(int64_t n, int threads) {
-  return static_cast<unsigned>((n + threads - 1) / threads);
-}
+inline unsigned Blocks(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
 inline unsigned FillBlocks(int64_t n) {
   const int64_t b = (n + 255) / 256;
   return static_cast<unsigned>(b < 4096 ? (b < 1 ? 1 : b) : 4096);
@@ -404,36 +401,33 @@ inline unsigned FillBlocks(int64_t n) {
 
 }  // namespace
 
-void EmbedRows(const float* table, const int32_t* tokens, int64_t T, int64_t hidden, float* x,
-               void* stream) {
+void EmbedRows(const float* table, const int32_t* tokens, int64_t T, int64_t hidden, float* x, void* stream) {
   if (T <= 0) return;
   EmbedKernel<<<static_cast<unsigned>(T), 256, 0, S(stream)>>>(table, tokens, hidden, x);
 }
 
-void RopeTable(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half, float* cos,
-               float* sin, void* stream) {
+void RopeTable(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half, float* cos, float* sin,
+               void* stream) {
   if (T * half <= 0) return;
   RopeTableKernel<<<Blocks(T * half, 256), 256, 0, S(stream)>>>(inv_freq, pos, T, half, cos, sin);
 }
 
-void AddRmsNorm(float* x, const void* delta, const int32_t* rows, int64_t n, int64_t hidden,
-                const float* w, double eps, void* out, ActType act, void* stream) {
+void AddRmsNorm(float* x, const void* delta, const int32_t* rows, int64_t n, int64_t hidden, const float* w, double eps,
+                void* out, ActType act, void* stream) {
   if (n <= 0) return;
   const float e = static_cast<float>(eps);
   if (act == ActType::kF16) {
-    LaunchAddRmsNorm<__half>(x, static_cast<const __half*>(delta), rows, n, hidden, w, e,
-                             static_cast<__half*>(out), S(stream));
+    LaunchAddRmsNorm<__half>(x, static_cast<const __half*>(delta), rows, n, hidden, w, e, static_cast<__half*>(out),
+                             S(stream));
   } else {
     LaunchAddRmsNorm<__nv_bfloat16>(x, static_cast<const __nv_bfloat16*>(delta), rows, n, hidden, w, e,
                                     static_cast<__nv_bfloat16*>(out), S(stream));
   }
 }
 
-void QkvPost(const QkvPostArgs& a, const TokenMeta& meta, const KvView& kv, ActType act,
-             void* stream) {
+void QkvPost(const QkvPostArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream) {
   if (a.T <= 0) return;
-  const dim3 grid(static_cast<unsigned>(a.T),
-                  static_cast<unsigned>((a.num_heads + a.num_kv_heads + 3) / 4));
+  const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>((a.num_heads + a.num_kv_heads + 3) / 4));
   if (act == ActType::kF16) {
     QkvPostKernel<__half><<<grid, 128, 0, S(stream)>>>(a, meta, kv);
   } else {
@@ -441,8 +435,7 @@ void QkvPost(const QkvPostArgs& a, const TokenMeta& meta, const KvView& kv, ActT
   }
 }
 
-void PagedAttention(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, ActType act,
-                    void* stream) {
+void PagedAttention(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream) {
   if (a.T <= 0) return;
   const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>(a.num_heads));
   const bool vec = a.head_dim % 8 == 0 && kv.kv_dim % 8 == 0;
@@ -461,17 +454,15 @@ void PagedAttention(const AttentionArgs& a, const TokenMeta& meta, const KvView&
   }
 }
 
-void SwiGlu(const void* g, const void* u, int64_t ld, int64_t T, int64_t n, void* out,
-            ActType act, void* stream) {
+void SwiGlu(const void* g, const void* u, int64_t ld, int64_t T, int64_t n, void* out, ActType act, void* stream) {
   if (T * n <= 0) return;
   if (act == ActType::kF16) {
     SwiGluKernel<__half><<<Blocks(T * n, 256), 256, 0, S(stream)>>>(
-        static_cast<const __half*>(g), static_cast<const __half*>(u), ld, T, n,
-        static_cast<__half*>(out));
+        static_cast<const __half*>(g), static_cast<const __half*>(u), ld, T, n, static_cast<__half*>(out));
   } else {
-    SwiGluKernel<__nv_bfloat16><<<Blocks(T * n, 256), 256, 0, S(stream)>>>(
-        static_cast<const __nv_bfloat16*>(g), static_cast<const __nv_bfloat16*>(u), ld, T, n,
-        static_cast<__nv_bfloat16*>(out));
+    SwiGluKernel<__nv_bfloat16><<<Blocks(T * n, 256), 256, 0, S(stream)>>>(static_cast<const __nv_bfloat16*>(g),
+                                                                           static_cast<const __nv_bfloat16*>(u), ld, T,
+                                                                           n, static_cast<__nv_bfloat16*>(out));
   }
 }
 
@@ -480,13 +471,11 @@ void ActToFloat(const void* in, int64_t n, float* out, ActType act, void* stream
   if (act == ActType::kF16) {
     ToFloatKernel<__half><<<Blocks(n, 256), 256, 0, S(stream)>>>(static_cast<const __half*>(in), n, out);
   } else {
-    ToFloatKernel<__nv_bfloat16><<<Blocks(n, 256), 256, 0, S(stream)>>>(
-        static_cast<const __nv_bfloat16*>(in), n, out);
+    ToFloatKernel<__nv_bfloat16><<<Blocks(n, 256), 256, 0, S(stream)>>>(static_cast<const __nv_bfloat16*>(in), n, out);
   }
 }
 
-void ArgmaxLogprob(const float* logits, int64_t R, int64_t vocab, int32_t* ids, float* logprob,
-                   void* stream) {
+void ArgmaxLogprob(const float* logits, int64_t R, int64_t vocab, int32_t* ids, float* logprob, void* stream) {
   if (R <= 0) return;
   ArgmaxLogprobKernel<<<static_cast<unsigned>(R), 1024, 0, S(stream)>>>(logits, vocab, ids, logprob);
 }
@@ -496,8 +485,7 @@ void FillUniformAct(void* p, int64_t n, uint64_t seed, float lo, float hi, ActTy
   if (act == ActType::kF16) {
     FillActKernel<__half><<<FillBlocks(n), 256, 0, S(stream)>>>(static_cast<__half*>(p), n, seed, lo, hi);
   } else {
-    FillActKernel<__nv_bfloat16><<<FillBlocks(n), 256, 0, S(stream)>>>(
-        static_cast<__nv_bfloat16*>(p), n, seed, lo, hi);
+    FillActKernel<__nv_bfloat16><<<FillBlocks(n), 256, 0, S(stream)>>>(static_cast<__nv_bfloat16*>(p), n, seed, lo, hi);
   }
 }
 void FillUniformF32(float* p, int64_t n, uint64_t seed, float lo, float hi, void* stream) {

@@ -35,17 +35,16 @@ struct TokenMeta {
 };
 
 // x[t, :] = table[tokens[t], :] (fp32).
-void EmbedRows(const float* table, const int32_t* tokens, int64_t T, int64_t hidden, float* x,
-               void* stream);
+void EmbedRows(const float* table, const int32_t* tokens, int64_t T, int64_t hidden, float* x, void* stream);
 
 // cos/sin [T, half] of pos[t] * inv_freq[i] (fp32 angle, cos/sin in fp64 as the CPU path).
-void RopeTable(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half, float* cos,
-               float* sin, void* stream);
+void RopeTable(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half, float* cos, float* sin,
+               void* stream);
 
 // For r in [0, n): t = rows ? rows[r] : r; v = x[t] + delta[t] (delta act, may be null);
 // if !rows, x[t] = v; out[r] = w * (v * rsqrt(mean(v^2) + eps)) as act.
-void AddRmsNorm(float* x, const void* delta, const int32_t* rows, int64_t n, int64_t hidden,
-                const float* w, double eps, void* out, ActType act, void* stream);
+void AddRmsNorm(float* x, const void* delta, const int32_t* rows, int64_t n, int64_t hidden, const float* w, double eps,
+                void* out, ActType act, void* stream);
 
 struct QkvPostArgs {
   const void* q = nullptr;  // act rows of stride ldq
@@ -65,8 +64,7 @@ struct QkvPostArgs {
   float* q_out = nullptr;  // fp32 [T, q_dim]
 };
 // Bias, q/k norm and RoPE; q to q_out, K and V into the paged cache at pos[t].
-void QkvPost(const QkvPostArgs& a, const TokenMeta& meta, const KvView& kv, ActType act,
-             void* stream);
+void QkvPost(const QkvPostArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream);
 
 struct AttentionArgs {
   const float* q = nullptr;  // fp32 [T, num_heads * head_dim]
@@ -75,20 +73,17 @@ struct AttentionArgs {
   int64_t sliding_window = 0;  // 0 = full
 };
 // Causal paged attention (GQA): token t attends to positions [first, pos[t]] of its sequence.
-void PagedAttention(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, ActType act,
-                    void* stream);
+void PagedAttention(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream);
 
 // out[t, i] = silu(g[t, i]) * u[t, i] (fp32 math), g/u rows of stride ld, out [T, n].
-void SwiGlu(const void* g, const void* u, int64_t ld, int64_t T, int64_t n, void* out,
-            ActType act, void* stream);
+void SwiGlu(const void* g, const void* u, int64_t ld, int64_t T, int64_t n, void* out, ActType act, void* stream);
 
 // out[i] = float(in[i]).
 void ActToFloat(const void* in, int64_t n, float* out, ActType act, void* stream);
 
 // Per row of logits [R, vocab]: ids[r] = argmax (ties -> lowest id), logprob[r] = its log
 // softmax value.
-void ArgmaxLogprob(const float* logits, int64_t R, int64_t vocab, int32_t* ids, float* logprob,
-                   void* stream);
+void ArgmaxLogprob(const float* logits, int64_t R, int64_t vocab, int32_t* ids, float* logprob, void* stream);
 
 // Deterministic pseudo-random fills (benchmarks with random weights).
 void FillUniformAct(void* p, int64_t n, uint64_t seed, float lo, float hi, ActType act, void* stream);

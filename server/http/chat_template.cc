@@ -29,8 +29,9 @@ struct Expr {
   Kind kind = kLiteral;
   json value;        // literal
   std::string name;  // variable / attribute / filter / test / operator
-  std::vector<ExprP> args;  // operands (kAttr: [obj]; kIndex: [obj, idx]; kSlice: [obj, lo?, hi?]; kCall: [callee, args...])
-  bool negate = false;      // `is not`
+  std::vector<ExprP>
+      args;  // operands (kAttr: [obj]; kIndex: [obj, idx]; kSlice: [obj, lo?, hi?]; kCall: [callee, args...])
+  bool negate = false;            // `is not`
   std::vector<std::string> keys;  // kCall / kFilter: keyword names of args[1..] ("" = positional)
 };
 
@@ -72,7 +73,10 @@ absl::StatusOr<std::vector<Tok>> LexExpr(std::string_view s, size_t base) {
   size_t i = 0;
   while (i < s.size()) {
     const char c = s[i];
-    if (std::isspace(static_cast<unsigned char>(c))) { ++i; continue; }
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      ++i;
+      continue;
+    }
     if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
       size_t j = i;
       while (j < s.size() && (std::isalnum(static_cast<unsigned char>(s[j])) || s[j] == '_')) ++j;
@@ -101,16 +105,24 @@ absl::StatusOr<std::vector<Tok>> LexExpr(std::string_view s, size_t base) {
         if (s[j] == '\\' && j + 1 < s.size()) {
           ++j;
           switch (s[j]) {
-            case 'n': str.push_back('\n'); break;
-            case 't': str.push_back('\t'); break;
-            case 'r': str.push_back('\r'); break;
-            default: str.push_back(s[j]);
+            case 'n':
+              str.push_back('\n');
+              break;
+            case 't':
+              str.push_back('\t');
+              break;
+            case 'r':
+              str.push_back('\r');
+              break;
+            default:
+              str.push_back(s[j]);
           }
         } else {
           str.push_back(s[j]);
         }
       }
-      if (j >= s.size()) return absl::InvalidArgumentError(absl::StrCat("chat template: unterminated string at offset ", base + i));
+      if (j >= s.size())
+        return absl::InvalidArgumentError(absl::StrCat("chat template: unterminated string at offset ", base + i));
       out.push_back({Tok::kString, std::move(str)});
       i = j + 1;
       continue;
@@ -131,8 +143,8 @@ absl::StatusOr<std::vector<Tok>> LexExpr(std::string_view s, size_t base) {
       ++i;
       continue;
     }
-    return absl::InvalidArgumentError(absl::StrCat("chat template: unexpected character '", std::string(1, c),
-                                                   "' at offset ", base + i));
+    return absl::InvalidArgumentError(
+        absl::StrCat("chat template: unexpected character '", std::string(1, c), "' at offset ", base + i));
   }
   out.push_back({Tok::kEnd, ""});
   return out;
@@ -153,11 +165,17 @@ class ExprParser {
   absl::StatusOr<ExprP> ParseExpr() { return ParseCond(); }
   const Tok& Peek(size_t k = 0) const { return t_[std::min(pos_ + k, t_.size() - 1)]; }
   bool AcceptName(const char* n) {
-    if (Peek().kind == Tok::kName && Peek().text == n) { ++pos_; return true; }
+    if (Peek().kind == Tok::kName && Peek().text == n) {
+      ++pos_;
+      return true;
+    }
     return false;
   }
   bool AcceptOp(const char* op) {
-    if (Peek().kind == Tok::kOp && Peek().text == op) { ++pos_; return true; }
+    if (Peek().kind == Tok::kOp && Peek().text == op) {
+      ++pos_;
+      return true;
+    }
     return false;
   }
   absl::StatusOr<std::string> ExpectName() {
@@ -411,8 +429,12 @@ class ExprParser {
         while (Peek().kind == Tok::kString) s += t_[pos_++].text;  // adjacent literals concatenate
         return lit(s);
       }
-      case Tok::kInt: ++pos_; return lit(std::stoll(tok.text));
-      case Tok::kFloat: ++pos_; return lit(std::stod(tok.text));
+      case Tok::kInt:
+        ++pos_;
+        return lit(std::stoll(tok.text));
+      case Tok::kFloat:
+        ++pos_;
+        return lit(std::stod(tok.text));
       case Tok::kName:
         ++pos_;
         if (tok.text == "true" || tok.text == "True") return lit(true);
@@ -451,7 +473,8 @@ class ExprParser {
           return Make(Expr::kDict, "", std::move(kv));
         }
         break;
-      case Tok::kEnd: return Error("unexpected end of expression");
+      case Tok::kEnd:
+        return Error("unexpected end of expression");
     }
     return Error("unexpected '" + tok.text + "'");
   }
@@ -468,12 +491,12 @@ class ExprParser {
 struct Node {
   enum Kind { kSeq, kText, kOutput, kIf, kFor, kSet };
   Kind kind = kSeq;
-  std::string text;                       // kText
-  ExprP expr;                             // kOutput, kFor (iterable), kSet (value)
+  std::string text;                             // kText
+  ExprP expr;                                   // kOutput, kFor (iterable), kSet (value)
   std::vector<std::shared_ptr<Node>> children;  // kSeq; kIf: bodies; kFor: [body, else]
-  std::vector<ExprP> conds;               // kIf: one per branch, null for else
-  std::vector<std::string> targets;       // kFor loop variables; kSet: ["name"] or ["ns", "attr"]
-  ExprP filter;                           // kFor: `for x in xs if cond`
+  std::vector<ExprP> conds;                     // kIf: one per branch, null for else
+  std::vector<std::string> targets;             // kFor loop variables; kSet: ["name"] or ["ns", "attr"]
+  ExprP filter;                                 // kFor: `for x in xs if cond`
 };
 
 namespace {
@@ -500,8 +523,8 @@ absl::StatusOr<std::vector<Segment>> Split(const std::string& src) {
     if (open != std::string::npos && open + 1 >= src.size()) open = std::string::npos;
     std::string text = src.substr(i, open == std::string::npos ? std::string::npos : open - i);
     if (trim_next_ws) {
-      text.erase(0, text.find_first_not_of(" \t\r\n") == std::string::npos ? text.size()
-                                                                             : text.find_first_not_of(" \t\r\n"));
+      text.erase(
+          0, text.find_first_not_of(" \t\r\n") == std::string::npos ? text.size() : text.find_first_not_of(" \t\r\n"));
     } else if (trim_next_nl && !text.empty() && text[0] == '\n') {
       text.erase(0, 1);
     }
@@ -523,14 +546,16 @@ absl::StatusOr<std::vector<Segment>> Split(const std::string& src) {
     const std::string close = kind == '{' ? "}}" : kind == '%' ? "%}" : "#}";
     size_t end = src.find(close, open + 2);
     if (end == std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("chat template: tag at offset ", open, " is not closed with '", close, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("chat template: tag at offset ", open, " is not closed with '", close, "'"));
     }
     size_t body_begin = open + 2 + (strip_left ? 1 : 0);
     size_t body_end = end;
     bool strip_right = end > body_begin && src[end - 1] == '-';
     if (strip_right) --body_end;
     if (kind != '#') {
-      out.push_back({kind == '{' ? Segment::kOutput : Segment::kStmt, src.substr(body_begin, body_end - body_begin), open});
+      out.push_back(
+          {kind == '{' ? Segment::kOutput : Segment::kStmt, src.substr(body_begin, body_end - body_begin), open});
     }
     trim_next_ws = strip_right;
     trim_next_nl = !strip_right && kind != '{';
@@ -547,7 +572,8 @@ class StmtParser {
     std::string stop;
     auto n = ParseBody({}, &stop);
     if (!n.ok()) return n;
-    if (pos_ < segs_.size()) return absl::InvalidArgumentError(absl::StrCat("chat template: unexpected {% ", stop, " %}"));
+    if (pos_ < segs_.size())
+      return absl::InvalidArgumentError(absl::StrCat("chat template: unexpected {% ", stop, " %}"));
     return n;
   }
 
@@ -605,8 +631,8 @@ class StmtParser {
       } else {
         *stop = word;
         if (stops.empty()) {
-          return absl::InvalidArgumentError(absl::StrCat("chat template: unsupported or unexpected tag {% ", word,
-                                                         " %} at offset ", s.offset));
+          return absl::InvalidArgumentError(
+              absl::StrCat("chat template: unsupported or unexpected tag {% ", word, " %} at offset ", s.offset));
         }
         return absl::InvalidArgumentError(absl::StrCat("chat template: unsupported tag {% ", word, " %} at offset ",
                                                        s.offset, " (expected ", absl::StrJoin(stops, " or "), ")"));
@@ -675,7 +701,8 @@ class StmtParser {
     auto iter = p.ParseExpr();
     if (!iter.ok()) return iter.status();
     n->expr = *iter;
-    if (n->expr->kind == Expr::kCond && IsUndefined(n->expr->args[2]->value) && n->expr->args[2]->kind == Expr::kLiteral) {
+    if (n->expr->kind == Expr::kCond && IsUndefined(n->expr->args[2]->value) &&
+        n->expr->args[2]->kind == Expr::kLiteral) {
       n->filter = n->expr->args[0];  // `for x in xs if cond` parsed as an inline if without else
       n->expr = n->expr->args[1];
     }
@@ -736,7 +763,9 @@ class Renderer {
           if (!s.ok()) return s;
         }
         return absl::OkStatus();
-      case Node::kText: out->append(n.text); return absl::OkStatus();
+      case Node::kText:
+        out->append(n.text);
+        return absl::OkStatus();
       case Node::kOutput: {
         auto v = Eval(*n.expr);
         if (!v.ok()) return v.status();
@@ -769,7 +798,8 @@ class Renderer {
         (*ns)[n.targets[1]] = *v;
         return absl::OkStatus();
       }
-      case Node::kFor: return RunFor(n, out);
+      case Node::kFor:
+        return RunFor(n, out);
     }
     return absl::OkStatus();
   }
@@ -825,9 +855,14 @@ class Renderer {
       json scope = json::object();
       absl::Status s = bind(scope, items[i]);
       if (!s.ok()) return s;
-      scope["loop"] = {{"index", i + 1},           {"index0", i},          {"first", i == 0},
-                       {"last", i == len - 1},     {"length", len},        {"revindex", len - i},
-                       {"revindex0", len - i - 1}, {"previtem", i > 0 ? items[i - 1] : Undefined()},
+      scope["loop"] = {{"index", i + 1},
+                       {"index0", i},
+                       {"first", i == 0},
+                       {"last", i == len - 1},
+                       {"length", len},
+                       {"revindex", len - i},
+                       {"revindex0", len - i - 1},
+                       {"previtem", i > 0 ? items[i - 1] : Undefined()},
                        {"nextitem", i + 1 < len ? items[i + 1] : Undefined()}};
       scopes_.push_back(std::move(scope));
       s = Run(*n.children[0], out);
@@ -843,7 +878,8 @@ class Renderer {
 
   absl::StatusOr<json> Eval(const Expr& e) {
     switch (e.kind) {
-      case Expr::kLiteral: return e.value;
+      case Expr::kLiteral:
+        return e.value;
       case Expr::kName: {
         json* v = Lookup(e.name);
         return v ? *v : Undefined();
@@ -897,24 +933,38 @@ class Renderer {
         }
         return Undefined();
       }
-      case Expr::kSlice: return EvalSlice(e);
-      case Expr::kCall: return EvalCall(e);
-      case Expr::kFilter: return EvalFilter(e);
+      case Expr::kSlice:
+        return EvalSlice(e);
+      case Expr::kCall:
+        return EvalCall(e);
+      case Expr::kFilter:
+        return EvalFilter(e);
       case Expr::kTest: {
         auto v = Eval(*e.args[0]);
         if (!v.ok()) return v;
         bool r;
-        if (e.name == "defined") r = !IsUndefined(*v);
-        else if (e.name == "undefined") r = IsUndefined(*v);
-        else if (e.name == "none") r = v->is_null();
-        else if (e.name == "string") r = v->is_string();
-        else if (e.name == "number") r = v->is_number();
-        else if (e.name == "integer") r = v->is_number_integer();
-        else if (e.name == "boolean") r = v->is_boolean();
-        else if (e.name == "mapping") r = v->is_object();
-        else if (e.name == "sequence" || e.name == "iterable") r = v->is_array() || v->is_string() || v->is_object();
-        else if (e.name == "true") r = v->is_boolean() && v->get<bool>();
-        else if (e.name == "false") r = v->is_boolean() && !v->get<bool>();
+        if (e.name == "defined")
+          r = !IsUndefined(*v);
+        else if (e.name == "undefined")
+          r = IsUndefined(*v);
+        else if (e.name == "none")
+          r = v->is_null();
+        else if (e.name == "string")
+          r = v->is_string();
+        else if (e.name == "number")
+          r = v->is_number();
+        else if (e.name == "integer")
+          r = v->is_number_integer();
+        else if (e.name == "boolean")
+          r = v->is_boolean();
+        else if (e.name == "mapping")
+          r = v->is_object();
+        else if (e.name == "sequence" || e.name == "iterable")
+          r = v->is_array() || v->is_string() || v->is_object();
+        else if (e.name == "true")
+          r = v->is_boolean() && v->get<bool>();
+        else if (e.name == "false")
+          r = v->is_boolean() && !v->get<bool>();
         else if (e.name == "even" || e.name == "odd") {
           if (!v->is_number_integer()) return TypeError("'even'/'odd' test on a non-integer");
           r = (v->get<int64_t>() % 2 == 0) == (e.name == "even");
@@ -936,7 +986,8 @@ class Renderer {
         if (v->is_number()) return json(-v->get<double>());
         return TypeError("unary '-' on a non-number");
       }
-      case Expr::kBinary: return EvalBinary(e);
+      case Expr::kBinary:
+        return EvalBinary(e);
       case Expr::kCond: {
         auto c = Eval(*e.args[0]);
         if (!c.ok()) return c;
@@ -951,8 +1002,8 @@ class Renderer {
     if (!obj.ok()) return obj;
     const bool is_str = obj->is_string();
     if (!obj->is_array() && !is_str) return TypeError("slicing a value that is not a list or string");
-    const int64_t n = is_str ? static_cast<int64_t>(obj->get_ref<const std::string&>().size())
-                             : static_cast<int64_t>(obj->size());
+    const int64_t n =
+        is_str ? static_cast<int64_t>(obj->get_ref<const std::string&>().size()) : static_cast<int64_t>(obj->size());
     auto bound = [&](const ExprP& x, int64_t dflt) -> absl::StatusOr<int64_t> {
       if (!x) return dflt;
       auto v = Eval(*x);
@@ -984,8 +1035,10 @@ class Renderer {
 
   static std::string StripChars(const std::string& s, const std::string& chars, bool left, bool right) {
     size_t b = 0, en = s.size();
-    if (left) while (b < en && chars.find(s[b]) != std::string::npos) ++b;
-    if (right) while (en > b && chars.find(s[en - 1]) != std::string::npos) --en;
+    if (left)
+      while (b < en && chars.find(s[b]) != std::string::npos) ++b;
+    if (right)
+      while (en > b && chars.find(s[en - 1]) != std::string::npos) --en;
     return s.substr(b, en - b);
   }
 
@@ -999,8 +1052,12 @@ class Renderer {
       }
       if (callee.name == "range") {
         int64_t lo = 0, hi = 0, step = 1;
-        if (args->size() == 1) hi = (*args)[0].get<int64_t>();
-        else if (args->size() >= 2) { lo = (*args)[0].get<int64_t>(); hi = (*args)[1].get<int64_t>(); }
+        if (args->size() == 1)
+          hi = (*args)[0].get<int64_t>();
+        else if (args->size() >= 2) {
+          lo = (*args)[0].get<int64_t>();
+          hi = (*args)[1].get<int64_t>();
+        }
         if (args->size() == 3) step = (*args)[2].get<int64_t>();
         if (step == 0) return TypeError("range() step must not be 0");
         json out = json::array();
@@ -1036,9 +1093,12 @@ class Renderer {
     if (obj->is_object() && (m == "items" || m == "keys" || m == "values")) {
       json out = json::array();
       for (auto it = obj->begin(); it != obj->end(); ++it) {
-        if (m == "items") out.push_back(json::array({it.key(), it.value()}));
-        else if (m == "keys") out.push_back(it.key());
-        else out.push_back(it.value());
+        if (m == "items")
+          out.push_back(json::array({it.key(), it.value()}));
+        else if (m == "keys")
+          out.push_back(it.key());
+        else
+          out.push_back(it.value());
       }
       return out;
     }
@@ -1097,9 +1157,12 @@ class Renderer {
     if (op == "!=") return json(*l != *r);
     if (op == "in" || op == "not in") {
       bool found = false;
-      if (r->is_string()) found = r->get<std::string>().find(ToText(*l)) != std::string::npos;
-      else if (r->is_array()) found = std::find(r->begin(), r->end(), *l) != r->end();
-      else if (r->is_object()) found = l->is_string() && r->contains(l->get<std::string>());
+      if (r->is_string())
+        found = r->get<std::string>().find(ToText(*l)) != std::string::npos;
+      else if (r->is_array())
+        found = std::find(r->begin(), r->end(), *l) != r->end();
+      else if (r->is_object())
+        found = l->is_string() && r->contains(l->get<std::string>());
       return json(op == "in" ? found : !found);
     }
     if (op == "+") {
@@ -1187,8 +1250,9 @@ absl::StatusOr<ModelChatTemplate> LoadChatTemplate(const std::string& model_dir)
   const std::string path = (std::filesystem::path(model_dir) / "tokenizer_config.json").string();
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
-    return absl::NotFoundError(absl::StrCat("the model has no chat template (no tokenizer_config.json beside its weights); "
-                                            "use /v1/completions with a plain prompt"));
+    return absl::NotFoundError(
+        absl::StrCat("the model has no chat template (no tokenizer_config.json beside its weights); "
+                     "use /v1/completions with a plain prompt"));
   }
   auto text = ReadFile(path);
   if (!text.ok()) return text.status();
@@ -1211,8 +1275,9 @@ absl::StatusOr<ModelChatTemplate> LoadChatTemplate(const std::string& model_dir)
     }
   }
   if (source.empty()) {
-    return absl::NotFoundError("the model has no chat template (its tokenizer_config.json has no \"chat_template\"); "
-                               "use /v1/completions with a plain prompt");
+    return absl::NotFoundError(
+        "the model has no chat template (its tokenizer_config.json has no \"chat_template\"); "
+        "use /v1/completions with a plain prompt");
   }
   auto t = ChatTemplate::Parse(source);
   if (!t.ok()) return t.status();

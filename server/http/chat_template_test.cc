@@ -54,17 +54,19 @@ std::string Render(const char* src, std::vector<ChatMessage> msgs, bool gen = tr
 }
 
 TEST(ChatTemplateTest, Llama3) {
-  EXPECT_EQ(Render(kLlama3, Conversation()),
-            "<s><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>"
-            "\n\nHi there<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|><|start_header_id|>"
-            "user<|end_header_id|>\n\nCount: 1 2 3<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+  EXPECT_EQ(
+      Render(kLlama3, Conversation()),
+      "<s><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>"
+      "\n\nHi there<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|><|start_header_id|>"
+      "user<|end_header_id|>\n\nCount: 1 2 3<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
   EXPECT_EQ(Render(kLlama3, {{"user", "x"}}, false), "<s><|start_header_id|>user<|end_header_id|>\n\nx<|eot_id|>");
 }
 
 TEST(ChatTemplateTest, QwenChatML) {
-  EXPECT_EQ(Render(kQwen2, Conversation()),
-            "<|im_start|>system\n  Be brief. <|im_end|>\n<|im_start|>user\nHi there \n<|im_end|>\n<|im_start|>assistant\n"
-            " Hello! <|im_end|>\n<|im_start|>user\nCount: 1 2 3<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(
+      Render(kQwen2, Conversation()),
+      "<|im_start|>system\n  Be brief. <|im_end|>\n<|im_start|>user\nHi there \n<|im_end|>\n<|im_start|>assistant\n"
+      " Hello! <|im_end|>\n<|im_start|>user\nCount: 1 2 3<|im_end|>\n<|im_start|>assistant\n");
   // No system message: the template adds its default one.
   EXPECT_EQ(Render(kQwen2, {{"user", "Hi"}}, false),
             "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
@@ -88,8 +90,10 @@ TEST(ChatTemplateTest, RaiseExceptionIsAnInvalidArgumentWithTheTemplatesMessage)
 }
 
 TEST(ChatTemplateTest, MultilineWithWhitespaceControl) {
-  EXPECT_EQ(Render(kMultiline, Conversation()), "<u2>Be brief. Hi there;\n<a>Hello!</s>\n<u4>Be brief. Count: 1 2 3\n<a>");
-  EXPECT_EQ(Render(kMultiline, Conversation(), false), "<u2>Be brief. Hi there;\n<a>Hello!</s>\n<u4>Be brief. Count: 1 2 3\n");
+  EXPECT_EQ(Render(kMultiline, Conversation()),
+            "<u2>Be brief. Hi there;\n<a>Hello!</s>\n<u4>Be brief. Count: 1 2 3\n<a>");
+  EXPECT_EQ(Render(kMultiline, Conversation(), false),
+            "<u2>Be brief. Hi there;\n<a>Hello!</s>\n<u4>Be brief. Count: 1 2 3\n");
 }
 
 TEST(ChatTemplateTest, Expressions) {
@@ -145,16 +149,16 @@ TEST(ChatTemplateTest, LoadFromTokenizerConfig) {
   const auto dir = std::filesystem::path(testing::TempDir()) / "chat_template_test";
   std::filesystem::create_directories(dir);
   {
-    std::ofstream(dir / "tokenizer_config.json")
-        << nlohmann::json{{"chat_template", kQwen2}, {"bos_token", nullptr}, {"eos_token", {{"content", "<|im_end|>"}}}}.dump();
+    std::ofstream(dir / "tokenizer_config.json") << nlohmann::json{
+        {"chat_template", kQwen2},
+        {"bos_token", nullptr},
+        {"eos_token", {{"content", "<|im_end|>"}}}}.dump();
   }
   auto t = LoadChatTemplate(dir.string());
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ(t->eos_token, "<|im_end|>");
   EXPECT_EQ(t->bos_token, "");
-  {
-    std::ofstream(dir / "tokenizer_config.json") << R"({"bos_token": "<s>"})";
-  }
+  { std::ofstream(dir / "tokenizer_config.json") << R"({"bos_token": "<s>"})"; }
   auto none = LoadChatTemplate(dir.string());
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound);

@@ -34,8 +34,10 @@ std::string RandomId(const char* prefix) {
 const char* FinishName(inference::FinishReason r) {
   switch (r) {
     case inference::FinishReason::kLength:
-    case inference::FinishReason::kContext: return "length";
-    default: return "stop";
+    case inference::FinishReason::kContext:
+      return "length";
+    default:
+      return "stop";
   }
 }
 
@@ -109,7 +111,8 @@ std::optional<Rejection> MessageText(const json& content, size_t i, std::string*
   if (!content.is_array()) return Bad(param, absl::StrCat("'", param, "' must be a string or a list of text parts"));
   for (const json& part : content) {
     if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
-      return Bad(param, absl::StrCat("'", param, "': only parts of type \"text\" with a string \"text\" are supported"));
+      return Bad(param,
+                 absl::StrCat("'", param, "': only parts of type \"text\" with a string \"text\" are supported"));
     }
     *out += part["text"].get<std::string>();
   }
@@ -187,7 +190,8 @@ void FormatStreaming(ResponseState& st, const inference::GenerationEvent& e, std
   }
   if (!e.text.empty() || (st.logprobs && !e.token_ids.empty()) || e.final) {
     json lp = st.logprobs && !e.token_ids.empty() ? LogprobsJson(st, e.token_ids, e.logprobs) : json(nullptr);
-    json choice = {{"index", 0}, {"logprobs", lp}, {"finish_reason", e.final ? json(FinishName(e.finish)) : json(nullptr)}};
+    json choice = {
+        {"index", 0}, {"logprobs", lp}, {"finish_reason", e.final ? json(FinishName(e.finish)) : json(nullptr)}};
     if (st.chat) {
       choice["delta"] = e.text.empty() && e.final ? json::object() : json{{"content", e.text}};
     } else {
@@ -245,8 +249,7 @@ std::string ModelFolder(const inference::ModelInfo& info, const std::string& art
   return path;
 }
 
-CompletionsHandler::CompletionsHandler(inference::ModelRegistry* registry, Metrics* metrics,
-                                       CompletionsOptions options)
+CompletionsHandler::CompletionsHandler(inference::ModelRegistry* registry, Metrics* metrics, CompletionsOptions options)
     : registry_(registry), metrics_(metrics), opt_(std::move(options)) {}
 
 void CompletionsHandler::CountRejected(const std::string& model, const absl::Status& s) const {
@@ -367,7 +370,8 @@ HttpReply CompletionsHandler::Completions(const std::string& body_text, bool cha
     for (size_t i = 0; i < body["messages"].size(); ++i) {
       const json& m = body["messages"][i];
       if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) {
-        return reject(Bad(absl::StrCat("messages[", i, "].role"), absl::StrCat("messages[", i, "] needs a string 'role'")));
+        return reject(
+            Bad(absl::StrCat("messages[", i, "].role"), absl::StrCat("messages[", i, "] needs a string 'role'")));
       }
       ChatMessage msg;
       msg.role = m["role"].get<std::string>();
@@ -432,12 +436,11 @@ HttpReply CompletionsHandler::Completions(const std::string& body_text, bool cha
   st->model = model_name;
   st->created = absl::ToUnixSeconds(absl::Now());
   st->served = *served;
-  EventFormatter format = stream ? EventFormatter([st](const inference::GenerationEvent& e, std::string* out) {
-                                     FormatStreaming(*st, e, out);
-                                   })
-                                 : EventFormatter([st](const inference::GenerationEvent& e, std::string* out) {
-                                     FormatWhole(*st, e, out);
-                                   });
+  EventFormatter format =
+      stream
+          ? EventFormatter(
+                [st](const inference::GenerationEvent& e, std::string* out) { FormatStreaming(*st, e, out); })
+          : EventFormatter([st](const inference::GenerationEvent& e, std::string* out) { FormatWhole(*st, e, out); });
   HttpReply r;
   r.content_type = stream ? "text/event-stream" : "application/json";
   r.producer = std::make_unique<EventBody>(*served, *std::move(s), std::move(format), stream);

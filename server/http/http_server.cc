@@ -56,9 +56,8 @@ std::string HostOf(const std::string& listen) {
   return listen.substr(0, colon);
 }
 
-absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(const Options& o,
-                                                                           CompletionsHandler* handler,
-                                                                           const api::BearerAuth* auth) {
+absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(const Options& o, CompletionsHandler* handler,
+                                                                          const api::BearerAuth* auth) {
   std::signal(SIGPIPE, SIG_IGN);
   std::unique_ptr<OpenAiHttpServer> out(new OpenAiHttpServer());
   if (!o.tls_cert.empty()) {
@@ -69,8 +68,8 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(const 
         return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path, " is not a readable file"));
       }
     }
-    out->server_ = std::make_unique<httplib::SSLServer>(
-        o.tls_cert.c_str(), o.tls_key.c_str(), o.tls_client_ca.empty() ? nullptr : o.tls_client_ca.c_str());
+    out->server_ = std::make_unique<httplib::SSLServer>(o.tls_cert.c_str(), o.tls_key.c_str(),
+                                                        o.tls_client_ca.empty() ? nullptr : o.tls_client_ca.c_str());
     out->tls_ = true;
   } else {
     out->server_ = std::make_unique<httplib::Server>();
@@ -113,9 +112,9 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(const 
     });
   }
   auto not_found = [](const httplib::Request& req, httplib::Response& res) {
-    Send(ErrorReply(absl::NotFoundError(absl::StrCat(
-             "no route ", req.method, " ", req.path,
-             ": this server has GET /v1/models, POST /v1/completions and POST /v1/chat/completions"))),
+    Send(ErrorReply(absl::NotFoundError(
+             absl::StrCat("no route ", req.method, " ", req.path,
+                          ": this server has GET /v1/models, POST /v1/completions and POST /v1/chat/completions"))),
          res);
   };
   svr.Get(".*", not_found);
@@ -138,8 +137,8 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(const 
     if (out->port_ <= 0) return absl::UnavailableError(absl::StrCat("HTTP: cannot bind any port on ", o.host));
   } else {
     if (!svr.bind_to_port(o.host, o.port)) {
-      return absl::UnavailableError(absl::StrCat("HTTP: cannot listen on ", o.host, ":", o.port,
-                                                 " (--http-port in use or not allowed?)"));
+      return absl::UnavailableError(
+          absl::StrCat("HTTP: cannot listen on ", o.host, ":", o.port, " (--http-port in use or not allowed?)"));
     }
     out->port_ = o.port;
   }

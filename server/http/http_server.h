@@ -33,17 +33,17 @@ class OpenAiHttpServer {
  public:
   struct Options {
     std::string host = "0.0.0.0";
-    int port = 0;  // 0: any free port (port() tells which)
+    int port = 0;                                  // 0: any free port (port() tells which)
     std::string tls_cert, tls_key, tls_client_ca;  // PEM files; cert + key turn on HTTPS, a CA mTLS
-    int threads = 256;  // connections served at once (each open stream holds one)
+    int threads = 256;                             // connections served at once (each open stream holds one)
     size_t max_body_bytes = 16 << 20;
   };
 
   // Listening when this returns. InvalidArgument for unusable TLS files; Unavailable when the
   // address cannot be bound.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> Start(const Options& options,
-                                                                                CompletionsHandler* handler,
-                                                                                const api::BearerAuth* auth);
+                                                                               CompletionsHandler* handler,
+                                                                               const api::BearerAuth* auth);
   ~OpenAiHttpServer();  // Stop()
   int port() const { return port_; }
   bool tls() const { return tls_; }

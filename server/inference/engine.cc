@@ -27,18 +27,16 @@ double Seconds(absl::Time a, absl::Time b) { return absl::ToDoubleSeconds(b - a)
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Model> model,
                                                        std::shared_ptr<const TextCodec> codec,
-                                                       const EngineOptions& options,
-                                                       Metrics* metrics) {
+                                                       const EngineOptions& options, Metrics* metrics) {
   if (!model || !codec) return absl::InvalidArgumentError("Engine needs a model and a codec");
   if (options.kv_block_size < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("kv_block_size is ", options.kv_block_size, "; must be >= 1"));
+    return absl::InvalidArgumentError(absl::StrCat("kv_block_size is ", options.kv_block_size, "; must be >= 1"));
   }
   if (options.max_queue < 0) {
     return absl::InvalidArgumentError(absl::StrCat("max_queue is ", options.max_queue, "; must be >= 0"));
   }
-  SchedulerOptions so{options.max_running, options.token_budget, options.prefill_chunk,
-                      options.admit_headroom, model->config.max_position_embeddings};
+  SchedulerOptions so{options.max_running, options.token_budget, options.prefill_chunk, options.admit_headroom,
+                      model->config.max_position_embeddings};
   SLQ_RETURN_IF_ERROR(ValidateSchedulerOptions(so));
   BackendOptions bo;
   bo.kv_block_size = options.kv_block_size;
@@ -55,8 +53,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
   return e;
 }
 
-Engine::Engine(std::shared_ptr<const Model> model, std::shared_ptr<const TextCodec> codec,
-               const EngineOptions& options, Metrics* metrics, std::unique_ptr<ForwardBackend> backend)
+Engine::Engine(std::shared_ptr<const Model> model, std::shared_ptr<const TextCodec> codec, const EngineOptions& options,
+               Metrics* metrics, std::unique_ptr<ForwardBackend> backend)
     : model_(std::move(model)),
       codec_(std::move(codec)),
       opt_(options),
@@ -95,36 +93,36 @@ absl::Status Engine::Validate(const GenerationRequest& r, const std::vector<int3
   if (prompt.empty()) return absl::InvalidArgumentError("prompt is empty: give a prompt or prompt_ids");
   for (size_t i = 0; i < prompt.size(); ++i) {
     if (prompt[i] < 0 || prompt[i] >= c.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("prompt_ids[", i, "] = ", prompt[i],
-                                                     " is outside the vocabulary [0, ", c.vocab_size, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt_ids[", i, "] = ", prompt[i], " is outside the vocabulary [0, ", c.vocab_size, ")"));
     }
   }
   if (static_cast<int64_t>(prompt.size()) > ctx) {
-    return absl::InvalidArgumentError(absl::StrCat("prompt has ", prompt.size(), " tokens; model '",
-                                                   opt_.model_name, "' has a context length of ", ctx));
+    return absl::InvalidArgumentError(absl::StrCat("prompt has ", prompt.size(), " tokens; model '", opt_.model_name,
+                                                   "' has a context length of ", ctx));
   }
   if (r.max_tokens < 1 || r.max_tokens > ctx) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_tokens is ", r.max_tokens, "; allowed 1..", ctx, " (the context length)"));
   }
   if (static_cast<int64_t>(r.stop.size()) > opt_.max_stop_strings) {
-    return absl::InvalidArgumentError(absl::StrCat("stop has ", r.stop.size(), " strings; at most ",
-                                                   opt_.max_stop_strings, " allowed"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("stop has ", r.stop.size(), " strings; at most ", opt_.max_stop_strings, " allowed"));
   }
   for (size_t i = 0; i < r.stop.size(); ++i) {
     if (r.stop[i].empty() || static_cast<int64_t>(r.stop[i].size()) > opt_.max_stop_length) {
-      return absl::InvalidArgumentError(absl::StrCat("stop[", i, "] has ", r.stop[i].size(),
-                                                     " bytes; allowed 1..", opt_.max_stop_length));
+      return absl::InvalidArgumentError(
+          absl::StrCat("stop[", i, "] has ", r.stop[i].size(), " bytes; allowed 1..", opt_.max_stop_length));
     }
   }
   SLQ_RETURN_IF_ERROR(ValidateSamplingParams(r.sampling, c.vocab_size));
   if (r.deadline <= absl::Now()) return absl::DeadlineExceededError("the request's deadline already passed");
-  const int64_t need = backend_->allocator().BlocksFor(
-      std::min<int64_t>(static_cast<int64_t>(prompt.size()) + r.max_tokens, ctx));
+  const int64_t need =
+      backend_->allocator().BlocksFor(std::min<int64_t>(static_cast<int64_t>(prompt.size()) + r.max_tokens, ctx));
   if (need > backend_->allocator().num_blocks()) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "prompt + max_tokens needs ", need, " KV blocks; the KV cache of model '", opt_.model_name,
-        "' has ", backend_->allocator().num_blocks(), " (raise --kv-cache-bytes or lower max_tokens)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("prompt + max_tokens needs ", need, " KV blocks; the KV cache of model '", opt_.model_name,
+                     "' has ", backend_->allocator().num_blocks(), " (raise --kv-cache-bytes or lower max_tokens)"));
   }
   return absl::OkStatus();
 }
@@ -144,16 +142,16 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest 
   if (!accepting_) {
     st = absl::UnavailableError(absl::StrCat("model '", opt_.model_name, "' is shutting down"));
   } else if (waiting_count_ >= opt_.max_queue) {
-    st = absl::ResourceExhaustedError(absl::StrCat("model '", opt_.model_name, "' has ", waiting_count_,
-                                                   " requests waiting (queue limit ", opt_.max_queue,
-                                                   "); retry later"));
+    st =
+        absl::ResourceExhaustedError(absl::StrCat("model '", opt_.model_name, "' has ", waiting_count_,
+                                                  " requests waiting (queue limit ", opt_.max_queue, "); retry later"));
   }
   if (!st.ok()) {
     CountRequest(st);
     return st;
   }
-  auto seq = std::make_unique<Sequence>(next_id_++, std::move(request), *std::move(prompt),
-                                        codec_->NewTextStream(), stream);
+  auto seq =
+      std::make_unique<Sequence>(next_id_++, std::move(request), *std::move(prompt), codec_->NewTextStream(), stream);
   seq->submitted = absl::Now();
   incoming_.push_back(std::move(seq));
   ++waiting_count_;
@@ -200,9 +198,8 @@ void Engine::Loop() {
 
 void Engine::ReapCancelled() {
   const absl::Time now = absl::Now();
-  auto dead = scheduler_.RemoveIf([now](const Sequence& s) {
-    return s.stream->cancelled() || s.request.deadline <= now;
-  });
+  auto dead =
+      scheduler_.RemoveIf([now](const Sequence& s) { return s.stream->cancelled() || s.request.deadline <= now; });
   for (auto& s : dead) {
     absl::Status st = s->stream->cancelled() ? absl::CancelledError("cancelled by the client")
                                              : absl::DeadlineExceededError("deadline passed");

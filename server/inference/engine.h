@@ -54,8 +54,8 @@ struct EngineOptions {
   int forward_threads = 0;  // attention threads; <= 0: default
   int64_t max_stop_strings = 16;
   int64_t max_stop_length = 256;  // bytes per stop string
-  std::string device = "cpu";       // "cpu" | "cuda" (forward_backend.h)
-  bool cuda_graphs = true;          // cuda: replay decode steps from CUDA graphs
+  std::string device = "cpu";     // "cpu" | "cuda" (forward_backend.h)
+  bool cuda_graphs = true;        // cuda: replay decode steps from CUDA graphs
 };
 
 struct EngineStats {
@@ -71,9 +71,10 @@ using FinishHook = std::function<void(std::span<const int32_t> tokens, int64_t p
 
 class Engine {
  public:
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Engine>> Create(
-      std::shared_ptr<const Model> model, std::shared_ptr<const TextCodec> codec,
-      const EngineOptions& options, Metrics* metrics = nullptr);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Engine>> Create(std::shared_ptr<const Model> model,
+                                                                      std::shared_ptr<const TextCodec> codec,
+                                                                      const EngineOptions& options,
+                                                                      Metrics* metrics = nullptr);
   ~Engine();  // Shutdown(/*drain=*/false)
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -92,8 +93,8 @@ class Engine {
   std::string backend_description() const { return backend_->Describe(); }
 
  private:
-  Engine(std::shared_ptr<const Model> model, std::shared_ptr<const TextCodec> codec,
-         const EngineOptions& options, Metrics* metrics, std::unique_ptr<ForwardBackend> backend);
+  Engine(std::shared_ptr<const Model> model, std::shared_ptr<const TextCodec> codec, const EngineOptions& options,
+         Metrics* metrics, std::unique_ptr<ForwardBackend> backend);
 
   absl::StatusOr<std::vector<int32_t>> ResolvePrompt(const GenerationRequest& r) const;
   absl::Status Validate(const GenerationRequest& r, const std::vector<int32_t>& prompt) const;
@@ -111,11 +112,11 @@ class Engine {
   const std::shared_ptr<const Model> model_;
   const std::shared_ptr<const TextCodec> codec_;
   const EngineOptions opt_;
-  Metrics* const metrics_;  // may be null
+  Metrics* const metrics_;                   // may be null
   std::unique_ptr<ForwardBackend> backend_;  // its allocator is the scheduler's
-  Scheduler scheduler_;  // engine thread only
-  StepOutput out_;       // engine thread only
-  std::vector<Sequence*> finished_now_;  // engine thread only
+  Scheduler scheduler_;                      // engine thread only
+  StepOutput out_;                           // engine thread only
+  std::vector<Sequence*> finished_now_;      // engine thread only
 
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<Sequence>> incoming_ ABSL_GUARDED_BY(mu_);

@@ -60,9 +60,9 @@ TEST_P(EngineGpu, StreamsAndAgreesWithTheCpuEngine) {
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   ASSERT_TRUE(gpu.ok()) << gpu.status();
   std::printf("  backend: %s\n", (*gpu)->backend_description().c_str());
-  const std::vector<std::string> prompts = {"Once upon a time", "The little dog", "Lily saw a big",
-                                            "One day, a boy named Tom", "The configuration file",
-                                            "She said", "In the morning", "It was"};
+  const std::vector<std::string> prompts = {
+      "Once upon a time",       "The little dog", "Lily saw a big", "One day, a boy named Tom",
+      "The configuration file", "She said",       "In the morning", "It was"};
   std::vector<std::shared_ptr<RequestStream>> cs, gs;
   for (size_t i = 0; i < prompts.size(); ++i) {
     const std::vector<int32_t> ids = (*codec)->Encode(prompts[i], true).value();
@@ -89,8 +89,8 @@ TEST_P(EngineGpu, StreamsAndAgreesWithTheCpuEngine) {
     if (same && !c.logprobs.empty() && !g.logprobs.empty()) {
       EXPECT_NEAR(c.logprobs[0], g.logprobs[0], 0.05);
     }
-    std::printf("  [%zu] %s: cpu %zu tokens, gpu %zu tokens, identical %d\n", i,
-                i % 2 == 0 ? "greedy" : "seeded", c.ids.size(), g.ids.size(), c.ids == g.ids ? 1 : 0);
+    std::printf("  [%zu] %s: cpu %zu tokens, gpu %zu tokens, identical %d\n", i, i % 2 == 0 ? "greedy" : "seeded",
+                c.ids.size(), g.ids.size(), c.ids == g.ids ? 1 : 0);
   }
   std::printf("  first-16-token agreement %d/%zu (greedy %d/%zu), identical streams %d/%zu (seeded %d/%zu)\n",
               prefix_ok, prompts.size(), greedy_ok, prompts.size() / 2, full, prompts.size(), seeded_same,

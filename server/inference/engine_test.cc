@@ -75,7 +75,7 @@ TEST(Engine, BatchOf64MatchesEachRequestRunAlone) {
     for (size_t k = 0; k < b.logprobs.size(); ++k) EXPECT_NEAR(b.logprobs[k], alone[i].logprobs[k], 1e-4);
     if (i > 0 && alone[i].ids != alone[0].ids) ++distinct;
   }
-  EXPECT_GT(distinct, kN / 2);  // distinct seeds really give distinct streams
+  EXPECT_GT(distinct, kN / 2);                    // distinct seeds really give distinct streams
   EXPECT_GE(engine->stats().max_batch_seen, 32);  // they really ran batched
 }
 

@@ -47,16 +47,17 @@ class ForwardBackend {
   virtual const BlockAllocator& allocator() const = 0;
   // Runs the chunks (slq::Forward's contract). need_logits[r] != 0: row r's logits are
   // wanted on the host (size R, or empty for all).
-  [[nodiscard]] virtual absl::Status Run(std::span<const ForwardChunk> chunks,
-                                         const std::vector<uint8_t>& need_logits, StepOutput* out) = 0;
+  [[nodiscard]] virtual absl::Status Run(std::span<const ForwardChunk> chunks, const std::vector<uint8_t>& need_logits,
+                                         StepOutput* out) = 0;
   virtual std::string device() const = 0;
   virtual std::string Describe() const = 0;
 };
 
 // "cpu" or "cuda". "cuda" fails with FailedPrecondition "built without CUDA" in CPU-only
 // builds and "no GPU: <why>" when no device is usable.
-[[nodiscard]] absl::StatusOr<std::unique_ptr<ForwardBackend>> MakeForwardBackend(
-    const std::string& device, std::shared_ptr<const Model> model, const BackendOptions& options);
+[[nodiscard]] absl::StatusOr<std::unique_ptr<ForwardBackend>> MakeForwardBackend(const std::string& device,
+                                                                                 std::shared_ptr<const Model> model,
+                                                                                 const BackendOptions& options);
 
 // True when "cuda" can be used in this build on this machine; else *why says why not.
 bool CudaBackendAvailable(std::string* why);

@@ -10,8 +10,7 @@ namespace slq::inference {
 
 ServedModel::ServedModel(ModelInfo info, LoadedModel loaded, std::unique_ptr<Engine> engine,
                          std::unique_ptr<ShadowEvaluator> shadow)
-    : info_(std::move(info)), loaded_(std::move(loaded)), engine_(std::move(engine)),
-      shadow_(std::move(shadow)) {}
+    : info_(std::move(info)), loaded_(std::move(loaded)), engine_(std::move(engine)), shadow_(std::move(shadow)) {}
 
 ServedModel::~ServedModel() {
   engine_->Shutdown(/*drain=*/false);  // joins the engine thread: no hook call in flight
@@ -27,12 +26,13 @@ ModelRegistry::~ModelRegistry() { Shutdown(/*drain=*/false); }
 absl::Status ModelRegistry::NotFound(const std::string& name) const {
   std::vector<std::string> names;
   for (const auto& [n, m] : models_) names.push_back(n);
-  return absl::NotFoundError(absl::StrCat("model '", name, "' is not loaded; loaded models: ",
-                                          names.empty() ? "(none)" : absl::StrJoin(names, ", ")));
+  return absl::NotFoundError(absl::StrCat(
+      "model '", name, "' is not loaded; loaded models: ", names.empty() ? "(none)" : absl::StrJoin(names, ", ")));
 }
 
-absl::StatusOr<std::unique_ptr<ShadowEvaluator>> ModelRegistry::MakeShadow(
-    const ModelSpec& spec, const LoadedModel& loaded, const std::string& label) {
+absl::StatusOr<std::unique_ptr<ShadowEvaluator>> ModelRegistry::MakeShadow(const ModelSpec& spec,
+                                                                           const LoadedModel& loaded,
+                                                                           const std::string& label) {
   if (spec.shadow_base.empty()) return std::unique_ptr<ShadowEvaluator>();
   if (!loaded.quantized) {
     return absl::InvalidArgumentError("shadow_base_model is only for artifacts, not base models");
@@ -51,16 +51,15 @@ absl::StatusOr<std::unique_ptr<ShadowEvaluator>> ModelRegistry::MakeShadow(
     bs.trusted = spec.trusted;
     absl::StatusOr<LoadedModel> b = source_(bs);
     if (!b.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("shadow_base_model '", spec.shadow_base,
-                                                     "' is neither a loaded model nor loadable: ",
-                                                     b.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "shadow_base_model '", spec.shadow_base, "' is neither a loaded model nor loadable: ", b.status().message()));
     }
     base = b->model;
   }
   if (base->config.vocab_size != loaded.model->config.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "shadow_base_model '", spec.shadow_base, "' has vocab ", base->config.vocab_size,
-        "; the artifact has ", loaded.model->config.vocab_size));
+    return absl::InvalidArgumentError(absl::StrCat("shadow_base_model '", spec.shadow_base, "' has vocab ",
+                                                   base->config.vocab_size, "; the artifact has ",
+                                                   loaded.model->config.vocab_size));
   }
   ShadowOptions so;
   so.fraction = opt_.shadow_fraction;
@@ -75,12 +74,12 @@ absl::StatusOr<ModelInfo> ModelRegistry::Load(const ModelSpec& spec) {
   {
     absl::MutexLock lock(&mu_);
     if (models_.count(name) || loading_.count(name)) {
-      return absl::AlreadyExistsError(absl::StrCat("a model named '", name,
-                                                   "' is already loaded; unload it or pick another name"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("a model named '", name, "' is already loaded; unload it or pick another name"));
     }
     if (static_cast<int64_t>(models_.size() + loading_.size()) >= opt_.max_models) {
-      return absl::ResourceExhaustedError(absl::StrCat("already serving ", models_.size(),
-                                                       " models (limit ", opt_.max_models, ")"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("already serving ", models_.size(), " models (limit ", opt_.max_models, ")"));
     }
     loading_.insert(name);
   }
@@ -99,14 +98,12 @@ absl::StatusOr<ModelInfo> ModelRegistry::Load(const ModelSpec& spec) {
     SLQ_ASSIGN_OR_RETURN(std::unique_ptr<ShadowEvaluator> shadow, MakeShadow(spec, loaded, name));
     EngineOptions eo = opt_.engine;
     eo.model_name = name;
-    SLQ_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
-                         Engine::Create(loaded.model, loaded.codec, eo, metrics_));
+    SLQ_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(loaded.model, loaded.codec, eo, metrics_));
     if (shadow) {
       ShadowEvaluator* sh = shadow.get();
       engine->SetFinishHook([sh](std::span<const int32_t> tokens, int64_t) { sh->Offer(tokens); });
     }
-    return std::make_shared<ServedModel>(std::move(info), std::move(loaded), std::move(engine),
-                                         std::move(shadow));
+    return std::make_shared<ServedModel>(std::move(info), std::move(loaded), std::move(engine), std::move(shadow));
   }();
   absl::MutexLock lock(&mu_);
   loading_.erase(name);

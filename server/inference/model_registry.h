@@ -42,7 +42,7 @@ struct ModelInfo {
 };
 
 struct RegistryOptions {
-  EngineOptions engine;        // model_name is overwritten per model
+  EngineOptions engine;  // model_name is overwritten per model
   std::string device = "cpu";
   double shadow_fraction = 0.05;
   int64_t shadow_queue = 8;
@@ -87,8 +87,7 @@ class ModelRegistry {
 
  private:
   absl::Status NotFound(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::unique_ptr<ShadowEvaluator>> MakeShadow(const ModelSpec& spec,
-                                                              const LoadedModel& loaded,
+  absl::StatusOr<std::unique_ptr<ShadowEvaluator>> MakeShadow(const ModelSpec& spec, const LoadedModel& loaded,
                                                               const std::string& label);
 
   ModelSourceFn source_;

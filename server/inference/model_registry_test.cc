@@ -77,7 +77,8 @@ TEST(ModelSource, SymlinkedFileInsideAnAllowedFolderIsRefused) {
   const std::string outside = slq::testing::MakeTempDir("outside");
   const std::string tiny = slq::testing::ModelsDir() + "/tinystories-656k";
   fs::create_directories(root + "/m");
-  for (const auto& e : fs::directory_iterator(tiny)) fs::copy_file(e.path(), root + "/m/" + e.path().filename().string());
+  for (const auto& e : fs::directory_iterator(tiny))
+    fs::copy_file(e.path(), root + "/m/" + e.path().filename().string());
   ModelSourceFn src = DefaultModelSource({.allowed_roots = {root}});
   ASSERT_TRUE(src(Untrusted(root + "/m")).ok());
   fs::copy_file(tiny + "/model.safetensors", outside + "/w.safetensors");

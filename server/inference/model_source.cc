@@ -21,9 +21,9 @@ namespace fs = std::filesystem;
 absl::StatusOr<std::string> LocalPath(const std::string& uri) {
   if (absl::StartsWith(uri, "file://")) return uri.substr(7);
   if (uri.find("://") != std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model_uri '", uri, "': only local paths and file:// URIs can be served; fetch remote "
-        "models (hf://, https://) with a job first"));
+    return absl::InvalidArgumentError(absl::StrCat("model_uri '", uri,
+                                                   "': only local paths and file:// URIs can be served; fetch remote "
+                                                   "models (hf://, https://) with a job first"));
   }
   if (uri.empty()) return absl::InvalidArgumentError("model_uri is empty");
   return uri;
@@ -31,8 +31,8 @@ absl::StatusOr<std::string> LocalPath(const std::string& uri) {
 
 absl::StatusOr<LoadedModel> LoadArtifactDir(const std::string& dir, const std::string& source) {
 #if !SLQ_HAVE_ARTIFACTS
-  return absl::UnimplementedError(absl::StrCat("cannot load artifact ", source,
-                                               ": this build has no artifact loader (slq_quant)"));
+  return absl::UnimplementedError(
+      absl::StrCat("cannot load artifact ", source, ": this build has no artifact loader (slq_quant)"));
 #else
   SLQ_ASSIGN_OR_RETURN(quant::LoadedArtifact a, quant::LoadArtifact(dir));
   LoadedModel out;
@@ -100,8 +100,7 @@ ModelSourceFn DefaultModelSource(const ModelSourceOptions& options) {
           return absl::InvalidArgumentError(
               absl::StrCat("artifact_id '", spec.location, "' is not a plain artifact id"));
         }
-        return LoadArtifactDir((fs::path(options.artifact_root) / spec.location).string(),
-                               spec.location);
+        return LoadArtifactDir((fs::path(options.artifact_root) / spec.location).string(), spec.location);
       }
     }
     return absl::InvalidArgumentError("unknown model source kind");

@@ -29,7 +29,7 @@ struct ModelSpec {
   enum class Kind { kModelUri, kArtifactPath, kArtifactId };
   std::string name;  // served name; empty: derived from the location
   Kind kind = Kind::kModelUri;
-  std::string location;  // URI, path or artifact id
+  std::string location;     // URI, path or artifact id
   std::string shadow_base;  // artifacts: a loaded model's name or a base model path ("" = none)
   // Operator input (--serve-models): not confined to the allowed roots. Specs built from an
   // RPC are never trusted.
@@ -39,9 +39,9 @@ struct ModelSpec {
 struct LoadedModel {
   std::shared_ptr<const Model> model;
   std::shared_ptr<const TextCodec> codec;
-  std::string source;        // the URI / artifact id as given
+  std::string source;  // the URI / artifact id as given
   bool quantized = false;
-  double avg_bits = 32;      // weighted over quantized linears (artifacts); 32 for fp32 bases
+  double avg_bits = 32;  // weighted over quantized linears (artifacts); 32 for fp32 bases
   double certified_ear_lower = 0;
 };
 

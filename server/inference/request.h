@@ -36,10 +36,10 @@ struct GenerationRequest {
   // Text prompts are encoded with the tokenizer's special tokens (its post-processor decides
   // about BOS); add_bos = true also makes sure the prompt starts with BOS.
   bool add_bos = false;
-  SamplingParams sampling;    // stop_token_ids are added to the model's EOS ids
-  int64_t max_tokens = 16;    // 1 .. context length
+  SamplingParams sampling;        // stop_token_ids are added to the model's EOS ids
+  int64_t max_tokens = 16;        // 1 .. context length
   std::vector<std::string> stop;  // stop strings, cut from the output
-  bool logprobs = false;      // log p(sampled token) under the unmodified model distribution
+  bool logprobs = false;          // log p(sampled token) under the unmodified model distribution
   absl::Time deadline = absl::InfiniteFuture();
 };
 

@@ -11,9 +11,8 @@ absl::Status ValidateSchedulerOptions(const SchedulerOptions& o) {
     return absl::InvalidArgumentError(absl::StrCat("max_running is ", o.max_running, "; must be >= 1"));
   }
   if (o.token_budget <= o.max_running) {
-    return absl::InvalidArgumentError(absl::StrCat("token_budget is ", o.token_budget,
-                                                   "; must exceed max_running (", o.max_running,
-                                                   ") so prefill always progresses"));
+    return absl::InvalidArgumentError(absl::StrCat("token_budget is ", o.token_budget, "; must exceed max_running (",
+                                                   o.max_running, ") so prefill always progresses"));
   }
   if (o.prefill_chunk < 1) {
     return absl::InvalidArgumentError(absl::StrCat("prefill_chunk is ", o.prefill_chunk, "; must be >= 1"));
@@ -42,8 +41,7 @@ int64_t Scheduler::AdmitTokens(const Sequence& s) const {
   // prompt + max_tokens fits the pool, so the known context always does).
   const int64_t pool_tokens = alloc_->num_blocks() * alloc_->block_size();
   const int64_t known = static_cast<int64_t>(s.tokens.size());
-  return std::max(std::min(known, pool_tokens),
-                  std::min({known + opt_.admit_headroom, opt_.max_context, pool_tokens}));
+  return std::max(std::min(known, pool_tokens), std::min({known + opt_.admit_headroom, opt_.max_context, pool_tokens}));
 }
 
 void Scheduler::Admit() {
@@ -72,8 +70,7 @@ bool Scheduler::PreemptYoungest(const std::vector<Planned>& planned, const Seque
     --it;
     Sequence* s = it->get();
     if (s == except) continue;
-    const bool in_plan = std::any_of(planned.begin(), planned.end(),
-                                     [s](const Planned& p) { return p.seq == s; });
+    const bool in_plan = std::any_of(planned.begin(), planned.end(), [s](const Planned& p) { return p.seq == s; });
     if (in_plan) continue;
     Preempt(it);
     return true;
@@ -84,15 +81,17 @@ bool Scheduler::PreemptYoungest(const std::vector<Planned>& planned, const Seque
 std::vector<Scheduler::Planned> Scheduler::PlanStep() {
   // Decoders first, then prefills; each group oldest first (running_ is in id order).
   std::vector<Sequence*> order;
-  for (auto& s : running_) if (s->remaining() == 1) order.push_back(s.get());
-  for (auto& s : running_) if (s->remaining() > 1) order.push_back(s.get());
+  for (auto& s : running_)
+    if (s->remaining() == 1) order.push_back(s.get());
+  for (auto& s : running_)
+    if (s->remaining() > 1) order.push_back(s.get());
   std::vector<Planned> plan;
   int64_t budget = opt_.token_budget;
   for (Sequence* s : order) {
     if (budget <= 0) break;
     // A sequence preempted earlier in this loop is no longer running.
-    const bool still_running = std::any_of(running_.begin(), running_.end(),
-                                           [s](const auto& r) { return r.get() == s; });
+    const bool still_running =
+        std::any_of(running_.begin(), running_.end(), [s](const auto& r) { return r.get() == s; });
     if (!still_running) continue;
     const int64_t n = std::min({s->remaining(), budget, opt_.prefill_chunk});
     bool reserved = alloc_->Reserve(&s->table, s->cached() + n).ok();
@@ -119,8 +118,7 @@ std::unique_ptr<Sequence> Scheduler::Finish(Sequence* seq) {
   return s;
 }
 
-std::vector<std::unique_ptr<Sequence>> Scheduler::RemoveIf(
-    const std::function<bool(const Sequence&)>& pred) {
+std::vector<std::unique_ptr<Sequence>> Scheduler::RemoveIf(const std::function<bool(const Sequence&)>& pred) {
   std::vector<std::unique_ptr<Sequence>> out;
   for (auto it = running_.begin(); it != running_.end();) {
     if (pred(**it)) {

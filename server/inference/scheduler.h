@@ -46,8 +46,7 @@ class Scheduler {
     int64_t count;  // tokens of seq->tokens fed this step, from seq->cached()
   };
 
-  Scheduler(BlockAllocator* allocator, const SchedulerOptions& options)
-      : alloc_(allocator), opt_(options) {}
+  Scheduler(BlockAllocator* allocator, const SchedulerOptions& options) : alloc_(allocator), opt_(options) {}
   ~Scheduler();
 
   void Enqueue(std::unique_ptr<Sequence> seq);  // to the waiting queue, in id order

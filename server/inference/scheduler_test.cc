@@ -8,8 +8,8 @@ namespace {
 std::unique_ptr<Sequence> Seq(uint64_t id, int64_t prompt_len) {
   static ByteTextCodec codec(260, 256, 257);
   GenerationRequest r;
-  return std::make_unique<Sequence>(id, r, std::vector<int32_t>(prompt_len, 65),
-                                    codec.NewTextStream(), std::make_shared<RequestStream>());
+  return std::make_unique<Sequence>(id, r, std::vector<int32_t>(prompt_len, 65), codec.NewTextStream(),
+                                    std::make_shared<RequestStream>());
 }
 
 SchedulerOptions Opts() {

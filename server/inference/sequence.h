@@ -24,8 +24,8 @@
 namespace slq::inference {
 
 struct Sequence {
-  Sequence(uint64_t id_, GenerationRequest req, std::vector<int32_t> prompt,
-           std::unique_ptr<TextStream> text_, std::shared_ptr<RequestStream> stream_)
+  Sequence(uint64_t id_, GenerationRequest req, std::vector<int32_t> prompt, std::unique_ptr<TextStream> text_,
+           std::shared_ptr<RequestStream> stream_)
       : id(id_),
         request(std::move(req)),
         tokens(std::move(prompt)),

@@ -15,8 +15,8 @@ absl::StatusOr<ShadowScore> ScoreAgainstBase(const Model& base, const Model& can
                                              std::span<const int32_t> tokens) {
   const int64_t vocab = base.config.vocab_size;
   if (candidate.config.vocab_size != vocab) {
-    return absl::InvalidArgumentError(absl::StrCat("shadow base has vocab ", vocab,
-                                                   ", the served model ", candidate.config.vocab_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("shadow base has vocab ", vocab, ", the served model ", candidate.config.vocab_size));
   }
   if (tokens.empty()) return absl::InvalidArgumentError("nothing to score: empty sequence");
   SLQ_ASSIGN_OR_RETURN(std::vector<float> p, TeacherForcedLogits(base, tokens));       // [T, vocab]
@@ -31,11 +31,9 @@ absl::StatusOr<ShadowScore> ScoreAgainstBase(const Model& base, const Model& can
   return s;
 }
 
-ShadowEvaluator::ShadowEvaluator(std::shared_ptr<const Model> base,
-                                 std::shared_ptr<const Model> candidate,
+ShadowEvaluator::ShadowEvaluator(std::shared_ptr<const Model> base, std::shared_ptr<const Model> candidate,
                                  const ShadowOptions& options, Metrics* metrics)
-    : base_(std::move(base)), candidate_(std::move(candidate)), opt_(options), metrics_(metrics),
-      rng_(options.seed) {
+    : base_(std::move(base)), candidate_(std::move(candidate)), opt_(options), metrics_(metrics), rng_(options.seed) {
   thread_ = std::thread([this] { Run(); });
 }
 

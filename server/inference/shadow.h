@@ -32,10 +32,10 @@
 namespace slq::inference {
 
 struct ShadowOptions {
-  double fraction = 0.05;        // of finished sequences, in [0, 1]
-  int64_t queue_capacity = 8;    // pending sequences; more are dropped
-  int64_t max_tokens = 1024;     // longer sequences are truncated to their first max_tokens
-  uint64_t seed = 1;             // sampling of which sequences to keep
+  double fraction = 0.05;          // of finished sequences, in [0, 1]
+  int64_t queue_capacity = 8;      // pending sequences; more are dropped
+  int64_t max_tokens = 1024;       // longer sequences are truncated to their first max_tokens
+  uint64_t seed = 1;               // sampling of which sequences to keep
   std::string label = "artifact";  // the metrics' artifact label
 };
 

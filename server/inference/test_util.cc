@@ -55,8 +55,7 @@ bool QuantizeLinears(Model* model, int bits) {
     quant::QuantConfig cfg;
     cfg.bits = bits;
     cfg.group_size = 32;
-    auto q = quant::QuantizeMatrix(dense->weight().data(), dense->out_features(),
-                                   dense->in_features(), cfg);
+    auto q = quant::QuantizeMatrix(dense->weight().data(), dense->out_features(), dense->in_features(), cfg);
     if (!q.ok()) return false;
     *slot.op = std::make_unique<quant::QuantizedLinear>(std::move(*q));
   }

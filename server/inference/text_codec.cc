@@ -77,8 +77,7 @@ std::string LossyUtf8(std::string_view bytes) {
   return out;
 }
 
-absl::StatusOr<std::vector<int32_t>> ByteTextCodec::Encode(std::string_view text,
-                                                           bool add_special) const {
+absl::StatusOr<std::vector<int32_t>> ByteTextCodec::Encode(std::string_view text, bool add_special) const {
   std::vector<int32_t> ids;
   if (add_special && bos_ >= 0) ids.push_back(bos_);
   for (unsigned char c : text) {
@@ -98,8 +97,6 @@ std::string ByteTextCodec::Piece(int32_t id) const {
   return absl::StrCat("<", id, ">");
 }
 
-std::unique_ptr<TextStream> ByteTextCodec::NewTextStream() const {
-  return std::make_unique<ByteTextStream>(vocab_);
-}
+std::unique_ptr<TextStream> ByteTextCodec::NewTextStream() const { return std::make_unique<ByteTextStream>(vocab_); }
 
 }  // namespace slq::inference

@@ -35,8 +35,7 @@ class TextCodec {
  public:
   virtual ~TextCodec() = default;
   // Token ids of `text`; add_special prepends BOS (as the tokenizer's post-processor says).
-  [[nodiscard]] virtual absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
-                                                                    bool add_special) const = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_special) const = 0;
   // Display string of one token (ListModels/Tokenize "pieces"): lossy UTF-8.
   virtual std::string Piece(int32_t id) const = 0;
   virtual std::unique_ptr<TextStream> NewTextStream() const = 0;
@@ -49,10 +48,8 @@ class TextCodec {
 // to nothing. Encode maps each byte to its id.
 class ByteTextCodec final : public TextCodec {
  public:
-  ByteTextCodec(int64_t vocab_size, int32_t bos_id, int32_t eos_id)
-      : vocab_(vocab_size), bos_(bos_id), eos_(eos_id) {}
-  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
-                                              bool add_special) const override;
+  ByteTextCodec(int64_t vocab_size, int32_t bos_id, int32_t eos_id) : vocab_(vocab_size), bos_(bos_id), eos_(eos_id) {}
+  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_special) const override;
   std::string Piece(int32_t id) const override;
   std::unique_ptr<TextStream> NewTextStream() const override;
   int32_t bos_id() const override { return bos_; }

@@ -9,15 +9,18 @@ namespace {
 
 TEST(Utf8, CompletePrefixHoldsTruncatedCharacters) {
   EXPECT_EQ(CompleteUtf8Prefix("abc"), 3u);
-  EXPECT_EQ(CompleteUtf8Prefix("a\xC3"), 1u);              // é truncated
-  EXPECT_EQ(CompleteUtf8Prefix("a\xC3\xA9"), 3u);          // é complete
-  EXPECT_EQ(CompleteUtf8Prefix("\xF0\x9F\x98"), 0u);       // 😀 missing its last byte
-  EXPECT_EQ(CompleteUtf8Prefix("x\xFF"), 2u);              // invalid: not held
-  EXPECT_EQ(CompleteUtf8Prefix("\xE2\x28"), 2u);           // broken sequence: not held
+  EXPECT_EQ(CompleteUtf8Prefix("a\xC3"), 1u);         // é truncated
+  EXPECT_EQ(CompleteUtf8Prefix("a\xC3\xA9"), 3u);     // é complete
+  EXPECT_EQ(CompleteUtf8Prefix("\xF0\x9F\x98"), 0u);  // 😀 missing its last byte
+  EXPECT_EQ(CompleteUtf8Prefix("x\xFF"), 2u);         // invalid: not held
+  EXPECT_EQ(CompleteUtf8Prefix("\xE2\x28"), 2u);      // broken sequence: not held
 }
 
 TEST(Utf8, LossyReplacesInvalidBytes) {
-  EXPECT_EQ(LossyUtf8("a\xFF" "b"), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(LossyUtf8("a\xFF"
+                      "b"),
+            "a\xEF\xBF\xBD"
+            "b");
   EXPECT_EQ(LossyUtf8("\xC3\xA9"), "\xC3\xA9");
   EXPECT_EQ(LossyUtf8("\xC3"), "\xEF\xBF\xBD");
 }
@@ -32,8 +35,8 @@ TEST(ByteTextCodec, StreamReleasesOnlyWholeCharacters) {
   std::vector<std::string> deltas;
   for (size_t i = 1; i < ids->size(); ++i) deltas.push_back(s->Push((*ids)[i]));
   deltas.push_back(s->Finish());
-  const std::vector<std::string> want = {"h", "", "\xC3\xA9", "", "", "\xE2\x82\xAC", "", "", "",
-                                         "\xF0\x9F\x98\x80", "!", ""};
+  const std::vector<std::string> want = {"h", "", "\xC3\xA9",         "",  "", "\xE2\x82\xAC", "",
+                                         "",  "", "\xF0\x9F\x98\x80", "!", ""};
   EXPECT_EQ(deltas, want);
 }
 

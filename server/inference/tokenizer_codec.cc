@@ -26,8 +26,7 @@ std::unique_ptr<TextStream> TokenizerCodec::NewTextStream() const {
   return std::make_unique<DecoderStream>(tok_.get());
 }
 
-absl::StatusOr<std::shared_ptr<const TextCodec>> LoadCodecFor(const std::string& path,
-                                                              int64_t vocab_size) {
+absl::StatusOr<std::shared_ptr<const TextCodec>> LoadCodecFor(const std::string& path, int64_t vocab_size) {
   std::error_code ec;
   const fs::path dir = fs::is_directory(path, ec) ? fs::path(path) : fs::path(path).parent_path();
   if (fs::exists(dir / "tokenizer.json", ec)) {
@@ -42,9 +41,8 @@ absl::StatusOr<std::shared_ptr<const TextCodec>> LoadCodecFor(const std::string&
                          Tokenizer::FromLlama2c(p.string(), static_cast<int>(vocab_size)));
     return std::make_shared<TokenizerCodec>(std::move(tok));
   }
-  return absl::NotFoundError(absl::StrCat("no tokenizer for model ", path, ": looked in ",
-                                          dir.string(), " for tokenizer.json, ", llama2c[0],
-                                          " and ", llama2c[1]));
+  return absl::NotFoundError(absl::StrCat("no tokenizer for model ", path, ": looked in ", dir.string(),
+                                          " for tokenizer.json, ", llama2c[0], " and ", llama2c[1]));
 }
 
 }  // namespace slq::inference

@@ -15,8 +15,7 @@ namespace slq::inference {
 class TokenizerCodec final : public TextCodec {
  public:
   explicit TokenizerCodec(std::unique_ptr<Tokenizer> tok) : tok_(std::move(tok)) {}
-  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
-                                              bool add_special) const override {
+  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_special) const override {
     return tok_->Encode(text, add_special);
   }
   std::string Piece(int32_t id) const override { return LossyUtf8(tok_->TokenBytes(id)); }
@@ -34,7 +33,7 @@ class TokenizerCodec final : public TextCodec {
 // .bin checkpoint: its folder is used). The folder's tokenizer.json wins, else a llama2.c
 // tokenizer.bin or tok<vocab_size>.bin. NotFound naming what was looked for.
 [[nodiscard]] absl::StatusOr<std::shared_ptr<const TextCodec>> LoadCodecFor(const std::string& path,
-                                                                           int64_t vocab_size);
+                                                                            int64_t vocab_size);
 
 }  // namespace slq::inference
 

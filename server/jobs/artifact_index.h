@@ -26,8 +26,7 @@ class ArtifactIndex {
   [[nodiscard]] virtual absl::Status PutArtifact(const Artifact& a) = 0;
   [[nodiscard]] virtual absl::StatusOr<Artifact> GetArtifact(const std::string& id) = 0;
   // All artifacts, or those of one job when job_id is non-empty; oldest first.
-  [[nodiscard]] virtual absl::StatusOr<std::vector<Artifact>> ListArtifacts(
-      const std::string& job_id) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<Artifact>> ListArtifacts(const std::string& job_id) = 0;
 };
 
 }  // namespace slq

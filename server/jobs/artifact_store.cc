@@ -31,13 +31,11 @@ bool IsArtifactId(const std::string& s) {
 
 absl::Status CheckId(const std::string& id) {
   if (IsArtifactId(id)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("artifact id '", id, "' is not a lower-case sha256 hex digest"));
+  return absl::InvalidArgumentError(absl::StrCat("artifact id '", id, "' is not a lower-case sha256 hex digest"));
 }
 
 bool IsPlainName(const std::string& n) {
-  return !n.empty() && n != "." && n != ".." && n.find('/') == std::string::npos &&
-         n.find('\0') == std::string::npos;
+  return !n.empty() && n != "." && n != ".." && n.find('/') == std::string::npos && n.find('\0') == std::string::npos;
 }
 
 // Job ids become file names: keep them to [A-Za-z0-9_-].
@@ -45,8 +43,7 @@ absl::Status CheckJobId(const std::string& id) {
   bool ok = !id.empty() && id.size() <= 128;
   for (char c : id) ok = ok && (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_');
   if (ok) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("job id '", id, "' may only hold letters, digits, '-' and '_'"));
+  return absl::InvalidArgumentError(absl::StrCat("job id '", id, "' may only hold letters, digits, '-' and '_'"));
 }
 
 absl::StatusOr<nlohmann::json> ReadManifest(const std::string& dir) {
@@ -54,8 +51,7 @@ absl::StatusOr<nlohmann::json> ReadManifest(const std::string& dir) {
   SLQ_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
   nlohmann::json m = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (m.is_discarded() || !m.is_object() || !m.contains("files") || !m["files"].is_object()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path, " is not a JSON object with a \"files\" object"));
+    return absl::FailedPreconditionError(absl::StrCat(path, " is not a JSON object with a \"files\" object"));
   }
   return m;
 }
@@ -63,8 +59,7 @@ absl::StatusOr<nlohmann::json> ReadManifest(const std::string& dir) {
 int64_t TreeBytes(const fs::path& p) {
   std::error_code ec;
   int64_t total = 0;
-  for (auto it = fs::recursive_directory_iterator(p, ec); !ec && it != fs::end(it);
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(p, ec); !ec && it != fs::end(it); it.increment(ec)) {
     if (it->is_regular_file(ec)) total += static_cast<int64_t>(it->file_size(ec));
   }
   return total;
@@ -84,8 +79,7 @@ class FileReader final : public ArtifactReader {
   }
   absl::Status Seek(uint64_t offset) override {
     if (offset > size_) {
-      return absl::OutOfRangeError(
-          absl::StrCat("offset ", offset, " is beyond the file size ", size_));
+      return absl::OutOfRangeError(absl::StrCat("offset ", offset, " is beyond the file size ", size_));
     }
     if (std::fseek(f_, static_cast<long>(offset), SEEK_SET) != 0) {
       return absl::InternalError("artifact seek failed");
@@ -109,22 +103,22 @@ absl::StatusOr<std::vector<ArtifactFile>> VerifyArtifactDir(const std::string& d
       return absl::FailedPreconditionError(
           absl::StrCat("manifest of ", dir, " lists an invalid file name '", name, "'"));
     }
-    if (!f.is_object() || !f.contains("sha256") || !f["sha256"].is_string() ||
-        !f.contains("bytes") || !f["bytes"].is_number_unsigned()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "manifest entry for '", name, "' needs {\"sha256\": hex, \"bytes\": n}"));
+    if (!f.is_object() || !f.contains("sha256") || !f["sha256"].is_string() || !f.contains("bytes") ||
+        !f["bytes"].is_number_unsigned()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("manifest entry for '", name, "' needs {\"sha256\": hex, \"bytes\": n}"));
     }
     ArtifactFile af{name, f["bytes"].get<uint64_t>(), f["sha256"].get<std::string>()};
     const std::string path = dir + "/" + name;
     SLQ_ASSIGN_OR_RETURN(uint64_t bytes, FileSize(path));
     if (bytes != af.bytes) {
-      return absl::DataLossError(absl::StrCat("artifact file ", path, " has ", bytes,
-                                              " bytes, the manifest says ", af.bytes));
+      return absl::DataLossError(
+          absl::StrCat("artifact file ", path, " has ", bytes, " bytes, the manifest says ", af.bytes));
     }
     SLQ_ASSIGN_OR_RETURN(std::string sha, Sha256File(path));
     if (sha != af.sha256) {
-      return absl::DataLossError(absl::StrCat("artifact file ", path, " has sha256 ", sha,
-                                              ", the manifest says ", af.sha256));
+      return absl::DataLossError(
+          absl::StrCat("artifact file ", path, " has sha256 ", sha, ", the manifest says ", af.sha256));
     }
     listed.insert(name);
     files.push_back(std::move(af));
@@ -134,22 +128,21 @@ absl::StatusOr<std::vector<ArtifactFile>> VerifyArtifactDir(const std::string& d
     const std::string name = e.path().filename().string();
     if (name == kArtifactManifestName) continue;
     if (!e.is_regular_file() || !listed.count(name)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "artifact dir ", dir, " holds '", name, "', which the manifest does not list"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("artifact dir ", dir, " holds '", name, "', which the manifest does not list"));
     }
   }
   if (ec) return absl::InternalError(absl::StrCat("cannot list ", dir, ": ", ec.message()));
   return files;
 }
 
-absl::StatusOr<std::unique_ptr<LocalArtifactStore>> LocalArtifactStore::Open(
-    const std::string& root, Clock* clock) {
+absl::StatusOr<std::unique_ptr<LocalArtifactStore>> LocalArtifactStore::Open(const std::string& root, Clock* clock) {
   std::error_code ec;
   for (const char* sub : {"objects", "tmp"}) {
     fs::create_directories(fs::path(root) / sub, ec);
     if (ec) {
-      return absl::FailedPreconditionError(absl::StrCat("cannot create artifact store dir ", root,
-                                                        "/", sub, ": ", ec.message()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot create artifact store dir ", root, "/", sub, ": ", ec.message()));
     }
   }
   return std::unique_ptr<LocalArtifactStore>(
@@ -179,8 +172,7 @@ absl::Status LocalArtifactStore::CheckStaged(const StagedArtifact& st) const {
   if (st.container.rfind(prefix, 0) != 0 || !IsPlainName(st.container.substr(root_.size() + 5)) ||
       st.dir != st.container + "/artifact") {
     return absl::InvalidArgumentError(
-        absl::StrCat("'", st.container, "' is not a staging container of this store for job ",
-                     st.job_id));
+        absl::StrCat("'", st.container, "' is not a staging container of this store for job ", st.job_id));
   }
   return absl::OkStatus();
 }
@@ -206,8 +198,7 @@ absl::StatusOr<Artifact> LocalArtifactStore::Publish(const StagedArtifact& st) {
   a.created = clock_->Now();
   if (::rename(st.dir.c_str(), a.path.c_str()) != 0) {
     if (errno != EEXIST && errno != ENOTEMPTY) {
-      return absl::InternalError(absl::StrCat("cannot rename ", st.dir, " to ", a.path, ": ",
-                                              std::strerror(errno)));
+      return absl::InternalError(absl::StrCat("cannot rename ", st.dir, " to ", a.path, ": ", std::strerror(errno)));
     }
     spdlog::info("job {}: artifact {} already published; dropping the copy", st.job_id, a.id);
   }
@@ -256,8 +247,8 @@ absl::StatusOr<std::vector<ArtifactFile>> LocalArtifactStore::ListFiles(const st
   return files;
 }
 
-absl::StatusOr<std::unique_ptr<ArtifactReader>> LocalArtifactStore::OpenRead(
-    const std::string& id, const std::string& file) {
+absl::StatusOr<std::unique_ptr<ArtifactReader>> LocalArtifactStore::OpenRead(const std::string& id,
+                                                                             const std::string& file) {
   SLQ_ASSIGN_OR_RETURN(std::string dir, Path(id));
   bool known = file == kArtifactManifestName;
   if (!known) {
@@ -291,8 +282,7 @@ absl::StatusOr<GcResult> LocalArtifactStore::CollectGarbage(const GcOptions& opt
     const std::string name = e.path().filename().string();
     const std::string job_id = name.substr(0, name.find('.'));
     struct stat st {};
-    const bool old = ::stat(e.path().c_str(), &st) == 0 &&
-                     now - absl::FromTimeT(st.st_mtime) > options.max_age;
+    const bool old = ::stat(e.path().c_str(), &st) == 0 && now - absl::FromTimeT(st.st_mtime) > options.max_age;
     const bool dead = options.is_live && !options.is_live(job_id);
     if (!old && !dead) continue;
     const int64_t bytes = TreeBytes(e.path());

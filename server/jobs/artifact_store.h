@@ -88,11 +88,10 @@ class ArtifactStore {
 
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> List() = 0;
   [[nodiscard]] virtual absl::StatusOr<std::string> Path(const std::string& id) = 0;
-  [[nodiscard]] virtual absl::StatusOr<std::vector<ArtifactFile>> ListFiles(
-      const std::string& id) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<ArtifactFile>> ListFiles(const std::string& id) = 0;
   // Opens manifest.json or a file listed in it. NotFound for an unknown id or file.
-  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<ArtifactReader>> OpenRead(
-      const std::string& id, const std::string& file) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<ArtifactReader>> OpenRead(const std::string& id,
+                                                                                 const std::string& file) = 0;
   // Re-hashes every file: DataLoss naming the first bad one.
   [[nodiscard]] virtual absl::Status Verify(const std::string& id) = 0;
   [[nodiscard]] virtual absl::StatusOr<GcResult> CollectGarbage(const GcOptions& options) = 0;
@@ -102,8 +101,8 @@ class LocalArtifactStore final : public ArtifactStore {
  public:
   // Creates root/objects and root/tmp if needed. `clock` (not owned) dates the artifacts and
   // ages staging containers; nullptr: the real clock.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<LocalArtifactStore>> Open(
-      const std::string& root, Clock* clock = nullptr);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<LocalArtifactStore>> Open(const std::string& root,
+                                                                                Clock* clock = nullptr);
 
   absl::StatusOr<StagedArtifact> BeginStaging(const std::string& job_id) override;
   absl::StatusOr<Artifact> Publish(const StagedArtifact& staged) override;
@@ -111,8 +110,7 @@ class LocalArtifactStore final : public ArtifactStore {
   absl::StatusOr<std::vector<std::string>> List() override;
   absl::StatusOr<std::string> Path(const std::string& id) override;
   absl::StatusOr<std::vector<ArtifactFile>> ListFiles(const std::string& id) override;
-  absl::StatusOr<std::unique_ptr<ArtifactReader>> OpenRead(const std::string& id,
-                                                           const std::string& file) override;
+  absl::StatusOr<std::unique_ptr<ArtifactReader>> OpenRead(const std::string& id, const std::string& file) override;
   absl::Status Verify(const std::string& id) override;
   absl::StatusOr<GcResult> CollectGarbage(const GcOptions& options) override;
 

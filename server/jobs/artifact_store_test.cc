@@ -142,8 +142,7 @@ TEST_F(ArtifactStoreTest, CrashBetweenStageAndPublishLeavesNothingVisibleAndGcCl
   ASSERT_TRUE(reopened.ok());
   store_ = std::move(*reopened);
   EXPECT_TRUE(store_->List()->empty());
-  auto gc = store_->CollectGarbage(
-      {.is_live = [](const std::string& job) { return job == "job-live"; }});
+  auto gc = store_->CollectGarbage({.is_live = [](const std::string& job) { return job == "job-live"; }});
   ASSERT_TRUE(gc.ok()) << gc.status();
   EXPECT_EQ(gc->removed, 1);
   EXPECT_GT(gc->bytes_freed, static_cast<int64_t>(files_["tokenizer.json"].size()));

@@ -44,10 +44,10 @@ struct FetchProgress {
 using FetchProgressFn = std::function<void(const FetchProgress&)>;
 
 struct FetcherOptions {
-  std::vector<std::string> file_roots;  // directories file:// may read; empty: file:// refused
-  std::string hf_endpoint;  // empty: $HF_ENDPOINT, else https://huggingface.co
-  std::string hf_token;     // empty: $HF_TOKEN
-  bool allow_insecure_http = false;  // accept http:// model URIs (tests, private mirrors)
+  std::vector<std::string> file_roots;     // directories file:// may read; empty: file:// refused
+  std::string hf_endpoint;                 // empty: $HF_ENDPOINT, else https://huggingface.co
+  std::string hf_token;                    // empty: $HF_TOKEN
+  bool allow_insecure_http = false;        // accept http:// model URIs (tests, private mirrors)
   std::function<void(uint64_t)> on_bytes;  // bytes received over the network (metrics)
 };
 
@@ -57,8 +57,7 @@ class Fetcher {
   // Returns the local model directory. Errors: InvalidArgument (bad URI, scheme not handled
   // by this fetcher), PermissionDenied (file:// outside the roots), NotFound (missing model
   // or file; the message names the URL/path), DataLoss (size/sha256 mismatch), Unavailable.
-  [[nodiscard]] virtual absl::StatusOr<std::string> Fetch(const std::string& uri,
-                                                          const std::string& cache_dir,
+  [[nodiscard]] virtual absl::StatusOr<std::string> Fetch(const std::string& uri, const std::string& cache_dir,
                                                           const FetchProgressFn& progress) = 0;
 };
 

@@ -24,9 +24,7 @@ namespace fs = std::filesystem;
 std::string ModelDir() { return testing::ModelsDir() + "/tinystories-656k"; }
 constexpr char kToken[] = "hf_test_token_123";
 
-std::string ScriptPath() {
-  return testing::SourceDir() + "/server/jobs/testdata/hf_test_server.py";
-}
+std::string ScriptPath() { return testing::SourceDir() + "/server/jobs/testdata/hf_test_server.py"; }
 
 // Runs hf_test_server.py as a child process; kills it on destruction.
 class HubServer {
@@ -159,8 +157,7 @@ TEST_F(FetcherTest, HfEndpointAndTokenComeFromTheEnvironment) {
   EXPECT_NE(log.find(absl::StrCat("\"auth\": \"Bearer ", kToken, "\"")), std::string::npos);
   EXPECT_EQ(log.find("\"auth\": \"\""), std::string::npos) << "a request went without token";
 
-  auto no_token = MakeHfFetcher(opts_)->Fetch("hf://slq-test/private", cache_.string() + "/x",
-                                              nullptr);
+  auto no_token = MakeHfFetcher(opts_)->Fetch("hf://slq-test/private", cache_.string() + "/x", nullptr);
   EXPECT_TRUE(absl::IsUnauthenticated(no_token.status())) << no_token.status();
   EXPECT_NE(no_token.status().message().find("HF_TOKEN"), std::string::npos);
 }
@@ -178,8 +175,7 @@ TEST_F(FetcherTest, ResumesATruncatedPartialFile) {
   // Only the missing half came over the wire (plus the JSON listing, < 4 KiB).
   EXPECT_GE(bytes_.load(), ModelBytes() - half);
   EXPECT_LT(bytes_.load(), ModelBytes() - half + 4096);
-  EXPECT_NE(Log().find(absl::StrCat("\"range\": \"bytes=", half, "-\"")), std::string::npos)
-      << Log();
+  EXPECT_NE(Log().find(absl::StrCat("\"range\": \"bytes=", half, "-\"")), std::string::npos) << Log();
   EXPECT_FALSE(fs::exists(dest + "/model.safetensors.part"));
 }
 
@@ -219,8 +215,7 @@ TEST_F(FetcherTest, ShaMismatchIsRejectedAndNothingIsKept) {
 TEST_F(FetcherTest, MissingRepoAndFileAreNotFoundWithTheUrl) {
   auto repo = MakeHfFetcher(opts_)->Fetch("hf://slq-test/nope", cache_.string(), nullptr);
   ASSERT_TRUE(absl::IsNotFound(repo.status())) << repo.status();
-  EXPECT_NE(repo.status().message().find(opts_.hf_endpoint + "/api/models/slq-test/nope"),
-            std::string::npos)
+  EXPECT_NE(repo.status().message().find(opts_.hf_endpoint + "/api/models/slq-test/nope"), std::string::npos)
       << repo.status();
   opts_.allow_insecure_http = true;
   const std::string base = server_->Endpoint() + "/missing-dir";
@@ -230,12 +225,10 @@ TEST_F(FetcherTest, MissingRepoAndFileAreNotFoundWithTheUrl) {
 }
 
 TEST_F(FetcherTest, HttpsFetcherDownloadsAPlainDirectory) {
-  auto refused = MakeModelFetcher(opts_)->Fetch(server_->Endpoint() + "/plain", cache_.string(),
-                                                nullptr);
+  auto refused = MakeModelFetcher(opts_)->Fetch(server_->Endpoint() + "/plain", cache_.string(), nullptr);
   EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
   opts_.allow_insecure_http = true;
-  auto dir = MakeModelFetcher(opts_)->Fetch(server_->Endpoint() + "/plain", cache_.string(),
-                                            nullptr);
+  auto dir = MakeModelFetcher(opts_)->Fetch(server_->Endpoint() + "/plain", cache_.string(), nullptr);
   ASSERT_TRUE(dir.ok()) << dir.status();
   ExpectSameFiles(*dir);
 }

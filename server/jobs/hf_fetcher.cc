@@ -28,10 +28,15 @@ struct RemoteFile {
 // Files a quantization job needs from a model repository (top level only).
 bool Wanted(const std::string& name) {
   if (absl::StrContains(name, "/")) return false;
-  static const char* const kNames[] = {
-      "config.json",          "generation_config.json", "tokenizer.json",
-      "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-      "vocab.json",           "merges.txt",             "model.safetensors.index.json"};
+  static const char* const kNames[] = {"config.json",
+                                       "generation_config.json",
+                                       "tokenizer.json",
+                                       "tokenizer_config.json",
+                                       "special_tokens_map.json",
+                                       "tokenizer.model",
+                                       "vocab.json",
+                                       "merges.txt",
+                                       "model.safetensors.index.json"};
   for (const char* n : kNames) {
     if (name == n) return true;
   }
@@ -44,8 +49,8 @@ std::string Env(const char* name) {
 }
 
 // Downloads every file into `dest`, reporting aggregate progress.
-absl::Status DownloadAll(const std::vector<RemoteFile>& files, const std::string& dest,
-                         const HttpOptions& http, const FetchProgressFn& progress) {
+absl::Status DownloadAll(const std::vector<RemoteFile>& files, const std::string& dest, const HttpOptions& http,
+                         const FetchProgressFn& progress) {
   uint64_t total = 0, done = 0;
   for (const RemoteFile& f : files) total += f.size.value_or(0);
   for (const RemoteFile& f : files) {
@@ -55,8 +60,7 @@ absl::Status DownloadAll(const std::vector<RemoteFile>& files, const std::string
         progress({f.name, file_done, file_total, done + file_done, total});
       };
     }
-    SLQ_RETURN_IF_ERROR(DownloadFile({f.url, dest + "/" + f.name, f.size, f.sha256}, http,
-                                     per_file));
+    SLQ_RETURN_IF_ERROR(DownloadFile({f.url, dest + "/" + f.name, f.size, f.sha256}, http, per_file));
     std::error_code ec;
     done += fs::file_size(dest + "/" + f.name, ec);
   }
@@ -100,12 +104,11 @@ class HfFetcher final : public Fetcher {
       return absl::InvalidArgumentError(absl::StrCat("'", uri, "' is not an hf:// URI"));
     }
     const HttpOptions http = MakeHttp(options_, token_);
-    const std::string api =
-        absl::StrCat(endpoint_, "/api/models/", u.repo, "/revision/", u.revision, "?blobs=true");
+    const std::string api = absl::StrCat(endpoint_, "/api/models/", u.repo, "/revision/", u.revision, "?blobs=true");
     auto body = HttpGet(api, http);
     if (absl::IsNotFound(body.status())) {
-      return absl::NotFoundError(absl::StrCat("model ", u.repo, " at revision '", u.revision,
-                                              "' not found (", api, ")"));
+      return absl::NotFoundError(
+          absl::StrCat("model ", u.repo, " at revision '", u.revision, "' not found (", api, ")"));
     }
     if (!body.ok()) return body.status();
     std::string commit;
@@ -122,18 +125,15 @@ class HfFetcher final : public Fetcher {
  private:
   // Parses the listing; *commit is its "sha" when it is a plain hex id, else the revision.
   absl::StatusOr<std::vector<RemoteFile>> ParseListing(const std::string& body, const ModelUri& u,
-                                                       const std::string& api,
-                                                       std::string* commit) const {
+                                                       const std::string& api, std::string* commit) const {
     nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("siblings") ||
-        !j["siblings"].is_array()) {
+    if (j.is_discarded() || !j.is_object() || !j.contains("siblings") || !j["siblings"].is_array()) {
       return absl::UnavailableError(absl::StrCat(api, " did not return a model listing"));
     }
     *commit = u.revision;
     if (j.contains("sha") && j["sha"].is_string()) {
       const std::string sha = j["sha"].get<std::string>();
-      if (!sha.empty() && sha.size() <= 64 &&
-          sha.find_first_not_of("0123456789abcdef") == std::string::npos) {
+      if (!sha.empty() && sha.size() <= 64 && sha.find_first_not_of("0123456789abcdef") == std::string::npos) {
         *commit = sha;
       }
     }
@@ -179,8 +179,7 @@ class HttpsFetcher final : public Fetcher {
       return absl::InvalidArgumentError(absl::StrCat("'", uri, "' is not an https:// URI"));
     }
     const HttpOptions http = MakeHttp(options_, "");
-    const std::string dest =
-        absl::StrCat(cache_dir, "/https/", Sha256Hex(u.url).substr(0, 16));
+    const std::string dest = absl::StrCat(cache_dir, "/https/", Sha256Hex(u.url).substr(0, 16));
     std::vector<RemoteFile> files;
     auto index = HttpGet(u.url + "/model.safetensors.index.json", http);
     if (index.ok()) {
@@ -202,23 +201,20 @@ class HttpsFetcher final : public Fetcher {
   }
 
  private:
-  static absl::StatusOr<std::vector<RemoteFile>> ShardsFromIndex(const std::string& text,
-                                                                 const std::string& base) {
+  static absl::StatusOr<std::vector<RemoteFile>> ShardsFromIndex(const std::string& text, const std::string& base) {
     nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(base, "/model.safetensors.index.json has no weight_map"));
+      return absl::FailedPreconditionError(absl::StrCat(base, "/model.safetensors.index.json has no weight_map"));
     }
     std::set<std::string> shards;
     for (const auto& [tensor, shard] : j["weight_map"].items()) {
       if (!shard.is_string() || !Wanted(shard.get<std::string>())) {
-        return absl::FailedPreconditionError(absl::StrCat("index maps ", tensor,
-                                                          " to an invalid shard name"));
+        return absl::FailedPreconditionError(absl::StrCat("index maps ", tensor, " to an invalid shard name"));
       }
       shards.insert(shard.get<std::string>());
     }
-    std::vector<RemoteFile> files{{"model.safetensors.index.json",
-                                   base + "/model.safetensors.index.json", text.size(), ""}};
+    std::vector<RemoteFile> files{
+        {"model.safetensors.index.json", base + "/model.safetensors.index.json", text.size(), ""}};
     for (const std::string& s : shards) files.push_back({s, base + "/" + s, {}, ""});
     return files;
   }
@@ -228,9 +224,7 @@ class HttpsFetcher final : public Fetcher {
 
 }  // namespace
 
-std::unique_ptr<Fetcher> MakeHfFetcher(const FetcherOptions& options) {
-  return std::make_unique<HfFetcher>(options);
-}
+std::unique_ptr<Fetcher> MakeHfFetcher(const FetcherOptions& options) { return std::make_unique<HfFetcher>(options); }
 
 std::unique_ptr<Fetcher> MakeHttpsFetcher(const FetcherOptions& options) {
   return std::make_unique<HttpsFetcher>(options);

@@ -90,8 +90,7 @@ absl::Status StatusForCode(long code, const std::string& url, const std::string&
 }
 
 // Runs one request into `sink`. Returns the HTTP status as a Status.
-absl::Status Perform(const std::string& url, uint64_t range_from, const HttpOptions& options,
-                     Sink* sink) {
+absl::Status Perform(const std::string& url, uint64_t range_from, const HttpOptions& options, Sink* sink) {
   GlobalInit();
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
@@ -100,8 +99,7 @@ absl::Status Perform(const std::string& url, uint64_t range_from, const HttpOpti
   sink->options = &options;
   curl_slist* headers = nullptr;
   if (!options.bearer_token.empty()) {
-    headers = curl_slist_append(headers,
-                                ("Authorization: Bearer " + options.bearer_token).c_str());
+    headers = curl_slist_append(headers, ("Authorization: Bearer " + options.bearer_token).c_str());
   }
   std::unique_ptr<curl_slist, void (*)(curl_slist*)> hguard(headers, curl_slist_free_all);
   const std::string range = absl::StrCat(range_from, "-");
@@ -130,22 +128,20 @@ absl::Status Perform(const std::string& url, uint64_t range_from, const HttpOpti
 absl::Status VerifyFile(const std::string& path, const DownloadSpec& spec) {
   SLQ_ASSIGN_OR_RETURN(uint64_t size, FileSize(path));
   if (spec.size.has_value() && size != *spec.size) {
-    return absl::DataLossError(absl::StrCat(spec.url, ": got ", size, " bytes, expected ",
-                                            *spec.size));
+    return absl::DataLossError(absl::StrCat(spec.url, ": got ", size, " bytes, expected ", *spec.size));
   }
   if (!spec.sha256.empty()) {
     SLQ_ASSIGN_OR_RETURN(std::string sha, Sha256File(path));
     if (sha != spec.sha256) {
-      return absl::DataLossError(absl::StrCat(spec.url, ": sha256 ", sha, " does not match the ",
-                                              "expected ", spec.sha256));
+      return absl::DataLossError(
+          absl::StrCat(spec.url, ": sha256 ", sha, " does not match the ", "expected ", spec.sha256));
     }
   }
   return absl::OkStatus();
 }
 
 // One attempt: resume <dest>.part from its current size.
-absl::Status DownloadOnce(const DownloadSpec& spec, const HttpOptions& options,
-                          const DownloadProgressFn& progress) {
+absl::Status DownloadOnce(const DownloadSpec& spec, const HttpOptions& options, const DownloadProgressFn& progress) {
   const std::string part = spec.dest + ".part";
   std::error_code ec;
   uint64_t offset = fs::exists(part, ec) ? fs::file_size(part, ec) : 0;
@@ -181,13 +177,11 @@ absl::Status DownloadOnce(const DownloadSpec& spec, const HttpOptions& options,
 
 }  // namespace
 
-absl::Status DownloadFile(const DownloadSpec& spec, const HttpOptions& options,
-                          const DownloadProgressFn& progress) {
+absl::Status DownloadFile(const DownloadSpec& spec, const HttpOptions& options, const DownloadProgressFn& progress) {
   std::error_code ec;
   fs::create_directories(fs::path(spec.dest).parent_path(), ec);
   if (ec) {
-    return absl::InternalError(absl::StrCat("cannot create the cache dir for ", spec.dest, ": ",
-                                            ec.message()));
+    return absl::InternalError(absl::StrCat("cannot create the cache dir for ", spec.dest, ": ", ec.message()));
   }
   if (fs::exists(spec.dest, ec)) {
     if (VerifyFile(spec.dest, spec).ok()) {
@@ -207,8 +201,7 @@ absl::Status DownloadFile(const DownloadSpec& spec, const HttpOptions& options,
   return s;
 }
 
-absl::StatusOr<std::string> HttpGet(const std::string& url, const HttpOptions& options,
-                                    uint64_t max_bytes) {
+absl::StatusOr<std::string> HttpGet(const std::string& url, const HttpOptions& options, uint64_t max_bytes) {
   std::string body;
   Sink sink;
   sink.memory = &body;

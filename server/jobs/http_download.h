@@ -25,7 +25,7 @@
 namespace slq {
 
 struct HttpOptions {
-  std::string bearer_token;  // sent as "Authorization: Bearer <token>" when non-empty
+  std::string bearer_token;                // sent as "Authorization: Bearer <token>" when non-empty
   std::function<void(uint64_t)> on_bytes;  // every received body chunk (metrics counter)
   long connect_timeout_s = 30;
   long stall_timeout_s = 60;  // abort when below 1 KiB/s for this long
@@ -46,8 +46,7 @@ using DownloadProgressFn = std::function<void(uint64_t done, uint64_t total)>;
                                         const DownloadProgressFn& progress);
 
 // GETs a small document (at most `max_bytes`) into memory.
-[[nodiscard]] absl::StatusOr<std::string> HttpGet(const std::string& url,
-                                                  const HttpOptions& options,
+[[nodiscard]] absl::StatusOr<std::string> HttpGet(const std::string& url, const HttpOptions& options,
                                                   uint64_t max_bytes = 64 << 20);
 
 }  // namespace slq

@@ -53,8 +53,7 @@ class JobRepository {
   // Applies the set fields. State changes are validated (ValidateJobTransition); SUCCEEDED
   // needs an artifact id; progress must be in [0, 1]. Moving to FAILED cancels the job's
   // PENDING/LEASED tasks (as CancelJob does). Returns the updated job.
-  [[nodiscard]] virtual absl::StatusOr<Job> UpdateJob(const std::string& job_id,
-                                                      const JobUpdate& update) = 0;
+  [[nodiscard]] virtual absl::StatusOr<Job> UpdateJob(const std::string& job_id, const JobUpdate& update) = 0;
   // Marks the job CANCELLED and its PENDING/LEASED tasks CANCELLED (their holders learn it
   // at the next Heartbeat/CompleteTask). Cancelling a cancelled job is OK; cancelling a
   // SUCCEEDED/FAILED one is FailedPrecondition.
@@ -63,11 +62,10 @@ class JobRepository {
   [[nodiscard]] virtual absl::StatusOr<std::map<JobState, int64_t>> CountJobs() = 0;
 
   // ---- Events (WatchJob resumes with after_seq = last seen seq) ----
-  [[nodiscard]] virtual absl::StatusOr<JobEvent> AppendEvent(const std::string& job_id,
-                                                             JobStage stage, double progress,
+  [[nodiscard]] virtual absl::StatusOr<JobEvent> AppendEvent(const std::string& job_id, JobStage stage, double progress,
                                                              const std::string& message) = 0;
-  [[nodiscard]] virtual absl::StatusOr<std::vector<JobEvent>> ListEvents(
-      const std::string& job_id, int64_t after_seq, int32_t limit = 1000) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<JobEvent>> ListEvents(const std::string& job_id, int64_t after_seq,
+                                                                         int32_t limit = 1000) = 0;
 };
 
 }  // namespace slq

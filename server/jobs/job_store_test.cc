@@ -226,8 +226,7 @@ TEST_P(JobStoreTest, ListJobsPagesAndFilters) {
   ASSERT_TRUE(running.ok());
   ASSERT_EQ(running->jobs.size(), 1u);
   EXPECT_EQ(running->jobs[0].id, ids[2]);
-  auto next = store_->ListJobs(
-      {.state = JobState::kRunning, .page_size = 1, .page_token = running->next_page_token});
+  auto next = store_->ListJobs({.state = JobState::kRunning, .page_size = 1, .page_token = running->next_page_token});
   ASSERT_TRUE(next.ok());
   ASSERT_EQ(next->jobs.size(), 1u);
   EXPECT_EQ(next->jobs[0].id, ids[5]);
@@ -239,10 +238,8 @@ TEST_P(JobStoreTest, ListJobsPagesAndFilters) {
 
 TEST_P(JobStoreTest, StateMachineRejectsIllegalTransitions) {
   Job j = MustCreate("hf://o/m");
-  EXPECT_TRUE(absl::IsFailedPrecondition(
-      store_->UpdateJob(j.id, {.state = JobState::kSucceeded}).status()));
-  auto run = store_->UpdateJob(j.id, {.state = JobState::kRunning, .stage = JobStage::kProfile,
-                                      .progress = 0.25});
+  EXPECT_TRUE(absl::IsFailedPrecondition(store_->UpdateJob(j.id, {.state = JobState::kSucceeded}).status()));
+  auto run = store_->UpdateJob(j.id, {.state = JobState::kRunning, .stage = JobStage::kProfile, .progress = 0.25});
   ASSERT_TRUE(run.ok()) << run.status();
   EXPECT_EQ(run->attempts, 1);
   EXPECT_TRUE(absl::IsInvalidArgument(store_->UpdateJob(j.id, {.progress = 1.5}).status()));
@@ -269,9 +266,9 @@ TEST_P(JobStoreTest, StateMachineRejectsIllegalTransitions) {
 
 TEST_P(JobStoreTest, CancelJobCancelsPendingAndLeasedTasks) {
   Job j = MustCreate("hf://o/m");
-  ASSERT_TRUE(store_->AddTasks(j.id, {{"fetch", "{}"}, {"profile_layer", "{\"layer\":0}"},
-                                      {"profile_layer", "{\"layer\":1}"}})
-                  .ok());
+  ASSERT_TRUE(
+      store_->AddTasks(j.id, {{"fetch", "{}"}, {"profile_layer", "{\"layer\":0}"}, {"profile_layer", "{\"layer\":1}"}})
+          .ok());
   auto leased = store_->LeaseTask("w1", {"fetch"}, absl::Seconds(30));
   ASSERT_TRUE(leased.ok() && leased->has_value());
   auto cancelled = store_->CancelJob(j.id);
@@ -368,8 +365,8 @@ TEST_P(JobStoreTest, LeaseHonoursKindsOrderAndHolder) {
   auto got = store_->GetTask((*p0)->id);
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->result_json, "{\"x\":1}");
-  EXPECT_TRUE(absl::IsFailedPrecondition(
-      store_->CompleteTask((*p0)->id, "w1", {.ok = true}).status()));  // already DONE
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(store_->CompleteTask((*p0)->id, "w1", {.ok = true}).status()));  // already DONE
   auto counts = store_->CountTasks();
   ASSERT_TRUE(counts.ok());
   EXPECT_EQ((*counts)[TaskState::kPending], 1);
@@ -510,8 +507,7 @@ TEST_P(JobStoreTest, HeartbeatKeepsTheLeaseAlive) {
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->requeued, 0);
   }
-  EXPECT_TRUE(absl::IsFailedPrecondition(
-      store_->Heartbeat((*t)->id, "intruder", absl::Seconds(30)).status()));
+  EXPECT_TRUE(absl::IsFailedPrecondition(store_->Heartbeat((*t)->id, "intruder", absl::Seconds(30)).status()));
   EXPECT_TRUE(store_->CompleteTask((*t)->id, "w1", {.ok = true}).ok());
 }
 
@@ -525,8 +521,7 @@ TEST_P(JobStoreTest, FailedTasksRetryUnlessPermanent) {
   EXPECT_EQ(retry->state, TaskState::kPending);
   auto t2 = store_->LeaseTask("w1", {}, absl::Seconds(30));
   ASSERT_TRUE(t2.ok() && t2->has_value());
-  auto fail = store_->CompleteTask((*t2)->id, "w1",
-                                   {.ok = false, .error = "bad model", .retryable = false});
+  auto fail = store_->CompleteTask((*t2)->id, "w1", {.ok = false, .error = "bad model", .retryable = false});
   ASSERT_TRUE(fail.ok());
   EXPECT_EQ(fail->state, TaskState::kFailed);
   EXPECT_EQ(store_->GetTask((*t2)->id)->error, "bad model");
@@ -594,4 +589,3 @@ INSTANTIATE_TEST_SUITE_P(Backends, JobStoreTest, ::testing::Values("sqlite", "po
 
 }  // namespace
 }  // namespace slq
-

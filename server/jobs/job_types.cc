@@ -35,8 +35,8 @@ absl::StatusOr<E> ParseName(absl::string_view s, const Names& names, absl::strin
   for (size_t i = 0; i < names.size(); ++i) {
     if (names[i] == s) return static_cast<E>(i);
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown ", what, " '", s,
-                                                 "'; allowed: ", absl::StrJoin(names, ", ")));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown ", what, " '", s, "'; allowed: ", absl::StrJoin(names, ", ")));
 }
 
 }  // namespace
@@ -46,12 +46,8 @@ const std::string& JobStageName(JobStage s) { return Stages()[static_cast<size_t
 const std::string& TaskStateName(TaskState s) { return TaskStates()[static_cast<size_t>(s)]; }
 const std::string& WorkerKindName(WorkerKind k) { return WorkerKinds()[static_cast<size_t>(k)]; }
 
-absl::StatusOr<JobState> ParseJobState(absl::string_view s) {
-  return ParseName<JobState>(s, JobStates(), "job state");
-}
-absl::StatusOr<JobStage> ParseJobStage(absl::string_view s) {
-  return ParseName<JobStage>(s, Stages(), "job stage");
-}
+absl::StatusOr<JobState> ParseJobState(absl::string_view s) { return ParseName<JobState>(s, JobStates(), "job state"); }
+absl::StatusOr<JobStage> ParseJobStage(absl::string_view s) { return ParseName<JobStage>(s, Stages(), "job stage"); }
 absl::StatusOr<TaskState> ParseTaskState(absl::string_view s) {
   return ParseName<TaskState>(s, TaskStates(), "task state");
 }
@@ -59,12 +55,8 @@ absl::StatusOr<WorkerKind> ParseWorkerKind(absl::string_view s) {
   return ParseName<WorkerKind>(s, WorkerKinds(), "worker kind");
 }
 
-bool IsTerminal(JobState s) {
-  return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled;
-}
-bool IsTerminal(TaskState s) {
-  return s == TaskState::kDone || s == TaskState::kFailed || s == TaskState::kCancelled;
-}
+bool IsTerminal(JobState s) { return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled; }
+bool IsTerminal(TaskState s) { return s == TaskState::kDone || s == TaskState::kFailed || s == TaskState::kCancelled; }
 
 absl::Status ValidateJobTransition(JobState from, JobState to) {
   bool ok = false;
@@ -73,22 +65,22 @@ absl::Status ValidateJobTransition(JobState from, JobState to) {
       ok = true;
     } else if (from == JobState::kQueued) {
       ok = to == JobState::kRunning || to == JobState::kCancelled || to == JobState::kFailed;
-    } else {  // RUNNING
+    } else {                          // RUNNING
       ok = to != JobState::kRunning;  // any terminal state, or back to QUEUED
     }
   }
   if (ok) return absl::OkStatus();
-  return absl::FailedPreconditionError(
-      absl::StrCat("job state cannot change from ", JobStateName(from), " to ", JobStateName(to),
-                   IsTerminal(from) ? " (terminal states are final)" : ""));
+  return absl::FailedPreconditionError(absl::StrCat("job state cannot change from ", JobStateName(from), " to ",
+                                                    JobStateName(to),
+                                                    IsTerminal(from) ? " (terminal states are final)" : ""));
 }
 
 std::string RequestHash(const JobRequest& r) {
   // Length-prefixed fields: no two different requests share an encoding.
   std::string enc;
-  for (absl::string_view f : {absl::string_view(r.model_uri), absl::string_view(r.target),
-                             absl::string_view(r.formats), absl::string_view(r.calibration_data),
-                             absl::string_view(r.eval_data), absl::string_view(r.options_json)}) {
+  for (absl::string_view f :
+       {absl::string_view(r.model_uri), absl::string_view(r.target), absl::string_view(r.formats),
+        absl::string_view(r.calibration_data), absl::string_view(r.eval_data), absl::string_view(r.options_json)}) {
     absl::StrAppend(&enc, f.size(), ":", f, ";");
   }
   absl::StrAppend(&enc, "g", r.group_size);

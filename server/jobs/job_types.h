@@ -28,7 +28,8 @@ enum class TaskState { kPending, kLeased, kDone, kFailed, kCancelled };
 enum class WorkerKind { kCpu, kGpu };
 
 // Upper-case names ("QUEUED", ...) for job/task states, lower-case for stages and kinds
-// ("fetch", "gpu"). Names are static strings (never destroyed). Parse* return InvalidArgument naming the bad value and the allowed ones.
+// ("fetch", "gpu"). Names are static strings (never destroyed). Parse* return InvalidArgument naming the bad value and
+// the allowed ones.
 const std::string& JobStateName(JobState s);
 const std::string& JobStageName(JobStage s);
 const std::string& TaskStateName(TaskState s);
@@ -49,9 +50,9 @@ absl::Status ValidateJobTransition(JobState from, JobState to);
 // What a client asks for. Hashed (RequestHash) to detect a retried submit whose
 // idempotency key matches but whose parameters differ.
 struct JobRequest {
-  std::string model_uri;        // file://, https:// or hf:// URI
-  std::string target;           // e.g. "ear>=0.99"
-  std::string formats;          // e.g. "4-5-6-7-8"
+  std::string model_uri;  // file://, https:// or hf:// URI
+  std::string target;     // e.g. "ear>=0.99"
+  std::string formats;    // e.g. "4-5-6-7-8"
   int32_t group_size = 128;
   std::string calibration_data;  // data reference (path or URI)
   std::string eval_data;

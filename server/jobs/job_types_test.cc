@@ -8,12 +8,12 @@ namespace slq {
 namespace {
 
 TEST(JobTypesTest, NamesRoundTrip) {
-  for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded,
-                     JobState::kFailed, JobState::kCancelled}) {
+  for (JobState s :
+       {JobState::kQueued, JobState::kRunning, JobState::kSucceeded, JobState::kFailed, JobState::kCancelled}) {
     EXPECT_EQ(*ParseJobState(JobStateName(s)), s);
   }
-  for (JobStage s : {JobStage::kFetch, JobStage::kProfile, JobStage::kSearch, JobStage::kPack,
-                     JobStage::kVerify, JobStage::kPublish}) {
+  for (JobStage s : {JobStage::kFetch, JobStage::kProfile, JobStage::kSearch, JobStage::kPack, JobStage::kVerify,
+                     JobStage::kPublish}) {
     EXPECT_EQ(*ParseJobStage(JobStageName(s)), s);
   }
   auto bad = ParseJobState("DONE");
@@ -29,8 +29,8 @@ TEST(JobTypesTest, TransitionsRespectTerminalStates) {
   EXPECT_TRUE(ValidateJobTransition(JobState::kRunning, JobState::kQueued).ok());
   EXPECT_FALSE(ValidateJobTransition(JobState::kQueued, JobState::kSucceeded).ok());
   for (JobState t : {JobState::kSucceeded, JobState::kFailed, JobState::kCancelled}) {
-    for (JobState to : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded,
-                        JobState::kFailed, JobState::kCancelled}) {
+    for (JobState to :
+         {JobState::kQueued, JobState::kRunning, JobState::kSucceeded, JobState::kFailed, JobState::kCancelled}) {
       absl::Status s = ValidateJobTransition(t, to);
       EXPECT_TRUE(absl::IsFailedPrecondition(s)) << JobStateName(t) << "->" << JobStateName(to);
     }

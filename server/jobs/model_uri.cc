@@ -27,8 +27,7 @@ bool IsRepoPart(absl::string_view s) {
 bool IsRevision(absl::string_view s) {
   if (s.empty() || s.size() > 128 || absl::StrContains(s, "..")) return false;
   for (char c : s) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.' &&
-        c != '/') {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.' && c != '/') {
       return false;
     }
   }
@@ -44,14 +43,14 @@ absl::StatusOr<ModelUri> ParseHf(absl::string_view uri, absl::string_view rest) 
     u.revision = std::string(rest.substr(at + 1));
     rest = rest.substr(0, at);
     if (!IsRevision(u.revision)) {
-      return Bad(uri, absl::StrCat("revision '", u.revision,
-                                   "' must be letters, digits, '-', '_', '.', '/'"));
+      return Bad(uri, absl::StrCat("revision '", u.revision, "' must be letters, digits, '-', '_', '.', '/'"));
     }
   }
   std::vector<absl::string_view> parts = absl::StrSplit(rest, '/');
   if (parts.size() != 2 || !IsRepoPart(parts[0]) || !IsRepoPart(parts[1])) {
-    return Bad(uri, "expected hf://org/name[@revision] with org and name made of letters, "
-                    "digits, '-', '_' and '.'");
+    return Bad(uri,
+               "expected hf://org/name[@revision] with org and name made of letters, "
+               "digits, '-', '_' and '.'");
   }
   u.repo = std::string(rest);
   return u;
@@ -81,8 +80,7 @@ absl::StatusOr<ModelUri> ParseModelUri(absl::string_view uri) {
     if (absl::StrContains(rest, " ")) return Bad(uri, "URLs may not contain spaces");
     std::string url(uri);
     while (absl::EndsWith(url, "/")) url.pop_back();
-    out = ModelUri{scheme == "https" ? ModelUri::Scheme::kHttps : ModelUri::Scheme::kHttp, "", url,
-                   "", "", ""};
+    out = ModelUri{scheme == "https" ? ModelUri::Scheme::kHttps : ModelUri::Scheme::kHttp, "", url, "", "", ""};
   } else {
     return Bad(uri, absl::StrCat("unknown scheme '", scheme, "'; allowed: file, https, hf"));
   }

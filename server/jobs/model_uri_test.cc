@@ -27,14 +27,12 @@ TEST(ModelUriTest, RejectsMalformedWithClearMessages) {
   ASSERT_TRUE(absl::IsInvalidArgument(s3.status()));
   EXPECT_NE(s3.status().message().find("unknown scheme 's3'"), std::string::npos) << s3.status();
   EXPECT_NE(s3.status().message().find("file, https, hf"), std::string::npos);
-  for (const char* bad : {"", "models/tiny", "file://relative/x", "https:///path", "hf://onlyorg",
-                          "hf://a/b/c", "hf://a/../b", "hf://a/b@", "hf://a/b@../x",
-                          "hf://a b/c"}) {
+  for (const char* bad : {"", "models/tiny", "file://relative/x", "https:///path", "hf://onlyorg", "hf://a/b/c",
+                          "hf://a/../b", "hf://a/b@", "hf://a/b@../x", "hf://a b/c"}) {
     auto r = ParseModelUri(bad);
     EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << bad;
   }
-  EXPECT_NE(ParseModelUri("hf://onlyorg").status().message().find("hf://onlyorg"),
-            std::string::npos);
+  EXPECT_NE(ParseModelUri("hf://onlyorg").status().message().find("hf://onlyorg"), std::string::npos);
 }
 
 }  // namespace

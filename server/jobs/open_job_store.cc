@@ -8,11 +8,9 @@
 
 namespace slq {
 
-absl::StatusOr<std::unique_ptr<JobStore>> OpenJobStore(const std::string& spec,
-                                                       const OpenJobStoreOptions& options) {
+absl::StatusOr<std::unique_ptr<JobStore>> OpenJobStore(const std::string& spec, const OpenJobStoreOptions& options) {
   if (spec.empty()) {
-    return absl::InvalidArgumentError(
-        "job store spec is empty; give a SQLite file path or a postgres:// URI");
+    return absl::InvalidArgumentError("job store spec is empty; give a SQLite file path or a postgres:// URI");
   }
   const PostgresOptions pg{.pool_size = options.postgres_pool_size, .clock = options.clock};
   if (absl::StartsWith(spec, "postgres://") || absl::StartsWith(spec, "postgresql://")) {
@@ -26,8 +24,8 @@ absl::StatusOr<std::unique_ptr<JobStore>> OpenJobStore(const std::string& spec,
   const bool sqlite_uri = absl::StartsWith(spec, "sqlite://");
   const std::string path = sqlite_uri ? spec.substr(9) : spec;
   if (path.empty() || (!sqlite_uri && absl::StrContains(spec, "://"))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "job store spec '", spec, "' is neither a SQLite path nor a postgres:// URI"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("job store spec '", spec, "' is neither a SQLite path nor a postgres:// URI"));
   }
   SLQ_ASSIGN_OR_RETURN(auto s, SqliteJobStore::Open(path, {.clock = options.clock}));
   return std::unique_ptr<JobStore>(std::move(s));

@@ -22,8 +22,8 @@ struct OpenJobStoreOptions {
 };
 
 // InvalidArgument for an empty spec; otherwise the backend's Open() errors.
-[[nodiscard]] absl::StatusOr<std::unique_ptr<JobStore>> OpenJobStore(
-    const std::string& spec, const OpenJobStoreOptions& options = {});
+[[nodiscard]] absl::StatusOr<std::unique_ptr<JobStore>> OpenJobStore(const std::string& spec,
+                                                                     const OpenJobStoreOptions& options = {});
 
 }  // namespace slq
 

@@ -78,24 +78,23 @@ absl::StatusOr<std::unique_ptr<PgTestServer>> PgTestServer::Start() {
   }
   for (int attempt = 0; attempt < 3 && !s->running_; ++attempt) {
     s->port_ = FreePort();
-    std::string start = absl::StrCat(
-        s->as_user_, s->bin_dir_, "/pg_ctl -D ", s->dir_, "/data -l ", s->dir_,
-        "/server.log -w -t 30 -o \"-p ", s->port_, " -k ", s->dir_,
-        " -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50\" start >>", log,
-        " 2>&1");
+    std::string start =
+        absl::StrCat(s->as_user_, s->bin_dir_, "/pg_ctl -D ", s->dir_, "/data -l ", s->dir_,
+                     "/server.log -w -t 30 -o \"-p ", s->port_, " -k ", s->dir_,
+                     " -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50\" start >>", log, " 2>&1");
     s->running_ = std::system(start.c_str()) == 0;
   }
   if (!s->running_) {
-    return absl::InternalError(absl::StrCat("pg_ctl start failed: ", LogTail(log), "\n",
-                                            LogTail(s->dir_ + "/server.log")));
+    return absl::InternalError(
+        absl::StrCat("pg_ctl start failed: ", LogTail(log), "\n", LogTail(s->dir_ + "/server.log")));
   }
   return s;
 }
 
 PgTestServer::~PgTestServer() {
   if (running_) {
-    std::string stop = absl::StrCat(as_user_, bin_dir_, "/pg_ctl -D ", dir_,
-                                    "/data -m immediate -w stop >/dev/null 2>&1");
+    std::string stop =
+        absl::StrCat(as_user_, bin_dir_, "/pg_ctl -D ", dir_, "/data -m immediate -w stop >/dev/null 2>&1");
     if (std::system(stop.c_str()) != 0) {
       // Leave the directory for inspection; the server may still be running.
       return;
@@ -106,8 +105,7 @@ PgTestServer::~PgTestServer() {
 }
 
 std::string PgTestServer::ConnInfo() const {
-  return absl::StrCat("host=127.0.0.1 port=", port_,
-                      " user=slq dbname=postgres connect_timeout=10");
+  return absl::StrCat("host=127.0.0.1 port=", port_, " user=slq dbname=postgres connect_timeout=10");
 }
 
 }  // namespace slq::testing

@@ -15,8 +15,8 @@ absl::Status PgError(PGresult* res, PGconn* conn, absl::string_view sql) {
   std::string code = state ? state : "";
   std::string msg = absl::StrCat("postgres: ", PQerrorMessage(conn), " [", code, "] in: ", sql);
   if (code == "23505") return absl::AlreadyExistsError(msg);
-  if (code == "40001" || code == "40P01" || code == "55P03" || code.rfind("08", 0) == 0 ||
-      code == "57P01" || PQstatus(conn) != CONNECTION_OK) {
+  if (code == "40001" || code == "40P01" || code == "55P03" || code.rfind("08", 0) == 0 || code == "57P01" ||
+      PQstatus(conn) != CONNECTION_OK) {
     return absl::UnavailableError(msg);
   }
   if (code.rfind("23", 0) == 0) return absl::FailedPreconditionError(msg);
@@ -33,12 +33,10 @@ class PgConn final : public SqlConn {
     spdlog::warn("jobs: PostgreSQL connection lost, reconnecting");
     PQreset(conn_);
     if (PQstatus(conn_) == CONNECTION_OK) return absl::OkStatus();
-    return absl::UnavailableError(absl::StrCat("postgres: reconnect failed: ",
-                                               PQerrorMessage(conn_)));
+    return absl::UnavailableError(absl::StrCat("postgres: reconnect failed: ", PQerrorMessage(conn_)));
   }
 
-  absl::StatusOr<std::vector<SqlRow>> Query(absl::string_view sql,
-                                            const std::vector<SqlValue>& params) override {
+  absl::StatusOr<std::vector<SqlRow>> Query(absl::string_view sql, const std::vector<SqlValue>& params) override {
     // All parameters go as text with server-inferred types.
     std::vector<std::string> text(params.size());
     std::vector<const char*> values(params.size(), nullptr);
@@ -55,8 +53,8 @@ class PgConn final : public SqlConn {
       values[i] = text[i].c_str();
     }
     std::string sql_z(sql);
-    PGresult* res = PQexecParams(conn_, sql_z.c_str(), static_cast<int>(params.size()), nullptr,
-                                 values.data(), nullptr, nullptr, 0);
+    PGresult* res = PQexecParams(conn_, sql_z.c_str(), static_cast<int>(params.size()), nullptr, values.data(), nullptr,
+                                 nullptr, 0);
     std::unique_ptr<PGresult, void (*)(PGresult*)> guard(res, PQclear);
     const ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return PgError(res, conn_, sql);
@@ -81,8 +79,7 @@ class PgConn final : public SqlConn {
 absl::StatusOr<std::unique_ptr<SqlConn>> Connect(const std::string& conninfo) {
   PGconn* conn = PQconnectdb(conninfo.c_str());
   if (conn == nullptr || PQstatus(conn) != CONNECTION_OK) {
-    std::string msg = absl::StrCat("cannot connect to PostgreSQL: ",
-                                   conn ? PQerrorMessage(conn) : "out of memory");
+    std::string msg = absl::StrCat("cannot connect to PostgreSQL: ", conn ? PQerrorMessage(conn) : "out of memory");
     PQfinish(conn);
     return absl::UnavailableError(msg);
   }
@@ -94,11 +91,10 @@ absl::StatusOr<std::unique_ptr<SqlConn>> Connect(const std::string& conninfo) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PostgresJobStore>> PostgresJobStore::Open(
-    const std::string& conninfo, const PostgresOptions& options) {
+absl::StatusOr<std::unique_ptr<PostgresJobStore>> PostgresJobStore::Open(const std::string& conninfo,
+                                                                         const PostgresOptions& options) {
   if (options.pool_size < 1 || options.pool_size > 64) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("pool_size ", options.pool_size, " is outside [1, 64]"));
+    return absl::InvalidArgumentError(absl::StrCat("pool_size ", options.pool_size, " is outside [1, 64]"));
   }
   std::vector<std::unique_ptr<SqlConn>> conns;
   for (int i = 0; i < options.pool_size; ++i) {

@@ -25,8 +25,8 @@ class PostgresJobStore final : public SqlJobStore {
  public:
   // Connects (libpq conninfo string or URI) and applies schema migrations. Unavailable if the
   // server cannot be reached.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<PostgresJobStore>> Open(
-      const std::string& conninfo, const PostgresOptions& options = {});
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<PostgresJobStore>> Open(const std::string& conninfo,
+                                                                              const PostgresOptions& options = {});
 
  protected:
   absl::string_view ForUpdate() const override { return " FOR UPDATE"; }

@@ -20,16 +20,14 @@ bool IsSha256Hex(const std::string& s) {
 
 absl::Status SqlJobStore::PutArtifact(const Artifact& a) {
   if (!IsSha256Hex(a.id)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("artifact id '", a.id, "' is not a lower-case sha256 hex digest"));
+    return absl::InvalidArgumentError(absl::StrCat("artifact id '", a.id, "' is not a lower-case sha256 hex digest"));
   }
   const absl::Time created = a.created == absl::Time() ? absl::FromUnixMicros(NowUs()) : a.created;
   return InTx<bool>([&](SqlTx& tx) -> absl::StatusOr<bool> {
-           SLQ_RETURN_IF_ERROR(
-               tx.Query(absl::StrCat("INSERT INTO artifacts (", kArtifactColumns,
-                                     ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"),
-                        {a.id, a.job_id, a.path, a.size, a.certificate_json, TimeValue(created)})
-                   .status());
+           SLQ_RETURN_IF_ERROR(tx.Query(absl::StrCat("INSERT INTO artifacts (", kArtifactColumns,
+                                                     ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"),
+                                        {a.id, a.job_id, a.path, a.size, a.certificate_json, TimeValue(created)})
+                                   .status());
            return true;
          })
       .status();
@@ -37,9 +35,8 @@ absl::Status SqlJobStore::PutArtifact(const Artifact& a) {
 
 absl::StatusOr<Artifact> SqlJobStore::GetArtifact(const std::string& id) {
   return InTx<Artifact>([&](SqlTx& tx) -> absl::StatusOr<Artifact> {
-    SLQ_ASSIGN_OR_RETURN(auto rows, tx.Query(absl::StrCat("SELECT ", kArtifactColumns,
-                                                          " FROM artifacts WHERE id = $1"),
-                                             {id}));
+    SLQ_ASSIGN_OR_RETURN(auto rows,
+                         tx.Query(absl::StrCat("SELECT ", kArtifactColumns, " FROM artifacts WHERE id = $1"), {id}));
     if (rows.empty()) return absl::NotFoundError(absl::StrCat("artifact '", id, "' not found"));
     return ArtifactFromRow(rows[0]);
   });

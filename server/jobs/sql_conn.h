@@ -9,14 +9,14 @@
 #ifndef SLQ_SERVER_JOBS_SQL_CONN_H_
 #define SLQ_SERVER_JOBS_SQL_CONN_H_
 
-#include <cstdint>
 #include <condition_variable>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -26,11 +26,11 @@ namespace slq {
 // One bound parameter: NULL, integer, real or text (implicitly built from each).
 struct SqlValue {
   enum class Kind { kNull, kInt, kReal, kText };
-  SqlValue(std::nullptr_t) {}  // NOLINT(runtime/explicit)
-  SqlValue(int64_t v) : kind(Kind::kInt), i(v) {}  // NOLINT(runtime/explicit)
-  SqlValue(double v) : kind(Kind::kReal), d(v) {}  // NOLINT(runtime/explicit)
+  SqlValue(std::nullptr_t) {}                                      // NOLINT(runtime/explicit)
+  SqlValue(int64_t v) : kind(Kind::kInt), i(v) {}                  // NOLINT(runtime/explicit)
+  SqlValue(double v) : kind(Kind::kReal), d(v) {}                  // NOLINT(runtime/explicit)
   SqlValue(std::string v) : kind(Kind::kText), s(std::move(v)) {}  // NOLINT(runtime/explicit)
-  SqlValue(const char* v) : kind(Kind::kText), s(v) {}  // NOLINT(runtime/explicit)
+  SqlValue(const char* v) : kind(Kind::kText), s(v) {}             // NOLINT(runtime/explicit)
 
   Kind kind = Kind::kNull;
   int64_t i = 0;
@@ -44,8 +44,8 @@ class SqlConn {
   virtual ~SqlConn() = default;
   // Runs one statement; returns its rows (empty for statements without results).
   // A unique-constraint violation is AlreadyExists; busy/lock timeouts are Unavailable.
-  [[nodiscard]] virtual absl::StatusOr<std::vector<SqlRow>> Query(
-      absl::string_view sql, const std::vector<SqlValue>& params) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<SqlRow>> Query(absl::string_view sql,
+                                                                  const std::vector<SqlValue>& params) = 0;
   // Statement that opens a write transaction ("BEGIN IMMEDIATE" for SQLite).
   virtual absl::string_view BeginSql() const { return "BEGIN"; }
   // Re-establishes a broken connection; no-op if healthy.
@@ -96,8 +96,7 @@ class SqlTx {
   SqlTx(const SqlTx&) = delete;
   SqlTx& operator=(const SqlTx&) = delete;
 
-  [[nodiscard]] absl::StatusOr<std::vector<SqlRow>> Query(absl::string_view sql,
-                                                          const std::vector<SqlValue>& params) {
+  [[nodiscard]] absl::StatusOr<std::vector<SqlRow>> Query(absl::string_view sql, const std::vector<SqlValue>& params) {
     return conn_->Query(sql, params);
   }
   [[nodiscard]] absl::Status Commit();

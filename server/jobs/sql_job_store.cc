@@ -18,8 +18,7 @@ absl::Status ValidateRequest(const JobRequest& r) {
   if (r.model_uri.empty()) return absl::InvalidArgumentError("model_uri is empty");
   if (r.target.empty()) return absl::InvalidArgumentError("target is empty (e.g. \"ear>=0.99\")");
   if (r.group_size <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("group_size ", r.group_size, " must be positive (e.g. 64 or 128)"));
+    return absl::InvalidArgumentError(absl::StrCat("group_size ", r.group_size, " must be positive (e.g. 64 or 128)"));
   }
   return absl::OkStatus();
 }
@@ -43,8 +42,7 @@ absl::Status DecodePageToken(const std::string& token, int64_t* created_us, std:
   std::vector<std::string> parts;
   if (absl::WebSafeBase64Unescape(token, &raw)) parts = absl::StrSplit(raw, absl::MaxSplits('/', 1));
   if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], created_us) || parts[1].empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_token '", token, "' is not a token returned by ListJobs"));
+    return absl::InvalidArgumentError(absl::StrCat("page_token '", token, "' is not a token returned by ListJobs"));
   }
   *id = parts[1];
   return absl::OkStatus();
@@ -53,24 +51,22 @@ absl::Status DecodePageToken(const std::string& token, int64_t* created_us, std:
 }  // namespace
 
 absl::StatusOr<Job> SqlJobStore::LockJob(SqlTx& tx, const std::string& job_id) {
-  SLQ_ASSIGN_OR_RETURN(auto rows, tx.Query(absl::StrCat("SELECT ", kJobColumns,
-                                                        " FROM jobs WHERE id = $1", ForUpdate()),
-                                           {job_id}));
+  SLQ_ASSIGN_OR_RETURN(
+      auto rows, tx.Query(absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = $1", ForUpdate()), {job_id}));
   if (rows.empty()) return JobNotFound(job_id);
   return JobFromRow(rows[0]);
 }
 
-absl::StatusOr<Job> SqlJobStore::FindByIdempotencyKey(SqlTx& tx, const JobRequest& req,
-                                                      const std::string& hash) {
-  SLQ_ASSIGN_OR_RETURN(auto rows, tx.Query(absl::StrCat("SELECT ", kJobColumns,
-                                                        " FROM jobs WHERE idempotency_key = $1"),
-                                           {req.idempotency_key}));
+absl::StatusOr<Job> SqlJobStore::FindByIdempotencyKey(SqlTx& tx, const JobRequest& req, const std::string& hash) {
+  SLQ_ASSIGN_OR_RETURN(
+      auto rows,
+      tx.Query(absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE idempotency_key = $1"), {req.idempotency_key}));
   if (rows.empty()) return absl::NotFoundError("no job with that idempotency key");
   SLQ_ASSIGN_OR_RETURN(Job existing, JobFromRow(rows[0]));
   if (existing.request_hash != hash) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "idempotency_key '", req.idempotency_key, "' was already used by job ", existing.id,
-        " with different parameters; use a new key or resend the original request"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("idempotency_key '", req.idempotency_key, "' was already used by job ", existing.id,
+                     " with different parameters; use a new key or resend the original request"));
   }
   return existing;
 }
@@ -91,14 +87,13 @@ absl::StatusOr<CreateJobResult> SqlJobStore::CreateJob(const JobRequest& req) {
     j.created = j.updated = absl::FromUnixMicros(NowUs());
     SqlValue key = req.idempotency_key.empty() ? SqlValue(nullptr) : SqlValue(req.idempotency_key);
     SLQ_ASSIGN_OR_RETURN(
-        auto rows,
-        tx.Query(absl::StrCat("INSERT INTO jobs (", kJobColumns,
-                              ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-                              "$14, $15, $16, $17, $18) ON CONFLICT DO NOTHING RETURNING id"),
-                 {j.id, std::string(JobStateName(j.state)), std::string(JobStageName(j.stage)),
-                  j.progress, req.model_uri, req.target, req.formats, int64_t{req.group_size},
-                  req.calibration_data, req.eval_data, key, hash, j.error, j.artifact_id,
-                  int64_t{0}, TimeValue(j.created), TimeValue(j.updated), req.options_json}));
+        auto rows, tx.Query(absl::StrCat("INSERT INTO jobs (", kJobColumns,
+                                         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+                                         "$14, $15, $16, $17, $18) ON CONFLICT DO NOTHING RETURNING id"),
+                            {j.id, std::string(JobStateName(j.state)), std::string(JobStageName(j.stage)), j.progress,
+                             req.model_uri, req.target, req.formats, int64_t{req.group_size}, req.calibration_data,
+                             req.eval_data, key, hash, j.error, j.artifact_id, int64_t{0}, TimeValue(j.created),
+                             TimeValue(j.updated), req.options_json}));
     if (rows.empty()) {  // lost a race for the same idempotency key
       SLQ_ASSIGN_OR_RETURN(Job existing, FindByIdempotencyKey(tx, req, hash));
       return CreateJobResult{existing, false};
@@ -113,9 +108,8 @@ absl::StatusOr<CreateJobResult> SqlJobStore::CreateJob(const JobRequest& req) {
 
 absl::StatusOr<Job> SqlJobStore::GetJob(const std::string& job_id) {
   return InTx<Job>([&](SqlTx& tx) -> absl::StatusOr<Job> {
-    SLQ_ASSIGN_OR_RETURN(auto rows, tx.Query(absl::StrCat("SELECT ", kJobColumns,
-                                                          " FROM jobs WHERE id = $1"),
-                                             {job_id}));
+    SLQ_ASSIGN_OR_RETURN(auto rows,
+                         tx.Query(absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = $1"), {job_id}));
     if (rows.empty()) return JobNotFound(job_id);
     return JobFromRow(rows[0]);
   });
@@ -140,8 +134,7 @@ absl::StatusOr<JobPage> SqlJobStore::ListJobs(const ListJobsOptions& opts) {
     params.push_back(created_us);
     params.push_back(id);
     const size_t c = params.size() - 1, i = params.size();
-    absl::StrAppend(&sql, " AND (created_us > $", c, " OR (created_us = $", c, " AND id > $", i,
-                    "))");
+    absl::StrAppend(&sql, " AND (created_us > $", c, " OR (created_us = $", c, " AND id > $", i, "))");
   }
   params.push_back(int64_t{size} + 1);  // one extra row tells whether another page exists
   absl::StrAppend(&sql, " ORDER BY created_us, id LIMIT $", params.size());
@@ -174,22 +167,19 @@ absl::StatusOr<Job> SqlJobStore::UpdateJob(const std::string& job_id, const JobU
     if (u.error) j.error = *u.error;
     if (u.artifact_id) j.artifact_id = *u.artifact_id;
     if (to == JobState::kSucceeded) {
-      SLQ_ASSIGN_OR_RETURN(auto art, tx.Query("SELECT id FROM artifacts WHERE id = $1",
-                                              {j.artifact_id}));
+      SLQ_ASSIGN_OR_RETURN(auto art, tx.Query("SELECT id FROM artifacts WHERE id = $1", {j.artifact_id}));
       if (j.artifact_id.empty() || art.empty()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "job ", job_id, " cannot be SUCCEEDED: artifact '", j.artifact_id,
-            "' is not published (PutArtifact first)"));
+        return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " cannot be SUCCEEDED: artifact '",
+                                                          j.artifact_id, "' is not published (PutArtifact first)"));
       }
       j.progress = 1.0;
     }
     j.updated = absl::FromUnixMicros(NowUs());
-    SLQ_RETURN_IF_ERROR(
-        tx.Query("UPDATE jobs SET state = $2, stage = $3, progress = $4, error = $5, "
-                 "artifact_id = $6, attempts = $7, updated_us = $8 WHERE id = $1",
-                 {job_id, std::string(JobStateName(j.state)), std::string(JobStageName(j.stage)),
-                  j.progress, j.error, j.artifact_id, int64_t{j.attempts}, TimeValue(j.updated)})
-            .status());
+    SLQ_RETURN_IF_ERROR(tx.Query("UPDATE jobs SET state = $2, stage = $3, progress = $4, error = $5, "
+                                 "artifact_id = $6, attempts = $7, updated_us = $8 WHERE id = $1",
+                                 {job_id, std::string(JobStateName(j.state)), std::string(JobStageName(j.stage)),
+                                  j.progress, j.error, j.artifact_id, int64_t{j.attempts}, TimeValue(j.updated)})
+                            .status());
     if (to == JobState::kFailed && before != JobState::kFailed) {
       // Nothing may run for a failed job any more (holders learn it at their next heartbeat).
       SLQ_RETURN_IF_ERROR(tx.Query("UPDATE tasks SET state = 'CANCELLED', error = 'job failed', "
@@ -214,10 +204,9 @@ absl::StatusOr<Job> SqlJobStore::CancelJob(const std::string& job_id) {
     SLQ_RETURN_IF_ERROR(ValidateJobTransition(j.state, JobState::kCancelled));
     j.state = JobState::kCancelled;
     j.updated = absl::FromUnixMicros(NowUs());
-    SLQ_RETURN_IF_ERROR(
-        tx.Query("UPDATE jobs SET state = $2, updated_us = $3 WHERE id = $1",
-                 {job_id, std::string(JobStateName(j.state)), TimeValue(j.updated)})
-            .status());
+    SLQ_RETURN_IF_ERROR(tx.Query("UPDATE jobs SET state = $2, updated_us = $3 WHERE id = $1",
+                                 {job_id, std::string(JobStateName(j.state)), TimeValue(j.updated)})
+                            .status());
     SLQ_RETURN_IF_ERROR(tx.Query("UPDATE tasks SET state = 'CANCELLED', error = 'job cancelled', "
                                  "updated_us = $2 WHERE job_id = $1 AND state IN ('PENDING', "
                                  "'LEASED')",
@@ -229,8 +218,8 @@ absl::StatusOr<Job> SqlJobStore::CancelJob(const std::string& job_id) {
   return result;
 }
 
-absl::StatusOr<JobEvent> SqlJobStore::AppendEvent(const std::string& job_id, JobStage stage,
-                                                  double progress, const std::string& message) {
+absl::StatusOr<JobEvent> SqlJobStore::AppendEvent(const std::string& job_id, JobStage stage, double progress,
+                                                  const std::string& message) {
   SLQ_RETURN_IF_ERROR(ValidateProgress(progress));
   return InTx<JobEvent>([&](SqlTx& tx) -> absl::StatusOr<JobEvent> {
     // The row update serialises appenders of one job, so seq is gap-free and unique.
@@ -240,17 +229,17 @@ absl::StatusOr<JobEvent> SqlJobStore::AppendEvent(const std::string& job_id, Job
     if (rows.empty()) return JobNotFound(job_id);
     JobEvent e{job_id, 0, absl::FromUnixMicros(NowUs()), stage, progress, message};
     SLQ_ASSIGN_OR_RETURN(e.seq, ColInt(rows[0], 0));
-    SLQ_RETURN_IF_ERROR(tx.Query("INSERT INTO job_events (job_id, seq, time_us, stage, "
-                                 "progress, message) VALUES ($1, $2, $3, $4, $5, $6)",
-                                 {job_id, e.seq, TimeValue(e.time),
-                                  std::string(JobStageName(stage)), progress, message})
-                            .status());
+    SLQ_RETURN_IF_ERROR(
+        tx.Query("INSERT INTO job_events (job_id, seq, time_us, stage, "
+                 "progress, message) VALUES ($1, $2, $3, $4, $5, $6)",
+                 {job_id, e.seq, TimeValue(e.time), std::string(JobStageName(stage)), progress, message})
+            .status());
     return e;
   });
 }
 
-absl::StatusOr<std::vector<JobEvent>> SqlJobStore::ListEvents(const std::string& job_id,
-                                                              int64_t after_seq, int32_t limit) {
+absl::StatusOr<std::vector<JobEvent>> SqlJobStore::ListEvents(const std::string& job_id, int64_t after_seq,
+                                                              int32_t limit) {
   if (limit <= 0 || limit > 10000) {
     return absl::InvalidArgumentError(absl::StrCat("limit ", limit, " is outside [1, 10000]"));
   }
@@ -282,8 +271,8 @@ absl::StatusOr<std::map<JobState, int64_t>> SqlJobStore::CountJobs() {
   return InTx<Counts>([&](SqlTx& tx) -> absl::StatusOr<Counts> {
     SLQ_ASSIGN_OR_RETURN(auto rows, tx.Query("SELECT state, COUNT(*) FROM jobs GROUP BY state", {}));
     Counts counts;
-    for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded, JobState::kFailed,
-                       JobState::kCancelled}) {
+    for (JobState s :
+         {JobState::kQueued, JobState::kRunning, JobState::kSucceeded, JobState::kFailed, JobState::kCancelled}) {
       counts[s] = 0;
     }
     for (const SqlRow& r : rows) {

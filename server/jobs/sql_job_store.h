@@ -30,17 +30,15 @@ class SqlJobStore : public JobStore {
   absl::StatusOr<Job> UpdateJob(const std::string& job_id, const JobUpdate& update) override;
   absl::StatusOr<Job> CancelJob(const std::string& job_id) override;
   absl::StatusOr<std::map<JobState, int64_t>> CountJobs() override;
-  absl::StatusOr<JobEvent> AppendEvent(const std::string& job_id, JobStage stage,
-                                       double progress, const std::string& message) override;
+  absl::StatusOr<JobEvent> AppendEvent(const std::string& job_id, JobStage stage, double progress,
+                                       const std::string& message) override;
   absl::StatusOr<std::vector<JobEvent>> ListEvents(const std::string& job_id, int64_t after_seq,
                                                    int32_t limit) override;
   // TaskQueue (sql_task_queue.cc)
-  absl::StatusOr<std::vector<Task>> AddTasks(const std::string& job_id,
-                                             const std::vector<TaskSpec>& specs) override;
+  absl::StatusOr<std::vector<Task>> AddTasks(const std::string& job_id, const std::vector<TaskSpec>& specs) override;
   absl::StatusOr<Task> GetTask(const std::string& task_id) override;
   absl::StatusOr<std::vector<Task>> ListTasks(const std::string& job_id) override;
-  absl::StatusOr<std::optional<Task>> LeaseTask(const std::string& worker_id,
-                                                const std::vector<std::string>& kinds,
+  absl::StatusOr<std::optional<Task>> LeaseTask(const std::string& worker_id, const std::vector<std::string>& kinds,
                                                 absl::Duration lease) override;
   absl::StatusOr<Task> Heartbeat(const std::string& task_id, const std::string& worker_id,
                                  absl::Duration lease) override;
@@ -72,8 +70,7 @@ class SqlJobStore : public JobStore {
   // " FOR UPDATE SKIP LOCKED" for PostgreSQL; "" for SQLite.
   virtual absl::string_view ForUpdateSkipLocked() const = 0;
   // Engine-specific consistency check; appends problems to `problems`.
-  [[nodiscard]] virtual absl::Status EngineCheck(SqlConn& conn,
-                                                 std::vector<std::string>* problems) = 0;
+  [[nodiscard]] virtual absl::Status EngineCheck(SqlConn& conn, std::vector<std::string>* problems) = 0;
 
   // Runs fn(SqlTx&) -> StatusOr<T> in a transaction and commits; retries on Unavailable.
   template <typename T, typename Fn>
@@ -84,8 +81,7 @@ class SqlJobStore : public JobStore {
  private:
   absl::StatusOr<Job> LockJob(SqlTx& tx, const std::string& job_id);
   absl::StatusOr<Task> LockTask(SqlTx& tx, const std::string& task_id);
-  absl::StatusOr<Job> FindByIdempotencyKey(SqlTx& tx, const JobRequest& req,
-                                           const std::string& hash);
+  absl::StatusOr<Job> FindByIdempotencyKey(SqlTx& tx, const JobRequest& req, const std::string& hash);
 
   std::unique_ptr<SqlPool> pool_;
   Clock* clock_;
@@ -115,7 +111,7 @@ extern const char kArtifactColumns[];
 absl::StatusOr<Job> JobFromRow(const SqlRow& r);
 absl::StatusOr<Task> TaskFromRow(const SqlRow& r);
 absl::StatusOr<Artifact> ArtifactFromRow(const SqlRow& r);
-SqlValue TimeValue(absl::Time t);  // microseconds; InfinitePast -> 0
+SqlValue TimeValue(absl::Time t);   // microseconds; InfinitePast -> 0
 absl::Time TimeFromUs(int64_t us);  // 0 -> InfinitePast
 
 }  // namespace slq

@@ -23,52 +23,50 @@ namespace {
 // Version N is migration index N-1. Never edit a released entry: append a new one.
 // The SQL is valid for both SQLite (>= 3.35) and PostgreSQL (>= 12).
 const std::vector<std::vector<std::string>>& Migrations() {
-  static const auto* m = new std::vector<std::vector<std::string>>{{
-      "CREATE TABLE jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, stage TEXT NOT NULL, "
-      "progress DOUBLE PRECISION NOT NULL, model_uri TEXT NOT NULL, target TEXT NOT NULL, "
-      "formats TEXT NOT NULL, group_size INTEGER NOT NULL, calibration_data TEXT NOT NULL, "
-      "eval_data TEXT NOT NULL, idempotency_key TEXT UNIQUE, request_hash TEXT NOT NULL, "
-      "error TEXT NOT NULL, artifact_id TEXT NOT NULL, attempts INTEGER NOT NULL, "
-      "event_seq BIGINT NOT NULL DEFAULT 0, created_us BIGINT NOT NULL, "
-      "updated_us BIGINT NOT NULL)",
-      "CREATE INDEX jobs_by_created ON jobs (created_us, id)",
-      "CREATE INDEX jobs_by_state ON jobs (state, created_us, id)",
-      "CREATE TABLE tasks (id TEXT PRIMARY KEY, job_id TEXT NOT NULL REFERENCES jobs (id), "
-      "ord INTEGER NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL, "
-      "lease_owner TEXT NOT NULL, lease_expiry_us BIGINT NOT NULL, attempts INTEGER NOT NULL, "
-      "max_attempts INTEGER NOT NULL, result TEXT NOT NULL, error TEXT NOT NULL, "
-      "created_us BIGINT NOT NULL, updated_us BIGINT NOT NULL)",
-      "CREATE INDEX tasks_by_state ON tasks (state, created_us, ord)",
-      "CREATE INDEX tasks_by_job ON tasks (job_id)",
-      "CREATE TABLE job_events (job_id TEXT NOT NULL REFERENCES jobs (id), seq BIGINT NOT NULL, "
-      "time_us BIGINT NOT NULL, stage TEXT NOT NULL, progress DOUBLE PRECISION NOT NULL, "
-      "message TEXT NOT NULL, PRIMARY KEY (job_id, seq))",
-      "CREATE TABLE artifacts (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, path TEXT NOT NULL, "
-      "size_bytes BIGINT NOT NULL, certificate TEXT NOT NULL, created_us BIGINT NOT NULL)",
-      "CREATE INDEX artifacts_by_job ON artifacts (job_id)",
-      "CREATE TABLE workers (id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, "
-      "last_heartbeat_us BIGINT NOT NULL)",
-  }, {
-      // v2: the job's quantization options (JobRequest::options_json).
-      "ALTER TABLE jobs ADD COLUMN options TEXT NOT NULL DEFAULT ''",
-  }};
+  static const auto* m = new std::vector<std::vector<std::string>>{
+      {
+          "CREATE TABLE jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, stage TEXT NOT NULL, "
+          "progress DOUBLE PRECISION NOT NULL, model_uri TEXT NOT NULL, target TEXT NOT NULL, "
+          "formats TEXT NOT NULL, group_size INTEGER NOT NULL, calibration_data TEXT NOT NULL, "
+          "eval_data TEXT NOT NULL, idempotency_key TEXT UNIQUE, request_hash TEXT NOT NULL, "
+          "error TEXT NOT NULL, artifact_id TEXT NOT NULL, attempts INTEGER NOT NULL, "
+          "event_seq BIGINT NOT NULL DEFAULT 0, created_us BIGINT NOT NULL, "
+          "updated_us BIGINT NOT NULL)",
+          "CREATE INDEX jobs_by_created ON jobs (created_us, id)",
+          "CREATE INDEX jobs_by_state ON jobs (state, created_us, id)",
+          "CREATE TABLE tasks (id TEXT PRIMARY KEY, job_id TEXT NOT NULL REFERENCES jobs (id), "
+          "ord INTEGER NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL, "
+          "lease_owner TEXT NOT NULL, lease_expiry_us BIGINT NOT NULL, attempts INTEGER NOT NULL, "
+          "max_attempts INTEGER NOT NULL, result TEXT NOT NULL, error TEXT NOT NULL, "
+          "created_us BIGINT NOT NULL, updated_us BIGINT NOT NULL)",
+          "CREATE INDEX tasks_by_state ON tasks (state, created_us, ord)",
+          "CREATE INDEX tasks_by_job ON tasks (job_id)",
+          "CREATE TABLE job_events (job_id TEXT NOT NULL REFERENCES jobs (id), seq BIGINT NOT NULL, "
+          "time_us BIGINT NOT NULL, stage TEXT NOT NULL, progress DOUBLE PRECISION NOT NULL, "
+          "message TEXT NOT NULL, PRIMARY KEY (job_id, seq))",
+          "CREATE TABLE artifacts (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, path TEXT NOT NULL, "
+          "size_bytes BIGINT NOT NULL, certificate TEXT NOT NULL, created_us BIGINT NOT NULL)",
+          "CREATE INDEX artifacts_by_job ON artifacts (job_id)",
+          "CREATE TABLE workers (id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, "
+          "last_heartbeat_us BIGINT NOT NULL)",
+      },
+      {
+          // v2: the job's quantization options (JobRequest::options_json).
+          "ALTER TABLE jobs ADD COLUMN options TEXT NOT NULL DEFAULT ''",
+      }};
   return *m;
 }
 
 }  // namespace
 
-void SqlBackoff(int attempt) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(5 << attempt));
-}
+void SqlBackoff(int attempt) { std::this_thread::sleep_for(std::chrono::milliseconds(5 << attempt)); }
 
 SqlValue TimeValue(absl::Time t) {
   if (t == absl::InfinitePast()) return int64_t{0};
   return absl::ToUnixMicros(t);
 }
 
-absl::Time TimeFromUs(int64_t us) {
-  return us == 0 ? absl::InfinitePast() : absl::FromUnixMicros(us);
-}
+absl::Time TimeFromUs(int64_t us) { return us == 0 ? absl::InfinitePast() : absl::FromUnixMicros(us); }
 
 absl::Status SqlJobStore::Migrate() {
   {
@@ -96,8 +94,7 @@ absl::Status SqlJobStore::Migrate() {
     });
     if (!applied.ok()) {
       return absl::Status(applied.status().code(),
-                          absl::StrCat("schema migration ", version, " failed: ",
-                                       applied.status().message()));
+                          absl::StrCat("schema migration ", version, " failed: ", applied.status().message()));
     }
     if (*applied) spdlog::info("jobs: applied schema migration {}", version);
   }
@@ -178,8 +175,7 @@ absl::Status SqlJobStore::IntegrityCheck() {
       {"SUCCEEDED job without an artifact row",
        "SELECT j.id FROM jobs j WHERE j.state = 'SUCCEEDED' AND NOT EXISTS (SELECT 1 FROM "
        "artifacts a WHERE a.id = j.artifact_id)"},
-      {"job whose events have gaps",
-       "SELECT job_id FROM job_events GROUP BY job_id HAVING MAX(seq) <> COUNT(*)"},
+      {"job whose events have gaps", "SELECT job_id FROM job_events GROUP BY job_id HAVING MAX(seq) <> COUNT(*)"},
       {"task of a missing job",
        "SELECT t.id FROM tasks t WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = t.job_id)"},
       {"PENDING/LEASED task of an ended job",

@@ -6,12 +6,11 @@ namespace slq {
 absl::Status SqlJobStore::RegisterWorker(const Worker& w) {
   if (w.id.empty()) return absl::InvalidArgumentError("worker id is empty");
   return InTx<bool>([&](SqlTx& tx) -> absl::StatusOr<bool> {
-           SLQ_RETURN_IF_ERROR(
-               tx.Query("INSERT INTO workers (id, name, kind, last_heartbeat_us) VALUES ($1, $2, "
-                        "$3, $4) ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = "
-                        "excluded.kind, last_heartbeat_us = excluded.last_heartbeat_us",
-                        {w.id, w.name, std::string(WorkerKindName(w.kind)), NowUs()})
-                   .status());
+           SLQ_RETURN_IF_ERROR(tx.Query("INSERT INTO workers (id, name, kind, last_heartbeat_us) VALUES ($1, $2, "
+                                        "$3, $4) ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = "
+                                        "excluded.kind, last_heartbeat_us = excluded.last_heartbeat_us",
+                                        {w.id, w.name, std::string(WorkerKindName(w.kind)), NowUs()})
+                                   .status());
            return true;
          })
       .status();

@@ -28,8 +28,7 @@ class SqliteConn final : public SqlConn {
 
   absl::string_view BeginSql() const override { return "BEGIN IMMEDIATE"; }
 
-  absl::StatusOr<std::vector<SqlRow>> Query(absl::string_view sql,
-                                            const std::vector<SqlValue>& params) override {
+  absl::StatusOr<std::vector<SqlRow>> Query(absl::string_view sql, const std::vector<SqlValue>& params) override {
     sqlite3_stmt* stmt = nullptr;
     int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
     if (rc != SQLITE_OK) return SqliteError(db_, rc, sql);
@@ -53,8 +52,7 @@ class SqliteConn final : public SqlConn {
 
  private:
   // Binds $1..$n by name (a parameter may appear several times in the SQL).
-  absl::Status Bind(sqlite3_stmt* stmt, const std::vector<SqlValue>& params,
-                    absl::string_view sql) {
+  absl::Status Bind(sqlite3_stmt* stmt, const std::vector<SqlValue>& params, absl::string_view sql) {
     for (size_t i = 0; i < params.size(); ++i) {
       const std::string name = absl::StrCat("$", i + 1);
       const int idx = sqlite3_bind_parameter_index(stmt, name.c_str());
@@ -72,8 +70,7 @@ class SqliteConn final : public SqlConn {
           rc = sqlite3_bind_double(stmt, idx, v.d);
           break;
         case SqlValue::Kind::kText:
-          rc = sqlite3_bind_text(stmt, idx, v.s.data(), static_cast<int>(v.s.size()),
-                                 SQLITE_TRANSIENT);
+          rc = sqlite3_bind_text(stmt, idx, v.s.data(), static_cast<int>(v.s.size()), SQLITE_TRANSIENT);
           break;
       }
       if (rc != SQLITE_OK) return SqliteError(db_, rc, sql);
@@ -86,38 +83,33 @@ class SqliteConn final : public SqlConn {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SqlConn>> OpenSqliteConn(const std::string& path,
-                                                        absl::Duration busy_timeout) {
+absl::StatusOr<std::unique_ptr<SqlConn>> OpenSqliteConn(const std::string& path, absl::Duration busy_timeout) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
-    std::string msg = absl::StrCat("cannot open SQLite database '", path,
-                                   "': ", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    std::string msg =
+        absl::StrCat("cannot open SQLite database '", path, "': ", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
     sqlite3_close_v2(db);
     return absl::UnavailableError(msg);
   }
   sqlite3_busy_timeout(db, static_cast<int>(absl::ToInt64Milliseconds(busy_timeout)));
   auto conn = std::make_unique<SqliteConn>(db);
-  for (const char* pragma : {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL",
-                             "PRAGMA foreign_keys = ON"}) {
+  for (const char* pragma : {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON"}) {
     auto r = conn->Query(pragma, {});
     if (!r.ok()) {
-      return absl::Status(r.status().code(),
-                          absl::StrCat("database '", path, "': ", r.status().message()));
+      return absl::Status(r.status().code(), absl::StrCat("database '", path, "': ", r.status().message()));
     }
   }
   return std::unique_ptr<SqlConn>(std::move(conn));
 }
 
-absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(
-    const std::string& path, const SqliteOptions& options) {
+absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::string& path,
+                                                                     const SqliteOptions& options) {
   SLQ_ASSIGN_OR_RETURN(auto conn, OpenSqliteConn(path, options.busy_timeout));
   std::vector<std::unique_ptr<SqlConn>> conns;
   conns.push_back(std::move(conn));
-  std::unique_ptr<SqliteJobStore> store(
-      new SqliteJobStore(std::make_unique<SqlPool>(std::move(conns)), options.clock));
+  std::unique_ptr<SqliteJobStore> store(new SqliteJobStore(std::make_unique<SqlPool>(std::move(conns)), options.clock));
   SLQ_RETURN_IF_ERROR(store->Migrate());
   spdlog::info("jobs: opened SQLite job store {}", path);
   return store;

@@ -25,8 +25,8 @@ struct SqliteOptions {
 class SqliteJobStore final : public SqlJobStore {
  public:
   // Opens or creates the database file and applies schema migrations.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(
-      const std::string& path, const SqliteOptions& options = {});
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path,
+                                                                            const SqliteOptions& options = {});
 
  protected:
   absl::string_view ForUpdate() const override { return ""; }
@@ -38,8 +38,8 @@ class SqliteJobStore final : public SqlJobStore {
 };
 
 // Opens one SQLite connection (exposed for tests of the SQL layer).
-[[nodiscard]] absl::StatusOr<std::unique_ptr<SqlConn>> OpenSqliteConn(
-    const std::string& path, absl::Duration busy_timeout);
+[[nodiscard]] absl::StatusOr<std::unique_ptr<SqlConn>> OpenSqliteConn(const std::string& path,
+                                                                      absl::Duration busy_timeout);
 
 }  // namespace slq
 

@@ -16,9 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-JobRequest Req(const std::string& uri) {
-  return JobRequest{.model_uri = uri, .target = "ear>=0.99", .formats = "4-8"};
-}
+JobRequest Req(const std::string& uri) { return JobRequest{.model_uri = uri, .target = "ear>=0.99", .formats = "4-8"}; }
 
 // Two store instances on one file act like two processes.
 TEST(SqliteJobStoreTest, TwoStoresOnOneFileNeverShareATask) {

@@ -43,28 +43,25 @@ class TaskQueue {
 
   // The job must exist and not be terminal, and must have no task of any kind in `specs` yet
   // (AlreadyExists otherwise: another scheduler created that stage first).
-  [[nodiscard]] virtual absl::StatusOr<std::vector<Task>> AddTasks(
-      const std::string& job_id, const std::vector<TaskSpec>& specs) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<Task>> AddTasks(const std::string& job_id,
+                                                                   const std::vector<TaskSpec>& specs) = 0;
   [[nodiscard]] virtual absl::StatusOr<Task> GetTask(const std::string& task_id) = 0;
   // The job's tasks in creation order.
-  [[nodiscard]] virtual absl::StatusOr<std::vector<Task>> ListTasks(
-      const std::string& job_id) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<Task>> ListTasks(const std::string& job_id) = 0;
   // Leases the oldest PENDING task whose kind is in `kinds` (all kinds when empty) to
   // `worker_id` until Now() + lease. nullopt when none is available. Atomic: two concurrent
   // callers (threads or processes) never get the same task.
-  [[nodiscard]] virtual absl::StatusOr<std::optional<Task>> LeaseTask(
-      const std::string& worker_id, const std::vector<std::string>& kinds,
-      absl::Duration lease) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::optional<Task>> LeaseTask(const std::string& worker_id,
+                                                                      const std::vector<std::string>& kinds,
+                                                                      absl::Duration lease) = 0;
   // Extends the lease to Now() + lease. FailedPrecondition if the task is not LEASED by
   // `worker_id` any more, or its lease has already expired (the message says which).
-  [[nodiscard]] virtual absl::StatusOr<Task> Heartbeat(const std::string& task_id,
-                                                       const std::string& worker_id,
+  [[nodiscard]] virtual absl::StatusOr<Task> Heartbeat(const std::string& task_id, const std::string& worker_id,
                                                        absl::Duration lease) = 0;
   // Finishes a task held (with an unexpired lease) by `worker_id`: DONE with the result, or
   // on error back to PENDING (retryable and attempts left) or FAILED. A stale holder gets
   // FailedPrecondition and changes nothing.
-  [[nodiscard]] virtual absl::StatusOr<Task> CompleteTask(const std::string& task_id,
-                                                          const std::string& worker_id,
+  [[nodiscard]] virtual absl::StatusOr<Task> CompleteTask(const std::string& task_id, const std::string& worker_id,
                                                           const TaskOutcome& outcome) = 0;
   // Tasks LEASED with lease_expiry < now go back to PENDING, or to FAILED when they have used
   // max_attempts leases.

@@ -30,8 +30,7 @@ const PauseConfig& Config() {
     if (at != nullptr && *at != '\0') {
       for (absl::string_view p : absl::StrSplit(at, ',', absl::SkipEmpty())) c->points.insert(std::string(p));
       c->dir = dir != nullptr && *dir != '\0' ? dir : "/tmp";
-      spdlog::warn("TEST HOOK: SLQ_TEST_PAUSE_AT={} (pause files in {}); never set this in production", at,
-                   c->dir);
+      spdlog::warn("TEST HOOK: SLQ_TEST_PAUSE_AT={} (pause files in {}); never set this in production", at, c->dir);
     }
     return c;
   }();
@@ -51,9 +50,7 @@ void TestPausePoint(const std::string& point) {
   }
   namespace fs = std::filesystem;
   const fs::path resume = fs::path(c.dir) / ("resume-" + point);
-  {
-    std::ofstream(fs::path(c.dir) / ("paused-" + point)) << ::getpid() << "\n";
-  }
+  { std::ofstream(fs::path(c.dir) / ("paused-" + point)) << ::getpid() << "\n"; }
   spdlog::warn("TEST HOOK: paused at '{}' until {} exists", point, resume.string());
   std::error_code ec;
   while (!fs::exists(resume, ec)) std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -17,10 +17,9 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::map<std::string, std::string>& NamedTexts() {
-  static const std::map<std::string, std::string> kTexts = {
-      {"tinystories", "tinystories-valid-part1.txt"},
-      {"wikitext2", "wikitext-2-raw-test.txt"},
-      {"debian-docs", "debian-docs-val-part1.txt"}};
+  static const std::map<std::string, std::string> kTexts = {{"tinystories", "tinystories-valid-part1.txt"},
+                                                            {"wikitext2", "wikitext-2-raw-test.txt"},
+                                                            {"debian-docs", "debian-docs-val-part1.txt"}};
   return kTexts;
 }
 
@@ -28,8 +27,7 @@ absl::StatusOr<std::string> ResolveText(const ResolverConfig& cfg, std::string r
   if (ref.empty()) ref = cfg.default_data;
   if (auto it = NamedTexts().find(ref); it != NamedTexts().end()) {
     if (cfg.text_dir.empty()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("bundled text '", ref, "' needs the server's --text-dir"));
+      return absl::FailedPreconditionError(absl::StrCat("bundled text '", ref, "' needs the server's --text-dir"));
     }
     fs::path p = fs::path(cfg.text_dir) / it->second;
     if (!fs::exists(p)) return absl::NotFoundError(absl::StrCat("bundled text ", p.string(), " is missing"));

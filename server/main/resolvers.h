@@ -16,7 +16,7 @@ struct ResolverConfig {
   std::string model_cache_dir;             // downloads (hf://, https://)
   std::string text_dir;                    // bundled texts
   std::string default_data = "wikitext2";
-  Metrics* metrics = nullptr;              // slq_fetch_bytes_total; may be null
+  Metrics* metrics = nullptr;  // slq_fetch_bytes_total; may be null
 };
 
 // Named texts: "tinystories" -> tinystories-valid-part1.txt, "wikitext2" ->

@@ -107,7 +107,8 @@ absl::Status ServerApp::Start() {
   }
   std::error_code ec;
   std::filesystem::create_directories(config_.data_dir, ec);
-  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create --data-dir ", config_.data_dir, ": ", ec.message()));
+  if (ec)
+    return absl::PermissionDeniedError(absl::StrCat("cannot create --data-dir ", config_.data_dir, ": ", ec.message()));
   auto store = OpenStore(config_.store);
   if (!store.ok()) return store.status();
   m.store = std::move(*store);
@@ -142,8 +143,8 @@ absl::Status ServerApp::Start() {
   api::JobServiceOptions jo;
   jo.validate_model_uri = [rc](const std::string& uri) { return ValidateModelUri(rc, uri); };
   jo.validate_data_ref = [rc](const std::string& ref) { return ValidateDataRef(rc, ref); };
-  m.job_service = std::make_unique<api::JobServiceImpl>(m.store.get(), m.artifacts.get(), m.scheduler.get(),
-                                                        m.metrics.get(), jo);
+  m.job_service =
+      std::make_unique<api::JobServiceImpl>(m.store.get(), m.artifacts.get(), m.scheduler.get(), m.metrics.get(), jo);
   api::JobServiceImpl* js = m.job_service.get();
   api::WorkerServiceOptions wso;
   wso.lease = absl::Seconds(config_.lease_seconds);
@@ -175,8 +176,7 @@ absl::Status ServerApp::Start() {
   ro.device = device;
   ro.shadow_fraction = config_.shadow_fraction;
   m.registry = std::make_unique<inference::ModelRegistry>(inference::DefaultModelSource(so), ro, m.metrics.get());
-  m.inference_service =
-      std::make_unique<api::InferenceServiceImpl>(m.registry.get(), m.metrics.get());
+  m.inference_service = std::make_unique<api::InferenceServiceImpl>(m.registry.get(), m.metrics.get());
   for (const std::string& model : config_.serve_models) {
     inference::ModelSpec spec;
     spec.location = model;
@@ -189,7 +189,8 @@ absl::Status ServerApp::Start() {
       spec.kind = inference::ModelSpec::Kind::kArtifactPath;
     }
     auto info = m.registry->Load(spec);
-    if (!info.ok()) return absl::Status(info.status().code(), absl::StrCat("--serve-models ", model, ": ", info.status().message()));
+    if (!info.ok())
+      return absl::Status(info.status().code(), absl::StrCat("--serve-models ", model, ": ", info.status().message()));
     spdlog::info("serving {} ({})", info->name, info->source);
   }
 #endif
@@ -279,8 +280,7 @@ void ServerApp::Shutdown(absl::Duration grace) {
   if (m.worker) m.worker->Stop();
   if (m.job_service) m.job_service->Shutdown();
   if (m.worker_service) m.worker_service->Shutdown();
-  m.server->Shutdown(std::chrono::system_clock::now() +
-                     std::chrono::milliseconds(absl::ToInt64Milliseconds(grace)));
+  m.server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(absl::ToInt64Milliseconds(grace)));
   if (m.worker_thread.joinable()) m.worker_thread.join();
   if (m.scheduler) m.scheduler->Stop();
 }

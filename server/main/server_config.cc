@@ -81,8 +81,7 @@ absl::Status ApplyYaml(const CLI::App& app, const std::string& path) {
       opt->add_result(*values);
       opt->run_callback();
     } catch (const CLI::Error& e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("config file '", path, "' key '", key, "': ", e.what()));
+      return absl::InvalidArgumentError(absl::StrCat("config file '", path, "' key '", key, "': ", e.what()));
     }
   }
   return absl::OkStatus();
@@ -99,7 +98,8 @@ absl::Status Validate(const ServerConfig& c) {
   if (c.kv_cache_bytes < (1 << 20)) return absl::InvalidArgumentError("--kv-cache-bytes must be >= 1 MiB");
   if (c.lease_seconds < 5) return absl::InvalidArgumentError("--lease-seconds must be >= 5");
   if (c.http_port < 0 || c.http_port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("--http-port must be 0 (off) or a port 1..65535, got ", c.http_port));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http-port must be 0 (off) or a port 1..65535, got ", c.http_port));
   }
   if (c.http_threads < 1) return absl::InvalidArgumentError("--http-threads must be >= 1");
   if (c.tls_cert.empty() != c.tls_key.empty()) {
@@ -119,16 +119,15 @@ absl::Status Validate(const ServerConfig& c) {
 }  // namespace
 
 void RegisterServerFlags(CLI::App& app, ServerConfig* c) {
-  app.add_option("--config", c->config_file, "YAML config file (keys = option names with '_')")
-      ->envname("SLQ_CONFIG");
+  app.add_option("--config", c->config_file, "YAML config file (keys = option names with '_')")->envname("SLQ_CONFIG");
   Add(app, "listen", &c->listen, "gRPC listen address (JobService, InferenceService, health)");
   Add(app, "metrics-listen", &c->metrics_listen, "Prometheus /metrics address; empty = off");
   Add(app, "data-dir", &c->data_dir, "State directory (job store, artifacts, model cache)");
-  Add(app, "store", &c->store, "Job store: sqlite:///path/jobs.db (default <data-dir>/jobs.db) or postgres://user:pass@host/db");
+  Add(app, "store", &c->store,
+      "Job store: sqlite:///path/jobs.db (default <data-dir>/jobs.db) or postgres://user:pass@host/db");
   Add(app, "artifact-dir", &c->artifact_dir, "Artifact store (default <data-dir>/artifacts)");
   Add(app, "model-cache-dir", &c->model_cache_dir, "Downloaded models (default <data-dir>/models)");
-  Add(app, "allowed-roots", &c->allowed_roots, "Directories file:// URIs may read (comma list)")
-      ->delimiter(',');
+  Add(app, "allowed-roots", &c->allowed_roots, "Directories file:// URIs may read (comma list)")->delimiter(',');
   Add(app, "auth-token-file", &c->auth_token_file, "Bearer token file; empty = no auth (local use)");
   Add(app, "tls-cert", &c->tls_cert, "TLS certificate (PEM)");
   Add(app, "tls-key", &c->tls_key, "TLS private key (PEM)");
@@ -146,7 +145,8 @@ void RegisterServerFlags(CLI::App& app, ServerConfig* c) {
   Add(app, "log-level", &c->log_level, "trace, debug, info, warn, error");
   Add(app, "text-dir", &c->text_dir, "Folder of the bundled texts named by jobs (tinystories, wikitext2, debian-docs)");
   Add(app, "default-data", &c->default_data, "Text used when a job names none: a bundled name, file:// URI or path");
-  Add(app, "http-port", &c->http_port, "OpenAI-compatible HTTP API port (/v1/models, /v1/completions, "
+  Add(app, "http-port", &c->http_port,
+      "OpenAI-compatible HTTP API port (/v1/models, /v1/completions, "
       "/v1/chat/completions) on the --listen host, with the same token and TLS; 0 = off");
   Add(app, "http-threads", &c->http_threads, "HTTP connections served at once (each open stream holds one)");
 }

@@ -44,8 +44,8 @@ TEST(ServerConfigTest, FlagBeatsEnvBeatsFile) {
   Parsed p = Parse({"--config", path, "--max-queue", "9"});
   unsetenv("SLQ_KV_CACHE_BYTES");
   ASSERT_TRUE(p.status.ok()) << p.status;
-  EXPECT_EQ(p.cfg.max_queue, 9);                // flag
-  EXPECT_EQ(p.cfg.kv_cache_bytes, 8388608);     // env over file
+  EXPECT_EQ(p.cfg.max_queue, 9);                                           // flag
+  EXPECT_EQ(p.cfg.kv_cache_bytes, 8388608);                                // env over file
   EXPECT_EQ(p.cfg.allowed_roots, (std::vector<std::string>{"/a", "/b"}));  // file
 }
 

@@ -18,8 +18,8 @@
 #include "server/model/model_loader.h"
 #include "server/model/tokenizer/tokenizer.h"
 #include "server/quant/artifact.h"
-#include "server/worker/eval_device.h"
 #include "server/quant/pipeline.h"
+#include "server/worker/eval_device.h"
 
 namespace {
 
@@ -58,16 +58,16 @@ int Quantize(const slq::quant::PipelineOptions& opts, const std::string& device,
         "  held-out EAR %.5f [%.5f, %.5f]  KL %.5f [%.5f, %.5f]  flip %.4f  PPL ratio %.4f\n"
         "  %d sequences, %d tokens; artifact %s\n",
         c.value("target", ""), r->status, c.value("avg_bits_per_param_quantized_layers", 0.0),
-        c.value("avg_bits_per_param_whole_model", 0.0), h["ear"]["mean"].get<double>(),
-        h["ear"]["lo95"].get<double>(), h["ear"]["hi95"].get<double>(), h["kl"]["mean"].get<double>(),
-        h["kl"]["lo95"].get<double>(), h["kl"]["hi95"].get<double>(), h["flip_rate"]["mean"].get<double>(),
-        h["ppl_ratio"]["mean"].get<double>(), h["sequences"].get<int64_t>(), h["tokens"].get<int64_t>(),
+        c.value("avg_bits_per_param_whole_model", 0.0), h["ear"]["mean"].get<double>(), h["ear"]["lo95"].get<double>(),
+        h["ear"]["hi95"].get<double>(), h["kl"]["mean"].get<double>(), h["kl"]["lo95"].get<double>(),
+        h["kl"]["hi95"].get<double>(), h["flip_rate"]["mean"].get<double>(), h["ppl_ratio"]["mean"].get<double>(),
+        h["sequences"].get<int64_t>(), h["tokens"].get<int64_t>(),
         r->artifact_dir.empty() ? "(not written)" : r->artifact_dir);
     if (h.contains("task")) {
       const auto& t = h["task"];
       std::cout << absl::StrFormat("  TL cloze (%d items): accuracy %.3f vs base %.3f (1.96 x SE %.3f): %s\n",
-                                   t["items"].get<int64_t>(), t["acc_quant"].get<double>(),
-                                   t["acc_base"].get<double>(), 1.96 * t["se_base"].get<double>(),
+                                   t["items"].get<int64_t>(), t["acc_quant"].get<double>(), t["acc_base"].get<double>(),
+                                   1.96 * t["se_base"].get<double>(),
                                    t["tl_holds"].get<bool>() ? "task-lossless" : "NOT task-lossless");
     }
   }
@@ -150,7 +150,8 @@ int main(int argc, char** argv) {
   quant->add_option("model", q.model_path, "HF model folder or llama2.c .bin")->required();
   quant->add_option("--target", q.target, "ear>=X, kl<=X, bits<=X or tl")->capture_default_str();
   quant->add_option("--formats", q.formats, "Allowed bitwidths: 4-8, 4-5-6-7-8, 2..8, 4,6,8")->capture_default_str();
-  quant->add_option("--data", q.data_path, "Text for calibration + held-out evaluation (split by document)")->required();
+  quant->add_option("--data", q.data_path, "Text for calibration + held-out evaluation (split by document)")
+      ->required();
   quant->add_option("--out", q.output_dir, "Artifact directory to create (must not exist)");
   quant->add_option("--tokenizer", q.tokenizer_path, "llama2.c tokenizer .bin (for .bin models)");
   quant->add_option("--group-size", q.group_size, "32, 64, 128 or -1 (per row)")->capture_default_str();
@@ -163,8 +164,10 @@ int main(int argc, char** argv) {
   quant->add_flag("--quantize-head", q.quantize_lm_head, "Quantize the LM head too");
   quant->add_option("--seed", q.seed, "Bootstrap and noise seed")->capture_default_str();
   quant->add_option("--profile-cache", q.profile_cache_dir, "Cache profiles (measured and proxy) in this folder");
-  quant->add_option("--transfer-z", q.transfer_z,
-                    "Closed-loop margin: one-sided z of the calibration -> held-out transfer (0 = plain calibration bound)")
+  quant
+      ->add_option(
+          "--transfer-z", q.transfer_z,
+          "Closed-loop margin: one-sided z of the calibration -> held-out transfer (0 = plain calibration bound)")
       ->capture_default_str();
   quant->add_option("--device", device, "Where profiling/verification run: cpu, cuda, cuda:N, auto")
       ->capture_default_str();
@@ -187,7 +190,8 @@ int main(int argc, char** argv) {
   CLI::App* ex = app.add_subcommand("export", "Export an artifact as a Hugging Face folder or a GGUF file");
   ex->add_option("artifact", ex_artifact, "Artifact directory (slq quantize --out, or the server's artifact store)")
       ->required();
-  ex->add_option("--format", ex_format, "hf (dequantized safetensors + config.json + tokenizer) or gguf (exact types only)")
+  ex->add_option("--format", ex_format,
+                 "hf (dequantized safetensors + config.json + tokenizer) or gguf (exact types only)")
       ->required();
   ex->add_option("--out", ex_out, "hf: a new folder; gguf: the .gguf file")->required();
   ex->add_option("--dtype", ex_dtype, "hf: bf16, fp16 or fp32")->capture_default_str();

@@ -52,8 +52,7 @@ void SendAll(int fd, const std::string& data) {
   }
 }
 
-std::string Response(int code, const char* reason, const char* content_type, const std::string& body,
-                     bool head_only) {
+std::string Response(int code, const char* reason, const char* content_type, const std::string& body, bool head_only) {
   std::string r = absl::StrCat("HTTP/1.1 ", code, " ", reason, "\r\nContent-Type: ", content_type,
                                "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n");
   if (!head_only) r += body;
@@ -62,8 +61,8 @@ std::string Response(int code, const char* reason, const char* content_type, con
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<HttpExposer>> HttpExposer::Start(
-    const std::string& listen_address, std::shared_ptr<prometheus::Registry> registry) {
+absl::StatusOr<std::unique_ptr<HttpExposer>> HttpExposer::Start(const std::string& listen_address,
+                                                                std::shared_ptr<prometheus::Registry> registry) {
   const size_t colon = listen_address.rfind(':');
   if (colon == std::string::npos) return Invalid(listen_address, "no port");
   std::string host = listen_address.substr(0, colon);
@@ -119,8 +118,7 @@ absl::StatusOr<std::unique_ptr<HttpExposer>> HttpExposer::Start(
   return e;
 }
 
-HttpExposer::HttpExposer(int listen_fd, int stop_fd, int port,
-                         std::shared_ptr<prometheus::Registry> registry)
+HttpExposer::HttpExposer(int listen_fd, int stop_fd, int port, std::shared_ptr<prometheus::Registry> registry)
     : listen_fd_(listen_fd), stop_fd_(stop_fd), port_(port), registry_(std::move(registry)) {}
 
 HttpExposer::~HttpExposer() {

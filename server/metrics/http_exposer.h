@@ -23,8 +23,8 @@ class HttpExposer {
  public:
   // Binds host:port ("127.0.0.1:9090", "0.0.0.0:0", "[::1]:9090"; port 0 picks a free port)
   // and starts serving `registry`.
-  static absl::StatusOr<std::unique_ptr<HttpExposer>> Start(
-      const std::string& listen_address, std::shared_ptr<prometheus::Registry> registry);
+  static absl::StatusOr<std::unique_ptr<HttpExposer>> Start(const std::string& listen_address,
+                                                            std::shared_ptr<prometheus::Registry> registry);
   ~HttpExposer();  // stops the thread and closes the socket
   HttpExposer(const HttpExposer&) = delete;
   HttpExposer& operator=(const HttpExposer&) = delete;

@@ -15,8 +15,7 @@ using Buckets = prometheus::Histogram::BucketBoundaries;
 // Latency buckets from 1 ms to ~100 s (CPU decode of small models is ~ms per token; a job
 // stage can take minutes, hence the separate stage buckets).
 const Buckets& LatencyBuckets() {
-  static const Buckets b = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,  0.25,
-                            0.5,   1,      2.5,   5,    10,    25,   50,   100};
+  static const Buckets b = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100};
   return b;
 }
 const Buckets& StageBuckets() {
@@ -42,18 +41,12 @@ const Buckets& KlBuckets() {
 Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   auto& r = *registry_;
   jobs_ = &BuildGauge().Name("slq_jobs").Help("Jobs by state").Register(r);
-  jobs_finished_ = &BuildCounter()
-                        .Name("slq_jobs_finished_total")
-                        .Help("Jobs that reached a terminal state, by state")
-                        .Register(r);
-  stage_duration_ = &BuildHistogram()
-                         .Name("slq_job_stage_duration_seconds")
-                         .Help("Wall time of job stages")
-                         .Register(r);
-  task_queue_depth_ =
-      &BuildGauge().Name("slq_task_queue_depth").Help("Tasks waiting for a worker").Register(r).Add({});
-  leases_active_ =
-      &BuildGauge().Name("slq_leases_active").Help("Tasks leased by workers").Register(r).Add({});
+  jobs_finished_ =
+      &BuildCounter().Name("slq_jobs_finished_total").Help("Jobs that reached a terminal state, by state").Register(r);
+  stage_duration_ =
+      &BuildHistogram().Name("slq_job_stage_duration_seconds").Help("Wall time of job stages").Register(r);
+  task_queue_depth_ = &BuildGauge().Name("slq_task_queue_depth").Help("Tasks waiting for a worker").Register(r).Add({});
+  leases_active_ = &BuildGauge().Name("slq_leases_active").Help("Tasks leased by workers").Register(r).Add({});
   leases_expired_ = &BuildCounter()
                          .Name("slq_leases_expired_total")
                          .Help("Leases that expired and returned their task to the queue")
@@ -64,11 +57,8 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                             .Help("Workers with a heartbeat within the lease time")
                             .Register(r)
                             .Add({});
-  fetch_bytes_ = &BuildCounter()
-                      .Name("slq_fetch_bytes_total")
-                      .Help("Bytes downloaded by model fetchers")
-                      .Register(r)
-                      .Add({});
+  fetch_bytes_ =
+      &BuildCounter().Name("slq_fetch_bytes_total").Help("Bytes downloaded by model fetchers").Register(r).Add({});
 
   requests_ = &BuildCounter()
                    .Name("slq_inference_requests_total")
@@ -76,41 +66,22 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                    .Register(r);
   ttft_ = &BuildHistogram().Name("slq_inference_ttft_seconds").Help("Time to first token").Register(r);
   itl_ = &BuildHistogram().Name("slq_inference_itl_seconds").Help("Inter-token latency").Register(r);
-  e2e_ = &BuildHistogram()
-              .Name("slq_inference_e2e_seconds")
-              .Help("End-to-end request latency")
-              .Register(r);
-  prompt_tokens_ = &BuildCounter()
-                        .Name("slq_inference_prompt_tokens_total")
-                        .Help("Prompt tokens processed")
-                        .Register(r);
-  generated_tokens_ = &BuildCounter()
-                           .Name("slq_inference_generated_tokens_total")
-                           .Help("Tokens generated")
-                           .Register(r);
-  requests_running_ = &BuildGauge()
-                           .Name("slq_inference_requests_running")
-                           .Help("Requests in the running batch")
-                           .Register(r)
-                           .Add({});
-  requests_waiting_ = &BuildGauge()
-                           .Name("slq_inference_requests_waiting")
-                           .Help("Requests queued for admission")
-                           .Register(r)
-                           .Add({});
+  e2e_ = &BuildHistogram().Name("slq_inference_e2e_seconds").Help("End-to-end request latency").Register(r);
+  prompt_tokens_ =
+      &BuildCounter().Name("slq_inference_prompt_tokens_total").Help("Prompt tokens processed").Register(r);
+  generated_tokens_ = &BuildCounter().Name("slq_inference_generated_tokens_total").Help("Tokens generated").Register(r);
+  requests_running_ =
+      &BuildGauge().Name("slq_inference_requests_running").Help("Requests in the running batch").Register(r).Add({});
+  requests_waiting_ =
+      &BuildGauge().Name("slq_inference_requests_waiting").Help("Requests queued for admission").Register(r).Add({});
   batch_size_ = &BuildHistogram()
                      .Name("slq_inference_batch_size")
                      .Help("Sequences per engine step")
                      .Register(r)
                      .Add({}, BatchBuckets());
-  kv_cache_usage_ = &BuildGauge()
-                         .Name("slq_kv_cache_usage_ratio")
-                         .Help("Fraction of a model's KV-cache blocks in use")
-                         .Register(r);
-  model_memory_ = &BuildGauge()
-                       .Name("slq_model_memory_bytes")
-                       .Help("Weight memory of loaded models")
-                       .Register(r);
+  kv_cache_usage_ =
+      &BuildGauge().Name("slq_kv_cache_usage_ratio").Help("Fraction of a model's KV-cache blocks in use").Register(r);
+  model_memory_ = &BuildGauge().Name("slq_model_memory_bytes").Help("Weight memory of loaded models").Register(r);
   shadow_ear_ = &BuildHistogram()
                      .Name("slq_shadow_ear")
                      .Help("EAR of served generations measured against the base model")
@@ -130,8 +101,8 @@ Metrics::~Metrics() = default;
 absl::Status Metrics::Serve(const std::string& listen_address) {
   absl::StatusOr<std::unique_ptr<HttpExposer>> e = HttpExposer::Start(listen_address, registry_);
   if (!e.ok()) {
-    return absl::Status(e.status().code(), absl::StrCat("cannot serve /metrics on '", listen_address,
-                                                        "': ", e.status().message()));
+    return absl::Status(e.status().code(),
+                        absl::StrCat("cannot serve /metrics on '", listen_address, "': ", e.status().message()));
   }
   exposer_ = *std::move(e);
   return absl::OkStatus();

@@ -38,9 +38,7 @@ class Metrics {
 
   // ---- Jobs ----
   prometheus::Gauge& jobs(const std::string& state) { return jobs_->Add({{"state", state}}); }
-  prometheus::Counter& jobs_finished(const std::string& state) {
-    return jobs_finished_->Add({{"state", state}});
-  }
+  prometheus::Counter& jobs_finished(const std::string& state) { return jobs_finished_->Add({{"state", state}}); }
   prometheus::Histogram& stage_duration(const std::string& stage);
   prometheus::Gauge& task_queue_depth() { return *task_queue_depth_; }
   prometheus::Gauge& leases_active() { return *leases_active_; }
@@ -55,22 +53,14 @@ class Metrics {
   prometheus::Histogram& inference_ttft(const std::string& model);
   prometheus::Histogram& inference_itl(const std::string& model);
   prometheus::Histogram& inference_e2e(const std::string& model);
-  prometheus::Counter& prompt_tokens(const std::string& model) {
-    return prompt_tokens_->Add({{"model", model}});
-  }
-  prometheus::Counter& generated_tokens(const std::string& model) {
-    return generated_tokens_->Add({{"model", model}});
-  }
+  prometheus::Counter& prompt_tokens(const std::string& model) { return prompt_tokens_->Add({{"model", model}}); }
+  prometheus::Counter& generated_tokens(const std::string& model) { return generated_tokens_->Add({{"model", model}}); }
   prometheus::Gauge& requests_running() { return *requests_running_; }
   prometheus::Gauge& requests_waiting() { return *requests_waiting_; }
   prometheus::Histogram& batch_size() { return *batch_size_; }
   // Used / all KV-cache blocks of one loaded model's engine (each engine has its own pool).
-  prometheus::Gauge& kv_cache_usage(const std::string& model) {
-    return kv_cache_usage_->Add({{"model", model}});
-  }
-  prometheus::Gauge& model_memory_bytes(const std::string& model) {
-    return model_memory_->Add({{"model", model}});
-  }
+  prometheus::Gauge& kv_cache_usage(const std::string& model) { return kv_cache_usage_->Add({{"model", model}}); }
+  prometheus::Gauge& model_memory_bytes(const std::string& model) { return model_memory_->Add({{"model", model}}); }
   prometheus::Histogram& shadow_ear(const std::string& artifact);
   prometheus::Histogram& shadow_kl(const std::string& artifact);
   prometheus::Gauge& certified_ear(const std::string& artifact) {

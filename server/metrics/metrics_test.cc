@@ -43,8 +43,7 @@ TEST(MetricsTest, ServesRecordedValuesOverHttp) {
   EXPECT_NE(body.find("slq_jobs{state=\"QUEUED\"} 3"), std::string::npos) << body;
   EXPECT_NE(body.find("slq_inference_ttft_seconds_count{model=\"tiny\"} 1"), std::string::npos);
   EXPECT_NE(body.find("slq_inference_generated_tokens_total{model=\"tiny\"} 7"), std::string::npos);
-  EXPECT_NE(body.find("slq_job_stage_duration_seconds_bucket{stage=\"profile\",le=\"30\"} 1"),
-            std::string::npos);
+  EXPECT_NE(body.find("slq_job_stage_duration_seconds_bucket{stage=\"profile\",le=\"30\"} 1"), std::string::npos);
   EXPECT_NE(body.find("slq_kv_cache_usage_ratio{model=\"tiny\"} 0.25"), std::string::npos);
 }
 

@@ -79,8 +79,7 @@ absl::StatusOr<RopeScaling> ParseRopeScaling(const json& rs, absl::string_view s
   if (type == "default") return out;
   SLQ_ASSIGN_OR_RETURN(auto factor, r.OptNum("factor"));
   if (!factor || *factor <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": rope_scaling '", type, "' needs a positive 'factor'"));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": rope_scaling '", type, "' needs a positive 'factor'"));
   }
   out.factor = *factor;
   if (type == "linear") {
@@ -88,17 +87,18 @@ absl::StatusOr<RopeScaling> ParseRopeScaling(const json& rs, absl::string_view s
     return out;
   }
   if (type != "llama3") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": unsupported rope_scaling type '", type, "' (supported: default, linear, llama3)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": unsupported rope_scaling type '", type, "' (supported: default, linear, llama3)"));
   }
   out.type = RopeScaling::Type::kLlama3;
   SLQ_ASSIGN_OR_RETURN(auto lo, r.OptNum("low_freq_factor"));
   SLQ_ASSIGN_OR_RETURN(auto hi, r.OptNum("high_freq_factor"));
   SLQ_ASSIGN_OR_RETURN(auto orig, r.OptInt("original_max_position_embeddings"));
   if (!lo || !hi || !orig || *hi <= *lo || *orig <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": llama3 rope_scaling needs low_freq_factor < high_freq_factor and a positive "
-                "original_max_position_embeddings"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source,
+                     ": llama3 rope_scaling needs low_freq_factor < high_freq_factor and a positive "
+                     "original_max_position_embeddings"));
   }
   out.low_freq_factor = *lo;
   out.high_freq_factor = *hi;
@@ -106,8 +106,7 @@ absl::StatusOr<RopeScaling> ParseRopeScaling(const json& rs, absl::string_view s
   return out;
 }
 
-absl::StatusOr<std::vector<int32_t>> ParseIds(const json& v, absl::string_view key,
-                                              absl::string_view source) {
+absl::StatusOr<std::vector<int32_t>> ParseIds(const json& v, absl::string_view key, absl::string_view source) {
   std::vector<int32_t> ids;
   if (v.is_null()) return ids;
   if (v.is_number_integer()) {
@@ -121,8 +120,7 @@ absl::StatusOr<std::vector<int32_t>> ParseIds(const json& v, absl::string_view k
     }
     if (ids.size() == v.size()) return ids;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat(source, ": '", key, "' must be an integer or a list of integers"));
+  return absl::InvalidArgumentError(absl::StrCat(source, ": '", key, "' must be an integer or a list of integers"));
 }
 
 // bos/eos ids from a config or generation config object (only the keys present).
@@ -197,27 +195,22 @@ absl::Status ModelConfig::Validate() const {
   auto bad = [&](absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat("model config (", architecture, "): ", what));
   };
-  if (hidden_size <= 0 || intermediate_size <= 0 || num_layers <= 0 || num_heads <= 0 ||
-      num_kv_heads <= 0 || head_dim <= 0 || vocab_size <= 0) {
-    return bad(absl::StrCat("sizes must be positive: hidden_size=", hidden_size,
-                            " intermediate_size=", intermediate_size, " num_layers=", num_layers,
-                            " num_heads=", num_heads, " num_kv_heads=", num_kv_heads,
-                            " head_dim=", head_dim, " vocab_size=", vocab_size));
+  if (hidden_size <= 0 || intermediate_size <= 0 || num_layers <= 0 || num_heads <= 0 || num_kv_heads <= 0 ||
+      head_dim <= 0 || vocab_size <= 0) {
+    return bad(absl::StrCat("sizes must be positive: hidden_size=", hidden_size, " intermediate_size=",
+                            intermediate_size, " num_layers=", num_layers, " num_heads=", num_heads,
+                            " num_kv_heads=", num_kv_heads, " head_dim=", head_dim, " vocab_size=", vocab_size));
   }
   // Upper bounds far above any real model: they stop a corrupt header from asking for
   // absurd allocations before the tensors are even looked at.
-  if (num_layers > 4096 || hidden_size > (1 << 20) || intermediate_size > (1 << 22) ||
-      num_heads > 4096 || head_dim > 4096 || vocab_size > (1 << 24) ||
-      max_position_embeddings > (1 << 24)) {
-    return bad(absl::StrCat("sizes out of range: num_layers=", num_layers, " hidden_size=",
-                            hidden_size, " intermediate_size=", intermediate_size,
-                            " num_heads=", num_heads, " head_dim=", head_dim,
-                            " vocab_size=", vocab_size,
-                            " max_position_embeddings=", max_position_embeddings));
+  if (num_layers > 4096 || hidden_size > (1 << 20) || intermediate_size > (1 << 22) || num_heads > 4096 ||
+      head_dim > 4096 || vocab_size > (1 << 24) || max_position_embeddings > (1 << 24)) {
+    return bad(absl::StrCat("sizes out of range: num_layers=", num_layers, " hidden_size=", hidden_size,
+                            " intermediate_size=", intermediate_size, " num_heads=", num_heads, " head_dim=", head_dim,
+                            " vocab_size=", vocab_size, " max_position_embeddings=", max_position_embeddings));
   }
   if (num_heads % num_kv_heads != 0) {
-    return bad(absl::StrCat("num_heads ", num_heads, " is not a multiple of num_kv_heads ",
-                            num_kv_heads));
+    return bad(absl::StrCat("num_heads ", num_heads, " is not a multiple of num_kv_heads ", num_kv_heads));
   }
   if (head_dim % 2 != 0) return bad(absl::StrCat("head_dim ", head_dim, " must be even"));
   if (max_position_embeddings <= 0) return bad("max_position_embeddings must be positive");
@@ -230,32 +223,29 @@ absl::Status ModelConfig::Validate() const {
 }
 
 namespace {
-absl::StatusOr<ModelConfig> ParseHfConfigImpl(absl::string_view json_text,
-                                              absl::string_view source) {
+absl::StatusOr<ModelConfig> ParseHfConfigImpl(absl::string_view json_text, absl::string_view source) {
   json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": not a valid JSON object"));
   }
-  if (!j.contains("architectures") || !j["architectures"].is_array() ||
-      j["architectures"].empty() || !j["architectures"][0].is_string()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": 'architectures' must be a non-empty list (supported: ", SupportedArchitectures(), ")"));
+  if (!j.contains("architectures") || !j["architectures"].is_array() || j["architectures"].empty() ||
+      !j["architectures"][0].is_string()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": 'architectures' must be a non-empty list (supported: ", SupportedArchitectures(), ")"));
   }
   ModelConfig c;
   c.architecture = j["architectures"][0].get<std::string>();
   const ArchTraits* arch = FindArch(c.architecture);
   if (arch == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": unsupported architecture '",
-                                                   c.architecture, "' (supported: ",
-                                                   SupportedArchitectures(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": unsupported architecture '", c.architecture,
+                                                   "' (supported: ", SupportedArchitectures(), ")"));
   }
   JsonReader r(j, source);
   SLQ_RETURN_IF_ERROR(ParseShape(r, &c));
   SLQ_RETURN_IF_ERROR(ParseRope(j, source, &c));
   std::string act = j.value("hidden_act", std::string("silu"));
   if (act != "silu") {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": unsupported hidden_act '", act, "' (supported: silu)"));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": unsupported hidden_act '", act, "' (supported: silu)"));
   }
   SLQ_ASSIGN_OR_RETURN(bool mlp_bias, r.Bool("mlp_bias", false));
   if (mlp_bias) return absl::InvalidArgumentError(absl::StrCat(source, ": mlp_bias=true is not supported"));

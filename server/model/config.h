@@ -11,8 +11,8 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
 
@@ -28,8 +28,8 @@ struct RopeScaling {
   enum class Type { kNone, kLinear, kLlama3 };
   Type type = Type::kNone;
   double factor = 1.0;
-  double low_freq_factor = 1.0;   // llama3
-  double high_freq_factor = 4.0;  // llama3
+  double low_freq_factor = 1.0;                     // llama3
+  double high_freq_factor = 4.0;                    // llama3
   int64_t original_max_position_embeddings = 8192;  // llama3
 };
 
@@ -49,10 +49,10 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   int64_t sliding_window = 0;  // 0 = full attention (Mistral may set it)
   bool tie_word_embeddings = false;
-  bool qkv_bias = false;  // Qwen2 (and Llama with attention_bias)
-  bool qk_norm = false;   // Qwen3
-  int32_t bos_token_id = -1;             // -1 = none
-  std::vector<int32_t> eos_token_ids;    // may be empty
+  bool qkv_bias = false;               // Qwen2 (and Llama with attention_bias)
+  bool qk_norm = false;                // Qwen3
+  int32_t bos_token_id = -1;           // -1 = none
+  std::vector<int32_t> eos_token_ids;  // may be empty
 
   int64_t q_dim() const { return num_heads * head_dim; }
   int64_t kv_dim() const { return num_kv_heads * head_dim; }
@@ -64,8 +64,7 @@ struct ModelConfig {
 std::string SupportedArchitectures();
 
 // Parses config.json text. `source` names the file in error messages.
-[[nodiscard]] absl::StatusOr<ModelConfig> ParseHfConfig(absl::string_view json_text,
-                                                        absl::string_view source);
+[[nodiscard]] absl::StatusOr<ModelConfig> ParseHfConfig(absl::string_view json_text, absl::string_view source);
 
 // Reads dir/config.json and, if present, dir/generation_config.json (its bos/eos ids win).
 [[nodiscard]] absl::StatusOr<ModelConfig> LoadHfConfig(const std::string& dir);

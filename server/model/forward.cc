@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
 #include "server/common/thread_pool.h"
-#include "server/model/worker_pool.h"
 #include "server/model/ops.h"
+#include "server/model/worker_pool.h"
 
 namespace slq {
 namespace {
@@ -95,9 +95,8 @@ void QkvAndCache(Pass& p, const LayerWeights& l, int64_t layer) {
 // Calls fn(j, row) for the cached rows of positions [first, last] of one layer's K or V slabs,
 // walking the block table block by block (no division per position).
 template <bool kIsV, typename Fn>
-inline void ForEachCached(const KvStorage& st, const BlockTable& table, int64_t layer,
-                          int64_t bs, int64_t kvd, int64_t col, int64_t first, int64_t last,
-                          Fn&& fn) {
+inline void ForEachCached(const KvStorage& st, const BlockTable& table, int64_t layer, int64_t bs, int64_t kvd,
+                          int64_t col, int64_t first, int64_t last, Fn&& fn) {
   for (int64_t b = first / bs; b <= last / bs; ++b) {
     const float* slab = kIsV ? st.V(table.blocks[b], layer) : st.K(table.blocks[b], layer);
     const int64_t j0 = std::max(first, b * bs), j1 = std::min(last, b * bs + bs - 1);
@@ -131,17 +130,15 @@ SLQ_MULTIVERSION void AttendOne(const Pass& p, int64_t layer, int64_t t, int64_t
       const int64_t dn = std::min(kLanes, hd - d0);
       float acc[kLanes] = {};
       if (dn == kLanes) {
-        ForEachCached<true>(st, table, layer, bs, kvd, kvh * hd + d0, first, pos,
-                            [&](int64_t j, const float* v) {
-                              const float w = scores[j - first];
-                              for (int64_t e = 0; e < kLanes; ++e) acc[e] += w * v[e];
-                            });
+        ForEachCached<true>(st, table, layer, bs, kvd, kvh * hd + d0, first, pos, [&](int64_t j, const float* v) {
+          const float w = scores[j - first];
+          for (int64_t e = 0; e < kLanes; ++e) acc[e] += w * v[e];
+        });
       } else {
-        ForEachCached<true>(st, table, layer, bs, kvd, kvh * hd + d0, first, pos,
-                            [&](int64_t j, const float* v) {
-                              const float w = scores[j - first];
-                              for (int64_t e = 0; e < dn; ++e) acc[e] += w * v[e];
-                            });
+        ForEachCached<true>(st, table, layer, bs, kvd, kvh * hd + d0, first, pos, [&](int64_t j, const float* v) {
+          const float w = scores[j - first];
+          for (int64_t e = 0; e < dn; ++e) acc[e] += w * v[e];
+        });
       }
       std::copy(acc, acc + dn, out + d0);
     }
@@ -154,8 +151,7 @@ void Attention(Pass& p, int64_t layer) {
   int64_t work = 0;
   for (int64_t t = 0; t < p.T; ++t) work += (p.ws.pos[t] + 1) * c.q_dim() * 2;
   WorkerPool& pool = WorkerPool::Default();
-  const int64_t workers =
-      work < kParallelAttentionWork ? 1 : std::min<int64_t>({p.threads, tasks, pool.threads()});
+  const int64_t workers = work < kParallelAttentionWork ? 1 : std::min<int64_t>({p.threads, tasks, pool.threads()});
   Grow(p.ws.scores, workers * p.max_ctx);
   // One scores buffer per part: part w of `workers` handles tasks [tasks*w/W, tasks*(w+1)/W).
   auto part = [&](int64_t w) {
@@ -251,21 +247,18 @@ absl::Status ValidateForwardChunks(const ModelConfig& c, std::span<const Forward
     }
     for (size_t j = 0; j < i; ++j) {
       if (chunks[j].table == ch.table) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("chunks ", j, " and ", i, " extend the same sequence"));
+        return absl::InvalidArgumentError(absl::StrCat("chunks ", j, " and ", i, " extend the same sequence"));
       }
     }
     const int64_t end = ch.table->num_tokens + static_cast<int64_t>(ch.tokens.size());
     if (end > c.max_position_embeddings) {
       return absl::InvalidArgumentError(absl::StrCat("chunk ", i, " reaches position ", end,
-                                                     ", beyond max_position_embeddings ",
-                                                     c.max_position_embeddings));
+                                                     ", beyond max_position_embeddings ", c.max_position_embeddings));
     }
     for (int32_t t : ch.tokens) {
       if (t < 0 || t >= c.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat("chunk ", i, ": token id ", t,
-                                                       " outside the vocabulary [0, ",
-                                                       c.vocab_size, ")"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("chunk ", i, ": token id ", t, " outside the vocabulary [0, ", c.vocab_size, ")"));
       }
     }
   }
@@ -290,9 +283,8 @@ absl::Status ReserveForwardChunks(BlockAllocator& alloc, std::span<const Forward
   return absl::OkStatus();
 }
 
-absl::Status Forward(const Model& model, KvBlockPool& pool, std::span<const ForwardChunk> chunks,
-                     ForwardWorkspace* ws, std::vector<float>* logits,
-                     const ForwardOptions& options) {
+absl::Status Forward(const Model& model, KvBlockPool& pool, std::span<const ForwardChunk> chunks, ForwardWorkspace* ws,
+                     std::vector<float>* logits, const ForwardOptions& options) {
   const ModelConfig& c = model.config;
   if (chunks.empty()) return absl::InvalidArgumentError("Forward needs at least one chunk");
   if (pool.storage().kv_dim() != c.kv_dim()) {
@@ -302,8 +294,7 @@ absl::Status Forward(const Model& model, KvBlockPool& pool, std::span<const Forw
   SLQ_RETURN_IF_ERROR(ReserveForwardChunks(pool.allocator(), chunks));
   int64_t T = 0;
   for (const ForwardChunk& ch : chunks) T += static_cast<int64_t>(ch.tokens.size());
-  Pass p{model, c, pool, chunks, *ws, T, 0,
-         options.threads > 0 ? options.threads : DefaultThreads()};
+  Pass p{model, c, pool, chunks, *ws, T, 0, options.threads > 0 ? options.threads : DefaultThreads()};
   Prepare(p);
   for (int64_t l = 0; l < c.num_layers; ++l) Layer(p, l);
   Logits(p, logits);
@@ -311,8 +302,7 @@ absl::Status Forward(const Model& model, KvBlockPool& pool, std::span<const Forw
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<float>> TeacherForcedLogits(const Model& model,
-                                                       std::span<const int32_t> tokens) {
+absl::StatusOr<std::vector<float>> TeacherForcedLogits(const Model& model, std::span<const int32_t> tokens) {
   thread_local ForwardWorkspace ws;
   constexpr int64_t kBlock = 16;
   const int64_t n = static_cast<int64_t>(tokens.size());

@@ -150,14 +150,12 @@ TEST_P(ForwardVariantTest, MatchesNaiveReference) {
 
 INSTANTIATE_TEST_SUITE_P(
     Architectures, ForwardVariantTest,
-    ::testing::Values(TinyModelSpec{},
-                      TinyModelSpec{.tied = true, .seed = 2},
+    ::testing::Values(TinyModelSpec{}, TinyModelSpec{.tied = true, .seed = 2},
                       TinyModelSpec{.architecture = "Qwen2ForCausalLM", .qkv_bias = true, .seed = 3},
                       TinyModelSpec{.architecture = "Qwen3ForCausalLM", .qk_norm = true, .seed = 4},
-                      TinyModelSpec{.architecture = "MistralForCausalLM", .kv_heads = 4,
-                                    .rope_theta = 500.0, .seed = 5},
-                      TinyModelSpec{.architecture = "MistralForCausalLM", .seed = 6,
-                                    .sliding_window = 5}));
+                      TinyModelSpec{
+                          .architecture = "MistralForCausalLM", .kv_heads = 4, .rope_theta = 500.0, .seed = 5},
+                      TinyModelSpec{.architecture = "MistralForCausalLM", .seed = 6, .sliding_window = 5}));
 
 TEST(ForwardTest, SlidingWindowChangesLongContextsOnly) {
   TinyModelSpec full{.architecture = "MistralForCausalLM", .seed = 6};
@@ -252,13 +250,11 @@ TEST(ForwardTest, ErrorsLeaveTablesUnchanged) {
 
   const std::vector<int32_t> bad = {1, 64};
   ForwardChunk c{&b, bad, false};
-  EXPECT_THAT(Forward(*m, pool, std::span(&c, 1), &ws, &logits).message(),
-              ::testing::HasSubstr("token id 64"));
+  EXPECT_THAT(Forward(*m, pool, std::span(&c, 1), &ws, &logits).message(), ::testing::HasSubstr("token id 64"));
   ForwardChunk dup[] = {{&a, std::span(eight).first(1), false}, {&a, std::span(eight).first(1), false}};
   EXPECT_FALSE(Forward(*m, pool, dup, &ws, &logits).ok());
   std::vector<int32_t> longseq(65, 3);
-  EXPECT_THAT(TeacherForcedLogits(*m, longseq).status().message(),
-              ::testing::HasSubstr("max_position_embeddings"));
+  EXPECT_THAT(TeacherForcedLogits(*m, longseq).status().message(), ::testing::HasSubstr("max_position_embeddings"));
   EXPECT_EQ(a.num_tokens, 8);
 }
 

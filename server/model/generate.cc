@@ -15,8 +15,7 @@ double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_cloc
 }  // namespace
 
 absl::StatusOr<GenerateResult> Generate(const Model& model, std::span<const int32_t> prompt,
-                                        const GenerateOptions& options,
-                                        const TokenCallback& on_token) {
+                                        const GenerateOptions& options, const TokenCallback& on_token) {
   const ModelConfig& c = model.config;
   if (prompt.empty()) return absl::InvalidArgumentError("prompt must have at least one token");
   if (options.max_new_tokens < 0) return absl::InvalidArgumentError("max_new_tokens must be >= 0");
@@ -60,8 +59,7 @@ absl::StatusOr<GenerateResult> Generate(const Model& model, std::span<const int3
       break;
     }
     chunk = ForwardChunk{&table, std::span<const int32_t>(&history.back(), 1), false};
-    SLQ_RETURN_IF_ERROR(
-        Forward(model, pool, std::span<const ForwardChunk>(&chunk, 1), &ws, &logits));
+    SLQ_RETURN_IF_ERROR(Forward(model, pool, std::span<const ForwardChunk>(&chunk, 1), &ws, &logits));
   }
   result.decode_seconds = Seconds(t1, std::chrono::steady_clock::now());
   return result;

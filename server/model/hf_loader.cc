@@ -24,8 +24,7 @@ class HfLoad {
     SLQ_RETURN_IF_ERROR(ExpectShape(*t, shape));
     return ToFloat32(*t);
   }
-  absl::StatusOr<std::unique_ptr<LinearOp>> Linear(const std::string& name, int64_t out,
-                                                   int64_t in) {
+  absl::StatusOr<std::unique_ptr<LinearOp>> Linear(const std::string& name, int64_t out, int64_t in) {
     SLQ_ASSIGN_OR_RETURN(std::vector<float> w, Vec(name + ".weight", {out, in}));
     return std::unique_ptr<LinearOp>(new DenseLinear(out, in, std::move(w)));
   }
@@ -87,11 +86,9 @@ class HfSafetensorsLoader final : public ModelLoader {
  public:
   absl::string_view name() const override { return "hf-safetensors"; }
   bool Accepts(const std::string& path) const override {
-    return std::filesystem::is_directory(path) &&
-           std::filesystem::exists(std::filesystem::path(path) / "config.json");
+    return std::filesystem::is_directory(path) && std::filesystem::exists(std::filesystem::path(path) / "config.json");
   }
-  absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir,
-                                              const LoadOptions& options) const override {
+  absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir, const LoadOptions& options) const override {
     auto model = std::make_unique<Model>();
     SLQ_ASSIGN_OR_RETURN(model->config, LoadHfConfig(dir));
     SLQ_ASSIGN_OR_RETURN(auto store, TensorStore::OpenDir(dir));
@@ -119,11 +116,14 @@ class HfSafetensorsLoader final : public ModelLoader {
     const int n_layers = model->config.num_layers;
     std::vector<absl::Status> status(static_cast<size_t>(n_layers) + 1);
     HfLoad load(*store, model.get());
-    WorkerPool::Default().Run(n_layers + 1, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        status[static_cast<size_t>(i)] = i < n_layers ? load.Layer(static_cast<int>(i)) : load.EmbeddingsAndHead();
-      }
-    }, n_layers + 1);
+    WorkerPool::Default().Run(
+        n_layers + 1,
+        [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) {
+            status[static_cast<size_t>(i)] = i < n_layers ? load.Layer(static_cast<int>(i)) : load.EmbeddingsAndHead();
+          }
+        },
+        n_layers + 1);
     const absl::Status digested = digests.valid() ? digests.get() : absl::OkStatus();
     for (const absl::Status& st : status) SLQ_RETURN_IF_ERROR(st);
     SLQ_RETURN_IF_ERROR(digested);
@@ -136,8 +136,6 @@ class HfSafetensorsLoader final : public ModelLoader {
 
 }  // namespace
 
-std::unique_ptr<ModelLoader> MakeHfSafetensorsLoader() {
-  return std::make_unique<HfSafetensorsLoader>();
-}
+std::unique_ptr<ModelLoader> MakeHfSafetensorsLoader() { return std::make_unique<HfSafetensorsLoader>(); }
 
 }  // namespace slq

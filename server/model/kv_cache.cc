@@ -28,10 +28,9 @@ absl::Status BlockAllocator::Reserve(BlockTable* table, int64_t tokens) {
   if (need <= 0) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
   if (need > static_cast<int64_t>(free_.size())) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("KV cache full: ", tokens, " positions need ", need, " more blocks of ",
-                     block_size_, " tokens, only ", free_.size(), " of ", num_blocks_,
-                     " are free"));
+    return absl::ResourceExhaustedError(absl::StrCat("KV cache full: ", tokens, " positions need ", need,
+                                                     " more blocks of ", block_size_, " tokens, only ", free_.size(),
+                                                     " of ", num_blocks_, " are free"));
   }
   for (int64_t i = 0; i < need; ++i) {
     table->blocks.push_back(free_.back());
@@ -69,7 +68,6 @@ int64_t KvBlockPool::BlocksForBudget(const ModelConfig& c, int64_t block_size, s
 }
 
 KvBlockPool::KvBlockPool(const ModelConfig& c, int64_t block_size, int64_t num_blocks)
-    : allocator_(num_blocks, block_size),
-      storage_(num_blocks, allocator_.block_size(), c.num_layers, c.kv_dim()) {}
+    : allocator_(num_blocks, block_size), storage_(num_blocks, allocator_.block_size(), c.num_layers, c.kv_dim()) {}
 
 }  // namespace slq

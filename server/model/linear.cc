@@ -17,15 +17,14 @@ constexpr int64_t kParallelWork = 1 << 16;
 constexpr int64_t kRowAlign = 16;
 
 // y[:, r0:r1] = x W[r0:r1, :]^T; y has row stride `out`.
-void GemmRows(const float* w, int64_t out, int64_t in, const float* x, int64_t n, float* y,
-              int64_t r0, int64_t r1) {
+void GemmRows(const float* w, int64_t out, int64_t in, const float* x, int64_t n, float* y, int64_t r0, int64_t r1) {
   const blasint rows = static_cast<blasint>(r1 - r0), k = static_cast<blasint>(in);
   if (n == 1) {
     cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, k, 1.0f, w + r0 * in, k, x, 1, 0.0f, y + r0, 1);
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(n), rows, k, 1.0f, x,
-              k, w + r0 * in, k, 0.0f, y + r0, static_cast<blasint>(out));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(n), rows, k, 1.0f, x, k, w + r0 * in, k,
+              0.0f, y + r0, static_cast<blasint>(out));
 }
 
 }  // namespace

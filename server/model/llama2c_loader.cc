@@ -37,10 +37,8 @@ class Reader {
   absl::StatusOr<std::vector<float>> Floats(int64_t n, absl::string_view what) {
     const uint64_t bytes = static_cast<uint64_t>(n) * 4;
     if (pos_ + bytes > data_.size()) {
-      return absl::InvalidArgumentError(absl::StrCat("llama2.c checkpoint '", path_,
-                                                     "' is truncated: reading ", what, " needs ",
-                                                     pos_ + bytes, " bytes, file has ",
-                                                     data_.size()));
+      return absl::InvalidArgumentError(absl::StrCat("llama2.c checkpoint '", path_, "' is truncated: reading ", what,
+                                                     " needs ", pos_ + bytes, " bytes, file has ", data_.size()));
     }
     std::vector<float> v(static_cast<size_t>(n));
     if (n > 0) std::memcpy(v.data(), data_.data() + pos_, bytes);
@@ -56,8 +54,7 @@ class Reader {
   uint64_t pos_ = kHeaderInts * 4;
 };
 
-absl::StatusOr<ModelConfig> ParseHeader(const std::string& data, const std::string& path,
-                                        bool* shared) {
+absl::StatusOr<ModelConfig> ParseHeader(const std::string& data, const std::string& path, bool* shared) {
   if (data.size() < kHeaderInts * 4) {
     return absl::InvalidArgumentError(
         absl::StrCat("llama2.c checkpoint '", path, "' is shorter than its 28-byte header"));
@@ -82,23 +79,20 @@ absl::StatusOr<ModelConfig> ParseHeader(const std::string& data, const std::stri
   c.bos_token_id = 1;
   c.eos_token_ids = {2, 1};
   if (c.num_heads <= 0 || c.hidden_size % c.num_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("llama2.c checkpoint '", path, "': dim ",
-                                                   c.hidden_size, " not divisible by n_heads ",
-                                                   c.num_heads));
+    return absl::InvalidArgumentError(absl::StrCat("llama2.c checkpoint '", path, "': dim ", c.hidden_size,
+                                                   " not divisible by n_heads ", c.num_heads));
   }
   SLQ_RETURN_IF_ERROR(c.Validate());
   // The header fixes the file size exactly; check it before allocating anything.
   const int64_t d = c.hidden_size, l = c.num_layers, f = c.intermediate_size;
-  const int64_t floats = c.vocab_size * d * (*shared ? 1 : 2) + l * d * 2 +
-                         l * d * (c.q_dim() + 2 * c.kv_dim()) + l * c.q_dim() * d +
-                         l * f * d * 3 + d + c.max_position_embeddings * c.head_dim;
+  const int64_t floats = c.vocab_size * d * (*shared ? 1 : 2) + l * d * 2 + l * d * (c.q_dim() + 2 * c.kv_dim()) +
+                         l * c.q_dim() * d + l * f * d * 3 + d + c.max_position_embeddings * c.head_dim;
   const uint64_t want = kHeaderInts * 4 + static_cast<uint64_t>(floats) * 4;
   if (want != data.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "llama2.c checkpoint '", path, "': header {dim ", d, ", hidden_dim ", f, ", n_layers ", l,
-        ", n_heads ", c.num_heads, ", n_kv_heads ", c.num_kv_heads, ", vocab ", c.vocab_size,
-        ", seq_len ", c.max_position_embeddings, "} implies ", want, " bytes but the file has ",
-        data.size(), (want > data.size() ? " (truncated)" : "")));
+        "llama2.c checkpoint '", path, "': header {dim ", d, ", hidden_dim ", f, ", n_layers ", l, ", n_heads ",
+        c.num_heads, ", n_kv_heads ", c.num_kv_heads, ", vocab ", c.vocab_size, ", seq_len ", c.max_position_embeddings,
+        "} implies ", want, " bytes but the file has ", data.size(), (want > data.size() ? " (truncated)" : "")));
   }
   return c;
 }
@@ -113,8 +107,7 @@ absl::Status ReadPerLayer(Reader& r, Model& m, int64_t out, int64_t in, absl::st
   return absl::OkStatus();
 }
 
-absl::Status ReadNorms(Reader& r, Model& m, std::vector<float> LayerWeights::*slot,
-                       absl::string_view what) {
+absl::Status ReadNorms(Reader& r, Model& m, std::vector<float> LayerWeights::*slot, absl::string_view what) {
   for (auto& l : m.layers) {
     SLQ_ASSIGN_OR_RETURN(l.*slot, r.Floats(m.config.hidden_size, what));
   }
@@ -127,8 +120,7 @@ class Llama2cLoader final : public ModelLoader {
   bool Accepts(const std::string& path) const override {
     return std::filesystem::is_regular_file(path) && absl::EndsWith(path, ".bin");
   }
-  absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& path,
-                                              const LoadOptions& options) const override {
+  absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& path, const LoadOptions& options) const override {
     SLQ_ASSIGN_OR_RETURN(std::string data, ReadFile(path));
     bool shared = true;
     auto model = std::make_unique<Model>();
@@ -139,15 +131,13 @@ class Llama2cLoader final : public ModelLoader {
     model->source_path = path;
     if (options.compute_sha256) {
       std::filesystem::path p(path);
-      SLQ_RETURN_IF_ERROR(ComputeFileDigests(p.parent_path().string(),
-                                             {p.filename().string()}, model.get()));
+      SLQ_RETURN_IF_ERROR(ComputeFileDigests(p.parent_path().string(), {p.filename().string()}, model.get()));
     }
     return model;
   }
 
  private:
-  static absl::Status ReadWeights(const std::string& data, const std::string& path, bool shared,
-                                  Model* model) {
+  static absl::Status ReadWeights(const std::string& data, const std::string& path, bool shared, Model* model) {
     Model& m = *model;
     const ModelConfig& c = m.config;
     const int64_t d = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), f = c.intermediate_size;
@@ -172,9 +162,8 @@ class Llama2cLoader final : public ModelLoader {
       SLQ_ASSIGN_OR_RETURN(head, r.Floats(c.vocab_size * d, "wcls"));
     }
     if (r.pos() != data.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("llama2.c checkpoint '", path, "': header implies ", r.pos(),
-                       " bytes but the file has ", data.size()));
+      return absl::InvalidArgumentError(absl::StrCat("llama2.c checkpoint '", path, "': header implies ", r.pos(),
+                                                     " bytes but the file has ", data.size()));
     }
     m.lm_head = std::make_unique<DenseLinear>(c.vocab_size, d, std::move(head));
     return absl::OkStatus();

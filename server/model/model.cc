@@ -33,20 +33,17 @@ std::vector<ConstLinearSlot> Model::LinearSlots() const {
 }
 
 namespace {
-int64_t OpParams(const std::unique_ptr<LinearOp>& op) {
-  return op ? op->in_features() * op->out_features() : 0;
-}
+int64_t OpParams(const std::unique_ptr<LinearOp>& op) { return op ? op->in_features() * op->out_features() : 0; }
 size_t VecBytes(const std::vector<float>& v) { return v.size() * sizeof(float); }
 }  // namespace
 
 int64_t Model::ParamCount() const {
   int64_t n = static_cast<int64_t>(embed.size() + final_norm.size());
   for (const LayerWeights& l : layers) {
-    n += static_cast<int64_t>(l.attn_norm.size() + l.mlp_norm.size() + l.q_bias.size() +
-                              l.k_bias.size() + l.v_bias.size() + l.q_norm.size() +
-                              l.k_norm.size());
-    n += OpParams(l.q_proj) + OpParams(l.k_proj) + OpParams(l.v_proj) + OpParams(l.o_proj) +
-         OpParams(l.gate_proj) + OpParams(l.up_proj) + OpParams(l.down_proj);
+    n += static_cast<int64_t>(l.attn_norm.size() + l.mlp_norm.size() + l.q_bias.size() + l.k_bias.size() +
+                              l.v_bias.size() + l.q_norm.size() + l.k_norm.size());
+    n += OpParams(l.q_proj) + OpParams(l.k_proj) + OpParams(l.v_proj) + OpParams(l.o_proj) + OpParams(l.gate_proj) +
+         OpParams(l.up_proj) + OpParams(l.down_proj);
   }
   if (!config.tie_word_embeddings) n += OpParams(lm_head);
   return n;
@@ -56,10 +53,10 @@ size_t Model::MemoryBytes() const {
   size_t n = VecBytes(embed) + VecBytes(final_norm);
   auto op_bytes = [](const std::unique_ptr<LinearOp>& op) { return op ? op->MemoryBytes() : 0; };
   for (const LayerWeights& l : layers) {
-    n += VecBytes(l.attn_norm) + VecBytes(l.mlp_norm) + VecBytes(l.q_bias) + VecBytes(l.k_bias) +
-         VecBytes(l.v_bias) + VecBytes(l.q_norm) + VecBytes(l.k_norm);
-    n += op_bytes(l.q_proj) + op_bytes(l.k_proj) + op_bytes(l.v_proj) + op_bytes(l.o_proj) +
-         op_bytes(l.gate_proj) + op_bytes(l.up_proj) + op_bytes(l.down_proj);
+    n += VecBytes(l.attn_norm) + VecBytes(l.mlp_norm) + VecBytes(l.q_bias) + VecBytes(l.k_bias) + VecBytes(l.v_bias) +
+         VecBytes(l.q_norm) + VecBytes(l.k_norm);
+    n += op_bytes(l.q_proj) + op_bytes(l.k_proj) + op_bytes(l.v_proj) + op_bytes(l.o_proj) + op_bytes(l.gate_proj) +
+         op_bytes(l.up_proj) + op_bytes(l.down_proj);
   }
   return n + op_bytes(lm_head);
 }

@@ -20,15 +20,15 @@
 namespace slq {
 
 struct LayerWeights {
-  std::vector<float> attn_norm;  // [hidden] input_layernorm
-  std::vector<float> mlp_norm;   // [hidden] post_attention_layernorm
-  std::unique_ptr<LinearOp> q_proj;     // [q_dim, hidden]
-  std::unique_ptr<LinearOp> k_proj;     // [kv_dim, hidden]
-  std::unique_ptr<LinearOp> v_proj;     // [kv_dim, hidden]
-  std::unique_ptr<LinearOp> o_proj;     // [hidden, q_dim]
-  std::unique_ptr<LinearOp> gate_proj;  // [intermediate, hidden]
-  std::unique_ptr<LinearOp> up_proj;    // [intermediate, hidden]
-  std::unique_ptr<LinearOp> down_proj;  // [hidden, intermediate]
+  std::vector<float> attn_norm;               // [hidden] input_layernorm
+  std::vector<float> mlp_norm;                // [hidden] post_attention_layernorm
+  std::unique_ptr<LinearOp> q_proj;           // [q_dim, hidden]
+  std::unique_ptr<LinearOp> k_proj;           // [kv_dim, hidden]
+  std::unique_ptr<LinearOp> v_proj;           // [kv_dim, hidden]
+  std::unique_ptr<LinearOp> o_proj;           // [hidden, q_dim]
+  std::unique_ptr<LinearOp> gate_proj;        // [intermediate, hidden]
+  std::unique_ptr<LinearOp> up_proj;          // [intermediate, hidden]
+  std::unique_ptr<LinearOp> down_proj;        // [hidden, intermediate]
   std::vector<float> q_bias, k_bias, v_bias;  // [q_dim], [kv_dim], [kv_dim]; empty unless qkv_bias
   std::vector<float> q_norm, k_norm;          // [head_dim] each; empty unless qk_norm
 };
@@ -58,13 +58,13 @@ struct FileDigest {
 
 struct Model {
   ModelConfig config;
-  std::vector<float> embed;       // [vocab, hidden] token embeddings
+  std::vector<float> embed;  // [vocab, hidden] token embeddings
   std::vector<LayerWeights> layers;
-  std::vector<float> final_norm;  // [hidden]
+  std::vector<float> final_norm;      // [hidden]
   std::unique_ptr<LinearOp> lm_head;  // [vocab, hidden]; a copy of `embed` when tied
 
-  std::string format;       // loader name: "hf-safetensors", "llama2c"
-  std::string source_path;  // what was loaded
+  std::string format;             // loader name: "hf-safetensors", "llama2c"
+  std::string source_path;        // what was loaded
   std::vector<FileDigest> files;  // empty if digests were not computed
   // sha256 over the sorted "name sha256\n" lines of `files`: the model's identity.
   std::string identity_sha256;

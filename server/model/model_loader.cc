@@ -23,21 +23,18 @@ const std::vector<std::unique_ptr<ModelLoader>>& ModelLoaders() {
   return *loaders;
 }
 
-absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& path,
-                                                 const LoadOptions& options) {
+absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& path, const LoadOptions& options) {
   std::vector<absl::string_view> names;
   for (const auto& loader : ModelLoaders()) {
     if (loader->Accepts(path)) return loader->Load(path, options);
     names.push_back(loader->name());
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("'", path, "' is not a model in a known format (tried: ",
-                   absl::StrJoin(names, ", "),
+      absl::StrCat("'", path, "' is not a model in a known format (tried: ", absl::StrJoin(names, ", "),
                    "; expected a folder with config.json + safetensors, or a llama2.c .bin)"));
 }
 
-absl::Status ComputeFileDigests(const std::string& root, const std::vector<std::string>& names,
-                                Model* model) {
+absl::Status ComputeFileDigests(const std::string& root, const std::vector<std::string>& names, Model* model) {
   model->files.clear();
   // One thread per file (sharded checkpoints hash in parallel). Own threads, not the shared
   // WorkerPool: the HF loader hashes while the pool converts layers, and a busy pool would run
@@ -74,20 +71,17 @@ absl::Status ComputeFileDigests(const std::string& root, const std::vector<std::
 }
 
 namespace {
-absl::Status CheckOp(const std::unique_ptr<LinearOp>& op, absl::string_view name, int64_t out,
-                     int64_t in) {
+absl::Status CheckOp(const std::unique_ptr<LinearOp>& op, absl::string_view name, int64_t out, int64_t in) {
   if (!op) return absl::InvalidArgumentError(absl::StrCat("model has no ", name));
   if (op->out_features() != out || op->in_features() != in) {
-    return absl::InvalidArgumentError(absl::StrCat(name, " is [", op->out_features(), ", ",
-                                                   op->in_features(), "], expected [", out, ", ",
-                                                   in, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " is [", op->out_features(), ", ", op->in_features(), "], expected [", out, ", ", in, "]"));
   }
   return absl::OkStatus();
 }
 absl::Status CheckVec(const std::vector<float>& v, absl::string_view name, int64_t n) {
   if (static_cast<int64_t>(v.size()) == n) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat(name, " has ", v.size(), " values, expected ", n));
+  return absl::InvalidArgumentError(absl::StrCat(name, " has ", v.size(), " values, expected ", n));
 }
 }  // namespace
 

@@ -14,8 +14,8 @@
 #include <memory>
 #include <span>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
 #include "server/model/model.h"
@@ -32,8 +32,8 @@ class ModelLoader {
   virtual absl::string_view name() const = 0;
   // Cheap check (file names, magic) whether `path` looks like this format.
   virtual bool Accepts(const std::string& path) const = 0;
-  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<Model>> Load(
-      const std::string& path, const LoadOptions& options) const = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& path,
+                                                                    const LoadOptions& options) const = 0;
 };
 
 // The registered loaders, in the order LoadModel tries them.
@@ -48,8 +48,8 @@ std::unique_ptr<ModelLoader> MakeLlama2cLoader();
 
 // Helpers shared by loaders.
 // Fills model->files (sha256 of root/name for each name) and model->identity_sha256.
-[[nodiscard]] absl::Status ComputeFileDigests(const std::string& root,
-                                              const std::vector<std::string>& names, Model* model);
+[[nodiscard]] absl::Status ComputeFileDigests(const std::string& root, const std::vector<std::string>& names,
+                                              Model* model);
 // Checks that every layer has all its ops and the tensors have the config's sizes.
 [[nodiscard]] absl::Status CheckModelShapes(const Model& model);
 

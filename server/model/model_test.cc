@@ -75,8 +75,7 @@ TEST(ModelLoaderTest, TiedBf16StoresOnlyEmbeddings) {
   EXPECT_NEAR((*m)->embed[5], w["model.embed_tokens.weight"].data[5],
               std::abs(w["model.embed_tokens.weight"].data[5]) / 128);
   // The tied head is counted once.
-  EXPECT_EQ((*m)->ParamCount() + spec.vocab * spec.hidden,
-            static_cast<int64_t>((*m)->MemoryBytes() / 4));
+  EXPECT_EQ((*m)->ParamCount() + spec.vocab * spec.hidden, static_cast<int64_t>((*m)->MemoryBytes() / 4));
 }
 
 TEST(ModelLoaderTest, LoadsLlama2cCheckpoint) {

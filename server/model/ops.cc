@@ -42,16 +42,14 @@ std::vector<float> RopeInvFreq(const ModelConfig& c) {
         f = static_cast<float>(f / s.factor);
         continue;
       }
-      const double smooth =
-          (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+      const double smooth = (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
       f = static_cast<float>((1.0 - smooth) * f / s.factor + smooth * f);
     }
   }
   return inv;
 }
 
-void RopeTables(const std::vector<float>& inv_freq, const int64_t* positions, int64_t n_pos,
-                float* cos, float* sin) {
+void RopeTables(const std::vector<float>& inv_freq, const int64_t* positions, int64_t n_pos, float* cos, float* sin) {
   const int64_t half = static_cast<int64_t>(inv_freq.size());
   for (int64_t p = 0; p < n_pos; ++p) {
     const float pos = static_cast<float>(positions[p]);
@@ -63,8 +61,7 @@ void RopeTables(const std::vector<float>& inv_freq, const int64_t* positions, in
   }
 }
 
-void ApplyRope(float* v, int64_t n_heads, int64_t head_dim, const float* cos, const float* sin,
-               RopeStyle style) {
+void ApplyRope(float* v, int64_t n_heads, int64_t head_dim, const float* cos, const float* sin, RopeStyle style) {
   const int64_t half = head_dim / 2;
   for (int64_t h = 0; h < n_heads; ++h) {
     float* x = v + h * head_dim;

@@ -19,13 +19,11 @@ void RmsNorm(const float* x, const float* w, int64_t rows, int64_t n, double eps
 std::vector<float> RopeInvFreq(const ModelConfig& config);
 
 // cos/sin of pos * inv_freq for each position: cos, sin: [n_pos, head_dim / 2].
-void RopeTables(const std::vector<float>& inv_freq, const int64_t* positions, int64_t n_pos,
-                float* cos, float* sin);
+void RopeTables(const std::vector<float>& inv_freq, const int64_t* positions, int64_t n_pos, float* cos, float* sin);
 
 // Rotates `n_heads` heads of size head_dim stored contiguously in v ([n_heads, head_dim]) by
 // one position's cos/sin ([head_dim / 2] each).
-void ApplyRope(float* v, int64_t n_heads, int64_t head_dim, const float* cos, const float* sin,
-               RopeStyle style);
+void ApplyRope(float* v, int64_t n_heads, int64_t head_dim, const float* cos, const float* sin, RopeStyle style);
 
 // h[i] = silu(g[i]) * u[i], silu(x) = x / (1 + exp(-x)). h may alias g.
 void SwiGlu(const float* g, const float* u, int64_t n, float* h);

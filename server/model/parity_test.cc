@@ -76,8 +76,8 @@ TEST_P(ParityTest, LogitsArgmaxAndGreedyMatchTransformers) {
     }
   }
   const double tol = 1e-4 * std::max(1.0, max_abs_ref);
-  std::cout << name << ": max |logit| " << max_abs_ref << ", max abs error " << max_err
-            << " (tolerance " << tol << ")\n";
+  std::cout << name << ": max |logit| " << max_abs_ref << ", max abs error " << max_err << " (tolerance " << tol
+            << ")\n";
   EXPECT_LE(max_err, tol);
 
   double max_lse_err = 0;
@@ -105,12 +105,11 @@ TEST_P(ParityTest, LogitsArgmaxAndGreedyMatchTransformers) {
   EXPECT_EQ(got->tokens, want);
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, ParityTest, ::testing::Values("tinystories-656k", "docs-19m"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           std::replace(n.begin(), n.end(), '-', '_');
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(Models, ParityTest, ::testing::Values("tinystories-656k", "docs-19m"), [](const auto& info) {
+  std::string n = info.param;
+  std::replace(n.begin(), n.end(), '-', '_');
+  return n;
+});
 
 }  // namespace
 }  // namespace slq

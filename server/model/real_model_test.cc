@@ -206,8 +206,7 @@ TEST(RealModelTest, Stories260k) {
   auto m = LoadModel(Models() + "/stories260k/stories260K.bin");
   ASSERT_TRUE(m.ok()) << m.status();
   const Model& model = **m;
-  EXPECT_EQ(model.files.at(0).sha256,
-            "b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696");
+  EXPECT_EQ(model.files.at(0).sha256, "b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696");
   EXPECT_EQ(model.config.rope_style, RopeStyle::kInterleaved);
   Llama2cVocab vocab(Models() + "/stories260k/tok512.bin", 512);
   std::vector<std::vector<int32_t>> seqs;
@@ -230,8 +229,7 @@ TEST(RealModelTest, TinyStories656k) {
   const Model& model = **m;
   ASSERT_EQ(model.files.size(), 2u);
   EXPECT_EQ(model.files[1].name, "model.safetensors");
-  EXPECT_EQ(model.files[1].sha256,
-            "187d0d5e8360d9625e40e0b35ec57d1ef0eea1a60ddcf09412246bed3484852f");
+  EXPECT_EQ(model.files[1].sha256, "187d0d5e8360d9625e40e0b35ec57d1ef0eea1a60ddcf09412246bed3484852f");
   EXPECT_TRUE(model.config.tie_word_embeddings);
   EXPECT_EQ(model.ParamCount(), 656000);  // README: 656,000 (tied head counted once)
   HfBpe bpe(Models() + "/tinystories-656k");

@@ -33,10 +33,9 @@ struct DTypeInfo {
   size_t size;
 };
 constexpr DTypeInfo kDTypes[] = {
-    {DType::kF32, "F32", 4}, {DType::kF16, "F16", 2}, {DType::kBF16, "BF16", 2},
-    {DType::kU8, "U8", 1},   {DType::kI8, "I8", 1},   {DType::kU16, "U16", 2},
-    {DType::kI16, "I16", 2}, {DType::kU32, "U32", 4}, {DType::kI32, "I32", 4},
-    {DType::kI64, "I64", 8},
+    {DType::kF32, "F32", 4}, {DType::kF16, "F16", 2}, {DType::kBF16, "BF16", 2}, {DType::kU8, "U8", 1},
+    {DType::kI8, "I8", 1},   {DType::kU16, "U16", 2}, {DType::kI16, "I16", 2},   {DType::kU32, "U32", 4},
+    {DType::kI32, "I32", 4}, {DType::kI64, "I64", 8},
 };
 
 std::string SupportedDTypes() {
@@ -49,23 +48,21 @@ absl::Status Corrupt(const std::string& file, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("safetensors file '", file, "': ", what));
 }
 
-absl::Status CorruptTensor(const std::string& file, absl::string_view tensor,
-                           absl::string_view what) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("safetensors file '", file, "', tensor '", tensor, "': ", what));
+absl::Status CorruptTensor(const std::string& file, absl::string_view tensor, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("safetensors file '", file, "', tensor '", tensor, "': ", what));
 }
 
 // Parses one header entry into *t (offsets relative to the data buffer -> [*begin, *end)).
-absl::Status ParseEntry(const std::string& file, const std::string& name, const json& e,
-                        TensorView* t, uint64_t* begin, uint64_t* end) {
+absl::Status ParseEntry(const std::string& file, const std::string& name, const json& e, TensorView* t, uint64_t* begin,
+                        uint64_t* end) {
   if (!e.is_object()) return CorruptTensor(file, name, "header entry is not an object");
   auto dt = e.find("dtype");
   auto sh = e.find("shape");
   auto off = e.find("data_offsets");
   if (dt == e.end() || !dt->is_string()) return CorruptTensor(file, name, "missing 'dtype'");
   if (sh == e.end() || !sh->is_array()) return CorruptTensor(file, name, "missing 'shape'");
-  if (off == e.end() || !off->is_array() || off->size() != 2 ||
-      !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned()) {
+  if (off == e.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
+      !(*off)[1].is_number_unsigned()) {
     return CorruptTensor(file, name, "'data_offsets' must be two non-negative integers");
   }
   auto dtype = ParseDType(dt->get<std::string>());
@@ -89,8 +86,7 @@ absl::Status ParseEntry(const std::string& file, const std::string& name, const 
   uint64_t want = numel * DTypeSize(t->dtype);
   if (*end - *begin != want) {
     return CorruptTensor(file, name,
-                         absl::StrCat("dtype ", DTypeName(t->dtype), " and shape ",
-                                      t->ShapeString(), " need ", want,
+                         absl::StrCat("dtype ", DTypeName(t->dtype), " and shape ", t->ShapeString(), " need ", want,
                                       " bytes but data_offsets span ", *end - *begin));
   }
   return absl::OkStatus();
@@ -157,7 +153,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromBytes(std::string bytes,
-                                                                          const std::string& what) {
+                                                                            const std::string& what) {
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = what;
   f->owned_ = std::move(bytes);
@@ -176,8 +172,8 @@ absl::Status SafetensorsFile::Parse() {
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | data_[i];
   if (n > size_ - 8 || n > kMaxHeaderBytes) {
-    return Corrupt(path_, absl::StrCat("header length ", n, " exceeds the file (",
-                                       size_ - 8, " bytes after the length field)"));
+    return Corrupt(
+        path_, absl::StrCat("header length ", n, " exceeds the file (", size_ - 8, " bytes after the length field)"));
   }
   absl::string_view text(reinterpret_cast<const char*>(data_ + 8), n);
   json header = json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -204,24 +200,22 @@ absl::Status SafetensorsFile::Parse() {
     uint64_t begin = 0, end = 0;
     SLQ_RETURN_IF_ERROR(ParseEntry(path_, it.key(), *it, &t, &begin, &end));
     if (end > data_size) {
-      return CorruptTensor(path_, it.key(),
-                           absl::StrCat("data_offsets [", begin, ", ", end,
-                                        ") beyond the data buffer of ", data_size, " bytes"));
+      return CorruptTensor(
+          path_, it.key(),
+          absl::StrCat("data_offsets [", begin, ", ", end, ") beyond the data buffer of ", data_size, " bytes"));
     }
     t.bytes = std::span<const uint8_t>(buffer + begin, end - begin);
     auto [pos, inserted] = tensors_.emplace(it.key(), std::move(t));
     ranges.push_back({begin, end, &pos->first});
   }
-  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Range& a, const Range& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
   for (size_t i = 1; i < ranges.size(); ++i) {
     const Range& a = ranges[i - 1];
     const Range& b = ranges[i];
     if (b.begin < a.end && b.end > b.begin && a.end > a.begin) {
-      return Corrupt(path_, absl::StrCat("tensors '", *a.name, "' [", a.begin, ", ", a.end,
-                                         ") and '", *b.name, "' [", b.begin, ", ", b.end,
-                                         ") overlap"));
+      return Corrupt(path_, absl::StrCat("tensors '", *a.name, "' [", a.begin, ", ", a.end, ") and '", *b.name, "' [",
+                                         b.begin, ", ", b.end, ") overlap"));
     }
   }
   return absl::OkStatus();
@@ -240,22 +234,20 @@ absl::StatusOr<std::unique_ptr<TensorStore>> TensorStore::OpenFile(const std::st
   return store;
 }
 
-absl::StatusOr<std::unique_ptr<TensorStore>> TensorStore::OpenIndex(
-    const std::string& index_path) {
+absl::StatusOr<std::unique_ptr<TensorStore>> TensorStore::OpenIndex(const std::string& index_path) {
   SLQ_ASSIGN_OR_RETURN(std::string text, ReadFile(index_path));
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") ||
-      !j["weight_map"].is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "index '", index_path, "' is not a JSON object with a 'weight_map' object"));
+  if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("index '", index_path, "' is not a JSON object with a 'weight_map' object"));
   }
   const std::filesystem::path dir = std::filesystem::path(index_path).parent_path();
   auto store = std::make_unique<TensorStore>();
   std::map<std::string, const SafetensorsFile*> shards;
   for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
     if (!it->is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat("index '", index_path, "': entry for '",
-                                                     it.key(), "' is not a file name"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("index '", index_path, "': entry for '", it.key(), "' is not a file name"));
     }
     const std::string shard = it->get<std::string>();
     if (shard.find("..") != std::string::npos || (!shard.empty() && shard[0] == '/')) {
@@ -269,9 +261,8 @@ absl::StatusOr<std::unique_ptr<TensorStore>> TensorStore::OpenIndex(
     }
     const TensorView* v = shards[shard]->Find(it.key());
     if (v == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("index '", index_path, "' maps tensor '",
-                                                     it.key(), "' to '", shard,
-                                                     "' but that shard does not contain it"));
+      return absl::InvalidArgumentError(absl::StrCat("index '", index_path, "' maps tensor '", it.key(), "' to '",
+                                                     shard, "' but that shard does not contain it"));
     }
     store->index_[it.key()] = v;
   }
@@ -296,8 +287,7 @@ const TensorView* TensorStore::Find(absl::string_view name) const {
 absl::StatusOr<const TensorView*> TensorStore::Get(absl::string_view name) const {
   const TensorView* v = Find(name);
   if (v != nullptr) return v;
-  return absl::NotFoundError(absl::StrCat("tensor '", name, "' not found in ",
-                                          absl::StrJoin(FilePaths(), ", ")));
+  return absl::NotFoundError(absl::StrCat("tensor '", name, "' not found in ", absl::StrJoin(FilePaths(), ", ")));
 }
 
 std::vector<std::string> TensorStore::Names() const {
@@ -325,19 +315,21 @@ absl::StatusOr<std::vector<float>> ToFloat32(const TensorView& t) {
       const bool bf = t.dtype == DType::kBF16;
       // Parallel: an 8B-shaped checkpoint is ~7e9 values. Inside a parallel region (the loader
       // converts tensors of several layers at once) the pool runs this inline.
-      WorkerPool::Default().Run(static_cast<int64_t>(n), [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          uint16_t h;
-          std::memcpy(&h, p + 2 * i, 2);
-          out[i] = bf ? Bf16ToFloat(h) : HalfToFloat(h);
-        }
-      }, static_cast<int>(std::max<size_t>(1, n >> 18)));
+      WorkerPool::Default().Run(
+          static_cast<int64_t>(n),
+          [&](int64_t begin, int64_t end) {
+            for (int64_t i = begin; i < end; ++i) {
+              uint16_t h;
+              std::memcpy(&h, p + 2 * i, 2);
+              out[i] = bf ? Bf16ToFloat(h) : HalfToFloat(h);
+            }
+          },
+          static_cast<int>(std::max<size_t>(1, n >> 18)));
       return out;
     }
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor '", t.name, "' in '", t.file, "' has dtype ", DTypeName(t.dtype),
-                       "; only F32, F16 and BF16 convert to fp32"));
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "' in '", t.file, "' has dtype ",
+                                                     DTypeName(t.dtype), "; only F32, F16 and BF16 convert to fp32"));
   }
 }
 
@@ -345,20 +337,18 @@ absl::Status ExpectShape(const TensorView& t, std::span<const int64_t> shape) {
   if (std::equal(t.shape.begin(), t.shape.end(), shape.begin(), shape.end())) {
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "' in '", t.file,
-                                                 "' has shape ", t.ShapeString(), ", expected [",
-                                                 absl::StrJoin(shape, ", "), "]"));
+  return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "' in '", t.file, "' has shape ", t.ShapeString(),
+                                                 ", expected [", absl::StrJoin(shape, ", "), "]"));
 }
 
 absl::Status CheckRawAccess(const TensorView& t, DType expected, size_t elem_size) {
   if (t.dtype != expected) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "' in '", t.file,
-                                                   "' has dtype ", DTypeName(t.dtype),
-                                                   ", expected ", DTypeName(expected)));
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "' in '", t.file, "' has dtype ",
+                                                   DTypeName(t.dtype), ", expected ", DTypeName(expected)));
   }
   if (DTypeSize(expected) != elem_size) {
-    return absl::InvalidArgumentError(absl::StrCat("element size ", elem_size,
-                                                   " does not match dtype ", DTypeName(expected)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("element size ", elem_size, " does not match dtype ", DTypeName(expected)));
   }
   return absl::OkStatus();
 }

@@ -23,8 +23,8 @@
 #include <memory>
 #include <span>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
 
@@ -34,7 +34,7 @@ namespace slq {
 enum class DType { kF32, kF16, kBF16, kU8, kI8, kU16, kI16, kU32, kI32, kI64 };
 
 absl::string_view DTypeName(DType d);  // "F32", "BF16", ...
-size_t DTypeSize(DType d);            // bytes per element
+size_t DTypeSize(DType d);             // bytes per element
 // Parses a safetensors dtype string; InvalidArgument naming it and the supported list.
 absl::StatusOr<DType> ParseDType(absl::string_view name);
 
@@ -53,11 +53,10 @@ struct TensorView {
 class SafetensorsFile {
  public:
   // Maps and validates `path`. NotFound if missing; InvalidArgument if corrupt.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(
-      const std::string& path);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
   // Parses an in-memory blob (owned by the result); `what` names it in messages. Same checks.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<SafetensorsFile>> FromBytes(std::string bytes,
-                                                                                 const std::string& what);
+                                                                                  const std::string& what);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -85,15 +84,12 @@ class SafetensorsFile {
 class TensorStore {
  public:
   // One file.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<TensorStore>> OpenFile(
-      const std::string& path);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<TensorStore>> OpenFile(const std::string& path);
   // A model.safetensors.index.json: {"weight_map": {"tensor": "shard file", ...}}. Every
   // tensor named must exist in its shard; shard paths are relative to the index's folder.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<TensorStore>> OpenIndex(
-      const std::string& index_path);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<TensorStore>> OpenIndex(const std::string& index_path);
   // A folder holding model.safetensors or model.safetensors.index.json.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<TensorStore>> OpenDir(
-      const std::string& dir);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<TensorStore>> OpenDir(const std::string& dir);
 
   // NotFound naming the tensor and the files searched.
   [[nodiscard]] absl::StatusOr<const TensorView*> Get(absl::string_view name) const;

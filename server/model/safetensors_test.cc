@@ -124,8 +124,7 @@ TEST_F(SafetensorsTest, MissingTensorAndFile) {
   auto t = (*store)->Get("y");
   EXPECT_EQ(t.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(t.status().message(), HasSubstr("'y'"));
-  EXPECT_EQ(SafetensorsFile::Open(dir_ + "/nope.safetensors").status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(SafetensorsFile::Open(dir_ + "/nope.safetensors").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(TensorStore::OpenDir(dir_).status().code(), absl::StatusCode::kNotFound);
 }
 

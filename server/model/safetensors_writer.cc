@@ -8,8 +8,8 @@
 
 namespace slq {
 
-absl::Status SafetensorsWriter::Add(const std::string& name, DType dtype,
-                                    std::vector<int64_t> shape, std::span<const uint8_t> bytes) {
+absl::Status SafetensorsWriter::Add(const std::string& name, DType dtype, std::vector<int64_t> shape,
+                                    std::span<const uint8_t> bytes) {
   for (const Entry& e : entries_) {
     if (e.name == name) return absl::InvalidArgumentError(absl::StrCat("duplicate tensor '", name, "'"));
   }
@@ -19,9 +19,8 @@ absl::Status SafetensorsWriter::Add(const std::string& name, DType dtype,
     numel *= d;
   }
   if (bytes.size() != static_cast<size_t>(numel) * DTypeSize(dtype)) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': ", bytes.size(),
-                                                   " bytes for ", numel, " elements of ",
-                                                   DTypeName(dtype)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", name, "': ", bytes.size(), " bytes for ", numel, " elements of ", DTypeName(dtype)));
   }
   uint64_t begin = data_.size();
   data_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
@@ -32,17 +31,14 @@ absl::Status SafetensorsWriter::Add(const std::string& name, DType dtype,
 absl::Status SafetensorsWriter::AddF32(const std::string& name, std::vector<int64_t> shape,
                                        std::span<const float> values) {
   return Add(name, DType::kF32, std::move(shape),
-             std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(values.data()),
-                                      values.size() * sizeof(float)));
+             std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(values.data()), values.size() * sizeof(float)));
 }
 
 std::string SafetensorsWriter::Serialize() const {
   nlohmann::ordered_json h = nlohmann::ordered_json::object();
   if (!metadata_.empty()) h["__metadata__"] = metadata_;
   for (const Entry& e : entries_) {
-    h[e.name] = {{"dtype", std::string(DTypeName(e.dtype))},
-                 {"shape", e.shape},
-                 {"data_offsets", {e.begin, e.end}}};
+    h[e.name] = {{"dtype", std::string(DTypeName(e.dtype))}, {"shape", e.shape}, {"data_offsets", {e.begin, e.end}}};
   }
   std::string header = h.dump();
   while (header.size() % 8 != 0) header.push_back(' ');
@@ -54,8 +50,6 @@ std::string SafetensorsWriter::Serialize() const {
   return out;
 }
 
-absl::Status SafetensorsWriter::Write(const std::string& path) const {
-  return WriteFileAtomic(path, Serialize());
-}
+absl::Status SafetensorsWriter::Write(const std::string& path) const { return WriteFileAtomic(path, Serialize()); }
 
 }  // namespace slq

@@ -25,15 +25,14 @@ namespace slq {
 class SafetensorsWriter {
  public:
   // InvalidArgument if the name is taken or bytes.size() != numel * DTypeSize(dtype).
-  [[nodiscard]] absl::Status Add(const std::string& name, DType dtype,
-                                 std::vector<int64_t> shape, std::span<const uint8_t> bytes);
-  // The same from a raw buffer of `bytes` bytes (copied).
   [[nodiscard]] absl::Status Add(const std::string& name, DType dtype, std::vector<int64_t> shape,
-                                 const void* data, size_t bytes) {
+                                 std::span<const uint8_t> bytes);
+  // The same from a raw buffer of `bytes` bytes (copied).
+  [[nodiscard]] absl::Status Add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data,
+                                 size_t bytes) {
     return Add(name, dtype, std::move(shape), std::span<const uint8_t>(static_cast<const uint8_t*>(data), bytes));
   }
-  [[nodiscard]] absl::Status AddF32(const std::string& name, std::vector<int64_t> shape,
-                                    std::span<const float> values);
+  [[nodiscard]] absl::Status AddF32(const std::string& name, std::vector<int64_t> shape, std::span<const float> values);
   void SetMetadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
 
   std::string Serialize() const;

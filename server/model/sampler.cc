@@ -20,8 +20,8 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int64_t vocab_size)
     return absl::InvalidArgumentError(absl::StrCat("top_p ", p.top_p, " must be in (0, 1]"));
   }
   if (!std::isfinite(p.repetition_penalty) || p.repetition_penalty <= 0.0f) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "repetition_penalty ", p.repetition_penalty, " must be a finite number > 0 (1 = off)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("repetition_penalty ", p.repetition_penalty, " must be a finite number > 0 (1 = off)"));
   }
   for (int32_t s : p.stop_token_ids) {
     if (s < 0 || s >= vocab_size) {
@@ -35,8 +35,7 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int64_t vocab_size)
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
 
 bool Sampler::IsStop(int32_t token) const {
-  return std::find(params_.stop_token_ids.begin(), params_.stop_token_ids.end(), token) !=
-         params_.stop_token_ids.end();
+  return std::find(params_.stop_token_ids.begin(), params_.stop_token_ids.end(), token) != params_.stop_token_ids.end();
 }
 
 double Sampler::Uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
@@ -64,9 +63,7 @@ int32_t Sampler::Sample(std::span<const float> logits, std::span<const int32_t> 
   std::iota(idx_.begin(), idx_.end(), 0);
   const int64_t k = params_.top_k > 0 ? std::min<int64_t>(params_.top_k, n) : n;
   const bool needs_order = k < n || params_.top_p < 1.0f;
-  auto by_logit = [&](int32_t a, int32_t b) {
-    return work_[a] != work_[b] ? work_[a] > work_[b] : a < b;
-  };
+  auto by_logit = [&](int32_t a, int32_t b) { return work_[a] != work_[b] ? work_[a] > work_[b] : a < b; };
   if (needs_order) {
     std::partial_sort(idx_.begin(), idx_.begin() + k, idx_.end(), by_logit);
   } else {
@@ -104,8 +101,7 @@ int32_t Sampler::Sample(std::span<const float> logits, std::span<const int32_t> 
   return idx_[keep - 1];
 }
 
-size_t FindStopString(std::string_view text, const std::vector<std::string>& stops,
-                      size_t new_chars) {
+size_t FindStopString(std::string_view text, const std::vector<std::string>& stops, size_t new_chars) {
   size_t best = std::string_view::npos;
   for (const std::string& s : stops) {
     if (s.empty()) continue;

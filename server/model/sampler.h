@@ -25,10 +25,10 @@
 namespace slq {
 
 struct SamplingParams {
-  float temperature = 1.0f;          // >= 0; 0 = greedy
-  int32_t top_k = 0;                 // >= 0; 0 = no limit
-  float top_p = 1.0f;                // in (0, 1]
-  float repetition_penalty = 1.0f;   // > 0; 1 = off (CTRL: divide positive, multiply negative)
+  float temperature = 1.0f;         // >= 0; 0 = greedy
+  int32_t top_k = 0;                // >= 0; 0 = no limit
+  float top_p = 1.0f;               // in (0, 1]
+  float repetition_penalty = 1.0f;  // > 0; 1 = off (CTRL: divide positive, multiply negative)
   uint64_t seed = 0;
   std::vector<int32_t> stop_token_ids;  // generation ends after emitting one of these
 };
@@ -50,17 +50,16 @@ class Sampler {
 
   SamplingParams params_;
   std::mt19937_64 rng_;
-  std::vector<float> work_;               // [vocab] adjusted logits
-  std::vector<int32_t> idx_;              // candidate ids
-  std::vector<double> probs_;             // candidate probabilities
-  std::vector<uint8_t> seen_;             // [vocab] ids already penalised
+  std::vector<float> work_;    // [vocab] adjusted logits
+  std::vector<int32_t> idx_;   // candidate ids
+  std::vector<double> probs_;  // candidate probabilities
+  std::vector<uint8_t> seen_;  // [vocab] ids already penalised
 };
 
 // If `text` ends with (or contains, starting in its last `new_chars` characters) one of
 // `stops`, returns the position where the earliest such match starts; else npos. Callers check
 // decoded text after each token and cut it at the returned position.
-size_t FindStopString(std::string_view text, const std::vector<std::string>& stops,
-                      size_t new_chars);
+size_t FindStopString(std::string_view text, const std::vector<std::string>& stops, size_t new_chars);
 
 }  // namespace slq
 

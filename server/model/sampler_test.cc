@@ -87,9 +87,9 @@ TEST(SamplerTest, Validation) {
 TEST(SamplerTest, FindStopString) {
   std::vector<std::string> stops = {"\n\n", "END"};
   EXPECT_EQ(FindStopString("hello EN", stops, 2), std::string_view::npos);
-  EXPECT_EQ(FindStopString("hello END", stops, 1), 6u);   // match completed by the new char
-  EXPECT_EQ(FindStopString("a\n\nb END", stops, 7), 1u);  // earliest match
-  EXPECT_EQ(FindStopString("a\n\nb END", stops, 5), 5u);  // "\n\n" ended before
+  EXPECT_EQ(FindStopString("hello END", stops, 1), 6u);                         // match completed by the new char
+  EXPECT_EQ(FindStopString("a\n\nb END", stops, 7), 1u);                        // earliest match
+  EXPECT_EQ(FindStopString("a\n\nb END", stops, 5), 5u);                        // "\n\n" ended before
   EXPECT_EQ(FindStopString("END and more", stops, 3), std::string_view::npos);  // old match
 }
 

@@ -59,8 +59,7 @@ std::map<std::string, TestTensor> MakeTinyWeights(const TinyModelSpec& s) {
     w[p + "self_attn.o_proj.weight"] = Random(rng, {s.hidden, q}, a);
     w[p + "mlp.gate_proj.weight"] = Random(rng, {s.intermediate, s.hidden}, a);
     w[p + "mlp.up_proj.weight"] = Random(rng, {s.intermediate, s.hidden}, a);
-    w[p + "mlp.down_proj.weight"] =
-        Random(rng, {s.hidden, s.intermediate}, 1.0f / std::sqrt(float(s.intermediate)));
+    w[p + "mlp.down_proj.weight"] = Random(rng, {s.hidden, s.intermediate}, 1.0f / std::sqrt(float(s.intermediate)));
     if (s.qkv_bias) {
       w[p + "self_attn.q_proj.bias"] = Random(rng, {q}, 0.2f);
       w[p + "self_attn.k_proj.bias"] = Random(rng, {kv}, 0.2f);
@@ -79,13 +78,20 @@ std::map<std::string, TestTensor> MakeTinyWeights(const TinyModelSpec& s) {
 absl::Status WriteTinyHfModel(const std::string& dir, const TinyModelSpec& s,
                               const std::map<std::string, TestTensor>& w, bool bf16) {
   std::filesystem::create_directories(dir);
-  nlohmann::json cfg = {
-      {"architectures", {s.architecture}}, {"hidden_size", s.hidden},
-      {"intermediate_size", s.intermediate}, {"num_hidden_layers", s.layers},
-      {"num_attention_heads", s.heads}, {"num_key_value_heads", s.kv_heads},
-      {"vocab_size", s.vocab}, {"max_position_embeddings", s.max_pos},
-      {"rms_norm_eps", 1e-5}, {"rope_theta", s.rope_theta}, {"hidden_act", "silu"},
-      {"tie_word_embeddings", s.tied}, {"bos_token_id", 1}, {"eos_token_id", 2}};
+  nlohmann::json cfg = {{"architectures", {s.architecture}},
+                        {"hidden_size", s.hidden},
+                        {"intermediate_size", s.intermediate},
+                        {"num_hidden_layers", s.layers},
+                        {"num_attention_heads", s.heads},
+                        {"num_key_value_heads", s.kv_heads},
+                        {"vocab_size", s.vocab},
+                        {"max_position_embeddings", s.max_pos},
+                        {"rms_norm_eps", 1e-5},
+                        {"rope_theta", s.rope_theta},
+                        {"hidden_act", "silu"},
+                        {"tie_word_embeddings", s.tied},
+                        {"bos_token_id", 1},
+                        {"eos_token_id", 2}};
   if (s.qkv_bias && s.architecture == "LlamaForCausalLM") cfg["attention_bias"] = true;
   if (s.sliding_window > 0) cfg["sliding_window"] = s.sliding_window;
   SLQ_RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.json", cfg.dump(2)));
@@ -97,9 +103,8 @@ absl::Status WriteTinyHfModel(const std::string& dir, const TinyModelSpec& s,
     }
     std::vector<uint16_t> h(t.data.size());
     for (size_t i = 0; i < h.size(); ++i) h[i] = FloatToBf16(t.data[i]);
-    SLQ_RETURN_IF_ERROR(writer.Add(
-        name, DType::kBF16, t.shape,
-        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(h.data()), h.size() * 2)));
+    SLQ_RETURN_IF_ERROR(writer.Add(name, DType::kBF16, t.shape,
+                                   std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(h.data()), h.size() * 2)));
   }
   return writer.Write(dir + "/model.safetensors");
 }
@@ -114,8 +119,8 @@ absl::Status WriteTinyLlama2c(const std::string& path, const TinyModelSpec& s,
     out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
   };
   const int32_t vocab = static_cast<int32_t>(s.tied ? s.vocab : -s.vocab);
-  put_ints({int32_t(s.hidden), int32_t(s.intermediate), int32_t(s.layers), int32_t(s.heads),
-            int32_t(s.kv_heads), vocab, int32_t(s.max_pos)});
+  put_ints({int32_t(s.hidden), int32_t(s.intermediate), int32_t(s.layers), int32_t(s.heads), int32_t(s.kv_heads), vocab,
+            int32_t(s.max_pos)});
   put(w.at("model.embed_tokens.weight").data);
   auto per_layer = [&](const std::string& suffix, int64_t heads) {
     for (int64_t l = 0; l < s.layers; ++l) {
@@ -141,8 +146,8 @@ absl::Status WriteTinyLlama2c(const std::string& path, const TinyModelSpec& s,
 std::string MakeTempDir(const std::string& tag) {
   static std::atomic<int> counter{0};
   const char* base = std::getenv("TEST_TMPDIR");
-  std::filesystem::path dir = std::filesystem::path(base ? base : "/tmp") /
-                              absl::StrCat("slq_", tag, "_", ::getpid(), "_", counter++);
+  std::filesystem::path dir =
+      std::filesystem::path(base ? base : "/tmp") / absl::StrCat("slq_", tag, "_", ::getpid(), "_", counter++);
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();

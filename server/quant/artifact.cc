@@ -12,9 +12,9 @@
 #include "server/common/half.h"
 #include "server/common/sha256.h"
 #include "server/common/status_macros.h"
+#include "server/model/safetensors_writer.h"
 #include "server/quant/model_config_json.h"
 #include "server/quant/quantized_linear.h"
-#include "server/model/safetensors_writer.h"
 
 namespace slq::quant {
 namespace {
@@ -90,17 +90,23 @@ absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears) {
       if (!m.symmetric) {
         SLQ_RETURN_IF_ERROR(w.Add(s.name + ".zeros", DType::kF16, {m.rows, gpr}, m.zeros, ngroups * 2));
       }
-      linears[s.name] = {{"kind", "packed"}, {"rows", m.rows}, {"cols", m.cols},
-                         {"bits", m.bits}, {"group_size", m.group_size},
-                         {"symmetric", m.symmetric}, {"mse_clip", q->mse_clip},
-                         {"rotation_block", q->rotation_block}, {"rotation_seed", q->rotation_seed},
-                         {"grid", "uniform"}, {"bits_per_param", q->bits_per_param}};
+      linears[s.name] = {{"kind", "packed"},
+                         {"rows", m.rows},
+                         {"cols", m.cols},
+                         {"bits", m.bits},
+                         {"group_size", m.group_size},
+                         {"symmetric", m.symmetric},
+                         {"mse_clip", q->mse_clip},
+                         {"rotation_block", q->rotation_block},
+                         {"rotation_seed", q->rotation_seed},
+                         {"grid", "uniform"},
+                         {"bits_per_param", q->bits_per_param}};
     } else if (const auto* d = dynamic_cast<const DenseLinear*>(op)) {
       SLQ_RETURN_IF_ERROR(AddFloats(w, s.name + ".weight", {d->out_features(), d->in_features()}, d->weight()));
       linears[s.name] = {{"kind", "dense"}, {"rows", d->out_features()}, {"cols", d->in_features()}};
     } else {
-      return absl::UnimplementedError(absl::StrCat("slot ", s.name, ": op '", op->Describe(),
-                                                   "' cannot be stored (dense or packed only)"));
+      return absl::UnimplementedError(
+          absl::StrCat("slot ", s.name, ": op '", op->Describe(), "' cannot be stored (dense or packed only)"));
     }
   }
   return absl::OkStatus();
@@ -112,13 +118,17 @@ json DescribeLinears(Model& model) {
   json out = json::object();
   for (const LinearSlot& s : model.LinearSlots()) {
     const LinearOp* op = s.op->get();
-    json e = {{"layer", s.layer}, {"params", op->in_features() * op->out_features()},
-              {"op", op->Describe()}};
+    json e = {{"layer", s.layer}, {"params", op->in_features() * op->out_features()}, {"op", op->Describe()}};
     if (const PackedLinear* q = op->packed()) {
       const kernels::PackedMatrixView& m = q->view;
-      e.update({{"quantized", true}, {"bits", m.bits}, {"group_size", m.group_size},
-                {"symmetric", m.symmetric}, {"rotation", q->rotation_block > 0},
-                {"mse_clip", q->mse_clip}, {"grid", "uniform"}, {"bits_per_param", q->bits_per_param}});
+      e.update({{"quantized", true},
+                {"bits", m.bits},
+                {"group_size", m.group_size},
+                {"symmetric", m.symmetric},
+                {"rotation", q->rotation_block > 0},
+                {"mse_clip", q->mse_clip},
+                {"grid", "uniform"},
+                {"bits_per_param", q->bits_per_param}});
     } else {
       e.update({{"quantized", false}, {"bits_per_param", 16}});
     }
@@ -127,8 +137,7 @@ json DescribeLinears(Model& model) {
   return out;
 }
 
-absl::Status WriteArtifact(const Model& model_in, const std::string& dir,
-                           const ArtifactWriteOptions& options) {
+absl::Status WriteArtifact(const Model& model_in, const std::string& dir, const ArtifactWriteOptions& options) {
   Model& model = const_cast<Model&>(model_in);  // LinearSlots() is non-const; only read here
   if (fs::exists(dir)) return absl::AlreadyExistsError(absl::StrCat("artifact dir ", dir, " exists"));
   SafetensorsWriter w;
@@ -164,10 +173,13 @@ absl::Status WriteArtifact(const Model& model_in, const std::string& dir,
   }
   if (!s.ok()) return cleanup(s);
   json manifest = options.extra_manifest;
-  manifest.update({{"format", kArtifactFormat}, {"format_version", kArtifactFormatVersion},
+  manifest.update({{"format", kArtifactFormat},
+                   {"format_version", kArtifactFormatVersion},
                    {"packed_layout", "slq-packed-v1"},
                    {"model_config", ModelConfigToJson(model.config)},
-                   {"linears", linears}, {"certificate", options.certificate}, {"files", files}});
+                   {"linears", linears},
+                   {"certificate", options.certificate},
+                   {"files", files}});
   s = WriteFileAtomic(tmp + "/" + kManifestName, manifest.dump(2));
   if (s.ok()) s = FsyncPath(tmp);
   if (!s.ok()) return cleanup(s);
@@ -182,9 +194,9 @@ namespace {
 // Format, version and every listed file's size and sha256. May throw json::exception.
 absl::Status CheckManifest(const std::string& dir, const std::string& path, json& m) {
   if (m.value("format", "") != kArtifactFormat || m.value("format_version", -1) != kArtifactFormatVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(path, ": format '", m.value("format", ""),
-        "' version ", m.value("format_version", -1), "; expected '", kArtifactFormat, "' version ",
-        kArtifactFormatVersion));
+    return absl::FailedPreconditionError(absl::StrCat(path, ": format '", m.value("format", ""), "' version ",
+                                                      m.value("format_version", -1), "; expected '", kArtifactFormat,
+                                                      "' version ", kArtifactFormatVersion));
   }
   if (!m.contains("files") || !m["files"].is_object() || !m["files"].contains(kWeightsName)) {
     return absl::DataLossError(absl::StrCat(path, ": no file list with ", kWeightsName));
@@ -199,9 +211,8 @@ absl::Status CheckManifest(const std::string& dir, const std::string& path, json
     }
     SLQ_ASSIGN_OR_RETURN(std::string sha, Sha256File(fp));
     if (sha != f.value("sha256", "")) {
-      return absl::DataLossError(absl::StrCat("artifact file ", fp, " sha256 ", sha,
-                                              " differs from the manifest's ", f.value("sha256", ""),
-                                              " (corrupted)"));
+      return absl::DataLossError(absl::StrCat("artifact file ", fp, " sha256 ", sha, " differs from the manifest's ",
+                                              f.value("sha256", ""), " (corrupted)"));
     }
   }
   return absl::OkStatus();

@@ -39,8 +39,8 @@ inline constexpr char kManifestName[] = "manifest.json";
 inline constexpr char kWeightsName[] = "weights.safetensors";
 
 struct ArtifactWriteOptions {
-  nlohmann::json certificate = nlohmann::json::object();  // METHOD.md section 6
-  std::vector<std::string> extra_files;  // paths copied in (tokenizer.json, config.json, ...)
+  nlohmann::json certificate = nlohmann::json::object();     // METHOD.md section 6
+  std::vector<std::string> extra_files;                      // paths copied in (tokenizer.json, config.json, ...)
   nlohmann::json extra_manifest = nlohmann::json::object();  // merged into the manifest top level
 };
 

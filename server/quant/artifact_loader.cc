@@ -4,18 +4,17 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
 #include "server/model/model_loader.h"
+#include "server/model/safetensors.h"
 #include "server/quant/artifact.h"
 #include "server/quant/model_config_json.h"
 #include "server/quant/quantized_linear.h"
-#include "server/model/safetensors.h"
 
 namespace slq::quant {
 namespace {
 
 using nlohmann::json;
 
-absl::StatusOr<std::vector<float>> Floats(const SafetensorsFile& st, const std::string& name,
-                                          int64_t numel) {
+absl::StatusOr<std::vector<float>> Floats(const SafetensorsFile& st, const std::string& name, int64_t numel) {
   const TensorView* t = st.Find(name);
   if (t == nullptr) return absl::DataLossError(absl::StrCat("artifact weights lack tensor ", name));
   if (t->numel() != numel) {
@@ -25,12 +24,12 @@ absl::StatusOr<std::vector<float>> Floats(const SafetensorsFile& st, const std::
 }
 
 template <typename T>
-absl::StatusOr<std::vector<T>> Raw(const SafetensorsFile& st, const std::string& name,
-                                   const std::string& dtype, int64_t numel) {
+absl::StatusOr<std::vector<T>> Raw(const SafetensorsFile& st, const std::string& name, const std::string& dtype,
+                                   int64_t numel) {
   const TensorView* t = st.Find(name);
   if (t == nullptr || DTypeName(t->dtype) != dtype || t->numel() != numel || DTypeSize(t->dtype) != sizeof(T)) {
-    return absl::DataLossError(absl::StrCat("artifact tensor ", name, " missing or not ", dtype,
-                                            " with ", numel, " elements"));
+    return absl::DataLossError(
+        absl::StrCat("artifact tensor ", name, " missing or not ", dtype, " with ", numel, " elements"));
   }
   std::vector<T> out(static_cast<size_t>(numel));
   std::memcpy(out.data(), t->bytes.data(), t->bytes.size());

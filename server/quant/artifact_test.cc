@@ -9,8 +9,8 @@
 #include "server/common/test_paths.h"
 #include "server/model/forward.h"
 #include "server/model/model_loader.h"
-#include "server/quant/quantized_linear.h"
 #include "server/model/safetensors.h"
+#include "server/quant/quantized_linear.h"
 
 namespace slq::quant {
 namespace {
@@ -18,8 +18,8 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string FreshDir(const std::string& name) {
-  const std::string d = (fs::temp_directory_path() / ("slq_artifact_test_" + name + "_" +
-                                                      std::to_string(::getpid()))).string();
+  const std::string d =
+      (fs::temp_directory_path() / ("slq_artifact_test_" + name + "_" + std::to_string(::getpid()))).string();
   fs::remove_all(d);
   return d;
 }

@@ -24,9 +24,8 @@ Verdict Judge(const std::string& t, const std::string& word) {
 
 }  // namespace
 
-std::vector<ClozeItem> FindClozeItems(const std::vector<std::vector<int32_t>>& seqs,
-                                      const Tokenizer& tokenizer, int64_t min_context,
-                                      int64_t max_items) {
+std::vector<ClozeItem> FindClozeItems(const std::vector<std::vector<int32_t>>& seqs, const Tokenizer& tokenizer,
+                                      int64_t min_context, int64_t max_items) {
   std::vector<ClozeItem> all;
   for (size_t s = 0; s < seqs.size(); ++s) {
     std::string text;
@@ -65,8 +64,7 @@ std::vector<ClozeItem> FindClozeItems(const std::vector<std::vector<int32_t>>& s
 
 absl::StatusOr<std::vector<uint8_t>> ClozeHits(const Model& model, const Tokenizer& tokenizer,
                                                const std::vector<std::vector<int32_t>>& seqs,
-                                               const std::vector<ClozeItem>& items,
-                                               const FirstTokenFn& first_token) {
+                                               const std::vector<ClozeItem>& items, const FirstTokenFn& first_token) {
   std::vector<uint8_t> hits;
   for (const ClozeItem& it : items) {
     const std::vector<int32_t>& ids = seqs.at(static_cast<size_t>(it.seq));
@@ -80,10 +78,10 @@ absl::StatusOr<std::vector<uint8_t>> ClozeHits(const Model& model, const Tokeniz
       o.max_new_tokens = 8;
       o.sampling.temperature = 0;
       SLQ_RETURN_IF_ERROR(Generate(model, prompt, o, [&](int32_t id) {
-        text += tokenizer.TokenBytes(id);
-        v = Judge(text, it.target);
-        return v == Verdict::kOpen;
-      }).status());
+                            text += tokenizer.TokenBytes(id);
+                            v = Judge(text, it.target);
+                            return v == Verdict::kOpen;
+                          }).status());
     }
     hits.push_back(v == Verdict::kHit);
   }

@@ -33,23 +33,23 @@
 namespace slq::quant {
 
 struct ClozeItem {
-  int64_t seq = 0;  // index of the window
+  int64_t seq = 0;     // index of the window
   int64_t pos = 0;     // token index where the word (or the space before it) starts: the
                        // passage is tokens [0, pos)
   std::string word;    // the word ("Lily")
   std::string target;  // what the continuation must spell: "Lily" or " Lily"
 };
 
-std::vector<ClozeItem> FindClozeItems(const std::vector<std::vector<int32_t>>& seqs,
-                                      const Tokenizer& tokenizer, int64_t min_context,
-                                      int64_t max_items);
+std::vector<ClozeItem> FindClozeItems(const std::vector<std::vector<int32_t>>& seqs, const Tokenizer& tokenizer,
+                                      int64_t min_context, int64_t max_items);
 
 // first_token(seq, pos): the model's greedy token after tokens [0, pos) of window seq.
 using FirstTokenFn = std::function<int32_t(int64_t seq, int64_t pos)>;
 
-[[nodiscard]] absl::StatusOr<std::vector<uint8_t>> ClozeHits(
-    const Model& model, const Tokenizer& tokenizer, const std::vector<std::vector<int32_t>>& seqs,
-    const std::vector<ClozeItem>& items, const FirstTokenFn& first_token);
+[[nodiscard]] absl::StatusOr<std::vector<uint8_t>> ClozeHits(const Model& model, const Tokenizer& tokenizer,
+                                                             const std::vector<std::vector<int32_t>>& seqs,
+                                                             const std::vector<ClozeItem>& items,
+                                                             const FirstTokenFn& first_token);
 
 TaskResult TaskFromHits(const std::vector<uint8_t>& base, const std::vector<uint8_t>& quant);
 

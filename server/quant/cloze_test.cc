@@ -30,8 +30,8 @@ TEST(ClozeTest, FindsSentenceFinalWordsAtTokenBoundaries) {
     const std::string passage = (*tok)->Decode(prefix);
     EXPECT_EQ(passage.back(), ' ') << passage;
   }
-  EXPECT_EQ(FindClozeItems({ids}, **tok, 4, 2).size(), 2u);    // evenly spaced subset
-  EXPECT_LT(FindClozeItems({ids}, **tok, 10, 0).size(), 3u);   // context requirement
+  EXPECT_EQ(FindClozeItems({ids}, **tok, 4, 2).size(), 2u);   // evenly spaced subset
+  EXPECT_LT(FindClozeItems({ids}, **tok, 10, 0).size(), 3u);  // context requirement
 }
 
 // Byte-level BPE (docs-19m) and SentencePiece (stories260k) put the space in the word's token:

@@ -58,8 +58,6 @@ class CpuEvalBackend final : public EvalBackend {
 
 }  // namespace
 
-std::unique_ptr<EvalBackend> MakeCpuEvalBackend(const Model& model) {
-  return std::make_unique<CpuEvalBackend>(model);
-}
+std::unique_ptr<EvalBackend> MakeCpuEvalBackend(const Model& model) { return std::make_unique<CpuEvalBackend>(model); }
 
 }  // namespace slq::quant

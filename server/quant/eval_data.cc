@@ -17,8 +17,8 @@ bool Blank(absl::string_view s) {
   return true;
 }
 
-std::vector<std::vector<int32_t>> Windows(const std::vector<std::string>& docs,
-                                          const Tokenizer& tok, const EvalDataOptions& o) {
+std::vector<std::vector<int32_t>> Windows(const std::vector<std::string>& docs, const Tokenizer& tok,
+                                          const EvalDataOptions& o) {
   std::vector<std::vector<int32_t>> out;
   for (const std::string& d : docs) {
     const std::vector<int32_t> ids = tok.Encode(d, /*add_special_tokens=*/false);
@@ -88,13 +88,13 @@ std::vector<std::string> SplitDocuments(const std::string& text, std::string* ru
   return docs;
 }
 
-absl::StatusOr<EvalData> PrepareEvalData(const std::string& text, const Tokenizer& tokenizer,
-                                         const EvalDataOptions& o, const std::string* heldout_text) {
+absl::StatusOr<EvalData> PrepareEvalData(const std::string& text, const Tokenizer& tokenizer, const EvalDataOptions& o,
+                                         const std::string* heldout_text) {
   if (!(o.heldout_fraction > 0 && o.heldout_fraction < 1) || o.seq_len < 2 || o.min_seq_len < 2 ||
       o.min_seq_len > o.seq_len || o.max_calibration_sequences < 1 || o.max_heldout_sequences < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "eval data options: heldout_fraction ", o.heldout_fraction, " must be in (0, 1), seq_len ",
-        o.seq_len, " >= min_seq_len ", o.min_seq_len, " >= 2, max sequences >= 1"));
+    return absl::InvalidArgumentError(absl::StrCat("eval data options: heldout_fraction ", o.heldout_fraction,
+                                                   " must be in (0, 1), seq_len ", o.seq_len, " >= min_seq_len ",
+                                                   o.min_seq_len, " >= 2, max sequences >= 1"));
   }
   EvalData d;
   d.data_sha256 = Sha256Hex(text);
@@ -120,19 +120,21 @@ absl::StatusOr<EvalData> PrepareEvalData(const std::string& text, const Tokenize
   d.heldout = Subsample(Windows(held, tokenizer, o), o.max_heldout_sequences);
   if (static_cast<int64_t>(d.calibration.size()) < o.min_sequences ||
       static_cast<int64_t>(d.heldout.size()) < o.min_sequences) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "text too short: ", d.documents, " documents (", d.split_rule, ") gave ",
-        d.calibration.size(), " calibration and ", d.heldout.size(),
-        " held-out sequences of >= ", o.min_seq_len, " tokens; need >= ", o.min_sequences,
-        " each (provide more text or lower seq_len)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("text too short: ", d.documents, " documents (", d.split_rule, ") gave ", d.calibration.size(),
+                     " calibration and ", d.heldout.size(), " held-out sequences of >= ", o.min_seq_len,
+                     " tokens; need >= ", o.min_sequences, " each (provide more text or lower seq_len)"));
   }
   return d;
 }
 
 void to_json(nlohmann::json& j, const EvalDataOptions& o) {
-  j = {{"heldout_fraction", o.heldout_fraction}, {"seq_len", o.seq_len},
-       {"min_seq_len", o.min_seq_len}, {"max_calibration_sequences", o.max_calibration_sequences},
-       {"max_heldout_sequences", o.max_heldout_sequences}, {"min_sequences", o.min_sequences}};
+  j = {{"heldout_fraction", o.heldout_fraction},
+       {"seq_len", o.seq_len},
+       {"min_seq_len", o.min_seq_len},
+       {"max_calibration_sequences", o.max_calibration_sequences},
+       {"max_heldout_sequences", o.max_heldout_sequences},
+       {"min_sequences", o.min_sequences}};
 }
 void from_json(const nlohmann::json& j, EvalDataOptions& o) {
   o.heldout_fraction = j.value("heldout_fraction", o.heldout_fraction);
@@ -143,10 +145,14 @@ void from_json(const nlohmann::json& j, EvalDataOptions& o) {
   o.min_sequences = j.value("min_sequences", o.min_sequences);
 }
 void to_json(nlohmann::json& j, const EvalData& d) {
-  j = {{"calibration", d.calibration}, {"heldout", d.heldout}, {"documents", d.documents},
+  j = {{"calibration", d.calibration},
+       {"heldout", d.heldout},
+       {"documents", d.documents},
        {"calibration_documents", d.calibration_documents},
-       {"heldout_documents", d.heldout_documents}, {"split_rule", d.split_rule},
-       {"data_sha256", d.data_sha256}, {"heldout_sha256", d.heldout_sha256}};
+       {"heldout_documents", d.heldout_documents},
+       {"split_rule", d.split_rule},
+       {"data_sha256", d.data_sha256},
+       {"heldout_sha256", d.heldout_sha256}};
 }
 void from_json(const nlohmann::json& j, EvalData& d) {
   j.at("calibration").get_to(d.calibration);

@@ -39,7 +39,7 @@ struct EvalData {
   std::vector<std::vector<int32_t>> calibration;  // sequences of token ids
   std::vector<std::vector<int32_t>> heldout;
   int64_t documents = 0, calibration_documents = 0, heldout_documents = 0;
-  std::string split_rule;  // "record-separator", "paragraphs", "lines"
+  std::string split_rule;   // "record-separator", "paragraphs", "lines"
   std::string data_sha256;  // of the whole text
   // Set when the held-out side came from its own text (PrepareEvalData's heldout_text): its sha256.
   std::string heldout_sha256;
@@ -54,8 +54,7 @@ std::vector<std::string> SplitDocuments(const std::string& text, std::string* ru
 
 // With heldout_text, no split: every document of `text` is calibration and every document of
 // heldout_text is held-out (a user-chosen held-out text, e.g. `slqctl submit --eval`).
-[[nodiscard]] absl::StatusOr<EvalData> PrepareEvalData(const std::string& text,
-                                                       const Tokenizer& tokenizer,
+[[nodiscard]] absl::StatusOr<EvalData> PrepareEvalData(const std::string& text, const Tokenizer& tokenizer,
                                                        const EvalDataOptions& options,
                                                        const std::string* heldout_text = nullptr);
 

@@ -17,12 +17,10 @@ absl::StatusOr<SequenceLogits> ComputeLogits(const Model& model, const Sequences
 }
 
 absl::StatusOr<std::vector<SequenceMetrics>> CompareModel(const Model& model, const Sequences& seqs,
-                                                          const SequenceLogits& base,
-                                                          double temperature) {
+                                                          const SequenceLogits& base, double temperature) {
   if (base.logits.size() != seqs.size() || base.vocab != model.config.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat("base logits for ", base.logits.size(),
-                                                   " sequences (vocab ", base.vocab, ") vs ",
-                                                   seqs.size(), " sequences (vocab ",
+    return absl::InvalidArgumentError(absl::StrCat("base logits for ", base.logits.size(), " sequences (vocab ",
+                                                   base.vocab, ") vs ", seqs.size(), " sequences (vocab ",
                                                    model.config.vocab_size, ")"));
   }
   std::vector<SequenceMetrics> out;
@@ -31,8 +29,7 @@ absl::StatusOr<std::vector<SequenceMetrics>> CompareModel(const Model& model, co
     if (s.size() < 2) continue;
     SLQ_ASSIGN_OR_RETURN(std::vector<float> q, TeacherForcedLogits(model, s));
     SLQ_ASSIGN_OR_RETURN(SequenceMetrics m,
-                         CompareLogits(base.logits[i].data(), q.data(),
-                                       static_cast<int64_t>(s.size()) - 1, base.vocab,
+                         CompareLogits(base.logits[i].data(), q.data(), static_cast<int64_t>(s.size()) - 1, base.vocab,
                                        s.data() + 1, temperature));
     out.push_back(std::move(m));
   }

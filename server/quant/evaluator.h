@@ -27,8 +27,8 @@ struct SequenceLogits {
 
 [[nodiscard]] absl::StatusOr<SequenceLogits> ComputeLogits(const Model& model, const Sequences& seqs);
 
-[[nodiscard]] absl::StatusOr<std::vector<SequenceMetrics>> CompareModel(
-    const Model& model, const Sequences& seqs, const SequenceLogits& base, double temperature);
+[[nodiscard]] absl::StatusOr<std::vector<SequenceMetrics>> CompareModel(const Model& model, const Sequences& seqs,
+                                                                        const SequenceLogits& base, double temperature);
 
 // Mean KL and mean 1 - EAR over all positions (no bootstrap), for profiling.
 struct MeanDamage {

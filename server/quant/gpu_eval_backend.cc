@@ -40,8 +40,8 @@ struct DevBuf {
     const cudaError_t e = cudaMalloc(&p, std::max<size_t>(n, 256));
     if (e != cudaSuccess) {
       p = nullptr;
-      return absl::ResourceExhaustedError(absl::StrCat("GPU evaluation: cudaMalloc of ", n, " bytes for ", what,
-                                                       ": ", cudaGetErrorString(e)));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("GPU evaluation: cudaMalloc of ", n, " bytes for ", what, ": ", cudaGetErrorString(e)));
     }
     bytes = n;
     return absl::OkStatus();
@@ -94,8 +94,8 @@ class GpuEvalBackend final : public quant::EvalBackend {
     const int dev = o.device_index;
     cudaDeviceProp prop{};
     SLQ_RETURN_IF_ERROR(CudaStatus(cudaGetDeviceProperties(&prop, dev), "cudaGetDeviceProperties"));
-    b->name_ = absl::StrCat("cuda:", dev, " ", prop.name, " (", o.act == ActType::kF16 ? "fp16" : "bf16",
-                            " dense mirror)");
+    b->name_ =
+        absl::StrCat("cuda:", dev, " ", prop.name, " (", o.act == ActType::kF16 ? "fp16" : "bf16", " dense mirror)");
     for (const ConstLinearSlot& s : model.LinearSlots()) SLQ_RETURN_IF_ERROR(b->Place(s));
     SLQ_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(b->stream_), "backing up the original weights"));
     return std::unique_ptr<quant::EvalBackend>(std::move(b));
@@ -129,15 +129,18 @@ class GpuEvalBackend final : public quant::EvalBackend {
                                      "upload target tokens"));
     }
     set.argmax.resize(seqs.size());
-    SLQ_RETURN_IF_ERROR(RunBatches(set, [&](size_t first, const GpuForwardResult& r) {
-      int64_t row = 0;
-      for (size_t i = first; row < static_cast<int64_t>(r.argmax.size()); ++i) {
-        const int64_t n = static_cast<int64_t>(seqs[i].size());
-        set.argmax[i].assign(r.argmax.begin() + row, r.argmax.begin() + row + n);
-        row += n;
-      }
-      return absl::OkStatus();
-    }, set.logits.as<float>()));
+    SLQ_RETURN_IF_ERROR(RunBatches(
+        set,
+        [&](size_t first, const GpuForwardResult& r) {
+          int64_t row = 0;
+          for (size_t i = first; row < static_cast<int64_t>(r.argmax.size()); ++i) {
+            const int64_t n = static_cast<int64_t>(seqs[i].size());
+            set.argmax[i].assign(r.argmax.begin() + row, r.argmax.begin() + row + n);
+            row += n;
+          }
+          return absl::OkStatus();
+        },
+        set.logits.as<float>()));
     sets_.push_back(std::move(set));
     return static_cast<int>(sets_.size()) - 1;
   }
@@ -166,12 +169,12 @@ class GpuEvalBackend final : public quant::EvalBackend {
       const size_t sb = static_cast<size_t>(q.rows * kernels::GroupsPerRow(q.cols, q.group_size)) * 2, zb = sb;
       SLQ_RETURN_IF_ERROR(staging_.Reserve(cb + sb + zb, "packed weights"));
       char* base = staging_.as<char>();
-      SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(base, q.codes, cb, cudaMemcpyHostToDevice, stream_),
-                                     "upload codes"));
-      SLQ_RETURN_IF_ERROR(CudaStatus(
-          cudaMemcpyAsync(base + cb, q.scales, sb, cudaMemcpyHostToDevice, stream_), "upload scales"));
-      SLQ_RETURN_IF_ERROR(CudaStatus(
-          cudaMemcpyAsync(base + cb + sb, q.zeros, zb, cudaMemcpyHostToDevice, stream_), "upload zeros"));
+      SLQ_RETURN_IF_ERROR(
+          CudaStatus(cudaMemcpyAsync(base, q.codes, cb, cudaMemcpyHostToDevice, stream_), "upload codes"));
+      SLQ_RETURN_IF_ERROR(
+          CudaStatus(cudaMemcpyAsync(base + cb, q.scales, sb, cudaMemcpyHostToDevice, stream_), "upload scales"));
+      SLQ_RETURN_IF_ERROR(
+          CudaStatus(cudaMemcpyAsync(base + cb + sb, q.zeros, zb, cudaMemcpyHostToDevice, stream_), "upload zeros"));
       DequantPackedToAct(reinterpret_cast<const uint32_t*>(base), reinterpret_cast<const uint16_t*>(base + cb),
                          reinterpret_cast<const uint16_t*>(base + cb + sb), q.rows, q.cols, q.bits, q.group_size,
                          p.region(), act, stream_);
@@ -228,14 +231,17 @@ class GpuEvalBackend final : public quant::EvalBackend {
     double* out = metrics_.as<double>();
     int32_t* amb = reinterpret_cast<int32_t*>(out + 4 * set.rows);
     int32_t* amq = amb + set.rows;
-    SLQ_RETURN_IF_ERROR(RunBatches(set, [&](size_t first, const GpuForwardResult& r) {
-      const int64_t row0 = set.offset[first];
-      const int64_t R = static_cast<int64_t>(r.argmax.size());
-      CompareRows(set.logits.as<float>() + row0 * V, scratch_.as<float>(), R, V, set.next.as<int32_t>() + row0,
-                  1.0 / temperature, out + 4 * row0, amb + row0, amq + row0, stream_);
-      SLQ_RETURN_IF_ERROR(CudaStatus(cudaGetLastError(), "compare launch"));
-      return CudaStatus(cudaStreamSynchronize(stream_), "compare");
-    }, nullptr));
+    SLQ_RETURN_IF_ERROR(RunBatches(
+        set,
+        [&](size_t first, const GpuForwardResult& r) {
+          const int64_t row0 = set.offset[first];
+          const int64_t R = static_cast<int64_t>(r.argmax.size());
+          CompareRows(set.logits.as<float>() + row0 * V, scratch_.as<float>(), R, V, set.next.as<int32_t>() + row0,
+                      1.0 / temperature, out + 4 * row0, amb + row0, amq + row0, stream_);
+          SLQ_RETURN_IF_ERROR(CudaStatus(cudaGetLastError(), "compare launch"));
+          return CudaStatus(cudaStreamSynchronize(stream_), "compare");
+        },
+        nullptr));
     std::vector<double> h(static_cast<size_t>(4 * set.rows));
     std::vector<int32_t> hb(static_cast<size_t>(set.rows)), hq(static_cast<size_t>(set.rows));
     if (set.rows > 0) {
@@ -313,8 +319,8 @@ class GpuEvalBackend final : public quant::EvalBackend {
   // fp32 host weights -> act region (through a device fp32 staging buffer).
   absl::Status UploadF32(const std::vector<float>& w, void* region) {
     SLQ_RETURN_IF_ERROR(staging_.Reserve(w.size() * 4, "fp32 weights"));
-    SLQ_RETURN_IF_ERROR(CudaStatus(
-        cudaMemcpyAsync(staging_.p, w.data(), w.size() * 4, cudaMemcpyHostToDevice, stream_), "upload weights"));
+    SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(staging_.p, w.data(), w.size() * 4, cudaMemcpyHostToDevice, stream_),
+                                   "upload weights"));
     F32ToAct(staging_.as<float>(), static_cast<int64_t>(w.size()), region, gm_->act(), stream_);
     return CudaStatus(cudaGetLastError(), "convert weights");
   }

@@ -15,10 +15,10 @@
 #include "gtest/gtest.h"
 #include "server/common/file_util.h"
 #include "server/common/test_paths.h"
-#include "server/quant/gpu_eval_backend.h"
 #include "server/model/model_loader.h"
 #include "server/model/tokenizer/tokenizer.h"
 #include "server/quant/eval_data.h"
+#include "server/quant/gpu_eval_backend.h"
 #include "server/quant/model_quantizer.h"
 #include "server/quant/pipeline.h"
 
@@ -76,13 +76,14 @@ TEST(GpuEvalBackendTest, MatchesCpuMetricsThroughSwapsAndRestoresExactly) {
   int64_t same = 0, total = 0;
   for (size_t i = 0; i < f.seqs.size(); ++i) {
     ASSERT_EQ(g.BaseArgmax(*gs)[i].size(), f.seqs[i].size());
-    for (size_t t = 0; t < f.seqs[i].size(); ++t, ++total) same += g.BaseArgmax(*gs)[i][t] == cpu->BaseArgmax(*cs)[i][t];
+    for (size_t t = 0; t < f.seqs[i].size(); ++t, ++total)
+      same += g.BaseArgmax(*gs)[i][t] == cpu->BaseArgmax(*cs)[i][t];
   }
   EXPECT_GE(static_cast<double>(same) / static_cast<double>(total), 0.97);
 
   auto unchanged = g.Compare(*gs, 1.0);
   ASSERT_TRUE(unchanged.ok()) << unchanged.status();
-  ASSERT_EQ(unchanged->size(), f.seqs.size() - 1);  // the 1-token sequence has no positions
+  ASSERT_EQ(unchanged->size(), f.seqs.size() - 1);   // the 1-token sequence has no positions
   EXPECT_EQ(MeanOf(*unchanged).one_minus_ear, 0.0);  // the same weights: the same logits
   EXPECT_EQ(MeanOf(*unchanged).kl, 0.0);
 
@@ -103,10 +104,11 @@ TEST(GpuEvalBackendTest, MatchesCpuMetricsThroughSwapsAndRestoresExactly) {
     return std::pair{a, b};
   };
   // Fused (q of qkv, up of gate_up) and unfused slots, 2..8 bits, one at a time.
-  const std::vector<std::pair<std::string, int>> swaps = {
-      {"model.layers.0.self_attn.q_proj", 4}, {"model.layers.1.self_attn.v_proj", 3},
-      {"model.layers.0.mlp.up_proj", 4},      {"model.layers.1.mlp.down_proj", 2},
-      {"model.layers.2.self_attn.o_proj", 5}};
+  const std::vector<std::pair<std::string, int>> swaps = {{"model.layers.0.self_attn.q_proj", 4},
+                                                          {"model.layers.1.self_attn.v_proj", 3},
+                                                          {"model.layers.0.mlp.up_proj", 4},
+                                                          {"model.layers.1.mlp.down_proj", 2},
+                                                          {"model.layers.2.self_attn.o_proj", 5}};
   for (const auto& [slot, bits] : swaps) {
     ASSERT_TRUE(mq.SetBits(slot, bits).ok()) << slot;
     auto [a, b] = both((slot + " @" + std::to_string(bits)).c_str());

@@ -26,10 +26,10 @@
 namespace slq::gpu {
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                             \
-  do {                                                                 \
-    std::string why_;                                                  \
-    if (!GpuAvailable(&why_)) GTEST_SKIP() << "no GPU: " << why_;      \
+#define SKIP_WITHOUT_GPU()                                        \
+  do {                                                            \
+    std::string why_;                                             \
+    if (!GpuAvailable(&why_)) GTEST_SKIP() << "no GPU: " << why_; \
   } while (0)
 
 std::string ModelPath(const std::string& name) {
@@ -98,7 +98,12 @@ Compare RunBoth(const Model& m, ActType act, bool graphs = true) {
   ForwardWorkspace cws;
   BlockTable ca, cb, ga, gb;
   const std::vector<int32_t> ta = RandomTokens(80, c.vocab_size, 1), tb = RandomTokens(80, c.vocab_size, 2);
-  struct Step { int64_t a0, an; bool a_all; int64_t b0, bn; bool b_all; };
+  struct Step {
+    int64_t a0, an;
+    bool a_all;
+    int64_t b0, bn;
+    bool b_all;
+  };
   std::vector<Step> steps = {{0, 37, true, 0, 5, true}, {37, 19, true, 5, 1, false}};
   for (int64_t i = 0; i < 8; ++i) steps.push_back({56 + i, 1, false, 6 + i, 1, false});
   steps.push_back({64, 3, true, 14, 20, true});
@@ -340,12 +345,12 @@ TEST(GpuForward, TeacherForcedLogitsMatchCpu) {
   ASSERT_EQ(cpu->size(), gpu->size());
   Compare c;
   for (size_t r = 0; r < toks.size(); ++r) {
-    Accumulate(cpu->data() + r * m->config.vocab_size, gpu->data() + r * m->config.vocab_size,
-               m->config.vocab_size, &c);
+    Accumulate(cpu->data() + r * m->config.vocab_size, gpu->data() + r * m->config.vocab_size, m->config.vocab_size,
+               &c);
   }
   std::printf("  teacher-forced: rows %lld agree %.4f EAR mean %.6f min %.6f max|diff| %.4f\n",
-              static_cast<long long>(c.rows), static_cast<double>(c.agree) / static_cast<double>(c.rows),
-              c.ear_mean(), c.ear_min, c.max_abs);
+              static_cast<long long>(c.rows), static_cast<double>(c.agree) / static_cast<double>(c.rows), c.ear_mean(),
+              c.ear_min, c.max_abs);
   ExpectParity(c, kDense);
 }
 

@@ -23,9 +23,7 @@ double Softmax(const float* logits, int64_t vocab, double temperature, std::vect
   return mx + std::log(sum);
 }
 
-int64_t Argmax(const float* x, int64_t n) {
-  return std::max_element(x, x + n) - x;
-}
+int64_t Argmax(const float* x, int64_t n) { return std::max_element(x, x + n) - x; }
 
 struct Totals {
   double ear = 0, kl = 0, flip = 0, nllb = 0, nllq = 0;
@@ -55,12 +53,11 @@ double Percentile(std::vector<double>& v, double q) {
 double SequenceMetrics::SumEar() const { return std::accumulate(ear.begin(), ear.end(), 0.0); }
 double SequenceMetrics::SumKl() const { return std::accumulate(kl.begin(), kl.end(), 0.0); }
 
-absl::StatusOr<SequenceMetrics> CompareLogits(const float* base, const float* quant,
-                                              int64_t positions, int64_t vocab,
+absl::StatusOr<SequenceMetrics> CompareLogits(const float* base, const float* quant, int64_t positions, int64_t vocab,
                                               const int32_t* next, double temperature) {
   if (positions < 0 || vocab <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("logits shape [", positions, ", ", vocab,
-                                                   "]: need positions >= 0 and vocab > 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("logits shape [", positions, ", ", vocab, "]: need positions >= 0 and vocab > 0"));
   }
   if (!(temperature > 0.0) || !std::isfinite(temperature)) {
     return absl::InvalidArgumentError(absl::StrCat("temperature = ", temperature, "; must be > 0"));
@@ -86,8 +83,8 @@ absl::StatusOr<SequenceMetrics> CompareLogits(const float* base, const float* qu
     s.argmax_quant.push_back(static_cast<int32_t>(aq));
     if (next != nullptr) {
       if (next[t] < 0 || next[t] >= vocab) {
-        return absl::InvalidArgumentError(absl::StrCat("target token ", next[t], " at position ", t,
-                                                       " outside vocab [0, ", vocab, ")"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("target token ", next[t], " at position ", t, " outside vocab [0, ", vocab, ")"));
       }
       s.nll_base.push_back(lzp - lb[next[t]] / temperature);
       s.nll_quant.push_back(lzq - lq[next[t]] / temperature);
@@ -96,8 +93,7 @@ absl::StatusOr<SequenceMetrics> CompareLogits(const float* base, const float* qu
   return s;
 }
 
-absl::StatusOr<FidelityReport> Summarize(const std::vector<SequenceMetrics>& seqs,
-                                         const BootstrapOptions& opts) {
+absl::StatusOr<FidelityReport> Summarize(const std::vector<SequenceMetrics>& seqs, const BootstrapOptions& opts) {
   if (opts.resamples < 1) {
     return absl::InvalidArgumentError(absl::StrCat("resamples = ", opts.resamples, "; must be >= 1"));
   }
@@ -149,10 +145,15 @@ void from_json(const nlohmann::json& j, Interval& v) {
   v.hi = j.at("hi95").get<double>();
 }
 void to_json(nlohmann::json& j, const TaskResult& v) {
-  j = nlohmann::json{{"task", v.task},           {"items", v.items}, {"spelling", v.spelling},
-                     {"hits_base", v.hits_base}, {"hits_quant", v.hits_quant},
-                     {"acc_base", v.acc_base},   {"acc_quant", v.acc_quant},
-                     {"se_base", v.se_base},     {"tl_holds", v.tl_holds},
+  j = nlohmann::json{{"task", v.task},
+                     {"items", v.items},
+                     {"spelling", v.spelling},
+                     {"hits_base", v.hits_base},
+                     {"hits_quant", v.hits_quant},
+                     {"acc_base", v.acc_base},
+                     {"acc_quant", v.acc_quant},
+                     {"se_base", v.se_base},
+                     {"tl_holds", v.tl_holds},
                      {"rule", "|acc_quant - acc_base| <= 1.96 x binomial SE of acc_base"}};
 }
 void from_json(const nlohmann::json& j, TaskResult& v) {
@@ -167,11 +168,16 @@ void from_json(const nlohmann::json& j, TaskResult& v) {
   v.tl_holds = j.at("tl_holds").get<bool>();
 }
 void to_json(nlohmann::json& j, const FidelityReport& v) {
-  j = nlohmann::json{{"ear", v.ear},           {"kl", v.kl},
-                     {"flip_rate", v.flip},    {"ppl_ratio", v.ppl_ratio},
-                     {"ppl_base", v.ppl_base}, {"ppl_quant", v.ppl_quant},
-                     {"sequences", v.sequences}, {"tokens", v.positions},
-                     {"bootstrap_resamples", v.resamples}, {"bootstrap_seed", v.seed}};
+  j = nlohmann::json{{"ear", v.ear},
+                     {"kl", v.kl},
+                     {"flip_rate", v.flip},
+                     {"ppl_ratio", v.ppl_ratio},
+                     {"ppl_base", v.ppl_base},
+                     {"ppl_quant", v.ppl_quant},
+                     {"sequences", v.sequences},
+                     {"tokens", v.positions},
+                     {"bootstrap_resamples", v.resamples},
+                     {"bootstrap_seed", v.seed}};
   if (v.task.items > 0) j["task"] = v.task;
 }
 void from_json(const nlohmann::json& j, FidelityReport& v) {

@@ -24,11 +24,11 @@ namespace slq::quant {
 
 // Per-position metrics of one sequence (length = positions).
 struct SequenceMetrics {
-  std::vector<double> ear;        // 1 - TV(p_t, q_t)
-  std::vector<double> kl;         // KL(p_t || q_t), nats
-  std::vector<uint8_t> flip;      // argmax p_t != argmax q_t
-  std::vector<double> nll_base;   // -log p_t(next token); empty when no targets
-  std::vector<double> nll_quant;  // -log q_t(next token)
+  std::vector<double> ear;            // 1 - TV(p_t, q_t)
+  std::vector<double> kl;             // KL(p_t || q_t), nats
+  std::vector<uint8_t> flip;          // argmax p_t != argmax q_t
+  std::vector<double> nll_base;       // -log p_t(next token); empty when no targets
+  std::vector<double> nll_quant;      // -log q_t(next token)
   std::vector<int32_t> argmax_quant;  // greedy token of the quantized model at each position
   double SumEar() const;
   double SumKl() const;
@@ -37,9 +37,8 @@ struct SequenceMetrics {
 
 // base, quant: [positions, vocab] fp32 logits. next: [positions] target tokens (token t+1 for
 // position t) or nullptr (no perplexity). temperature > 0.
-[[nodiscard]] absl::StatusOr<SequenceMetrics> CompareLogits(const float* base, const float* quant,
-                                                            int64_t positions, int64_t vocab,
-                                                            const int32_t* next,
+[[nodiscard]] absl::StatusOr<SequenceMetrics> CompareLogits(const float* base, const float* quant, int64_t positions,
+                                                            int64_t vocab, const int32_t* next,
                                                             double temperature = 1.0);
 
 struct Interval {
@@ -83,8 +82,8 @@ void from_json(const nlohmann::json& j, FidelityReport& v);
                                                        const BootstrapOptions& opts);
 
 // A target on one metric: met iff the conservative end of the interval satisfies it.
-bool EarTargetMet(const FidelityReport& r, double tau);     // r.ear.lo >= tau
-bool KlTargetMet(const FidelityReport& r, double kappa);    // r.kl.hi <= kappa
+bool EarTargetMet(const FidelityReport& r, double tau);   // r.ear.lo >= tau
+bool KlTargetMet(const FidelityReport& r, double kappa);  // r.kl.hi <= kappa
 
 }  // namespace slq::quant
 

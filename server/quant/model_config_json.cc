@@ -45,15 +45,14 @@ absl::StatusOr<ModelConfig> ModelConfigFromJson(const nlohmann::json& j) {
     c.max_position_embeddings = j.at("max_position_embeddings").get<int64_t>();
     c.rms_norm_eps = j.at("rms_norm_eps").get<double>();
     c.rope_theta = j.at("rope_theta").get<double>();
-    c.rope_style = j.at("rope_style").get<std::string>() == "interleaved" ? RopeStyle::kInterleaved
-                                                                           : RopeStyle::kRotateHalf;
+    c.rope_style =
+        j.at("rope_style").get<std::string>() == "interleaved" ? RopeStyle::kInterleaved : RopeStyle::kRotateHalf;
     const auto& rs = j.at("rope_scaling");
     c.rope_scaling.type = static_cast<RopeScaling::Type>(rs.at("type").get<int>());
     c.rope_scaling.factor = rs.at("factor").get<double>();
     c.rope_scaling.low_freq_factor = rs.at("low_freq_factor").get<double>();
     c.rope_scaling.high_freq_factor = rs.at("high_freq_factor").get<double>();
-    c.rope_scaling.original_max_position_embeddings =
-        rs.at("original_max_position_embeddings").get<int64_t>();
+    c.rope_scaling.original_max_position_embeddings = rs.at("original_max_position_embeddings").get<int64_t>();
     c.sliding_window = j.at("sliding_window").get<int64_t>();
     c.tie_word_embeddings = j.at("tie_word_embeddings").get<bool>();
     c.qkv_bias = j.at("qkv_bias").get<bool>();

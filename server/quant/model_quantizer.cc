@@ -17,9 +17,9 @@ absl::Status ModelQuantizer::Init() {
     if (s.layer < 0 && !quantize_lm_head_) continue;
     const auto* d = dynamic_cast<const DenseLinear*>(s.op->get());
     if (d == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "slot ", s.name, " holds '", (*s.op) ? (*s.op)->Describe() : "nothing",
-          "'; quantization needs the dense base model"));
+      return absl::FailedPreconditionError(absl::StrCat("slot ", s.name, " holds '",
+                                                        (*s.op) ? (*s.op)->Describe() : "nothing",
+                                                        "'; quantization needs the dense base model"));
     }
     slots_.push_back({s.name, s.layer, d->out_features(), d->in_features()});
     ops_[s.name] = s.op;
@@ -54,7 +54,7 @@ absl::StatusOr<const QuantizedMatrix*> ModelQuantizer::Quantized(const std::stri
   auto it = cache_.find(key);
   if (it != cache_.end()) return &it->second;
   SLQ_ASSIGN_OR_RETURN(const std::vector<float>* w, Weights(name));
-  SLQ_ASSIGN_OR_RETURN(std::unique_ptr<LinearOp>* op, SlotOp(name));
+  SLQ_ASSIGN_OR_RETURN(std::unique_ptr<LinearOp> * op, SlotOp(name));
   (void)op;
   const SlotInfo* info = nullptr;
   for (const auto& s : slots_) {
@@ -69,7 +69,7 @@ absl::StatusOr<const QuantizedMatrix*> ModelQuantizer::Quantized(const std::stri
 }
 
 absl::Status ModelQuantizer::Restore(const std::string& name) {
-  SLQ_ASSIGN_OR_RETURN(std::unique_ptr<LinearOp>* op, SlotOp(name));
+  SLQ_ASSIGN_OR_RETURN(std::unique_ptr<LinearOp> * op, SlotOp(name));
   auto st = stash_.find(name);
   if (st == stash_.end()) return absl::OkStatus();
   *op = std::move(st->second);
@@ -87,7 +87,7 @@ absl::Status ModelQuantizer::SetBits(const std::string& name, int bits) {
   auto cur = current_.find(name);
   if (cur != current_.end() && cur->second == bits) return absl::OkStatus();  // already there
   SLQ_ASSIGN_OR_RETURN(const QuantizedMatrix* q, Quantized(name, bits));
-  SLQ_ASSIGN_OR_RETURN(std::unique_ptr<LinearOp>* op, SlotOp(name));
+  SLQ_ASSIGN_OR_RETURN(std::unique_ptr<LinearOp> * op, SlotOp(name));
   if (!stash_.count(name)) stash_[name] = std::move(*op);
   *op = std::make_unique<QuantizedLinear>(*q);
   current_[name] = bits;
@@ -110,7 +110,7 @@ absl::Status ModelQuantizer::Apply(const std::map<std::string, int>& bits) {
 absl::Status ModelQuantizer::InjectNoise(const std::string& name, double rel, uint64_t seed) {
   SLQ_RETURN_IF_ERROR(Restore(name));
   SLQ_ASSIGN_OR_RETURN(const std::vector<float>* w, Weights(name));
-  SLQ_ASSIGN_OR_RETURN(std::unique_ptr<LinearOp>* op, SlotOp(name));
+  SLQ_ASSIGN_OR_RETURN(std::unique_ptr<LinearOp> * op, SlotOp(name));
   double norm2 = 0;
   for (float x : *w) norm2 += static_cast<double>(x) * x;
   const double sigma = std::sqrt(rel * norm2 / static_cast<double>(w->size()));

@@ -25,20 +25,18 @@ void UnpackRow(const uint32_t* words, int64_t cols, int bits, uint8_t* out) {
   for (int64_t j = 0; j < cols; ++j) out[j] = static_cast<uint8_t>(kernels::PackedCode(words, j, bits));
 }
 
-absl::StatusOr<std::vector<uint32_t>> PackCodes(const uint8_t* codes, int64_t rows, int64_t cols,
-                                                int bits) {
+absl::StatusOr<std::vector<uint32_t>> PackCodes(const uint8_t* codes, int64_t rows, int64_t cols, int bits) {
   if (bits < 2 || bits > 8) {
     return absl::InvalidArgumentError(absl::StrCat("bits = ", bits, "; allowed 2..8"));
   }
   if (rows < 0 || cols < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("shape [", rows, ", ", cols,
-                                                   "]: must be non-negative"));
+    return absl::InvalidArgumentError(absl::StrCat("shape [", rows, ", ", cols, "]: must be non-negative"));
   }
   const uint32_t limit = 1u << bits;
   for (int64_t i = 0; i < rows * cols; ++i) {
     if (codes[i] >= limit) {
-      return absl::InvalidArgumentError(absl::StrCat("code ", codes[i], " at index ", i,
-                                                     " does not fit in ", bits, " bits"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("code ", codes[i], " at index ", i, " does not fit in ", bits, " bits"));
     }
   }
   const int64_t wpr = kernels::WordsPerRow(cols, bits);

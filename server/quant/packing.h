@@ -19,8 +19,8 @@ namespace slq::quant {
 
 // codes: [rows, cols] uint8, each < 2^bits. Returns [rows, WordsPerRow(cols, bits)] uint32.
 // InvalidArgument for bits outside 2..8, negative shapes, or a code that does not fit.
-[[nodiscard]] absl::StatusOr<std::vector<uint32_t>> PackCodes(const uint8_t* codes, int64_t rows,
-                                                              int64_t cols, int bits);
+[[nodiscard]] absl::StatusOr<std::vector<uint32_t>> PackCodes(const uint8_t* codes, int64_t rows, int64_t cols,
+                                                              int bits);
 
 // Packs one row of `cols` codes into words (WordsPerRow(cols, bits) of them, zeroed first).
 // Codes are masked to `bits` bits (caller validates).

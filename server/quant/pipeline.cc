@@ -17,9 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-double Since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 absl::Status CheckOptions(const PipelineOptions& o) {
   if (o.model_path.empty()) return absl::InvalidArgumentError("model_path is empty");
@@ -34,8 +32,8 @@ absl::Status CheckOptions(const PipelineOptions& o) {
     return absl::InvalidArgumentError(absl::StrCat("uniform_bits = ", o.uniform_bits, "; allowed 0 (search) or 2..8"));
   }
   if (o.bootstrap_resamples < 1000) {
-    return absl::InvalidArgumentError(absl::StrCat("bootstrap_resamples = ", o.bootstrap_resamples,
-                                                   "; the certificate needs >= 1000"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bootstrap_resamples = ", o.bootstrap_resamples, "; the certificate needs >= 1000"));
   }
   if (o.calibration_resamples < 1 || o.closed_loop_max_evals < 1 || !(o.transfer_z >= 0)) {
     return absl::InvalidArgumentError("calibration_resamples and closed_loop_max_evals must be >= 1, transfer_z >= 0");
@@ -52,10 +50,11 @@ absl::Status CheckOptions(const PipelineOptions& o) {
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const PipelineOptions& o, const Model& m,
                                                          std::vector<std::string>* files) {
   std::string path = o.tokenizer_path;
-  if (path.empty()) path = fs::is_directory(o.model_path) ? o.model_path : fs::path(o.model_path).parent_path().string();
+  if (path.empty())
+    path = fs::is_directory(o.model_path) ? o.model_path : fs::path(o.model_path).parent_path().string();
   if (fs::is_directory(path)) {
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                          "config.json", "generation_config.json"}) {
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json",
+                          "generation_config.json"}) {
       if (fs::exists(fs::path(path) / f)) files->push_back((fs::path(path) / f).string());
     }
     return Tokenizer::FromHfDir(path);
@@ -77,8 +76,9 @@ void RoundKeptTensorsToFp16(Model& m, bool round_head) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(
-    const PipelineOptions& options, const ProgressFn& progress, const EvalBackendFactory& eval) {
+absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(const PipelineOptions& options,
+                                                                               const ProgressFn& progress,
+                                                                               const EvalBackendFactory& eval) {
   SLQ_RETURN_IF_ERROR(CheckOptions(options));
   std::unique_ptr<QuantizationSession> s(new QuantizationSession());
   s->opts_ = options;
@@ -118,11 +118,11 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(
   s->cloze_items_ = FindClozeItems(s->data_.heldout, *s->tokenizer_, 8, options.cloze_max_items);
   {
     const std::vector<std::vector<int32_t>>& am = s->eval_->BaseArgmax(s->heldout_set_);
-    SLQ_ASSIGN_OR_RETURN(s->cloze_base_hits_,
-                         ClozeHits(*s->model_, *s->tokenizer_, s->data_.heldout, s->cloze_items_,
-                                   [&am](int64_t seq, int64_t pos) {
-                                     return am[static_cast<size_t>(seq)][static_cast<size_t>(pos - 1)];
-                                   }));
+    SLQ_ASSIGN_OR_RETURN(
+        s->cloze_base_hits_,
+        ClozeHits(*s->model_, *s->tokenizer_, s->data_.heldout, s->cloze_items_, [&am](int64_t seq, int64_t pos) {
+          return am[static_cast<size_t>(seq)][static_cast<size_t>(pos - 1)];
+        }));
   }
   s->stage_seconds_["base_logits"] = Since(t0);
   // After the base logits: the rounding's own damage is part of every measurement.
@@ -139,19 +139,26 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(
   SLQ_RETURN_IF_ERROR(ResolveGroupSize(4, cfg.group_size, 1 << 20).status());
   s->mq_ = std::make_unique<ModelQuantizer>(s->model_.get(), cfg, options.quantize_lm_head);
   SLQ_RETURN_IF_ERROR(s->mq_->Init());
-  s->mq_->set_on_change([e = s->eval_.get()](const std::string& slot, const LinearOp& op) {
-    return e->SlotChanged(slot, op);
-  });
+  s->mq_->set_on_change(
+      [e = s->eval_.get()](const std::string& slot, const LinearOp& op) { return e->SlotChanged(slot, op); });
   return s;
 }
 
 std::string QuantizationSession::ReuseKey(const PipelineOptions& o) {
   nlohmann::json data = o.data;
-  return nlohmann::json{{"model_path", o.model_path}, {"tokenizer_path", o.tokenizer_path},
-                        {"data_path", o.data_path}, {"heldout_path", o.heldout_path}, {"data", data}, {"group_size", o.group_size},
-                        {"symmetric", o.symmetric}, {"mse_clip", o.mse_clip}, {"rotate", o.rotate},
-                        {"rotation_seed", o.rotation_seed}, {"quantize_lm_head", o.quantize_lm_head},
-                        {"embeddings_fp16", o.embeddings_fp16}, {"cloze_max_items", o.cloze_max_items}}
+  return nlohmann::json{{"model_path", o.model_path},
+                        {"tokenizer_path", o.tokenizer_path},
+                        {"data_path", o.data_path},
+                        {"heldout_path", o.heldout_path},
+                        {"data", data},
+                        {"group_size", o.group_size},
+                        {"symmetric", o.symmetric},
+                        {"mse_clip", o.mse_clip},
+                        {"rotate", o.rotate},
+                        {"rotation_seed", o.rotation_seed},
+                        {"quantize_lm_head", o.quantize_lm_head},
+                        {"embeddings_fp16", o.embeddings_fp16},
+                        {"cloze_max_items", o.cloze_max_items}}
       .dump();
 }
 
@@ -192,8 +199,8 @@ absl::StatusOr<LayerProfiles> QuantizationSession::Profile(const std::vector<std
     po.layers = layers;
     po.model_sha = model_->identity_sha256;
     // A separate held-out text makes the whole text calibration: another calibration set.
-    po.data_sha = absl::StrCat(data_.data_sha256, data_.heldout_sha256.empty() ? "" : "-whole",
-                               "-", nlohmann::json(opts_.data).dump());
+    po.data_sha = absl::StrCat(data_.data_sha256, data_.heldout_sha256.empty() ? "" : "-whole", "-",
+                               nlohmann::json(opts_.data).dump());
     SLQ_ASSIGN_OR_RETURN(p, ProfileLayers(*mq_, *eval_, calib_set_, po, progress_));
   }
   stage_seconds_["profile"] = Since(t0);
@@ -204,16 +211,17 @@ double QuantizationSession::AverageBits(const std::map<std::string, int>& bits) 
   double num = 0, den = 0;
   for (const SlotInfo& s : mq_->slots()) {
     auto it = bits.find(s.name);
-    const double bpp = it == bits.end() || it->second == 0 ? 16.0 : BitsPerParam(it->second, opts_.group_size, s.cols, opts_.symmetric);
+    const double bpp = it == bits.end() || it->second == 0
+                           ? 16.0
+                           : BitsPerParam(it->second, opts_.group_size, s.cols, opts_.symmetric);
     num += bpp * static_cast<double>(s.params());
     den += static_cast<double>(s.params());
   }
   return den > 0 ? num / den : 0;
 }
 
-absl::StatusOr<FidelityReport> QuantizationSession::EvaluateOn(const std::map<std::string, int>& bits,
-                                                               int set, int resamples,
-                                                               std::vector<SequenceMetrics>* keep) {
+absl::StatusOr<FidelityReport> QuantizationSession::EvaluateOn(const std::map<std::string, int>& bits, int set,
+                                                               int resamples, std::vector<SequenceMetrics>* keep) {
   SLQ_RETURN_IF_ERROR(mq_->Apply(bits));
   SLQ_ASSIGN_OR_RETURN(auto per_seq, eval_->Compare(set, opts_.temperature));
   SLQ_ASSIGN_OR_RETURN(FidelityReport r, Summarize(per_seq, {resamples, opts_.seed}));
@@ -227,11 +235,11 @@ absl::StatusOr<FidelityReport> QuantizationSession::Verify(const std::map<std::s
   std::vector<SequenceMetrics> per_seq;
   SLQ_ASSIGN_OR_RETURN(FidelityReport r, EvaluateOn(bits, heldout_set_, opts_.bootstrap_resamples, &per_seq));
   // TL: the quantized model's cloze answers (first greedy token from the teacher-forced pass).
-  SLQ_ASSIGN_OR_RETURN(std::vector<uint8_t> hits,
-                       ClozeHits(*model_, *tokenizer_, data_.heldout, cloze_items_,
-                                 [&per_seq](int64_t seq, int64_t pos) {
-                                   return per_seq[static_cast<size_t>(seq)].argmax_quant[static_cast<size_t>(pos - 1)];
-                                 }));
+  SLQ_ASSIGN_OR_RETURN(
+      std::vector<uint8_t> hits,
+      ClozeHits(*model_, *tokenizer_, data_.heldout, cloze_items_, [&per_seq](int64_t seq, int64_t pos) {
+        return per_seq[static_cast<size_t>(seq)].argmax_quant[static_cast<size_t>(pos - 1)];
+      }));
   r.task = TaskFromHits(cloze_base_hits_, hits);
   stage_seconds_["verify"] = Since(t0);
   if (progress_) progress_("verify", 1);
@@ -239,7 +247,7 @@ absl::StatusOr<FidelityReport> QuantizationSession::Verify(const std::map<std::s
 }
 
 absl::StatusOr<PipelineResult> QuantizeModel(const PipelineOptions& options, const ProgressFn& progress,
-                                           const EvalBackendFactory& eval) {
+                                             const EvalBackendFactory& eval) {
   SLQ_ASSIGN_OR_RETURN(auto session, QuantizationSession::Open(options, progress, eval));
   SLQ_ASSIGN_OR_RETURN(LayerProfiles profile, session->Profile());
   SLQ_ASSIGN_OR_RETURN(SearchOutcome search, session->Search(profile));

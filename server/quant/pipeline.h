@@ -53,14 +53,14 @@ struct PipelineOptions {
   std::string heldout_path;
   std::string data_id;     // for the certificate: the name/ref the calibration text was given by (default: data_path)
   std::string heldout_id;  // likewise for heldout_path
-  std::string output_dir;      // artifact directory (must not exist); empty: no artifact
+  std::string output_dir;  // artifact directory (must not exist); empty: no artifact
   std::string target = "ear>=0.99";  // ear>=X | kl<=X | bits<=X | tl
   std::string formats = "4-8";       // allowed bitwidths: "4-8", "4-5-6-7-8", "2..8", "4,6,8"
   int uniform_bits = 0;              // > 0: every layer at this width (baselines; no search)
   int64_t group_size = 128;          // 32/64/128 or -1 (per row)
   bool symmetric = false;
   bool mse_clip = false;
-  bool rotate = false;               // randomized Hadamard rotation (HIGGS)
+  bool rotate = false;  // randomized Hadamard rotation (HIGGS)
   uint64_t rotation_seed = 1;
   std::string estimator = "measured";  // measured | proxy
   std::string solver = "dp";           // dp | lagrangian
@@ -74,10 +74,10 @@ struct PipelineOptions {
   // bound (transfer_bound.h, one-sided z of the calibration -> held-out transfer) meets the
   // target. 0 = the plain calibration 95% bound (the old rule, which missed on held-out).
   double transfer_z = 1.96;
-  int64_t cloze_max_items = 256;     // TL cloze items from the held-out windows (cloze.h)
-  bool quantize_lm_head = false;     // default: LM head kept at 16 bits
-  bool embeddings_fp16 = true;       // round embeddings (+ unquantized LM head) to fp16
-  std::string profile_cache_dir;     // empty: no profile cache
+  int64_t cloze_max_items = 256;  // TL cloze items from the held-out windows (cloze.h)
+  bool quantize_lm_head = false;  // default: LM head kept at 16 bits
+  bool embeddings_fp16 = true;    // round embeddings (+ unquantized LM head) to fp16
+  std::string profile_cache_dir;  // empty: no profile cache
 };
 void to_json(nlohmann::json& j, const PipelineOptions& o);
 void from_json(const nlohmann::json& j, PipelineOptions& o);  // missing keys keep defaults
@@ -108,7 +108,7 @@ void from_json(const nlohmann::json& j, SearchOutcome& s);
 
 struct PipelineResult {
   bool target_met = false;
-  std::string status;  // "met", "unreachable: best found EAR X at Y bits", "failed on held-out: ..."
+  std::string status;        // "met", "unreachable: best found EAR X at Y bits", "failed on held-out: ..."
   std::string artifact_dir;  // empty when no output_dir
   nlohmann::json certificate;
 };
@@ -118,8 +118,7 @@ class QuantizationSession {
   // Stages load, data, base_logits. InvalidArgument for bad options / too little text.
   // `eval` builds where evaluations run (eval_backend.h); null: the CPU.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<QuantizationSession>> Open(
-      const PipelineOptions& options, const ProgressFn& progress = nullptr,
-      const EvalBackendFactory& eval = nullptr);
+      const PipelineOptions& options, const ProgressFn& progress = nullptr, const EvalBackendFactory& eval = nullptr);
 
   // All quantizable slots, or only `layers` (a worker's share; MergeProfiles joins shares).
   [[nodiscard]] absl::StatusOr<LayerProfiles> Profile(const std::vector<std::string>& layers = {});
@@ -127,8 +126,7 @@ class QuantizationSession {
   // Quantizes with `bits` and evaluates on the held-out split (bootstrap_resamples).
   [[nodiscard]] absl::StatusOr<FidelityReport> Verify(const std::map<std::string, int>& bits);
   // Builds the certificate and writes the artifact (when output_dir is set).
-  [[nodiscard]] absl::StatusOr<PipelineResult> Finish(const LayerProfiles& profile,
-                                                      const SearchOutcome& search,
+  [[nodiscard]] absl::StatusOr<PipelineResult> Finish(const LayerProfiles& profile, const SearchOutcome& search,
                                                       const FidelityReport& heldout);
 
   const EvalData& data() const { return data_; }
@@ -155,8 +153,7 @@ class QuantizationSession {
  private:
   QuantizationSession() = default;
   // Applies `bits` and evaluates against the EvalBackend's base set `set`.
-  absl::StatusOr<FidelityReport> EvaluateOn(const std::map<std::string, int>& bits, int set,
-                                            int resamples,
+  absl::StatusOr<FidelityReport> EvaluateOn(const std::map<std::string, int>& bits, int set, int resamples,
                                             std::vector<SequenceMetrics>* per_seq = nullptr);
   bool Met(const FidelityReport& r, double avg_bits) const;
   double Conservative(const FidelityReport& r) const;
@@ -174,7 +171,7 @@ class QuantizationSession {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<std::string> tokenizer_files_;
   EvalData data_;
-  std::unique_ptr<EvalBackend> eval_;  // declared before mq_: mq_'s observer points into it
+  std::unique_ptr<EvalBackend> eval_;      // declared before mq_: mq_'s observer points into it
   int calib_set_ = -1, heldout_set_ = -1;  // eval_'s base sets
   std::vector<ClozeItem> cloze_items_;     // TL task on the held-out windows
   std::vector<uint8_t> cloze_base_hits_;   // the base model's hits (computed in Open)

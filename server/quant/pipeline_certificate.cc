@@ -12,8 +12,7 @@ namespace slq::quant {
 
 using nlohmann::json;
 
-absl::StatusOr<PipelineResult> QuantizationSession::Finish(const LayerProfiles& profile,
-                                                           const SearchOutcome& search,
+absl::StatusOr<PipelineResult> QuantizationSession::Finish(const LayerProfiles& profile, const SearchOutcome& search,
                                                            const FidelityReport& heldout) {
   if (progress_) progress_("write", 0);
   const auto t0 = std::chrono::steady_clock::now();
@@ -28,15 +27,15 @@ absl::StatusOr<PipelineResult> QuantizationSession::Finish(const LayerProfiles& 
   } else if (target_.kind == Target::Kind::kTaskLossless && heldout.task.items > 0) {
     res.status = absl::StrFormat(
         "failed on held-out: cloze accuracy %.4f vs base %.4f (|diff| > 1.96 x SE %.4f, %d items) at %.3f bits",
-        heldout.task.acc_quant, heldout.task.acc_base, heldout.task.se_base,
-        static_cast<int>(heldout.task.items), search.avg_bits);
+        heldout.task.acc_quant, heldout.task.acc_base, heldout.task.se_base, static_cast<int>(heldout.task.items),
+        search.avg_bits);
   } else if (!search.calibration_met) {
-    res.status = absl::StrFormat("unreachable: best found %s %.6f (held-out 95%% %s bound %.6f) at %.3f bits",
-                                 what, ear ? heldout.ear.mean : heldout.kl.mean,
-                                 ear ? "lower" : "upper", metric, search.avg_bits);
+    res.status =
+        absl::StrFormat("unreachable: best found %s %.6f (held-out 95%% %s bound %.6f) at %.3f bits", what,
+                        ear ? heldout.ear.mean : heldout.kl.mean, ear ? "lower" : "upper", metric, search.avg_bits);
   } else {
-    res.status = absl::StrFormat("failed on held-out: %s 95%% %s bound %.6f misses %s at %.3f bits",
-                                 what, ear ? "lower" : "upper", metric, target_.ToString(), search.avg_bits);
+    res.status = absl::StrFormat("failed on held-out: %s 95%% %s bound %.6f misses %s at %.3f bits", what,
+                                 ear ? "lower" : "upper", metric, target_.ToString(), search.avg_bits);
   }
   double qparams = 0;
   for (const SlotInfo& s : mq_->slots()) qparams += static_cast<double>(s.params());
@@ -46,45 +45,59 @@ absl::StatusOr<PipelineResult> QuantizationSession::Finish(const LayerProfiles& 
   for (const auto& f : model_->files) files.push_back({{"name", f.name}, {"sha256", f.sha256}, {"bytes", f.bytes}});
   json tok_files = json::array();
   for (const auto& f : tokenizer_files_) tok_files.push_back(std::filesystem::path(f).filename().string());
-  json cert = {
-      {"tool_version", kToolVersion},
-      {"source_model", {{"id", opts_.model_id}, {"path", opts_.model_path}, {"format", model_->format},
-                        {"sha256", model_->identity_sha256}, {"files", files}}},
-      {"tokenizer", {{"id", opts_.tokenizer_path.empty() ? opts_.model_path : opts_.tokenizer_path},
-                     {"files", tok_files}}},
-      {"layers", DescribeLinears(*model_)},
-      {"avg_bits_per_param_quantized_layers", search.avg_bits},
-      {"avg_bits_per_param_whole_model", whole},
-      {"quantized_params", qparams},
-      {"total_params", total},
-      {"kept_16bit", opts_.quantize_lm_head ? "embeddings (fp16); LM head quantized"
-                                            : "embeddings and LM head kept at 16 bits (fp16)"},
-      {"target", target_.ToString()},
-      {"target_met", res.target_met},
-      {"status", res.status},
-      {"heldout", heldout},
-      {"calibration", {{"sequences", data_.calibration.size()}, {"tokens", data_.CalibrationTokens()},
-                       {"target_met", search.calibration_met}, {"metric", search.calib_metric},
-                       {"mean", search.calib_mean},
-                       {"acceptance", opts_.transfer_z > 0
-                                          ? absl::StrFormat("predicted held-out bound (transfer z %.2f)", opts_.transfer_z)
-                                          : std::string("calibration 95% bound")}}},
-      {"dataset", {{"id", opts_.data_id.empty() ? opts_.data_path : opts_.data_id},
-                   {"path", opts_.data_path}, {"sha256", data_.data_sha256},
-                   {"split_rule", data_.split_rule}, {"documents", data_.documents},
-                   {"calibration_documents", data_.calibration_documents},
-                   {"heldout_documents", data_.heldout_documents},
-                   {"heldout_sequences", data_.heldout.size()}, {"heldout_tokens", data_.HeldoutTokens()}}},
-      // The text the held-out numbers above were computed on: its own file (slqctl submit --eval,
-      // PipelineOptions::heldout_path) or the held-out split of the calibration text.
-      {"heldout_dataset", HeldoutDataset()},
-      {"seeds", {{"bootstrap", opts_.seed}, {"noise", opts_.seed}, {"rotation", opts_.rotation_seed}}},
-      {"search", {{"estimator", profile.estimator}, {"solver", opts_.solver}, {"formats", formats_},
-                  {"uniform_bits", opts_.uniform_bits}, {"outcome", search}}},
-      {"options", opts_},
-      {"temperature", opts_.temperature},
-      {"verification_device", eval_->device()},
-      {"stage_wall_seconds", stage_seconds_}};
+  json cert = {{"tool_version", kToolVersion},
+               {"source_model",
+                {{"id", opts_.model_id},
+                 {"path", opts_.model_path},
+                 {"format", model_->format},
+                 {"sha256", model_->identity_sha256},
+                 {"files", files}}},
+               {"tokenizer",
+                {{"id", opts_.tokenizer_path.empty() ? opts_.model_path : opts_.tokenizer_path}, {"files", tok_files}}},
+               {"layers", DescribeLinears(*model_)},
+               {"avg_bits_per_param_quantized_layers", search.avg_bits},
+               {"avg_bits_per_param_whole_model", whole},
+               {"quantized_params", qparams},
+               {"total_params", total},
+               {"kept_16bit", opts_.quantize_lm_head ? "embeddings (fp16); LM head quantized"
+                                                     : "embeddings and LM head kept at 16 bits (fp16)"},
+               {"target", target_.ToString()},
+               {"target_met", res.target_met},
+               {"status", res.status},
+               {"heldout", heldout},
+               {"calibration",
+                {{"sequences", data_.calibration.size()},
+                 {"tokens", data_.CalibrationTokens()},
+                 {"target_met", search.calibration_met},
+                 {"metric", search.calib_metric},
+                 {"mean", search.calib_mean},
+                 {"acceptance", opts_.transfer_z > 0
+                                    ? absl::StrFormat("predicted held-out bound (transfer z %.2f)", opts_.transfer_z)
+                                    : std::string("calibration 95% bound")}}},
+               {"dataset",
+                {{"id", opts_.data_id.empty() ? opts_.data_path : opts_.data_id},
+                 {"path", opts_.data_path},
+                 {"sha256", data_.data_sha256},
+                 {"split_rule", data_.split_rule},
+                 {"documents", data_.documents},
+                 {"calibration_documents", data_.calibration_documents},
+                 {"heldout_documents", data_.heldout_documents},
+                 {"heldout_sequences", data_.heldout.size()},
+                 {"heldout_tokens", data_.HeldoutTokens()}}},
+               // The text the held-out numbers above were computed on: its own file (slqctl submit --eval,
+               // PipelineOptions::heldout_path) or the held-out split of the calibration text.
+               {"heldout_dataset", HeldoutDataset()},
+               {"seeds", {{"bootstrap", opts_.seed}, {"noise", opts_.seed}, {"rotation", opts_.rotation_seed}}},
+               {"search",
+                {{"estimator", profile.estimator},
+                 {"solver", opts_.solver},
+                 {"formats", formats_},
+                 {"uniform_bits", opts_.uniform_bits},
+                 {"outcome", search}}},
+               {"options", opts_},
+               {"temperature", opts_.temperature},
+               {"verification_device", eval_->device()},
+               {"stage_wall_seconds", stage_seconds_}};
   if (!opts_.output_dir.empty()) {
     ArtifactWriteOptions wo;
     wo.certificate = cert;
@@ -113,18 +126,34 @@ json QuantizationSession::HeldoutDataset() const {
 }
 
 void to_json(json& j, const PipelineOptions& o) {
-  j = {{"model_path", o.model_path}, {"tokenizer_path", o.tokenizer_path}, {"model_id", o.model_id},
-       {"data_path", o.data_path}, {"heldout_path", o.heldout_path}, {"data_id", o.data_id},
-       {"heldout_id", o.heldout_id}, {"output_dir", o.output_dir}, {"target", o.target},
-       {"formats", o.formats}, {"uniform_bits", o.uniform_bits}, {"group_size", o.group_size},
-       {"symmetric", o.symmetric}, {"mse_clip", o.mse_clip}, {"rotate", o.rotate},
-       {"rotation_seed", o.rotation_seed}, {"estimator", o.estimator}, {"solver", o.solver},
-       {"temperature", o.temperature}, {"data", o.data},
+  j = {{"model_path", o.model_path},
+       {"tokenizer_path", o.tokenizer_path},
+       {"model_id", o.model_id},
+       {"data_path", o.data_path},
+       {"heldout_path", o.heldout_path},
+       {"data_id", o.data_id},
+       {"heldout_id", o.heldout_id},
+       {"output_dir", o.output_dir},
+       {"target", o.target},
+       {"formats", o.formats},
+       {"uniform_bits", o.uniform_bits},
+       {"group_size", o.group_size},
+       {"symmetric", o.symmetric},
+       {"mse_clip", o.mse_clip},
+       {"rotate", o.rotate},
+       {"rotation_seed", o.rotation_seed},
+       {"estimator", o.estimator},
+       {"solver", o.solver},
+       {"temperature", o.temperature},
+       {"data", o.data},
        {"bootstrap_resamples", o.bootstrap_resamples},
-       {"calibration_resamples", o.calibration_resamples}, {"seed", o.seed},
-       {"closed_loop_max_evals", o.closed_loop_max_evals}, {"transfer_z", o.transfer_z},
+       {"calibration_resamples", o.calibration_resamples},
+       {"seed", o.seed},
+       {"closed_loop_max_evals", o.closed_loop_max_evals},
+       {"transfer_z", o.transfer_z},
        {"cloze_max_items", o.cloze_max_items},
-       {"quantize_lm_head", o.quantize_lm_head}, {"embeddings_fp16", o.embeddings_fp16},
+       {"quantize_lm_head", o.quantize_lm_head},
+       {"embeddings_fp16", o.embeddings_fp16},
        {"profile_cache_dir", o.profile_cache_dir}};
 }
 
@@ -164,14 +193,23 @@ void from_json(const json& j, PipelineOptions& o) {
 void to_json(json& j, const SearchOutcome& s) {
   json steps = json::array();
   for (const auto& st : s.steps) {
-    steps.push_back({{"max_damage", st.max_damage}, {"avg_bits", st.avg_bits},
-                     {"calib_metric", st.calib_metric}, {"calib_mean", st.calib_mean},
-                     {"calib_kl", st.calib_kl}, {"met", st.met}});
+    steps.push_back({{"max_damage", st.max_damage},
+                     {"avg_bits", st.avg_bits},
+                     {"calib_metric", st.calib_metric},
+                     {"calib_mean", st.calib_mean},
+                     {"calib_kl", st.calib_kl},
+                     {"met", st.met}});
   }
-  j = {{"bits", s.bits}, {"avg_bits", s.avg_bits}, {"max_damage", s.max_damage},
-       {"calibration_met", s.calibration_met}, {"calib_metric", s.calib_metric},
-       {"calib_mean", s.calib_mean}, {"damage_metric", s.damage_metric},
-       {"steps", steps}, {"note", s.note}, {"wall_seconds", s.wall_seconds}};
+  j = {{"bits", s.bits},
+       {"avg_bits", s.avg_bits},
+       {"max_damage", s.max_damage},
+       {"calibration_met", s.calibration_met},
+       {"calib_metric", s.calib_metric},
+       {"calib_mean", s.calib_mean},
+       {"damage_metric", s.damage_metric},
+       {"steps", steps},
+       {"note", s.note},
+       {"wall_seconds", s.wall_seconds}};
 }
 
 void from_json(const json& j, SearchOutcome& s) {
@@ -187,8 +225,8 @@ void from_json(const json& j, SearchOutcome& s) {
   s.steps.clear();
   for (const auto& st : j.at("steps")) {
     s.steps.push_back({st.at("max_damage").get<double>(), st.at("avg_bits").get<double>(),
-                       st.at("calib_metric").get<double>(), st.value("calib_mean", 0.0),
-                       st.value("calib_kl", 0.0), st.at("met").get<bool>()});
+                       st.at("calib_metric").get<double>(), st.value("calib_mean", 0.0), st.value("calib_kl", 0.0),
+                       st.at("met").get<bool>()});
   }
 }
 

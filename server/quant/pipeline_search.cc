@@ -32,11 +32,15 @@ struct Eval {
 
 bool QuantizationSession::Met(const FidelityReport& r, double avg_bits) const {
   switch (target_.kind) {
-    case Target::Kind::kEar: return r.ear.lo >= target_.value;
-    case Target::Kind::kKl: return r.kl.hi <= target_.value;
+    case Target::Kind::kEar:
+      return r.ear.lo >= target_.value;
+    case Target::Kind::kKl:
+      return r.kl.hi <= target_.value;
     // TL is the cloze test itself; the KL budget is only the search's proxy.
-    case Target::Kind::kTaskLossless: return r.task.items > 0 ? r.task.tl_holds : r.kl.hi <= target_.value;
-    case Target::Kind::kBits: return avg_bits <= target_.value + 1e-9;
+    case Target::Kind::kTaskLossless:
+      return r.task.items > 0 ? r.task.tl_holds : r.kl.hi <= target_.value;
+    case Target::Kind::kBits:
+      return avg_bits <= target_.value + 1e-9;
   }
   return false;
 }
@@ -61,7 +65,8 @@ std::vector<LayerOptions> QuantizationSession::Options(const LayerProfiles& p) c
     o.name = l.name;
     for (int b : p.bits) {
       o.bits.push_back(b);
-      o.cost.push_back(static_cast<double>(l.rows * l.cols) * BitsPerParam(b, opts_.group_size, l.cols, opts_.symmetric));
+      o.cost.push_back(static_cast<double>(l.rows * l.cols) *
+                       BitsPerParam(b, opts_.group_size, l.cols, opts_.symmetric));
       o.damage.push_back(p.Damage(i, b, metric));
     }
     out.push_back(std::move(o));
@@ -80,16 +85,21 @@ absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& p
     }
     SLQ_ASSIGN_OR_RETURN(FidelityReport r, EvaluateOn(bits, calib_set_, opts_.calibration_resamples));
     const bool ear = target_.kind == Target::Kind::kEar;
-    Eval e{bits, AverageBits(bits), CalibrationBound(r), damage, ear ? r.ear.mean : r.kl.mean,
-           r.kl.mean, false};
+    Eval e{bits, AverageBits(bits), CalibrationBound(r), damage, ear ? r.ear.mean : r.kl.mean, r.kl.mean, false};
     switch (target_.kind) {
-      case Target::Kind::kEar: e.met = e.metric >= target_.value; break;
-      case Target::Kind::kKl: e.met = e.metric <= target_.value; break;
+      case Target::Kind::kEar:
+        e.met = e.metric >= target_.value;
+        break;
+      case Target::Kind::kKl:
+        e.met = e.metric <= target_.value;
+        break;
       // TL: the KL proxy (with the transfer margin) and the cloze test on calibration.
       case Target::Kind::kTaskLossless:
         e.met = e.metric <= target_.value && (r.task.items == 0 || r.task.tl_holds);
         break;
-      case Target::Kind::kBits: e.met = e.avg_bits <= target_.value + 1e-9; break;
+      case Target::Kind::kBits:
+        e.met = e.avg_bits <= target_.value + 1e-9;
+        break;
     }
     evals.push_back(e);
     if (progress_) progress_("search", std::min(1.0, evals.size() / static_cast<double>(opts_.closed_loop_max_evals)));
@@ -126,9 +136,8 @@ absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& p
       // First guess of the KL budget for an EAR target: measured on these models, KL ~= 5 x
       // (1 - EAR)^2 (small perturbations: TV first order, KL second order); the bracketing
       // below corrects it.
-      const double d0 = target_.kind == Target::Kind::kEar
-                            ? 5.0 * (1.0 - target_.value) * (1.0 - target_.value)
-                            : target_.value;
+      const double d0 =
+          target_.kind == Target::Kind::kEar ? 5.0 * (1.0 - target_.value) * (1.0 - target_.value) : target_.value;
       double D = std::clamp(d0, dmin, dmax);
       double lo = -1, hi = -1;  // largest met D, smallest unmet D
       for (int it = 0, fresh = 0; it < 60 && fresh < opts_.closed_loop_max_evals; ++it) {
@@ -137,7 +146,10 @@ absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& p
         SLQ_ASSIGN_OR_RETURN(const Eval* e, evaluate(to_bits(a), a.damage));
         fresh += evals.size() > before;
         out.steps.push_back({D, e->avg_bits, e->metric, e->mean, e->kl, e->met});
-        if (e->met) lo = std::max(lo, D); else hi = hi < 0 ? D : std::min(hi, D);
+        if (e->met)
+          lo = std::max(lo, D);
+        else
+          hi = hi < 0 ? D : std::min(hi, D);
         if (lo < 0) {
           if (D <= dmin * (1 + 1e-9)) break;  // even the least damage fails: unreachable
           D = std::max(D / 4, dmin);
@@ -156,17 +168,18 @@ absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& p
   auto better_metric = [&](const Eval& a, const Eval& b) { return ear ? a.metric > b.metric : a.metric < b.metric; };
   const Eval* best = nullptr;
   for (const Eval& e : evals) {
-    if (e.met && (!best || e.avg_bits < best->avg_bits || (e.avg_bits == best->avg_bits && better_metric(e, *best)))) best = &e;
+    if (e.met && (!best || e.avg_bits < best->avg_bits || (e.avg_bits == best->avg_bits && better_metric(e, *best))))
+      best = &e;
   }
   out.calibration_met = best != nullptr;
   if (!best) {
     for (const Eval& e : evals) {
       if (!best || better_metric(e, *best)) best = &e;
     }
-    note = absl::StrFormat("unreachable on the calibration split: best found %s %.6f (predicted "
-                           "held-out %s bound %.6f) at %.3f bits",
-                           ear ? "EAR" : "KL", best->mean, ear ? "lower" : "upper", best->metric,
-                           best->avg_bits);
+    note = absl::StrFormat(
+        "unreachable on the calibration split: best found %s %.6f (predicted "
+        "held-out %s bound %.6f) at %.3f bits",
+        ear ? "EAR" : "KL", best->mean, ear ? "lower" : "upper", best->metric, best->avg_bits);
   }
   out.bits = best->bits;
   out.avg_bits = best->avg_bits;

@@ -18,8 +18,8 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string TmpDir(const std::string& name) {
-  const std::string d = (fs::temp_directory_path() /
-                         ("slq_pipeline_test_" + name + "_" + std::to_string(::getpid()))).string();
+  const std::string d =
+      (fs::temp_directory_path() / ("slq_pipeline_test_" + name + "_" + std::to_string(::getpid()))).string();
   fs::remove_all(d);
   return d;
 }
@@ -60,8 +60,7 @@ TEST(EvalDataTest, SplitIsDeterministicAndDisjointByDocument) {
   // No window appears on both sides (documents are disjoint).
   std::set<std::vector<int32_t>> cal(a->calibration.begin(), a->calibration.end());
   for (const auto& s : a->heldout) EXPECT_FALSE(cal.count(s));
-  EXPECT_EQ(PrepareEvalData("just a few words", **tok, o).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PrepareEvalData("just a few words", **tok, o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(PipelineTest, EightBitModelIsNearlyLosslessWithCertificate) {
@@ -84,21 +83,24 @@ TEST(PipelineTest, EightBitModelIsNearlyLosslessWithCertificate) {
   EXPECT_TRUE(r->target_met);
   EXPECT_EQ(r->status, "met");
   EXPECT_NEAR(c["avg_bits_per_param_quantized_layers"].get<double>(), 8.5, 1e-9);  // g = 64
-  EXPECT_EQ(c["layers"].size(), 15u);  // 14 quantized + lm_head kept
+  EXPECT_EQ(c["layers"].size(), 15u);                                              // 14 quantized + lm_head kept
   EXPECT_EQ(c["layers"]["lm_head"]["quantized"], false);
   EXPECT_GE(c["heldout"]["bootstrap_resamples"].get<int>(), 1000);
-  for (const char* k : {"source_model", "tokenizer", "dataset", "seeds", "stage_wall_seconds",
-                        "tool_version", "target", "target_met", "avg_bits_per_param_whole_model"}) {
+  for (const char* k : {"source_model", "tokenizer", "dataset", "seeds", "stage_wall_seconds", "tool_version", "target",
+                        "target_met", "avg_bits_per_param_whole_model"}) {
     EXPECT_TRUE(c.contains(k)) << k;
   }
   EXPECT_EQ(c["source_model"]["sha256"].get<std::string>().size(), 64u);
-  EXPECT_EQ(stages, (std::vector<std::string>{"load", "data", "base_logits", "profile", "search",
-                                              "verify", "write"}));
+  EXPECT_EQ(stages, (std::vector<std::string>{"load", "data", "base_logits", "profile", "search", "verify", "write"}));
   // The artifact reproduces the certified numbers: reload and re-evaluate on held-out.
   auto art = LoadArtifact(o.output_dir);
   ASSERT_TRUE(art.ok()) << art.status();
   EXPECT_EQ(art->manifest["certificate"]["target_met"], true);
-  auto session = QuantizationSession::Open([&] { PipelineOptions p = o; p.output_dir = ""; return p; }());
+  auto session = QuantizationSession::Open([&] {
+    PipelineOptions p = o;
+    p.output_dir = "";
+    return p;
+  }());
   ASSERT_TRUE(session.ok());
   auto base = LoadModel(o.model_path);
   ASSERT_TRUE(base.ok());
@@ -223,8 +225,7 @@ TEST(PipelineTest, Tinystories656kEar099CertifiesOnHeldoutBelowUniformEight) {
   ASSERT_TRUE(r.ok()) << r.status();
   const auto& c = r->certificate;
   const double bits = c["avg_bits_per_param_quantized_layers"].get<double>();
-  EXPECT_TRUE(r->target_met) << r->status << " at " << bits << " bits; held-out EAR "
-                             << c["heldout"]["ear"].dump();
+  EXPECT_TRUE(r->target_met) << r->status << " at " << bits << " bits; held-out EAR " << c["heldout"]["ear"].dump();
   EXPECT_LT(bits, 8.25);
   EXPECT_EQ(c["search"]["outcome"]["damage_metric"], "kl");
   EXPECT_EQ(c["options"]["transfer_z"].get<double>(), 1.96);

@@ -16,9 +16,9 @@ namespace {
 using nlohmann::json;
 
 std::string CacheKey(const ProfileOptions& o, const QuantConfig& c, int bits) {
-  return absl::StrCat(o.estimator, "|model=", o.model_sha, "|data=", o.data_sha, "|b=", bits,
-                      "|g=", c.group_size, "|sym=", c.symmetric, "|clip=", c.mse_clip,
-                      "|rot=", c.rotate, ":", c.rotation_seed, "|T=", o.temperature);
+  return absl::StrCat(o.estimator, "|model=", o.model_sha, "|data=", o.data_sha, "|b=", bits, "|g=", c.group_size,
+                      "|sym=", c.symmetric, "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed,
+                      "|T=", o.temperature);
 }
 
 std::string CachePath(const ProfileOptions& o, const std::string& key) {
@@ -85,12 +85,12 @@ absl::Status ProfileMeasured(ModelQuantizer& mq, EvalBackend& eval, int set, con
 // Proxy cache keys: the noise-injection alphas depend on the data but not on the bitwidth; the
 // relative weight errors depend on the bitwidth but not on the data (the weights alone).
 std::string ProxyAlphaKey(const ProfileOptions& o, const QuantConfig& c) {
-  return absl::StrCat("proxy-alpha|model=", o.model_sha, "|data=", o.data_sha, "|noise=", o.noise_rel,
-                      "|seed=", o.seed, "|T=", o.temperature, "|rot=", c.rotate, ":", c.rotation_seed);
+  return absl::StrCat("proxy-alpha|model=", o.model_sha, "|data=", o.data_sha, "|noise=", o.noise_rel, "|seed=", o.seed,
+                      "|T=", o.temperature, "|rot=", c.rotate, ":", c.rotation_seed);
 }
 std::string ProxyErrKey(const ProfileOptions& o, const QuantConfig& c, int bits) {
-  return absl::StrCat("proxy-err|model=", o.model_sha, "|b=", bits, "|g=", c.group_size,
-                      "|sym=", c.symmetric, "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed);
+  return absl::StrCat("proxy-err|model=", o.model_sha, "|b=", bits, "|g=", c.group_size, "|sym=", c.symmetric,
+                      "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed);
 }
 
 absl::Status ProfileProxy(ModelQuantizer& mq, EvalBackend& eval, int set, const ProfileOptions& o,
@@ -170,8 +170,7 @@ double LayerProfiles::Damage(size_t i, int bits, DamageMetric metric) const {
 absl::StatusOr<LayerProfiles> ProfileLayers(ModelQuantizer& mq, EvalBackend& eval, int calib_set,
                                             const ProfileOptions& o, const ProgressFn& progress) {
   if (o.estimator != "measured" && o.estimator != "proxy") {
-    return absl::InvalidArgumentError(absl::StrCat("estimator '", o.estimator,
-                                                   "'; allowed: measured, proxy"));
+    return absl::InvalidArgumentError(absl::StrCat("estimator '", o.estimator, "'; allowed: measured, proxy"));
   }
   if (o.bits.empty()) return absl::InvalidArgumentError("no bitwidths to profile");
   if (!(o.noise_rel > 0)) {
@@ -189,9 +188,8 @@ absl::StatusOr<LayerProfiles> ProfileLayers(ModelQuantizer& mq, EvalBackend& eva
   if (out.layers.size() < only.size()) {
     return absl::NotFoundError("some requested layers are not quantizable slots of this model");
   }
-  absl::Status s = o.estimator == "measured"
-                       ? ProfileMeasured(mq, eval, calib_set, o, progress, out)
-                       : ProfileProxy(mq, eval, calib_set, o, progress, out);
+  absl::Status s = o.estimator == "measured" ? ProfileMeasured(mq, eval, calib_set, o, progress, out)
+                                             : ProfileProxy(mq, eval, calib_set, o, progress, out);
   mq.RestoreAll();
   SLQ_RETURN_IF_ERROR(s);
   out.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -227,13 +225,19 @@ void to_json(json& j, const LayerProfiles& p) {
     return o;
   };
   for (const auto& l : p.layers) {
-    layers.push_back({{"name", l.name}, {"layer", l.layer}, {"rows", l.rows}, {"cols", l.cols},
-                      {"kl", m2j(l.kl)}, {"one_minus_ear", m2j(l.one_minus_ear)},
-                      {"rel_err", m2j(l.rel_err)}, {"alpha_kl", l.alpha_kl},
+    layers.push_back({{"name", l.name},
+                      {"layer", l.layer},
+                      {"rows", l.rows},
+                      {"cols", l.cols},
+                      {"kl", m2j(l.kl)},
+                      {"one_minus_ear", m2j(l.one_minus_ear)},
+                      {"rel_err", m2j(l.rel_err)},
+                      {"alpha_kl", l.alpha_kl},
                       {"alpha_ear", l.alpha_ear}});
   }
-  j = {{"estimator", p.estimator}, {"bits", p.bits}, {"group_size", p.group_size},
-       {"layers", layers}, {"wall_seconds", p.wall_seconds}, {"cache_hits", p.cache_hits}};
+  j = {{"estimator", p.estimator},       {"bits", p.bits},
+       {"group_size", p.group_size},     {"layers", layers},
+       {"wall_seconds", p.wall_seconds}, {"cache_hits", p.cache_hits}};
 }
 
 void from_json(const json& j, LayerProfiles& p) {

@@ -67,16 +67,15 @@ struct ProfileOptions {
   double temperature = 1.0;
   double noise_rel = 0.01;  // proxy: relative noise energy of the calibration injection
   uint64_t seed = 1234;
-  std::string cache_dir;    // empty: no cache
+  std::string cache_dir;            // empty: no cache
   std::string model_sha, data_sha;  // cache key parts
   std::vector<std::string> layers;  // empty: all quantizable slots
 };
 
 using ProgressFn = std::function<void(const std::string& stage, double fraction)>;
 
-[[nodiscard]] absl::StatusOr<LayerProfiles> ProfileLayers(ModelQuantizer& mq, EvalBackend& eval,
-                                                          int calib_set, const ProfileOptions& opts,
-                                                          const ProgressFn& progress);
+[[nodiscard]] absl::StatusOr<LayerProfiles> ProfileLayers(ModelQuantizer& mq, EvalBackend& eval, int calib_set,
+                                                          const ProfileOptions& opts, const ProgressFn& progress);
 
 // Joins per-worker shares (same estimator/bits); layers ordered by the first share's order.
 [[nodiscard]] absl::StatusOr<LayerProfiles> MergeProfiles(const std::vector<LayerProfiles>& parts);

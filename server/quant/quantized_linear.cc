@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/packed_dot.h"
 #include "server/common/half.h"
 #include "server/model/worker_pool.h"
-#include "kernels/packed_dot.h"
 
 namespace slq::quant {
 
@@ -59,9 +59,9 @@ void QuantizedLinear::Forward(const float* x, int64_t n, float* y) const {
       const int64_t r0 = t * kTileRows, nr = std::min(kTileRows, out - r0);
       for (int64_t r = 0; r < nr; ++r) kernels::DequantRowFast(view, r0 + r, scratch.data() + r * in);
       // y[:, r0:r0+nr] = x [n, in] * scratch^T [in, nr]
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n),
-                  static_cast<int>(nr), static_cast<int>(in), 1.0f, x, static_cast<int>(in),
-                  scratch.data(), static_cast<int>(in), 0.0f, y + r0, static_cast<int>(out));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(nr),
+                  static_cast<int>(in), 1.0f, x, static_cast<int>(in), scratch.data(), static_cast<int>(in), 0.0f,
+                  y + r0, static_cast<int>(out));
     }
   });
 }

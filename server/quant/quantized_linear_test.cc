@@ -19,8 +19,8 @@ std::vector<float> Random(int64_t n, uint32_t seed) {
 }
 
 // y = Dequantize(W) x computed naively in fp64.
-std::vector<double> Naive(const std::vector<float>& wd, int64_t out, int64_t in,
-                          const std::vector<float>& x, int64_t n) {
+std::vector<double> Naive(const std::vector<float>& wd, int64_t out, int64_t in, const std::vector<float>& x,
+                          int64_t n) {
   std::vector<double> y(n * out);
   for (int64_t t = 0; t < n; ++t)
     for (int64_t r = 0; r < out; ++r) {
@@ -78,8 +78,8 @@ TEST(QuantizedLinearTest, FastKernelsMatchScalarOracleOnEveryIsaAndBitwidth) {
           for (int64_t r = 0; r < out; ++r) {
             kernels::DequantRow(v, r, ref.data());
             kernels::DequantRowFast(v, r, fast.data());
-            ASSERT_EQ(ref, fast) << "bits " << bits << " g " << g << " in " << in << " row " << r
-                                 << " isa " << kernels::PackedKernelIsa();
+            ASSERT_EQ(ref, fast) << "bits " << bits << " g " << g << " in " << in << " row " << r << " isa "
+                                 << kernels::PackedKernelIsa();
           }
           QuantizedLinear op(std::move(*q));
           std::vector<float> x = Random(in, 3), y(out), yref(out);

@@ -29,8 +29,8 @@ double EncodeGroup(const float* w, int64_t n, int bits, float s16, float m16, ui
 }
 
 // The fp16 (scale, zero) for a group whose range is shrunk by `a`.
-void GroupParams(float lo, float hi, float absmax, int bits, bool symmetric, float a,
-                 uint16_t* s_bits, uint16_t* z_bits) {
+void GroupParams(float lo, float hi, float absmax, int bits, bool symmetric, float a, uint16_t* s_bits,
+                 uint16_t* z_bits) {
   if (symmetric) {
     const float half_levels = static_cast<float>((1 << (bits - 1)) - 1);
     *s_bits = FloatToHalf(a * absmax / half_levels);
@@ -64,8 +64,8 @@ void Fwht(float* v, int64_t n) {
 }  // namespace
 
 std::string QuantConfig::Describe() const {
-  return absl::StrCat("q", bits, " g", group_size, symmetric ? " sym" : " asym",
-                      mse_clip ? " clip" : "", rotate ? " rot" : "");
+  return absl::StrCat("q", bits, " g", group_size, symmetric ? " sym" : " asym", mse_clip ? " clip" : "",
+                      rotate ? " rot" : "");
 }
 
 Rotation MakeRotation(int64_t cols, uint64_t seed) {
@@ -103,13 +103,11 @@ kernels::PackedMatrixView QuantizedMatrix::View() const {
 }
 
 std::string QuantizedMatrix::Describe() const {
-  return absl::StrCat("q", bits, " g", group_size, symmetric ? " sym" : " asym",
-                      mse_clip ? " clip" : "", rotation.enabled() ? " rot" : "");
+  return absl::StrCat("q", bits, " g", group_size, symmetric ? " sym" : " asym", mse_clip ? " clip" : "",
+                      rotation.enabled() ? " rot" : "");
 }
 
-double QuantizedMatrix::BitsPerParam() const {
-  return quant::BitsPerParam(bits, group_size, cols, symmetric);
-}
+double QuantizedMatrix::BitsPerParam() const { return quant::BitsPerParam(bits, group_size, cols, symmetric); }
 
 double BitsPerParam(int bits, int64_t group_size, int64_t cols, bool symmetric) {
   if (cols <= 0) return bits;
@@ -136,8 +134,8 @@ absl::StatusOr<int64_t> ResolveGroupSize(int bits, int64_t group_size, int64_t c
   return std::min(group_size, cols);
 }
 
-void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse_clip,
-                   uint8_t* codes, uint16_t* scale16, uint16_t* zero16) {
+void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse_clip, uint8_t* codes,
+                   uint16_t* scale16, uint16_t* zero16) {
   float lo = w[0], hi = w[0];
   for (int64_t i = 1; i < n; ++i) {
     lo = std::min(lo, w[i]);
@@ -165,8 +163,7 @@ void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse
   }
 }
 
-absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* w, int64_t rows, int64_t cols,
-                                               const QuantConfig& cfg) {
+absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* w, int64_t rows, int64_t cols, const QuantConfig& cfg) {
   if (rows <= 0) return absl::InvalidArgumentError(absl::StrCat("rows = ", rows, "; must be > 0"));
   SLQ_ASSIGN_OR_RETURN(const int64_t g, ResolveGroupSize(cfg.bits, cfg.group_size, cols));
   for (int64_t i = 0; i < rows * cols; ++i) {
@@ -187,20 +184,23 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* w, int64_t rows, int
   q.codes.assign(static_cast<size_t>(rows * wpr), 0);
   q.scales.assign(static_cast<size_t>(rows * gpr), 0);
   q.zeros.assign(static_cast<size_t>(rows * gpr), 0);
-  ParallelFor(rows, [&](int64_t begin, int64_t end) {
-    std::vector<float> row(static_cast<size_t>(cols));
-    std::vector<uint8_t> codes(static_cast<size_t>(cols));
-    for (int64_t r = begin; r < end; ++r) {
-      std::copy(w + r * cols, w + (r + 1) * cols, row.begin());
-      ApplyRotation(q.rotation, row.data(), 1, cols);
-      for (int64_t k = 0; k < gpr; ++k) {
-        const int64_t j0 = k * g, n = std::min(g, cols - j0);
-        QuantizeGroup(row.data() + j0, n, cfg.bits, cfg.symmetric, cfg.mse_clip, codes.data() + j0,
-                      &q.scales[r * gpr + k], &q.zeros[r * gpr + k]);
-      }
-      PackRow(codes.data(), cols, cfg.bits, q.codes.data() + r * wpr);
-    }
-  }, 0, 16);
+  ParallelFor(
+      rows,
+      [&](int64_t begin, int64_t end) {
+        std::vector<float> row(static_cast<size_t>(cols));
+        std::vector<uint8_t> codes(static_cast<size_t>(cols));
+        for (int64_t r = begin; r < end; ++r) {
+          std::copy(w + r * cols, w + (r + 1) * cols, row.begin());
+          ApplyRotation(q.rotation, row.data(), 1, cols);
+          for (int64_t k = 0; k < gpr; ++k) {
+            const int64_t j0 = k * g, n = std::min(g, cols - j0);
+            QuantizeGroup(row.data() + j0, n, cfg.bits, cfg.symmetric, cfg.mse_clip, codes.data() + j0,
+                          &q.scales[r * gpr + k], &q.zeros[r * gpr + k]);
+          }
+          PackRow(codes.data(), cols, cfg.bits, q.codes.data() + r * wpr);
+        }
+      },
+      0, 16);
   return q;
 }
 
@@ -221,9 +221,12 @@ void DequantizeRow(const QuantizedMatrix& q, int64_t r, bool original_basis, flo
 
 std::vector<float> DequantizeAll(const QuantizedMatrix& q, bool original_basis) {
   std::vector<float> out(static_cast<size_t>(q.rows * q.cols));
-  ParallelFor(q.rows, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) DequantizeRow(q, r, original_basis, out.data() + r * q.cols);
-  }, 0, std::max<int64_t>(1, 65536 / std::max<int64_t>(q.cols, 1)));
+  ParallelFor(
+      q.rows,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) DequantizeRow(q, r, original_basis, out.data() + r * q.cols);
+      },
+      0, std::max<int64_t>(1, 65536 / std::max<int64_t>(q.cols, 1)));
   return out;
 }
 
@@ -236,20 +239,23 @@ std::vector<float> DequantizeOriginalBasis(const QuantizedMatrix& q) { return De
 double RelativeError(const float* w, const QuantizedMatrix& q) {
   const int64_t rows = q.rows, cols = q.cols;
   std::vector<double> num(static_cast<size_t>(rows)), den(static_cast<size_t>(rows));
-  ParallelFor(rows, [&](int64_t begin, int64_t end) {
-    std::vector<float> row(static_cast<size_t>(cols));
-    for (int64_t r = begin; r < end; ++r) {
-      DequantizeRow(q, r, true, row.data());
-      double n = 0, d = 0;
-      for (int64_t j = 0; j < cols; ++j) {
-        const double x = w[r * cols + j], e = x - row[j];
-        n += e * e;
-        d += x * x;
-      }
-      num[r] = n;
-      den[r] = d;
-    }
-  }, 0, std::max<int64_t>(1, 65536 / std::max<int64_t>(cols, 1)));
+  ParallelFor(
+      rows,
+      [&](int64_t begin, int64_t end) {
+        std::vector<float> row(static_cast<size_t>(cols));
+        for (int64_t r = begin; r < end; ++r) {
+          DequantizeRow(q, r, true, row.data());
+          double n = 0, d = 0;
+          for (int64_t j = 0; j < cols; ++j) {
+            const double x = w[r * cols + j], e = x - row[j];
+            n += e * e;
+            d += x * x;
+          }
+          num[r] = n;
+          den[r] = d;
+        }
+      },
+      0, std::max<int64_t>(1, 65536 / std::max<int64_t>(cols, 1)));
   double a = 0, b = 0;
   for (int64_t r = 0; r < rows; ++r) {
     a += num[r];
@@ -258,8 +264,7 @@ double RelativeError(const float* w, const QuantizedMatrix& q) {
   return b > 0.0 ? a / b : 0.0;
 }
 
-absl::StatusOr<double> RelativeQuantError(const float* w, int64_t rows, int64_t cols,
-                                          const QuantConfig& cfg) {
+absl::StatusOr<double> RelativeQuantError(const float* w, int64_t rows, int64_t cols, const QuantConfig& cfg) {
   SLQ_ASSIGN_OR_RETURN(QuantizedMatrix q, QuantizeMatrix(w, rows, cols, cfg));
   return RelativeError(w, q);
 }

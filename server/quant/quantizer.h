@@ -30,12 +30,12 @@
 namespace slq::quant {
 
 struct QuantConfig {
-  int bits = 4;                // 2..8
-  int64_t group_size = 128;    // 32, 64, 128 (any >= 1 accepted) or -1 = per row
-  bool symmetric = false;      // default asymmetric
-  bool mse_clip = false;       // grid search of a shrink factor per group
-  bool rotate = false;         // randomized Hadamard rotation of the input dimension
-  uint64_t rotation_seed = 0;  // seed of the random signs
+  int bits = 4;                  // 2..8
+  int64_t group_size = 128;      // 32, 64, 128 (any >= 1 accepted) or -1 = per row
+  bool symmetric = false;        // default asymmetric
+  bool mse_clip = false;         // grid search of a shrink factor per group
+  bool rotate = false;           // randomized Hadamard rotation of the input dimension
+  uint64_t rotation_seed = 0;    // seed of the random signs
   std::string Describe() const;  // e.g. "q4 g128 asym"
 };
 
@@ -55,13 +55,13 @@ void ApplyRotation(const Rotation& rot, float* v, int64_t n, int64_t cols);
 struct QuantizedMatrix {
   int64_t rows = 0, cols = 0;
   int bits = 0;
-  int64_t group_size = 0;          // resolved: per-row == cols
+  int64_t group_size = 0;  // resolved: per-row == cols
   bool symmetric = false;
   bool mse_clip = false;
   Rotation rotation;
-  std::vector<uint32_t> codes;     // [rows, WordsPerRow(cols, bits)] packed codes
-  std::vector<uint16_t> scales;    // [rows, GroupsPerRow(cols, group_size)] fp16
-  std::vector<uint16_t> zeros;     // [rows, GroupsPerRow(cols, group_size)] fp16
+  std::vector<uint32_t> codes;   // [rows, WordsPerRow(cols, bits)] packed codes
+  std::vector<uint16_t> scales;  // [rows, GroupsPerRow(cols, group_size)] fp16
+  std::vector<uint16_t> zeros;   // [rows, GroupsPerRow(cols, group_size)] fp16
   kernels::PackedMatrixView View() const;
   std::string Describe() const;
   double BitsPerParam() const;
@@ -71,13 +71,13 @@ struct QuantizedMatrix {
 [[nodiscard]] absl::StatusOr<int64_t> ResolveGroupSize(int bits, int64_t group_size, int64_t cols);
 
 // Quantizes w [rows, cols] fp32. InvalidArgument on bad bits/group size/shape or non-finite w.
-[[nodiscard]] absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* w, int64_t rows,
-                                                             int64_t cols, const QuantConfig& cfg);
+[[nodiscard]] absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* w, int64_t rows, int64_t cols,
+                                                             const QuantConfig& cfg);
 
 // Quantizes one group of n values. codes[n] receive codes in [0, 2^bits-1]; returns via
 // *scale16 / *zero16 the fp16 bits. Exposed for tests.
-void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse_clip,
-                   uint8_t* codes, uint16_t* scale16, uint16_t* zero16);
+void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse_clip, uint8_t* codes,
+                   uint16_t* scale16, uint16_t* zero16);
 
 // Dequantized weights [rows, cols] fp32 in the rotated basis (what Forward multiplies by).
 std::vector<float> Dequantize(const QuantizedMatrix& q);

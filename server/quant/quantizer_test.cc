@@ -6,8 +6,8 @@
 #include "gtest/gtest.h"
 #include "server/common/half.h"
 #include "server/common/test_paths.h"
-#include "server/quant/packing.h"
 #include "server/model/safetensors.h"
+#include "server/quant/packing.h"
 
 namespace slq::quant {
 namespace {
@@ -197,9 +197,8 @@ TEST(QuantizerTest, GammaSquaredLawOnRealWeights) {
     }
     const double level_factor = std::pow(255.0 / 254.0, 2);
     const double measured = es / ea, predicted = level_factor * pred_num / pred_den;
-    EXPECT_NEAR(measured / predicted, 1.0, 0.05) << name << " measured " << measured
-                                                  << " predicted " << predicted
-                                                  << " mean gamma^2 " << mean_g2 / groups;
+    EXPECT_NEAR(measured / predicted, 1.0, 0.05)
+        << name << " measured " << measured << " predicted " << predicted << " mean gamma^2 " << mean_g2 / groups;
     EXPECT_GT(mean_g2 / groups, 1.0);
     ++checked;
   }

@@ -15,27 +15,26 @@ namespace slq::quant {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr int64_t kCostBins = 20000;       // resolution of the DP cost axis (non-integer costs)
-constexpr int64_t kMaxExactBins = 200000;  // integer costs up to this total are exact
+constexpr int64_t kCostBins = 20000;          // resolution of the DP cost axis (non-integer costs)
+constexpr int64_t kMaxExactBins = 200000;     // integer costs up to this total are exact
 constexpr int64_t kMaxPickBytes = 200000000;  // cap on the DP back-pointer table
 
 absl::Status Validate(const std::vector<LayerOptions>& layers) {
   if (layers.empty()) return absl::InvalidArgumentError("no layers to allocate bitwidths to");
   for (const auto& l : layers) {
     if (l.cost.empty() || l.cost.size() != l.damage.size() || l.cost.size() != l.bits.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layer '", l.name, "': needs >= 1 option and equal-length bits/cost/damage (got ",
-          l.bits.size(), "/", l.cost.size(), "/", l.damage.size(), ")"));
+      return absl::InvalidArgumentError(absl::StrCat("layer '", l.name,
+                                                     "': needs >= 1 option and equal-length bits/cost/damage (got ",
+                                                     l.bits.size(), "/", l.cost.size(), "/", l.damage.size(), ")"));
     }
     if (l.cost.size() > 255) {
-      return absl::InvalidArgumentError(absl::StrCat("layer '", l.name, "': ", l.cost.size(),
-                                                     " options; at most 255 allowed"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer '", l.name, "': ", l.cost.size(), " options; at most 255 allowed"));
     }
     for (size_t i = 0; i < l.cost.size(); ++i) {
-      if (!std::isfinite(l.cost[i]) || l.cost[i] < 0 || !std::isfinite(l.damage[i]) ||
-          l.damage[i] < 0) {
-        return absl::InvalidArgumentError(absl::StrCat("layer '", l.name, "' option ", i,
-                                                       ": cost and damage must be finite and >= 0"));
+      if (!std::isfinite(l.cost[i]) || l.cost[i] < 0 || !std::isfinite(l.damage[i]) || l.damage[i] < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer '", l.name, "' option ", i, ": cost and damage must be finite and >= 0"));
       }
     }
   }
@@ -73,7 +72,7 @@ std::vector<int> PickExtreme(const std::vector<LayerOptions>& layers, bool least
 // dp table: min damage per exact integer cost, with back-pointers.
 struct DpTable {
   double unit = 1;
-  bool exact = true;  // integer costs, unit 1: the DP is exactly optimal
+  bool exact = true;                        // integer costs, unit 1: the DP is exactly optimal
   std::vector<std::vector<int64_t>> icost;  // per layer, per option
   std::vector<double> best;                 // [C + 1]
   std::vector<std::vector<uint8_t>> pick;   // [L][C + 1]
@@ -160,23 +159,25 @@ Allocation BisectLambda(const std::vector<LayerOptions>& layers, Ok ok, bool wan
   }
   for (int i = 0; i < 200; ++i) {
     const double mid = 0.5 * (lo + hi);
-    if (ok(Finish(layers, PickLagrangian(layers, mid))) == want_large_ok) hi = mid; else lo = mid;
+    if (ok(Finish(layers, PickLagrangian(layers, mid))) == want_large_ok)
+      hi = mid;
+    else
+      lo = mid;
   }
   return Finish(layers, PickLagrangian(layers, want_large_ok ? hi : lo));
 }
 
 }  // namespace
 
-absl::StatusOr<Allocation> MinCostForDamage(const std::vector<LayerOptions>& layers,
-                                            double max_damage, SearchMethod method) {
+absl::StatusOr<Allocation> MinCostForDamage(const std::vector<LayerOptions>& layers, double max_damage,
+                                            SearchMethod method) {
   SLQ_RETURN_IF_ERROR(Validate(layers));
   const double tol = 1e-12 * std::max(1.0, std::fabs(max_damage));
   Allocation best_damage = Finish(layers, PickExtreme(layers, /*least_damage=*/true));
   if (best_damage.damage > max_damage + tol) {
-    best_damage.note = absl::StrCat("infeasible: the least achievable damage ", best_damage.damage,
-                                    " exceeds the limit ", max_damage,
-                                    "; returning that least-damage allocation (cost ",
-                                    best_damage.cost, ")");
+    best_damage.note =
+        absl::StrCat("infeasible: the least achievable damage ", best_damage.damage, " exceeds the limit ", max_damage,
+                     "; returning that least-damage allocation (cost ", best_damage.cost, ")");
     return best_damage;
   }
   Allocation a;
@@ -189,11 +190,13 @@ absl::StatusOr<Allocation> MinCostForDamage(const std::vector<LayerOptions>& lay
       }
     }
     if (!t.exact) {  // discretised: the hull point may be cheaper; keep the better
-      Allocation g = BisectLambda(layers, [&](const Allocation& x) { return x.damage <= max_damage + tol; }, true);
+      Allocation g = BisectLambda(
+          layers, [&](const Allocation& x) { return x.damage <= max_damage + tol; }, true);
       if (g.damage <= max_damage + tol && (a.choice.empty() || g.cost < a.cost)) a = g;
     }
   } else {
-    a = BisectLambda(layers, [&](const Allocation& x) { return x.damage <= max_damage + tol; }, true);
+    a = BisectLambda(
+        layers, [&](const Allocation& x) { return x.damage <= max_damage + tol; }, true);
   }
   if (a.choice.empty() || a.damage > max_damage + tol) a = best_damage;
   a.feasible = true;
@@ -206,9 +209,8 @@ absl::StatusOr<Allocation> MinDamageForCost(const std::vector<LayerOptions>& lay
   const double tol = 1e-12 * std::max(1.0, std::fabs(budget));
   Allocation cheapest = Finish(layers, PickExtreme(layers, /*least_damage=*/false));
   if (cheapest.cost > budget + tol) {
-    cheapest.note = absl::StrCat("infeasible: the cheapest allocation costs ", cheapest.cost,
-                                 " > budget ", budget, "; returning it (damage ",
-                                 cheapest.damage, ")");
+    cheapest.note = absl::StrCat("infeasible: the cheapest allocation costs ", cheapest.cost, " > budget ", budget,
+                                 "; returning it (damage ", cheapest.damage, ")");
     return cheapest;
   }
   Allocation a;
@@ -222,11 +224,13 @@ absl::StatusOr<Allocation> MinDamageForCost(const std::vector<LayerOptions>& lay
     }
     if (arg >= 0) a = Finish(layers, Backtrack(t, arg));
     if (!t.exact) {  // discretised: the hull point may be better; keep the better
-      Allocation g = BisectLambda(layers, [&](const Allocation& x) { return x.cost <= budget + tol; }, false);
+      Allocation g = BisectLambda(
+          layers, [&](const Allocation& x) { return x.cost <= budget + tol; }, false);
       if (g.cost <= budget + tol && (a.choice.empty() || g.damage < a.damage)) a = g;
     }
   } else {
-    a = BisectLambda(layers, [&](const Allocation& x) { return x.cost <= budget + tol; }, false);
+    a = BisectLambda(
+        layers, [&](const Allocation& x) { return x.cost <= budget + tol; }, false);
   }
   if (a.choice.empty() || a.cost > budget + tol) a = cheapest;
   a.feasible = true;
@@ -234,8 +238,8 @@ absl::StatusOr<Allocation> MinDamageForCost(const std::vector<LayerOptions>& lay
 }
 
 void to_json(nlohmann::json& j, const Allocation& a) {
-  j = nlohmann::json{{"bits", a.bits}, {"cost", a.cost}, {"damage", a.damage},
-                     {"feasible", a.feasible}, {"note", a.note}};
+  j = nlohmann::json{
+      {"bits", a.bits}, {"cost", a.cost}, {"damage", a.damage}, {"feasible", a.feasible}, {"note", a.note}};
 }
 
 }  // namespace slq::quant

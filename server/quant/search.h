@@ -10,9 +10,9 @@
 // Dynamic programming is exact over a discretised COST axis: costs are divided by a unit
 // (1 when they are integers with a small total: then exactly optimal; else total / bins with
 // bins = max(20000, 200 x layers)) and rounded up, so a DP answer never exceeds a budget; in
-// the discretised case the Lagrangian hull point is also computed and the better one kept. Lagrangian relaxation minimises cost + lambda * damage per
-// layer and bisects lambda; it returns points on the lower convex hull (may be suboptimal
-// in between, never infeasible when a feasible hull point exists). Thread safety: pure.
+// the discretised case the Lagrangian hull point is also computed and the better one kept. Lagrangian relaxation
+// minimises cost + lambda * damage per layer and bisects lambda; it returns points on the lower convex hull (may be
+// suboptimal in between, never infeasible when a feasible hull point exists). Thread safety: pure.
 #ifndef SLQ_SERVER_QUANT_SEARCH_H_
 #define SLQ_SERVER_QUANT_SEARCH_H_
 
@@ -48,12 +48,12 @@ enum class SearchMethod { kDynamicProgramming, kLagrangian };
 
 // Target mode: minimise sum cost s.t. sum damage <= max_damage. If even the least-damage
 // allocation exceeds max_damage, returns it with feasible = false and a note.
-[[nodiscard]] absl::StatusOr<Allocation> MinCostForDamage(const std::vector<LayerOptions>& layers,
-                                                          double max_damage, SearchMethod method);
+[[nodiscard]] absl::StatusOr<Allocation> MinCostForDamage(const std::vector<LayerOptions>& layers, double max_damage,
+                                                          SearchMethod method);
 // Budget mode: minimise sum damage s.t. sum cost <= budget. If even the cheapest allocation
 // exceeds the budget, returns it with feasible = false and a note.
-[[nodiscard]] absl::StatusOr<Allocation> MinDamageForCost(const std::vector<LayerOptions>& layers,
-                                                          double budget, SearchMethod method);
+[[nodiscard]] absl::StatusOr<Allocation> MinDamageForCost(const std::vector<LayerOptions>& layers, double budget,
+                                                          SearchMethod method);
 
 // Targets and formats are the job-spec contract's (server/spec/job_spec.h): one parser, one set of
 // ranges and error texts for the engine, the service and slqctl.

@@ -28,8 +28,8 @@ std::vector<LayerOptions> RandomInstance(std::mt19937& rng, int layers, std::vec
 }
 
 // Exhaustive search: best (cost, damage) over all allocations.
-void Brute(const std::vector<LayerOptions>& L, size_t l, double c, double d, double max_damage,
-           double budget, double* best_cost, double* best_damage) {
+void Brute(const std::vector<LayerOptions>& L, size_t l, double c, double d, double max_damage, double budget,
+           double* best_cost, double* best_damage) {
   if (l == L.size()) {
     if (d <= max_damage + 1e-12) *best_cost = std::min(*best_cost, c);
     if (c <= budget + 1e-12) *best_damage = std::min(*best_damage, d);
@@ -72,7 +72,8 @@ TEST(SearchTest, DpIsOptimalAndLagrangianFeasibleVsBruteForce) {
 TEST(SearchTest, NonIntegerCostsStayWithinBudget) {
   std::mt19937 rng(5);
   auto L = RandomInstance(rng, 300, {2, 3, 4, 5, 6, 7, 8});
-  for (auto& l : L) for (auto& c : l.cost) c = c * 1013.37 + 0.25;
+  for (auto& l : L)
+    for (auto& c : l.cost) c = c * 1013.37 + 0.25;
   double cmin = 0, cmax = 0;
   for (auto& l : L) cmin += l.cost.front(), cmax += l.cost.back();
   const double B = 0.5 * (cmin + cmax);

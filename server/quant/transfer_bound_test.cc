@@ -18,8 +18,7 @@ TEST(TransferBoundTest, MarginFromIntervalWidthAndSplitSizes) {
   // Equal splits: se_h = se_c; margin = 1.96 * sqrt(2) * se + 1.96 * se.
   EXPECT_NEAR(TransferBound(iv, 10, 10, true), 0.995 - (1.96 * std::sqrt(2.0) + z) * 0.001, 1e-9);
   // Four times the held-out sequences: se_h = se_c / 2.
-  EXPECT_NEAR(TransferBound(iv, 10, 40, true),
-              0.995 - (1.96 * std::sqrt(1.25) + z * 0.5) * 0.001, 1e-9);
+  EXPECT_NEAR(TransferBound(iv, 10, 40, true), 0.995 - (1.96 * std::sqrt(1.25) + z * 0.5) * 0.001, 1e-9);
   // Upper bounds (KL) mirror; z = 0 leaves only the held-out interval's own half width.
   EXPECT_NEAR(TransferBound(iv, 10, 10, false, 0.0), 0.995 + z * 0.001, 1e-9);
   // A zero-width interval (identical models) gives the point estimate.

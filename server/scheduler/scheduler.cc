@@ -22,12 +22,18 @@ struct StageSpan {
 };
 StageSpan Span(JobStage s) {
   switch (s) {
-    case JobStage::kFetch: return {0.00, 0.05};
-    case JobStage::kProfile: return {0.05, 0.60};
-    case JobStage::kSearch: return {0.60, 0.80};
-    case JobStage::kPack: return {0.80, 0.90};
-    case JobStage::kVerify: return {0.90, 0.98};
-    case JobStage::kPublish: return {0.98, 1.00};
+    case JobStage::kFetch:
+      return {0.00, 0.05};
+    case JobStage::kProfile:
+      return {0.05, 0.60};
+    case JobStage::kSearch:
+      return {0.60, 0.80};
+    case JobStage::kPack:
+      return {0.80, 0.90};
+    case JobStage::kVerify:
+      return {0.90, 0.98};
+    case JobStage::kPublish:
+      return {0.98, 1.00};
   }
   return {0, 1};
 }
@@ -87,7 +93,8 @@ void Scheduler::ObserveStageEnd(const Job& job, JobStage next) {
   if (!events.ok()) return;
   for (const JobEvent& e : *events) {
     if (e.stage == job.stage) {
-      metrics_->stage_duration(std::string(JobStageName(job.stage))).Observe(absl::ToDoubleSeconds(absl::Now() - e.time));
+      metrics_->stage_duration(std::string(JobStageName(job.stage)))
+          .Observe(absl::ToDoubleSeconds(absl::Now() - e.time));
       return;
     }
   }
@@ -172,14 +179,13 @@ absl::Status Scheduler::Advance(const Job& job, const std::vector<Task>& tasks) 
     }
     if (specs.empty()) return Fail(job, "the model has no quantizable layers");
     SLQ_RETURN_IF_ERROR(store_->AddTasks(job.id, specs).status());
-    return Event(job, JobStage::kProfile, 0,
-                 absl::StrCat("profiling ", specs.size(), " layer groups"));
+    return Event(job, JobStage::kProfile, 0, absl::StrCat("profiling ", specs.size(), " layer groups"));
   }
   if (!AllDone(profile)) {
     double f = static_cast<double>(CountDone(profile)) / static_cast<double>(profile.size());
-    if (job.stage == JobStage::kProfile && std::abs(job.progress - (Span(JobStage::kProfile).begin +
-                                                                   f * (Span(JobStage::kProfile).end -
-                                                                        Span(JobStage::kProfile).begin))) > 1e-9) {
+    if (job.stage == JobStage::kProfile &&
+        std::abs(job.progress - (Span(JobStage::kProfile).begin +
+                                 f * (Span(JobStage::kProfile).end - Span(JobStage::kProfile).begin))) > 1e-9) {
       return Event(job, JobStage::kProfile, f,
                    absl::StrCat(CountDone(profile), "/", profile.size(), " layer groups profiled"));
     }
@@ -239,8 +245,7 @@ absl::Status Scheduler::Publish(const Job& job, const Task& pack) {
   } else {
     // A crash after the rename and before the job row was updated: the staging container is
     // gone but the artifact is already published under the id the worker computed.
-    auto path = expected_id.empty() ? absl::StatusOr<std::string>(published.status())
-                                    : artifacts_->Path(expected_id);
+    auto path = expected_id.empty() ? absl::StatusOr<std::string>(published.status()) : artifacts_->Path(expected_id);
     if (!path.ok()) return Fail(job, absl::StrCat("publish: ", published.status().message()));
     auto existing = store_->GetArtifact(expected_id);
     if (existing.ok()) {
@@ -263,10 +268,11 @@ absl::Status Scheduler::Publish(const Job& job, const Task& pack) {
   u.state = met ? JobState::kSucceeded : JobState::kFailed;
   if (!met) u.error = "target not met: " + status + " (artifact " + artifact.id + " kept, marked failing)";
   SLQ_RETURN_IF_ERROR(store_->UpdateJob(job.id, u).status());
-  SLQ_RETURN_IF_ERROR(store_->AppendEvent(job.id, JobStage::kPublish, 1.0,
-                                          absl::StrCat(met ? "published " : "published (target NOT met) ",
-                                                       artifact.id, ": ", status))
-                          .status());
+  SLQ_RETURN_IF_ERROR(
+      store_
+          ->AppendEvent(job.id, JobStage::kPublish, 1.0,
+                        absl::StrCat(met ? "published " : "published (target NOT met) ", artifact.id, ": ", status))
+          .status());
   if (metrics_) metrics_->jobs_finished(met ? "SUCCEEDED" : "FAILED").Increment();
   spdlog::info("job {}: {} artifact {} ({})", job.id, met ? "succeeded," : "target not met,", artifact.id, status);
   if (on_event_) on_event_(job.id);
@@ -329,8 +335,7 @@ absl::Status Scheduler::ReconcileAll() {
   return absl::OkStatus();
 }
 
-absl::Status Scheduler::TaskProgress(const Task& task, JobStage stage, double progress,
-                                     const std::string& message) {
+absl::Status Scheduler::TaskProgress(const Task& task, JobStage stage, double progress, const std::string& message) {
   if (task.kind == "profile") return absl::OkStatus();
   absl::MutexLock l(&reconcile_mu_);
   SLQ_ASSIGN_OR_RETURN(Job job, store_->GetJob(task.job_id));

@@ -228,8 +228,8 @@ TEST_F(SchedulerTest, JobGoesThroughEveryStageAndEachReconcileIsIdempotent) {
   for (const JobEvent& e : Events(id)) {
     if (stages.empty() || stages.back() != e.stage) stages.push_back(e.stage);
   }
-  EXPECT_EQ(stages, (std::vector<JobStage>{JobStage::kFetch, JobStage::kProfile, JobStage::kSearch,
-                                           JobStage::kPack, JobStage::kPublish}));
+  EXPECT_EQ(stages, (std::vector<JobStage>{JobStage::kFetch, JobStage::kProfile, JobStage::kSearch, JobStage::kPack,
+                                           JobStage::kPublish}));
   EXPECT_TRUE(store_->IntegrityCheck().ok());
 }
 
@@ -326,8 +326,8 @@ TEST_F(SchedulerTest, APermanentErrorFailsTheJobAtOnceAndRemovesItsStaging) {
   ASSERT_FALSE(fs::is_empty(dir_ / "artifacts" / "tmp"));
   auto t = store_->LeaseTask("w1", {"pack"}, absl::Seconds(30));
   ASSERT_TRUE(t.ok() && t->has_value());
-  ASSERT_TRUE(store_->CompleteTask((*t)->id, "w1", {.ok = false, .error = "INVALID_ARGUMENT: bad", .retryable = false})
-                  .ok());
+  ASSERT_TRUE(
+      store_->CompleteTask((*t)->id, "w1", {.ok = false, .error = "INVALID_ARGUMENT: bad", .retryable = false}).ok());
   ASSERT_TRUE(scheduler_->Reconcile(id).ok());
   EXPECT_EQ(GetJob(id).state, JobState::kFailed);
   EXPECT_EQ(Tasks(id)["pack"], "FAILED");

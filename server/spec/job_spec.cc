@@ -33,11 +33,14 @@ absl::Status BadFormats(std::string_view text, const std::string& why) {
 std::string RangeError(Target::Kind kind, double v) {
   if (!std::isfinite(v)) return "the value is not a finite number";
   switch (kind) {
-    case Target::Kind::kEar: return v > 0 && v <= 1 ? "" : absl::StrCat("ear must be in (0, 1], got ", v);
-    case Target::Kind::kKl: return v > 0 ? "" : absl::StrCat("kl must be > 0, got ", v);
+    case Target::Kind::kEar:
+      return v > 0 && v <= 1 ? "" : absl::StrCat("ear must be in (0, 1], got ", v);
+    case Target::Kind::kKl:
+      return v > 0 ? "" : absl::StrCat("kl must be > 0, got ", v);
     case Target::Kind::kBits:
       return v > kMinBits && v <= kMaxAvgBits ? "" : absl::StrCat("bits must be in (2, 16], got ", v);
-    case Target::Kind::kTaskLossless: return v > 0 ? "" : absl::StrCat("the tl KL budget must be > 0, got ", v);
+    case Target::Kind::kTaskLossless:
+      return v > 0 ? "" : absl::StrCat("the tl KL budget must be > 0, got ", v);
   }
   return "unknown target kind";
 }
@@ -48,10 +51,14 @@ std::string Number(double v) { return absl::StrFormat("%.10g", v); }
 
 std::string Target::ToString() const {
   switch (kind) {
-    case Kind::kEar: return absl::StrCat("ear>=", Number(value));
-    case Kind::kKl: return absl::StrCat("kl<=", Number(value));
-    case Kind::kBits: return absl::StrCat("bits<=", Number(value));
-    case Kind::kTaskLossless: return value == kTlKlBudget ? "tl" : absl::StrCat("tl<=", Number(value));
+    case Kind::kEar:
+      return absl::StrCat("ear>=", Number(value));
+    case Kind::kKl:
+      return absl::StrCat("kl<=", Number(value));
+    case Kind::kBits:
+      return absl::StrCat("bits<=", Number(value));
+    case Kind::kTaskLossless:
+      return value == kTlKlBudget ? "tl" : absl::StrCat("tl<=", Number(value));
   }
   return "?";
 }
@@ -150,11 +157,11 @@ absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& fo
   if (target.kind != Target::Kind::kBits || formats.empty()) return absl::OkStatus();
   const double floor = MinAvgBits(formats, group_size, symmetric);
   if (target.value < floor) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "target '%s' is unreachable with formats {%s} and group size %d: the fewest bits/param is %.4g "
-        "(the smallest width %d plus the %s overhead); raise the budget or allow a smaller width",
-        target.ToString(), absl::StrJoin(formats, ","), group_size, floor, formats.front(),
-        symmetric ? "fp16 scale" : "fp16 scale and zero"));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("target '%s' is unreachable with formats {%s} and group size %d: the fewest bits/param is %.4g "
+                        "(the smallest width %d plus the %s overhead); raise the budget or allow a smaller width",
+                        target.ToString(), absl::StrJoin(formats, ","), group_size, floor, formats.front(),
+                        symmetric ? "fp16 scale" : "fp16 scale and zero"));
   }
   return absl::OkStatus();
 }

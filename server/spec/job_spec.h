@@ -61,8 +61,8 @@ struct Target {
 // overhead of one fp16 per group (a lower bound for per-row groups: the width itself).
 double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symmetric);
 // InvalidArgument when `target` is bits<=X with X below MinAvgBits (OK for other kinds).
-[[nodiscard]] absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& formats,
-                                              int64_t group_size, bool symmetric);
+[[nodiscard]] absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& formats, int64_t group_size,
+                                              bool symmetric);
 
 // A whole spec as a user writes it (strings as on the command line).
 struct SpecFields {

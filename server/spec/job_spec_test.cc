@@ -39,8 +39,8 @@ TEST(JobSpecTest, ParsesFormats) {
   EXPECT_EQ(*ParseFormats("2..8"), (std::vector<int>{2, 3, 4, 5, 6, 7, 8}));
   EXPECT_EQ(*ParseFormats("8,4,6"), (std::vector<int>{4, 6, 8}));
   EXPECT_EQ(*ParseFormats(" 4 "), (std::vector<int>{4}));
-  for (const char* bad : {"", "9-10", "1..8", "4,4", "4-4", "4-9", "abc", "4..", "8..4", "4-6,8", "fp8", "2..9",
-                          "4..6..8", "-4", "4-"}) {
+  for (const char* bad :
+       {"", "9-10", "1..8", "4,4", "4-4", "4-9", "abc", "4..", "8..4", "4-6,8", "fp8", "2..9", "4..6..8", "-4", "4-"}) {
     auto r = ParseFormats(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;

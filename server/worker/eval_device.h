@@ -19,8 +19,7 @@
 
 namespace slq {
 
-[[nodiscard]] absl::StatusOr<quant::EvalBackendFactory> EvalBackendFor(const std::string& device,
-                                                                       std::string* chosen);
+[[nodiscard]] absl::StatusOr<quant::EvalBackendFactory> EvalBackendFor(const std::string& device, std::string* chosen);
 
 }  // namespace slq
 

@@ -18,7 +18,6 @@
 namespace slq {
 namespace {
 
-
 using json = nlohmann::json;
 
 template <typename T>
@@ -112,8 +111,7 @@ quant::PipelineOptions TaskExecutor::PipelineOptionsOf(const v1::QuantOptions& q
   return o;
 }
 
-absl::StatusOr<v1::TaskResult> TaskExecutor::Run(const v1::TaskPayload& payload,
-                                                 const TaskProgressFn& progress) const {
+absl::StatusOr<v1::TaskResult> TaskExecutor::Run(const v1::TaskPayload& payload, const TaskProgressFn& progress) const {
   v1::TaskResult r;
   switch (payload.task_case()) {
     case v1::TaskPayload::kFetch: {
@@ -132,7 +130,8 @@ absl::StatusOr<v1::TaskResult> TaskExecutor::Run(const v1::TaskPayload& payload,
       SLQ_ASSIGN_OR_RETURN(*r.mutable_pack(), Pack(payload.pack(), progress));
       return r;
     }
-    default: return absl::InvalidArgumentError("task payload has no task (fetch, profile, search, pack)");
+    default:
+      return absl::InvalidArgumentError("task payload has no task (fetch, profile, search, pack)");
   }
 }
 
@@ -199,7 +198,8 @@ absl::StatusOr<v1::SearchResult> TaskExecutor::Search(const v1::SearchTask& task
   const quant::PipelineOptions opts = PipelineOptionsOf(task.options());
   std::vector<quant::LayerProfiles> shares;
   for (const v1::ProfileResult& p : task.profiles()) {
-    SLQ_ASSIGN_OR_RETURN(quant::LayerProfiles share, FromJson<quant::LayerProfiles>(p.layer_profiles_json(), "profile"));
+    SLQ_ASSIGN_OR_RETURN(quant::LayerProfiles share,
+                         FromJson<quant::LayerProfiles>(p.layer_profiles_json(), "profile"));
     shares.push_back(std::move(share));
   }
   SLQ_ASSIGN_OR_RETURN(quant::LayerProfiles merged, quant::MergeProfiles(shares));

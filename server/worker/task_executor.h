@@ -37,9 +37,8 @@ struct TaskExecutorOptions {
   // model URI (file://, hf://, https://, or a local path) -> local model directory/file.
   std::function<absl::StatusOr<std::string>(const std::string& uri)> resolve_model;
   // data reference (file:// URI, a path, or a bundled name; "" = default for the model) -> path.
-  std::function<absl::StatusOr<std::string>(const std::string& ref, const std::string& model_path)>
-      resolve_data;
-  std::string profile_cache_dir;  // shared measured-profile cache; "" = none
+  std::function<absl::StatusOr<std::string>(const std::string& ref, const std::string& model_path)> resolve_data;
+  std::string profile_cache_dir;           // shared measured-profile cache; "" = none
   quant::EvalBackendFactory eval_backend;  // null: evaluate on the CPU
   // Sessions kept for later tasks (most recently used first out last); two let a worker
   // alternate between two jobs' models without reloading. 0: none.
@@ -54,7 +53,7 @@ class TaskExecutor {
   explicit TaskExecutor(TaskExecutorOptions options) : options_(std::move(options)) {}
   // InvalidArgument for an empty or malformed payload; other errors from the engine.
   [[nodiscard]] absl::StatusOr<slq::v1::TaskResult> Run(const slq::v1::TaskPayload& payload,
-                                                       const TaskProgressFn& progress) const;
+                                                        const TaskProgressFn& progress) const;
   // The engine's options for a task's QuantOptions (the fetch task's resolved paths included).
   static quant::PipelineOptions PipelineOptionsOf(const slq::v1::QuantOptions& options);
 
@@ -73,8 +72,7 @@ class TaskExecutor {
   TaskExecutorOptions options_;
   mutable absl::Mutex mu_;
   // (ReuseKey, session), least recently used first.
-  mutable std::list<std::pair<std::string, std::unique_ptr<quant::QuantizationSession>>> cached_
-      ABSL_GUARDED_BY(mu_);
+  mutable std::list<std::pair<std::string, std::unique_ptr<quant::QuantizationSession>>> cached_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace slq

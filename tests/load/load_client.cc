@@ -101,11 +101,23 @@ void Auth(const Common& c, grpc::ClientContext* ctx, int seconds) {
 }
 
 std::string CodeName(grpc::StatusCode c) {
-  static const std::map<int, std::string> names = {
-      {0, "OK"}, {1, "CANCELLED"}, {2, "UNKNOWN"}, {3, "INVALID_ARGUMENT"}, {4, "DEADLINE_EXCEEDED"},
-      {5, "NOT_FOUND"}, {6, "ALREADY_EXISTS"}, {7, "PERMISSION_DENIED"}, {8, "RESOURCE_EXHAUSTED"},
-      {9, "FAILED_PRECONDITION"}, {10, "ABORTED"}, {11, "OUT_OF_RANGE"}, {12, "UNIMPLEMENTED"},
-      {13, "INTERNAL"}, {14, "UNAVAILABLE"}, {15, "DATA_LOSS"}, {16, "UNAUTHENTICATED"}};
+  static const std::map<int, std::string> names = {{0, "OK"},
+                                                   {1, "CANCELLED"},
+                                                   {2, "UNKNOWN"},
+                                                   {3, "INVALID_ARGUMENT"},
+                                                   {4, "DEADLINE_EXCEEDED"},
+                                                   {5, "NOT_FOUND"},
+                                                   {6, "ALREADY_EXISTS"},
+                                                   {7, "PERMISSION_DENIED"},
+                                                   {8, "RESOURCE_EXHAUSTED"},
+                                                   {9, "FAILED_PRECONDITION"},
+                                                   {10, "ABORTED"},
+                                                   {11, "OUT_OF_RANGE"},
+                                                   {12, "UNIMPLEMENTED"},
+                                                   {13, "INTERNAL"},
+                                                   {14, "UNAVAILABLE"},
+                                                   {15, "DATA_LOSS"},
+                                                   {16, "UNAUTHENTICATED"}};
   auto it = names.find(static_cast<int>(c));
   return it == names.end() ? "CODE_" + std::to_string(static_cast<int>(c)) : it->second;
 }
@@ -170,8 +182,12 @@ int Generate(const Common& c, const std::string& model, const std::string& load_
   }
   for (auto& t : threads) t.join();
   const double wall = std::chrono::duration<double>(Clock::now() - start).count();
-  json out = {{"streams", streams}, {"codes", codes}, {"tokens", tokens}, {"peak_open", peak.load()},
-              {"wall_s", wall}, {"first_error", first_error},
+  json out = {{"streams", streams},
+              {"codes", codes},
+              {"tokens", tokens},
+              {"peak_open", peak.load()},
+              {"wall_s", wall},
+              {"first_error", first_error},
               {"hold_timeouts", barrier_timeouts.load()}};
   std::cout << out.dump() << std::endl;
   return 0;
@@ -219,8 +235,13 @@ int Submit(const Common& c, const std::string& model_uri, int calls, int keys, c
     mismatched_keys += ids.size() != 1;
     distinct.insert(ids.begin(), ids.end());
   }
-  json out = {{"calls", calls}, {"keys", keys}, {"codes", codes}, {"created", created}, {"existing", existing},
-              {"distinct_jobs", distinct.size()}, {"keys_with_several_jobs", mismatched_keys},
+  json out = {{"calls", calls},
+              {"keys", keys},
+              {"codes", codes},
+              {"created", created},
+              {"existing", existing},
+              {"distinct_jobs", distinct.size()},
+              {"keys_with_several_jobs", mismatched_keys},
               {"job_ids", std::vector<std::string>(distinct.begin(), distinct.end())},
               {"wall_s", std::chrono::duration<double>(Clock::now() - start).count()},
               {"first_error", first_error}};

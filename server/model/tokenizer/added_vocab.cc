@@ -8,9 +8,7 @@
 namespace slq::tok {
 namespace {
 
-bool IsWordChar(char32_t c) {
-  return c != kInvalidCodePoint && (c == '_' || IsLetter(c) || IsNumber(c));
-}
+bool IsWordChar(char32_t c) { return c != kInvalidCodePoint && (c == '_' || IsLetter(c) || IsNumber(c)); }
 bool IsSpaceChar(char32_t c) { return c != kInvalidCodePoint && IsWhitespace(c); }
 
 // The code point that ends s[0, end) (end > 0).
@@ -47,8 +45,7 @@ size_t WhitespaceRunEnd(std::string_view s, size_t pos) {
 
 }  // namespace
 
-AddedVocab::AddedVocab(std::vector<AddedToken> tokens, const Normalizer* normalizer)
-    : tokens_(std::move(tokens)) {
+AddedVocab::AddedVocab(std::vector<AddedToken> tokens, const Normalizer* normalizer) : tokens_(std::move(tokens)) {
   for (int i = 0; i < static_cast<int>(tokens_.size()); ++i) {
     const AddedToken& t = tokens_[i];
     by_id_[t.id] = i;
@@ -60,9 +57,8 @@ AddedVocab::AddedVocab(std::vector<AddedToken> tokens, const Normalizer* normali
   }
   for (Matcher* m : {&raw_, &normalized_}) {
     for (auto& list : m->by_byte) {
-      std::stable_sort(list.begin(), list.end(), [](const auto& a, const auto& b) {
-        return a.first.size() > b.first.size();
-      });
+      std::stable_sort(list.begin(), list.end(),
+                       [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
     }
   }
 }
@@ -112,8 +108,7 @@ void AddedVocab::Split(const Segment& seg, const Matcher& m, std::vector<Segment
   emit_text(done, s.size());
 }
 
-std::vector<Segment> AddedVocab::Extract(std::string_view text,
-                                         const Normalizer* normalizer) const {
+std::vector<Segment> AddedVocab::Extract(std::string_view text, const Normalizer* normalizer) const {
   std::vector<Segment> raw;
   Split(Segment{std::string(text), -1, true}, raw_, &raw);
   std::vector<Segment> out;

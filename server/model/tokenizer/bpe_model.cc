@@ -16,22 +16,21 @@ uint64_t PairKey(int32_t a, int32_t b) {
 }
 
 // Merges are "a b" strings (old format) or ["a", "b"] pairs (new format).
-absl::StatusOr<std::pair<std::string, std::string>> ParseMerge(const nlohmann::json& m,
-                                                               size_t index) {
+absl::StatusOr<std::pair<std::string, std::string>> ParseMerge(const nlohmann::json& m, size_t index) {
   if (m.is_string()) {
     const std::string& s = m.get_ref<const std::string&>();
     const size_t sp = s.find(' ', 1);
     if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "tokenizer.json: merge #%d \"%s\" is not of the form \"left right\"", index, s));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("tokenizer.json: merge #%d \"%s\" is not of the form \"left right\"", index, s));
     }
     return std::make_pair(s.substr(0, sp), s.substr(sp + 1));
   }
   if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
     return std::make_pair(m[0].get<std::string>(), m[1].get<std::string>());
   }
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "tokenizer.json: merge #%d is neither \"left right\" nor [\"left\", \"right\"]", index));
+  return absl::InvalidArgumentError(
+      absl::StrFormat("tokenizer.json: merge #%d is neither \"left right\" nor [\"left\", \"right\"]", index));
 }
 
 }  // namespace
@@ -48,8 +47,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::jso
   SLQ_RETURN_IF_ERROR(m->LoadMerges(model["merges"]));
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     if (model.contains(key) && !model[key].is_null() && model[key] != "") {
-      return absl::UnimplementedError(
-          absl::StrCat("tokenizer.json: BPE option \"", key, "\" is not supported"));
+      return absl::UnimplementedError(absl::StrCat("tokenizer.json: BPE option \"", key, "\" is not supported"));
     }
   }
   if (model.contains("unk_token") && model["unk_token"].is_string()) {
@@ -66,10 +64,9 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::jso
 
 absl::Status BpeModel::LoadVocab(const nlohmann::json& vocab) {
   for (const auto& [token, id_json] : vocab.items()) {
-    if (!id_json.is_number_integer() || id_json.get<int64_t>() < 0 ||
-        id_json.get<int64_t>() > (1 << 24)) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "tokenizer.json: vocab id of \"%s\" must be an integer in [0, 2^24]", token));
+    if (!id_json.is_number_integer() || id_json.get<int64_t>() < 0 || id_json.get<int64_t>() > (1 << 24)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("tokenizer.json: vocab id of \"%s\" must be an integer in [0, 2^24]", token));
     }
     const int32_t id = id_json.get<int32_t>();
     token_to_id_[token] = id;
@@ -90,9 +87,9 @@ absl::Status BpeModel::LoadMerges(const nlohmann::json& merges) {
     const auto a = TokenToId(pair.first), b = TokenToId(pair.second);
     const auto merged = TokenToId(pair.first + pair.second);
     if (!a || !b || !merged) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "tokenizer.json: merge #%d (\"%s\", \"%s\") references a token missing from the vocab",
-          i, pair.first, pair.second));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("tokenizer.json: merge #%d (\"%s\", \"%s\") references a token missing from the vocab", i,
+                          pair.first, pair.second));
     }
     // Like HF (a map built in order), a repeated pair keeps its last rank.
     merges_[PairKey(*a, *b)] = MergeInfo{static_cast<int32_t>(i), *merged};

@@ -64,8 +64,7 @@ class BpeModel {
   static constexpr size_t kMaxCachedWordLen = 64;
   static constexpr size_t kMaxCacheEntries = 1 << 17;
   mutable absl::Mutex cache_mu_;
-  mutable absl::flat_hash_map<std::string, std::vector<int32_t>> cache_
-      ABSL_GUARDED_BY(cache_mu_);
+  mutable absl::flat_hash_map<std::string, std::vector<int32_t>> cache_ ABSL_GUARDED_BY(cache_mu_);
 };
 
 }  // namespace slq::tok

@@ -29,7 +29,7 @@ json SmallVocab() {
 
 TEST(BpeModelTest, MergesByRank) {
   auto m = Make(SmallVocab());
-  EXPECT_EQ(Tok(*m, "abc"), (std::vector<int32_t>{5}));   // a b (rank 0), then ab c
+  EXPECT_EQ(Tok(*m, "abc"), (std::vector<int32_t>{5}));  // a b (rank 0), then ab c
   EXPECT_EQ(Tok(*m, "bcab"), (std::vector<int32_t>{4, 3}));
   EXPECT_EQ(Tok(*m, "cba"), (std::vector<int32_t>{2, 1, 0}));
 }
@@ -54,7 +54,10 @@ TEST(BpeModelTest, ByteFallbackForUnknownCharacters) {
   j["vocab"]["<0xA9>"] = 11;
   j["byte_fallback"] = true;
   auto m = Make(j);
-  EXPECT_EQ(Tok(*m, "a\xC3\xA9" "b"), (std::vector<int32_t>{0, 10, 11, 1}));
+  EXPECT_EQ(Tok(*m,
+                "a\xC3\xA9"
+                "b"),
+            (std::vector<int32_t>{0, 10, 11, 1}));
 }
 
 TEST(BpeModelTest, UnknownCharactersFuseIntoOneUnk) {
@@ -70,9 +73,8 @@ TEST(BpeModelTest, UnknownCharactersFuseIntoOneUnk) {
 }
 
 TEST(BpeModelTest, IgnoreMergesTakesWholeWordFromVocab) {
-  json j = {{"vocab", {{"a", 0}, {"b", 1}, {"ab", 2}, {"ba", 3}, {"aba", 4}}},
-            {"merges", {"a b"}},
-            {"ignore_merges", true}};
+  json j = {
+      {"vocab", {{"a", 0}, {"b", 1}, {"ab", 2}, {"ba", 3}, {"aba", 4}}}, {"merges", {"a b"}}, {"ignore_merges", true}};
   auto m = Make(j);
   EXPECT_EQ(Tok(*m, "aba"), (std::vector<int32_t>{4}));
   EXPECT_EQ(Tok(*m, "abab"), (std::vector<int32_t>{2, 2}));
@@ -99,8 +101,7 @@ TEST(BpeModelTest, Errors) {
   j["merges"].push_back("a zz");
   auto bad_merge = BpeModel::FromJson(j);
   ASSERT_FALSE(bad_merge.ok());
-  EXPECT_NE(bad_merge.status().message().find("merge #4"), std::string_view::npos)
-      << bad_merge.status();
+  EXPECT_NE(bad_merge.status().message().find("merge #4"), std::string_view::npos) << bad_merge.status();
   EXPECT_FALSE(BpeModel::FromJson(json{{"merges", json::array()}}).ok());
   EXPECT_FALSE(BpeModel::FromJson(json{{"vocab", {{"a", 0}}}}).ok());
   json neg = SmallVocab();

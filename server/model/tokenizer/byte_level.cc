@@ -12,9 +12,7 @@ struct Tables {
   std::array<int, 512> cp_to_byte;  // every mapped code point is < 0x144
 };
 
-bool MapsToItself(int b) {
-  return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-}
+bool MapsToItself(int b) { return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF); }
 
 Tables BuildTables() {
   Tables t;
@@ -37,9 +35,7 @@ const Tables& GetTables() {
 
 const std::string& ByteLevelChar(uint8_t b) { return GetTables().byte_to_char[b]; }
 
-int ByteLevelByte(char32_t cp) {
-  return cp < 512 ? GetTables().cp_to_byte[cp] : -1;
-}
+int ByteLevelByte(char32_t cp) { return cp < 512 ? GetTables().cp_to_byte[cp] : -1; }
 
 void ByteLevelEncode(std::string_view bytes, std::string* out) {
   const Tables& t = GetTables();

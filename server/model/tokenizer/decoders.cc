@@ -16,7 +16,7 @@ int ParseByteToken(std::string_view t) {
   if (t.size() != 6 || t.substr(0, 3) != "<0x" || t[5] != '>') return -1;
   int v = 0;
   for (char c : t.substr(3, 2)) {
-    int d = (c >= '0' && c <= '9') ? c - '0'
+    int d = (c >= '0' && c <= '9')   ? c - '0'
             : (c >= 'a' && c <= 'f') ? c - 'a' + 10
             : (c >= 'A' && c <= 'F') ? c - 'A' + 10
                                      : -1;
@@ -41,8 +41,7 @@ class SequenceDecoder : public Decoder {
     return n;
   }
   bool ReplacesInvalidPerByte() const override {
-    return std::any_of(parts_.begin(), parts_.end(),
-                       [](const auto& p) { return p->ReplacesInvalidPerByte(); });
+    return std::any_of(parts_.begin(), parts_.end(), [](const auto& p) { return p->ReplacesInvalidPerByte(); });
   }
 
  private:
@@ -113,17 +112,16 @@ class FuseDecoder : public Decoder {
 // Removes up to `start` leading and `stop` trailing `content` characters of every token.
 class StripDecoder : public Decoder {
  public:
-  StripDecoder(std::string content, int start, int stop)
-      : content_(std::move(content)), start_(start), stop_(stop) {}
+  StripDecoder(std::string content, int start, int stop) : content_(std::move(content)), start_(start), stop_(stop) {}
   void DecodeChain(std::vector<std::string>* tokens) const override {
     for (std::string& t : *tokens) {
       size_t b = 0, e = t.size();
-      for (int i = 0; i < start_ && e - b >= content_.size() &&
-                      t.compare(b, content_.size(), content_) == 0; ++i) {
+      for (int i = 0; i < start_ && e - b >= content_.size() && t.compare(b, content_.size(), content_) == 0; ++i) {
         b += content_.size();
       }
-      for (int i = 0; i < stop_ && e - b >= content_.size() &&
-                      t.compare(e - content_.size(), content_.size(), content_) == 0; ++i) {
+      for (int i = 0;
+           i < stop_ && e - b >= content_.size() && t.compare(e - content_.size(), content_.size(), content_) == 0;
+           ++i) {
         e -= content_.size();
       }
       t = t.substr(b, e - b);
@@ -161,9 +159,7 @@ class MetaspaceDecoder : public Decoder {
       t = absl::StrReplaceAll(t, {{rep_, (i == 0 && prepends_) ? "" : " "}});
     }
   }
-  void TokenBytes(std::string* token) const override {
-    *token = absl::StrReplaceAll(*token, {{rep_, " "}});
-  }
+  void TokenBytes(std::string* token) const override { *token = absl::StrReplaceAll(*token, {{rep_, " "}}); }
   int LeadingSpacesStripped() const override { return prepends_ ? 1 : 0; }
 
  private:
@@ -191,8 +187,7 @@ absl::StatusOr<std::unique_ptr<Decoder>> MakeDecoder(const nlohmann::json& j) {
   if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
   if (type == "Fuse") return std::make_unique<FuseDecoder>();
   if (type == "Strip") {
-    return std::make_unique<StripDecoder>(JsonChar(j, "content", " "), j.value("start", 0),
-                                          j.value("stop", 0));
+    return std::make_unique<StripDecoder>(JsonChar(j, "content", " "), j.value("start", 0), j.value("stop", 0));
   }
   if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();
   if (type == "Metaspace") {
@@ -202,8 +197,7 @@ absl::StatusOr<std::unique_ptr<Decoder>> MakeDecoder(const nlohmann::json& j) {
     }
     return std::make_unique<MetaspaceDecoder>(JsonChar(j, "replacement", "\xE2\x96\x81"), prepends);
   }
-  return UnknownComponent("decoder", j,
-                          "Sequence, Replace, ByteFallback, Fuse, Strip, ByteLevel, Metaspace");
+  return UnknownComponent("decoder", j, "Sequence, Replace, ByteFallback, Fuse, Strip, ByteLevel, Metaspace");
 }
 
 }  // namespace slq::tok

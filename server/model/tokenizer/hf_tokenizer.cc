@@ -21,8 +21,8 @@ class HfTokenizer : public Tokenizer {
   std::vector<int32_t> Encode(std::string_view text, bool add_special_tokens) const override;
   std::string TokenBytes(int32_t id) const override;
 
-  static absl::StatusOr<std::unique_ptr<HfTokenizer>> Build(
-      const nlohmann::json& j, const std::vector<std::string>& config_texts);
+  static absl::StatusOr<std::unique_ptr<HfTokenizer>> Build(const nlohmann::json& j,
+                                                            const std::vector<std::string>& config_texts);
 
  private:
   std::string DecodeImpl(std::span<const int32_t> ids, bool skip_special) const override;
@@ -147,8 +147,8 @@ std::optional<int32_t> FindSpecialId(const nlohmann::json& cfg, const std::strin
   if (cfg.contains(key + "_token_id") && cfg[key + "_token_id"].is_number_integer()) {
     return cfg[key + "_token_id"].get<int32_t>();
   }
-  if (cfg.contains(key + "_token_id") && cfg[key + "_token_id"].is_array() &&
-      !cfg[key + "_token_id"].empty() && cfg[key + "_token_id"][0].is_number_integer()) {
+  if (cfg.contains(key + "_token_id") && cfg[key + "_token_id"].is_array() && !cfg[key + "_token_id"].empty() &&
+      cfg[key + "_token_id"][0].is_number_integer()) {
     return cfg[key + "_token_id"][0].get<int32_t>();  // e.g. "eos_token_id": [128001, 128009]
   }
   return std::nullopt;
@@ -168,16 +168,16 @@ void HfTokenizer::ResolveBosEos(const std::vector<std::string>& config_texts) {
   eos_id_ = eos.value_or(-1);
 }
 
-absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Build(
-    const nlohmann::json& j, const std::vector<std::string>& config_texts) {
+absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Build(const nlohmann::json& j,
+                                                                const std::vector<std::string>& config_texts) {
   std::unique_ptr<HfTokenizer> t(new HfTokenizer());
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) {
     return absl::InvalidArgumentError("tokenizer.json: no \"model\" object");
   }
   const std::string model_type = JsonType(j["model"]);
   if (model_type != "BPE" && !(model_type.empty() && j["model"].contains("merges"))) {
-    return absl::UnimplementedError(absl::StrCat("tokenizer.json: model type \"", model_type,
-                                                 "\" is not supported (supported: BPE)"));
+    return absl::UnimplementedError(
+        absl::StrCat("tokenizer.json: model type \"", model_type, "\" is not supported (supported: BPE)"));
   }
   SLQ_ASSIGN_OR_RETURN(t->model_, BpeModel::FromJson(j["model"]));
   auto present = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
@@ -202,8 +202,8 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Build(
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Tokenizer>> LoadHfTokenizer(
-    const std::string& tokenizer_json, const std::vector<std::string>& config_texts) {
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadHfTokenizer(const std::string& tokenizer_json,
+                                                           const std::vector<std::string>& config_texts) {
   const nlohmann::json j = nlohmann::json::parse(tokenizer_json, nullptr, false);
   if (j.is_discarded()) {
     return absl::InvalidArgumentError("tokenizer.json is not valid JSON");
@@ -212,8 +212,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadHfTokenizer(
     SLQ_ASSIGN_OR_RETURN(auto t, HfTokenizer::Build(j, config_texts));
     return std::unique_ptr<Tokenizer>(std::move(t));
   } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tokenizer.json: unexpected structure: ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: unexpected structure: ", e.what()));
   }
 }
 

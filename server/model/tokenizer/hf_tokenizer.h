@@ -13,8 +13,8 @@ namespace slq::tok {
 // Parses tokenizer.json text. `config_texts` are the optional JSON texts of
 // tokenizer_config.json, special_tokens_map.json and config.json ("" when absent), searched in
 // that order for bos/eos.
-absl::StatusOr<std::unique_ptr<Tokenizer>> LoadHfTokenizer(
-    const std::string& tokenizer_json, const std::vector<std::string>& config_texts);
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadHfTokenizer(const std::string& tokenizer_json,
+                                                           const std::vector<std::string>& config_texts);
 
 }  // namespace slq::tok
 

@@ -75,8 +75,7 @@ TEST(HfTokenizerTest, TinyStoriesRoundTripOnStories) {
   auto t = LoadModel("tinystories-656k");
   ASSERT_NE(t, nullptr);
   // '\r' is not in this 2048-token vocab (no byte fallback): use '\n' line ends.
-  const std::string text =
-      absl::StrReplaceAll(ReadData("tinystories-valid-part1.txt", 4000), {{"\r\n", "\n"}});
+  const std::string text = absl::StrReplaceAll(ReadData("tinystories-valid-part1.txt", 4000), {{"\r\n", "\n"}});
   const Ids ids = t->Encode(text, false);
   EXPECT_EQ(std::count(ids.begin(), ids.end(), 0), 0) << "unexpected <unk>";
   EXPECT_EQ(t->Decode(ids), text);
@@ -143,13 +142,12 @@ TEST(HfTokenizerTest, EncodeSpeed) {
     const double c0 = ThreadCpuSeconds();
     const auto t0 = std::chrono::steady_clock::now();
     const Ids ids = t->Encode(text);
-    const double wall =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double s = ThreadCpuSeconds() - c0;
-    std::printf("[speed] %s: %zu chars -> %zu tokens in %.3f s CPU (%.3f s wall): "
-                "%.2f M chars/s, %.2f M tokens/s\n",
-                name, text.size(), ids.size(), s, wall, text.size() / s / 1e6,
-                ids.size() / s / 1e6);
+    std::printf(
+        "[speed] %s: %zu chars -> %zu tokens in %.3f s CPU (%.3f s wall): "
+        "%.2f M chars/s, %.2f M tokens/s\n",
+        name, text.size(), ids.size(), s, wall, text.size() / s / 1e6, ids.size() / s / 1e6);
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
     EXPECT_GT(text.size() / s, 5e5) << name;
 #endif
@@ -194,31 +192,37 @@ TEST(HfTokenizerTest, Llama3StylePipelineOnDocsVocab) {
 json SentencePieceStyle() {
   const std::string sp = "\xE2\x96\x81";  // ▁
   json j;
-  j["added_tokens"] = json::array(
-      {{{"id", 0}, {"content", "<unk>"}, {"special", true}, {"normalized", false}},
-       {{"id", 1}, {"content", "<s>"}, {"special", true}, {"normalized", false}},
-       {{"id", 11}, {"content", "<mask>"}, {"special", true}, {"normalized", false},
-        {"lstrip", true}}});
+  j["added_tokens"] =
+      json::array({{{"id", 0}, {"content", "<unk>"}, {"special", true}, {"normalized", false}},
+                   {{"id", 1}, {"content", "<s>"}, {"special", true}, {"normalized", false}},
+                   {{"id", 11}, {"content", "<mask>"}, {"special", true}, {"normalized", false}, {"lstrip", true}}});
   j["normalizer"] = nullptr;
-  j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", sp},
-                        {"prepend_scheme", "first"}, {"split", false}};
-  j["post_processor"] = {
-      {"type", "TemplateProcessing"},
-      {"single", json::array({{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
-                              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-      {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}};
-  j["decoder"] = {
-      {"type", "Sequence"},
-      {"decoders", json::array({{{"type", "Replace"}, {"pattern", {{"String", sp}}},
-                                 {"content", " "}},
-                                {{"type", "ByteFallback"}},
-                                {{"type", "Fuse"}},
-                                {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}};
-  j["model"] = {{"type", "BPE"}, {"byte_fallback", true}, {"unk_token", "<unk>"},
+  j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", sp}, {"prepend_scheme", "first"}, {"split", false}};
+  j["post_processor"] = {{"type", "TemplateProcessing"},
+                         {"single", json::array({{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
+                                                 {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+                         {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}};
+  j["decoder"] = {{"type", "Sequence"},
+                  {"decoders", json::array({{{"type", "Replace"}, {"pattern", {{"String", sp}}}, {"content", " "}},
+                                            {{"type", "ByteFallback"}},
+                                            {{"type", "Fuse"}},
+                                            {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}};
+  j["model"] = {{"type", "BPE"},
+                {"byte_fallback", true},
+                {"unk_token", "<unk>"},
                 {"fuse_unk", true},
-                {"vocab", {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}, {sp, 3}, {"h", 4}, {"i", 5},
-                           {sp + "h", 6}, {sp + "hi", 7}, {"<0xE2>", 8}, {"<0x82>", 9},
-                           {"<0xAC>", 10}}},
+                {"vocab",
+                 {{"<unk>", 0},
+                  {"<s>", 1},
+                  {"</s>", 2},
+                  {sp, 3},
+                  {"h", 4},
+                  {"i", 5},
+                  {sp + "h", 6},
+                  {sp + "hi", 7},
+                  {"<0xE2>", 8},
+                  {"<0x82>", 9},
+                  {"<0xAC>", 10}}},
                 {"merges", {sp + " h", sp + "h i"}}};
   return j;
 }
@@ -285,8 +289,7 @@ TEST(HfTokenizerSyntheticTest, MalformedFilesGiveClearErrors) {
   j["pre_tokenizer"] = {{"type", "Whitespace"}};
   ExpectError(j, "Whitespace");
   j = SentencePieceStyle();
-  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "\\w+"}}},
-                        {"behavior", "Isolated"}};
+  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "\\w+"}}}, {"behavior", "Isolated"}};
   ExpectError(j, "\\w+");
   j = SentencePieceStyle();
   j["added_tokens"][0]["id"] = "zero";

@@ -13,8 +13,7 @@ namespace slq::tok {
 
 // The "type" field of a component, or "" when absent.
 inline std::string JsonType(const nlohmann::json& j) {
-  return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>()
-                                                                       : std::string();
+  return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : std::string();
 }
 
 // Reads a pattern {"String": "x"}; Regex patterns are returned through *regex.
@@ -28,15 +27,13 @@ inline absl::Status JsonPattern(const nlohmann::json& j, std::string* literal, s
     *regex = p["Regex"].get<std::string>();
     return absl::OkStatus();
   }
-  return absl::UnimplementedError(
-      absl::StrCat("tokenizer.json: unsupported pattern ", p.dump(), " (allowed: String",
-                   regex ? ", Regex of a known pre-tokenizer)" : ")"));
+  return absl::UnimplementedError(absl::StrCat("tokenizer.json: unsupported pattern ", p.dump(), " (allowed: String",
+                                               regex ? ", Regex of a known pre-tokenizer)" : ")"));
 }
 
-inline absl::Status UnknownComponent(const char* kind, const nlohmann::json& j,
-                                     const char* allowed) {
-  return absl::UnimplementedError(absl::StrCat("tokenizer.json: unsupported ", kind, " type \"",
-                                               JsonType(j), "\" (supported: ", allowed, ")"));
+inline absl::Status UnknownComponent(const char* kind, const nlohmann::json& j, const char* allowed) {
+  return absl::UnimplementedError(
+      absl::StrCat("tokenizer.json: unsupported ", kind, " type \"", JsonType(j), "\" (supported: ", allowed, ")"));
 }
 
 // First code point of a one-character JSON string (replacement / content fields).

@@ -92,8 +92,7 @@ class Llama2cTokenizer : public Tokenizer {
     size_t start = 0;
     for (size_t i = 0; i < text.size(); ++i) {
       if ((static_cast<uint8_t>(text[i]) & 0xC0) != 0x80) start = i;
-      const bool next_cont =
-          i + 1 < text.size() && (static_cast<uint8_t>(text[i + 1]) & 0xC0) == 0x80;
+      const bool next_cont = i + 1 < text.size() && (static_cast<uint8_t>(text[i + 1]) & 0xC0) == 0x80;
       if (next_cont && i + 1 - start < 4) continue;
       PushPiece(text.substr(start, i + 1 - start), &out);
       start = i + 1;
@@ -164,8 +163,7 @@ bool ReadPod(std::string_view data, size_t* pos, T* out) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Tokenizer>> LoadLlama2cTokenizer(std::string_view data,
-                                                                int vocab_size) {
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadLlama2cTokenizer(std::string_view data, int vocab_size) {
   if (vocab_size <= kEos || vocab_size > (1 << 24)) {
     return absl::InvalidArgumentError(
         absl::StrFormat("llama2.c tokenizer: vocab_size %d must be in [3, 2^24]", vocab_size));
@@ -181,17 +179,16 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadLlama2cTokenizer(std::string_view
     int32_t len = 0;
     if (!ReadPod(data, &pos, &scores[i]) || !ReadPod(data, &pos, &len) || len < 0 ||
         static_cast<size_t>(len) > data.size() - pos) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "llama2.c tokenizer: token %d of %d is truncated or has a bad length (file has %d bytes)",
-          i, vocab_size, data.size()));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("llama2.c tokenizer: token %d of %d is truncated or has a bad length (file has %d bytes)", i,
+                          vocab_size, data.size()));
     }
     pieces[i] = std::string(data.substr(pos, len));
     pos += len;
   }
   if (pos != data.size()) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "llama2.c tokenizer: %d bytes left after %d tokens: wrong vocab_size?", data.size() - pos,
-        vocab_size));
+        "llama2.c tokenizer: %d bytes left after %d tokens: wrong vocab_size?", data.size() - pos, vocab_size));
   }
   return std::unique_ptr<Tokenizer>(new Llama2cTokenizer(std::move(pieces), std::move(scores)));
 }

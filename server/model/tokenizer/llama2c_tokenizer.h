@@ -12,8 +12,7 @@ namespace slq::tok {
 
 // Parses the bytes of a tokenizer.bin with `vocab_size` entries. InvalidArgument when the file
 // is truncated, has trailing data or a negative length.
-absl::StatusOr<std::unique_ptr<Tokenizer>> LoadLlama2cTokenizer(std::string_view data,
-                                                                int vocab_size);
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadLlama2cTokenizer(std::string_view data, int vocab_size);
 
 }  // namespace slq::tok
 

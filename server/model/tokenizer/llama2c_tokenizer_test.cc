@@ -120,9 +120,8 @@ TEST(Llama2cTokenizerTest, Llama32kMatchesReference) {
   ReferenceEncoder ref(*data);
   auto t = Load("tokenizer_llama32k.bin", 32000);
   ASSERT_NE(t, nullptr);
-  for (const std::string& s :
-       {std::string("Once upon a time"), std::string("The quick brown fox, 1234 jumps!"),
-        std::string("caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x98\x80 emoji")}) {
+  for (const std::string& s : {std::string("Once upon a time"), std::string("The quick brown fox, 1234 jumps!"),
+                               std::string("caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x98\x80 emoji")}) {
     const Ids ids = t->Encode(s);
     EXPECT_EQ(ids, ref.Encode(s)) << s;
     EXPECT_EQ(t->Decode(ids), s);

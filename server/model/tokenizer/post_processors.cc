@@ -23,8 +23,7 @@ class TemplatePostProcessor : public PostProcessor {
 
 class SequencePostProcessor : public PostProcessor {
  public:
-  explicit SequencePostProcessor(std::vector<std::unique_ptr<PostProcessor>> parts)
-      : parts_(std::move(parts)) {}
+  explicit SequencePostProcessor(std::vector<std::unique_ptr<PostProcessor>> parts) : parts_(std::move(parts)) {}
   void Process(std::vector<int32_t>* ids) const override {
     for (const auto& p : parts_) p->Process(ids);
   }
@@ -45,9 +44,8 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> MakeTemplate(const nlohmann::json
     const std::string name = item.at("SpecialToken").at("id").get<std::string>();
     const auto& specials = j.at("special_tokens");
     if (!specials.contains(name)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tokenizer.json: TemplateProcessing uses special token \"", name,
-          "\" that is missing from its special_tokens"));
+      return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: TemplateProcessing uses special token \"", name,
+                                                     "\" that is missing from its special_tokens"));
     }
     for (const auto& id : specials[name].at("ids")) {
       (seen_sequence ? after : before).push_back(id.get<int32_t>());
@@ -58,9 +56,8 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> MakeTemplate(const nlohmann::json
 
 // Bert/Roberta: {"cls": [token, id], "sep": [token, id]} -> cls A sep.
 std::unique_ptr<PostProcessor> MakeClsSep(const nlohmann::json& j) {
-  return std::make_unique<TemplatePostProcessor>(
-      std::vector<int32_t>{j.at("cls").at(1).get<int32_t>()},
-      std::vector<int32_t>{j.at("sep").at(1).get<int32_t>()});
+  return std::make_unique<TemplatePostProcessor>(std::vector<int32_t>{j.at("cls").at(1).get<int32_t>()},
+                                                 std::vector<int32_t>{j.at("sep").at(1).get<int32_t>()});
 }
 
 }  // namespace
@@ -68,8 +65,8 @@ std::unique_ptr<PostProcessor> MakeClsSep(const nlohmann::json& j) {
 absl::StatusOr<std::unique_ptr<PostProcessor>> MakePostProcessor(const nlohmann::json& j) {
   const std::string type = JsonType(j);
   if (type == "TemplateProcessing") return MakeTemplate(j);
-  if (type == "ByteLevel") return std::make_unique<TemplatePostProcessor>(std::vector<int32_t>{},
-                                                                          std::vector<int32_t>{});
+  if (type == "ByteLevel")
+    return std::make_unique<TemplatePostProcessor>(std::vector<int32_t>{}, std::vector<int32_t>{});
   if (type == "BertProcessing" || type == "RobertaProcessing") return MakeClsSep(j);
   if (type == "Sequence") {
     std::vector<std::unique_ptr<PostProcessor>> parts;

@@ -77,8 +77,8 @@ std::vector<Range> ApplyBehavior(std::vector<Range> r, Behavior b) {
   return r;
 }
 
-void SplitPiece(const Piece& piece, const std::vector<ByteRange>& matches, Behavior b,
-                bool invert, std::vector<Piece>* out) {
+void SplitPiece(const Piece& piece, const std::vector<ByteRange>& matches, Behavior b, bool invert,
+                std::vector<Piece>* out) {
   for (const Range& x : ApplyBehavior(Cover(piece.text.size(), matches, invert), b)) {
     if (x.end <= x.begin) continue;
     out->push_back({piece.text.substr(x.begin, x.end - x.begin), piece.at_start && x.begin == 0});
@@ -96,8 +96,7 @@ std::vector<ByteRange> FindLiteral(std::string_view text, std::string_view lit) 
 
 class SequencePreTokenizer : public PreTokenizer {
  public:
-  explicit SequencePreTokenizer(std::vector<std::unique_ptr<PreTokenizer>> parts)
-      : parts_(std::move(parts)) {}
+  explicit SequencePreTokenizer(std::vector<std::unique_ptr<PreTokenizer>> parts) : parts_(std::move(parts)) {}
   void PreTokenize(std::vector<Piece>* pieces) const override {
     for (const auto& p : parts_) p->PreTokenize(pieces);
   }
@@ -109,8 +108,7 @@ class SequencePreTokenizer : public PreTokenizer {
 // Split by a known regex (pattern set) or a literal string.
 class SplitPreTokenizer : public PreTokenizer {
  public:
-  SplitPreTokenizer(std::optional<SplitPattern> pattern, std::string literal, Behavior b,
-                    bool invert)
+  SplitPreTokenizer(std::optional<SplitPattern> pattern, std::string literal, Behavior b, bool invert)
       : pattern_(pattern), literal_(std::move(literal)), behavior_(b), invert_(invert) {}
   void PreTokenize(std::vector<Piece>* pieces) const override {
     std::vector<Piece> out;
@@ -225,8 +223,8 @@ std::unique_ptr<PreTokenizer> MakeMetaspace(const nlohmann::json& j) {
     const std::string s = j["prepend_scheme"].get<std::string>();
     prepend = s == "first" ? P::kFirst : s == "never" ? P::kNever : P::kAlways;
   }
-  return std::make_unique<MetaspacePreTokenizer>(JsonChar(j, "replacement", "\xE2\x96\x81"),
-                                                 prepend, j.value("split", true));
+  return std::make_unique<MetaspacePreTokenizer>(JsonChar(j, "replacement", "\xE2\x96\x81"), prepend,
+                                                 j.value("split", true));
 }
 
 }  // namespace
@@ -242,8 +240,7 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const nlohmann::j
     return std::make_unique<SequencePreTokenizer>(std::move(parts));
   }
   if (type == "ByteLevel") {
-    return std::make_unique<ByteLevelPreTokenizer>(j.value("add_prefix_space", true),
-                                                   j.value("use_regex", true));
+    return std::make_unique<ByteLevelPreTokenizer>(j.value("add_prefix_space", true), j.value("use_regex", true));
   }
   if (type == "Split") return MakeSplit(j);
   if (type == "Metaspace") return MakeMetaspace(j);

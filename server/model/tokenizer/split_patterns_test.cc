@@ -23,30 +23,25 @@ constexpr std::string_view kText2 =
 
 TEST(SplitPatternsTest, Gpt2) {
   EXPECT_EQ(Split(SplitPattern::kGpt2, kText1),
-            (std::vector<std::string>{"Hello", " world", "'s", " ", " test", " 12345", "!!",
-                                      "\n\n ", " x"}));
+            (std::vector<std::string>{"Hello", " world", "'s", " ", " test", " 12345", "!!", "\n\n ", " x"}));
   EXPECT_EQ(Split(SplitPattern::kGpt2, kText2),
-            (std::vector<std::string>{"I", "'", "M", " here", ",", "\t", "don", "'", "T",
-                                      " \r\n\r\n ", " go", " 2024", " \xC2\xBD",
-                                      " \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E",
-                                      " \xF0\x9F\x98\x80", " "}));
+            (std::vector<std::string>{"I", "'", "M", " here", ",", "\t", "don", "'", "T", " \r\n\r\n ", " go", " 2024",
+                                      " \xC2\xBD", " \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E", " \xF0\x9F\x98\x80", " "}));
 }
 
 TEST(SplitPatternsTest, Llama3) {
   EXPECT_EQ(Split(SplitPattern::kLlama3, kText1),
-            (std::vector<std::string>{"Hello", " world", "'s", " ", " test", " ", "123", "45",
-                                      "!!\n\n", " ", " x"}));
-  EXPECT_EQ(Split(SplitPattern::kLlama3, kText2),
-            (std::vector<std::string>{"I", "'M", " here", ",", "\tdon", "'T", " \r\n\r\n", " ",
-                                      " go", " ", "202", "4", " ", "\xC2\xBD",
-                                      " \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E",
-                                      " \xF0\x9F\x98\x80", " "}));
+            (std::vector<std::string>{"Hello", " world", "'s", " ", " test", " ", "123", "45", "!!\n\n", " ", " x"}));
+  EXPECT_EQ(
+      Split(SplitPattern::kLlama3, kText2),
+      (std::vector<std::string>{"I", "'M", " here", ",", "\tdon", "'T", " \r\n\r\n", " ", " go", " ", "202", "4", " ",
+                                "\xC2\xBD", " \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E", " \xF0\x9F\x98\x80", " "}));
 }
 
 TEST(SplitPatternsTest, Qwen2SplitsDigitsSingly) {
   EXPECT_EQ(Split(SplitPattern::kQwen2, kText1),
-            (std::vector<std::string>{"Hello", " world", "'s", " ", " test", " ", "1", "2", "3",
-                                      "4", "5", "!!\n\n", " ", " x"}));
+            (std::vector<std::string>{"Hello", " world", "'s", " ", " test", " ", "1", "2", "3", "4", "5", "!!\n\n",
+                                      " ", " x"}));
 }
 
 TEST(SplitPatternsTest, MatchesCoverAllTextAndInvalidBytes) {
@@ -62,8 +57,7 @@ TEST(SplitPatternsTest, MatchesCoverAllTextAndInvalidBytes) {
 }
 
 TEST(SplitPatternsTest, Identify) {
-  EXPECT_EQ(IdentifySplitPattern(
-                R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)"),
+  EXPECT_EQ(IdentifySplitPattern(R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)"),
             SplitPattern::kGpt2);
   EXPECT_EQ(
       IdentifySplitPattern(

@@ -15,8 +15,8 @@ std::string StreamingDecoder::Add(int32_t id) {
   }
   pending_ += bytes;
   const size_t complete = tok::Utf8CompletePrefix(pending_);
-  std::string out = tok::Utf8Lossy(std::string_view(pending_).substr(0, complete),
-                                   tokenizer_->replaces_invalid_per_byte());
+  std::string out =
+      tok::Utf8Lossy(std::string_view(pending_).substr(0, complete), tokenizer_->replaces_invalid_per_byte());
   pending_.erase(0, complete);
   return out;
 }

@@ -13,8 +13,7 @@ namespace {
 using Ids = std::vector<int32_t>;
 
 // Feeds ids one by one; checks every delta is whole UTF-8 and returns their concatenation.
-std::string Stream(const Tokenizer& t, const Ids& ids, bool skip_special = true,
-                   int* partial_tokens = nullptr) {
+std::string Stream(const Tokenizer& t, const Ids& ids, bool skip_special = true, int* partial_tokens = nullptr) {
   StreamingDecoder dec(&t, skip_special);
   std::string all;
   for (int32_t id : ids) {
@@ -50,7 +49,8 @@ TEST(StreamingDecoderTest, ByteLevelNeverSplitsCharacters) {
   ASSERT_NE(t, nullptr);
   const std::string text =
       "Emoji \xF0\x9F\x98\x80\xF0\x9F\x8E\x89 and CJK \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E, "
-      "\xD0\x9F\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82 caf\xC3\xA9 \xE2\x82\xAC" "5";
+      "\xD0\x9F\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82 caf\xC3\xA9 \xE2\x82\xAC"
+      "5";
   const Ids ids = t->Encode(text);
   int partial = 0;
   EXPECT_EQ(Stream(*t, ids, true, &partial), text);
@@ -84,8 +84,10 @@ TEST(StreamingDecoderTest, InvalidBytesBecomeReplacementCharacters) {
   auto t = Tokenizer::FromLlama2c(testing::ModelsDir() + "/stories260k/tok512.bin", 512);
   ASSERT_TRUE(t.ok());
   StreamingDecoder dec(t->get());
-  EXPECT_EQ(dec.Add(3 + 0xE2), "");   // start of a 3-byte character: held back
-  EXPECT_EQ(dec.Add(3 + 'a'), "\xEF\xBF\xBD" "a");  // broken by 'a': U+FFFD then 'a'
+  EXPECT_EQ(dec.Add(3 + 0xE2), "");  // start of a 3-byte character: held back
+  EXPECT_EQ(dec.Add(3 + 'a'),
+            "\xEF\xBF\xBD"
+            "a");  // broken by 'a': U+FFFD then 'a'
   EXPECT_EQ(dec.Add(3 + 0xF0), "");
   EXPECT_EQ(dec.Add(3 + 0x9F), "");
   EXPECT_EQ(dec.Flush(), "\xEF\xBF\xBD");  // truncated at the end
@@ -94,11 +96,11 @@ TEST(StreamingDecoderTest, InvalidBytesBecomeReplacementCharacters) {
 TEST(StreamingDecoderTest, PerByteReplacementFollowsByteFallbackDecoder) {
   // Minimal sentencepiece-style tokenizer with a ByteFallback decoder.
   nlohmann::json j;
-  j["model"] = {{"type", "BPE"}, {"byte_fallback", true},
+  j["model"] = {{"type", "BPE"},
+                {"byte_fallback", true},
                 {"vocab", {{"<s>", 0}, {"a", 1}, {"<0xE2>", 2}, {"<0x82>", 3}, {"<0xAC>", 4}}},
                 {"merges", nlohmann::json::array()}};
-  j["decoder"] = {{"type", "Sequence"},
-                  {"decoders", {{{"type", "ByteFallback"}}, {{"type", "Fuse"}}}}};
+  j["decoder"] = {{"type", "Sequence"}, {"decoders", {{{"type", "ByteFallback"}}, {{"type", "Fuse"}}}}};
   auto t = tok::LoadHfTokenizer(j.dump(), {"", "", ""});
   ASSERT_TRUE(t.ok()) << t.status();
   for (const Ids& ids : {Ids{1, 2, 3, 4, 1}, Ids{1, 2, 3, 1}, Ids{2, 1, 2}, Ids{2, 3}}) {

@@ -15,15 +15,13 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHfDir(const std::strin
   std::vector<std::string> configs;
   for (const char* name : {"tokenizer_config.json", "special_tokens_map.json", "config.json"}) {
     const std::string path = dir + "/" + name;
-    absl::StatusOr<std::string> text =
-        std::filesystem::exists(path) ? ReadFile(path) : absl::StatusOr<std::string>("");
+    absl::StatusOr<std::string> text = std::filesystem::exists(path) ? ReadFile(path) : absl::StatusOr<std::string>("");
     configs.push_back(text.ok() ? *std::move(text) : std::string());
   }
   return tok::LoadHfTokenizer(json, configs);
 }
 
-absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromLlama2c(const std::string& tokenizer_bin,
-                                                                  int vocab_size) {
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromLlama2c(const std::string& tokenizer_bin, int vocab_size) {
   SLQ_ASSIGN_OR_RETURN(std::string data, ReadFile(tokenizer_bin));
   return tok::LoadLlama2cTokenizer(data, vocab_size);
 }

@@ -40,13 +40,11 @@ class Tokenizer {
 
   // Loads a llama2.c tokenizer.bin holding `vocab_size` tokens (int32 max_token_length, then
   // per token: float32 score, int32 length, bytes). BOS = 1, EOS = 2.
-  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromLlama2c(const std::string& tokenizer_bin,
-                                                                int vocab_size);
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromLlama2c(const std::string& tokenizer_bin, int vocab_size);
 
   // Token ids of `text` (any bytes; invalid UTF-8 is tokenized byte-wise). With
   // add_special_tokens the post-processor's tokens are added (e.g. BOS in front).
-  virtual std::vector<int32_t> Encode(std::string_view text,
-                                      bool add_special_tokens = true) const = 0;
+  virtual std::vector<int32_t> Encode(std::string_view text, bool add_special_tokens = true) const = 0;
 
   // The raw bytes one token stands for, out of context: may be part of a UTF-8 character
   // ("<0xE2>" -> one byte), byte-level characters map back to bytes, '▁' -> ' '. Added tokens
@@ -73,9 +71,7 @@ class Tokenizer {
   // Number of ids (1 + the largest id, added tokens included).
   int64_t vocab_size() const { return vocab_size_; }
   // An added token marked special (BOS, EOS, <unk>, ...).
-  bool IsSpecial(int32_t id) const {
-    return id >= 0 && id < static_cast<int64_t>(special_.size()) && special_[id];
-  }
+  bool IsSpecial(int32_t id) const { return id >= 0 && id < static_cast<int64_t>(special_.size()) && special_[id]; }
 
   // For StreamingDecoder: leading spaces the decoder drops at the start of the text, and
   // whether invalid bytes become one U+FFFD each (byte fallback) or one per maximal subpart.
@@ -107,9 +103,7 @@ class Tokenizer {
 class StreamingDecoder {
  public:
   explicit StreamingDecoder(const Tokenizer* tokenizer, bool skip_special = true)
-      : tokenizer_(tokenizer),
-        skip_special_(skip_special),
-        strip_left_(tokenizer->leading_spaces_stripped()) {}
+      : tokenizer_(tokenizer), skip_special_(skip_special), strip_left_(tokenizer->leading_spaces_stripped()) {}
 
   std::string Add(int32_t id);
   // Returns what is held back and resets the decoder to the start of a new text.
@@ -118,9 +112,9 @@ class StreamingDecoder {
  private:
   const Tokenizer* tokenizer_;
   bool skip_special_;
-  int strip_left_;       // leading spaces still to drop (only before any text)
+  int strip_left_;        // leading spaces still to drop (only before any text)
   bool started_ = false;  // some non-empty bytes were seen
-  std::string pending_;  // bytes of an incomplete character
+  std::string pending_;   // bytes of an incomplete character
 };
 
 }  // namespace slq

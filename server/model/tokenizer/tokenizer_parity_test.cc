@@ -19,8 +19,7 @@ using Ids = std::vector<int32_t>;
 
 std::string Escape(std::string_view s, size_t max = 160) {
   nlohmann::json j = std::string(s.substr(0, max));
-  return j.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace) +
-         (s.size() > max ? "..." : "");
+  return j.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace) + (s.size() > max ? "..." : "");
 }
 
 std::string IdWindow(const Ids& ids, size_t at, const Tokenizer& t) {
@@ -39,9 +38,8 @@ std::string CompareIds(const Ids& want, const Ids& got, const Tokenizer& t) {
   size_t i = 0;
   while (i < want.size() && i < got.size() && want[i] == got[i]) ++i;
   std::ostringstream os;
-  os << "ids differ at position " << i << " (expected " << want.size() << " ids, got "
-     << got.size() << ")\n  expected " << IdWindow(want, i, t) << "\n  got      "
-     << IdWindow(got, i, t);
+  os << "ids differ at position " << i << " (expected " << want.size() << " ids, got " << got.size() << ")\n  expected "
+     << IdWindow(want, i, t) << "\n  got      " << IdWindow(got, i, t);
   return os.str();
 }
 
@@ -51,14 +49,13 @@ std::string CompareText(const std::string& want, const std::string& got) {
   while (i < want.size() && i < got.size() && want[i] == got[i]) ++i;
   const size_t b = i >= 20 ? i - 20 : 0;
   std::ostringstream os;
-  os << "decoded text differs at byte " << i << "\n  expected ..."
-     << Escape(want.substr(b, 60)) << "\n  got      ..." << Escape(got.substr(b, 60));
+  os << "decoded text differs at byte " << i << "\n  expected ..." << Escape(want.substr(b, 60)) << "\n  got      ..."
+     << Escape(got.substr(b, 60));
   return os.str();
 }
 
 void CheckModel(const std::string& name) {
-  const std::string ref_path =
-      testing::TestDataDir() + "/reference/tokenizer_" + name + ".json";
+  const std::string ref_path = testing::TestDataDir() + "/reference/tokenizer_" + name + ".json";
   if (!std::filesystem::exists(ref_path)) GTEST_SKIP() << "no reference file " << ref_path;
   auto text = ReadFile(ref_path);
   ASSERT_TRUE(text.ok()) << text.status();
@@ -75,17 +72,16 @@ void CheckModel(const std::string& name) {
     if (!id_diff.empty() && id_failures++ == 0) {
       ADD_FAILURE() << name << " entry #" << k << " text " << Escape(input) << "\n" << id_diff;
     }
-    const std::string text_diff =
-        CompareText(ref[k].at("decoded").get<std::string>(), (*tok)->Decode(want, true));
+    const std::string text_diff = CompareText(ref[k].at("decoded").get<std::string>(), (*tok)->Decode(want, true));
     if (!text_diff.empty() && text_failures++ == 0) {
-      ADD_FAILURE() << name << " entry #" << k << " decode of the reference ids of text "
-                    << Escape(input) << "\n" << text_diff;
+      ADD_FAILURE() << name << " entry #" << k << " decode of the reference ids of text " << Escape(input) << "\n"
+                    << text_diff;
     }
   }
   EXPECT_EQ(id_failures, 0) << "of " << ref.size() << " entries";
   EXPECT_EQ(text_failures, 0) << "of " << ref.size() << " entries";
-  std::printf("[parity] %s: %zu entries, %d id mismatches, %d decode mismatches\n", name.c_str(),
-              ref.size(), id_failures, text_failures);
+  std::printf("[parity] %s: %zu entries, %d id mismatches, %d decode mismatches\n", name.c_str(), ref.size(),
+              id_failures, text_failures);
 }
 
 TEST(TokenizerParityTest, TinyStories656k) { CheckModel("tinystories-656k"); }

@@ -15,10 +15,28 @@ namespace {
 
 // Random strings mixing ASCII, multi-byte UTF-8, invalid bytes and special-token fragments.
 std::string RandomText(std::mt19937& rng) {
-  static const char* kAtoms[] = {"a",  " ",  "  ", "\n", "\r\n", "\t", "The", "'s", "123",
-                                 "\xC3\xA9", "\xF0\x9F\x98\x80", "\xE6\x97\xA5", "\xFF", "\x80",
-                                 "\xE2\x82", "<s>", "</s>", "<|end_story|>", " <|start_story|>",
-                                 "<unk>", "\xE2\x96\x81", "\x00"};
+  static const char* kAtoms[] = {"a",
+                                 " ",
+                                 "  ",
+                                 "\n",
+                                 "\r\n",
+                                 "\t",
+                                 "The",
+                                 "'s",
+                                 "123",
+                                 "\xC3\xA9",
+                                 "\xF0\x9F\x98\x80",
+                                 "\xE6\x97\xA5",
+                                 "\xFF",
+                                 "\x80",
+                                 "\xE2\x82",
+                                 "<s>",
+                                 "</s>",
+                                 "<|end_story|>",
+                                 " <|start_story|>",
+                                 "<unk>",
+                                 "\xE2\x96\x81",
+                                 "\x00"};
   std::uniform_int_distribution<int> len(0, 40), pick(0, std::size(kAtoms) - 1);
   std::string s;
   for (int i = len(rng); i > 0; --i) {
@@ -76,16 +94,15 @@ TEST(TokenizerRobustnessTest, TruncatedFilesGiveErrors) {
 }
 
 TEST(TokenizerRobustnessTest, WrongTypesInsideValidJson) {
-  for (const char* text :
-       {"[]", "{}", "{\"model\": 5}", "{\"model\": {\"type\": \"BPE\", \"vocab\": [1, 2]}}",
-        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}, \"merges\": []}}",
-        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [5]}}",
-        "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"decoder\": 7}",
-        "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, "
-        "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": 3}}",
-        "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, "
-        "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": "
-        "[{\"SpecialToken\": {\"id\": \"<s>\"}}], \"special_tokens\": {}}}"}) {
+  for (const char* text : {"[]", "{}", "{\"model\": 5}", "{\"model\": {\"type\": \"BPE\", \"vocab\": [1, 2]}}",
+                           "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}, \"merges\": []}}",
+                           "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [5]}}",
+                           "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"decoder\": 7}",
+                           "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, "
+                           "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": 3}}",
+                           "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, "
+                           "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": "
+                           "[{\"SpecialToken\": {\"id\": \"<s>\"}}], \"special_tokens\": {}}}"}) {
     EXPECT_FALSE(tok::LoadHfTokenizer(text, {"", "", ""}).ok()) << text;
   }
 }

@@ -7,10 +7,10 @@ namespace {
 
 // Result of scanning one sequence at a position.
 struct SeqScan {
-  size_t len;       // bytes consumed (valid: the char length; invalid: the maximal subpart)
-  bool valid;       // a complete, valid character
-  bool truncated;   // valid so far but the input ended before the sequence did
-  char32_t cp;      // the code point when valid
+  size_t len;      // bytes consumed (valid: the char length; invalid: the maximal subpart)
+  bool valid;      // a complete, valid character
+  bool truncated;  // valid so far but the input ended before the sequence did
+  char32_t cp;     // the code point when valid
 };
 
 // Expected length and allowed range of the second byte for lead byte b (Unicode Table 3-7).

@@ -24,18 +24,22 @@ TEST(Utf8Test, DecodeInvalidGivesOneByte) {
   char32_t cp;
   EXPECT_EQ(DecodeUtf8("\xE2\x82", 0, &cp), 1u);  // truncated
   EXPECT_EQ(cp, kInvalidCodePoint);
-  EXPECT_EQ(DecodeUtf8("\xC0\xAF", 0, &cp), 1u);  // overlong
+  EXPECT_EQ(DecodeUtf8("\xC0\xAF", 0, &cp), 1u);      // overlong
   EXPECT_EQ(DecodeUtf8("\xED\xA0\x80", 0, &cp), 1u);  // surrogate
   EXPECT_EQ(cp, kInvalidCodePoint);
 }
 
 TEST(Utf8Test, LossyUsesMaximalSubparts) {
   EXPECT_EQ(Utf8Lossy("ok \xF0\x9F\x98\x80"), "ok \xF0\x9F\x98\x80");
-  EXPECT_EQ(Utf8Lossy("\xE2\x82"), kFffd);                 // one truncated sequence
-  EXPECT_EQ(Utf8Lossy("a\xFF" "b"), "a" + kFffd + "b");
-  EXPECT_EQ(Utf8Lossy("\xC0\xAF"), kFffd + kFffd);         // C0 is never a lead byte
+  EXPECT_EQ(Utf8Lossy("\xE2\x82"), kFffd);  // one truncated sequence
+  EXPECT_EQ(Utf8Lossy("a\xFF"
+                      "b"),
+            "a" + kFffd + "b");
+  EXPECT_EQ(Utf8Lossy("\xC0\xAF"), kFffd + kFffd);  // C0 is never a lead byte
   EXPECT_EQ(Utf8Lossy("\xED\xA0\x80"), kFffd + kFffd + kFffd);
-  EXPECT_EQ(Utf8Lossy("\xF0\x9F\x98" "x"), kFffd + "x");
+  EXPECT_EQ(Utf8Lossy("\xF0\x9F\x98"
+                      "x"),
+            kFffd + "x");
 }
 
 TEST(Utf8Test, LossyPerByte) {
@@ -48,8 +52,8 @@ TEST(Utf8Test, CompletePrefixHoldsBackOnlyTruncatedSequences) {
   EXPECT_EQ(Utf8CompletePrefix("ab\xF0\x9F"), 2u);
   EXPECT_EQ(Utf8CompletePrefix("ab\xF0\x9F\x98"), 2u);
   EXPECT_EQ(Utf8CompletePrefix("ab\xF0\x9F\x98\x80"), 6u);
-  EXPECT_EQ(Utf8CompletePrefix("\xFF"), 1u);         // invalid, cannot become valid
-  EXPECT_EQ(Utf8CompletePrefix("a\xE2\x28"), 3u);    // broken sequence is not held
+  EXPECT_EQ(Utf8CompletePrefix("\xFF"), 1u);       // invalid, cannot become valid
+  EXPECT_EQ(Utf8CompletePrefix("a\xE2\x28"), 3u);  // broken sequence is not held
   EXPECT_EQ(Utf8CompletePrefix("\xE2"), 0u);
 }
 
@@ -61,19 +65,19 @@ TEST(Utf8Test, IsValid) {
 
 TEST(UnicodeTablesTest, Categories) {
   EXPECT_TRUE(IsLetter('a'));
-  EXPECT_TRUE(IsLetter(0x65E5));   // 日
-  EXPECT_TRUE(IsLetter(0x00E9));   // é
+  EXPECT_TRUE(IsLetter(0x65E5));  // 日
+  EXPECT_TRUE(IsLetter(0x00E9));  // é
   EXPECT_FALSE(IsLetter('1'));
   EXPECT_FALSE(IsLetter(0x1F600));  // emoji
   EXPECT_TRUE(IsNumber('7'));
-  EXPECT_TRUE(IsNumber(0x00BD));   // ½ (No)
-  EXPECT_TRUE(IsNumber(0x0663));   // Arabic-Indic three (Nd)
-  EXPECT_TRUE(IsNumber(0x216B));   // Roman numeral twelve (Nl)
+  EXPECT_TRUE(IsNumber(0x00BD));  // ½ (No)
+  EXPECT_TRUE(IsNumber(0x0663));  // Arabic-Indic three (Nd)
+  EXPECT_TRUE(IsNumber(0x216B));  // Roman numeral twelve (Nl)
   EXPECT_FALSE(IsNumber('x'));
   EXPECT_TRUE(IsWhitespace('\t'));
   EXPECT_TRUE(IsWhitespace(0x3000));
   EXPECT_TRUE(IsWhitespace(0x85));
-  EXPECT_FALSE(IsWhitespace(0x1E));  // record separator is not White_Space
+  EXPECT_FALSE(IsWhitespace(0x1E));    // record separator is not White_Space
   EXPECT_FALSE(IsWhitespace(0x200B));  // zero-width space neither
 }
 

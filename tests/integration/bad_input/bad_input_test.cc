@@ -76,9 +76,9 @@ std::function<grpc::Status(Env&)> SubmitSpec(std::function<void(v1::JobSpec&)> e
 }
 
 template <typename Req, typename Resp>
-std::function<grpc::Status(Env&)> JobUnary(
-    grpc::Status (v1::JobService::Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-    std::function<void(Env&, Req&)> fill) {
+std::function<grpc::Status(Env&)> JobUnary(grpc::Status (v1::JobService::Stub::*method)(grpc::ClientContext*,
+                                                                                        const Req&, Resp*),
+                                           std::function<void(Env&, Req&)> fill) {
   return [method, fill](Env& e) {
     Req r;
     fill(e, r);
@@ -88,9 +88,9 @@ std::function<grpc::Status(Env&)> JobUnary(
 }
 
 template <typename Req, typename Resp>
-std::function<grpc::Status(Env&)> WorkerUnary(
-    grpc::Status (v1::WorkerService::Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-    std::function<void(Env&, Req&)> fill) {
+std::function<grpc::Status(Env&)> WorkerUnary(grpc::Status (v1::WorkerService::Stub::*method)(grpc::ClientContext*,
+                                                                                              const Req&, Resp*),
+                                              std::function<void(Env&, Req&)> fill) {
   return [method, fill](Env& e) {
     Req r;
     fill(e, r);
@@ -143,9 +143,9 @@ std::function<grpc::Status(Env&)> Generate(std::function<void(Env&, v1::Generate
 }
 
 template <typename Req, typename Resp>
-std::function<grpc::Status(Env&)> InferUnary(
-    grpc::Status (v1::InferenceService::Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-    std::function<void(Env&, Req&)> fill) {
+std::function<grpc::Status(Env&)> InferUnary(grpc::Status (v1::InferenceService::Stub::*method)(grpc::ClientContext*,
+                                                                                                const Req&, Resp*),
+                                             std::function<void(Env&, Req&)> fill) {
   return [method, fill](Env& e) {
     Req r;
     fill(e, r);
@@ -162,13 +162,15 @@ std::vector<Case> Cases() {
   const std::string models = CanonicalModelsDir();
   std::vector<Case> c;
   auto add = [&](std::string rpc, std::string what, std::function<grpc::Status(Env&)> call, StatusCode code,
-                 std::string needle) { c.push_back({rpc, what, call, code, needle}); };
+                 std::string needle) {
+    c.push_back({rpc, what, call, code, needle});
+  };
   const StatusCode kInvalid = StatusCode::INVALID_ARGUMENT, kNotFound = StatusCode::NOT_FOUND;
 
   // SubmitJob
   add("JobService.SubmitJob", "no spec", Submit([](auto& r) { r.clear_spec(); }), kInvalid, "spec.model_uri");
-  add("JobService.SubmitJob", "unknown scheme", SubmitSpec([](auto& s) { s.set_model_uri("s3://bucket/m"); }),
-      kInvalid, "spec.model_uri");
+  add("JobService.SubmitJob", "unknown scheme", SubmitSpec([](auto& s) { s.set_model_uri("s3://bucket/m"); }), kInvalid,
+      "spec.model_uri");
   add("JobService.SubmitJob", "relative file path", SubmitSpec([](auto& s) { s.set_model_uri("file://models/x"); }),
       kInvalid, "spec.model_uri");
   add("JobService.SubmitJob", "malformed hf repo", SubmitSpec([](auto& s) { s.set_model_uri("hf://only-org"); }),
@@ -186,8 +188,8 @@ std::vector<Case> Cases() {
   add("JobService.SubmitJob", "missing directory",
       SubmitSpec([models](auto& s) { s.set_model_uri("file://" + models + "/no-such-model"); }), kNotFound,
       "spec.model_uri");
-  add("JobService.SubmitJob", "directory outside the roots", SubmitSpec([](auto& s) { s.set_model_uri("file:///etc"); }),
-      StatusCode::PERMISSION_DENIED, "spec.model_uri");
+  add("JobService.SubmitJob", "directory outside the roots",
+      SubmitSpec([](auto& s) { s.set_model_uri("file:///etc"); }), StatusCode::PERMISSION_DENIED, "spec.model_uri");
   add("JobService.SubmitJob", "no target", SubmitSpec([](auto& s) { s.clear_target(); }), kInvalid, "spec.target");
   add("JobService.SubmitJob", "min_ear > 1", SubmitSpec([](auto& s) { s.mutable_target()->set_min_ear(1.5); }),
       kInvalid, "spec.target.min_ear");
@@ -195,10 +197,10 @@ std::vector<Case> Cases() {
       kInvalid, "spec.target.min_ear");
   add("JobService.SubmitJob", "max_kl 0", SubmitSpec([](auto& s) { s.mutable_target()->set_max_kl(0); }), kInvalid,
       "spec.target.max_kl");
-  add("JobService.SubmitJob", "max_kl inf", SubmitSpec([](auto& s) { s.mutable_target()->set_max_kl(kInf); }),
-      kInvalid, "spec.target.max_kl");
-  add("JobService.SubmitJob", "max_avg_bits 1",
-      SubmitSpec([](auto& s) { s.mutable_target()->set_max_avg_bits(1); }), kInvalid, "spec.target.max_avg_bits");
+  add("JobService.SubmitJob", "max_kl inf", SubmitSpec([](auto& s) { s.mutable_target()->set_max_kl(kInf); }), kInvalid,
+      "spec.target.max_kl");
+  add("JobService.SubmitJob", "max_avg_bits 1", SubmitSpec([](auto& s) { s.mutable_target()->set_max_avg_bits(1); }),
+      kInvalid, "spec.target.max_avg_bits");
   add("JobService.SubmitJob", "task_lossless_kl < 0",
       SubmitSpec([](auto& s) { s.mutable_target()->set_task_lossless_kl(-1); }), kInvalid,
       "spec.target.task_lossless_kl");
@@ -232,16 +234,15 @@ std::vector<Case> Cases() {
       "spec.temperature");
   add("JobService.SubmitJob", "idempotency_key 300 bytes",
       Submit([](auto& r) { r.set_idempotency_key(std::string(300, 'k')); }), kInvalid, "idempotency_key");
-  add("JobService.SubmitJob", "idempotency_key reused with another spec",
-      Submit([](auto& r) {
+  add("JobService.SubmitJob", "idempotency_key reused with another spec", Submit([](auto& r) {
         r.set_idempotency_key("sweep-key");
         r.mutable_spec()->mutable_target()->set_min_ear(0.95);
       }),
       StatusCode::ALREADY_EXISTS, "idempotency_key");
 
   // GetJob / ListJobs / WatchJob / CancelJob
-  add("JobService.GetJob", "empty job_id", JobUnary<v1::GetJobRequest, v1::GetJobResponse>(&S::GetJob, [](auto&, auto&) {}),
-      kInvalid, "job_id");
+  add("JobService.GetJob", "empty job_id",
+      JobUnary<v1::GetJobRequest, v1::GetJobResponse>(&S::GetJob, [](auto&, auto&) {}), kInvalid, "job_id");
   add("JobService.GetJob", "unknown job_id",
       JobUnary<v1::GetJobRequest, v1::GetJobResponse>(&S::GetJob, [](auto&, auto& r) { r.set_job_id("job-nope-1"); }),
       kNotFound, "job-nope-1");
@@ -323,98 +324,111 @@ std::vector<Case> Cases() {
           &W::RegisterWorker, [](auto&, auto& r) { r.set_name(std::string(200, 'w')); }),
       kInvalid, "name");
   add("WorkerService.RegisterWorker", "device 9",
-      WorkerUnary<v1::RegisterWorkerRequest, v1::RegisterWorkerResponse>(&W::RegisterWorker, [](auto&, auto& r) {
-        r.set_name("w");
-        r.set_device(static_cast<v1::WorkerDevice>(9));
-      }),
+      WorkerUnary<v1::RegisterWorkerRequest, v1::RegisterWorkerResponse>(&W::RegisterWorker,
+                                                                         [](auto&, auto& r) {
+                                                                           r.set_name("w");
+                                                                           r.set_device(
+                                                                               static_cast<v1::WorkerDevice>(9));
+                                                                         }),
       kInvalid, "device");
   add("WorkerService.LeaseTask", "empty worker_id",
       WorkerUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(&W::LeaseTask, [](auto&, auto&) {}), kInvalid,
       "worker_id");
   add("WorkerService.LeaseTask", "unregistered worker_id",
       WorkerUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(&W::LeaseTask,
-                                                            [](auto&, auto& r) { r.set_worker_id("worker-nope"); }),
+                                                               [](auto&, auto& r) { r.set_worker_id("worker-nope"); }),
       kNotFound, "worker-nope");
   add("WorkerService.LeaseTask", "wait_seconds -1",
-      WorkerUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(&W::LeaseTask, [](Env& e, auto& r) {
-        r.set_worker_id(e.worker_id);
-        r.set_wait_seconds(-1);
-      }),
+      WorkerUnary<v1::LeaseTaskRequest, v1::LeaseTaskResponse>(&W::LeaseTask,
+                                                               [](Env& e, auto& r) {
+                                                                 r.set_worker_id(e.worker_id);
+                                                                 r.set_wait_seconds(-1);
+                                                               }),
       kInvalid, "wait_seconds");
   add("WorkerService.Heartbeat", "empty worker_id",
       WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat,
-                                                            [](auto&, auto& r) { r.set_task_id("t"); }),
+                                                               [](auto&, auto& r) { r.set_task_id("t"); }),
       kInvalid, "worker_id");
   add("WorkerService.Heartbeat", "empty task_id",
       WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat,
-                                                            [](Env& e, auto& r) { r.set_worker_id(e.worker_id); }),
+                                                               [](Env& e, auto& r) { r.set_worker_id(e.worker_id); }),
       kInvalid, "task_id");
   add("WorkerService.Heartbeat", "progress 1.5",
-      WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat, [](Env& e, auto& r) {
-        r.set_worker_id(e.worker_id);
-        r.set_task_id("task-x");
-        r.set_progress(1.5);
-      }),
+      WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat,
+                                                               [](Env& e, auto& r) {
+                                                                 r.set_worker_id(e.worker_id);
+                                                                 r.set_task_id("task-x");
+                                                                 r.set_progress(1.5);
+                                                               }),
       kInvalid, "progress");
   add("WorkerService.Heartbeat", "progress NaN",
-      WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat, [](Env& e, auto& r) {
-        r.set_worker_id(e.worker_id);
-        r.set_task_id("task-x");
-        r.set_progress(kNaN);
-      }),
+      WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat,
+                                                               [](Env& e, auto& r) {
+                                                                 r.set_worker_id(e.worker_id);
+                                                                 r.set_task_id("task-x");
+                                                                 r.set_progress(kNaN);
+                                                               }),
       kInvalid, "progress");
   add("WorkerService.Heartbeat", "stage 42",
-      WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat, [](Env& e, auto& r) {
-        r.set_worker_id(e.worker_id);
-        r.set_task_id("task-x");
-        r.set_stage(static_cast<v1::JobStage>(42));
-      }),
+      WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat,
+                                                               [](Env& e, auto& r) {
+                                                                 r.set_worker_id(e.worker_id);
+                                                                 r.set_task_id("task-x");
+                                                                 r.set_stage(static_cast<v1::JobStage>(42));
+                                                               }),
       kInvalid, "stage");
   add("WorkerService.Heartbeat", "unknown task_id",
-      WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat, [](Env& e, auto& r) {
-        r.set_worker_id(e.worker_id);
-        r.set_task_id("task-nope-4");
-      }),
+      WorkerUnary<v1::HeartbeatRequest, v1::HeartbeatResponse>(&W::Heartbeat,
+                                                               [](Env& e, auto& r) {
+                                                                 r.set_worker_id(e.worker_id);
+                                                                 r.set_task_id("task-nope-4");
+                                                               }),
       kNotFound, "task-nope-4");
   add("WorkerService.CompleteTask", "empty worker_id",
-      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask, [](auto&, auto& r) {
-        r.set_task_id("t");
-        r.mutable_result()->mutable_fetch();
-      }),
+      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask,
+                                                                     [](auto&, auto& r) {
+                                                                       r.set_task_id("t");
+                                                                       r.mutable_result()->mutable_fetch();
+                                                                     }),
       kInvalid, "worker_id");
   add("WorkerService.CompleteTask", "empty task_id",
-      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask, [](Env& e, auto& r) {
-        r.set_worker_id(e.worker_id);
-        r.mutable_result()->mutable_fetch();
-      }),
+      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask,
+                                                                     [](Env& e, auto& r) {
+                                                                       r.set_worker_id(e.worker_id);
+                                                                       r.mutable_result()->mutable_fetch();
+                                                                     }),
       kInvalid, "task_id");
   add("WorkerService.CompleteTask", "no outcome",
-      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask, [](Env& e, auto& r) {
-        r.set_worker_id(e.worker_id);
-        r.set_task_id("task-x");
-      }),
+      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask,
+                                                                     [](Env& e, auto& r) {
+                                                                       r.set_worker_id(e.worker_id);
+                                                                       r.set_task_id("task-x");
+                                                                     }),
       kInvalid, "result");
   add("WorkerService.CompleteTask", "unknown task_id",
-      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask, [](Env& e, auto& r) {
-        r.set_worker_id(e.worker_id);
-        r.set_task_id("task-nope-5");
-        r.mutable_error()->set_code(2);
-        r.mutable_error()->set_message("boom");
-      }),
+      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask,
+                                                                     [](Env& e, auto& r) {
+                                                                       r.set_worker_id(e.worker_id);
+                                                                       r.set_task_id("task-nope-5");
+                                                                       r.mutable_error()->set_code(2);
+                                                                       r.mutable_error()->set_message("boom");
+                                                                     }),
       kNotFound, "task-nope-5");
   add("WorkerService.CompleteTask", "error code 0 (OK)",
-      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask, [](Env& e, auto& r) {
-        r.set_worker_id(e.worker_id);
-        r.set_task_id("task-x");
-        r.mutable_error()->set_message("boom");
-      }),
+      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask,
+                                                                     [](Env& e, auto& r) {
+                                                                       r.set_worker_id(e.worker_id);
+                                                                       r.set_task_id("task-x");
+                                                                       r.mutable_error()->set_message("boom");
+                                                                     }),
       kInvalid, "error.code");
   add("WorkerService.CompleteTask", "empty result",
-      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask, [](Env& e, auto& r) {
-        r.set_worker_id(e.worker_id);
-        r.set_task_id("task-x");
-        r.mutable_result();
-      }),
+      WorkerUnary<v1::CompleteTaskRequest, v1::CompleteTaskResponse>(&W::CompleteTask,
+                                                                     [](Env& e, auto& r) {
+                                                                       r.set_worker_id(e.worker_id);
+                                                                       r.set_task_id("task-x");
+                                                                       r.mutable_result();
+                                                                     }),
       kInvalid, "result");
 
   // Generate
@@ -422,8 +436,7 @@ std::vector<Case> Cases() {
       kNotFound, "no-such-model");
   add("InferenceService.Generate", "empty model", Generate([](auto&, auto& r) { r.set_model(""); }), kNotFound,
       "model");
-  add("InferenceService.Generate", "no prompt", Generate([](auto&, auto& r) { r.clear_prompt(); }), kInvalid,
-      "prompt");
+  add("InferenceService.Generate", "no prompt", Generate([](auto&, auto& r) { r.clear_prompt(); }), kInvalid, "prompt");
   add("InferenceService.Generate", "prompt_ids outside the vocab",
       Generate([](auto&, auto& r) { r.mutable_prompt_ids()->add_ids(100000); }), kInvalid, "prompt_ids[0]");
   add("InferenceService.Generate", "negative prompt_ids", Generate([](auto&, auto& r) {
@@ -448,8 +461,8 @@ std::vector<Case> Cases() {
       Generate([](auto&, auto& r) { r.mutable_sampling()->set_temperature(1e300); }), kInvalid, "temperature");
   add("InferenceService.Generate", "top_k -1", Generate([](auto&, auto& r) { r.mutable_sampling()->set_top_k(-1); }),
       kInvalid, "top_k");
-  add("InferenceService.Generate", "top_p 1.5",
-      Generate([](auto&, auto& r) { r.mutable_sampling()->set_top_p(1.5); }), kInvalid, "top_p");
+  add("InferenceService.Generate", "top_p 1.5", Generate([](auto&, auto& r) { r.mutable_sampling()->set_top_p(1.5); }),
+      kInvalid, "top_p");
   add("InferenceService.Generate", "top_p -0.1",
       Generate([](auto&, auto& r) { r.mutable_sampling()->set_top_p(-0.1); }), kInvalid, "top_p");
   add("InferenceService.Generate", "repetition_penalty -1",
@@ -466,31 +479,35 @@ std::vector<Case> Cases() {
 
   // Tokenize / Score
   add("InferenceService.Tokenize", "unknown model",
-      InferUnary<v1::TokenizeRequest, v1::TokenizeResponse>(&I::Tokenize, [](auto&, auto& r) {
-        r.set_model("no-such-model");
-        r.set_text("hi");
-      }),
+      InferUnary<v1::TokenizeRequest, v1::TokenizeResponse>(&I::Tokenize,
+                                                            [](auto&, auto& r) {
+                                                              r.set_model("no-such-model");
+                                                              r.set_text("hi");
+                                                            }),
       kNotFound, "no-such-model");
   add("InferenceService.Tokenize", "empty model",
       InferUnary<v1::TokenizeRequest, v1::TokenizeResponse>(&I::Tokenize, [](auto&, auto& r) { r.set_text("hi"); }),
       kNotFound, "model");
   add("InferenceService.Score", "unknown model",
-      InferUnary<v1::ScoreRequest, v1::ScoreResponse>(&I::Score, [](auto&, auto& r) {
-        r.set_model("no-such-model");
-        r.set_text("hi");
-      }),
+      InferUnary<v1::ScoreRequest, v1::ScoreResponse>(&I::Score,
+                                                      [](auto&, auto& r) {
+                                                        r.set_model("no-such-model");
+                                                        r.set_text("hi");
+                                                      }),
       kNotFound, "no-such-model");
   add("InferenceService.Score", "empty text",
       InferUnary<v1::ScoreRequest, v1::ScoreResponse>(&I::Score,
                                                       [](Env& e, auto& r) { r.set_model(e.server->model_name()); }),
       kInvalid, "text");
   add("InferenceService.Score", "text longer than the context",
-      InferUnary<v1::ScoreRequest, v1::ScoreResponse>(&I::Score, [](Env& e, auto& r) {
-        r.set_model(e.server->model_name());
-        std::string t;
-        for (int i = 0; i < 2000; ++i) t += "w" + std::to_string(i) + " ";
-        r.set_text(t);
-      }),
+      InferUnary<v1::ScoreRequest, v1::ScoreResponse>(&I::Score,
+                                                      [](Env& e, auto& r) {
+                                                        r.set_model(e.server->model_name());
+                                                        std::string t;
+                                                        for (int i = 0; i < 2000; ++i)
+                                                          t += "w" + std::to_string(i) + " ";
+                                                        r.set_text(t);
+                                                      }),
       kInvalid, "text");
 
   // LoadModel / UnloadModel
@@ -537,8 +554,12 @@ class BadInputSweep : public ::testing::Test {
   static void SetUpTestSuite() {
     server_ = new LoopbackServer();
     ASSERT_TRUE(server_->status().ok()) << server_->status();
-    env_ = new Env{server_, v1::JobService::NewStub(server_->channel()), v1::WorkerService::NewStub(server_->channel()),
-                   v1::InferenceService::NewStub(server_->channel()), "", ""};
+    env_ = new Env{server_,
+                   v1::JobService::NewStub(server_->channel()),
+                   v1::WorkerService::NewStub(server_->channel()),
+                   v1::InferenceService::NewStub(server_->channel()),
+                   "",
+                   ""};
     // A real job (stays queued: no worker) and a registered worker for the rows that need them.
     v1::SubmitJobRequest submit;
     *submit.mutable_spec() = GoodSpec();

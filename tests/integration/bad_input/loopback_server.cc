@@ -5,8 +5,8 @@
 
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <mutex>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "server/common/test_paths.h"
@@ -62,15 +62,12 @@ std::string CanonicalModelsDir() {
 
 LoopbackServer::LoopbackServer(const std::function<void(ServerConfig&)>& tweak) {
   static int counter = 0;
-  scratch_dir_ = (fs::temp_directory_path() /
-                  absl::StrCat("slq_loopback_", ::getpid(), "_", counter++)).string();
+  scratch_dir_ = (fs::temp_directory_path() / absl::StrCat("slq_loopback_", ::getpid(), "_", counter++)).string();
   fs::remove_all(scratch_dir_);
   root_dir_ = scratch_dir_ + "/root";
   fs::create_directories(root_dir_);
   token_ = RandomToken();
-  {
-    std::ofstream(scratch_dir_ + "/token") << token_ << "\n";
-  }
+  { std::ofstream(scratch_dir_ + "/token") << token_ << "\n"; }
   auto logger = std::make_shared<spdlog::logger>("slq-test", Capture());
   logger->set_level(spdlog::level::trace);
   spdlog::set_default_logger(logger);
@@ -110,8 +107,6 @@ void LoopbackServer::Authorize(grpc::ClientContext* ctx) const {
   ctx->AddMetadata("authorization", "Bearer " + token_);
 }
 
-std::string LoopbackServer::Log() const {
-  return Capture()->Text();
-}
+std::string LoopbackServer::Log() const { return Capture()->Text(); }
 
 }  // namespace slq::testing

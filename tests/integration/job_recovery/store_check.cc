@@ -74,8 +74,8 @@ int main(int argc, char** argv) {
       for (const slq::Task& t : *tasks) {  // an ended job has no runnable task left
         const bool runnable = t.state == slq::TaskState::kPending || t.state == slq::TaskState::kLeased;
         if (runnable || (j.state == slq::JobState::kSucceeded && t.state != slq::TaskState::kDone)) {
-          problems.push_back(absl::StrCat(j.id, " is ", slq::JobStateName(j.state), " but task ", t.id, " (",
-                                          t.kind, ") is ", slq::TaskStateName(t.state)));
+          problems.push_back(absl::StrCat(j.id, " is ", slq::JobStateName(j.state), " but task ", t.id, " (", t.kind,
+                                          ") is ", slq::TaskStateName(t.state)));
         }
       }
       if (j.state != slq::JobState::kSucceeded) continue;

@@ -272,8 +272,8 @@ TEST(SecurityLimits, ConfiguredReceiveLimitIsInForce) {
   EXPECT_EQ(over.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << over.error_message();
   EXPECT_NE(over.error_message().find("larger than max"), std::string::npos) << over.error_message();
   grpc::Status under = RegisterWithName(server, 512 << 10);
-  EXPECT_EQ(under.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << "under the limit: reaches the handler: "
-                                                                   << under.error_message();
+  EXPECT_EQ(under.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << "under the limit: reaches the handler: " << under.error_message();
 }
 
 TEST_F(SecurityTest, TokensNeverReachTheLog) {
