@@ -148,13 +148,15 @@ int main(int argc, char** argv) {
   std::string device = "auto";
   CLI::App* quant = app.add_subcommand("quantize", "Quantize a model to a fidelity target and write an artifact");
   quant->add_option("model", q.model_path, "HF model folder or llama2.c .bin")->required();
-  quant->add_option("--target", q.target, "ear>=X, kl<=X, bits<=X, tl or tl<=X (server/spec/job_spec.h)")->capture_default_str();
+  quant->add_option("--target", q.target, "ear>=X, kl<=X, bits<=X, tl or tl<=X (server/spec/job_spec.h)")
+      ->capture_default_str();
   quant->add_option("--formats", q.formats, "Allowed bitwidths: 4-8, 4-5-6-7-8, 2..8, 4,6,8")->capture_default_str();
   quant->add_option("--data", q.data_path, "Text for calibration + held-out evaluation (split by document)")
       ->required();
-  quant->add_option("--eval", q.heldout_path,
-                    "Separate held-out text: verification (and the TL cloze) runs on it, all of --data calibrates; "
-                    "the certificate names it with its sha256")
+  quant
+      ->add_option("--eval", q.heldout_path,
+                   "Separate held-out text: verification (and the TL cloze) runs on it, all of --data calibrates; "
+                   "the certificate names it with its sha256")
       ->check(CLI::ExistingFile);
   quant->add_option("--out", q.output_dir, "Artifact directory to create (must not exist)");
   quant->add_option("--tokenizer", q.tokenizer_path, "llama2.c tokenizer .bin (for .bin models)");
