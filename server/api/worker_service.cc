@@ -148,6 +148,24 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const slq::v1::H
   return grpc::Status::OK;
 }
 
+namespace {
+// The task kind a result answers ("fetch", "profile", "search", "pack").
+std::string ResultKind(const slq::v1::TaskResult& r) {
+  switch (r.result_case()) {
+    case slq::v1::TaskResult::kFetch:
+      return "fetch";
+    case slq::v1::TaskResult::kProfile:
+      return "profile";
+    case slq::v1::TaskResult::kSearch:
+      return "search";
+    case slq::v1::TaskResult::kPack:
+      return "pack";
+    default:
+      return "";
+  }
+}
+}  // namespace
+
 grpc::Status WorkerServiceImpl::CompleteTask(grpc::ServerContext*, const slq::v1::CompleteTaskRequest* req,
                                              slq::v1::CompleteTaskResponse*) {
   if (req->worker_id().empty() || req->task_id().empty()) return Invalid("worker_id and task_id are required");
@@ -156,6 +174,10 @@ grpc::Status WorkerServiceImpl::CompleteTask(grpc::ServerContext*, const slq::v1
     case slq::v1::CompleteTaskRequest::kResult:
       if (req->result().result_case() == slq::v1::TaskResult::RESULT_NOT_SET) {
         return Invalid("result must hold the task's result (fetch, profile, search or pack)");
+      }
+      if (auto t = store_->GetTask(req->task_id()); t.ok() && ResultKind(req->result()) != t->kind) {
+        return Invalid(absl::StrCat("task ", req->task_id(), " is a ", t->kind, " task but the result is a ",
+                                    ResultKind(req->result()), " result"));
       }
       o.ok = true;
       o.result_json = EncodeTaskMessage(req->result());

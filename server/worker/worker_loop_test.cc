@@ -214,5 +214,43 @@ TEST_F(WorkerLoopTest, TheInterceptorRejectsAWorkerWithoutTheToken) {
   EXPECT_TRUE(stub->RegisterWorker(&ok, r, &resp).ok());
 }
 
+TEST_F(WorkerLoopTest, AResultOfAnotherKindIsRefused) {
+  const std::string job = Submit();
+  auto stub = v1::WorkerService::NewStub(channel_);
+  auto call = [](grpc::ClientContext* c) { c->AddMetadata("authorization", "Bearer t0ken"); };
+  v1::RegisterWorkerRequest reg;
+  reg.set_name("w");
+  v1::RegisterWorkerResponse worker;
+  {
+    grpc::ClientContext ctx;
+    call(&ctx);
+    ASSERT_TRUE(stub->RegisterWorker(&ctx, reg, &worker).ok());
+  }
+  v1::LeaseTaskRequest lease;
+  lease.set_worker_id(worker.worker_id());
+  lease.set_wait_seconds(1);
+  v1::LeaseTaskResponse leased;
+  {
+    grpc::ClientContext ctx;
+    call(&ctx);
+    ASSERT_TRUE(stub->LeaseTask(&ctx, lease, &leased).ok());
+  }
+  ASSERT_EQ(leased.task().kind(), "fetch");
+  v1::CompleteTaskRequest done;
+  done.set_worker_id(worker.worker_id());
+  done.set_task_id(leased.task().id());
+  done.mutable_result()->mutable_profile()->set_layer_profiles_json("{}");
+  v1::CompleteTaskResponse resp;
+  grpc::ClientContext ctx;
+  call(&ctx);
+  grpc::Status s = stub->CompleteTask(&ctx, done, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("is a fetch task but the result is a profile result"), std::string::npos)
+      << s.error_message();
+  std::vector<Task> tasks = Tasks(job);
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].state, TaskState::kLeased) << "a refused completion leaves the lease as it was";
+}
+
 }  // namespace
 }  // namespace slq
