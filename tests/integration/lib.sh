@@ -55,3 +55,26 @@ expect_exit() {
   if [ "$got" -eq "$want" ]; then pass "$name"; else fail "$name (exit $got, want $want): $(cat "$STATE/last.err")"; fi
 }
 summary() { echo "integration: $PASSED passed, $FAILED failed"; [ "$FAILED" -eq 0 ]; }
+
+# ---- a throwaway PostgreSQL cluster on loopback (start_pg sets PG_BIN, PG_DIR, PG_AS, PG_PORT;
+# exits 77, a skip, without the server binaries). Callers trap stop_pg. ----
+PG_DIR=""
+stop_pg() {
+  [ -n "$PG_DIR" ] || return 0
+  $PG_AS "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+  rm -rf "$PG_DIR"
+}
+start_pg() {
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
+    echo "SKIP: PostgreSQL binaries not found in /usr/lib/postgresql/*/bin (install 'postgresql')"
+    exit 77
+  fi
+  PG_DIR=$(mktemp -d /tmp/slq-pg.XXXXXX)
+  PG_AS=""
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PG_DIR"; PG_AS="runuser -u postgres --"; fi
+  $PG_AS "$PG_BIN/initdb" -D "$PG_DIR/data" -U slq -A trust -E UTF8 --no-sync > "$PG_DIR/setup.log" 2>&1
+  PG_PORT=$(free_port)
+  $PG_AS "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
+    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=100" start >> "$PG_DIR/setup.log" 2>&1
+}

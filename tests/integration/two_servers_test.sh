@@ -20,21 +20,8 @@ PAUSE=$STATE/pause
 ART=$STATE/artifacts  # shared by both servers (and the workers, which write its staging dirs)
 mkdir -p "$PAUSE" "$ART"
 
-# ---- a throwaway PostgreSQL cluster (as tests/integration/job_recovery/crash_matrix.sh) ----
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
-  echo "SKIP: PostgreSQL binaries not found in /usr/lib/postgresql/*/bin (install 'postgresql')"
-  exit 77
-fi
-PG_DIR=$(mktemp -d /tmp/slq-pg.XXXXXX)
-PG_AS=""
-if [ "$(id -u)" = 0 ]; then chown postgres "$PG_DIR"; PG_AS="runuser -u postgres --"; fi
-stop_pg() { $PG_AS "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true; rm -rf "$PG_DIR"; }
 trap 'stop_pg; cleanup' EXIT
-$PG_AS "$PG_BIN/initdb" -D "$PG_DIR/data" -U slq -A trust -E UTF8 --no-sync > "$PG_DIR/setup.log" 2>&1
-PG_PORT=$(free_port)
-$PG_AS "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
-  -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=100" start >> "$PG_DIR/setup.log" 2>&1
+start_pg
 STORE_URI="postgres://slq@127.0.0.1:$PG_PORT/postgres"
 sql() { "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U slq -d postgres -At -c "$1"; }
 
