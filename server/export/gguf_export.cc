@@ -315,7 +315,7 @@ absl::Status ExportGguf(const std::string& artifact_dir, const std::string& out_
     if (const PackedLinear* q = p.op->packed()) {
       w.Tensor(name, ne, p.type, EncodeBlocks(q->view, p.type, order));
     } else {
-      std::vector<float> wt = LinearWeights(*p.op), permuted(wt.size());
+      std::vector<float> wt = p.op->WeightF32(), permuted(wt.size());
       for (int64_t r = 0; r < rows; ++r) std::copy_n(wt.begin() + order[r] * cols, cols, permuted.begin() + r * cols);
       const GgmlType t = DenseType(permuted);
       w.Tensor(name, ne, t, Bytes(permuted, t));

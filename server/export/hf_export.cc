@@ -69,8 +69,6 @@ std::vector<int64_t> RopeRowOrder(int64_t heads, int64_t head_dim, bool inverse)
   return order;
 }
 
-std::vector<float> LinearWeights(const LinearOp& op) { return op.WeightF32(); }
-
 json HfConfigJson(const ModelConfig& c, const std::string& torch_dtype) {
   const std::string arch = c.architecture == "llama2.c" || c.architecture.empty() ? "LlamaForCausalLM" : c.architecture;
   json j = {{"architectures", {arch}},
@@ -145,7 +143,7 @@ absl::Status ExportHf(const std::string& artifact_dir, const std::string& out_di
   const int64_t H = c.hidden_size;
   SLQ_RETURN_IF_ERROR(sink.Add("model.embed_tokens.weight", {c.vocab_size, H}, m.embed));
   for (const ConstLinearSlot& s : m.LinearSlots()) {
-    std::vector<float> w = LinearWeights(*s.op);
+    std::vector<float> w = s.op->WeightF32();
     if (interleaved && (absl::EndsWith(s.name, "q_proj") || absl::EndsWith(s.name, "k_proj"))) {
       const int64_t heads = absl::EndsWith(s.name, "q_proj") ? c.num_heads : c.num_kv_heads;
       w = PermuteRows(w, s.op->in_features(), RopeRowOrder(heads, c.head_dim, /*inverse=*/false));

@@ -32,9 +32,6 @@ struct HfExportOptions {
 // The config.json of a model (Hugging Face keys), `dtype` as torch_dtype ("bfloat16", ...).
 nlohmann::json HfConfigJson(const ModelConfig& c, const std::string& torch_dtype);
 
-// The weights of a linear slot [out, in] in fp32 (dequantized, original basis).
-std::vector<float> LinearWeights(const LinearOp& op);
-
 // Row order of HF (rotate-half) q/k projections for a llama2.c-style (interleaved) one, per
 // head: hf[i] = interleaved[2i], hf[i + d/2] = interleaved[2i + 1]. `inverse` maps HF rows to
 // the interleaved order (what GGUF's llama architecture expects).
