@@ -10,9 +10,7 @@
 #include <functional>
 #include <string>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
-#include "server/api/auth.h"
 #include "server/jobs/artifact_store.h"
 #include "server/jobs/job_store.h"
 #include "server/scheduler/scheduler.h"
