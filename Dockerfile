@@ -66,8 +66,9 @@ USER 10001:10001
 WORKDIR /var/lib/slq
 VOLUME ["/var/lib/slq"]
 # 7070 gRPC (JobService, InferenceService, health, reflection); 9090 server /metrics;
-# 9091 worker /metrics.
-EXPOSE 7070 9090 9091
+# 9091 worker /metrics; 8080 the OpenAI-compatible HTTP API when --http-port 8080 is set
+# (deploy/slq.yaml sets it).
+EXPOSE 7070 8080 9090 9091
 # Loading --serve-models can take minutes: give the check room (compose/k8s set their own).
 HEALTHCHECK --interval=30s --timeout=5s --retries=10 \
   CMD ["slqctl", "--server", "127.0.0.1:7070", "health"]
