@@ -42,9 +42,20 @@ void FreeDeviceMatrix(DeviceMatrix* m);
 size_t QGemmWorkspaceBytes(int64_t rows, int64_t max_n);
 std::string AllocWorkspace(size_t bytes, void** ws);
 
+// Which kernel runs. kAuto: the streaming kernel for n <= kStreamAutoMaxN, else the tiled one
+// (allow_gemv = false forces the tiled kernel). The others force one kernel for any n (the
+// legacy small-batch kernel only for n <= 8; larger n fall back to the tiled one).
+enum class QKernel { kAuto, kLegacyGemv, kTiled, kStream };
+inline constexpr int64_t kStreamAutoMaxN = 16;
+
 struct QGemmOptions {
   int splits = 0;          // split-K factor; 0 = choose from the shape and the SM count
-  bool allow_gemv = true;  // n <= 8 uses the small-batch kernel (else the tiled one)
+  bool allow_gemv = true;  // kAuto only: false forces the tiled kernel
+  QKernel kernel = QKernel::kAuto;
+  // Programmatic dependent launch (streaming kernel only): the kernel may start while the
+  // previous kernel on the stream finishes; it reads weights before and x only after the
+  // grid dependency is resolved. Other kernels ignore it.
+  bool pdl = false;
 };
 
 // x: device [n, cols] (act), y: device [n, rows] (act). x must be 16-byte aligned.
