@@ -225,7 +225,89 @@ std::vector<SweepVar> SweepVars(int64_t n) {
   add("stream", QKernel::kStream, 0, false);
   add("stream+pdl", QKernel::kStream, 0, true);
   for (int sp : {1, 2, 4, 8}) add("stream s" + std::to_string(sp), QKernel::kStream, sp, false);
+  for (int kib : {0, 16, 32}) {
+    add("stream pf" + std::to_string(kib), QKernel::kStream, 0, false);
+    v.back().opt.prefetch_kib = kib;
+  }
   return v;
+}
+
+// Llama-3-8B's four linears at batch 1, captured in one CUDA graph (weights rotated), per kernel.
+void LayerGraphs(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std::string&)>& emit) {
+  emit(
+      "## Llama-3-8B layer (qkv, o, gate_up, down) at batch 1 in a CUDA graph, us/layer\n\n"
+      "| bits | cuBLASLt bf16 | legacy | stream | stream+pdl | best speedup |\n|---|---|---|---|---|---|\n");
+  const Shape* ls = &kShapes[0];
+  auto graph_time = [&](auto&& body, int layers) {
+    for (int w = 0; w < 2; ++w) body();
+    CK(cudaStreamSynchronize(st));
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    body();
+    CK(cudaStreamEndCapture(st, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    const double us = TimeUs([&](int) { CK(cudaGraphLaunch(ge, st)); }, 10, st) / layers;
+    CK(cudaGraphExecDestroy(ge));
+    CK(cudaGraphDestroy(g));
+    return us;
+  };
+  double lbytes = 0;
+  for (int j = 0; j < 4; ++j) lbytes += ls[j].rows * ls[j].cols * 2.0;
+  const int lc = CopiesFor(lbytes);
+  std::vector<void*> wl;
+  std::vector<LtPlan> plans;
+  for (int j = 0; j < 4; ++j) plans.push_back(MakePlan(lt, ls[j].rows, ls[j].cols, 1));
+  for (int k = 0; k < lc * 4; ++k) {
+    void* p;
+    const int64_t e = ls[k % 4].rows * ls[k % 4].cols;
+    CK(cudaMalloc(&p, e * 2));
+    FillAct<<<1024, 256>>>(static_cast<uint16_t*>(p), e, 100 + k);
+    wl.push_back(p);
+  }
+  const double base_us = graph_time(
+      [&] {
+        for (int k = 0; k < lc * 4; ++k) RunPlan(lt, plans[k % 4], wl[k], b.x, b.y, st);
+      },
+      lc);
+  for (void* p : wl) CK(cudaFree(p));
+  for (int bits : {2, 3, 4, 5, 6, 8}) {
+    double qb = 0;
+    std::vector<GpuLayout> lays(4);
+    for (int j = 0; j < 4; ++j) {
+      GpuLayout& l = lays[j];
+      l.rows = ls[j].rows;
+      l.cols = ls[j].cols;
+      l.bits = bits;
+      l.group_size = 128;
+      l.row_tiles = (l.rows + 15) / 16;
+      l.chunks = (l.cols + 255) / 256;
+      qb += QBytes(l);
+    }
+    const int qc = CopiesFor(qb);
+    std::vector<QSet> sets;
+    for (int j = 0; j < 4; ++j) sets.push_back(MakeQSet(ls[j].rows, ls[j].cols, bits, 128, qc, 50 + j));
+    double t[3];
+    for (int v = 0; v < 3; ++v) {
+      QGemmOptions o;
+      o.kernel = v == 0 ? QKernel::kLegacyGemv : QKernel::kStream;
+      o.pdl = v == 2;
+      t[v] = graph_time(
+          [&] {
+            for (int k = 0; k < qc; ++k) {
+              for (int j = 0; j < 4; ++j) {
+                CKS(QGemm(sets[j].mats[k], b.x, 1, b.y, ActType::kBF16, b.ws, b.ws_bytes, st, o));
+              }
+            }
+          },
+          qc);
+    }
+    emit("| " + std::to_string(bits) + "b g128 | " + Fmt("%.1f", base_us) + " | " + Fmt("%.1f", t[0]) + " | " +
+         Fmt("%.1f", t[1]) + " | " + Fmt("%.1f", t[2]) + " (" + Fmt("%.2f", qb / t[2] / 1e6) + " TB/s) | " +
+         Fmt("%.2fx", base_us / std::min(t[1], t[2])) + " |\n");
+    for (QSet& s : sets) CK(cudaFree(s.pool));
+  }
+  emit("\n");
 }
 
 void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std::string&)>& emit) {
@@ -267,8 +349,8 @@ void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std:
           for (const SweepVar& v : SweepVars(n)) {
             const double us = TimeQ(s, n, b, st, v.opt);
             emit("| " + std::string(sh.name) + " | " + std::to_string(bits) + "b g" + std::to_string(g) + " | " +
-                 std::to_string(n) + " | " + Fmt("%.1f", base[ni]) + " | " + v.name + " | " + Fmt("%.1f", us) +
-                 " | " + Fmt("%.2f", qb / us / 1e6) + " | " + Fmt("%.2fx", base[ni] / us) + " |\n");
+                 std::to_string(n) + " | " + Fmt("%.1f", base[ni]) + " | " + v.name + " | " + Fmt("%.1f", us) + " | " +
+                 Fmt("%.2f", qb / us / 1e6) + " | " + Fmt("%.2fx", base[ni] / us) + " |\n");
           }
         }
         CK(cudaFree(s.pool));
@@ -276,6 +358,7 @@ void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std:
     }
   }
   emit("\n");
+  LayerGraphs(lt, b, st, emit);
 }
 
 }  // namespace

@@ -428,7 +428,7 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
   QKernel kernel = opt.kernel;
   if (kernel == QKernel::kAuto) kernel = opt.allow_gemv && n <= kStreamAutoMaxN ? QKernel::kStream : QKernel::kTiled;
   if (kernel == QKernel::kStream) {
-    return internal::QGemmStream(w, x, n, y, act, workspace, workspace_bytes, stream, opt.splits, opt.pdl);
+    return internal::QGemmStream(w, x, n, y, act, workspace, workspace_bytes, stream, opt);
   }
   const Config c = PickConfig(n);
   Params p{};

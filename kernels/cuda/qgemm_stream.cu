@@ -9,6 +9,9 @@
 //     that L (chosen per row half at compile time, BestL) cannot make zero. The offset and
 //     2^L are removed once per group in fp32: y += (s / 2^L) * acc + (z - off * s / 2^L) * sx,
 //     where sx = sum of x over the group, computed once per block into shared memory.
+//   - Each warp's codes for its K range are contiguous: besides the ring, lane 0 can keep
+//     p.prefetch_chunks more chunks in flight as bulk L2 prefetches (QGemmOptions::
+//     prefetch_kib; off by default: it did not help, see bench/kernels/NOTES.md).
 //   - x of the block's K range is staged once in shared memory (cp.async); split-K shrinks
 //     the range until it fits kStreamMaxSmem.
 // bf16 with 8-bit codes cannot hold 128 + q exactly: it builds the exact q from nibbles (off 0).
@@ -31,6 +34,7 @@ constexpr int kStreamMaxSmem = 48 * 1024;
 constexpr int kStreamMinBlocks = 4;    // resident blocks per SM the registers must allow (<= 128 regs)
 constexpr int kStreamBlocksPerSm = 4;  // split-K target: this many blocks per SM
 constexpr int kZeroHalves = 256;       // a zero row for ldmatrix lanes of absent tokens
+constexpr int kPrefetchKib = 8;  // default L2 prefetch distance per warp
 
 // Chunks of codes per warp in the register ring (D - 1 in flight while one is consumed).
 __host__ __device__ constexpr int StreamDepth(int bits) { return bits <= 3 ? 4 : bits <= 5 ? 3 : 2; }
@@ -171,8 +175,8 @@ __device__ __forceinline__ void StreamChunk(float (&y)[NT][4], float (&acc)[NT][
 // k-step S of the sum-of-x pass: an mma against ones; lanes 0..3 (row 0) store each group's
 // sums for tokens 2t, 2t + 1.
 template <bool BF16, int NT, int G, int S>
-__device__ __forceinline__ void SumStep(float (&acc)[NT][4], uint32_t (&b)[NT][4], const uint32_t (&xa)[NT],
-                                        float* sx, int lane) {
+__device__ __forceinline__ void SumStep(float (&acc)[NT][4], uint32_t (&b)[NT][4], const uint32_t (&xa)[NT], float* sx,
+                                        int lane) {
   constexpr uint32_t kOnes = BF16 ? 0x3F803F80u : 0x3C003C00u;
   if constexpr (S % 2 == 0) {
 #pragma unroll
@@ -200,6 +204,11 @@ __device__ __forceinline__ void SumChunk(const uint32_t (&xa)[NT], float* sx, in
   (SumStep<BF16, NT, G, S>(acc, b, xa, sx, lane), ...);
 }
 
+// One bulk L2 prefetch of `bytes` (multiple of 16) at a 16-byte aligned global address.
+__device__ __forceinline__ void PrefetchL2(const void* p, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
+}
+
 __device__ __forceinline__ void GridDependencyWait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
 __device__ __forceinline__ void LaunchDependents() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
 
@@ -215,7 +224,7 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
   const int ntok = min(8 * NT, p.n - n0);
   const int stride = p.chunks_per_split * 256 + 8;  // halves per staged token row (padded)
   uint16_t* zrow = smem;
-  uint16_t* xs = smem + kZeroHalves;                           // [ntok][stride]
+  uint16_t* xs = smem + kZeroHalves;                          // [ntok][stride]
   float* sxs = reinterpret_cast<float*>(xs + ntok * stride);  // [nloc * GPC][8 * NT]
   const bool row_ok = rt < p.row_tiles;
   const int count = row_ok ? nloc : 0;
@@ -241,6 +250,15 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
 #pragma unroll
   for (int d = 0; d < D; ++d) {
     if (d < count) load(d, wr[d], sz[d]);
+  }
+  // The row tile's codes of the K range are contiguous: keep p.prefetch_chunks beyond the
+  // ring in flight as L2 prefetches (no registers), starting with all its scales/zeros.
+  constexpr uint32_t kChunkBytes = BITS * 512;
+  const int pf = p.prefetch_chunks;
+  if (lane == 0 && count > 0) {
+    PrefetchL2(sbase, static_cast<uint32_t>(count * GPC * 64));
+    const int first = min(count, D + pf) - D;
+    if (first > 0) PrefetchL2(wbase + D * BITS * 32, first * kChunkBytes);
   }
 
   GridDependencyWait();  // x may be written by the previous kernel (no-op without PDL)
@@ -294,6 +312,7 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
         StreamChunk<BITS, BF16, NT, G>(y, acc, wr[d], sz[d], xa, sxl + i * GPC * 8 * NT,
                                        std::make_integer_sequence<int, 16>{});
         if (i + D < count) load(i + D, wr[d], sz[d]);
+        if (lane == 0 && pf > 0 && i + D + pf < count) PrefetchL2(wbase + (i + D + pf) * BITS * 32, kChunkBytes);
       }
     }
   }
@@ -372,7 +391,7 @@ int CudaSmCount() {
 }
 
 std::string QGemmStream(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActType act, void* workspace,
-                        size_t workspace_bytes, void* stream, int splits, bool pdl) {
+                        size_t workspace_bytes, void* stream, const QGemmOptions& opt) {
   const GpuLayout& l = w.layout;
   const int nt = n <= 8 ? 1 : 2;
   const int g = static_cast<int>(l.group_size);
@@ -390,6 +409,9 @@ std::string QGemmStream(const DeviceMatrix& w, const void* x, int64_t n, void* y
   p.log2g = g == 64 ? 6 : 7;
   const int64_t bx = (l.row_tiles + kStreamWM - 1) / kStreamWM;
   const int64_t bz = (n + 8 * nt - 1) / (8 * nt);
+  const int kib = opt.prefetch_kib < 0 ? kPrefetchKib : opt.prefetch_kib;
+  p.prefetch_chunks = (kib * 1024 + l.bits * 512 - 1) / (l.bits * 512);
+  int splits = opt.splits;
   if (splits <= 0) {
     const double target = static_cast<double>(kStreamBlocksPerSm) * CudaSmCount();
     splits = static_cast<int>(std::max<double>(1.0, target / static_cast<double>(bx * bz) + 0.5));
@@ -415,8 +437,8 @@ std::string QGemmStream(const DeviceMatrix& w, const void* x, int64_t n, void* y
   }
   const dim3 grid(static_cast<unsigned>(bx), static_cast<unsigned>(splits), static_cast<unsigned>(bz));
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  return act == ActType::kBF16 ? LaunchStreamCfg<true>(l.bits, nt, g, p, grid, smem(cps), s, pdl)
-                               : LaunchStreamCfg<false>(l.bits, nt, g, p, grid, smem(cps), s, pdl);
+  return act == ActType::kBF16 ? LaunchStreamCfg<true>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl)
+                               : LaunchStreamCfg<false>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl);
 }
 
 }  // namespace internal

@@ -17,7 +17,7 @@ int CudaSmCount();
 // Launches the streaming kernel for arguments QGemm has already validated. splits <= 0 picks
 // the split-K factor from the shape and the SM count.
 std::string QGemmStream(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActType act, void* workspace,
-                        size_t workspace_bytes, void* stream, int splits, bool pdl);
+                        size_t workspace_bytes, void* stream, const QGemmOptions& opt);
 
 }  // namespace slq::kernels::internal
 
