@@ -225,7 +225,7 @@ std::vector<SweepVar> SweepVars(int64_t n) {
   add("stream", QKernel::kStream, 0, false);
   add("stream+pdl", QKernel::kStream, 0, true);
   for (int sp : {1, 2, 4, 8}) add("stream s" + std::to_string(sp), QKernel::kStream, sp, false);
-  for (int kib : {0, 16, 32}) {
+  for (int kib : {8, 16, 32}) {
     add("stream pf" + std::to_string(kib), QKernel::kStream, 0, false);
     v.back().opt.prefetch_kib = kib;
   }
