@@ -5,13 +5,14 @@
 #   ninja -C build-kernels slq_kernels_gpu_test slq_kernel_bench
 #   ../shared/tools/gpu-bundle .gpu/kernels build-kernels/kernels/slq_kernels_gpu_test \
 #       build-kernels/bench/kernels/slq_kernel_bench
-# Usage: bash bench/kernels/run_on_gpu.sh [test|sanitize|bench|ncu|all]...   (default: all but ncu)
+# Usage: bash bench/kernels/run_on_gpu.sh [test|sanitize|bench|sweep|ncu|all]...   (default: all but ncu
+# and sweep)
 set -uo pipefail
 source .gpu/kernels/env.sh
 OUT=${OUT:-/tmp/slq-out}
 mkdir -p "$OUT"
 steps=${*:-all}
-want() { [[ " $steps " == *" $1 "* || ( " $steps " == *" all "* && $1 != ncu ) ]]; }
+want() { [[ " $steps " == *" $1 "* || ( " $steps " == *" all "* && $1 != ncu && $1 != sweep ) ]]; }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem \
   --format=csv | tee "$OUT/nvidia-smi.txt"
 rc=0
@@ -32,6 +33,10 @@ fi
 if want bench; then
   slq_kernel_bench --out "$OUT/bench.md" > "$OUT/bench.log" 2>&1 || rc=1
   tail -60 "$OUT/bench.md"
+fi
+if want sweep; then  # kernel variants side by side (streaming / legacy / tiled / cuBLASLt)
+  slq_kernel_bench --sweep --out "$OUT/sweep.md" > "$OUT/sweep.log" 2>&1 || rc=1
+  tail -12 "$OUT/sweep.md"
 fi
 if want ncu; then  # one launch of a few cases (gate_up shape), after 2 warm-up launches
   for c in "24576 4096 4 1" "24576 4096 2 1" "24576 4096 4 64"; do

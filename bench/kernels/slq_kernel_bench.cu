@@ -3,7 +3,8 @@
 // CUDA graph at batch 1. Random weights; the weights rotate through enough copies (> 200 MB)
 // to defeat the 50 MB L2. Times are medians of CUDA-event timings over repeated loops.
 //   slq_kernel_bench [--out FILE.md] [--quick]
-//   slq_kernel_bench --profile ROWS COLS BITS N   (a few launches of one case, for ncu)
+//   slq_kernel_bench --sweep [--out FILE.md]     (streaming kernel variants vs legacy/tiled/cuBLASLt)
+//   slq_kernel_bench [--stream|--legacy] --profile ROWS COLS BITS N   (a few launches, for ncu)
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -202,14 +204,175 @@ std::string Fmt(const char* f, double v) {
   return buf;
 }
 
+// --sweep: the streaming kernel's variants beside the legacy small-batch and tiled kernels and
+// cuBLASLt bf16 in one run (Llama-3-8B shapes, bf16 activations, g128 unless noted).
+struct SweepVar {
+  std::string name;
+  QGemmOptions opt;
+};
+
+std::vector<SweepVar> SweepVars(int64_t n) {
+  std::vector<SweepVar> v;
+  auto add = [&](const std::string& name, QKernel k, int splits, bool pdl) {
+    QGemmOptions o;
+    o.kernel = k;
+    o.splits = splits;
+    o.pdl = pdl;
+    v.push_back({name, o});
+  };
+  if (n <= 8) add("legacy", QKernel::kLegacyGemv, 0, false);
+  add("tiled", QKernel::kTiled, 0, false);
+  add("stream", QKernel::kStream, 0, false);
+  add("stream+pdl", QKernel::kStream, 0, true);
+  for (int sp : {1, 2, 4, 8}) add("stream s" + std::to_string(sp), QKernel::kStream, sp, false);
+  for (int kib : {8, 16, 32}) {
+    add("stream pf" + std::to_string(kib), QKernel::kStream, 0, false);
+    v.back().opt.prefetch_kib = kib;
+  }
+  return v;
+}
+
+// Llama-3-8B's four linears at batch 1, captured in one CUDA graph (weights rotated), per kernel.
+void LayerGraphs(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std::string&)>& emit) {
+  emit(
+      "## Llama-3-8B layer (qkv, o, gate_up, down) at batch 1 in a CUDA graph, us/layer\n\n"
+      "| bits | cuBLASLt bf16 | legacy | stream | stream+pdl | best speedup |\n|---|---|---|---|---|---|\n");
+  const Shape* ls = &kShapes[0];
+  auto graph_time = [&](auto&& body, int layers) {
+    for (int w = 0; w < 2; ++w) body();
+    CK(cudaStreamSynchronize(st));
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    body();
+    CK(cudaStreamEndCapture(st, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    const double us = TimeUs([&](int) { CK(cudaGraphLaunch(ge, st)); }, 10, st) / layers;
+    CK(cudaGraphExecDestroy(ge));
+    CK(cudaGraphDestroy(g));
+    return us;
+  };
+  double lbytes = 0;
+  for (int j = 0; j < 4; ++j) lbytes += ls[j].rows * ls[j].cols * 2.0;
+  const int lc = CopiesFor(lbytes);
+  std::vector<void*> wl;
+  std::vector<LtPlan> plans;
+  for (int j = 0; j < 4; ++j) plans.push_back(MakePlan(lt, ls[j].rows, ls[j].cols, 1));
+  for (int k = 0; k < lc * 4; ++k) {
+    void* p;
+    const int64_t e = ls[k % 4].rows * ls[k % 4].cols;
+    CK(cudaMalloc(&p, e * 2));
+    FillAct<<<1024, 256>>>(static_cast<uint16_t*>(p), e, 100 + k);
+    wl.push_back(p);
+  }
+  const double base_us = graph_time(
+      [&] {
+        for (int k = 0; k < lc * 4; ++k) RunPlan(lt, plans[k % 4], wl[k], b.x, b.y, st);
+      },
+      lc);
+  for (void* p : wl) CK(cudaFree(p));
+  for (int bits : {2, 3, 4, 5, 6, 8}) {
+    double qb = 0;
+    std::vector<GpuLayout> lays(4);
+    for (int j = 0; j < 4; ++j) {
+      GpuLayout& l = lays[j];
+      l.rows = ls[j].rows;
+      l.cols = ls[j].cols;
+      l.bits = bits;
+      l.group_size = 128;
+      l.row_tiles = (l.rows + 15) / 16;
+      l.chunks = (l.cols + 255) / 256;
+      qb += QBytes(l);
+    }
+    const int qc = CopiesFor(qb);
+    std::vector<QSet> sets;
+    for (int j = 0; j < 4; ++j) sets.push_back(MakeQSet(ls[j].rows, ls[j].cols, bits, 128, qc, 50 + j));
+    double t[3];
+    for (int v = 0; v < 3; ++v) {
+      QGemmOptions o;
+      o.kernel = v == 0 ? QKernel::kLegacyGemv : QKernel::kStream;
+      o.pdl = v == 2;
+      t[v] = graph_time(
+          [&] {
+            for (int k = 0; k < qc; ++k) {
+              for (int j = 0; j < 4; ++j) {
+                CKS(QGemm(sets[j].mats[k], b.x, 1, b.y, ActType::kBF16, b.ws, b.ws_bytes, st, o));
+              }
+            }
+          },
+          qc);
+    }
+    emit("| " + std::to_string(bits) + "b g128 | " + Fmt("%.1f", base_us) + " | " + Fmt("%.1f", t[0]) + " | " +
+         Fmt("%.1f", t[1]) + " | " + Fmt("%.1f", t[2]) + " (" + Fmt("%.2f", qb / t[2] / 1e6) + " TB/s) | " +
+         Fmt("%.2fx", base_us / std::min(t[1], t[2])) + " |\n");
+    for (QSet& s : sets) CK(cudaFree(s.pool));
+  }
+  emit("\n");
+}
+
+void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std::string&)>& emit) {
+  const int64_t ns[] = {1, 4, 16, 32};
+  emit(
+      "## Sweep: us (TB/s of codes + scale/zero; speedup vs cuBLASLt bf16 in this run)\n\n"
+      "| shape | bits | n | cuBLASLt us | kernel | us | TB/s | speedup |\n|---|---|---|---|---|---|---|---|\n");
+  for (int si = 0; si < 4; ++si) {
+    const Shape& sh = kShapes[si];
+    const double wbytes = sh.rows * sh.cols * 2.0;
+    const int wc = CopiesFor(wbytes);
+    void* wpool;
+    CK(cudaMalloc(&wpool, static_cast<size_t>(wbytes) * wc));
+    FillAct<<<1024, 256>>>(static_cast<uint16_t*>(wpool), static_cast<int64_t>(wbytes / 2) * wc, 3);
+    std::vector<double> base;
+    for (int64_t n : ns) {
+      LtPlan p = MakePlan(lt, sh.rows, sh.cols, n);
+      base.push_back(TimeUs(
+          [&](int k) {
+            RunPlan(lt, p, static_cast<char*>(wpool) + static_cast<size_t>(wbytes) * (k % wc), b.x, b.y, st);
+          },
+          std::max(20, wc), st));
+    }
+    CK(cudaFree(wpool));
+    for (int bits = 2; bits <= 8; ++bits) {
+      for (int64_t g : {int64_t{128}, int64_t{64}}) {
+        if (g == 64 && bits != 4) continue;
+        GpuLayout l;
+        l.rows = sh.rows;
+        l.cols = sh.cols;
+        l.bits = bits;
+        l.group_size = g;
+        l.row_tiles = (sh.rows + 15) / 16;
+        l.chunks = (sh.cols + 255) / 256;
+        const double qb = QBytes(l);
+        QSet s = MakeQSet(sh.rows, sh.cols, bits, g, CopiesFor(qb), 11 + bits);
+        for (size_t ni = 0; ni < 4; ++ni) {
+          const int64_t n = ns[ni];
+          for (const SweepVar& v : SweepVars(n)) {
+            const double us = TimeQ(s, n, b, st, v.opt);
+            emit("| " + std::string(sh.name) + " | " + std::to_string(bits) + "b g" + std::to_string(g) + " | " +
+                 std::to_string(n) + " | " + Fmt("%.1f", base[ni]) + " | " + v.name + " | " + Fmt("%.1f", us) + " | " +
+                 Fmt("%.2f", qb / us / 1e6) + " | " + Fmt("%.2fx", base[ni] / us) + " |\n");
+          }
+        }
+        CK(cudaFree(s.pool));
+      }
+    }
+  }
+  emit("\n");
+  LayerGraphs(lt, b, st, emit);
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
   const char* out_path = nullptr;
-  bool quick = false;
+  bool quick = false, sweep = false;
+  QGemmOptions profile_opt;  // --profile: kAuto unless --stream / --legacy come before it
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
     if (!std::strcmp(argv[i], "--quick")) quick = true;
+    if (!std::strcmp(argv[i], "--sweep")) sweep = true;
+    if (!std::strcmp(argv[i], "--stream")) profile_opt.kernel = QKernel::kStream;
+    if (!std::strcmp(argv[i], "--legacy")) profile_opt.kernel = QKernel::kLegacyGemv;
     if (!std::strcmp(argv[i], "--profile") && i + 4 < argc) {
       const int64_t rows = std::atoll(argv[i + 1]), cols = std::atoll(argv[i + 2]);
       const int bits = std::atoi(argv[i + 3]);
@@ -222,7 +385,7 @@ int Main(int argc, char** argv) {
       CKS(AllocWorkspace(b.ws_bytes, &b.ws));
       QSet s = MakeQSet(rows, cols, bits, 128, 4, 5);
       for (int k = 0; k < 4; ++k) {
-        CKS(QGemm(s.mats[k], b.x, n, b.y, ActType::kBF16, b.ws, b.ws_bytes, nullptr));
+        CKS(QGemm(s.mats[k], b.x, n, b.y, ActType::kBF16, b.ws, b.ws_bytes, nullptr, profile_opt));
       }
       CK(cudaDeviceSynchronize());
       return 0;
@@ -262,6 +425,17 @@ int Main(int argc, char** argv) {
     cudaFree(s2);
   }
 
+  if (sweep) {
+    Sweep(lt, b, st, emit);
+    if (out_path) {
+      FILE* f = std::fopen(out_path, "w");
+      if (f) {
+        std::fputs(md.c_str(), f);
+        std::fclose(f);
+      }
+    }
+    return 0;
+  }
   const int nb = quick ? 3 : 8;
   std::string bw_table =
       "## Batch 1: effective bandwidth (packed weights + scales/zeros read / time), TB/s\n\n"

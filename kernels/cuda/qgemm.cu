@@ -1,5 +1,6 @@
-// CUDA kernels for QGemm (see qgemm.h). Two kernels, each one template over bitwidth and
-// activation type: QGemvKernel for n <= 8 (below, "small-batch path") and QGemmKernel, the
+// CUDA kernels for QGemm (see qgemm.h): argument checks, the kernel choice, and the two older
+// kernels (the streaming kernel is in qgemm_stream.cu). Each one template over bitwidth and
+// activation type: QGemvKernel for n <= 8 (below, "legacy small-batch path") and QGemmKernel, the
 // tiled kernel, for larger n, with token tiles of 16/32/64. Tiled kernel: a block is WM x WK warps; warp (wm, wk) owns
 // row tile blockIdx.x * WM + wm and every WK-th 256-column chunk of the block's K range; the block stages the
 // activations of its current WK chunks in shared memory (cp.async, double-buffered) and the warps reduce over wk at the
@@ -14,6 +15,7 @@
 
 #include "kernels/cuda/qgemm.h"
 #include "kernels/cuda/qgemm_device.cuh"
+#include "kernels/cuda/qgemm_stream.h"
 
 namespace slq::kernels {
 namespace {
@@ -278,15 +280,7 @@ Config PickConfig(int64_t n) {
   return {8, 1, 8};
 }
 
-int SmCount() {
-  static int sms = [] {
-    int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return 132;
-    if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 132;
-    return v;
-  }();
-  return sms;
-}
+int SmCount() { return internal::CudaSmCount(); }
 
 template <int BITS, bool BF16, int WM, int WK, int NT>
 std::string Launch(const Params& p, dim3 grid, cudaStream_t stream) {
@@ -431,6 +425,11 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
   if (n < 1 || n > (1 << 20)) return "n = " + std::to_string(n) + "; allowed 1..2^20";
   if (reinterpret_cast<uintptr_t>(x) % 16 != 0) return "x must be 16-byte aligned";
   if (w.codes == nullptr || w.sz == nullptr || y == nullptr) return "null device pointer";
+  QKernel kernel = opt.kernel;
+  if (kernel == QKernel::kAuto) kernel = opt.allow_gemv && n <= kStreamAutoMaxN ? QKernel::kStream : QKernel::kTiled;
+  if (kernel == QKernel::kStream) {
+    return internal::QGemmStream(w, x, n, y, act, workspace, workspace_bytes, stream, opt);
+  }
   const Config c = PickConfig(n);
   Params p{};
   p.codes = reinterpret_cast<const uint4*>(w.codes);
@@ -451,7 +450,7 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
     const int64_t target = 2 * SmCount();
     splits = static_cast<int>(std::max<int64_t>(1, (target + bx * bz - 1) / (bx * bz)));
   }
-  const bool gemv = n <= 8 && opt.allow_gemv;
+  const bool gemv = n <= 8 && kernel == QKernel::kLegacyGemv;
   const int max_splits = std::max(1, p.chunks / c.wk);
   splits = std::min(splits, max_splits);
   int cps = 0;

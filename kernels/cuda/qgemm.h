@@ -1,11 +1,12 @@
 // Fused dequantize + matmul on the GPU for "slq-gpu-v1" repacked weights (see kernels/repack.h).
 //
 //   y [n, rows] = x [n, cols] * W'^T, W'(r, c) = zero + scale * q, fp32 accumulation on the
-//   tensor cores (mma.sync m16n8k16), activations and output fp16 or bf16, n = 1..any
-//   (tokens are tiled by 8/16/32/64). n <= 8: the codes enter the mma as exact integers
-//   (plus a constant) and scale/zero are applied per 64 columns in fp32 on the accumulators.
-//   n > 8: the weights are dequantized in registers to the activation type (fp16: exact code,
-//   one rounding of s*q+z; bf16: the same in bf16).
+//   tensor cores (mma.sync m16n8k16), activations and output fp16 or bf16, n = 1..any.
+//   Three kernels (QGemmOptions::kernel): the streaming kernel (default for n <= 16,
+//   qgemm_stream.cu) and the legacy small-batch kernel (n <= 8) feed the codes to the mma as
+//   exact integers plus a constant and apply scale/zero per group in fp32 on the accumulators;
+//   the tiled kernel (default for n > 16; tokens tiled by 16/32/64) dequantizes in registers
+//   to the activation type (fp16: exact code, one rounding of s*q+z; bf16: the same in bf16).
 // Plain C++ API: device pointers are void*, the stream is a cudaStream_t passed as void*.
 // Functions return an empty string on success, else a message naming the bad value.
 // Thread-safety: launches are thread-compatible; a workspace must not be shared by launches
@@ -42,9 +43,25 @@ void FreeDeviceMatrix(DeviceMatrix* m);
 size_t QGemmWorkspaceBytes(int64_t rows, int64_t max_n);
 std::string AllocWorkspace(size_t bytes, void** ws);
 
+// Which kernel runs. kAuto: the streaming kernel for n <= kStreamAutoMaxN, else the tiled one
+// (allow_gemv = false forces the tiled kernel); measured on the H200 (2026-12-01): the streaming
+// kernel is at least as fast as the others up to n = 16 on most shapes, 1.3-1.4x slower than
+// the tiled one at n = 32. The others force one kernel for any n (the
+// legacy small-batch kernel only for n <= 8; larger n fall back to the tiled one).
+enum class QKernel { kAuto, kLegacyGemv, kTiled, kStream };
+inline constexpr int64_t kStreamAutoMaxN = 16;
+
 struct QGemmOptions {
   int splits = 0;          // split-K factor; 0 = choose from the shape and the SM count
-  bool allow_gemv = true;  // n <= 8 uses the small-batch kernel (else the tiled one)
+  bool allow_gemv = true;  // kAuto only: false forces the tiled kernel
+  QKernel kernel = QKernel::kAuto;
+  // Programmatic dependent launch (streaming kernel only): the kernel may start while the
+  // previous kernel on the stream finishes; it reads weights before and x only after the
+  // grid dependency is resolved, and writes nothing before. Other kernels ignore it.
+  bool pdl = false;
+  // Streaming kernel: each warp keeps its weights this many KiB ahead of its register ring in
+  // flight as L2 bulk prefetches (-1 = default, 0 = off). For measurement sweeps.
+  int prefetch_kib = -1;
 };
 
 // x: device [n, cols] (act), y: device [n, rows] (act). x must be 16-byte aligned.

@@ -1,6 +1,6 @@
-// Device helpers shared by the QGemm kernels (private to kernels/cuda/qgemm.cu; include it
-// from that file only): launch parameters, bit-plane code extraction, fp16/bf16 dequantization,
-// mma.sync / ldmatrix / cp.async wrappers, the tiled kernel's k-step, and the common epilogue
+// Device helpers shared by the QGemm kernels (private to kernels/cuda/qgemm.cu and
+// qgemm_stream.cu; include it from those files only): launch parameters, bit-plane code extraction, fp16/bf16
+// dequantization, mma.sync / ldmatrix / cp.async wrappers, the tiled kernel's k-step, and the common epilogue
 // (reduction over K-slice warps, output or split-K workspace with last-block finalize).
 #ifndef SLQ_KERNELS_CUDA_QGEMM_DEVICE_CUH_
 #define SLQ_KERNELS_CUDA_QGEMM_DEVICE_CUH_
@@ -25,6 +25,7 @@ struct Params {
   float* ws;
   int* counters;
   int rows, cols, n, row_tiles, chunks, gpad, log2g, splits, chunks_per_split;
+  int prefetch_chunks;  // streaming kernel: L2 prefetch distance in chunks (0 = off)
 };
 
 __host__ __device__ constexpr int PlaneWidth(int bits, int i) {
@@ -255,7 +256,7 @@ __device__ __forceinline__ void Finish(float (&acc)[NT][4], const Params& p, uin
   __threadfence();
   const int r0 = blockIdx.x * WM * 16;
   constexpr int kRowsB = WM * 16, kToks = 8 * NT;
-  for (int i = threadIdx.x; i < kRowsB * kToks; i += kThreads) {
+  for (int i = threadIdx.x; i < kRowsB * kToks; i += blockDim.x) {
     const int row = r0 + i % kRowsB, tok = n0 + i / kRowsB;
     if (row < p.rows && tok < p.n) {
       const int64_t o = static_cast<int64_t>(tok) * p.rows + row;

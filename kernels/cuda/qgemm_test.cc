@@ -1,6 +1,7 @@
 // GPU tests for QGemm against the CPU reference (label gpu; skipped without a CUDA device).
-// Every bitwidth x group size x activation type, real and ragged shapes, token counts that hit
-// every tile configuration, split-K on and off; outputs are poisoned before each run.
+// Every bitwidth x group size x activation type x kernel (streaming, legacy small-batch, tiled),
+// real and ragged shapes, token counts that hit every tile configuration, split-K on and off,
+// PDL on and off; outputs are poisoned before each run.
 #include "kernels/cuda/qgemm.h"
 
 #include <cuda_runtime.h>
@@ -34,7 +35,7 @@ struct Errors {
 };
 
 // Runs one case; returns the errors of the GPU result against the CPU reference.
-Errors RunCase(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t n, int splits, bool gemv,
+Errors RunCase(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t n, const QGemmOptions& opt,
                std::mt19937_64& rng) {
   OwnedPacked m = RandomPacked(rows, cols, bits, g, rng);
   RepackedMatrix rp;
@@ -58,9 +59,6 @@ Errors RunCase(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int
   EXPECT_EQ(cudaMemset(dy, 0xFF, ref.size() * 2), cudaSuccess);  // NaN poison
   const size_t wsb = QGemmWorkspaceBytes(rows, n);
   EXPECT_EQ(AllocWorkspace(wsb, &ws), "");
-  QGemmOptions opt;
-  opt.splits = splits;
-  opt.allow_gemv = gemv;
   EXPECT_EQ(QGemm(dm, dx, n, dy, act, ws, wsb, nullptr, opt), "");
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   // Run again on the same workspace: it must have been left zeroed.
@@ -92,16 +90,38 @@ Errors RunCase(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int
   return e;
 }
 
-void Check(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t n, int splits, std::mt19937_64& rng,
-           bool gemv = true) {
-  const Errors e = RunCase(rows, cols, bits, g, act, n, splits, gemv, rng);
+const char* KernelName(QKernel k) {
+  switch (k) {
+    case QKernel::kAuto:
+      return "auto";
+    case QKernel::kLegacyGemv:
+      return "legacy-gemv";
+    case QKernel::kTiled:
+      return "tiled";
+    case QKernel::kStream:
+      return "stream";
+  }
+  return "?";
+}
+
+QGemmOptions Opt(int splits, QKernel kernel = QKernel::kAuto, bool pdl = false) {
+  QGemmOptions o;
+  o.splits = splits;
+  o.kernel = kernel;
+  o.pdl = pdl;
+  return o;
+}
+
+void Check(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t n, const QGemmOptions& opt,
+           std::mt19937_64& rng) {
+  const Errors e = RunCase(rows, cols, bits, g, act, n, opt, rng);
   // fp16: weights rounded once to fp16 (2^-11) and output to fp16; bf16: 2^-8 each.
   const double tol_fro = act == ActType::kBF16 ? 8e-3 : 1.5e-3;
   const double tol_max = act == ActType::kBF16 ? 6e-2 : 1.2e-2;
   const std::string what = "rows " + std::to_string(rows) + " cols " + std::to_string(cols) + " bits " +
                            std::to_string(bits) + " g " + std::to_string(g) +
                            (act == ActType::kBF16 ? " bf16" : " fp16") + " n " + std::to_string(n) + " splits " +
-                           std::to_string(splits) + (gemv ? "" : " tiled");
+                           std::to_string(opt.splits) + " " + KernelName(opt.kernel) + (opt.pdl ? " pdl" : "");
   EXPECT_EQ(e.bad, 0) << what;
   EXPECT_LT(e.rel_fro, tol_fro) << what;
   EXPECT_LT(e.max_rel, tol_max) << what;
@@ -116,9 +136,10 @@ TEST_P(QGemmAllBits, RaggedShapesAllTileConfigs) {
   for (ActType act : {ActType::kF16, ActType::kBF16}) {
     for (int64_t g : {64, 128}) {
       // rows not a multiple of 16, cols not a multiple of 256 (nor of 128 for g = 64).
-      for (int64_t n : {1, 3, 8, 13, 29, 64, 77}) Check(70, 1000, bits, g, act, n, 0, rng);
-      Check(33, 192, bits, g, act, 5, 1, rng);
-      Check(70, 1000, bits, g, act, 3, 0, rng, /*gemv=*/false);  // tiled kernel at small n
+      for (int64_t n : {1, 3, 8, 13, 29, 64, 77}) Check(70, 1000, bits, g, act, n, Opt(0), rng);
+      Check(33, 192, bits, g, act, 5, Opt(1), rng);
+      Check(70, 1000, bits, g, act, 3, Opt(0, QKernel::kTiled), rng);  // tiled kernel at small n
+      for (int64_t n : {1, 3, 8}) Check(70, 1000, bits, g, act, n, Opt(0, QKernel::kLegacyGemv), rng);
     }
   }
 }
@@ -129,16 +150,94 @@ TEST_P(QGemmAllBits, RealShapesSplitKOnAndOff) {
   std::mt19937_64 rng(2000 + bits);
   for (ActType act : {ActType::kF16, ActType::kBF16}) {
     for (int64_t g : {64, 128}) {
-      Check(256, 4096, bits, g, act, 1, 0, rng);   // auto split-K
-      Check(256, 4096, bits, g, act, 16, 1, rng);  // no split
-      Check(128, 14336, bits, g, act, 2, 5, rng);  // down-proj K
-      Check(64, 14336, bits, g, act, 8, 1, rng);   // too large to stage: forced to split
+      for (QKernel k : {QKernel::kLegacyGemv, QKernel::kTiled, QKernel::kStream}) {
+        Check(256, 4096, bits, g, act, 1, Opt(0, k), rng);   // auto split-K
+        Check(256, 4096, bits, g, act, 16, Opt(1, k), rng);  // no split
+        Check(128, 14336, bits, g, act, 2, Opt(5, k), rng);  // down-proj K
+        Check(64, 14336, bits, g, act, 8, Opt(1, k), rng);   // too large to stage: forced to split
+      }
     }
-    Check(512, 4096, bits, 128, act, 128, 0, rng);
+    Check(512, 4096, bits, 128, act, 128, Opt(0), rng);
+  }
+}
+
+// The streaming kernel: every token count 1..32 class, ragged shapes (rows not a multiple
+// of 16, cols a multiple of 8 but not of 256), split-K auto / off / forced, PDL on and off.
+TEST_P(QGemmAllBits, StreamKernelExhaustive) {
+  SKIP_WITHOUT_GPU();
+  const int bits = GetParam();
+  std::mt19937_64 rng(3000 + bits);
+  for (ActType act : {ActType::kF16, ActType::kBF16}) {
+    for (int64_t g : {64, 128}) {
+      for (int64_t n : {1, 2, 3, 5, 8, 9, 13, 16, 17, 29, 32}) {
+        Check(70, 1000, bits, g, act, n, Opt(0, QKernel::kStream, n % 2 == 1), rng);
+        Check(33, 200, bits, g, act, n, Opt(1, QKernel::kStream, n % 2 == 0), rng);
+      }
+      for (int64_t n : {1, 7, 16}) {
+        Check(70, 1000, bits, g, act, n, Opt(3, QKernel::kStream, true), rng);
+        Check(150, 2056, bits, g, act, n, Opt(2, QKernel::kStream), rng);
+      }
+    }
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Bits, QGemmAllBits, ::testing::Range(2, 9));
+
+// With PDL the kernel starts before its producer finishes: it must still read the producer's
+// output. y1 = A x (NaN-poisoned before), then y2 = B y1 launched with PDL right behind it.
+TEST(QGemmTest, StreamPdlReadsTheProducersOutput) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937_64 rng(77);
+  for (int64_t n : {1, 16}) {
+    OwnedPacked a = RandomPacked(4096, 1024, 4, 128, rng);  // large producer: a long tail
+    OwnedPacked bm = RandomPacked(64, 4096, 3, 128, rng);
+    RepackedMatrix ra, rb;
+    ASSERT_EQ(RepackForGpu(a.View(), &ra), "");
+    ASSERT_EQ(RepackForGpu(bm.View(), &rb), "");
+    DeviceMatrix da, db;
+    ASSERT_EQ(UploadMatrix(ra, &da), "");
+    ASSERT_EQ(UploadMatrix(rb, &db), "");
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::vector<uint16_t> xh(static_cast<size_t>(n * 1024));
+    for (auto& v : xh) v = ToAct(nd(rng), ActType::kBF16);
+    void *dx = nullptr, *dy1 = nullptr, *dy2 = nullptr, *ws = nullptr;
+    ASSERT_EQ(cudaMalloc(&dx, xh.size() * 2), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&dy1, n * 4096 * 2), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&dy2, n * 64 * 2), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(dx, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+    const size_t wsb = QGemmWorkspaceBytes(4096, n);
+    ASSERT_EQ(AllocWorkspace(wsb, &ws), "");
+    cudaStream_t st;
+    ASSERT_EQ(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), cudaSuccess);
+    for (int rep = 0; rep < 3; ++rep) {
+      ASSERT_EQ(cudaMemsetAsync(dy1, 0xFF, n * 4096 * 2, st), cudaSuccess);
+      ASSERT_EQ(QGemm(da, dx, n, dy1, ActType::kBF16, ws, wsb, st, Opt(1, QKernel::kStream, true)), "");
+      ASSERT_EQ(QGemm(db, dy1, n, dy2, ActType::kBF16, ws, wsb, st, Opt(0, QKernel::kStream, true)), "");
+    }
+    ASSERT_EQ(cudaStreamSynchronize(st), cudaSuccess);
+    std::vector<uint16_t> y1(static_cast<size_t>(n * 4096)), y2(static_cast<size_t>(n * 64));
+    ASSERT_EQ(cudaMemcpy(y1.data(), dy1, y1.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(y2.data(), dy2, y2.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    std::vector<float> y1f(y1.size()), ref(y2.size());
+    for (size_t i = 0; i < y1.size(); ++i) y1f[i] = FromAct(y1[i], ActType::kBF16);
+    ASSERT_EQ(DequantMatmulRef(bm.View(), y1f.data(), n, ref.data()), "");
+    double num = 0, den = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const double d = FromAct(y2[i], ActType::kBF16) - ref[i];
+      num += d * d;
+      den += static_cast<double>(ref[i]) * ref[i];
+    }
+    EXPECT_TRUE(std::isfinite(num)) << "n " << n << ": read y1 before the producer wrote it";
+    EXPECT_LT(std::sqrt(num / std::max(den, 1e-30)), 8e-3) << "n " << n;
+    cudaStreamDestroy(st);
+    cudaFree(dx);
+    cudaFree(dy1);
+    cudaFree(dy2);
+    cudaFree(ws);
+    FreeDeviceMatrix(&da);
+    FreeDeviceMatrix(&db);
+  }
+}
 
 TEST(QGemmTest, RejectsBadArguments) {  // validation happens before any CUDA call
   DeviceMatrix dm;
