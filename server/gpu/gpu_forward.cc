@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <string>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
@@ -29,9 +32,15 @@ struct GpuWorkspace::Impl {
   int32_t* meta_h = nullptr;  // pinned
   void* qws = nullptr;
   size_t qws_bytes = 0;
-  // Graphs by (T, R); `seen` counts eager steps of a shape (captured on the second).
-  std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> graphs;
-  std::map<std::pair<int64_t, int64_t>, int> seen;
+  // Flash-decoding partials: fp32 [split_rows, num_heads, head_dim + 2] and the per (token,
+  // kv head) counters [split_rows / 2, num_kv_heads] (zero between launches).
+  float* attn_part = nullptr;
+  int32_t* attn_cnt = nullptr;
+  int64_t split_rows = 0;
+  // Graphs by (T, R, S); `seen` counts eager steps of a shape (captured on the second).
+  using GraphKey = std::tuple<int64_t, int64_t, int64_t>;
+  std::map<GraphKey, cudaGraphExec_t> graphs;
+  std::map<GraphKey, int> seen;
   const void* graph_kv = nullptr;  // the KV storage the graphs were captured with
   int64_t captured = 0, launches = 0;
   // Teacher-forced scoring: a private cache and allocator.
@@ -45,6 +54,8 @@ struct GpuWorkspace::Impl {
     if (meta_d) cudaFree(meta_d);
     if (meta_h) cudaFreeHost(meta_h);
     if (qws) cudaFree(qws);
+    if (attn_part) cudaFree(attn_part);
+    if (attn_cnt) cudaFree(attn_cnt);
     if (blas_ws) cudaFree(blas_ws);
     if (blas) cublasDestroy(blas);
     if (stream) cudaStreamDestroy(stream);
@@ -77,6 +88,8 @@ struct GpuWorkspace::Impl {
   }
   // Grows the buffers for T tokens, R rows and `meta` ints (invalidates graphs when it does).
   absl::Status Ensure(int64_t T, int64_t R, int64_t meta);
+  // Allocates the flash-decoding partials on first use.
+  absl::Status EnsureSplitBuffers();
 };
 
 namespace {
@@ -85,8 +98,57 @@ constexpr size_t kBlasWorkspace = 32u << 20;
 
 inline void* At(void* p, int64_t elems) { return static_cast<char*>(p) + elems * 2; }
 
+// Rows of the flash-decoding partial buffer: T * splits <= this (e.g. 64 decode streams x 8).
+constexpr int64_t kSplitRows = 512;
+// GPU busy-wait in front of a profiled step: longer than the host needs to enqueue it.
+constexpr int64_t kProfileSpinNs = 50'000'000;
+
+// Events after each kernel group of one eager step (GpuForwardOptions::breakdown).
+class StepTimer {
+ public:
+  explicit StepTimer(cudaStream_t s) : s_(s) {}
+  ~StepTimer() {
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+  }
+  StepTimer(const StepTimer&) = delete;
+  StepTimer& operator=(const StepTimer&) = delete;
+  // Records the end of `group` (the first call, with group "", the start).
+  void Mark(const char* group) {
+    cudaEvent_t e = nullptr;
+    if (!status_.ok()) return;
+    status_ = CudaStatus(cudaEventCreate(&e), "profile event");
+    if (!status_.ok()) return;
+    events_.push_back(e);
+    groups_.emplace_back(group);
+    status_ = CudaStatus(cudaEventRecord(e, s_), "profile event record");
+  }
+  // After the stream is synchronised: the time between consecutive events, summed by group.
+  absl::Status Collect(StepBreakdown* out) const {
+    SLQ_RETURN_IF_ERROR(status_);
+    out->ms.clear();
+    out->total_ms = 0;
+    for (size_t i = 1; i < events_.size(); ++i) {
+      float ms = 0;
+      SLQ_RETURN_IF_ERROR(CudaStatus(cudaEventElapsedTime(&ms, events_[i - 1], events_[i]), "profile elapsed"));
+      auto it = std::find_if(out->ms.begin(), out->ms.end(), [&](const auto& p) { return p.first == groups_[i]; });
+      if (it == out->ms.end()) it = out->ms.insert(out->ms.end(), {groups_[i], 0.0});
+      it->second += ms;
+      out->total_ms += ms;
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  cudaStream_t s_;
+  std::vector<cudaEvent_t> events_;
+  std::vector<std::string> groups_;
+  absl::Status status_;
+};
+
 // Enqueues the whole step for T tokens and R logits rows (metadata already on the device).
-absl::Status Enqueue(const GpuModel::Impl& m, GpuWorkspace::Impl& w, const GpuKvCache& kv, int64_t T, int64_t R) {
+// splits: the attention's KV splits (AttentionSplits); timer: null, or events after each group.
+absl::Status Enqueue(const GpuModel::Impl& m, GpuWorkspace::Impl& w, const GpuKvCache& kv, int64_t T, int64_t R,
+                     int64_t splits, StepTimer* timer) {
   const ModelConfig& c = m.config;
   const ActType act = m.act;
   cudaStream_t s = w.stream;
@@ -105,11 +167,17 @@ absl::Status Enqueue(const GpuModel::Impl& m, GpuWorkspace::Impl& w, const GpuKv
   auto lin = [&](const GpuLinear& l, const void* x, int64_t n, void* y, bool f32) {
     return RunLinear(l, act, x, n, y, f32, w.blas, w.qws, w.qws_bytes, s);
   };
+  auto mark = [&](const char* group) {
+    if (timer) timer->Mark(group);
+  };
+  mark("");
   EmbedRows(m.embed, meta.tokens, T, h, w.x, s);
   RopeTable(m.inv_freq, meta.pos, T, c.head_dim / 2, w.cos, w.sin, s);
+  mark("embed + rope table");
   for (int64_t li = 0; li < c.num_layers; ++li) {
     const GpuLayer& L = m.layers[li];
     AddRmsNorm(w.x, li == 0 ? nullptr : w.delta, nullptr, T, h, L.attn_norm, c.rms_norm_eps, w.xn, act, s);
+    mark("add + rmsnorm (attn)");
     QkvPostArgs a;
     if (!L.qkv.empty()) {
       SLQ_RETURN_IF_ERROR(lin(L.qkv, w.xn, T, w.qkv, false));
@@ -142,7 +210,9 @@ absl::Status Enqueue(const GpuModel::Impl& m, GpuWorkspace::Impl& w, const GpuKv
     a.head_dim = c.head_dim;
     a.layer = li;
     a.q_out = w.q32;
+    mark("linear qkv");
     QkvPost(a, meta, kvv, act, s);
+    mark("qkv post (rope, kv write)");
     AttentionArgs at;
     at.q = w.q32;
     at.out = w.att;
@@ -152,27 +222,40 @@ absl::Status Enqueue(const GpuModel::Impl& m, GpuWorkspace::Impl& w, const GpuKv
     at.head_dim = c.head_dim;
     at.layer = li;
     at.sliding_window = c.sliding_window;
+    at.splits = splits;
+    at.partial = w.attn_part;
+    at.counters = w.attn_cnt;
     PagedAttention(at, meta, kvv, act, s);
+    mark("attention");
     SLQ_RETURN_IF_ERROR(lin(L.o, w.att, T, w.delta, false));
+    mark("linear o");
     AddRmsNorm(w.x, w.delta, nullptr, T, h, L.mlp_norm, c.rms_norm_eps, w.xn, act, s);
+    mark("add + rmsnorm (mlp)");
     if (!L.gate_up.empty()) {
       SLQ_RETURN_IF_ERROR(lin(L.gate_up, w.xn, T, w.gu, false));
+      mark("linear gate_up");
       SwiGlu(w.gu, At(w.gu, f), 2 * f, T, f, w.hbuf, act, s);
     } else {
       SLQ_RETURN_IF_ERROR(lin(L.gate, w.xn, T, w.gu, false));
       SLQ_RETURN_IF_ERROR(lin(L.up, w.xn, T, At(w.gu, T * f), false));
+      mark("linear gate_up");
       SwiGlu(w.gu, At(w.gu, T * f), f, T, f, w.hbuf, act, s);
     }
+    mark("swiglu");
     SLQ_RETURN_IF_ERROR(lin(L.down, w.hbuf, T, w.delta, false));
+    mark("linear down");
   }
   AddRmsNorm(w.x, c.num_layers > 0 ? w.delta : nullptr, rows, R, h, m.final_norm, c.rms_norm_eps, w.xr, act, s);
+  mark("final rmsnorm");
   if (m.lm_head.quant) {
     SLQ_RETURN_IF_ERROR(lin(m.lm_head, w.xr, R, w.lm_act, false));
     ActToFloat(w.lm_act, R * c.vocab_size, w.logits, act, s);
   } else {
     SLQ_RETURN_IF_ERROR(lin(m.lm_head, w.xr, R, w.logits, true));
   }
+  mark("lm_head (+ to fp32)");
   ArgmaxLogprob(w.logits, R, c.vocab_size, w.ids, w.lps, s);
+  mark("argmax + logprob");
   return CudaStatus(cudaGetLastError(), "forward launch");
 }
 
@@ -224,6 +307,18 @@ absl::Status GpuWorkspace::Impl::Ensure(int64_t T, int64_t R, int64_t meta) {
   return absl::OkStatus();
 }
 
+absl::Status GpuWorkspace::Impl::EnsureSplitBuffers() {
+  if (attn_part != nullptr) return absl::OkStatus();
+  const ModelConfig& c = model->config;
+  const size_t part = static_cast<size_t>(kSplitRows * c.num_heads * (c.head_dim + 2)) * sizeof(float);
+  const size_t cnt = static_cast<size_t>(kSplitRows / 2 * c.num_kv_heads) * sizeof(int32_t);
+  SLQ_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&attn_part, part), "attention partials"));
+  SLQ_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&attn_cnt, cnt), "attention split counters"));
+  SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemsetAsync(attn_cnt, 0, cnt, stream), "zero split counters"));
+  split_rows = kSplitRows;
+  return absl::OkStatus();
+}
+
 GpuWorkspace::GpuWorkspace(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GpuWorkspace::~GpuWorkspace() = default;
 void GpuWorkspace::set_cuda_graphs(bool on) { impl_->opt.cuda_graphs = on; }
@@ -264,18 +359,25 @@ absl::Status GpuForward(const GpuModel& model, GpuKvCache& kv, BlockAllocator& a
   SLQ_RETURN_IF_ERROR(ValidateForwardChunks(c, chunks));
   SLQ_RETURN_IF_ERROR(ReserveForwardChunks(alloc, chunks));
   absl::Status st = [&]() -> absl::Status {
-    int64_t T = 0, R = 0, nbt = 0;
+    int64_t T = 0, R = 0, nbt = 0, max_ctx = 0;
     for (const ForwardChunk& ch : chunks) {
       const int64_t n = static_cast<int64_t>(ch.tokens.size());
       T += n;
       R += ch.all_logits ? n : 1;
       nbt += static_cast<int64_t>(ch.table->blocks.size());
+      max_ctx = std::max(max_ctx, ch.table->num_tokens + n);
     }
+    if (c.sliding_window > 0) max_ctx = std::min(max_ctx, c.sliding_window);
     if (!options.host_rows.empty() && static_cast<int64_t>(options.host_rows.size()) != R) {
       return absl::InvalidArgumentError(
           absl::StrCat("host_rows has ", options.host_rows.size(), " entries for ", R, " logits rows"));
     }
     SLQ_RETURN_IF_ERROR(w.Ensure(T, R, 3 * T + R + nbt));
+    int64_t splits = 1;
+    if (FlashDecodeSupported(c.head_dim, c.num_heads, c.num_kv_heads)) {
+      splits = AttentionSplits(T, c.num_kv_heads, max_ctx, kSplitRows);
+      if (splits > 1) SLQ_RETURN_IF_ERROR(w.EnsureSplitBuffers());
+    }
     if (w.graph_kv != kv.data()) {
       w.ResetGraphs();
       w.graph_kv = kv.data();
@@ -300,13 +402,13 @@ absl::Status GpuForward(const GpuModel& model, GpuKvCache& kv, BlockAllocator& a
     const size_t meta_bytes = static_cast<size_t>(3 * T + R + nbt) * 4;
     SLQ_RETURN_IF_ERROR(
         CudaStatus(cudaMemcpyAsync(w.meta_d, w.meta_h, meta_bytes, cudaMemcpyHostToDevice, w.stream), "metadata"));
-    const auto key = std::make_pair(T, R);
-    const bool graphable = w.opt.cuda_graphs && T <= w.opt.max_graph_tokens;
+    const GpuWorkspace::Impl::GraphKey key{T, R, splits};
+    const bool graphable = w.opt.cuda_graphs && T <= w.opt.max_graph_tokens && options.breakdown == nullptr;
     auto it = w.graphs.find(key);
     if (graphable && it == w.graphs.end() && static_cast<int64_t>(w.graphs.size()) < w.opt.max_graphs &&
         w.seen[key]++ >= 1) {
       SLQ_RETURN_IF_ERROR(CudaStatus(cudaStreamBeginCapture(w.stream, cudaStreamCaptureModeRelaxed), "capture"));
-      absl::Status es = Enqueue(m, w, kv, T, R);
+      absl::Status es = Enqueue(m, w, kv, T, R, splits, nullptr);
       cudaGraph_t graph = nullptr;
       const cudaError_t ee = cudaStreamEndCapture(w.stream, &graph);
       if (es.ok()) es = CudaStatus(ee, "end capture");
@@ -320,8 +422,14 @@ absl::Status GpuForward(const GpuModel& model, GpuKvCache& kv, BlockAllocator& a
     if (graphable && it != w.graphs.end()) {
       SLQ_RETURN_IF_ERROR(CudaStatus(cudaGraphLaunch(it->second, w.stream), "graph launch"));
       ++w.launches;
+    } else if (options.breakdown != nullptr) {
+      StepTimer timer(w.stream);
+      SpinDelay(kProfileSpinNs, w.stream);
+      SLQ_RETURN_IF_ERROR(Enqueue(m, w, kv, T, R, splits, &timer));
+      SLQ_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(w.stream), "profiled step"));
+      SLQ_RETURN_IF_ERROR(timer.Collect(options.breakdown));
     } else {
-      SLQ_RETURN_IF_ERROR(Enqueue(m, w, kv, T, R));
+      SLQ_RETURN_IF_ERROR(Enqueue(m, w, kv, T, R, splits, nullptr));
     }
     const int64_t V = c.vocab_size;
     out->argmax.resize(static_cast<size_t>(R));

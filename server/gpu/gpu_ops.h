@@ -66,14 +66,45 @@ struct QkvPostArgs {
 // Bias, q/k norm and RoPE; q to q_out, K and V into the paged cache at pos[t].
 void QkvPost(const QkvPostArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream);
 
+enum class AttentionImpl {
+  kAuto,       // flash-decoding where FlashDecodeSupported, else kReference
+  kReference,  // one block per (token, q head), the whole context in one block
+};
+
 struct AttentionArgs {
   const float* q = nullptr;  // fp32 [T, num_heads * head_dim]
   void* out = nullptr;       // act [T, num_heads * head_dim]
   int64_t T = 0, num_heads = 0, num_kv_heads = 0, head_dim = 0, layer = 0;
   int64_t sliding_window = 0;  // 0 = full
+  AttentionImpl impl = AttentionImpl::kAuto;
+  // Flash-decoding: the context of each (token, kv head) is cut into `splits` ranges, one block
+  // each; the last block of a (token, kv head) to finish merges the partial softmaxes.
+  // splits > 1 needs partial (fp32 [T * splits, num_heads, head_dim + 2]) and counters
+  // (int32 [T * num_kv_heads], all zero; every launch leaves them zero).
+  int64_t splits = 1;
+  float* partial = nullptr;
+  int32_t* counters = nullptr;
 };
+
+// Most splits per (token, kv head); fewest context positions worth a split of their own.
+inline constexpr int64_t kMaxAttentionSplits = 64;
+inline constexpr int64_t kMinKeysPerSplit = 128;
+
+// True when the flash-decoding kernel handles this shape: head_dim 64, 128 or 256, at most 8
+// query heads per kv head.
+bool FlashDecodeSupported(int64_t head_dim, int64_t num_heads, int64_t num_kv_heads);
+
+// Splits for T tokens whose longest context (positions attended) is max_context: a power of two,
+// enough blocks for two per SM where the context is long enough (>= kMinKeysPerSplit keys per
+// split), and T * splits <= split_rows (the rows of the partial buffer). 1 when no split pays.
+int64_t AttentionSplits(int64_t T, int64_t num_kv_heads, int64_t max_context, int64_t split_rows);
+
 // Causal paged attention (GQA): token t attends to positions [first, pos[t]] of its sequence.
 void PagedAttention(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream);
+
+// Busy-waits `ns` nanoseconds on the GPU (lets a profiled step queue up behind it, so event
+// timings measure the kernels and not the host's launch rate).
+void SpinDelay(int64_t ns, void* stream);
 
 // out[t, i] = silu(g[t, i]) * u[t, i] (fp32 math), g/u rows of stride ld, out [T, n].
 void SwiGlu(const void* g, const void* u, int64_t ld, int64_t T, int64_t n, void* out, ActType act, void* stream);
