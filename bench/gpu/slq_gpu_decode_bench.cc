@@ -4,8 +4,15 @@
 // Configs: bf16 / fp16 dense (cuBLAS), uniform 4-bit g128 (QGemm), an SLQ-like ~5.7-bit mix.
 // Each runs with and without CUDA graphs; a device-to-device copy measured in the same run
 // gives the achievable bandwidth. Output: a markdown table (stdout and --out).
+// --breakdown: after the timed steps, one more decode step runs eagerly with its launches queued
+// behind a GPU busy-wait and an event after each kernel group, and a second table gives each
+// group's GPU time (summed over layers); the rest of the graph step (graph ms - GPU sum) is the
+// host's work per token and the gaps between kernels.
 //
-//   slq_gpu_decode_bench [--tokens 128] [--prompt 16] [--configs bf16,f16,q4,mix] [--out f.md]
+// --pdl: the step's own kernels launch with programmatic dependent launch (GpuWorkspaceOptions).
+//
+//   slq_gpu_decode_bench [--tokens 128] [--prompt 16] [--configs bf16,f16,q4,mix] [--breakdown]
+//                        [--pdl] [--out f.md]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -146,6 +153,7 @@ struct Row {
   double bits = 0, mb_per_token = 0, tps_eager = 0, tps_graph = 0, ms_eager = 0, ms_graph = 0;
   double floor_ms = 0, copy_floor_ms = 0, linears_ms = 0;
   std::string first_tokens;
+  slq::gpu::StepBreakdown breakdown;
 };
 
 }  // namespace
@@ -153,8 +161,18 @@ struct Row {
 int main(int argc, char** argv) {
   int64_t tokens = 128, prompt = 16;
   std::string configs = "bf16,f16,q4,mix", out_path;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  bool breakdown = false, pdl = false;
+  for (int i = 1; i < argc; i += 2) {
     const std::string k = argv[i];
+    if (k == "--breakdown" || k == "--pdl") {
+      (k == "--pdl" ? pdl : breakdown) = true;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "flag %s needs a value\n", k.c_str());
+      return 2;
+    }
     if (k == "--tokens")
       tokens = std::atoll(argv[i + 1]);
     else if (k == "--prompt")
@@ -206,7 +224,9 @@ int main(int argc, char** argv) {
     constexpr int64_t kBs = 16;
     const int64_t blocks = 2 * ((prompt + tokens) / kBs + 2);
     auto kv = slq::gpu::GpuKvCache::Create(cfg, (*gm)->act(), kBs, blocks);
-    auto ws = slq::gpu::GpuWorkspace::Create(**gm);
+    slq::gpu::GpuWorkspaceOptions wo;
+    wo.pdl = pdl;
+    auto ws = slq::gpu::GpuWorkspace::Create(**gm, wo);
     if (!kv.ok() || !ws.ok()) {
       std::fprintf(stderr, "%s: kv/workspace failed\n", name.c_str());
       return 1;
@@ -250,6 +270,16 @@ int main(int argc, char** argv) {
       (graphs ? row.tps_graph : row.tps_eager) = tps;
       (graphs ? row.ms_graph : row.ms_eager) = 1e3 / tps;
       if (graphs) row.first_tokens = toks;
+      if (graphs && breakdown) {
+        slq::gpu::GpuForwardOptions po = fo;
+        po.breakdown = &row.breakdown;
+        slq::ForwardChunk c{&t, std::span<const int32_t>(&next, 1), false};
+        st = slq::gpu::GpuForward(**gm, **kv, alloc, std::span<const slq::ForwardChunk>(&c, 1), ws->get(), po, &r);
+        if (!st.ok()) {
+          std::fprintf(stderr, "%s breakdown: %s\n", name.c_str(), std::string(st.message()).c_str());
+          return 1;
+        }
+      }
       std::fprintf(stderr, "%s graphs=%d: %.1f tokens/s (%.3f ms/token), tokens %s\n", name.c_str(), graphs, tps,
                    1e3 / tps, toks.c_str());
     }
@@ -261,7 +291,8 @@ int main(int argc, char** argv) {
      << " TB/s (read + write)\n";
   md << "Llama-3-8B shape (32 layers, hidden 4096, 32/8 heads, intermediate 14336, vocab 128256), random "
         "weights, batch 1, prompt "
-     << prompt << ", " << tokens << " decode steps (first 2 not timed)\n\n";
+     << prompt << ", " << tokens << " decode steps (first 2 not timed); small kernels with programmatic dependent "
+     << "launch: " << (pdl ? "on" : "off") << "\n\n";
   md << "| config | bits/param (linears) | MB/token | floor ms @3.0 TB/s | floor ms @copy | eager ms/token | "
         "graph ms/token | tokens/s eager | tokens/s graph | graph vs 3.0 TB/s floor | graph vs copy floor | "
         "linears alone ms |\n";
@@ -276,6 +307,49 @@ int main(int argc, char** argv) {
   }
   md << "\n";
   for (const Row& r : rows) md << "- " << r.config << ": " << r.linears << "; first tokens " << r.first_tokens << "\n";
+  if (breakdown) {
+    md << "\nBreakdown of one decode step at context " << prompt + tokens + 1
+       << " (eager, launches queued behind a GPU busy-wait: kernel time without launch gaps; ms summed over "
+          "layers)\n\n| group |";
+    for (const Row& r : rows) md << " " << r.config << " ms |";
+    md << "\n|---|";
+    for (size_t i = 0; i < rows.size(); ++i) md << "---:|";
+    md << "\n";
+    std::vector<std::string> groups;
+    for (const Row& r : rows) {
+      for (const auto& [g, ms] : r.breakdown.ms) {
+        if (std::find(groups.begin(), groups.end(), g) == groups.end()) groups.push_back(g);
+      }
+    }
+    auto cell = [&](const std::string& text) { md << " " << text << " |"; };
+    for (const std::string& g : groups) {
+      md << "| " << g << " |";
+      for (const Row& r : rows) {
+        double v = 0;
+        for (const auto& [gg, ms] : r.breakdown.ms) v += gg == g ? ms : 0;
+        std::snprintf(buf, sizeof(buf), "%.3f", v);
+        cell(buf);
+      }
+      md << "\n";
+    }
+    auto line = [&](const char* label, auto value) {
+      md << "| " << label << " |";
+      for (const Row& r : rows) {
+        std::snprintf(buf, sizeof(buf), "%.3f", value(r));
+        cell(buf);
+      }
+      md << "\n";
+    };
+    line("**GPU sum**", [](const Row& r) { return r.breakdown.total_ms; });
+    line("GPU sum without the linears", [](const Row& r) {
+      double v = r.breakdown.total_ms;
+      for (const auto& [g, ms] : r.breakdown.ms) v -= g.rfind("linear", 0) == 0 || g.rfind("lm_head", 0) == 0 ? ms : 0;
+      return v;
+    });
+    line("graph step (table above)", [](const Row& r) { return r.ms_graph; });
+    line("graph step - GPU sum (host work, launch gaps)",
+         [](const Row& r) { return r.ms_graph - r.breakdown.total_ms; });
+  }
   std::printf("%s", md.str().c_str());
   if (!out_path.empty()) std::ofstream(out_path) << md.str();
   return 0;

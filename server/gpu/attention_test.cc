@@ -173,7 +173,8 @@ class AttentionFixture {
   // K (kind 0) or V (kind 1) row of position j of sequence seq, layer kLayer.
   const float* Row(int64_t seq, int64_t j, int kind) const {
     const int64_t blk = tables_[seq][j / kBlockSize];
-    return cache_f32_.data() + ((blk * kLayers + kLayer) * 2 + kind) * kBlockSize * kv_dim_ + (j % kBlockSize) * kv_dim_;
+    return cache_f32_.data() + ((blk * kLayers + kLayer) * 2 + kind) * kBlockSize * kv_dim_ +
+           (j % kBlockSize) * kv_dim_;
   }
 
   Shape sh_;
@@ -210,16 +211,15 @@ double Tol(ActType act) { return act == ActType::kF16 ? 2e-3 : 1.5e-2; }
 
 std::string Name(Shape s, ActType act, int64_t ctx) {
   return std::to_string(s.num_heads) + "/" + std::to_string(s.num_kv_heads) + " heads, d " +
-         std::to_string(s.head_dim) + (act == ActType::kF16 ? ", fp16" : ", bf16") + ", context " +
-         std::to_string(ctx);
+         std::to_string(s.head_dim) + (act == ActType::kF16 ? ", fp16" : ", bf16") + ", context " + std::to_string(ctx);
 }
 
 TEST(FlashDecode, SupportedShapes) {
   EXPECT_TRUE(FlashDecodeSupported(128, 32, 8));
   EXPECT_TRUE(FlashDecodeSupported(64, 6, 2));
   EXPECT_TRUE(FlashDecodeSupported(256, 16, 2));
-  EXPECT_FALSE(FlashDecodeSupported(16, 8, 4));   // head_dim
-  EXPECT_FALSE(FlashDecodeSupported(96, 32, 8));  // head_dim
+  EXPECT_FALSE(FlashDecodeSupported(16, 8, 4));    // head_dim
+  EXPECT_FALSE(FlashDecodeSupported(96, 32, 8));   // head_dim
   EXPECT_FALSE(FlashDecodeSupported(128, 32, 2));  // 16 q heads per kv head
 }
 

@@ -13,6 +13,37 @@ namespace slq::gpu::dev {
 
 inline cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
 
+// Programmatic dependent launch (PDL): a kernel launched with programmatic stream serialization
+// may start while the kernel before it drains. Every kernel of server/gpu calls this first:
+// it waits until the previous grid has completed and its writes are visible (a no-op for a
+// normal launch), then lets the next PDL-launched kernel be scheduled.
+__device__ __forceinline__ void PdlWaitThenRelease() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// kernel<<<grid, block, 0, s>>>(args...), with programmatic stream serialization when pdl.
+template <typename... KArgs, typename... Args>
+void Launch(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, Args... args) {
+  if (!pdl) {
+    kernel<<<grid, block, 0, s>>>(args...);
+    return;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  (void)cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...);  // errors: cudaGetLastError
+}
+
 template <typename T>
 __device__ __forceinline__ float ToF(T v);
 template <>

@@ -164,6 +164,9 @@ absl::Status Enqueue(const GpuModel::Impl& m, GpuWorkspace::Impl& w, const GpuKv
   kvv.num_layers = c.num_layers;
   kvv.block_size = kv.block_size();
   kvv.kv_dim = kvd;
+  const bool pdl = w.opt.pdl;
+  // PDL hook: once kernels::QGemmOptions::pdl exists (helper K1), RunLinear can pass `pdl` to the
+  // quantized linears too, so they overlap the drain of the small kernels before them.
   auto lin = [&](const GpuLinear& l, const void* x, int64_t n, void* y, bool f32) {
     return RunLinear(l, act, x, n, y, f32, w.blas, w.qws, w.qws_bytes, s);
   };
@@ -171,12 +174,12 @@ absl::Status Enqueue(const GpuModel::Impl& m, GpuWorkspace::Impl& w, const GpuKv
     if (timer) timer->Mark(group);
   };
   mark("");
-  EmbedRows(m.embed, meta.tokens, T, h, w.x, s);
-  RopeTable(m.inv_freq, meta.pos, T, c.head_dim / 2, w.cos, w.sin, s);
+  EmbedRows(m.embed, meta.tokens, T, h, w.x, s);  // after the metadata copy: a plain launch
+  RopeTable(m.inv_freq, meta.pos, T, c.head_dim / 2, w.cos, w.sin, s, pdl);
   mark("embed + rope table");
   for (int64_t li = 0; li < c.num_layers; ++li) {
     const GpuLayer& L = m.layers[li];
-    AddRmsNorm(w.x, li == 0 ? nullptr : w.delta, nullptr, T, h, L.attn_norm, c.rms_norm_eps, w.xn, act, s);
+    AddRmsNorm(w.x, li == 0 ? nullptr : w.delta, nullptr, T, h, L.attn_norm, c.rms_norm_eps, w.xn, act, s, pdl);
     mark("add + rmsnorm (attn)");
     QkvPostArgs a;
     if (!L.qkv.empty()) {
@@ -211,7 +214,7 @@ absl::Status Enqueue(const GpuModel::Impl& m, GpuWorkspace::Impl& w, const GpuKv
     a.layer = li;
     a.q_out = w.q32;
     mark("linear qkv");
-    QkvPost(a, meta, kvv, act, s);
+    QkvPost(a, meta, kvv, act, s, pdl);
     mark("qkv post (rope, kv write)");
     AttentionArgs at;
     at.q = w.q32;
@@ -225,36 +228,36 @@ absl::Status Enqueue(const GpuModel::Impl& m, GpuWorkspace::Impl& w, const GpuKv
     at.splits = splits;
     at.partial = w.attn_part;
     at.counters = w.attn_cnt;
-    PagedAttention(at, meta, kvv, act, s);
+    PagedAttention(at, meta, kvv, act, s, pdl);
     mark("attention");
     SLQ_RETURN_IF_ERROR(lin(L.o, w.att, T, w.delta, false));
     mark("linear o");
-    AddRmsNorm(w.x, w.delta, nullptr, T, h, L.mlp_norm, c.rms_norm_eps, w.xn, act, s);
+    AddRmsNorm(w.x, w.delta, nullptr, T, h, L.mlp_norm, c.rms_norm_eps, w.xn, act, s, pdl);
     mark("add + rmsnorm (mlp)");
     if (!L.gate_up.empty()) {
       SLQ_RETURN_IF_ERROR(lin(L.gate_up, w.xn, T, w.gu, false));
       mark("linear gate_up");
-      SwiGlu(w.gu, At(w.gu, f), 2 * f, T, f, w.hbuf, act, s);
+      SwiGlu(w.gu, At(w.gu, f), 2 * f, T, f, w.hbuf, act, s, pdl);
     } else {
       SLQ_RETURN_IF_ERROR(lin(L.gate, w.xn, T, w.gu, false));
       SLQ_RETURN_IF_ERROR(lin(L.up, w.xn, T, At(w.gu, T * f), false));
       mark("linear gate_up");
-      SwiGlu(w.gu, At(w.gu, T * f), f, T, f, w.hbuf, act, s);
+      SwiGlu(w.gu, At(w.gu, T * f), f, T, f, w.hbuf, act, s, pdl);
     }
     mark("swiglu");
     SLQ_RETURN_IF_ERROR(lin(L.down, w.hbuf, T, w.delta, false));
     mark("linear down");
   }
-  AddRmsNorm(w.x, c.num_layers > 0 ? w.delta : nullptr, rows, R, h, m.final_norm, c.rms_norm_eps, w.xr, act, s);
+  AddRmsNorm(w.x, c.num_layers > 0 ? w.delta : nullptr, rows, R, h, m.final_norm, c.rms_norm_eps, w.xr, act, s, pdl);
   mark("final rmsnorm");
   if (m.lm_head.quant) {
     SLQ_RETURN_IF_ERROR(lin(m.lm_head, w.xr, R, w.lm_act, false));
-    ActToFloat(w.lm_act, R * c.vocab_size, w.logits, act, s);
+    ActToFloat(w.lm_act, R * c.vocab_size, w.logits, act, s, pdl);
   } else {
     SLQ_RETURN_IF_ERROR(lin(m.lm_head, w.xr, R, w.logits, true));
   }
   mark("lm_head (+ to fp32)");
-  ArgmaxLogprob(w.logits, R, c.vocab_size, w.ids, w.lps, s);
+  ArgmaxLogprob(w.logits, R, c.vocab_size, w.ids, w.lps, s, pdl);
   mark("argmax + logprob");
   return CudaStatus(cudaGetLastError(), "forward launch");
 }
@@ -322,6 +325,12 @@ absl::Status GpuWorkspace::Impl::EnsureSplitBuffers() {
 GpuWorkspace::GpuWorkspace(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GpuWorkspace::~GpuWorkspace() = default;
 void GpuWorkspace::set_cuda_graphs(bool on) { impl_->opt.cuda_graphs = on; }
+void GpuWorkspace::set_pdl(bool on) {
+  if (impl_->opt.pdl == on) return;
+  cudaStreamSynchronize(impl_->stream);
+  impl_->ResetGraphs();
+  impl_->opt.pdl = on;
+}
 int64_t GpuWorkspace::graphs_captured() const { return impl_->captured; }
 int64_t GpuWorkspace::graph_launches() const { return impl_->launches; }
 

@@ -43,6 +43,9 @@ struct GpuWorkspaceOptions {
   bool cuda_graphs = true;
   int64_t max_graph_tokens = 64;  // steps of more tokens always run eagerly
   int64_t max_graphs = 64;        // distinct (T, R, S) shapes kept; later new shapes run eagerly
+  // Launch the step's own kernels (norms, RoPE/KV write, attention, SwiGLU, argmax) with
+  // programmatic dependent launch, so each is scheduled while the kernel before it drains.
+  bool pdl = false;
 };
 
 // Stream, cuBLAS handle, activation buffers and captured graphs for one model.
@@ -54,6 +57,7 @@ class GpuWorkspace {
   GpuWorkspace(const GpuWorkspace&) = delete;
   GpuWorkspace& operator=(const GpuWorkspace&) = delete;
   void set_cuda_graphs(bool on);
+  void set_pdl(bool on);  // drops the captured graphs when it changes
   int64_t graphs_captured() const;
   int64_t graph_launches() const;
 

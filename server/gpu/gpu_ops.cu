@@ -16,6 +16,7 @@ namespace {
 using namespace dev;  // NOLINT: the shared device helpers (device_util.cuh)
 
 __global__ void EmbedKernel(const float* table, const int32_t* tokens, int64_t hidden, float* x) {
+  PdlWaitThenRelease();
   const int64_t t = blockIdx.x;
   const float* src = table + static_cast<int64_t>(tokens[t]) * hidden;
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) x[t * hidden + i] = src[i];
@@ -23,6 +24,7 @@ __global__ void EmbedKernel(const float* table, const int32_t* tokens, int64_t h
 
 __global__ void RopeTableKernel(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half, float* cs,
                                 float* sn) {
+  PdlWaitThenRelease();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= T * half) return;
   const int64_t t = idx / half, i = idx % half;
@@ -36,6 +38,7 @@ __global__ void RopeTableKernel(const float* inv_freq, const int32_t* pos, int64
 template <typename T, int kPer>
 __global__ void AddRmsNormKernel(float* x, const T* delta, const int32_t* rows, int64_t hidden, const float* w,
                                  float eps, T* out) {
+  PdlWaitThenRelease();
   __shared__ float red[32];
   const int64_t r = blockIdx.x;
   const int64_t t = rows ? rows[r] : r;
@@ -73,6 +76,7 @@ __global__ void AddRmsNormKernel(float* x, const T* delta, const int32_t* rows, 
 template <typename T>
 __global__ void AddRmsNormLoopKernel(float* x, const T* delta, const int32_t* rows, int64_t hidden, const float* w,
                                      float eps, T* out) {
+  PdlWaitThenRelease();
   __shared__ double red[32];
   const int64_t r = blockIdx.x;
   const int64_t t = rows ? rows[r] : r;
@@ -98,22 +102,22 @@ __global__ void AddRmsNormLoopKernel(float* x, const T* delta, const int32_t* ro
 
 template <typename T>
 void LaunchAddRmsNorm(float* x, const T* delta, const int32_t* rows, int64_t n, int64_t hidden, const float* w,
-                      float eps, T* out, cudaStream_t s) {
+                      float eps, T* out, cudaStream_t s, bool pdl) {
   const unsigned grid = static_cast<unsigned>(n);
   const int th = static_cast<int>(hidden >= 1024 ? 1024 : ((hidden + 31) / 32) * 32);
   const int64_t per = (hidden + th - 1) / th;
   if (per <= 1) {
-    AddRmsNormKernel<T, 1><<<grid, th, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+    Launch(pdl, AddRmsNormKernel<T, 1>, grid, th, s, x, delta, rows, hidden, w, eps, out);
   } else if (per <= 2) {
-    AddRmsNormKernel<T, 2><<<grid, th, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+    Launch(pdl, AddRmsNormKernel<T, 2>, grid, th, s, x, delta, rows, hidden, w, eps, out);
   } else if (per <= 4) {
-    AddRmsNormKernel<T, 4><<<grid, th, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+    Launch(pdl, AddRmsNormKernel<T, 4>, grid, th, s, x, delta, rows, hidden, w, eps, out);
   } else if (per <= 8) {
-    AddRmsNormKernel<T, 8><<<grid, th, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+    Launch(pdl, AddRmsNormKernel<T, 8>, grid, th, s, x, delta, rows, hidden, w, eps, out);
   } else if (per <= 16) {
-    AddRmsNormKernel<T, 16><<<grid, th, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+    Launch(pdl, AddRmsNormKernel<T, 16>, grid, th, s, x, delta, rows, hidden, w, eps, out);
   } else {
-    AddRmsNormLoopKernel<T><<<grid, 1024, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+    Launch(pdl, AddRmsNormLoopKernel<T>, grid, 1024, s, x, delta, rows, hidden, w, eps, out);
   }
 }
 
@@ -124,6 +128,7 @@ __device__ __forceinline__ int64_t SlabOffset(const KvView& kv, int32_t block, i
 // grid (T, ceil((nh + nkv) / 4)), block 128: one warp per q or kv head.
 template <typename T>
 __global__ void QkvPostKernel(QkvPostArgs a, TokenMeta meta, KvView kv) {
+  PdlWaitThenRelease();
   __shared__ float buf[4][kMaxHeadDim];
   const int64_t t = blockIdx.x;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -194,6 +199,7 @@ constexpr int kAttnTile = 256;  // keys per tile
 // partial sums are merged through shared memory at the end.
 template <typename T, bool kVec>
 __global__ void __launch_bounds__(kAttnThreads) AttentionKernel(AttentionArgs a, TokenMeta meta, KvView kv) {
+  PdlWaitThenRelease();
   constexpr int VD = kVec ? 8 : 2;
   __shared__ float qs[kMaxHeadDim];
   __shared__ float p[kAttnTile];
@@ -304,6 +310,7 @@ constexpr int kFdUnroll = 4;
 
 template <typename T, int D, int kG>
 __global__ void __launch_bounds__(kFdWarps * 32) FlashDecodeKernel(AttentionArgs a, TokenMeta meta, KvView kv) {
+  PdlWaitThenRelease();
   constexpr int L = D / 8;
   constexpr int KPW = 32 / L;
   constexpr int NG = kFdWarps * KPW;
@@ -498,6 +505,7 @@ __global__ void SpinKernel(int64_t ns) {
 
 template <typename T>
 __global__ void SwiGluKernel(const T* g, const T* u, int64_t ld, int64_t T_, int64_t n, T* out) {
+  PdlWaitThenRelease();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= T_ * n) return;
   const int64_t t = idx / n, i = idx % n;
@@ -507,11 +515,13 @@ __global__ void SwiGluKernel(const T* g, const T* u, int64_t ld, int64_t T_, int
 
 template <typename T>
 __global__ void ToFloatKernel(const T* in, int64_t n, float* out) {
+  PdlWaitThenRelease();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx < n) out[idx] = ToF(in[idx]);
 }
 
 __global__ void ArgmaxLogprobKernel(const float* logits, int64_t vocab, int32_t* ids, float* lp) {
+  PdlWaitThenRelease();
   __shared__ float rv[32];
   __shared__ int32_t ri[32];
   __shared__ float red[32];
@@ -605,68 +615,68 @@ inline unsigned FillBlocks(int64_t n) {
 
 }  // namespace
 
-void EmbedRows(const float* table, const int32_t* tokens, int64_t T, int64_t hidden, float* x, void* stream) {
+void EmbedRows(const float* table, const int32_t* tokens, int64_t T, int64_t hidden, float* x, void* stream, bool pdl) {
   if (T <= 0) return;
-  EmbedKernel<<<static_cast<unsigned>(T), 256, 0, S(stream)>>>(table, tokens, hidden, x);
+  Launch(pdl, EmbedKernel, static_cast<unsigned>(T), 256, S(stream), table, tokens, hidden, x);
 }
 
-void RopeTable(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half, float* cos, float* sin,
-               void* stream) {
+void RopeTable(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half, float* cos, float* sin, void* stream,
+               bool pdl) {
   if (T * half <= 0) return;
-  RopeTableKernel<<<Blocks(T * half, 256), 256, 0, S(stream)>>>(inv_freq, pos, T, half, cos, sin);
+  Launch(pdl, RopeTableKernel, Blocks(T * half, 256), 256, S(stream), inv_freq, pos, T, half, cos, sin);
 }
 
 void AddRmsNorm(float* x, const void* delta, const int32_t* rows, int64_t n, int64_t hidden, const float* w, double eps,
-                void* out, ActType act, void* stream) {
+                void* out, ActType act, void* stream, bool pdl) {
   if (n <= 0) return;
   const float e = static_cast<float>(eps);
   if (act == ActType::kF16) {
     LaunchAddRmsNorm<__half>(x, static_cast<const __half*>(delta), rows, n, hidden, w, e, static_cast<__half*>(out),
-                             S(stream));
+                             S(stream), pdl);
   } else {
     LaunchAddRmsNorm<__nv_bfloat16>(x, static_cast<const __nv_bfloat16*>(delta), rows, n, hidden, w, e,
-                                    static_cast<__nv_bfloat16*>(out), S(stream));
+                                    static_cast<__nv_bfloat16*>(out), S(stream), pdl);
   }
 }
 
-void QkvPost(const QkvPostArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream) {
+void QkvPost(const QkvPostArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream, bool pdl) {
   if (a.T <= 0) return;
   const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>((a.num_heads + a.num_kv_heads + 3) / 4));
   if (act == ActType::kF16) {
-    QkvPostKernel<__half><<<grid, 128, 0, S(stream)>>>(a, meta, kv);
+    Launch(pdl, QkvPostKernel<__half>, grid, 128, S(stream), a, meta, kv);
   } else {
-    QkvPostKernel<__nv_bfloat16><<<grid, 128, 0, S(stream)>>>(a, meta, kv);
+    Launch(pdl, QkvPostKernel<__nv_bfloat16>, grid, 128, S(stream), a, meta, kv);
   }
 }
 
 namespace {
 
 template <typename T, int D>
-void LaunchFlashDecodeG(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, cudaStream_t s) {
+void LaunchFlashDecodeG(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, cudaStream_t s, bool pdl) {
   const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>(a.num_kv_heads), static_cast<unsigned>(a.splits));
   const int64_t G = a.num_heads / a.num_kv_heads;
   if (G <= 1) {
-    FlashDecodeKernel<T, D, 1><<<grid, kFdWarps * 32, 0, s>>>(a, meta, kv);
+    Launch(pdl, FlashDecodeKernel<T, D, 1>, grid, kFdWarps * 32, s, a, meta, kv);
   } else if (G <= 2) {
-    FlashDecodeKernel<T, D, 2><<<grid, kFdWarps * 32, 0, s>>>(a, meta, kv);
+    Launch(pdl, FlashDecodeKernel<T, D, 2>, grid, kFdWarps * 32, s, a, meta, kv);
   } else if (G <= 4) {
-    FlashDecodeKernel<T, D, 4><<<grid, kFdWarps * 32, 0, s>>>(a, meta, kv);
+    Launch(pdl, FlashDecodeKernel<T, D, 4>, grid, kFdWarps * 32, s, a, meta, kv);
   } else {
-    FlashDecodeKernel<T, D, 8><<<grid, kFdWarps * 32, 0, s>>>(a, meta, kv);
+    Launch(pdl, FlashDecodeKernel<T, D, 8>, grid, kFdWarps * 32, s, a, meta, kv);
   }
 }
 
 template <typename T>
-void LaunchFlashDecode(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, cudaStream_t s) {
+void LaunchFlashDecode(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, cudaStream_t s, bool pdl) {
   switch (a.head_dim) {
     case 64:
-      LaunchFlashDecodeG<T, 64>(a, meta, kv, s);
+      LaunchFlashDecodeG<T, 64>(a, meta, kv, s, pdl);
       break;
     case 128:
-      LaunchFlashDecodeG<T, 128>(a, meta, kv, s);
+      LaunchFlashDecodeG<T, 128>(a, meta, kv, s, pdl);
       break;
     default:
-      LaunchFlashDecodeG<T, 256>(a, meta, kv, s);
+      LaunchFlashDecodeG<T, 256>(a, meta, kv, s, pdl);
       break;
   }
 }
@@ -705,15 +715,16 @@ void SpinDelay(int64_t ns, void* stream) {
   if (ns > 0) SpinKernel<<<1, 1, 0, S(stream)>>>(ns);
 }
 
-void PagedAttention(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream) {
+void PagedAttention(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream,
+                    bool pdl) {
   if (a.T <= 0) return;
   if (a.impl == AttentionImpl::kAuto && kv.kv_dim % 8 == 0 &&
       FlashDecodeSupported(a.head_dim, a.num_heads, a.num_kv_heads) &&
       (a.splits == 1 || (a.splits > 1 && a.splits <= kMaxAttentionSplits && a.partial && a.counters))) {
     if (act == ActType::kF16) {
-      LaunchFlashDecode<__half>(a, meta, kv, S(stream));
+      LaunchFlashDecode<__half>(a, meta, kv, S(stream), pdl);
     } else {
-      LaunchFlashDecode<__nv_bfloat16>(a, meta, kv, S(stream));
+      LaunchFlashDecode<__nv_bfloat16>(a, meta, kv, S(stream), pdl);
     }
     return;
   }
@@ -721,43 +732,45 @@ void PagedAttention(const AttentionArgs& a, const TokenMeta& meta, const KvView&
   const bool vec = a.head_dim % 8 == 0 && kv.kv_dim % 8 == 0;
   if (act == ActType::kF16) {
     if (vec) {
-      AttentionKernel<__half, true><<<grid, kAttnThreads, 0, S(stream)>>>(a, meta, kv);
+      Launch(pdl, AttentionKernel<__half, true>, grid, kAttnThreads, S(stream), a, meta, kv);
     } else {
-      AttentionKernel<__half, false><<<grid, kAttnThreads, 0, S(stream)>>>(a, meta, kv);
+      Launch(pdl, AttentionKernel<__half, false>, grid, kAttnThreads, S(stream), a, meta, kv);
     }
   } else {
     if (vec) {
-      AttentionKernel<__nv_bfloat16, true><<<grid, kAttnThreads, 0, S(stream)>>>(a, meta, kv);
+      Launch(pdl, AttentionKernel<__nv_bfloat16, true>, grid, kAttnThreads, S(stream), a, meta, kv);
     } else {
-      AttentionKernel<__nv_bfloat16, false><<<grid, kAttnThreads, 0, S(stream)>>>(a, meta, kv);
+      Launch(pdl, AttentionKernel<__nv_bfloat16, false>, grid, kAttnThreads, S(stream), a, meta, kv);
     }
   }
 }
 
-void SwiGlu(const void* g, const void* u, int64_t ld, int64_t T, int64_t n, void* out, ActType act, void* stream) {
+void SwiGlu(const void* g, const void* u, int64_t ld, int64_t T, int64_t n, void* out, ActType act, void* stream,
+            bool pdl) {
   if (T * n <= 0) return;
   if (act == ActType::kF16) {
-    SwiGluKernel<__half><<<Blocks(T * n, 256), 256, 0, S(stream)>>>(
-        static_cast<const __half*>(g), static_cast<const __half*>(u), ld, T, n, static_cast<__half*>(out));
+    Launch(pdl, SwiGluKernel<__half>, Blocks(T * n, 256), 256, S(stream), static_cast<const __half*>(g),
+           static_cast<const __half*>(u), ld, T, n, static_cast<__half*>(out));
   } else {
-    SwiGluKernel<__nv_bfloat16><<<Blocks(T * n, 256), 256, 0, S(stream)>>>(static_cast<const __nv_bfloat16*>(g),
-                                                                           static_cast<const __nv_bfloat16*>(u), ld, T,
-                                                                           n, static_cast<__nv_bfloat16*>(out));
+    Launch(pdl, SwiGluKernel<__nv_bfloat16>, Blocks(T * n, 256), 256, S(stream), static_cast<const __nv_bfloat16*>(g),
+           static_cast<const __nv_bfloat16*>(u), ld, T, n, static_cast<__nv_bfloat16*>(out));
   }
 }
 
-void ActToFloat(const void* in, int64_t n, float* out, ActType act, void* stream) {
+void ActToFloat(const void* in, int64_t n, float* out, ActType act, void* stream, bool pdl) {
   if (n <= 0) return;
   if (act == ActType::kF16) {
-    ToFloatKernel<__half><<<Blocks(n, 256), 256, 0, S(stream)>>>(static_cast<const __half*>(in), n, out);
+    Launch(pdl, ToFloatKernel<__half>, Blocks(n, 256), 256, S(stream), static_cast<const __half*>(in), n, out);
   } else {
-    ToFloatKernel<__nv_bfloat16><<<Blocks(n, 256), 256, 0, S(stream)>>>(static_cast<const __nv_bfloat16*>(in), n, out);
+    Launch(pdl, ToFloatKernel<__nv_bfloat16>, Blocks(n, 256), 256, S(stream), static_cast<const __nv_bfloat16*>(in), n,
+           out);
   }
 }
 
-void ArgmaxLogprob(const float* logits, int64_t R, int64_t vocab, int32_t* ids, float* logprob, void* stream) {
+void ArgmaxLogprob(const float* logits, int64_t R, int64_t vocab, int32_t* ids, float* logprob, void* stream,
+                   bool pdl) {
   if (R <= 0) return;
-  ArgmaxLogprobKernel<<<static_cast<unsigned>(R), 1024, 0, S(stream)>>>(logits, vocab, ids, logprob);
+  Launch(pdl, ArgmaxLogprobKernel, static_cast<unsigned>(R), 1024, S(stream), logits, vocab, ids, logprob);
 }
 
 void FillUniformAct(void* p, int64_t n, uint64_t seed, float lo, float hi, ActType act, void* stream) {

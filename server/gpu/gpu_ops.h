@@ -3,7 +3,9 @@
 // cudaStream_t passed as void*, activations are fp16 or bf16 (kernels::ActType), norms,
 // softmax and the residual stream are fp32. Launchers only enqueue work (no sync, no
 // allocation), so every one of them can be captured into a CUDA graph; launch errors surface
-// at the next cudaGetLastError / synchronisation.
+// at the next cudaGetLastError / synchronisation. pdl: launch with programmatic stream
+// serialization (the kernel may be scheduled while the previous one drains; every kernel here
+// waits for the previous grid's writes before it reads anything, so results are the same).
 //
 // Per-token metadata (int32, device): pos[t] = position, bt_start[t] = offset in `bt` of the
 // token's sequence block table, so attention and the cache writes need no host data.
@@ -35,16 +37,17 @@ struct TokenMeta {
 };
 
 // x[t, :] = table[tokens[t], :] (fp32).
-void EmbedRows(const float* table, const int32_t* tokens, int64_t T, int64_t hidden, float* x, void* stream);
+void EmbedRows(const float* table, const int32_t* tokens, int64_t T, int64_t hidden, float* x, void* stream,
+               bool pdl = false);
 
 // cos/sin [T, half] of pos[t] * inv_freq[i] (fp32 angle, cos/sin in fp64 as the CPU path).
-void RopeTable(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half, float* cos, float* sin,
-               void* stream);
+void RopeTable(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half, float* cos, float* sin, void* stream,
+               bool pdl = false);
 
 // For r in [0, n): t = rows ? rows[r] : r; v = x[t] + delta[t] (delta act, may be null);
 // if !rows, x[t] = v; out[r] = w * (v * rsqrt(mean(v^2) + eps)) as act.
 void AddRmsNorm(float* x, const void* delta, const int32_t* rows, int64_t n, int64_t hidden, const float* w, double eps,
-                void* out, ActType act, void* stream);
+                void* out, ActType act, void* stream, bool pdl = false);
 
 struct QkvPostArgs {
   const void* q = nullptr;  // act rows of stride ldq
@@ -64,7 +67,8 @@ struct QkvPostArgs {
   float* q_out = nullptr;  // fp32 [T, q_dim]
 };
 // Bias, q/k norm and RoPE; q to q_out, K and V into the paged cache at pos[t].
-void QkvPost(const QkvPostArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream);
+void QkvPost(const QkvPostArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream,
+             bool pdl = false);
 
 enum class AttentionImpl {
   kAuto,       // flash-decoding where FlashDecodeSupported, else kReference
@@ -100,21 +104,24 @@ bool FlashDecodeSupported(int64_t head_dim, int64_t num_heads, int64_t num_kv_he
 int64_t AttentionSplits(int64_t T, int64_t num_kv_heads, int64_t max_context, int64_t split_rows);
 
 // Causal paged attention (GQA): token t attends to positions [first, pos[t]] of its sequence.
-void PagedAttention(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream);
+void PagedAttention(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream,
+                    bool pdl = false);
 
 // Busy-waits `ns` nanoseconds on the GPU (lets a profiled step queue up behind it, so event
 // timings measure the kernels and not the host's launch rate).
 void SpinDelay(int64_t ns, void* stream);
 
 // out[t, i] = silu(g[t, i]) * u[t, i] (fp32 math), g/u rows of stride ld, out [T, n].
-void SwiGlu(const void* g, const void* u, int64_t ld, int64_t T, int64_t n, void* out, ActType act, void* stream);
+void SwiGlu(const void* g, const void* u, int64_t ld, int64_t T, int64_t n, void* out, ActType act, void* stream,
+            bool pdl = false);
 
 // out[i] = float(in[i]).
-void ActToFloat(const void* in, int64_t n, float* out, ActType act, void* stream);
+void ActToFloat(const void* in, int64_t n, float* out, ActType act, void* stream, bool pdl = false);
 
 // Per row of logits [R, vocab]: ids[r] = argmax (ties -> lowest id), logprob[r] = its log
 // softmax value.
-void ArgmaxLogprob(const float* logits, int64_t R, int64_t vocab, int32_t* ids, float* logprob, void* stream);
+void ArgmaxLogprob(const float* logits, int64_t R, int64_t vocab, int32_t* ids, float* logprob, void* stream,
+                   bool pdl = false);
 
 // Deterministic pseudo-random fills (benchmarks with random weights).
 void FillUniformAct(void* p, int64_t n, uint64_t seed, float lo, float hi, ActType act, void* stream);
