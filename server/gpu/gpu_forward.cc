@@ -27,7 +27,9 @@ struct GpuWorkspace::Impl {
   void *xn = nullptr, *qkv = nullptr, *att = nullptr, *delta = nullptr, *gu = nullptr, *hbuf = nullptr;
   void *xr = nullptr, *lm_act = nullptr;
   int32_t* ids = nullptr;
-  std::vector<void*> bufs;  // the activation buffers above
+  float* argmax_part = nullptr;   // [cap_r, kArgmaxMaxParts, 3]
+  int32_t* argmax_cnt = nullptr;  // [cap_r], zero between launches
+  std::vector<void*> bufs;        // the activation buffers above
   int32_t* meta_d = nullptr;
   int32_t* meta_h = nullptr;  // pinned
   void* qws = nullptr;
@@ -257,7 +259,7 @@ absl::Status Enqueue(const GpuModel::Impl& m, GpuWorkspace::Impl& w, const GpuKv
     SLQ_RETURN_IF_ERROR(lin(m.lm_head, w.xr, R, w.logits, true));
   }
   mark("lm_head (+ to fp32)");
-  ArgmaxLogprob(w.logits, R, c.vocab_size, w.ids, w.lps, s, pdl);
+  ArgmaxLogprob(w.logits, R, c.vocab_size, w.ids, w.lps, w.argmax_part, w.argmax_cnt, s, pdl);
   mark("argmax + logprob");
   return CudaStatus(cudaGetLastError(), "forward launch");
 }
@@ -291,6 +293,10 @@ absl::Status GpuWorkspace::Impl::Ensure(int64_t T, int64_t R, int64_t meta) {
     if (model->lm_head.quant) SLQ_RETURN_IF_ERROR(Buf(r * c.vocab_size * 2, &lm_act));
     SLQ_RETURN_IF_ERROR(BufT(r, &ids));
     SLQ_RETURN_IF_ERROR(BufT(r, &lps));
+    SLQ_RETURN_IF_ERROR(BufT(r * kArgmaxMaxParts * 3, &argmax_part));
+    SLQ_RETURN_IF_ERROR(BufT(r, &argmax_cnt));
+    SLQ_RETURN_IF_ERROR(
+        CudaStatus(cudaMemsetAsync(argmax_cnt, 0, static_cast<size_t>(r) * 4, stream), "zero argmax counters"));
     qws_bytes = kernels::QGemmWorkspaceBytes(std::max<int64_t>(model->max_rows, 16), std::max(cap_t, cap_r));
     const std::string e = kernels::AllocWorkspace(qws_bytes, &qws);
     if (!e.empty()) return absl::ResourceExhaustedError(e);

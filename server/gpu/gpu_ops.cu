@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cstdint>
 
@@ -520,51 +521,97 @@ __global__ void ToFloatKernel(const T* in, int64_t n, float* out) {
   if (idx < n) out[idx] = ToF(in[idx]);
 }
 
-__global__ void ArgmaxLogprobKernel(const float* logits, int64_t vocab, int32_t* ids, float* lp) {
-  PdlWaitThenRelease();
-  __shared__ float rv[32];
-  __shared__ int32_t ri[32];
-  __shared__ float red[32];
-  const float* row = logits + static_cast<int64_t>(blockIdx.x) * vocab;
-  float best = -FLT_MAX;
-  int32_t bi = 0x7fffffff;
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
-    const float v = row[j];
-    if (v > best || (v == best && j < bi)) {
-      best = v;
-      bi = static_cast<int32_t>(j);
-    }
-  }
+// Running (max, its lowest index, sum of exp(v - max)) of a set of logits.
+struct ArgmaxAcc {
+  float best;
+  int32_t idx;
+  float sum;
+};
+
+__device__ __forceinline__ ArgmaxAcc MergeArgmax(ArgmaxAcc a, ArgmaxAcc b) {
+  const float m = fmaxf(a.best, b.best);
+  ArgmaxAcc r;
+  r.best = m;
+  r.idx = (a.best > b.best || (a.best == b.best && a.idx < b.idx)) ? a.idx : b.idx;
+  r.sum = a.sum * expf(a.best - m) + b.sum * expf(b.best - m);
+  return r;
+}
+
+__device__ ArgmaxAcc BlockMergeArgmax(ArgmaxAcc v, ArgmaxAcc* red) {
   for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (ov > best || (ov == best && oi < bi)) {
-      best = ov;
-      bi = oi;
-    }
+    ArgmaxAcc u;
+    u.best = __shfl_xor_sync(0xffffffffu, v.best, o);
+    u.idx = __shfl_xor_sync(0xffffffffu, v.idx, o);
+    u.sum = __shfl_xor_sync(0xffffffffu, v.sum, o);
+    v = MergeArgmax(v, u);
   }
   const int w = threadIdx.x / 32, l = threadIdx.x % 32, nw = blockDim.x / 32;
-  if (l == 0) {
-    rv[w] = best;
-    ri[w] = bi;
-  }
   __syncthreads();
-  best = l < nw ? rv[l] : -FLT_MAX;
-  bi = l < nw ? ri[l] : 0x7fffffff;
+  if (l == 0) red[w] = v;
+  __syncthreads();
+  v = l < nw ? red[l] : ArgmaxAcc{-FLT_MAX, 0x7fffffff, 0.0f};
   for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (ov > best || (ov == best && oi < bi)) {
-      best = ov;
-      bi = oi;
+    ArgmaxAcc u;
+    u.best = __shfl_xor_sync(0xffffffffu, v.best, o);
+    u.idx = __shfl_xor_sync(0xffffffffu, v.idx, o);
+    u.sum = __shfl_xor_sync(0xffffffffu, v.sum, o);
+    v = MergeArgmax(v, u);
+  }
+  return v;
+}
+
+constexpr int kArgmaxThreads = 256;
+
+// grid (R, parts): block p of row r reads one pass over its slice of the row, keeping a running
+// max / index / rescaled sum of exponentials per thread; with parts > 1 the blocks' results go
+// to `partial` [R, parts] and the last block of the row to finish merges them.
+__global__ void __launch_bounds__(kArgmaxThreads)
+    ArgmaxLogprobKernel(const float* logits, int64_t vocab, int32_t* ids, float* lp, ArgmaxAcc* partial,
+                        int32_t* counters) {
+  PdlWaitThenRelease();
+  __shared__ ArgmaxAcc red[32];
+  __shared__ bool is_last;
+  const int64_t r = blockIdx.x, parts = gridDim.y, p = blockIdx.y;
+  const int64_t per = (vocab + parts - 1) / parts;
+  const int64_t b = p * per, e = min(vocab, b + per);
+  const float* row = logits + r * vocab;
+  ArgmaxAcc acc{-FLT_MAX, 0x7fffffff, 0.0f};
+  for (int64_t j = b + threadIdx.x; j < e; j += kArgmaxThreads) {
+    const float v = row[j];
+    if (v > acc.best) {
+      acc.sum = acc.sum * expf(acc.best - v) + 1.0f;
+      acc.best = v;
+      acc.idx = static_cast<int32_t>(j);
+    } else {
+      acc.sum += expf(v - acc.best);
     }
   }
-  float s = 0;
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) s += expf(row[j] - best);
-  s = BlockSum(s, red);
+  acc = BlockMergeArgmax(acc, red);
+  if (parts > 1) {
+    if (threadIdx.x == 0) {
+      partial[r * parts + p] = acc;
+      __threadfence();
+      const int32_t prev = atomicAdd(counters + r, 1);
+      is_last = prev == parts - 1;
+      if (is_last) counters[r] = 0;
+    }
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    acc = ArgmaxAcc{-FLT_MAX, 0x7fffffff, 0.0f};
+    for (int64_t q = threadIdx.x; q < parts; q += kArgmaxThreads) {
+      const ArgmaxAcc* src = partial + r * parts + q;
+      ArgmaxAcc o;
+      o.best = __ldcg(&src->best);
+      o.idx = __ldcg(&src->idx);
+      o.sum = __ldcg(&src->sum);
+      acc = MergeArgmax(acc, o);
+    }
+    acc = BlockMergeArgmax(acc, red);
+  }
   if (threadIdx.x == 0) {
-    ids[blockIdx.x] = bi;
-    lp[blockIdx.x] = -logf(s);  // row[bi] - max - log(sum), row[bi] == max
+    ids[r] = acc.idx;
+    lp[r] = -logf(acc.sum);  // row[idx] - max - log(sum), row[idx] == max
   }
 }
 
@@ -767,10 +814,19 @@ void ActToFloat(const void* in, int64_t n, float* out, ActType act, void* stream
   }
 }
 
-void ArgmaxLogprob(const float* logits, int64_t R, int64_t vocab, int32_t* ids, float* logprob, void* stream,
-                   bool pdl) {
+int64_t ArgmaxParts(int64_t R, int64_t vocab) {
+  const int64_t by_vocab = (vocab + kArgmaxMinPerPart - 1) / kArgmaxMinPerPart;
+  const int64_t by_rows = (2 * static_cast<int64_t>(SmCount()) + R - 1) / std::max<int64_t>(R, 1);
+  return std::max<int64_t>(1, std::min({kArgmaxMaxParts, by_vocab, by_rows}));
+}
+
+void ArgmaxLogprob(const float* logits, int64_t R, int64_t vocab, int32_t* ids, float* logprob, float* partial,
+                   int32_t* counters, void* stream, bool pdl) {
   if (R <= 0) return;
-  Launch(pdl, ArgmaxLogprobKernel, static_cast<unsigned>(R), 1024, S(stream), logits, vocab, ids, logprob);
+  const int64_t parts = partial && counters ? ArgmaxParts(R, vocab) : 1;
+  const dim3 grid(static_cast<unsigned>(R), static_cast<unsigned>(parts));
+  Launch(pdl, ArgmaxLogprobKernel, grid, kArgmaxThreads, S(stream), logits, vocab, ids, logprob,
+         reinterpret_cast<ArgmaxAcc*>(partial), counters);
 }
 
 void FillUniformAct(void* p, int64_t n, uint64_t seed, float lo, float hi, ActType act, void* stream) {

@@ -119,9 +119,14 @@ void SwiGlu(const void* g, const void* u, int64_t ld, int64_t T, int64_t n, void
 void ActToFloat(const void* in, int64_t n, float* out, ActType act, void* stream, bool pdl = false);
 
 // Per row of logits [R, vocab]: ids[r] = argmax (ties -> lowest id), logprob[r] = its log
-// softmax value.
-void ArgmaxLogprob(const float* logits, int64_t R, int64_t vocab, int32_t* ids, float* logprob, void* stream,
-                   bool pdl = false);
+// softmax value. One pass over the logits; a row is cut into ArgmaxParts(R, vocab) blocks when
+// partial (fp32 [R * kArgmaxMaxParts * 3]) and counters (int32 [R], all zero; left zero) are
+// given, else one block per row.
+inline constexpr int64_t kArgmaxMaxParts = 64;
+inline constexpr int64_t kArgmaxMinPerPart = 2048;
+int64_t ArgmaxParts(int64_t R, int64_t vocab);
+void ArgmaxLogprob(const float* logits, int64_t R, int64_t vocab, int32_t* ids, float* logprob, float* partial,
+                   int32_t* counters, void* stream, bool pdl = false);
 
 // Deterministic pseudo-random fills (benchmarks with random weights).
 void FillUniformAct(void* p, int64_t n, uint64_t seed, float lo, float hi, ActType act, void* stream);

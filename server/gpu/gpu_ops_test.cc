@@ -1,8 +1,9 @@
-// PagedAttention's flash-decoding kernel against a double-precision CPU reference and against
-// the reference kernel, on random paged K/V: contexts 1, 16, 300 and 2048, GQA groups of 1, 3,
-// 4 and 8 query heads, head_dim 64 / 128 / 256, fp16 and bf16, split counts 1..64, a sliding
-// window, a prefill-shaped (causal) launch and a decode batch of sequences of different
-// lengths. Label gpu: every test skips (GTEST_SKIP) when no GPU is present.
+// Kernels of gpu_ops.h against CPU references. PagedAttention's flash-decoding kernel against a double-precision CPU
+// reference and against the reference kernel, on random paged K/V: contexts 1, 16, 300 and 2048, GQA groups of 1, 3, 4
+// and 8 query heads, head_dim 64 / 128 / 256, fp16 and bf16, split counts 1..64, a sliding window, a prefill-shaped
+// (causal) launch and a decode batch of sequences of different lengths. ArgmaxLogprob split over several blocks per row
+// (and in one block) against the host's argmax and log-softmax, ties included. Label gpu: every test skips (GTEST_SKIP)
+// when no GPU is present.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -290,6 +291,62 @@ TEST(FlashDecode, CausalPrefillAndSlidingWindow) {
   EXPECT_LE(RelErr(f.Run(AttentionImpl::kReference, 1, 100), win), Tol(ActType::kF16));
   EXPECT_LE(RelErr(f.Run(AttentionImpl::kAuto, 1, 100), win), Tol(ActType::kF16));
   EXPECT_LE(RelErr(f.Run(AttentionImpl::kAuto, 4, 100), win), Tol(ActType::kF16));
+}
+
+// Rows of 128256 random logits with planted maxima (one tie: the lower id wins).
+TEST(ArgmaxLogprob, MatchesHostInOneAndManyBlocks) {
+  SKIP_WITHOUT_GPU();
+  for (int64_t vocab : {int64_t{100}, int64_t{8192}, int64_t{128256}}) {
+    for (int64_t R : {int64_t{1}, int64_t{3}, int64_t{300}}) {
+      SCOPED_TRACE("vocab " + std::to_string(vocab) + " rows " + std::to_string(R));
+      std::mt19937 rng(static_cast<uint32_t>(vocab + R));
+      std::normal_distribution<float> nd(0.0f, 3.0f);
+      std::vector<float> h(static_cast<size_t>(R * vocab));
+      for (float& v : h) v = nd(rng);
+      for (int64_t r = 0; r < R; ++r) {
+        float* row = h.data() + r * vocab;
+        const int64_t a = static_cast<int64_t>(rng() % vocab), b = static_cast<int64_t>(rng() % vocab);
+        row[a] = 40.0f;
+        if (r % 2 == 0) row[b] = 40.0f;  // a tie on even rows
+      }
+      float *dl = nullptr, *lp = nullptr, *part = nullptr;
+      int32_t *ids = nullptr, *cnt = nullptr;
+      CUDA_OK(cudaMalloc(&dl, h.size() * 4));
+      CUDA_OK(cudaMalloc(&lp, R * 4));
+      CUDA_OK(cudaMalloc(&ids, R * 4));
+      CUDA_OK(cudaMalloc(&part, R * kArgmaxMaxParts * 3 * 4));
+      CUDA_OK(cudaMalloc(&cnt, R * 4));
+      CUDA_OK(cudaMemset(cnt, 0, R * 4));
+      CUDA_OK(cudaMemcpy(dl, h.data(), h.size() * 4, cudaMemcpyHostToDevice));
+      for (bool many : {false, true}) {
+        ArgmaxLogprob(dl, R, vocab, ids, lp, many ? part : nullptr, many ? cnt : nullptr, nullptr);
+        ArgmaxLogprob(dl, R, vocab, ids, lp, many ? part : nullptr, many ? cnt : nullptr, nullptr);  // reuse
+        CUDA_OK(cudaDeviceSynchronize());
+        std::vector<int32_t> gi(static_cast<size_t>(R)), gc(static_cast<size_t>(R));
+        std::vector<float> gl(static_cast<size_t>(R));
+        CUDA_OK(cudaMemcpy(gi.data(), ids, R * 4, cudaMemcpyDeviceToHost));
+        CUDA_OK(cudaMemcpy(gl.data(), lp, R * 4, cudaMemcpyDeviceToHost));
+        CUDA_OK(cudaMemcpy(gc.data(), cnt, R * 4, cudaMemcpyDeviceToHost));
+        for (int64_t r = 0; r < R; ++r) {
+          const float* row = h.data() + r * vocab;
+          const int64_t want = std::max_element(row, row + vocab) - row;  // first maximum
+          double sum = 0;
+          for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v]) - row[want]);
+          EXPECT_EQ(gi[r], want) << "row " << r << (many ? " (many blocks)" : " (one block)");
+          EXPECT_NEAR(gl[r], -std::log(sum), 1e-4) << "row " << r;
+          EXPECT_EQ(gc[r], 0);
+        }
+      }
+      if (vocab == 128256 && R == 1) {
+        EXPECT_GT(ArgmaxParts(R, vocab), 1);
+      }
+      cudaFree(dl);
+      cudaFree(lp);
+      cudaFree(ids);
+      cudaFree(part);
+      cudaFree(cnt);
+    }
+  }
 }
 
 }  // namespace
