@@ -43,6 +43,11 @@ struct GpuWorkspace::Impl {
   using GraphKey = std::tuple<int64_t, int64_t, int64_t>;
   std::map<GraphKey, cudaGraphExec_t> graphs;
   std::map<GraphKey, int> seen;
+  // GpuGreedyDecode: graphs of (step + advance) by (B, S), its ids [cap, B] and step counter.
+  std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> greedy_graphs;
+  int32_t* greedy_out = nullptr;
+  int32_t* greedy_step = nullptr;
+  int64_t greedy_cap = 0;
   const void* graph_kv = nullptr;  // the KV storage the graphs were captured with
   int64_t captured = 0, launches = 0;
   // Teacher-forced scoring: a private cache and allocator.
@@ -58,6 +63,8 @@ struct GpuWorkspace::Impl {
     if (qws) cudaFree(qws);
     if (attn_part) cudaFree(attn_part);
     if (attn_cnt) cudaFree(attn_cnt);
+    if (greedy_out) cudaFree(greedy_out);
+    if (greedy_step) cudaFree(greedy_step);
     if (blas_ws) cudaFree(blas_ws);
     if (blas) cublasDestroy(blas);
     if (stream) cudaStreamDestroy(stream);
@@ -65,6 +72,8 @@ struct GpuWorkspace::Impl {
   void ResetGraphs() {
     for (auto& [k, g] : graphs) cudaGraphExecDestroy(g);
     graphs.clear();
+    for (auto& [k, g] : greedy_graphs) cudaGraphExecDestroy(g);
+    greedy_graphs.clear();
     seen.clear();
   }
   void FreeBuffers() {
@@ -484,6 +493,120 @@ absl::Status GpuForward(const GpuModel& model, GpuKvCache& kv, BlockAllocator& a
     return st;
   }
   for (const ForwardChunk& ch : chunks) ch.table->num_tokens += static_cast<int64_t>(ch.tokens.size());
+  return absl::OkStatus();
+}
+
+absl::Status GpuGreedyDecode(const GpuModel& model, GpuKvCache& kv, BlockAllocator& alloc,
+                             std::span<BlockTable* const> tables, std::span<const int32_t> first_tokens,
+                             int64_t n_steps, GpuWorkspace* ws, std::vector<int32_t>* out) {
+  const GpuModel::Impl& m = model.impl();
+  const ModelConfig& c = m.config;
+  GpuWorkspace::Impl& w = ws->impl();
+  const int64_t B = static_cast<int64_t>(tables.size());
+  if (w.model != &m) return absl::InvalidArgumentError("GpuGreedyDecode: the workspace was made for another model");
+  if (B == 0 || static_cast<int64_t>(first_tokens.size()) != B || n_steps <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("GpuGreedyDecode needs one first token per sequence (", B,
+                                                   " sequences, ", first_tokens.size(), " tokens) and n_steps > 0"));
+  }
+  if (kv.num_layers() != c.num_layers || kv.kv_dim() != c.kv_dim() || kv.act() != m.act ||
+      kv.block_size() != alloc.block_size() || alloc.num_blocks() > kv.num_blocks()) {
+    return absl::InvalidArgumentError("GpuGreedyDecode: the KV cache or allocator does not match the model");
+  }
+  // Validation and block reservation as for n_steps tokens per sequence (every later token is
+  // an argmax, so in range).
+  std::vector<std::vector<int32_t>> toks(static_cast<size_t>(B));
+  std::vector<ForwardChunk> chunks(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    toks[b].assign(static_cast<size_t>(n_steps), first_tokens[b]);
+    chunks[b] = ForwardChunk{tables[b], toks[b], false};
+  }
+  SLQ_RETURN_IF_ERROR(ValidateForwardChunks(c, chunks));
+  SLQ_RETURN_IF_ERROR(ReserveForwardChunks(alloc, chunks));
+  absl::Status st = [&]() -> absl::Status {
+    int64_t nbt = 0, max_ctx = 0;
+    for (BlockTable* t : tables) {
+      nbt += static_cast<int64_t>(t->blocks.size());
+      max_ctx = std::max(max_ctx, t->num_tokens + n_steps);
+    }
+    if (c.sliding_window > 0) max_ctx = std::min(max_ctx, c.sliding_window);
+    SLQ_RETURN_IF_ERROR(w.Ensure(B, B, 4 * B + nbt));
+    if (w.graph_kv != kv.data()) {
+      w.ResetGraphs();
+      w.graph_kv = kv.data();
+    }
+    int64_t splits = 1;
+    if (FlashDecodeSupported(c.head_dim, c.num_heads, c.num_kv_heads)) {
+      splits = AttentionSplits(B, c.num_kv_heads, max_ctx, kSplitRows);
+      if (splits > 1) SLQ_RETURN_IF_ERROR(w.EnsureSplitBuffers());
+    }
+    if (n_steps * B > w.greedy_cap) {
+      SLQ_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(w.stream), "sync before growing greedy buffers"));
+      if (w.greedy_out) cudaFree(w.greedy_out);
+      w.greedy_out = nullptr;
+      SLQ_RETURN_IF_ERROR(
+          CudaStatus(cudaMalloc(&w.greedy_out, static_cast<size_t>(n_steps * B) * 4), "greedy ids buffer"));
+      w.greedy_cap = n_steps * B;
+      if (!w.greedy_step) SLQ_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&w.greedy_step, 4), "greedy step counter"));
+      for (auto& [k, g] : w.greedy_graphs) cudaGraphExecDestroy(g);  // they point at the old buffer
+      w.greedy_graphs.clear();
+    }
+    // Metadata as GpuForward's for T = R = B: tokens, pos, bt_start, rows, block tables.
+    int32_t* tok = w.meta_h;
+    int32_t* pos = tok + B;
+    int32_t* bts = tok + 2 * B;
+    int32_t* rows = tok + 3 * B;
+    int32_t* bt = rows + B;
+    int64_t off = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      tok[b] = first_tokens[b];
+      pos[b] = static_cast<int32_t>(tables[b]->num_tokens);
+      bts[b] = static_cast<int32_t>(off);
+      rows[b] = static_cast<int32_t>(b);
+      std::memcpy(bt + off, tables[b]->blocks.data(), tables[b]->blocks.size() * 4);
+      off += static_cast<int64_t>(tables[b]->blocks.size());
+    }
+    SLQ_RETURN_IF_ERROR(CudaStatus(
+        cudaMemcpyAsync(w.meta_d, w.meta_h, static_cast<size_t>(4 * B + nbt) * 4, cudaMemcpyHostToDevice, w.stream),
+        "greedy metadata"));
+    SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemsetAsync(w.greedy_step, 0, 4, w.stream), "greedy step counter"));
+    auto step = [&]() -> absl::Status {
+      SLQ_RETURN_IF_ERROR(Enqueue(m, w, kv, B, B, splits, nullptr));
+      GreedyAdvance(w.meta_d, w.meta_d + B, w.ids, B, w.greedy_out, w.greedy_step, w.stream);
+      return CudaStatus(cudaGetLastError(), "greedy advance");
+    };
+    const auto key = std::make_pair(B, splits);
+    auto it = w.greedy_graphs.find(key);
+    if (w.opt.cuda_graphs && B <= w.opt.max_graph_tokens && it == w.greedy_graphs.end()) {
+      SLQ_RETURN_IF_ERROR(CudaStatus(cudaStreamBeginCapture(w.stream, cudaStreamCaptureModeRelaxed), "capture"));
+      absl::Status es = step();
+      cudaGraph_t graph = nullptr;
+      const cudaError_t ee = cudaStreamEndCapture(w.stream, &graph);
+      if (es.ok()) es = CudaStatus(ee, "end capture");
+      cudaGraphExec_t exec = nullptr;
+      if (es.ok()) es = CudaStatus(cudaGraphInstantiate(&exec, graph, 0), "graph instantiate");
+      if (graph) cudaGraphDestroy(graph);
+      SLQ_RETURN_IF_ERROR(es);
+      it = w.greedy_graphs.emplace(key, exec).first;
+      ++w.captured;
+    }
+    for (int64_t i = 0; i < n_steps; ++i) {
+      if (it != w.greedy_graphs.end()) {
+        SLQ_RETURN_IF_ERROR(CudaStatus(cudaGraphLaunch(it->second, w.stream), "graph launch"));
+        ++w.launches;
+      } else {
+        SLQ_RETURN_IF_ERROR(step());
+      }
+    }
+    out->resize(static_cast<size_t>(n_steps * B));
+    SLQ_RETURN_IF_ERROR(CudaStatus(
+        cudaMemcpyAsync(out->data(), w.greedy_out, out->size() * 4, cudaMemcpyDeviceToHost, w.stream), "copy ids"));
+    return CudaStatus(cudaStreamSynchronize(w.stream), "greedy decode");
+  }();
+  if (!st.ok()) {
+    ReleaseForwardChunks(alloc, chunks, chunks.size());
+    return st;
+  }
+  for (BlockTable* t : tables) t->num_tokens += n_steps;
   return absl::OkStatus();
 }
 

@@ -104,6 +104,18 @@ struct GpuForwardResult {
                                       std::span<const ForwardChunk> chunks, GpuWorkspace* ws,
                                       std::vector<float>* logits);
 
+// Greedy decoding of n_steps tokens for each of B sequences with no host round trip per token:
+// step i feeds first_tokens[b] (i = 0) or the previous step's argmax, which the step itself
+// leaves where the next one reads it (positions advance on the device too; the KV blocks of all
+// n_steps are reserved first). With cuda_graphs on, one graph (step + advance) is captured per
+// (B, splits) and replayed n_steps times; the ids are read back once at the end.
+// out: [n_steps, B], out[i * B + b] = the argmax of step i of sequence b. The same tokens as
+// n_steps calls of GpuForward that feed argmax back from the host. Tables advance by n_steps
+// on success; errors as GpuForward's.
+[[nodiscard]] absl::Status GpuGreedyDecode(const GpuModel& model, GpuKvCache& kv, BlockAllocator& alloc,
+                                           std::span<BlockTable* const> tables, std::span<const int32_t> first_tokens,
+                                           int64_t n_steps, GpuWorkspace* ws, std::vector<int32_t>* out);
+
 // Logits [tokens.size(), vocab] of every position of `tokens` run as one fresh sequence
 // (slq::TeacherForcedLogits on the GPU). The workspace keeps a KV cache for it, grown as needed.
 [[nodiscard]] absl::StatusOr<std::vector<float>> GpuTeacherForcedLogits(const GpuModel& model, GpuWorkspace* ws,

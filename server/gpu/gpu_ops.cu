@@ -492,6 +492,20 @@ __global__ void __launch_bounds__(kFdWarps * 32) FlashDecodeKernel(AttentionArgs
   }
 }
 
+// One block: every thread reads the step counter before thread 0 advances it.
+__global__ void GreedyAdvanceKernel(int32_t* tokens, int32_t* pos, const int32_t* ids, int64_t B, int32_t* out,
+                                    int32_t* step) {
+  const int64_t st = *step;
+  for (int64_t b = threadIdx.x; b < B; b += blockDim.x) {
+    const int32_t id = ids[b];
+    tokens[b] = id;
+    pos[b] += 1;
+    out[st * B + b] = id;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) *step = static_cast<int32_t>(st + 1);
+}
+
 __device__ __forceinline__ uint64_t GlobalTimerNs() {
   uint64_t t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
@@ -756,6 +770,11 @@ int64_t AttentionSplits(int64_t T, int64_t num_kv_heads, int64_t max_context, in
     s *= 2;
   }
   return s;
+}
+
+void GreedyAdvance(int32_t* tokens, int32_t* pos, const int32_t* ids, int64_t B, int32_t* out, int32_t* step,
+                   void* stream) {
+  if (B > 0) GreedyAdvanceKernel<<<1, 256, 0, S(stream)>>>(tokens, pos, ids, B, out, step);
 }
 
 void SpinDelay(int64_t ns, void* stream) {

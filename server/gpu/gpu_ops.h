@@ -107,6 +107,11 @@ int64_t AttentionSplits(int64_t T, int64_t num_kv_heads, int64_t max_context, in
 void PagedAttention(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream,
                     bool pdl = false);
 
+// Greedy decoding on the device, after a step of B sequences x 1 token whose argmax is ids[B]:
+// tokens[b] = ids[b], pos[b] += 1 (the next step's input), out[step * B + b] = ids[b], ++*step.
+void GreedyAdvance(int32_t* tokens, int32_t* pos, const int32_t* ids, int64_t B, int32_t* out, int32_t* step,
+                   void* stream);
+
 // Busy-waits `ns` nanoseconds on the GPU (lets a profiled step queue up behind it, so event
 // timings measure the kernels and not the host's launch rate).
 void SpinDelay(int64_t ns, void* stream);

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/common/test_paths.h"
 #include "server/gpu/gpu_forward.h"
@@ -299,6 +300,68 @@ TEST(GpuForward, DecodeAtLongContextMatchesCpu) {
         EXPECT_GE(cmp.ear_min, 0.98);
       }
     }
+  }
+}
+
+// GpuGreedyDecode gives the tokens of the host loop (GpuForward, argmax fed back): two
+// sequences of different lengths, short (no split) and long (split attention) contexts, with
+// graphs, eagerly and with PDL.
+TEST(GpuForward, GreedyDecodeMatchesHostLoop) {
+  SKIP_WITHOUT_GPU();
+  auto m = Load("docs-19m");
+  ASSERT_NE(m, nullptr);
+  const ModelConfig& c = m->config;
+  auto gm = GpuModel::Upload(*m);
+  ASSERT_TRUE(gm.ok()) << gm.status();
+  constexpr int64_t kBs = 16, kBlocks = 128, kSteps = 24;
+  struct Case {
+    int64_t prompt_a, prompt_b;
+    bool graphs, pdl;
+  };
+  for (const Case& k :
+       {Case{9, 3, true, false}, Case{9, 3, false, false}, Case{600, 450, true, false}, Case{600, 450, true, true}}) {
+    SCOPED_TRACE(absl::StrCat("prompts ", k.prompt_a, "/", k.prompt_b, " graphs ", k.graphs, " pdl ", k.pdl));
+    GpuWorkspaceOptions wo;
+    wo.cuda_graphs = k.graphs;
+    wo.pdl = k.pdl;
+    const std::vector<int32_t> pa = RandomTokens(k.prompt_a, c.vocab_size, 21),
+                               pb = RandomTokens(k.prompt_b, c.vocab_size, 22);
+    std::vector<int32_t> host_ids, dev_ids;
+    std::vector<int32_t> first(2);
+    for (int pass = 0; pass < 2; ++pass) {
+      auto kv = GpuKvCache::Create(c, ActType::kF16, kBs, kBlocks);
+      auto ws = GpuWorkspace::Create(**gm, wo);
+      ASSERT_TRUE(kv.ok() && ws.ok());
+      BlockAllocator alloc(kBlocks, kBs);
+      BlockTable a, b;
+      ForwardChunk pre[] = {{&a, pa, false}, {&b, pb, false}};
+      GpuForwardResult r;
+      ASSERT_TRUE(GpuForward(**gm, **kv, alloc, pre, ws->get(), {}, &r).ok());
+      first = r.argmax;
+      if (pass == 0) {
+        std::vector<int32_t> next = r.argmax;
+        GpuForwardOptions fo;
+        fo.host_rows = {0, 0};
+        for (int64_t i = 0; i < kSteps; ++i) {
+          ForwardChunk st[] = {{&a, std::span<const int32_t>(&next[0], 1), false},
+                               {&b, std::span<const int32_t>(&next[1], 1), false}};
+          ASSERT_TRUE(GpuForward(**gm, **kv, alloc, st, ws->get(), fo, &r).ok());
+          next = r.argmax;
+          host_ids.insert(host_ids.end(), next.begin(), next.end());
+        }
+      } else {
+        BlockTable* tables[] = {&a, &b};
+        absl::Status st = GpuGreedyDecode(**gm, **kv, alloc, tables, first, kSteps, ws->get(), &dev_ids);
+        ASSERT_TRUE(st.ok()) << st;
+        if (k.graphs) {
+          EXPECT_EQ((*ws)->graphs_captured(), 1);
+          EXPECT_EQ((*ws)->graph_launches(), kSteps);
+        }
+      }
+      EXPECT_EQ(a.num_tokens, k.prompt_a + kSteps);
+      EXPECT_EQ(b.num_tokens, k.prompt_b + kSteps);
+    }
+    EXPECT_EQ(dev_ids, host_ids);
   }
 }
 
