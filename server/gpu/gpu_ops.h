@@ -1,4 +1,5 @@
-// Element-wise and attention kernels of the GPU forward pass (server/gpu/gpu_forward.h).
+// Element-wise and attention kernels of the GPU forward pass (server/gpu/gpu_forward.h; PagedAttention
+// is in attention.cu, the rest in gpu_ops.cu).
 // Plain C++ API like kernels/cuda/qgemm.h: device pointers are void* / T*, the stream is a
 // cudaStream_t passed as void*, activations are fp16 or bf16 (kernels::ActType), norms,
 // softmax and the residual stream are fp32. Launchers only enqueue work (no sync, no
