@@ -4,8 +4,18 @@
 // Configs: bf16 / fp16 dense (cuBLAS), uniform 4-bit g128 (QGemm), an SLQ-like ~5.7-bit mix.
 // Each runs with and without CUDA graphs; a device-to-device copy measured in the same run
 // gives the achievable bandwidth. Output: a markdown table (stdout and --out).
+// --breakdown: after the timed steps, one more decode step runs eagerly with its launches queued
+// behind a GPU busy-wait and an event after each kernel group, and a second table gives each
+// group's GPU time (summed over layers). Each group's figure includes the cost of one event record
+// (about 3 us on the H200: the GPU sum exceeded the graph step by ~0.9 ms over 292 intervals), so
+// compare groups with each other and across runs, not with the graph step.
 //
-//   slq_gpu_decode_bench [--tokens 128] [--prompt 16] [--configs bf16,f16,q4,mix] [--out f.md]
+// The device loop (GpuGreedyDecode) decodes the same prompt again for `tokens` steps with the
+// argmax fed back on the GPU and the ids read once at the end.
+// --pdl: the step's own kernels launch with programmatic dependent launch (GpuWorkspaceOptions).
+//
+//   slq_gpu_decode_bench [--tokens 128] [--prompt 16] [--configs bf16,f16,q4,mix] [--breakdown]
+//                        [--pdl] [--out f.md]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -144,8 +154,9 @@ double LinearsOnlyMs(const slq::gpu::GpuModel& gm) {
 struct Row {
   std::string config, linears;
   double bits = 0, mb_per_token = 0, tps_eager = 0, tps_graph = 0, ms_eager = 0, ms_graph = 0;
-  double floor_ms = 0, copy_floor_ms = 0, linears_ms = 0;
-  std::string first_tokens;
+  double floor_ms = 0, copy_floor_ms = 0, linears_ms = 0, ms_device = 0;
+  std::string first_tokens, device_tokens;
+  slq::gpu::StepBreakdown breakdown;
 };
 
 }  // namespace
@@ -153,8 +164,18 @@ struct Row {
 int main(int argc, char** argv) {
   int64_t tokens = 128, prompt = 16;
   std::string configs = "bf16,f16,q4,mix", out_path;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  bool breakdown = false, pdl = false;
+  for (int i = 1; i < argc; i += 2) {
     const std::string k = argv[i];
+    if (k == "--breakdown" || k == "--pdl") {
+      (k == "--pdl" ? pdl : breakdown) = true;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "flag %s needs a value\n", k.c_str());
+      return 2;
+    }
     if (k == "--tokens")
       tokens = std::atoll(argv[i + 1]);
     else if (k == "--prompt")
@@ -206,7 +227,9 @@ int main(int argc, char** argv) {
     constexpr int64_t kBs = 16;
     const int64_t blocks = 2 * ((prompt + tokens) / kBs + 2);
     auto kv = slq::gpu::GpuKvCache::Create(cfg, (*gm)->act(), kBs, blocks);
-    auto ws = slq::gpu::GpuWorkspace::Create(**gm);
+    slq::gpu::GpuWorkspaceOptions wo;
+    wo.pdl = pdl;
+    auto ws = slq::gpu::GpuWorkspace::Create(**gm, wo);
     if (!kv.ok() || !ws.ok()) {
       std::fprintf(stderr, "%s: kv/workspace failed\n", name.c_str());
       return 1;
@@ -250,6 +273,41 @@ int main(int argc, char** argv) {
       (graphs ? row.tps_graph : row.tps_eager) = tps;
       (graphs ? row.ms_graph : row.ms_eager) = 1e3 / tps;
       if (graphs) row.first_tokens = toks;
+      if (graphs && breakdown) {
+        slq::gpu::GpuForwardOptions po = fo;
+        po.breakdown = &row.breakdown;
+        slq::ForwardChunk c{&t, std::span<const int32_t>(&next, 1), false};
+        st = slq::gpu::GpuForward(**gm, **kv, alloc, std::span<const slq::ForwardChunk>(&c, 1), ws->get(), po, &r);
+        if (!st.ok()) {
+          std::fprintf(stderr, "%s breakdown: %s\n", name.c_str(), std::string(st.message()).c_str());
+          return 1;
+        }
+      }
+      if (graphs) {
+        // Device loop (GpuGreedyDecode): the same prompt in a second sequence, `tokens` steps with
+        // no host round trip per token; the first call captures, the second (same contexts) is timed.
+        for (int pass = 0; pass < 2 && st.ok(); ++pass) {
+          slq::BlockTable t2;
+          slq::ForwardChunk c2{&t2, p, false};
+          st = slq::gpu::GpuForward(**gm, **kv, alloc, std::span<const slq::ForwardChunk>(&c2, 1), ws->get(), fo, &r);
+          const int32_t first = r.argmax.empty() ? 0 : r.argmax[0];
+          std::vector<int32_t> ids;
+          slq::BlockTable* tables[] = {&t2};
+          const auto d0 = std::chrono::steady_clock::now();
+          if (st.ok()) st = slq::gpu::GpuGreedyDecode(**gm, **kv, alloc, tables, {&first, 1}, tokens, ws->get(), &ids);
+          const double ds = std::chrono::duration<double>(std::chrono::steady_clock::now() - d0).count();
+          row.ms_device = 1e3 * ds / static_cast<double>(tokens);
+          row.device_tokens.clear();
+          for (size_t i = 0; i < ids.size() && i < 6; ++i) row.device_tokens += std::to_string(ids[i]) + " ";
+          alloc.Release(&t2);
+        }
+        if (!st.ok()) {
+          std::fprintf(stderr, "%s device loop: %s\n", name.c_str(), std::string(st.message()).c_str());
+          return 1;
+        }
+        std::fprintf(stderr, "%s device loop: %.3f ms/token, tokens %s\n", name.c_str(), row.ms_device,
+                     row.device_tokens.c_str());
+      }
       std::fprintf(stderr, "%s graphs=%d: %.1f tokens/s (%.3f ms/token), tokens %s\n", name.c_str(), graphs, tps,
                    1e3 / tps, toks.c_str());
     }
@@ -261,21 +319,71 @@ int main(int argc, char** argv) {
      << " TB/s (read + write)\n";
   md << "Llama-3-8B shape (32 layers, hidden 4096, 32/8 heads, intermediate 14336, vocab 128256), random "
         "weights, batch 1, prompt "
-     << prompt << ", " << tokens << " decode steps (first 2 not timed)\n\n";
+     << prompt << ", " << tokens << " decode steps (first 2 not timed); small kernels with programmatic dependent "
+     << "launch: " << (pdl ? "on" : "off") << "\n\n";
   md << "| config | bits/param (linears) | MB/token | floor ms @3.0 TB/s | floor ms @copy | eager ms/token | "
         "graph ms/token | tokens/s eager | tokens/s graph | graph vs 3.0 TB/s floor | graph vs copy floor | "
-        "linears alone ms |\n";
-  md << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        "linears alone ms | device-loop ms/token | tokens/s device loop |\n";
+  md << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   char buf[512];
   for (const Row& r : rows) {
     std::snprintf(
-        buf, sizeof(buf), "| %s | %.2f | %.1f | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f | %.0f%% | %.0f%% | %.3f |\n",
+        buf, sizeof(buf),
+        "| %s | %.2f | %.1f | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f | %.0f%% | %.0f%% | %.3f | %.3f | %.1f |\n",
         r.config.c_str(), r.bits, r.mb_per_token, r.floor_ms, r.copy_floor_ms, r.ms_eager, r.ms_graph, r.tps_eager,
-        r.tps_graph, 100.0 * r.floor_ms / r.ms_graph, 100.0 * r.copy_floor_ms / r.ms_graph, r.linears_ms);
+        r.tps_graph, 100.0 * r.floor_ms / r.ms_graph, 100.0 * r.copy_floor_ms / r.ms_graph, r.linears_ms, r.ms_device,
+        1e3 / r.ms_device);
     md << buf;
   }
   md << "\n";
-  for (const Row& r : rows) md << "- " << r.config << ": " << r.linears << "; first tokens " << r.first_tokens << "\n";
+  for (const Row& r : rows) {
+    md << "- " << r.config << ": " << r.linears << "; first tokens " << r.first_tokens << "(device loop "
+       << r.device_tokens << ")\n";
+  }
+  if (breakdown) {
+    md << "\nBreakdown of one decode step at context " << prompt + tokens + 1
+       << " (eager, launches queued behind a GPU busy-wait: kernel time without launch gaps, plus the cost of "
+          "the event recorded after each group, about 3 us per group and layer on the H200; ms summed over "
+          "layers)\n\n| group |";
+    for (const Row& r : rows) md << " " << r.config << " ms |";
+    md << "\n|---|";
+    for (size_t i = 0; i < rows.size(); ++i) md << "---:|";
+    md << "\n";
+    std::vector<std::string> groups;
+    for (const Row& r : rows) {
+      for (const auto& [g, ms] : r.breakdown.ms) {
+        if (std::find(groups.begin(), groups.end(), g) == groups.end()) groups.push_back(g);
+      }
+    }
+    auto cell = [&](const std::string& text) { md << " " << text << " |"; };
+    for (const std::string& g : groups) {
+      md << "| " << g << " |";
+      for (const Row& r : rows) {
+        double v = 0;
+        for (const auto& [gg, ms] : r.breakdown.ms) v += gg == g ? ms : 0;
+        std::snprintf(buf, sizeof(buf), "%.3f", v);
+        cell(buf);
+      }
+      md << "\n";
+    }
+    auto line = [&](const char* label, auto value) {
+      md << "| " << label << " |";
+      for (const Row& r : rows) {
+        std::snprintf(buf, sizeof(buf), "%.3f", value(r));
+        cell(buf);
+      }
+      md << "\n";
+    };
+    line("**GPU sum**", [](const Row& r) { return r.breakdown.total_ms; });
+    line("GPU sum without the linears", [](const Row& r) {
+      double v = r.breakdown.total_ms;
+      for (const auto& [g, ms] : r.breakdown.ms) v -= g.rfind("linear", 0) == 0 || g.rfind("lm_head", 0) == 0 ? ms : 0;
+      return v;
+    });
+    line("graph step (table above)", [](const Row& r) { return r.ms_graph; });
+    line("graph step - GPU sum (host work + launch gaps - event cost)",
+         [](const Row& r) { return r.ms_graph - r.breakdown.total_ms; });
+  }
   std::printf("%s", md.str().c_str());
   if (!out_path.empty()) std::ofstream(out_path) << md.str();
   return 0;

@@ -1,4 +1,5 @@
-// Kernels of server/gpu/gpu_ops.h. One template per activation type (fp16 / bf16); fp32 math.
+// Kernels of server/gpu/gpu_ops.h except PagedAttention (attention.cu). One template per
+// activation type (fp16 / bf16); fp32 math.
 #include "server/gpu/gpu_ops.h"
 
 #include "server/gpu/device_util.cuh"
@@ -7,6 +8,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cstdint>
 
@@ -16,6 +18,7 @@ namespace {
 using namespace dev;  // NOLINT: the shared device helpers (device_util.cuh)
 
 __global__ void EmbedKernel(const float* table, const int32_t* tokens, int64_t hidden, float* x) {
+  PdlWaitThenRelease();
   const int64_t t = blockIdx.x;
   const float* src = table + static_cast<int64_t>(tokens[t]) * hidden;
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) x[t * hidden + i] = src[i];
@@ -23,6 +26,7 @@ __global__ void EmbedKernel(const float* table, const int32_t* tokens, int64_t h
 
 __global__ void RopeTableKernel(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half, float* cs,
                                 float* sn) {
+  PdlWaitThenRelease();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= T * half) return;
   const int64_t t = idx / half, i = idx % half;
@@ -36,6 +40,7 @@ __global__ void RopeTableKernel(const float* inv_freq, const int32_t* pos, int64
 template <typename T, int kPer>
 __global__ void AddRmsNormKernel(float* x, const T* delta, const int32_t* rows, int64_t hidden, const float* w,
                                  float eps, T* out) {
+  PdlWaitThenRelease();
   __shared__ float red[32];
   const int64_t r = blockIdx.x;
   const int64_t t = rows ? rows[r] : r;
@@ -73,6 +78,7 @@ __global__ void AddRmsNormKernel(float* x, const T* delta, const int32_t* rows, 
 template <typename T>
 __global__ void AddRmsNormLoopKernel(float* x, const T* delta, const int32_t* rows, int64_t hidden, const float* w,
                                      float eps, T* out) {
+  PdlWaitThenRelease();
   __shared__ double red[32];
   const int64_t r = blockIdx.x;
   const int64_t t = rows ? rows[r] : r;
@@ -98,32 +104,29 @@ __global__ void AddRmsNormLoopKernel(float* x, const T* delta, const int32_t* ro
 
 template <typename T>
 void LaunchAddRmsNorm(float* x, const T* delta, const int32_t* rows, int64_t n, int64_t hidden, const float* w,
-                      float eps, T* out, cudaStream_t s) {
+                      float eps, T* out, cudaStream_t s, bool pdl) {
   const unsigned grid = static_cast<unsigned>(n);
   const int th = static_cast<int>(hidden >= 1024 ? 1024 : ((hidden + 31) / 32) * 32);
   const int64_t per = (hidden + th - 1) / th;
   if (per <= 1) {
-    AddRmsNormKernel<T, 1><<<grid, th, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+    Launch(pdl, AddRmsNormKernel<T, 1>, grid, th, s, x, delta, rows, hidden, w, eps, out);
   } else if (per <= 2) {
-    AddRmsNormKernel<T, 2><<<grid, th, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+    Launch(pdl, AddRmsNormKernel<T, 2>, grid, th, s, x, delta, rows, hidden, w, eps, out);
   } else if (per <= 4) {
-    AddRmsNormKernel<T, 4><<<grid, th, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+    Launch(pdl, AddRmsNormKernel<T, 4>, grid, th, s, x, delta, rows, hidden, w, eps, out);
   } else if (per <= 8) {
-    AddRmsNormKernel<T, 8><<<grid, th, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+    Launch(pdl, AddRmsNormKernel<T, 8>, grid, th, s, x, delta, rows, hidden, w, eps, out);
   } else if (per <= 16) {
-    AddRmsNormKernel<T, 16><<<grid, th, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+    Launch(pdl, AddRmsNormKernel<T, 16>, grid, th, s, x, delta, rows, hidden, w, eps, out);
   } else {
-    AddRmsNormLoopKernel<T><<<grid, 1024, 0, s>>>(x, delta, rows, hidden, w, eps, out);
+    Launch(pdl, AddRmsNormLoopKernel<T>, grid, 1024, s, x, delta, rows, hidden, w, eps, out);
   }
-}
-
-__device__ __forceinline__ int64_t SlabOffset(const KvView& kv, int32_t block, int64_t layer, int kind) {
-  return ((static_cast<int64_t>(block) * kv.num_layers + layer) * 2 + kind) * kv.block_size * kv.kv_dim;
 }
 
 // grid (T, ceil((nh + nkv) / 4)), block 128: one warp per q or kv head.
 template <typename T>
 __global__ void QkvPostKernel(QkvPostArgs a, TokenMeta meta, KvView kv) {
+  PdlWaitThenRelease();
   __shared__ float buf[4][kMaxHeadDim];
   const int64_t t = blockIdx.x;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -184,116 +187,35 @@ __global__ void QkvPostKernel(QkvPostArgs a, TokenMeta meta, KvView kv) {
   }
 }
 
-constexpr int kAttnThreads = 128;
-constexpr int kAttnTile = 256;  // keys per tile
-
-// grid (T, num_heads), block 128. Online softmax over tiles of 256 keys: the tile's block ids
-// are staged in shared memory, scores are computed by one thread per key (16-byte loads of K
-// when kVec), then V is accumulated by groups of head_dim / VD threads (VD = 8 dims per
-// thread with 16-byte loads when kVec, else 2), one group per key in turn, and the groups'
-// partial sums are merged through shared memory at the end.
-template <typename T, bool kVec>
-__global__ void __launch_bounds__(kAttnThreads) AttentionKernel(AttentionArgs a, TokenMeta meta, KvView kv) {
-  constexpr int VD = kVec ? 8 : 2;
-  __shared__ float qs[kMaxHeadDim];
-  __shared__ float p[kAttnTile];
-  __shared__ int32_t sblk[kAttnTile + 1];
-  __shared__ float merge[kAttnThreads * VD];
-  __shared__ float red[32];
-  const int64_t t = blockIdx.x, h = blockIdx.y, hd = a.head_dim, bs = kv.block_size;
-  const int64_t kvh = h / (a.num_heads / a.num_kv_heads);
-  const int tid = threadIdx.x;
-  const int64_t pos = meta.pos[t];
-  const int64_t first = a.sliding_window > 0 ? max(int64_t{0}, pos - a.sliding_window + 1) : 0;
-  const float scale = 1.0f / sqrtf(static_cast<float>(hd));
-  for (int64_t d = tid; d < hd; d += kAttnThreads) qs[d] = a.q[(t * a.num_heads + h) * hd + d];
-  const int32_t* table = meta.bt + meta.bt_start[t];
-  const T* base = static_cast<const T*>(kv.base);
-  const int tpg = static_cast<int>(hd / VD);  // threads per V group
-  const int groups = kAttnThreads / tpg;
-  const bool vthread = tid < groups * tpg;
-  const int g = tid / tpg;
-  const int64_t dv = static_cast<int64_t>(tid % tpg) * VD;
-  const int64_t kslab = SlabOffset(kv, 0, a.layer, 0), vslab = SlabOffset(kv, 0, a.layer, 1);
-  const int64_t block_stride = kv.num_layers * 2 * bs * kv.kv_dim;
-  float acc[VD];
-#pragma unroll
-  for (int u = 0; u < VD; ++u) acc[u] = 0;
-  float m = -FLT_MAX, l = 0;
-  for (int64_t tile = first; tile <= pos; tile += kAttnTile) {
-    const int cnt = static_cast<int>(min(static_cast<int64_t>(kAttnTile), pos + 1 - tile));
-    const int64_t b0 = tile / bs;
-    const int nb = static_cast<int>((tile + cnt - 1) / bs - b0 + 1);
-    for (int i = tid; i < nb; i += kAttnThreads) sblk[i] = table[b0 + i];
-    __syncthreads();
-    for (int j = tid; j < cnt; j += kAttnThreads) {
-      const int64_t jj = tile + j;
-      const T* krow = base + sblk[jj / bs - b0] * block_stride + kslab + (jj % bs) * kv.kv_dim + kvh * hd;
-      float dot = 0;
-      if constexpr (kVec) {
-        for (int64_t d = 0; d < hd; d += 8) {
-          const uint4 raw = *reinterpret_cast<const uint4*>(krow + d);
-          const T* e = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-          for (int u = 0; u < 8; ++u) dot += qs[d + u] * ToF(e[u]);
-        }
-      } else {
-        for (int64_t d = 0; d < hd; ++d) dot += qs[d] * ToF(krow[d]);
-      }
-      p[j] = dot * scale;
-    }
-    __syncthreads();
-    float mx = -FLT_MAX;
-    for (int j = tid; j < cnt; j += kAttnThreads) mx = fmaxf(mx, p[j]);
-    mx = BlockMax(mx, red);
-    const float m_new = fmaxf(m, mx);
-    const float corr = expf(m - m_new);
-    float s = 0;
-    for (int j = tid; j < cnt; j += kAttnThreads) {
-      const float e = expf(p[j] - m_new);
-      p[j] = e;
-      s += e;
-    }
-    s = BlockSum(s, red);  // its barriers also publish p[]
-    l = l * corr + s;
-#pragma unroll
-    for (int u = 0; u < VD; ++u) acc[u] *= corr;
-    m = m_new;
-    if (vthread) {
-#pragma unroll 4
-      for (int j = g; j < cnt; j += groups) {
-        const int64_t jj = tile + j;
-        const T* vrow = base + sblk[jj / bs - b0] * block_stride + vslab + (jj % bs) * kv.kv_dim + kvh * hd + dv;
-        const float w = p[j];
-        if constexpr (kVec) {
-          const uint4 raw = *reinterpret_cast<const uint4*>(vrow);
-          const T* e = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-          for (int u = 0; u < 8; ++u) acc[u] += w * ToF(e[u]);
-        } else {
-          acc[0] += w * ToF(vrow[0]);
-          acc[1] += w * ToF(vrow[1]);
-        }
-      }
-    }
-    __syncthreads();
-  }
-  if (vthread) {
-#pragma unroll
-    for (int u = 0; u < VD; ++u) merge[g * hd + dv + u] = acc[u];
+// One block: every thread reads the step counter before thread 0 advances it.
+__global__ void GreedyAdvanceKernel(int32_t* tokens, int32_t* pos, const int32_t* ids, int64_t B, int32_t* out,
+                                    int32_t* step) {
+  const int64_t st = *step;
+  for (int64_t b = threadIdx.x; b < B; b += blockDim.x) {
+    const int32_t id = ids[b];
+    tokens[b] = id;
+    pos[b] += 1;
+    out[st * B + b] = id;
   }
   __syncthreads();
-  T* out = static_cast<T*>(a.out) + (t * a.num_heads + h) * hd;
-  const float inv_l = 1.0f / l;
-  for (int64_t d = tid; d < hd; d += kAttnThreads) {
-    float sum = 0;
-    for (int gg = 0; gg < groups; ++gg) sum += merge[gg * hd + d];
-    out[d] = FromF<T>(sum * inv_l);
+  if (threadIdx.x == 0) *step = static_cast<int32_t>(st + 1);
+}
+
+__device__ __forceinline__ uint64_t GlobalTimerNs() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+__global__ void SpinKernel(int64_t ns) {
+  const uint64_t start = GlobalTimerNs();
+  while (GlobalTimerNs() - start < static_cast<uint64_t>(ns)) {
   }
 }
 
 template <typename T>
 __global__ void SwiGluKernel(const T* g, const T* u, int64_t ld, int64_t T_, int64_t n, T* out) {
+  PdlWaitThenRelease();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= T_ * n) return;
   const int64_t t = idx / n, i = idx % n;
@@ -303,54 +225,102 @@ __global__ void SwiGluKernel(const T* g, const T* u, int64_t ld, int64_t T_, int
 
 template <typename T>
 __global__ void ToFloatKernel(const T* in, int64_t n, float* out) {
+  PdlWaitThenRelease();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx < n) out[idx] = ToF(in[idx]);
 }
 
-__global__ void ArgmaxLogprobKernel(const float* logits, int64_t vocab, int32_t* ids, float* lp) {
-  __shared__ float rv[32];
-  __shared__ int32_t ri[32];
-  __shared__ float red[32];
-  const float* row = logits + static_cast<int64_t>(blockIdx.x) * vocab;
-  float best = -FLT_MAX;
-  int32_t bi = 0x7fffffff;
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
-    const float v = row[j];
-    if (v > best || (v == best && j < bi)) {
-      best = v;
-      bi = static_cast<int32_t>(j);
-    }
-  }
+// Running (max, its lowest index, sum of exp(v - max)) of a set of logits.
+struct ArgmaxAcc {
+  float best;
+  int32_t idx;
+  float sum;
+};
+
+__device__ __forceinline__ ArgmaxAcc MergeArgmax(ArgmaxAcc a, ArgmaxAcc b) {
+  const float m = fmaxf(a.best, b.best);
+  ArgmaxAcc r;
+  r.best = m;
+  r.idx = (a.best > b.best || (a.best == b.best && a.idx < b.idx)) ? a.idx : b.idx;
+  r.sum = a.sum * expf(a.best - m) + b.sum * expf(b.best - m);
+  return r;
+}
+
+__device__ ArgmaxAcc BlockMergeArgmax(ArgmaxAcc v, ArgmaxAcc* red) {
   for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (ov > best || (ov == best && oi < bi)) {
-      best = ov;
-      bi = oi;
-    }
+    ArgmaxAcc u;
+    u.best = __shfl_xor_sync(0xffffffffu, v.best, o);
+    u.idx = __shfl_xor_sync(0xffffffffu, v.idx, o);
+    u.sum = __shfl_xor_sync(0xffffffffu, v.sum, o);
+    v = MergeArgmax(v, u);
   }
   const int w = threadIdx.x / 32, l = threadIdx.x % 32, nw = blockDim.x / 32;
-  if (l == 0) {
-    rv[w] = best;
-    ri[w] = bi;
-  }
   __syncthreads();
-  best = l < nw ? rv[l] : -FLT_MAX;
-  bi = l < nw ? ri[l] : 0x7fffffff;
+  if (l == 0) red[w] = v;
+  __syncthreads();
+  v = l < nw ? red[l] : ArgmaxAcc{-FLT_MAX, 0x7fffffff, 0.0f};
   for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (ov > best || (ov == best && oi < bi)) {
-      best = ov;
-      bi = oi;
+    ArgmaxAcc u;
+    u.best = __shfl_xor_sync(0xffffffffu, v.best, o);
+    u.idx = __shfl_xor_sync(0xffffffffu, v.idx, o);
+    u.sum = __shfl_xor_sync(0xffffffffu, v.sum, o);
+    v = MergeArgmax(v, u);
+  }
+  return v;
+}
+
+constexpr int kArgmaxThreads = 256;
+
+// grid (R, parts): block p of row r reads one pass over its slice of the row, keeping a running
+// max / index / rescaled sum of exponentials per thread; with parts > 1 the blocks' results go
+// to `partial` [R, parts] and the last block of the row to finish merges them.
+__global__ void __launch_bounds__(kArgmaxThreads)
+    ArgmaxLogprobKernel(const float* logits, int64_t vocab, int32_t* ids, float* lp, ArgmaxAcc* partial,
+                        int32_t* counters) {
+  PdlWaitThenRelease();
+  __shared__ ArgmaxAcc red[32];
+  __shared__ bool is_last;
+  const int64_t r = blockIdx.x, parts = gridDim.y, p = blockIdx.y;
+  const int64_t per = (vocab + parts - 1) / parts;
+  const int64_t b = p * per, e = min(vocab, b + per);
+  const float* row = logits + r * vocab;
+  ArgmaxAcc acc{-FLT_MAX, 0x7fffffff, 0.0f};
+  for (int64_t j = b + threadIdx.x; j < e; j += kArgmaxThreads) {
+    const float v = row[j];
+    if (v > acc.best) {
+      acc.sum = acc.sum * expf(acc.best - v) + 1.0f;
+      acc.best = v;
+      acc.idx = static_cast<int32_t>(j);
+    } else {
+      acc.sum += expf(v - acc.best);
     }
   }
-  float s = 0;
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) s += expf(row[j] - best);
-  s = BlockSum(s, red);
+  acc = BlockMergeArgmax(acc, red);
+  if (parts > 1) {
+    if (threadIdx.x == 0) {
+      partial[r * parts + p] = acc;
+      __threadfence();
+      const int32_t prev = atomicAdd(counters + r, 1);
+      is_last = prev == parts - 1;
+      if (is_last) counters[r] = 0;
+    }
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    acc = ArgmaxAcc{-FLT_MAX, 0x7fffffff, 0.0f};
+    for (int64_t q = threadIdx.x; q < parts; q += kArgmaxThreads) {
+      const ArgmaxAcc* src = partial + r * parts + q;
+      ArgmaxAcc o;
+      o.best = __ldcg(&src->best);
+      o.idx = __ldcg(&src->idx);
+      o.sum = __ldcg(&src->sum);
+      acc = MergeArgmax(acc, o);
+    }
+    acc = BlockMergeArgmax(acc, red);
+  }
   if (threadIdx.x == 0) {
-    ids[blockIdx.x] = bi;
-    lp[blockIdx.x] = -logf(s);  // row[bi] - max - log(sum), row[bi] == max
+    ids[r] = acc.idx;
+    lp[r] = -logf(acc.sum);  // row[idx] - max - log(sum), row[idx] == max
   }
 }
 
@@ -401,83 +371,84 @@ inline unsigned FillBlocks(int64_t n) {
 
 }  // namespace
 
-void EmbedRows(const float* table, const int32_t* tokens, int64_t T, int64_t hidden, float* x, void* stream) {
+void EmbedRows(const float* table, const int32_t* tokens, int64_t T, int64_t hidden, float* x, void* stream, bool pdl) {
   if (T <= 0) return;
-  EmbedKernel<<<static_cast<unsigned>(T), 256, 0, S(stream)>>>(table, tokens, hidden, x);
+  Launch(pdl, EmbedKernel, static_cast<unsigned>(T), 256, S(stream), table, tokens, hidden, x);
 }
 
-void RopeTable(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half, float* cos, float* sin,
-               void* stream) {
+void RopeTable(const float* inv_freq, const int32_t* pos, int64_t T, int64_t half, float* cos, float* sin, void* stream,
+               bool pdl) {
   if (T * half <= 0) return;
-  RopeTableKernel<<<Blocks(T * half, 256), 256, 0, S(stream)>>>(inv_freq, pos, T, half, cos, sin);
+  Launch(pdl, RopeTableKernel, Blocks(T * half, 256), 256, S(stream), inv_freq, pos, T, half, cos, sin);
 }
 
 void AddRmsNorm(float* x, const void* delta, const int32_t* rows, int64_t n, int64_t hidden, const float* w, double eps,
-                void* out, ActType act, void* stream) {
+                void* out, ActType act, void* stream, bool pdl) {
   if (n <= 0) return;
   const float e = static_cast<float>(eps);
   if (act == ActType::kF16) {
     LaunchAddRmsNorm<__half>(x, static_cast<const __half*>(delta), rows, n, hidden, w, e, static_cast<__half*>(out),
-                             S(stream));
+                             S(stream), pdl);
   } else {
     LaunchAddRmsNorm<__nv_bfloat16>(x, static_cast<const __nv_bfloat16*>(delta), rows, n, hidden, w, e,
-                                    static_cast<__nv_bfloat16*>(out), S(stream));
+                                    static_cast<__nv_bfloat16*>(out), S(stream), pdl);
   }
 }
 
-void QkvPost(const QkvPostArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream) {
+void QkvPost(const QkvPostArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream, bool pdl) {
   if (a.T <= 0) return;
   const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>((a.num_heads + a.num_kv_heads + 3) / 4));
   if (act == ActType::kF16) {
-    QkvPostKernel<__half><<<grid, 128, 0, S(stream)>>>(a, meta, kv);
+    Launch(pdl, QkvPostKernel<__half>, grid, 128, S(stream), a, meta, kv);
   } else {
-    QkvPostKernel<__nv_bfloat16><<<grid, 128, 0, S(stream)>>>(a, meta, kv);
+    Launch(pdl, QkvPostKernel<__nv_bfloat16>, grid, 128, S(stream), a, meta, kv);
   }
 }
 
-void PagedAttention(const AttentionArgs& a, const TokenMeta& meta, const KvView& kv, ActType act, void* stream) {
-  if (a.T <= 0) return;
-  const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>(a.num_heads));
-  const bool vec = a.head_dim % 8 == 0 && kv.kv_dim % 8 == 0;
-  if (act == ActType::kF16) {
-    if (vec) {
-      AttentionKernel<__half, true><<<grid, kAttnThreads, 0, S(stream)>>>(a, meta, kv);
-    } else {
-      AttentionKernel<__half, false><<<grid, kAttnThreads, 0, S(stream)>>>(a, meta, kv);
-    }
-  } else {
-    if (vec) {
-      AttentionKernel<__nv_bfloat16, true><<<grid, kAttnThreads, 0, S(stream)>>>(a, meta, kv);
-    } else {
-      AttentionKernel<__nv_bfloat16, false><<<grid, kAttnThreads, 0, S(stream)>>>(a, meta, kv);
-    }
-  }
+void GreedyAdvance(int32_t* tokens, int32_t* pos, const int32_t* ids, int64_t B, int32_t* out, int32_t* step,
+                   void* stream) {
+  if (B > 0) GreedyAdvanceKernel<<<1, 256, 0, S(stream)>>>(tokens, pos, ids, B, out, step);
 }
 
-void SwiGlu(const void* g, const void* u, int64_t ld, int64_t T, int64_t n, void* out, ActType act, void* stream) {
+void SpinDelay(int64_t ns, void* stream) {
+  if (ns > 0) SpinKernel<<<1, 1, 0, S(stream)>>>(ns);
+}
+
+void SwiGlu(const void* g, const void* u, int64_t ld, int64_t T, int64_t n, void* out, ActType act, void* stream,
+            bool pdl) {
   if (T * n <= 0) return;
   if (act == ActType::kF16) {
-    SwiGluKernel<__half><<<Blocks(T * n, 256), 256, 0, S(stream)>>>(
-        static_cast<const __half*>(g), static_cast<const __half*>(u), ld, T, n, static_cast<__half*>(out));
+    Launch(pdl, SwiGluKernel<__half>, Blocks(T * n, 256), 256, S(stream), static_cast<const __half*>(g),
+           static_cast<const __half*>(u), ld, T, n, static_cast<__half*>(out));
   } else {
-    SwiGluKernel<__nv_bfloat16><<<Blocks(T * n, 256), 256, 0, S(stream)>>>(static_cast<const __nv_bfloat16*>(g),
-                                                                           static_cast<const __nv_bfloat16*>(u), ld, T,
-                                                                           n, static_cast<__nv_bfloat16*>(out));
+    Launch(pdl, SwiGluKernel<__nv_bfloat16>, Blocks(T * n, 256), 256, S(stream), static_cast<const __nv_bfloat16*>(g),
+           static_cast<const __nv_bfloat16*>(u), ld, T, n, static_cast<__nv_bfloat16*>(out));
   }
 }
 
-void ActToFloat(const void* in, int64_t n, float* out, ActType act, void* stream) {
+void ActToFloat(const void* in, int64_t n, float* out, ActType act, void* stream, bool pdl) {
   if (n <= 0) return;
   if (act == ActType::kF16) {
-    ToFloatKernel<__half><<<Blocks(n, 256), 256, 0, S(stream)>>>(static_cast<const __half*>(in), n, out);
+    Launch(pdl, ToFloatKernel<__half>, Blocks(n, 256), 256, S(stream), static_cast<const __half*>(in), n, out);
   } else {
-    ToFloatKernel<__nv_bfloat16><<<Blocks(n, 256), 256, 0, S(stream)>>>(static_cast<const __nv_bfloat16*>(in), n, out);
+    Launch(pdl, ToFloatKernel<__nv_bfloat16>, Blocks(n, 256), 256, S(stream), static_cast<const __nv_bfloat16*>(in), n,
+           out);
   }
 }
 
-void ArgmaxLogprob(const float* logits, int64_t R, int64_t vocab, int32_t* ids, float* logprob, void* stream) {
+int64_t ArgmaxParts(int64_t R, int64_t vocab) {
+  const int64_t by_vocab = (vocab + kArgmaxMinPerPart - 1) / kArgmaxMinPerPart;
+  const int64_t by_rows = (2 * static_cast<int64_t>(SmCount()) + R - 1) / std::max<int64_t>(R, 1);
+  return std::max<int64_t>(1, std::min({kArgmaxMaxParts, by_vocab, by_rows}));
+}
+
+void ArgmaxLogprob(const float* logits, int64_t R, int64_t vocab, int32_t* ids, float* logprob, float* partial,
+                   int32_t* counters, void* stream, bool pdl) {
   if (R <= 0) return;
-  ArgmaxLogprobKernel<<<static_cast<unsigned>(R), 1024, 0, S(stream)>>>(logits, vocab, ids, logprob);
+  const int64_t parts = partial && counters ? ArgmaxParts(R, vocab) : 1;
+  const dim3 grid(static_cast<unsigned>(R), static_cast<unsigned>(parts));
+  Launch(pdl, ArgmaxLogprobKernel, grid, kArgmaxThreads, S(stream), logits, vocab, ids, logprob,
+         reinterpret_cast<ArgmaxAcc*>(partial), counters);
 }
 
 void FillUniformAct(void* p, int64_t n, uint64_t seed, float lo, float hi, ActType act, void* stream) {
