@@ -11,6 +11,8 @@
 //            reference = the element-wise RepackForGpuReference on one thread (the old loader)
 //   upload   gpu::GpuModel::Upload (repack + H2D copies), only in CUDA builds with a GPU
 // --threads sets SLQ_THREADS (the worker pool's size) before anything starts the pool.
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -30,6 +32,15 @@ namespace slq {
 namespace {
 
 double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// User + system CPU seconds of the process so far (all threads): on a shared machine the
+// CPU time of a stage is steadier than its wall time.
+double Cpu() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
 
 // Repacks every packed linear of `m`; returns the bytes of codes + scale/zero produced.
 int64_t RepackAll(const Model& m, bool reference) {
@@ -70,26 +81,30 @@ int Run(int argc, char** argv) {
   std::printf("artifact %s, %d pool threads, repack %s\n", dir.c_str(), WorkerPool::Default().threads(),
               repack.c_str());
   for (int rep = 0; rep < repeat; ++rep) {
-    double t0 = Now();
+    double t0 = Now(), c0 = Cpu();
     absl::StatusOr<nlohmann::json> man = quant::ReadVerifiedManifest(dir);
-    const double verify = Now() - t0;
+    const double verify = Now() - t0, verify_cpu = Cpu() - c0;
     if (!man.ok()) {
       std::fprintf(stderr, "verify: %s\n", man.status().ToString().c_str());
       return 1;
     }
     t0 = Now();
+    c0 = Cpu();
     absl::StatusOr<quant::LoadedArtifact> a = quant::LoadArtifact(dir);
-    const double load = Now() - t0;
+    const double load = Now() - t0, load_cpu = Cpu() - c0;
     if (!a.ok()) {
       std::fprintf(stderr, "load: %s\n", a.status().ToString().c_str());
       return 1;
     }
     t0 = Now();
+    c0 = Cpu();
     const int64_t bytes = RepackAll(*a->model, repack == "reference");
-    const double rp = Now() - t0;
-    std::printf("run %d: verify %.3f s | load %.3f s (build %.3f s) | repack %.3f s (%.2f GB, %s) | host model %.2f GB",
-                rep, verify, load, load - verify, rp, static_cast<double>(bytes) / 1e9, repack.c_str(),
-                static_cast<double>(a->model->MemoryBytes()) / 1e9);
+    const double rp = Now() - t0, rp_cpu = Cpu() - c0;
+    std::printf(
+        "run %d: verify %.3f s (cpu %.2f) | load %.3f s (cpu %.2f; build %.3f s, cpu %.2f) | repack %.3f s (cpu %.2f; "
+        "%.2f GB, %s) | host model %.2f GB",
+        rep, verify, verify_cpu, load, load_cpu, load - verify, load_cpu - verify_cpu, rp, rp_cpu,
+        static_cast<double>(bytes) / 1e9, repack.c_str(), static_cast<double>(a->model->MemoryBytes()) / 1e9);
 #if SLQ_LOAD_BENCH_GPU
     std::string why;
     if (gpu::GpuAvailable(&why)) {
