@@ -40,7 +40,6 @@ int64_t WordIndex(const GpuLayout& l, const PairPos& pp, int off, int w, int* bi
   return (((pp.rt * l.chunks + pp.chunk) * l.bits + v) * 32 + pp.lane) * 4 + word % 4;
 }
 
-
 // The codes of one 16 x 256 tile, one byte each, zero outside the matrix.
 using Tile = uint8_t[kTileRows][kChunkCols];
 
@@ -75,13 +74,27 @@ void UnpackTile(const PackedMatrixView& w, int64_t r0, int64_t c0, Tile& tile) {
     }
     const uint32_t* p = w.codes + r * wpr + c0 * w.bits / 32;
     switch (w.bits) {
-      case 2: UnpackRun<2>(p, n, dst); break;
-      case 3: UnpackRun<3>(p, n, dst); break;
-      case 4: UnpackRun<4>(p, n, dst); break;
-      case 5: UnpackRun<5>(p, n, dst); break;
-      case 6: UnpackRun<6>(p, n, dst); break;
-      case 7: UnpackRun<7>(p, n, dst); break;
-      default: UnpackRun<8>(p, n, dst); break;
+      case 2:
+        UnpackRun<2>(p, n, dst);
+        break;
+      case 3:
+        UnpackRun<3>(p, n, dst);
+        break;
+      case 4:
+        UnpackRun<4>(p, n, dst);
+        break;
+      case 5:
+        UnpackRun<5>(p, n, dst);
+        break;
+      case 6:
+        UnpackRun<6>(p, n, dst);
+        break;
+      case 7:
+        UnpackRun<7>(p, n, dst);
+        break;
+      default:
+        UnpackRun<8>(p, n, dst);
+        break;
     }
     if (n < kChunkCols) std::memset(dst + n, 0, static_cast<size_t>(kChunkCols - n));
   }
@@ -160,10 +173,18 @@ void RepackRowTiles(const PackedMatrixView& w, int64_t rt_begin, int64_t rt_end,
       int off = 0;
       for (int i = 0; i < np; ++i) {
         switch (widths[i]) {
-          case 8: PackPlane<8>(tile, off, cc); break;
-          case 4: PackPlane<4>(tile, off, cc); break;
-          case 2: PackPlane<2>(tile, off, cc); break;
-          default: PackPlane<1>(tile, off, cc); break;
+          case 8:
+            PackPlane<8>(tile, off, cc);
+            break;
+          case 4:
+            PackPlane<4>(tile, off, cc);
+            break;
+          case 2:
+            PackPlane<2>(tile, off, cc);
+            break;
+          default:
+            PackPlane<1>(tile, off, cc);
+            break;
         }
         off += widths[i];
       }

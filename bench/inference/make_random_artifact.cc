@@ -64,10 +64,9 @@ std::unique_ptr<LinearOp> RandomQuantized(int64_t rows, int64_t cols, int bits, 
         const float step = 0.02f / static_cast<float>(1 << bits) * (0.5f + static_cast<float>(Mix(s) % 1000) / 1000.0f);
         const uint16_t s16 = FloatToHalf(step);
         q.scales[r * gpr + g] = s16;
-        q.zeros[r * gpr + g] =
-            symmetric ? quant::SymmetricZero(s16, bits)
-                      : FloatToHalf(-HalfToFloat(s16) * static_cast<float>(1 << (bits - 1)) *
-                                    (0.9f + static_cast<float>(Mix(s) % 200) / 1000.0f));
+        q.zeros[r * gpr + g] = symmetric ? quant::SymmetricZero(s16, bits)
+                                         : FloatToHalf(-HalfToFloat(s16) * static_cast<float>(1 << (bits - 1)) *
+                                                       (0.9f + static_cast<float>(Mix(s) % 200) / 1000.0f));
       }
     }
   });

@@ -67,8 +67,8 @@ const char* ActName(ActType a) { return a == ActType::kF16 ? "f16" : "bf16"; }
 struct HostLinear {
   int64_t out = 0, in = 0;
   bool quant = false;
-  kernels::GpuLayout layout;                        // quant: the (fused) repacked layout
-  std::vector<kernels::PackedMatrixView> q_parts;   // quant: stacked by rows, each rows % 16 == 0 but the last
+  kernels::GpuLayout layout;                       // quant: the (fused) repacked layout
+  std::vector<kernels::PackedMatrixView> q_parts;  // quant: stacked by rows, each rows % 16 == 0 but the last
   int bits = 16;
   int64_t group_size = 0;
   std::vector<float> dense;                       // [out, in] owned (dequantized), or:
@@ -193,9 +193,7 @@ class Uploader {
       SLQ_ASSIGN_OR_RETURN(char* b, Acquire());
       WorkerPool::Default().Run(
           static_cast<int64_t>(len),
-          [&](int64_t begin, int64_t end) {
-            std::memcpy(b + begin, s + c0 + begin, static_cast<size_t>(end - begin));
-          },
+          [&](int64_t begin, int64_t end) { std::memcpy(b + begin, s + c0 + begin, static_cast<size_t>(end - begin)); },
           static_cast<int64_t>(std::max<size_t>(1, len >> 20)));
       SLQ_RETURN_IF_ERROR(Send(static_cast<char*>(dst) + c0, b, len, nullptr, nullptr, 0));
     }

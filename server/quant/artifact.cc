@@ -217,7 +217,9 @@ absl::Status CheckManifest(const std::string& dir, const std::string& path, json
     if (f.contains("chunk_sha256")) {  // written since the chunk list exists; older: whole file
       d.chunk_bytes = f.at("chunk_bytes").get<uint64_t>();
       d.chunk_sha256 = f.at("chunk_sha256").get<std::vector<std::string>>();
-      if (d.chunk_bytes == 0) return absl::DataLossError(absl::StrCat(path, ": file entry ", name, " has chunk_bytes 0"));
+      if (d.chunk_bytes == 0) {
+        return absl::DataLossError(absl::StrCat(path, ": file entry ", name, " has chunk_bytes 0"));
+      }
     }
     digests.push_back(std::move(d));
   }

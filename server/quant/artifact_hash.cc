@@ -36,8 +36,10 @@ absl::StatusOr<std::string> Sha256Range(int fd, const std::string& path, uint64_
   while (len > 0) {
     const ssize_t n = ::pread(fd, buf.data(), std::min<uint64_t>(len, buf.size()), static_cast<off_t>(begin));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return absl::InternalError(absl::StrCat("read error while hashing '", path, "': ", std::strerror(errno)));
-    if (n == 0) return absl::DataLossError(absl::StrCat("artifact file ", path, " ends at byte ", begin, " (truncated?)"));
+    if (n < 0)
+      return absl::InternalError(absl::StrCat("read error while hashing '", path, "': ", std::strerror(errno)));
+    if (n == 0)
+      return absl::DataLossError(absl::StrCat("artifact file ", path, " ends at byte ", begin, " (truncated?)"));
     h.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
     begin += static_cast<uint64_t>(n);
     len -= static_cast<uint64_t>(n);
@@ -121,9 +123,9 @@ absl::Status VerifyDigests(const std::vector<DigestCheck>& files) {
             status[i] = absl::DataLossError(absl::StrCat("artifact file ", d.path, " sha256 ", *h,
                                                          " differs from the manifest's ", d.sha256, " (corrupted)"));
           } else if (!t.whole && *h != d.chunk_sha256[t.chunk]) {
-            status[i] = absl::DataLossError(absl::StrCat("artifact file ", d.path, " bytes [", t.begin, ", ",
-                                                         t.begin + t.len, ") sha256 ", *h, " differ from the manifest's ",
-                                                         d.chunk_sha256[t.chunk], " (corrupted)"));
+            status[i] = absl::DataLossError(
+                absl::StrCat("artifact file ", d.path, " bytes [", t.begin, ", ", t.begin + t.len, ") sha256 ", *h,
+                             " differ from the manifest's ", d.chunk_sha256[t.chunk], " (corrupted)"));
           }
         }
       },

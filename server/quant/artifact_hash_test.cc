@@ -27,7 +27,10 @@ class ArtifactHashTest : public testing::Test {
   DigestCheck Chunked(uint64_t chunk) {
     absl::StatusOr<std::vector<std::string>> c = Sha256Chunks(path_, data_.size(), chunk);
     EXPECT_TRUE(c.ok()) << c.status();
-    return {.path = path_, .bytes = data_.size(), .sha256 = Sha256Hex(data_), .chunk_bytes = chunk,
+    return {.path = path_,
+            .bytes = data_.size(),
+            .sha256 = Sha256Hex(data_),
+            .chunk_bytes = chunk,
             .chunk_sha256 = c.ok() ? *c : std::vector<std::string>{}};
   }
   std::string dir_, path_, data_;
