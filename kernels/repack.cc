@@ -1,5 +1,8 @@
 #include "kernels/repack.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "kernels/dequant_ref.h"
 
 namespace slq::kernels {
@@ -37,6 +40,88 @@ int64_t WordIndex(const GpuLayout& l, const PairPos& pp, int off, int w, int* bi
   return (((pp.rt * l.chunks + pp.chunk) * l.bits + v) * 32 + pp.lane) * 4 + word % 4;
 }
 
+// The codes of one 16 x 256 tile, one byte each, zero outside the matrix.
+using Tile = uint8_t[kTileRows][kChunkCols];
+
+// Codes [c0, c0 + n) of a packed row whose stream starts word-aligned at `p` (c0 is a multiple
+// of 256, so c0 * bits is a multiple of 32): a 64-bit window refilled one word at a time, never
+// reading past the last word that holds a wanted code.
+template <int B>
+void UnpackRun(const uint32_t* p, int64_t n, uint8_t* out) {
+  constexpr uint64_t kMask = (uint64_t{1} << B) - 1;
+  uint64_t buf = 0;
+  int have = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    if (have < B) {
+      buf |= static_cast<uint64_t>(*p++) << have;
+      have += 32;
+    }
+    out[j] = static_cast<uint8_t>(buf & kMask);
+    buf >>= B;
+    have -= B;
+  }
+}
+
+void UnpackTile(const PackedMatrixView& w, int64_t r0, int64_t c0, Tile& tile) {
+  const int64_t wpr = WordsPerRow(w.cols, w.bits);
+  const int64_t n = std::min<int64_t>(kChunkCols, w.cols - c0);
+  for (int rr = 0; rr < kTileRows; ++rr) {
+    uint8_t* dst = tile[rr];
+    const int64_t r = r0 + rr;
+    if (r >= w.rows) {
+      std::memset(dst, 0, kChunkCols);
+      continue;
+    }
+    const uint32_t* p = w.codes + r * wpr + c0 * w.bits / 32;
+    switch (w.bits) {
+      case 2:
+        UnpackRun<2>(p, n, dst);
+        break;
+      case 3:
+        UnpackRun<3>(p, n, dst);
+        break;
+      case 4:
+        UnpackRun<4>(p, n, dst);
+        break;
+      case 5:
+        UnpackRun<5>(p, n, dst);
+        break;
+      case 6:
+        UnpackRun<6>(p, n, dst);
+        break;
+      case 7:
+        UnpackRun<7>(p, n, dst);
+        break;
+      default:
+        UnpackRun<8>(p, n, dst);
+        break;
+    }
+    if (n < kChunkCols) std::memset(dst + n, 0, static_cast<size_t>(kChunkCols - n));
+  }
+}
+
+// Bit plane of width W at bit offset `off` of one tile's codes into its chunk storage
+// (`cc` = the chunk's [bits uint4][32 lanes][4] words): every word written whole, assembled in a
+// register from its 16 / W code pairs (see the layout in repack.h).
+template <int W>
+void PackPlane(const Tile& tile, int off, uint32_t* cc) {
+  constexpr int kPerWord = 16 / W;
+  constexpr uint32_t kMask = (1u << W) - 1u;
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane / 4, t = lane % 4;
+    for (int word = 0; word < 4 * W; ++word) {
+      uint32_t v = 0;
+      for (int slot = 0; slot < kPerWord; ++slot) {
+        const int p = word * kPerWord + slot, s = p / 4, e = p % 4;
+        const uint8_t* q = &tile[g + 8 * (e & 1)][16 * s + 2 * t + 8 * (e >> 1)];
+        v |= ((static_cast<uint32_t>(q[0]) >> off) & kMask) << (slot * W);
+        v |= ((static_cast<uint32_t>(q[1]) >> off) & kMask) << (16 + slot * W);
+      }
+      cc[((off + word / 4) * 32 + lane) * 4 + word % 4] = v;
+    }
+  }
+}
+
 }  // namespace
 
 int BitPlanes(int bits, int widths[3]) {
@@ -59,17 +144,83 @@ std::string CheckGpuSupported(const PackedMatrixView& w) {
   return "";
 }
 
-std::string RepackForGpu(const PackedMatrixView& w, RepackedMatrix* out) {
-  std::string err = CheckGpuSupported(w);
-  if (!err.empty()) return err;
-  GpuLayout& l = out->layout;
-  l = GpuLayout{};
+GpuLayout GpuLayoutFor(const PackedMatrixView& w) {
+  GpuLayout l;
   l.rows = w.rows;
   l.cols = w.cols;
   l.bits = w.bits;
   l.group_size = w.group_size;
   l.row_tiles = (w.rows + kTileRows - 1) / kTileRows;
   l.chunks = (w.cols + kChunkCols - 1) / kChunkCols;
+  return l;
+}
+
+int64_t CodeWordsPerTile(const GpuLayout& l) { return l.chunks * l.bits * 32 * 4; }
+int64_t SzHalvesPerTile(const GpuLayout& l) { return (l.chunks * kChunkCols / l.group_size) * 32; }
+
+void RepackRowTiles(const PackedMatrixView& w, int64_t rt_begin, int64_t rt_end, uint32_t* codes, uint16_t* sz) {
+  const GpuLayout l = GpuLayoutFor(w);
+  int widths[3];
+  const int np = BitPlanes(w.bits, widths);
+  const int64_t wpt = CodeWordsPerTile(l), spt = SzHalvesPerTile(l);
+  const int64_t gpr = GroupsPerRow(w.cols, w.group_size);
+  Tile tile;
+  for (int64_t rt = rt_begin; rt < rt_end; ++rt) {
+    uint32_t* tc = codes + (rt - rt_begin) * wpt;
+    for (int64_t ch = 0; ch < l.chunks; ++ch) {
+      UnpackTile(w, rt * kTileRows, ch * kChunkCols, tile);
+      uint32_t* cc = tc + ch * w.bits * 128;
+      int off = 0;
+      for (int i = 0; i < np; ++i) {
+        switch (widths[i]) {
+          case 8:
+            PackPlane<8>(tile, off, cc);
+            break;
+          case 4:
+            PackPlane<4>(tile, off, cc);
+            break;
+          case 2:
+            PackPlane<2>(tile, off, cc);
+            break;
+          default:
+            PackPlane<1>(tile, off, cc);
+            break;
+        }
+        off += widths[i];
+      }
+    }
+    // sz: [gpad, 8 (g), 4] = {s(g), z(g), s(g + 8), z(g + 8)} per tile, zero in the padding.
+    uint16_t* ts = sz + (rt - rt_begin) * spt;
+    std::memset(ts, 0, static_cast<size_t>(spt) * sizeof(uint16_t));
+    const int64_t r_end = std::min(w.rows, (rt + 1) * kTileRows);
+    for (int64_t r = rt * kTileRows; r < r_end; ++r) {
+      const int rr = static_cast<int>(r % kTileRows);
+      const uint16_t* s = w.scales + r * gpr;
+      const uint16_t* z = w.zeros + r * gpr;
+      uint16_t* dst = ts + (rr % 8) * 4 + (rr >= 8 ? 2 : 0);
+      for (int64_t g = 0; g < gpr; ++g) {
+        dst[g * 32] = s[g];
+        dst[g * 32 + 1] = z[g];
+      }
+    }
+  }
+}
+
+std::string RepackForGpu(const PackedMatrixView& w, RepackedMatrix* out) {
+  std::string err = CheckGpuSupported(w);
+  if (!err.empty()) return err;
+  out->layout = GpuLayoutFor(w);
+  out->codes.resize(static_cast<size_t>(out->layout.CodeWords()));
+  out->sz.resize(static_cast<size_t>(out->layout.SzHalves()));
+  RepackRowTiles(w, 0, out->layout.row_tiles, out->codes.data(), out->sz.data());
+  return "";
+}
+
+std::string RepackForGpuReference(const PackedMatrixView& w, RepackedMatrix* out) {
+  std::string err = CheckGpuSupported(w);
+  if (!err.empty()) return err;
+  GpuLayout& l = out->layout;
+  l = GpuLayoutFor(w);
   out->codes.assign(static_cast<size_t>(l.CodeWords()), 0u);
   out->sz.assign(static_cast<size_t>(l.SzHalves()), 0u);
   int widths[3];

@@ -49,8 +49,26 @@ struct RepackedMatrix {
 // Empty string when the kernels support this matrix, else why not.
 std::string CheckGpuSupported(const PackedMatrixView& w);
 
-// Repacks `w` (host memory). Empty string on success.
+// Repacks `w` (host memory). Empty string on success. Word-level: each 16 x 256 tile is
+// unpacked once and each output word assembled in registers (RepackRowTiles), one thread.
 std::string RepackForGpu(const PackedMatrixView& w, RepackedMatrix* out);
+
+// The layout RepackForGpu gives `w` (w must pass CheckGpuSupported).
+GpuLayout GpuLayoutFor(const PackedMatrixView& w);
+// Words of `codes` / halves of `sz` one row tile takes (CodeWords() / row_tiles, ...).
+int64_t CodeWordsPerTile(const GpuLayout& l);
+int64_t SzHalvesPerTile(const GpuLayout& l);
+// Writes row tiles [rt_begin, rt_end) of w's repacked codes and scale/zero pairs: `codes` and
+// `sz` point at the storage of tile rt_begin ((rt_end - rt_begin) * CodeWordsPerTile words,
+// ... SzHalvesPerTile halves; any host memory, e.g. a pinned staging buffer). Every element of
+// those tiles is written (padding zeroed), so the storage needs no initialisation. Disjoint tile
+// ranges may be written from several threads at once (the caller parallelises). w must pass
+// CheckGpuSupported.
+void RepackRowTiles(const PackedMatrixView& w, int64_t rt_begin, int64_t rt_end, uint32_t* codes, uint16_t* sz);
+
+// The element-by-element repacking (PackedCode per element): the reference the fast one is
+// tested against.
+std::string RepackForGpuReference(const PackedMatrixView& w, RepackedMatrix* out);
 
 // Decodes code q(r, c) from the repacked layout (for tests).
 uint32_t RepackedCode(const RepackedMatrix& m, int64_t r, int64_t c);

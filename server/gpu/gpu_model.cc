@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <utility>
 #include <vector>
@@ -61,11 +62,13 @@ namespace {
 
 const char* ActName(ActType a) { return a == ActType::kF16 ? "f16" : "bf16"; }
 
-// A linear prepared on the host: repacked codes for QGemm, or fp32 weights to convert.
+// A linear prepared on the host: the packed views to repack for QGemm (repacked while
+// uploading, straight into pinned staging memory), or fp32 weights to convert.
 struct HostLinear {
   int64_t out = 0, in = 0;
   bool quant = false;
-  kernels::RepackedMatrix rep;
+  kernels::GpuLayout layout;                       // quant: the (fused) repacked layout
+  std::vector<kernels::PackedMatrixView> q_parts;  // quant: stacked by rows, each rows % 16 == 0 but the last
   int bits = 16;
   int64_t group_size = 0;
   std::vector<float> dense;                       // [out, in] owned (dequantized), or:
@@ -83,16 +86,15 @@ absl::StatusOr<HostLinear> Prepare(const LinearOp* op, const std::string& name, 
   h.in = op->in_features();
   if (const PackedLinear* pk = op->packed()) {
     const kernels::PackedMatrixView& q = pk->view;
-    std::string why = pk->rotation_block > 0 ? "rotated input" : kernels::CheckGpuSupported(q);
+    const std::string why = pk->rotation_block > 0 ? "rotated input" : kernels::CheckGpuSupported(q);
     if (why.empty()) {
-      why = kernels::RepackForGpu(q, &h.rep);
-      if (why.empty()) {
-        h.quant = true;
-        h.bits = q.bits;
-        h.group_size = q.group_size;
-        h.desc = absl::StrCat(op->Describe(), " (QGemm)");
-        return h;
-      }
+      h.quant = true;
+      h.layout = kernels::GpuLayoutFor(q);
+      h.q_parts = {q};
+      h.bits = q.bits;
+      h.group_size = q.group_size;
+      h.desc = absl::StrCat(op->Describe(), " (QGemm)");
+      return h;
     }
     h.dense = op->WeightF32();  // dequantized, rotation undone
     h.desc = absl::StrCat(op->Describe(), " dequantized to dense ", ActName(act), " (cuBLAS; ", why, ")");
@@ -127,13 +129,12 @@ HostLinear Concat(const std::vector<const HostLinear*>& parts) {
   f.desc = parts[0]->desc;
   for (const HostLinear* p : parts) f.out += p->out;
   if (f.quant) {
-    f.rep.layout = parts[0]->rep.layout;
-    f.rep.layout.rows = f.out;
-    f.rep.layout.row_tiles = 0;
+    f.layout = parts[0]->layout;
+    f.layout.rows = f.out;
+    f.layout.row_tiles = 0;
     for (const HostLinear* p : parts) {
-      f.rep.layout.row_tiles += p->rep.layout.row_tiles;
-      f.rep.codes.insert(f.rep.codes.end(), p->rep.codes.begin(), p->rep.codes.end());
-      f.rep.sz.insert(f.rep.sz.end(), p->rep.sz.begin(), p->rep.sz.end());
+      f.layout.row_tiles += p->layout.row_tiles;
+      f.q_parts.insert(f.q_parts.end(), p->q_parts.begin(), p->q_parts.end());
     }
   } else {
     for (const HostLinear* p : parts) f.dense_parts.push_back(&p->Dense());
@@ -141,46 +142,82 @@ HostLinear Concat(const std::vector<const HostLinear*>& parts) {
   return f;
 }
 
-// Dense fp32 host weights -> act on the device. Chunks are converted by the worker pool into
-// two pinned staging buffers and copied asynchronously, so the conversion of one chunk overlaps
-// the copy of the previous one. (The first version converted each linear into a fresh pageable
-// vector: a serial first touch of the whole model plus pageable copies, about 10 s of an
-// 8B-shaped model's 16 s session start on an H200.) Falls back to pageable copies if pinned
-// memory cannot be had.
-class ActUploader {
+// Host -> device copies through two pinned staging buffers on one stream: the worker pool fills
+// one buffer (repacking packed codes, converting fp32 to the activation type, or copying) while
+// the other one's copy is in flight, so the CPU work of the next piece overlaps the PCIe
+// transfer of the previous one. (The first version converted each linear into a fresh pageable
+// vector, and repacked every code element by element on one thread into pageable vectors: about
+// 117 s of an 8B-shaped 4.25-bit artifact's start on an H200.) Falls back to pageable copies if
+// pinned memory cannot be had.
+class Uploader {
  public:
-  static constexpr int64_t kChunk = int64_t{1} << 24;  // values per staging buffer (32 MiB)
+  static constexpr int64_t kStageBytes = int64_t{64} << 20;  // per staging buffer
 
-  explicit ActUploader(ActType act) : f16_(act == ActType::kF16) {
+  explicit Uploader(ActType act) : f16_(act == ActType::kF16) {
     if (cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking) != cudaSuccess) {
       stream_ = nullptr;
       (void)cudaGetLastError();  // the fallback is fine; do not leave the error for a later check
       return;
     }
     for (int b = 0; b < 2; ++b) {
-      if (cudaMallocHost(&buf_[b], kChunk * 2) != cudaSuccess || cudaEventCreate(&done_[b]) != cudaSuccess) {
+      if (cudaMallocHost(&buf_[b], kStageBytes) != cudaSuccess || cudaEventCreate(&done_[b]) != cudaSuccess) {
         Release();
         (void)cudaGetLastError();
         return;
       }
     }
   }
-  ~ActUploader() { Release(); }
-  ActUploader(const ActUploader&) = delete;
-  ActUploader& operator=(const ActUploader&) = delete;
+  ~Uploader() { Release(); }
+  Uploader(const Uploader&) = delete;
+  Uploader& operator=(const Uploader&) = delete;
 
-  absl::Status Upload(const std::vector<float>& src, char* dst) {
-    const int64_t n = static_cast<int64_t>(src.size());
-    if (stream_ == nullptr) return UploadPageable(src, dst);
-    for (int64_t c0 = 0; c0 < n; c0 += kChunk, next_ ^= 1) {
-      const int64_t len = std::min(kChunk, n - c0);
-      uint16_t* b = buf_[next_];
-      SLQ_RETURN_IF_ERROR(CudaStatus(cudaEventSynchronize(done_[next_]), "staging buffer"));
-      Convert(src.data() + c0, len, b);
-      SLQ_RETURN_IF_ERROR(
-          CudaStatus(cudaMemcpyAsync(dst + c0 * 2, b, static_cast<size_t>(len) * 2, cudaMemcpyHostToDevice, stream_),
-                     "upload weights"));
-      SLQ_RETURN_IF_ERROR(CudaStatus(cudaEventRecord(done_[next_], stream_), "staging event"));
+  // fp32 values -> the activation type at dst.
+  absl::Status UploadAct(const std::vector<float>& src, char* dst) {
+    const int64_t n = static_cast<int64_t>(src.size()), chunk = kStageBytes / 2;
+    if (stream_ == nullptr) return UploadActPageable(src, dst);
+    for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+      const int64_t len = std::min(chunk, n - c0);
+      SLQ_ASSIGN_OR_RETURN(char* b, Acquire());
+      Convert(src.data() + c0, len, reinterpret_cast<uint16_t*>(b));
+      SLQ_RETURN_IF_ERROR(Send(dst + c0 * 2, b, static_cast<size_t>(len) * 2, nullptr, nullptr, 0));
+    }
+    return absl::OkStatus();
+  }
+
+  // Raw bytes (e.g. fp32 embeddings), copied into staging by the pool.
+  absl::Status UploadBytes(const void* src, size_t bytes, void* dst) {
+    if (stream_ == nullptr) return CudaStatus(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "upload");
+    const char* s = static_cast<const char*>(src);
+    for (size_t c0 = 0; c0 < bytes; c0 += kStageBytes) {
+      const size_t len = std::min<size_t>(kStageBytes, bytes - c0);
+      SLQ_ASSIGN_OR_RETURN(char* b, Acquire());
+      WorkerPool::Default().Run(
+          static_cast<int64_t>(len),
+          [&](int64_t begin, int64_t end) { std::memcpy(b + begin, s + c0 + begin, static_cast<size_t>(end - begin)); },
+          static_cast<int64_t>(std::max<size_t>(1, len >> 20)));
+      SLQ_RETURN_IF_ERROR(Send(static_cast<char*>(dst) + c0, b, len, nullptr, nullptr, 0));
+    }
+    return absl::OkStatus();
+  }
+
+  // A packed matrix, repacked to slq-gpu-v1 (kernels/repack.h) by the pool a batch of row
+  // tiles at a time, at codes / sz (its first row tile's words / halves on the device).
+  absl::Status UploadPacked(const kernels::PackedMatrixView& v, uint32_t* codes, uint16_t* sz) {
+    const kernels::GpuLayout l = kernels::GpuLayoutFor(v);
+    const int64_t wpt = kernels::CodeWordsPerTile(l), spt = kernels::SzHalvesPerTile(l);
+    const int64_t tile_bytes = wpt * 4 + spt * 2;
+    if (stream_ == nullptr || tile_bytes > kStageBytes) return UploadPackedPageable(v, codes, sz);
+    const int64_t per_batch = kStageBytes / tile_bytes;
+    for (int64_t t0 = 0; t0 < l.row_tiles; t0 += per_batch) {
+      const int64_t nt = std::min(per_batch, l.row_tiles - t0);
+      SLQ_ASSIGN_OR_RETURN(char* b, Acquire());
+      uint32_t* bc = reinterpret_cast<uint32_t*>(b);
+      uint16_t* bs = reinterpret_cast<uint16_t*>(b + nt * wpt * 4);
+      WorkerPool::Default().Run(nt, [&](int64_t begin, int64_t end) {
+        kernels::RepackRowTiles(v, t0 + begin, t0 + end, bc + begin * wpt, bs + begin * spt);
+      });
+      SLQ_RETURN_IF_ERROR(Send(codes + t0 * wpt, bc, static_cast<size_t>(nt * wpt) * 4, sz + t0 * spt, bs,
+                               static_cast<size_t>(nt * spt) * 2));
     }
     return absl::OkStatus();
   }
@@ -192,6 +229,25 @@ class ActUploader {
   }
 
  private:
+  // The next staging buffer, once its previous copy is done.
+  absl::StatusOr<char*> Acquire() {
+    SLQ_RETURN_IF_ERROR(CudaStatus(cudaEventSynchronize(done_[next_]), "staging buffer"));
+    return static_cast<char*>(buf_[next_]);
+  }
+  // Queues the copies out of the current buffer (a second, optional one from the same buffer)
+  // and hands the buffer back.
+  absl::Status Send(void* dst, const void* src, size_t bytes, void* dst2, const void* src2, size_t bytes2) {
+    SLQ_RETURN_IF_ERROR(
+        CudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "upload weights"));
+    if (bytes2 > 0) {
+      SLQ_RETURN_IF_ERROR(
+          CudaStatus(cudaMemcpyAsync(dst2, src2, bytes2, cudaMemcpyHostToDevice, stream_), "upload weights"));
+    }
+    SLQ_RETURN_IF_ERROR(CudaStatus(cudaEventRecord(done_[next_], stream_), "staging event"));
+    next_ ^= 1;
+    return absl::OkStatus();
+  }
+
   void Convert(const float* src, int64_t n, uint16_t* out) const {
     const bool f16 = f16_;
     WorkerPool::Default().Run(
@@ -202,8 +258,8 @@ class ActUploader {
         static_cast<int>(std::max<int64_t>(1, n >> 16)));
   }
 
-  absl::Status UploadPageable(const std::vector<float>& src, char* dst) const {
-    std::vector<uint16_t> w(std::min<size_t>(src.size(), kChunk));
+  absl::Status UploadActPageable(const std::vector<float>& src, char* dst) const {
+    std::vector<uint16_t> w(std::min<size_t>(src.size(), kStageBytes / 2));
     for (size_t c0 = 0; c0 < src.size(); c0 += w.size()) {
       const size_t len = std::min(w.size(), src.size() - c0);
       Convert(src.data() + c0, static_cast<int64_t>(len), w.data());
@@ -211,6 +267,18 @@ class ActUploader {
           CudaStatus(cudaMemcpy(dst + c0 * 2, w.data(), len * 2, cudaMemcpyHostToDevice), "upload weights"));
     }
     return absl::OkStatus();
+  }
+
+  static absl::Status UploadPackedPageable(const kernels::PackedMatrixView& v, uint32_t* codes, uint16_t* sz) {
+    const kernels::GpuLayout l = kernels::GpuLayoutFor(v);
+    const int64_t wpt = kernels::CodeWordsPerTile(l), spt = kernels::SzHalvesPerTile(l);
+    std::vector<uint32_t> c(static_cast<size_t>(l.CodeWords()));
+    std::vector<uint16_t> s(static_cast<size_t>(l.SzHalves()));
+    WorkerPool::Default().Run(l.row_tiles, [&](int64_t begin, int64_t end) {
+      kernels::RepackRowTiles(v, begin, end, c.data() + begin * wpt, s.data() + begin * spt);
+    });
+    SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpy(codes, c.data(), c.size() * 4, cudaMemcpyHostToDevice), "upload codes"));
+    return CudaStatus(cudaMemcpy(sz, s.data(), s.size() * 2, cudaMemcpyHostToDevice), "upload scales");
   }
 
   void Release() {
@@ -227,12 +295,12 @@ class ActUploader {
 
   bool f16_;
   cudaStream_t stream_ = nullptr;
-  uint16_t* buf_[2] = {nullptr, nullptr};
+  void* buf_[2] = {nullptr, nullptr};
   cudaEvent_t done_[2] = {nullptr, nullptr};
   int next_ = 0;
 };
 
-absl::StatusOr<GpuLinear> UploadHost(GpuModel::Impl& m, const HostLinear& h, ActUploader& up) {
+absl::StatusOr<GpuLinear> UploadHost(GpuModel::Impl& m, const HostLinear& h, Uploader& up) {
   GpuLinear g;
   g.out = h.out;
   g.in = h.in;
@@ -243,13 +311,16 @@ absl::StatusOr<GpuLinear> UploadHost(GpuModel::Impl& m, const HostLinear& h, Act
   if (h.quant) {
     uint32_t* codes = nullptr;
     uint16_t* sz = nullptr;
-    SLQ_RETURN_IF_ERROR(m.AllocT(static_cast<int64_t>(h.rep.codes.size()), &codes));
-    SLQ_RETURN_IF_ERROR(m.AllocT(static_cast<int64_t>(h.rep.sz.size()), &sz));
-    SLQ_RETURN_IF_ERROR(CudaStatus(
-        cudaMemcpy(codes, h.rep.codes.data(), h.rep.codes.size() * 4, cudaMemcpyHostToDevice), "upload codes"));
-    SLQ_RETURN_IF_ERROR(
-        CudaStatus(cudaMemcpy(sz, h.rep.sz.data(), h.rep.sz.size() * 2, cudaMemcpyHostToDevice), "upload scales"));
-    g.qm.layout = h.rep.layout;
+    SLQ_RETURN_IF_ERROR(m.AllocT(h.layout.CodeWords(), &codes));
+    SLQ_RETURN_IF_ERROR(m.AllocT(h.layout.SzHalves(), &sz));
+    int64_t words = 0, halves = 0;
+    for (const kernels::PackedMatrixView& part : h.q_parts) {
+      SLQ_RETURN_IF_ERROR(up.UploadPacked(part, codes + words, sz + halves));
+      const kernels::GpuLayout pl = kernels::GpuLayoutFor(part);
+      words += pl.CodeWords();
+      halves += pl.SzHalves();
+    }
+    g.qm.layout = h.layout;
     g.qm.codes = codes;
     g.qm.sz = sz;
     m.max_rows = std::max(m.max_rows, h.out);
@@ -260,7 +331,7 @@ absl::StatusOr<GpuLinear> UploadHost(GpuModel::Impl& m, const HostLinear& h, Act
   if (parts.empty()) parts.push_back(&h.Dense());
   size_t offset = 0;
   for (const std::vector<float>* src : parts) {
-    SLQ_RETURN_IF_ERROR(up.Upload(*src, static_cast<char*>(g.w) + offset));
+    SLQ_RETURN_IF_ERROR(up.UploadAct(*src, static_cast<char*>(g.w) + offset));
     offset += src->size() * 2;
   }
   return g;
@@ -276,7 +347,7 @@ absl::StatusOr<float*> UploadF32(GpuModel::Impl& m, const std::vector<float>& v)
 
 // Uploads a group of linears, fused into one when possible; else one by one into `each`.
 absl::Status UploadGroup(GpuModel::Impl& m, const std::vector<std::pair<const LinearOp*, std::string>>& ops,
-                         GpuLinear* fused, const std::vector<GpuLinear*>& each, ActUploader& up) {
+                         GpuLinear* fused, const std::vector<GpuLinear*>& each, Uploader& up) {
   std::vector<HostLinear> hs;
   for (const auto& [op, name] : ops) {
     SLQ_ASSIGN_OR_RETURN(HostLinear h, Prepare(op, name, m.act));
@@ -361,11 +432,14 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Upload(const Model& model, c
   auto m = std::make_unique<Impl>();
   m->config = c;
   m->act = options.act;
-  SLQ_ASSIGN_OR_RETURN(m->embed, UploadF32(*m, model.embed));
+  Uploader up(m->act);
+  if (!model.embed.empty()) {  // [vocab, hidden] fp32: through the staging buffers
+    SLQ_RETURN_IF_ERROR(m->AllocT(static_cast<int64_t>(model.embed.size()), &m->embed));
+    SLQ_RETURN_IF_ERROR(up.UploadBytes(model.embed.data(), model.embed.size() * 4, m->embed));
+  }
   SLQ_ASSIGN_OR_RETURN(m->final_norm, UploadF32(*m, model.final_norm));
   SLQ_RETURN_IF_ERROR(UploadCommon(*m));
   m->layers.resize(model.layers.size());
-  ActUploader up(m->act);
   for (size_t li = 0; li < model.layers.size(); ++li) {
     const LayerWeights& l = model.layers[li];
     GpuLayer& g = m->layers[li];

@@ -92,6 +92,30 @@ absl::Status ParseEntry(const std::string& file, const std::string& name, const 
   return absl::OkStatus();
 }
 
+// n zero floats. For large n the storage is first asked for transparent huge pages and its
+// pages are faulted in by the worker pool, before the vector's own zero-fill: a plain
+// std::vector<float>(n) first-touches every 4 KiB page on one thread, which for the fp32
+// embeddings and LM head of an 8B-shaped model (4.2 GB) dominated the artifact build on the
+// 2-core VM (bench/results/load-2026-12-01.md).
+std::vector<float> PrefaultedFloats(size_t n) {
+  std::vector<float> v;
+  constexpr size_t kHuge = size_t{1} << 21;
+  const size_t bytes = n * sizeof(float);
+  if (bytes >= 4 * kHuge) {
+    v.reserve(n);
+    char* p = reinterpret_cast<char*>(v.data());
+    const uintptr_t a = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+    const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
+    if (e > a) (void)::madvise(reinterpret_cast<void*>(a), e - a, MADV_HUGEPAGE);  // a hint; may fail
+    const int64_t pages = static_cast<int64_t>((bytes + 4095) / 4096);
+    WorkerPool::Default().Run(pages, [&](int64_t b, int64_t end) {
+      for (int64_t i = b; i < end; ++i) p[i * 4096] = 0;
+    });
+  }
+  v.resize(n);
+  return v;
+}
+
 }  // namespace
 
 absl::string_view DTypeName(DType d) {
@@ -304,7 +328,7 @@ std::vector<std::string> TensorStore::FilePaths() const {
 
 absl::StatusOr<std::vector<float>> ToFloat32(const TensorView& t) {
   const size_t n = static_cast<size_t>(t.numel());
-  std::vector<float> out(n);
+  std::vector<float> out = PrefaultedFloats(n);
   const uint8_t* p = t.bytes.data();
   switch (t.dtype) {
     case DType::kF32:

@@ -7,8 +7,9 @@
 //                        (the pipeline rounds embeddings and the LM head to fp16: "kept at 16
 //                        bits"), else F32. Names follow Hugging Face ("model.layers.3.mlp.up_proj").
 //   manifest.json        format + version, model config, per-layer quantization, the fidelity
-//                        certificate (opaque JSON from the pipeline), and {file: sha256, bytes}
-//                        for every other file in the directory.
+//                        certificate (opaque JSON from the pipeline), and {file: sha256, bytes,
+//                        chunk_bytes, chunk_sha256} for every other file in the directory (the
+//                        sha256 of each 64 MiB piece too, verified in parallel: artifact_hash.h).
 //   tokenizer files      copied in verbatim (names as given, base name only).
 //
 //   SLQ_RETURN_IF_ERROR(WriteArtifact(*model, "/store/a1", {.certificate = cert,
@@ -17,8 +18,9 @@
 //
 // Crash safety: everything is written into "<dir>.tmp-<pid>-<n>", each file fsynced, the temp
 // dir fsynced, then renamed to <dir> (AlreadyExists if <dir> exists) and the parent fsynced.
-// Loading verifies the sha256 and size of every listed file first and refuses a corrupted or
-// truncated artifact with DataLoss naming the file.
+// Loading verifies the sha256 and size of every listed file first (per chunk on the worker pool
+// when the manifest lists chunk digests, else whole files) and refuses a corrupted or truncated
+// artifact with DataLoss naming the file. It then builds the linears in parallel.
 // Thread safety: functions are reentrant; do not write the same dir from two threads.
 #ifndef SLQ_SERVER_QUANT_ARTIFACT_H_
 #define SLQ_SERVER_QUANT_ARTIFACT_H_
