@@ -13,9 +13,10 @@
 // The device loop (GpuGreedyDecode) decodes the same prompt again for `tokens` steps with the
 // argmax fed back on the GPU and the ids read once at the end.
 // --pdl: the step's own kernels launch with programmatic dependent launch (GpuWorkspaceOptions).
+// --linear-pdl: the quantized linears do (QGemmOptions::pdl), in the step and in the linears-only replay.
 //
 //   slq_gpu_decode_bench [--tokens 128] [--prompt 16] [--configs bf16,f16,q4,mix] [--breakdown]
-//                        [--pdl] [--out f.md]
+//                        [--pdl] [--linear-pdl] [--out f.md]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -93,7 +94,7 @@ double MeasureCopyTBs() {
 
 // Time of one token's linears alone (batch 1, same kernels and order as the forward pass,
 // replayed from a CUDA graph): the part of a decode step that is weight streaming.
-double LinearsOnlyMs(const slq::gpu::GpuModel& gm) {
+double LinearsOnlyMs(const slq::gpu::GpuModel& gm, bool linear_pdl) {
   const auto& m = gm.impl();
   std::vector<const slq::gpu::GpuLinear*> ls;
   for (const auto& l : m.layers) {
@@ -122,7 +123,7 @@ double LinearsOnlyMs(const slq::gpu::GpuModel& gm) {
   slq::kernels::AllocWorkspace(qb, &qws);
   auto run = [&]() {
     for (const auto* g : ls) {
-      (void)slq::gpu::RunLinear(*g, m.act, x, 1, y, g == &m.lm_head && !g->quant, blas, qws, qb, s);
+      (void)slq::gpu::RunLinear(*g, m.act, x, 1, y, g == &m.lm_head && !g->quant, blas, qws, qb, s, linear_pdl);
     }
   };
   run();
@@ -164,11 +165,11 @@ struct Row {
 int main(int argc, char** argv) {
   int64_t tokens = 128, prompt = 16;
   std::string configs = "bf16,f16,q4,mix", out_path;
-  bool breakdown = false, pdl = false;
+  bool breakdown = false, pdl = false, linear_pdl = false;
   for (int i = 1; i < argc; i += 2) {
     const std::string k = argv[i];
-    if (k == "--breakdown" || k == "--pdl") {
-      (k == "--pdl" ? pdl : breakdown) = true;
+    if (k == "--breakdown" || k == "--pdl" || k == "--linear-pdl") {
+      (k == "--pdl" ? pdl : k == "--linear-pdl" ? linear_pdl : breakdown) = true;
       --i;
       continue;
     }
@@ -229,6 +230,7 @@ int main(int argc, char** argv) {
     auto kv = slq::gpu::GpuKvCache::Create(cfg, (*gm)->act(), kBs, blocks);
     slq::gpu::GpuWorkspaceOptions wo;
     wo.pdl = pdl;
+    wo.linear_pdl = linear_pdl;
     auto ws = slq::gpu::GpuWorkspace::Create(**gm, wo);
     if (!kv.ok() || !ws.ok()) {
       std::fprintf(stderr, "%s: kv/workspace failed\n", name.c_str());
@@ -241,7 +243,7 @@ int main(int argc, char** argv) {
     row.mb_per_token = bytes / 1e6;
     row.floor_ms = bytes / 3.0e12 * 1e3;
     row.copy_floor_ms = bytes / (copy_tbs * 1e12) * 1e3;
-    row.linears_ms = LinearsOnlyMs(**gm);
+    row.linears_ms = LinearsOnlyMs(**gm, linear_pdl);
     for (int graphs = 0; graphs < 2; ++graphs) {
       (*ws)->set_cuda_graphs(graphs == 1);
       slq::BlockAllocator alloc(blocks, kBs);
@@ -320,7 +322,8 @@ int main(int argc, char** argv) {
   md << "Llama-3-8B shape (32 layers, hidden 4096, 32/8 heads, intermediate 14336, vocab 128256), random "
         "weights, batch 1, prompt "
      << prompt << ", " << tokens << " decode steps (first 2 not timed); small kernels with programmatic dependent "
-     << "launch: " << (pdl ? "on" : "off") << "\n\n";
+     << "launch: " << (pdl ? "on" : "off")
+     << "; programmatic dependent launch of the quantized linears: " << (linear_pdl ? "on" : "off") << "\n\n";
   md << "| config | bits/param (linears) | MB/token | floor ms @3.0 TB/s | floor ms @copy | eager ms/token | "
         "graph ms/token | tokens/s eager | tokens/s graph | graph vs 3.0 TB/s floor | graph vs copy floor | "
         "linears alone ms | device-loop ms/token | tokens/s device loop |\n";

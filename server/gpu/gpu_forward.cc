@@ -176,10 +176,9 @@ absl::Status Enqueue(const GpuModel::Impl& m, GpuWorkspace::Impl& w, const GpuKv
   kvv.block_size = kv.block_size();
   kvv.kv_dim = kvd;
   const bool pdl = w.opt.pdl;
-  // PDL hook: once kernels::QGemmOptions::pdl exists (helper K1), RunLinear can pass `pdl` to the
-  // quantized linears too, so they overlap the drain of the small kernels before them.
+  // The quantized linears stream their weights while the kernel before them drains.
   auto lin = [&](const GpuLinear& l, const void* x, int64_t n, void* y, bool f32) {
-    return RunLinear(l, act, x, n, y, f32, w.blas, w.qws, w.qws_bytes, s);
+    return RunLinear(l, act, x, n, y, f32, w.blas, w.qws, w.qws_bytes, s, w.opt.linear_pdl);
   };
   auto mark = [&](const char* group) {
     if (timer) timer->Mark(group);
@@ -345,6 +344,12 @@ void GpuWorkspace::set_pdl(bool on) {
   cudaStreamSynchronize(impl_->stream);
   impl_->ResetGraphs();
   impl_->opt.pdl = on;
+}
+void GpuWorkspace::set_linear_pdl(bool on) {
+  if (impl_->opt.linear_pdl == on) return;
+  cudaStreamSynchronize(impl_->stream);
+  impl_->ResetGraphs();
+  impl_->opt.linear_pdl = on;
 }
 int64_t GpuWorkspace::graphs_captured() const { return impl_->captured; }
 int64_t GpuWorkspace::graph_launches() const { return impl_->launches; }

@@ -46,6 +46,8 @@ struct GpuWorkspaceOptions {
   // Launch the step's own kernels (norms, RoPE/KV write, attention, SwiGLU, argmax) with
   // programmatic dependent launch, so each is scheduled while the kernel before it drains.
   bool pdl = false;
+  // Launch the quantized linears (kernels::QGemm) with programmatic dependent launch.
+  bool linear_pdl = false;
 };
 
 // Stream, cuBLAS handle, activation buffers and captured graphs for one model.
@@ -57,7 +59,8 @@ class GpuWorkspace {
   GpuWorkspace(const GpuWorkspace&) = delete;
   GpuWorkspace& operator=(const GpuWorkspace&) = delete;
   void set_cuda_graphs(bool on);
-  void set_pdl(bool on);  // drops the captured graphs when it changes
+  void set_pdl(bool on);         // drops the captured graphs when it changes
+  void set_linear_pdl(bool on);  // likewise
   int64_t graphs_captured() const;
   int64_t graph_launches() const;
 

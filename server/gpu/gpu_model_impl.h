@@ -61,9 +61,12 @@ struct GpuModel::Impl {
 };
 
 // y [n, out] = x [n, in] W^T. y_f32: write fp32 (dense only) instead of act.
-// qgemm_ws: QGemm workspace (zeroed), blas: a handle bound to `stream`.
+// qgemm_ws: QGemm workspace (zeroed), blas: a handle bound to `stream`. pdl: a quantized linear
+// launches with programmatic dependent launch (kernels::QGemmOptions::pdl: it streams its
+// weights while the kernel before it drains, and reads x only after that kernel completed).
 absl::Status RunLinear(const GpuLinear& l, ActType act, const void* x, int64_t n, void* y, bool y_f32,
-                       cublasHandle_t blas, void* qgemm_ws, size_t qgemm_ws_bytes, cudaStream_t stream);
+                       cublasHandle_t blas, void* qgemm_ws, size_t qgemm_ws_bytes, cudaStream_t stream,
+                       bool pdl = false);
 
 absl::Status CudaStatus(cudaError_t e, const char* what);
 

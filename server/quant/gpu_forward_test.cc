@@ -79,7 +79,7 @@ std::vector<int32_t> RandomTokens(int64_t n, int64_t vocab, uint32_t seed) {
 
 // Two sequences through the same chunk schedule on both paths: prefill chunks (all logits),
 // a mixed step, then decode steps; every logits row is compared.
-Compare RunBoth(const Model& m, ActType act, bool graphs = true, bool pdl = false) {
+Compare RunBoth(const Model& m, ActType act, bool graphs = true, bool pdl = false, bool linear_pdl = false) {
   Compare cmp;
   const ModelConfig& c = m.config;
   auto gm = GpuModel::Upload(m, {act});
@@ -92,6 +92,7 @@ Compare RunBoth(const Model& m, ActType act, bool graphs = true, bool pdl = fals
   GpuWorkspaceOptions wo;
   wo.cuda_graphs = graphs;
   wo.pdl = pdl;
+  wo.linear_pdl = linear_pdl;
   auto ws = GpuWorkspace::Create(**gm, wo);
   EXPECT_TRUE(ws.ok()) << ws.status();
   if (!kv.ok() || !ws.ok()) return cmp;
@@ -249,6 +250,27 @@ TEST(GpuForward, ProgrammaticDependentLaunchAgrees) {
   auto d = Load("docs-19m");
   ASSERT_NE(d, nullptr);
   ExpectParity(RunBoth(*d, ActType::kF16, /*graphs=*/true, /*pdl=*/true), kDense);
+}
+
+// The quantized linears launched with programmatic dependent launch (they read their weights
+// before the previous kernel completed, x only after): the same logits as plain launches, with
+// and without the small kernels' PDL, eagerly and from graphs.
+TEST(GpuForward, QuantizedLinearsWithProgrammaticDependentLaunchAgree) {
+  SKIP_WITHOUT_GPU();
+  auto m = Load("tinystories-656k");
+  ASSERT_NE(m, nullptr);
+  quant::QuantConfig cfg;
+  cfg.group_size = 64;
+  Quantize(m.get(), cfg, [](size_t i) { return std::vector<int>{4, 6, 3, 8, 5}[i % 5]; });
+  const Compare plain = RunBoth(*m, ActType::kF16, /*graphs=*/true);
+  for (bool graphs : {false, true}) {
+    for (bool pdl : {false, true}) {
+      SCOPED_TRACE(absl::StrCat("graphs ", graphs, " pdl ", pdl));
+      const Compare c = RunBoth(*m, ActType::kF16, graphs, pdl, /*linear_pdl=*/true);
+      ExpectParity(c, kQuant);
+      EXPECT_NEAR(plain.ear_mean(), c.ear_mean(), 1e-4);
+    }
+  }
 }
 
 // A long prompt, then decode steps: the attention splits its context (flash-decoding; docs-19m
