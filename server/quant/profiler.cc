@@ -89,8 +89,23 @@ std::string ProxyAlphaKey(const ProfileOptions& o, const QuantConfig& c) {
                       "|T=", o.temperature, "|rot=", c.rotate, ":", c.rotation_seed);
 }
 std::string ProxyErrKey(const ProfileOptions& o, const QuantConfig& c, int bits) {
+  // mse / gptq round with the calibration inputs: their errors depend on the data too.
+  const bool rtn = ChoiceRounding(bits) == Rounding::kRtn;
   return absl::StrCat("proxy-err|model=", o.model_sha, "|b=", bits, "|g=", c.group_size, "|sym=", c.symmetric,
-                      "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed);
+                      "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed,
+                      rtn ? "" : absl::StrCat("|data=", o.data_sha));
+}
+
+// The proxy's err of a layer choice. RTN: ||W - W'||^2 / ||W||^2. mse / gptq trade weight error
+// for output error, so their err is RTN's at the same width scaled by the ratio of output errors
+// ||(W - W')X||^2 (choice over RTN): the alpha calibrated on weight noise then still applies.
+absl::StatusOr<double> ProxyError(ModelQuantizer& mq, const std::string& name, int choice) {
+  const int rtn = ChoiceBits(choice);
+  SLQ_ASSIGN_OR_RETURN(const double e, mq.RelativeError(name, rtn));
+  if (ChoiceRounding(choice) == Rounding::kRtn) return e;
+  SLQ_ASSIGN_OR_RETURN(const double out_rtn, mq.RelativeOutputError(name, rtn));
+  SLQ_ASSIGN_OR_RETURN(const double out, mq.RelativeOutputError(name, choice));
+  return out_rtn > 0 ? e * out / out_rtn : e;
 }
 
 absl::Status ProfileProxy(ModelQuantizer& mq, EvalBackend& eval, int set, const ProfileOptions& o,
@@ -138,7 +153,7 @@ absl::Status ProfileProxy(ModelQuantizer& mq, EvalBackend& eval, int set, const 
       if (errs.contains(lp.name)) {
         lp.rel_err[b] = errs[lp.name].get<double>();
       } else {
-        SLQ_ASSIGN_OR_RETURN(lp.rel_err[b], mq.RelativeError(lp.name, b));
+        SLQ_ASSIGN_OR_RETURN(lp.rel_err[b], ProxyError(mq, lp.name, b));
         errs[lp.name] = lp.rel_err[b];
         fresh = true;
       }
