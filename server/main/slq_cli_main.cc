@@ -171,6 +171,8 @@ int main(int argc, char** argv) {
       ->add_option("--quantizers", q.quantizers,
                    "Roundings the search may choose per layer: rtn, mse, gptq (comma-separated; 'rtn' = width only)")
       ->capture_default_str();
+  quant->add_option("--gptq-damp", q.gptq_damp, "GPTQ dampening, relative to the mean diagonal of X^T X")
+      ->capture_default_str();
   quant->add_flag("--quantize-head", q.quantize_lm_head, "Quantize the LM head too");
   quant->add_option("--seed", q.seed, "Bootstrap and noise seed")->capture_default_str();
   quant->add_option("--profile-cache", q.profile_cache_dir, "Cache profiles (measured and proxy) in this folder");

@@ -50,6 +50,9 @@ class ModelQuantizer {
   // The Gram of each slot's inputs on the calibration text (input_gram.h), for mse / gptq.
   void SetInputGrams(std::map<std::string, InputGram> grams) { grams_ = std::move(grams); }
   bool has_input_grams() const { return !grams_.empty(); }
+  // GPTQ's options (dampening); set before the first gptq choice is quantized (cached after).
+  void set_gptq_options(GptqOptions o) { gptq_ = o; }
+  const GptqOptions& gptq_options() const { return gptq_; }
 
   // Quantizes one slot at choice `bits` (2..8, or EncodeChoice(bits, rounding)); 0 or 16 = restore dense.
   [[nodiscard]] absl::Status SetBits(const std::string& name, int bits);
@@ -84,6 +87,7 @@ class ModelQuantizer {
   std::map<std::pair<std::string, int>, double> err_cache_;
   std::map<std::pair<std::string, int>, double> out_err_cache_;
   std::map<std::string, InputGram> grams_;
+  GptqOptions gptq_;
   std::map<std::string, int> current_;  // slots swapped out: bits, or kNoisy
   ChangeFn on_change_;
 };

@@ -39,6 +39,9 @@ absl::Status CheckOptions(const PipelineOptions& o) {
   if (o.calibration_resamples < 1 || o.closed_loop_max_evals < 1 || !(o.transfer_z >= 0)) {
     return absl::InvalidArgumentError("calibration_resamples and closed_loop_max_evals must be >= 1, transfer_z >= 0");
   }
+  if (!(o.gptq_damp > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("gptq_damp = ", o.gptq_damp, "; must be > 0"));
+  }
   if (!(o.temperature > 0)) {
     return absl::InvalidArgumentError(absl::StrCat("temperature = ", o.temperature, "; must be > 0"));
   }
@@ -144,6 +147,7 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
   SLQ_RETURN_IF_ERROR(ResolveGroupSize(4, cfg.group_size, 1 << 20).status());
   s->mq_ = std::make_unique<ModelQuantizer>(s->model_.get(), cfg, options.quantize_lm_head);
   SLQ_RETURN_IF_ERROR(s->mq_->Init());
+  s->mq_->set_gptq_options(GptqOptions{.damp = options.gptq_damp});
   s->mq_->set_on_change(
       [e = s->eval_.get()](const std::string& slot, const LinearOp& op) { return e->SlotChanged(slot, op); });
   return s;
@@ -161,6 +165,7 @@ std::string QuantizationSession::ReuseKey(const PipelineOptions& o) {
                         {"mse_clip", o.mse_clip},
                         {"rotate", o.rotate},
                         {"rotation_seed", o.rotation_seed},
+                        {"gptq_damp", o.gptq_damp},
                         {"quantize_lm_head", o.quantize_lm_head},
                         {"embeddings_fp16", o.embeddings_fp16},
                         {"cloze_max_items", o.cloze_max_items}}
@@ -202,6 +207,7 @@ absl::StatusOr<LayerProfiles> QuantizationSession::Profile(const std::vector<std
   } else {
     ProfileOptions po;
     po.estimator = opts_.estimator;
+    po.bits.clear();
     std::map<std::string, int> choices;
     for (Rounding r : roundings_) {
       for (int b : formats_) po.bits.push_back(EncodeChoice(b, r));

@@ -63,7 +63,8 @@ struct PipelineOptions {
   bool rotate = false;  // randomized Hadamard rotation (HIGGS)
   // Roundings the search may choose per layer (rounding.h), e.g. "rtn,mse,gptq"; "rtn" alone
   // reproduces the width-only search. With uniform_bits and one rounding listed: that rounding.
-  std::string quantizers = "rtn,gptq";
+  std::string quantizers = "rtn";
+  double gptq_damp = 0.1;  // GPTQ dampening, relative to mean diag(X^T X) (rounding.h)
   uint64_t rotation_seed = 1;
   std::string estimator = "measured";  // measured | proxy
   std::string solver = "dp";           // dp | lagrangian

@@ -15,10 +15,16 @@ namespace {
 
 using nlohmann::json;
 
-std::string CacheKey(const ProfileOptions& o, const QuantConfig& c, int bits) {
+// The GPTQ dampening is part of a gptq choice's key.
+std::string DampKey(const ModelQuantizer& mq, int choice) {
+  return ChoiceRounding(choice) == Rounding::kGptq ? absl::StrCat("|damp=", mq.gptq_options().damp) : "";
+}
+
+std::string CacheKey(const ProfileOptions& o, const ModelQuantizer& mq, int bits) {
+  const QuantConfig& c = mq.config();
   return absl::StrCat(o.estimator, "|model=", o.model_sha, "|data=", o.data_sha, "|b=", bits, "|g=", c.group_size,
                       "|sym=", c.symmetric, "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed,
-                      "|T=", o.temperature);
+                      "|T=", o.temperature, DampKey(mq, bits));
 }
 
 std::string CachePath(const ProfileOptions& o, const std::string& key) {
@@ -52,7 +58,7 @@ absl::Status ProfileMeasured(ModelQuantizer& mq, EvalBackend& eval, int set, con
   const double total = static_cast<double>(o.bits.size() * out.layers.size());
   double done = 0;
   for (int b : o.bits) {
-    const std::string key = CacheKey(o, mq.config(), b);
+    const std::string key = CacheKey(o, mq, b);
     json cached = ReadCache(o, key);
     json fresh = cached.is_object() ? cached : json::object();
     bool all_cached = true;
@@ -88,12 +94,13 @@ std::string ProxyAlphaKey(const ProfileOptions& o, const QuantConfig& c) {
   return absl::StrCat("proxy-alpha|model=", o.model_sha, "|data=", o.data_sha, "|noise=", o.noise_rel, "|seed=", o.seed,
                       "|T=", o.temperature, "|rot=", c.rotate, ":", c.rotation_seed);
 }
-std::string ProxyErrKey(const ProfileOptions& o, const QuantConfig& c, int bits) {
+std::string ProxyErrKey(const ProfileOptions& o, const ModelQuantizer& mq, int bits) {
+  const QuantConfig& c = mq.config();
   // mse / gptq round with the calibration inputs: their errors depend on the data too.
   const bool rtn = ChoiceRounding(bits) == Rounding::kRtn;
   return absl::StrCat("proxy-err|model=", o.model_sha, "|b=", bits, "|g=", c.group_size, "|sym=", c.symmetric,
                       "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed,
-                      rtn ? "" : absl::StrCat("|data=", o.data_sha));
+                      rtn ? "" : absl::StrCat("|data=", o.data_sha), DampKey(mq, bits));
 }
 
 // The proxy's err of a layer choice. RTN: ||W - W'||^2 / ||W||^2. mse / gptq trade weight error
@@ -145,7 +152,7 @@ absl::Status ProfileProxy(ModelQuantizer& mq, EvalBackend& eval, int set, const 
     ++out.cache_hits;
   }
   for (int b : o.bits) {
-    const std::string ekey = ProxyErrKey(o, mq.config(), b);
+    const std::string ekey = ProxyErrKey(o, mq, b);
     json errs = ReadCache(o, ekey);
     if (!errs.is_object()) errs = json::object();
     bool fresh = false;
