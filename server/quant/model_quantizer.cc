@@ -75,7 +75,8 @@ absl::StatusOr<const QuantizedMatrix*> ModelQuantizer::Quantized(const std::stri
     }
     gram = &g->second;
   }
-  SLQ_ASSIGN_OR_RETURN(QuantizedMatrix q, QuantizeMatrixRounded(w->data(), info->rows, info->cols, cfg, rounding, gram, gptq_));
+  SLQ_ASSIGN_OR_RETURN(QuantizedMatrix q,
+                       QuantizeMatrixRounded(w->data(), info->rows, info->cols, cfg, rounding, gram, gptq_));
   return &cache_.emplace(key, std::move(q)).first->second;
 }
 

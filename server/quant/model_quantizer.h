@@ -10,9 +10,9 @@
 // A slot's "bits" argument is a layer choice (rounding.h): its bitwidth for RTN, or
 // EncodeChoice(bits, rounding) for mse / gptq, which need the slots' input Grams
 // (SetInputGrams; FailedPrecondition without). Quantized matrices are cached per (slot,
-// choice); setting a slot to the choice it already holds is a no-op. An observer (set_on_change) is told of every change, with the op now in the
-// slot: an EvalBackend keeping a device mirror of the weights uses it. Thread safety: not
-// thread-safe, and no forward pass may run on the model during a swap.
+// choice); setting a slot to the choice it already holds is a no-op. An observer (set_on_change) is told of every
+// change, with the op now in the slot: an EvalBackend keeping a device mirror of the weights uses it. Thread safety:
+// not thread-safe, and no forward pass may run on the model during a swap.
 #ifndef SLQ_SERVER_QUANT_MODEL_QUANTIZER_H_
 #define SLQ_SERVER_QUANT_MODEL_QUANTIZER_H_
 

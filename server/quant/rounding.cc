@@ -6,8 +6,8 @@
 #include <cmath>
 #include <string>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "server/common/half.h"
 #include "server/common/status_macros.h"

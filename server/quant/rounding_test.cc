@@ -25,7 +25,8 @@ namespace fs = std::filesystem;
 InputGram SyntheticGram(int64_t cols, int64_t tokens, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> n(0.0f, 1.0f);
-  std::vector<float> a(static_cast<size_t>(cols * cols)), z(static_cast<size_t>(cols)), x(static_cast<size_t>(tokens * cols));
+  std::vector<float> a(static_cast<size_t>(cols * cols)), z(static_cast<size_t>(cols)),
+      x(static_cast<size_t>(tokens * cols));
   for (auto& v : a) v = n(rng) / std::sqrt(static_cast<float>(cols));
   for (int64_t t = 0; t < tokens; ++t) {
     for (auto& v : z) v = n(rng);
@@ -134,8 +135,10 @@ TEST(RoundingTest, SearchPicksACheaperRoundingAtEqualDamage) {
   const double p = 1000;
   LayerOptions l;
   l.name = "x";
-  for (auto [c, dmg] : {std::pair{EncodeChoice(4, Rounding::kRtn), 0.05}, {EncodeChoice(8, Rounding::kRtn), 1e-4},
-                        {EncodeChoice(4, Rounding::kGptq), 1e-4}, {EncodeChoice(8, Rounding::kGptq), 1e-4}}) {
+  for (auto [c, dmg] : {std::pair{EncodeChoice(4, Rounding::kRtn), 0.05},
+                        {EncodeChoice(8, Rounding::kRtn), 1e-4},
+                        {EncodeChoice(4, Rounding::kGptq), 1e-4},
+                        {EncodeChoice(8, Rounding::kGptq), 1e-4}}) {
     l.bits.push_back(c);
     l.cost.push_back(p * BitsPerParam(ChoiceBits(c), 64, 64));
     l.damage.push_back(dmg);
