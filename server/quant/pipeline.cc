@@ -208,12 +208,11 @@ absl::StatusOr<LayerProfiles> QuantizationSession::Profile(const std::vector<std
     ProfileOptions po;
     po.estimator = opts_.estimator;
     po.bits.clear();
-    std::map<std::string, int> choices;
     for (Rounding r : roundings_) {
       for (int b : formats_) po.bits.push_back(EncodeChoice(b, r));
-      if (r != Rounding::kRtn) choices["any"] = EncodeChoice(formats_[0], r);
     }
-    SLQ_RETURN_IF_ERROR(EnsureInputGrams(choices));
+    SLQ_RETURN_IF_ERROR(
+        EnsureInputGrams(std::any_of(po.bits.begin(), po.bits.end(), [](int c) { return UsesActivations(c); })));
     po.temperature = opts_.temperature;
     po.seed = opts_.seed;
     po.cache_dir = opts_.profile_cache_dir;
@@ -243,7 +242,9 @@ double QuantizationSession::AverageBits(const std::map<std::string, int>& bits) 
 
 absl::StatusOr<FidelityReport> QuantizationSession::EvaluateOn(const std::map<std::string, int>& bits, int set,
                                                                int resamples, std::vector<SequenceMetrics>* keep) {
-  SLQ_RETURN_IF_ERROR(EnsureInputGrams(bits));
+  bool grams = false;
+  for (const auto& [name, c] : bits) grams = grams || UsesActivations(c);
+  SLQ_RETURN_IF_ERROR(EnsureInputGrams(grams));
   SLQ_RETURN_IF_ERROR(mq_->Apply(bits));
   SLQ_ASSIGN_OR_RETURN(auto per_seq, eval_->Compare(set, opts_.temperature));
   SLQ_ASSIGN_OR_RETURN(FidelityReport r, Summarize(per_seq, {resamples, opts_.seed}));
@@ -251,14 +252,8 @@ absl::StatusOr<FidelityReport> QuantizationSession::EvaluateOn(const std::map<st
   return r;
 }
 
-absl::Status QuantizationSession::EnsureInputGrams(const std::map<std::string, int>& choices) {
-  if (mq_->has_input_grams()) return absl::OkStatus();
-  bool needed = false;
-  for (const auto& [name, c] : choices) {
-    SLQ_RETURN_IF_ERROR(CheckChoice(c));
-    needed = needed || (!IsDenseChoice(c) && ChoiceRounding(c) != Rounding::kRtn);
-  }
-  if (!needed) return absl::OkStatus();
+absl::Status QuantizationSession::EnsureInputGrams(bool needed) {
+  if (!needed || mq_->has_input_grams()) return absl::OkStatus();
   const auto t0 = Clock::now();
   mq_->RestoreAll();  // the dense model's inputs
   std::vector<std::string> names;

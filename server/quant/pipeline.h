@@ -166,9 +166,9 @@ class QuantizationSession {
   // The closed loop's predicted held-out bound from a calibration report (transfer_bound.h).
   double CalibrationBound(const FidelityReport& r) const;
   std::vector<LayerOptions> Options(const LayerProfiles& profile) const;
-  // Captures the quantizable slots' input Grams on the calibration split once (for mse/gptq
-  // choices in `choices`; a no-op when none or already captured).
-  absl::Status EnsureInputGrams(const std::map<std::string, int>& choices);
+  // Captures the quantizable slots' input Grams on the calibration split once, when `needed`
+  // (some choice is mse/gptq) and not yet captured.
+  absl::Status EnsureInputGrams(bool needed);
 
   PipelineOptions opts_;
   ProgressFn progress_;

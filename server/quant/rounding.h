@@ -71,6 +71,8 @@ inline int EncodeChoice(int bits, Rounding r) { return bits + kChoiceStride * st
 inline bool IsDenseChoice(int choice) { return choice == 0 || choice == 16; }
 inline int ChoiceBits(int choice) { return choice % kChoiceStride; }
 inline Rounding ChoiceRounding(int choice) { return static_cast<Rounding>(choice / kChoiceStride); }
+// A quantized choice whose rounding needs the input Gram (mse, gptq).
+inline bool UsesActivations(int choice) { return !IsDenseChoice(choice) && ChoiceRounding(choice) != Rounding::kRtn; }
 // InvalidArgument unless bits in 2..8 (or 0/16: dense) and a known rounding.
 [[nodiscard]] absl::Status CheckChoice(int choice);
 
