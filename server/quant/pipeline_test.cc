@@ -379,6 +379,29 @@ TEST(PipelineTest, QuantizersOptionReachesTheCertificate) {
   EXPECT_EQ(p->bits, (std::vector<int>{4, 8, EncodeChoice(4, Rounding::kGptq), EncodeChoice(8, Rounding::kGptq)}));
   o.quantizers = "rtn,awq";
   EXPECT_EQ(QuantizationSession::Open(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.quantizers = "gptq";
+  o.rotate = true;
+  EXPECT_EQ(QuantizationSession::Open(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// The proxy scales RTN's weight error by the output-error ratio: gptq (fitted on these inputs)
+// predicts less damage than RTN at the same width on every layer.
+TEST(ProfilerTest, ProxyRanksGptqBelowRtnAtEqualWidth) {
+  PipelineOptions o = TinyOptions();
+  o.estimator = "proxy";
+  o.quantizers = "rtn,gptq";
+  o.formats = "4,8";
+  auto s = QuantizationSession::Open(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto p = (*s)->Profile();
+  ASSERT_TRUE(p.ok()) << p.status();
+  for (size_t i = 0; i < p->layers.size(); ++i) {
+    for (int b : {4, 8}) {
+      EXPECT_LT(p->layers[i].rel_err.at(EncodeChoice(b, Rounding::kGptq)), p->layers[i].rel_err.at(b))
+          << p->layers[i].name;
+      EXPECT_LT(p->Damage(i, EncodeChoice(b, Rounding::kGptq), DamageMetric::kKl), p->Damage(i, b, DamageMetric::kKl));
+    }
+  }
 }
 
 }  // namespace
