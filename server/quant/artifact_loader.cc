@@ -57,9 +57,11 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const SafetensorsFile& st, 
   q.mse_clip = info.at("mse_clip").get<bool>();
   // How the codes were chosen; artifacts written before roundings existed are RTN.
   const std::string quantizer = info.value("quantizer", "rtn");
-  SLQ_ASSIGN_OR_RETURN(const std::vector<Rounding> rounding, ParseRoundings(quantizer));
-  if (rounding.size() != 1) return absl::DataLossError(absl::StrCat("linear ", name, ": quantizer ", quantizer));
-  q.rounding = rounding[0];
+  const absl::StatusOr<std::vector<Rounding>> rounding = ParseRoundings(quantizer);
+  if (!rounding.ok() || rounding->size() != 1) {
+    return absl::DataLossError(absl::StrCat("linear ", name, ": unknown quantizer '", quantizer, "'"));
+  }
+  q.rounding = (*rounding)[0];
   q.rotation.block = info.at("rotation_block").get<int64_t>();
   q.rotation.seed = info.at("rotation_seed").get<uint64_t>();
   if (q.bits < 2 || q.bits > 8 || q.group_size < 1 || rows < 1 || cols < 1) {
