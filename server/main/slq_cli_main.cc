@@ -167,6 +167,12 @@ int main(int argc, char** argv) {
   quant->add_flag("--symmetric", q.symmetric, "Symmetric quantization");
   quant->add_flag("--mse-clip", q.mse_clip, "MSE-optimal clipping");
   quant->add_flag("--hadamard", q.rotate, "Randomized Hadamard rotation (HIGGS)");
+  quant
+      ->add_option("--quantizers", q.quantizers,
+                   "Roundings the search may choose per layer: rtn, mse, gptq (comma-separated; 'rtn' = width only)")
+      ->capture_default_str();
+  quant->add_option("--gptq-damp", q.gptq_damp, "GPTQ dampening, relative to the mean diagonal of X^T X")
+      ->capture_default_str();
   quant->add_flag("--quantize-head", q.quantize_lm_head, "Quantize the LM head too");
   quant->add_option("--seed", q.seed, "Bootstrap and noise seed")->capture_default_str();
   quant->add_option("--profile-cache", q.profile_cache_dir, "Cache profiles (measured and proxy) in this folder");

@@ -27,6 +27,7 @@ namespace slq {
 struct PackedLinear {
   kernels::PackedMatrixView view;  // slq-packed-v1 codes, fp16 scales and zeros, bits, group
   bool mse_clip = false;           // how the codes were chosen (recorded in artifacts)
+  std::string quantizer = "rtn";   // the rounding that chose them: rtn, mse, gptq (ditto)
   // Randomized Hadamard rotation of the input (server/quant/quantizer.h): the view multiplies
   // R x, not x. rotation_block == 0: none.
   int64_t rotation_block = 0;

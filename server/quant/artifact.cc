@@ -98,6 +98,7 @@ absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears) {
                          {"group_size", m.group_size},
                          {"symmetric", m.symmetric},
                          {"mse_clip", q->mse_clip},
+                         {"quantizer", q->quantizer},
                          {"rotation_block", q->rotation_block},
                          {"rotation_seed", q->rotation_seed},
                          {"grid", "uniform"},
@@ -128,6 +129,7 @@ json DescribeLinears(Model& model) {
                 {"symmetric", m.symmetric},
                 {"rotation", q->rotation_block > 0},
                 {"mse_clip", q->mse_clip},
+                {"quantizer", q->quantizer},
                 {"grid", "uniform"},
                 {"bits_per_param", q->bits_per_param}});
     } else {

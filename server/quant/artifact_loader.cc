@@ -9,6 +9,7 @@
 #include "server/quant/artifact.h"
 #include "server/quant/model_config_json.h"
 #include "server/quant/quantized_linear.h"
+#include "server/quant/rounding.h"
 
 namespace slq::quant {
 namespace {
@@ -55,6 +56,13 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const SafetensorsFile& st, 
   q.group_size = info.at("group_size").get<int64_t>();
   q.symmetric = info.at("symmetric").get<bool>();
   q.mse_clip = info.at("mse_clip").get<bool>();
+  // How the codes were chosen; artifacts written before roundings existed are RTN.
+  const std::string quantizer = info.value("quantizer", "rtn");
+  const absl::StatusOr<std::vector<Rounding>> rounding = ParseRoundings(quantizer);
+  if (!rounding.ok() || rounding->size() != 1) {
+    return absl::DataLossError(absl::StrCat("linear ", name, ": unknown quantizer '", quantizer, "'"));
+  }
+  q.rounding = (*rounding)[0];
   q.rotation.block = info.at("rotation_block").get<int64_t>();
   q.rotation.seed = info.at("rotation_seed").get<uint64_t>();
   if (q.bits < 2 || q.bits > 8 || q.group_size < 1 || rows < 1 || cols < 1) {

@@ -60,11 +60,23 @@ absl::StatusOr<const QuantizedMatrix*> ModelQuantizer::Quantized(const std::stri
   for (const auto& s : slots_) {
     if (s.name == name) info = &s;
   }
+  SLQ_RETURN_IF_ERROR(CheckChoice(bits));
   QuantConfig cfg = config_;
-  cfg.bits = bits;
+  cfg.bits = ChoiceBits(bits);
   // One rotation seed per slot, derived from the configured seed and the slot's index.
   cfg.rotation_seed = config_.rotation_seed * 1000003ULL + static_cast<uint64_t>(info - slots_.data());
-  SLQ_ASSIGN_OR_RETURN(QuantizedMatrix q, QuantizeMatrix(w->data(), info->rows, info->cols, cfg));
+  const Rounding rounding = ChoiceRounding(bits);
+  const InputGram* gram = nullptr;
+  if (rounding != Rounding::kRtn) {
+    auto g = grams_.find(name);
+    if (g == grams_.end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("slot ", name, ": ", RoundingName(rounding), " needs the input Gram (none captured)"));
+    }
+    gram = &g->second;
+  }
+  SLQ_ASSIGN_OR_RETURN(QuantizedMatrix q,
+                       QuantizeMatrixRounded(w->data(), info->rows, info->cols, cfg, rounding, gram, gptq_));
   return &cache_.emplace(key, std::move(q)).first->second;
 }
 
@@ -123,6 +135,20 @@ absl::Status ModelQuantizer::InjectNoise(const std::string& name, double rel, ui
   *op = std::make_unique<DenseLinear>(rows, cols, std::move(noisy));
   current_[name] = kNoisy;
   return Notify(name, **op);
+}
+
+absl::StatusOr<double> ModelQuantizer::RelativeOutputError(const std::string& name, int bits) {
+  auto key = std::make_pair(name, bits);
+  auto it = out_err_cache_.find(key);
+  if (it != out_err_cache_.end()) return it->second;
+  auto g = grams_.find(name);
+  if (g == grams_.end()) return absl::FailedPreconditionError(absl::StrCat("slot ", name, ": no input Gram"));
+  SLQ_ASSIGN_OR_RETURN(const std::vector<float>* w, Weights(name));
+  SLQ_ASSIGN_OR_RETURN(const QuantizedMatrix* q, Quantized(name, bits));
+  const double energy = OutputEnergy(w->data(), q->rows, g->second);
+  const double e = energy > 0 ? OutputError(w->data(), *q, g->second) / energy : 0.0;
+  out_err_cache_[key] = e;
+  return e;
 }
 
 absl::StatusOr<double> ModelQuantizer::RelativeError(const std::string& name, int bits) {

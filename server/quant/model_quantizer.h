@@ -7,10 +7,12 @@
 //
 // Ownership: the original dense ops are moved out of the model into a stash while a slot holds
 // a quantized (or noisy) op, and moved back on Restore; the Model must outlive this object.
-// Quantized matrices are cached per (slot, bits); setting a slot to the bits it already holds
-// is a no-op. An observer (set_on_change) is told of every change, with the op now in the
-// slot: an EvalBackend keeping a device mirror of the weights uses it. Thread safety: not
-// thread-safe, and no forward pass may run on the model during a swap.
+// A slot's "bits" argument is a layer choice (rounding.h): its bitwidth for RTN, or
+// EncodeChoice(bits, rounding) for mse / gptq, which need the slots' input Grams
+// (SetInputGrams; FailedPrecondition without). Quantized matrices are cached per (slot,
+// choice); setting a slot to the choice it already holds is a no-op. An observer (set_on_change) is told of every
+// change, with the op now in the slot: an EvalBackend keeping a device mirror of the weights uses it. Thread safety:
+// not thread-safe, and no forward pass may run on the model during a swap.
 #ifndef SLQ_SERVER_QUANT_MODEL_QUANTIZER_H_
 #define SLQ_SERVER_QUANT_MODEL_QUANTIZER_H_
 
@@ -23,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "server/model/model.h"
 #include "server/quant/quantizer.h"
+#include "server/quant/rounding.h"
 
 namespace slq::quant {
 
@@ -44,7 +47,14 @@ class ModelQuantizer {
   // The fp32 weights [rows, cols] of a slot (from the stash when swapped out).
   [[nodiscard]] absl::StatusOr<const std::vector<float>*> Weights(const std::string& name) const;
 
-  // Quantizes one slot at `bits` (2..8); 0 or 16 = restore dense.
+  // The Gram of each slot's inputs on the calibration text (input_gram.h), for mse / gptq.
+  void SetInputGrams(std::map<std::string, InputGram> grams) { grams_ = std::move(grams); }
+  bool has_input_grams() const { return !grams_.empty(); }
+  // GPTQ's options (dampening); set before the first gptq choice is quantized (cached after).
+  void set_gptq_options(GptqOptions o) { gptq_ = o; }
+  const GptqOptions& gptq_options() const { return gptq_; }
+
+  // Quantizes one slot at choice `bits` (2..8, or EncodeChoice(bits, rounding)); 0 or 16 = restore dense.
   [[nodiscard]] absl::Status SetBits(const std::string& name, int bits);
   // Sets every quantizable slot from the map (slots not in it: dense).
   [[nodiscard]] absl::Status Apply(const std::map<std::string, int>& bits);
@@ -58,6 +68,8 @@ class ModelQuantizer {
   void set_on_change(ChangeFn fn) { on_change_ = std::move(fn); }
   // ||W - W'||^2 / ||W||^2 at `bits` from the weights alone (cached).
   [[nodiscard]] absl::StatusOr<double> RelativeError(const std::string& name, int bits);
+  // ||(W - W')X||^2 / ||W X||^2 over the captured inputs (FailedPrecondition without grams; cached).
+  [[nodiscard]] absl::StatusOr<double> RelativeOutputError(const std::string& name, int bits);
 
  private:
   absl::StatusOr<std::unique_ptr<LinearOp>*> SlotOp(const std::string& name);
@@ -73,6 +85,9 @@ class ModelQuantizer {
   std::map<std::string, std::unique_ptr<LinearOp>> stash_;  // original dense ops swapped out
   std::map<std::pair<std::string, int>, QuantizedMatrix> cache_;
   std::map<std::pair<std::string, int>, double> err_cache_;
+  std::map<std::pair<std::string, int>, double> out_err_cache_;
+  std::map<std::string, InputGram> grams_;
+  GptqOptions gptq_;
   std::map<std::string, int> current_;  // slots swapped out: bits, or kNoisy
   ChangeFn on_change_;
 };

@@ -10,6 +10,7 @@
 #include "server/common/status_macros.h"
 #include "server/model/model_loader.h"
 #include "server/quant/evaluator.h"
+#include "server/quant/input_gram.h"
 
 namespace slq::quant {
 namespace {
@@ -37,6 +38,9 @@ absl::Status CheckOptions(const PipelineOptions& o) {
   }
   if (o.calibration_resamples < 1 || o.closed_loop_max_evals < 1 || !(o.transfer_z >= 0)) {
     return absl::InvalidArgumentError("calibration_resamples and closed_loop_max_evals must be >= 1, transfer_z >= 0");
+  }
+  if (!(o.gptq_damp > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("gptq_damp = ", o.gptq_damp, "; must be > 0"));
   }
   if (!(o.temperature > 0)) {
     return absl::InvalidArgumentError(absl::StrCat("temperature = ", o.temperature, "; must be > 0"));
@@ -86,6 +90,10 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
   s->progress_ = progress;
   SLQ_ASSIGN_OR_RETURN(s->target_, ParseTarget(options.target));
   SLQ_ASSIGN_OR_RETURN(s->formats_, ParseFormats(options.formats));
+  SLQ_ASSIGN_OR_RETURN(s->roundings_, ParseRoundings(options.quantizers));
+  if (options.rotate && s->roundings_ != std::vector<Rounding>{Rounding::kRtn}) {
+    return absl::InvalidArgumentError("rotation is only combined with quantizers 'rtn'");
+  }
   if (options.uniform_bits == 0) {
     SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(s->target_, s->formats_, options.group_size, options.symmetric));
   }
@@ -139,6 +147,7 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
   SLQ_RETURN_IF_ERROR(ResolveGroupSize(4, cfg.group_size, 1 << 20).status());
   s->mq_ = std::make_unique<ModelQuantizer>(s->model_.get(), cfg, options.quantize_lm_head);
   SLQ_RETURN_IF_ERROR(s->mq_->Init());
+  s->mq_->set_gptq_options(GptqOptions{.damp = options.gptq_damp});
   s->mq_->set_on_change(
       [e = s->eval_.get()](const std::string& slot, const LinearOp& op) { return e->SlotChanged(slot, op); });
   return s;
@@ -156,6 +165,7 @@ std::string QuantizationSession::ReuseKey(const PipelineOptions& o) {
                         {"mse_clip", o.mse_clip},
                         {"rotate", o.rotate},
                         {"rotation_seed", o.rotation_seed},
+                        {"gptq_damp", o.gptq_damp},
                         {"quantize_lm_head", o.quantize_lm_head},
                         {"embeddings_fp16", o.embeddings_fp16},
                         {"cloze_max_items", o.cloze_max_items}}
@@ -169,6 +179,10 @@ absl::Status QuantizationSession::Retarget(const PipelineOptions& options) {
   SLQ_RETURN_IF_ERROR(CheckOptions(options));
   SLQ_ASSIGN_OR_RETURN(Target target, ParseTarget(options.target));
   SLQ_ASSIGN_OR_RETURN(std::vector<int> formats, ParseFormats(options.formats));
+  SLQ_ASSIGN_OR_RETURN(std::vector<Rounding> roundings, ParseRoundings(options.quantizers));
+  if (options.rotate && roundings != std::vector<Rounding>{Rounding::kRtn}) {
+    return absl::InvalidArgumentError("rotation is only combined with quantizers 'rtn'");
+  }
   if (options.uniform_bits == 0) {
     SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(target, formats, options.group_size, options.symmetric));
   }
@@ -177,6 +191,7 @@ absl::Status QuantizationSession::Retarget(const PipelineOptions& options) {
   if (opts_.model_id.empty()) opts_.model_id = model_id.empty() ? options.model_path : model_id;
   target_ = target;
   formats_ = std::move(formats);
+  roundings_ = std::move(roundings);
   mq_->RestoreAll();  // every stage starts from the dense model
   return absl::OkStatus();
 }
@@ -192,7 +207,12 @@ absl::StatusOr<LayerProfiles> QuantizationSession::Profile(const std::vector<std
   } else {
     ProfileOptions po;
     po.estimator = opts_.estimator;
-    po.bits = formats_;
+    po.bits.clear();
+    for (Rounding r : roundings_) {
+      for (int b : formats_) po.bits.push_back(EncodeChoice(b, r));
+    }
+    SLQ_RETURN_IF_ERROR(
+        EnsureInputGrams(std::any_of(po.bits.begin(), po.bits.end(), [](int c) { return UsesActivations(c); })));
     po.temperature = opts_.temperature;
     po.seed = opts_.seed;
     po.cache_dir = opts_.profile_cache_dir;
@@ -211,9 +231,9 @@ double QuantizationSession::AverageBits(const std::map<std::string, int>& bits) 
   double num = 0, den = 0;
   for (const SlotInfo& s : mq_->slots()) {
     auto it = bits.find(s.name);
-    const double bpp = it == bits.end() || it->second == 0
+    const double bpp = it == bits.end() || IsDenseChoice(it->second)
                            ? 16.0
-                           : BitsPerParam(it->second, opts_.group_size, s.cols, opts_.symmetric);
+                           : BitsPerParam(ChoiceBits(it->second), opts_.group_size, s.cols, opts_.symmetric);
     num += bpp * static_cast<double>(s.params());
     den += static_cast<double>(s.params());
   }
@@ -222,11 +242,26 @@ double QuantizationSession::AverageBits(const std::map<std::string, int>& bits) 
 
 absl::StatusOr<FidelityReport> QuantizationSession::EvaluateOn(const std::map<std::string, int>& bits, int set,
                                                                int resamples, std::vector<SequenceMetrics>* keep) {
+  bool grams = false;
+  for (const auto& [name, c] : bits) grams = grams || UsesActivations(c);
+  SLQ_RETURN_IF_ERROR(EnsureInputGrams(grams));
   SLQ_RETURN_IF_ERROR(mq_->Apply(bits));
   SLQ_ASSIGN_OR_RETURN(auto per_seq, eval_->Compare(set, opts_.temperature));
   SLQ_ASSIGN_OR_RETURN(FidelityReport r, Summarize(per_seq, {resamples, opts_.seed}));
   if (keep != nullptr) *keep = std::move(per_seq);
   return r;
+}
+
+absl::Status QuantizationSession::EnsureInputGrams(bool needed) {
+  if (!needed || mq_->has_input_grams()) return absl::OkStatus();
+  const auto t0 = Clock::now();
+  mq_->RestoreAll();  // the dense model's inputs
+  std::vector<std::string> names;
+  for (const SlotInfo& s : mq_->slots()) names.push_back(s.name);
+  SLQ_ASSIGN_OR_RETURN(auto grams, CaptureInputGrams(*model_, names, data_.calibration));
+  mq_->SetInputGrams(std::move(grams));
+  stage_seconds_["input_grams"] = Since(t0);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<FidelityReport> QuantizationSession::Verify(const std::map<std::string, int>& bits) {

@@ -61,6 +61,10 @@ struct PipelineOptions {
   bool symmetric = false;
   bool mse_clip = false;
   bool rotate = false;  // randomized Hadamard rotation (HIGGS)
+  // Roundings the search may choose per layer (rounding.h), e.g. "rtn,mse,gptq"; "rtn" alone
+  // reproduces the width-only search. With uniform_bits and one rounding listed: that rounding.
+  std::string quantizers = "rtn";
+  double gptq_damp = 0.1;  // GPTQ dampening, relative to mean diag(X^T X) (rounding.h)
   uint64_t rotation_seed = 1;
   std::string estimator = "measured";  // measured | proxy
   std::string solver = "dp";           // dp | lagrangian
@@ -92,7 +96,7 @@ struct LoopStep {
 };
 
 struct SearchOutcome {
-  std::map<std::string, int> bits;  // per quantizable slot
+  std::map<std::string, int> bits;  // per quantizable slot: the layer choice (rounding.h EncodeChoice)
   double avg_bits = 0;              // over quantized layers, weighted by parameters
   double max_damage = 0;            // D of the chosen allocation (target mode)
   bool calibration_met = false;     // target met on the calibration split
@@ -162,11 +166,15 @@ class QuantizationSession {
   // The closed loop's predicted held-out bound from a calibration report (transfer_bound.h).
   double CalibrationBound(const FidelityReport& r) const;
   std::vector<LayerOptions> Options(const LayerProfiles& profile) const;
+  // Captures the quantizable slots' input Grams on the calibration split once, when `needed`
+  // (some choice is mse/gptq) and not yet captured.
+  absl::Status EnsureInputGrams(bool needed);
 
   PipelineOptions opts_;
   ProgressFn progress_;
   Target target_;
   std::vector<int> formats_;
+  std::vector<Rounding> roundings_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<std::string> tokenizer_files_;

@@ -141,6 +141,8 @@ void to_json(json& j, const PipelineOptions& o) {
        {"symmetric", o.symmetric},
        {"mse_clip", o.mse_clip},
        {"rotate", o.rotate},
+       {"quantizers", o.quantizers},
+       {"gptq_damp", o.gptq_damp},
        {"rotation_seed", o.rotation_seed},
        {"estimator", o.estimator},
        {"solver", o.solver},
@@ -174,6 +176,8 @@ void from_json(const json& j, PipelineOptions& o) {
   o.symmetric = j.value("symmetric", d.symmetric);
   o.mse_clip = j.value("mse_clip", d.mse_clip);
   o.rotate = j.value("rotate", d.rotate);
+  o.quantizers = j.value("quantizers", d.quantizers);
+  o.gptq_damp = j.value("gptq_damp", d.gptq_damp);
   o.rotation_seed = j.value("rotation_seed", d.rotation_seed);
   o.estimator = j.value("estimator", d.estimator);
   o.solver = j.value("solver", d.solver);

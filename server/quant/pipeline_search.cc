@@ -63,10 +63,10 @@ std::vector<LayerOptions> QuantizationSession::Options(const LayerProfiles& p) c
     const LayerProfile& l = p.layers[i];
     LayerOptions o;
     o.name = l.name;
-    for (int b : p.bits) {
+    for (int b : p.bits) {  // layer choices: every rounding of one width costs the same bits
       o.bits.push_back(b);
       o.cost.push_back(static_cast<double>(l.rows * l.cols) *
-                       BitsPerParam(b, opts_.group_size, l.cols, opts_.symmetric));
+                       BitsPerParam(ChoiceBits(b), opts_.group_size, l.cols, opts_.symmetric));
       o.damage.push_back(p.Damage(i, b, metric));
     }
     out.push_back(std::move(o));
@@ -109,7 +109,9 @@ absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& p
   std::string note;
   if (opts_.uniform_bits > 0 || profile.layers.empty()) {
     Bits bits;
-    for (const SlotInfo& s : mq_->slots()) bits[s.name] = opts_.uniform_bits > 0 ? opts_.uniform_bits : formats_.back();
+    const Rounding r = roundings_.size() == 1 ? roundings_[0] : Rounding::kRtn;
+    for (const SlotInfo& s : mq_->slots())
+      bits[s.name] = EncodeChoice(opts_.uniform_bits > 0 ? opts_.uniform_bits : formats_.back(), r);
     SLQ_RETURN_IF_ERROR(evaluate(bits, 0).status());
     note = "uniform allocation";
   } else {

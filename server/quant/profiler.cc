@@ -15,10 +15,16 @@ namespace {
 
 using nlohmann::json;
 
-std::string CacheKey(const ProfileOptions& o, const QuantConfig& c, int bits) {
+// The GPTQ dampening is part of a gptq choice's key.
+std::string DampKey(const ModelQuantizer& mq, int choice) {
+  return ChoiceRounding(choice) == Rounding::kGptq ? absl::StrCat("|damp=", mq.gptq_options().damp) : "";
+}
+
+std::string CacheKey(const ProfileOptions& o, const ModelQuantizer& mq, int bits) {
+  const QuantConfig& c = mq.config();
   return absl::StrCat(o.estimator, "|model=", o.model_sha, "|data=", o.data_sha, "|b=", bits, "|g=", c.group_size,
                       "|sym=", c.symmetric, "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed,
-                      "|T=", o.temperature);
+                      "|T=", o.temperature, DampKey(mq, bits));
 }
 
 std::string CachePath(const ProfileOptions& o, const std::string& key) {
@@ -52,7 +58,7 @@ absl::Status ProfileMeasured(ModelQuantizer& mq, EvalBackend& eval, int set, con
   const double total = static_cast<double>(o.bits.size() * out.layers.size());
   double done = 0;
   for (int b : o.bits) {
-    const std::string key = CacheKey(o, mq.config(), b);
+    const std::string key = CacheKey(o, mq, b);
     json cached = ReadCache(o, key);
     json fresh = cached.is_object() ? cached : json::object();
     bool all_cached = true;
@@ -88,9 +94,25 @@ std::string ProxyAlphaKey(const ProfileOptions& o, const QuantConfig& c) {
   return absl::StrCat("proxy-alpha|model=", o.model_sha, "|data=", o.data_sha, "|noise=", o.noise_rel, "|seed=", o.seed,
                       "|T=", o.temperature, "|rot=", c.rotate, ":", c.rotation_seed);
 }
-std::string ProxyErrKey(const ProfileOptions& o, const QuantConfig& c, int bits) {
+std::string ProxyErrKey(const ProfileOptions& o, const ModelQuantizer& mq, int bits) {
+  const QuantConfig& c = mq.config();
+  // mse / gptq round with the calibration inputs: their errors depend on the data too.
+  const bool rtn = ChoiceRounding(bits) == Rounding::kRtn;
   return absl::StrCat("proxy-err|model=", o.model_sha, "|b=", bits, "|g=", c.group_size, "|sym=", c.symmetric,
-                      "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed);
+                      "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed,
+                      rtn ? "" : absl::StrCat("|data=", o.data_sha), DampKey(mq, bits));
+}
+
+// The proxy's err of a layer choice. RTN: ||W - W'||^2 / ||W||^2. mse / gptq trade weight error
+// for output error, so their err is RTN's at the same width scaled by the ratio of output errors
+// ||(W - W')X||^2 (choice over RTN): the alpha calibrated on weight noise then still applies.
+absl::StatusOr<double> ProxyError(ModelQuantizer& mq, const std::string& name, int choice) {
+  const int rtn = ChoiceBits(choice);
+  SLQ_ASSIGN_OR_RETURN(const double e, mq.RelativeError(name, rtn));
+  if (ChoiceRounding(choice) == Rounding::kRtn) return e;
+  SLQ_ASSIGN_OR_RETURN(const double out_rtn, mq.RelativeOutputError(name, rtn));
+  SLQ_ASSIGN_OR_RETURN(const double out, mq.RelativeOutputError(name, choice));
+  return out_rtn > 0 ? e * out / out_rtn : e;
 }
 
 absl::Status ProfileProxy(ModelQuantizer& mq, EvalBackend& eval, int set, const ProfileOptions& o,
@@ -130,7 +152,7 @@ absl::Status ProfileProxy(ModelQuantizer& mq, EvalBackend& eval, int set, const 
     ++out.cache_hits;
   }
   for (int b : o.bits) {
-    const std::string ekey = ProxyErrKey(o, mq.config(), b);
+    const std::string ekey = ProxyErrKey(o, mq, b);
     json errs = ReadCache(o, ekey);
     if (!errs.is_object()) errs = json::object();
     bool fresh = false;
@@ -138,7 +160,7 @@ absl::Status ProfileProxy(ModelQuantizer& mq, EvalBackend& eval, int set, const 
       if (errs.contains(lp.name)) {
         lp.rel_err[b] = errs[lp.name].get<double>();
       } else {
-        SLQ_ASSIGN_OR_RETURN(lp.rel_err[b], mq.RelativeError(lp.name, b));
+        SLQ_ASSIGN_OR_RETURN(lp.rel_err[b], ProxyError(mq, lp.name, b));
         errs[lp.name] = lp.rel_err[b];
         fresh = true;
       }

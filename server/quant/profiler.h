@@ -38,6 +38,8 @@ namespace slq::quant {
 
 enum class DamageMetric { kKl, kOneMinusEar };
 
+// Bitwidth keys below are layer choices (rounding.h): the bitwidth for RTN, EncodeChoice(bits,
+// rounding) for mse / gptq.
 struct LayerProfile {
   std::string name;
   int layer = -1;

@@ -14,6 +14,7 @@ namespace slq::quant {
 QuantizedLinear::QuantizedLinear(QuantizedMatrix q) : q_(std::move(q)) {
   packed_.view = q_.View();
   packed_.mse_clip = q_.mse_clip;
+  packed_.quantizer = RoundingName(q_.rounding);
   packed_.rotation_block = q_.rotation.block;
   packed_.rotation_seed = q_.rotation.seed;
   packed_.bits_per_param = q_.BitsPerParam();

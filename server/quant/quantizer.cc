@@ -63,6 +63,18 @@ void Fwht(float* v, int64_t n) {
 
 }  // namespace
 
+const char* RoundingName(Rounding r) {
+  switch (r) {
+    case Rounding::kRtn:
+      return "rtn";
+    case Rounding::kMse:
+      return "mse";
+    case Rounding::kGptq:
+      return "gptq";
+  }
+  return "rtn";
+}
+
 std::string QuantConfig::Describe() const {
   return absl::StrCat("q", bits, " g", group_size, symmetric ? " sym" : " asym", mse_clip ? " clip" : "",
                       rotate ? " rot" : "");
@@ -104,7 +116,8 @@ kernels::PackedMatrixView QuantizedMatrix::View() const {
 
 std::string QuantizedMatrix::Describe() const {
   return absl::StrCat("q", bits, " g", group_size, symmetric ? " sym" : " asym", mse_clip ? " clip" : "",
-                      rotation.enabled() ? " rot" : "");
+                      rotation.enabled() ? " rot" : "",
+                      rounding == Rounding::kRtn ? "" : absl::StrCat(" ", RoundingName(rounding)));
 }
 
 double QuantizedMatrix::BitsPerParam() const { return quant::BitsPerParam(bits, group_size, cols, symmetric); }

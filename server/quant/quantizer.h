@@ -29,6 +29,13 @@
 
 namespace slq::quant {
 
+// How the codes and the per-group (scale, zero) are chosen; every rounding yields the same
+// slq-packed-v1 layout (codes + fp16 scale/zero per group), so every kernel runs them unchanged.
+// rtn: round to nearest on min/max (optionally MSE-clipped) ranges. mse and gptq need the Gram
+// matrix of the layer's inputs (rounding.h).
+enum class Rounding : int { kRtn = 0, kMse = 1, kGptq = 2 };
+const char* RoundingName(Rounding r);  // "rtn", "mse", "gptq"
+
 struct QuantConfig {
   int bits = 4;                  // 2..8
   int64_t group_size = 128;      // 32, 64, 128 (any >= 1 accepted) or -1 = per row
@@ -58,6 +65,7 @@ struct QuantizedMatrix {
   int64_t group_size = 0;  // resolved: per-row == cols
   bool symmetric = false;
   bool mse_clip = false;
+  Rounding rounding = Rounding::kRtn;  // recorded in artifacts ("quantizer")
   Rotation rotation;
   std::vector<uint32_t> codes;   // [rows, WordsPerRow(cols, bits)] packed codes
   std::vector<uint16_t> scales;  // [rows, GroupsPerRow(cols, group_size)] fp16

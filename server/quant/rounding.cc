@@ -1,0 +1,312 @@
+#include "server/quant/rounding.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "server/common/half.h"
+#include "server/common/status_macros.h"
+#include "server/common/thread_pool.h"
+#include "server/quant/packing.h"
+
+namespace slq::quant {
+namespace {
+
+// sum_j h_j (w_j - w'_j)^2 of one group encoded against fp16 (s, m); codes written.
+double EncodeWeighted(const float* w, const double* h, int64_t n, int bits, float s, float m, uint8_t* codes) {
+  const float qmax = static_cast<float>((1 << bits) - 1);
+  double err = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    float q = 0.0f;
+    if (s > 0.0f) q = std::clamp(std::nearbyint((w[i] - m) / s), 0.0f, qmax);
+    codes[i] = static_cast<uint8_t>(q);
+    const double d = static_cast<double>(w[i]) - static_cast<double>(m + s * q);
+    err += h[i] * d * d;
+  }
+  return err;
+}
+
+// The activation-weighted MSE group: see rounding.h.
+void MseGroup(const float* w, const double* h, int64_t n, int bits, bool symmetric, uint8_t* codes, uint16_t* s16,
+              uint16_t* z16, std::vector<uint8_t>& trial) {
+  float lo = w[0], hi = w[0];
+  for (int64_t i = 1; i < n; ++i) {
+    lo = std::min(lo, w[i]);
+    hi = std::max(hi, w[i]);
+  }
+  trial.resize(static_cast<size_t>(n));
+  double best = -1;
+  auto consider = [&](uint16_t s, uint16_t z) {
+    const double e = EncodeWeighted(w, h, n, bits, HalfToFloat(s), HalfToFloat(z), trial.data());
+    if (best < 0 || e < best) {
+      best = e;
+      *s16 = s;
+      *z16 = z;
+      std::copy(trial.begin(), trial.end(), codes);
+    }
+  };
+  if (symmetric) {
+    const float absmax = std::max(std::fabs(lo), std::fabs(hi));
+    const float half_levels = static_cast<float>((1 << (bits - 1)) - 1);
+    for (int k = 0; k <= 10; ++k) {
+      const uint16_t s = FloatToHalf((1.0f - 0.04f * static_cast<float>(k)) * absmax / half_levels);
+      consider(s, SymmetricZero(s, bits));
+    }
+    return;
+  }
+  const float range = hi - lo, levels = static_cast<float>((1 << bits) - 1);
+  for (int a = 0; a <= 5; ++a) {
+    for (int b = 0; b <= 5; ++b) {
+      const float l = lo + 0.04f * static_cast<float>(a) * range, u = hi - 0.04f * static_cast<float>(b) * range;
+      consider(FloatToHalf((u - l) / levels), FloatToHalf(l));
+    }
+  }
+}
+
+// In place: lower Cholesky factor of the SPD matrix a [n, n] (upper part left as is). False if
+// not positive definite.
+bool CholeskyLower(std::vector<double>& a, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    double d = a[j * n + j];
+    for (int64_t k = 0; k < j; ++k) d -= a[j * n + k] * a[j * n + k];
+    if (!(d > 0.0)) return false;
+    const double ljj = std::sqrt(d);
+    a[j * n + j] = ljj;
+    ParallelFor(
+        n - j - 1,
+        [&](int64_t b, int64_t e) {
+          for (int64_t i = j + 1 + b; i < j + 1 + e; ++i) {
+            double s = a[i * n + j];
+            for (int64_t k = 0; k < j; ++k) s -= a[i * n + k] * a[j * n + k];
+            a[i * n + j] = s / ljj;
+          }
+        },
+        0, 64);
+  }
+  return true;
+}
+
+// U with H^-1 = U^T U (upper triangular, row-major), from the dampened H; false if H (after
+// dampening) is not positive definite.
+bool InverseUpperFactor(std::vector<double> h, int64_t n, std::vector<double>* u) {
+  if (!CholeskyLower(h, n)) return false;  // H = L L^T
+  // Linv = L^-1 (lower), by forward substitution column by column.
+  std::vector<double> linv(static_cast<size_t>(n * n), 0.0);
+  ParallelFor(
+      n,
+      [&](int64_t b, int64_t e) {
+        for (int64_t c = b; c < e; ++c) {
+          for (int64_t i = c; i < n; ++i) {
+            double s = i == c ? 1.0 : 0.0;
+            for (int64_t k = c; k < i; ++k) s -= h[i * n + k] * linv[k * n + c];
+            linv[i * n + c] = s / h[i * n + i];
+          }
+        }
+      },
+      0, 8);
+  // H^-1 = Linv^T Linv.
+  std::vector<double> hinv(static_cast<size_t>(n * n));
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(n), static_cast<int>(n), static_cast<int>(n),
+              1.0, linv.data(), static_cast<int>(n), linv.data(), static_cast<int>(n), 0.0, hinv.data(),
+              static_cast<int>(n));
+  if (!CholeskyLower(hinv, n)) return false;  // H^-1 = M M^T, U = M^T
+  u->assign(static_cast<size_t>(n * n), 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = i; j < n; ++j) (*u)[i * n + j] = hinv[j * n + i];
+  }
+  return true;
+}
+
+absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram, const GptqOptions& opt,
+                  QuantizedMatrix& q) {
+  const int64_t rows = q.rows, cols = q.cols, g = q.group_size;
+  std::vector<double> h = gram.h;
+  std::vector<double> wd(w, w + rows * cols);
+  double mean_diag = 0;
+  for (int64_t i = 0; i < cols; ++i) mean_diag += h[i * cols + i];
+  mean_diag /= static_cast<double>(cols);
+  if (!(mean_diag > 0)) mean_diag = 1.0;
+  for (int64_t i = 0; i < cols; ++i) {
+    if (h[i * cols + i] == 0.0) {  // a dead input: its weight never matters
+      h[i * cols + i] = 1.0;
+      for (int64_t r = 0; r < rows; ++r) wd[r * cols + i] = 0.0;
+    }
+  }
+  std::vector<double> u;
+  double damp = opt.damp;
+  for (int attempt = 0;; ++attempt) {
+    std::vector<double> hd = h;
+    for (int64_t i = 0; i < cols; ++i) hd[i * cols + i] += damp * mean_diag;
+    if (InverseUpperFactor(std::move(hd), cols, &u)) break;
+    if (attempt == 4) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("gptq: the input Gram is not positive definite even with damp ", damp));
+    }
+    damp *= 10;
+  }
+  const int64_t block = g * ((std::max<int64_t>(opt.block, 1) + g - 1) / g);
+  const int64_t gpr = kernels::GroupsPerRow(cols, g), wpr = kernels::WordsPerRow(cols, q.bits);
+  const float qmax = static_cast<float>((1 << q.bits) - 1);
+  std::vector<uint8_t> codes(static_cast<size_t>(rows * cols));
+  for (int64_t i1 = 0; i1 < cols; i1 += block) {
+    const int64_t i2 = std::min(i1 + block, cols), nb = i2 - i1;
+    std::vector<double> err(static_cast<size_t>(rows * nb));
+    ParallelFor(
+        rows,
+        [&](int64_t begin, int64_t end) {
+          std::vector<float> grp(static_cast<size_t>(g));
+          std::vector<uint8_t> scratch(static_cast<size_t>(g));
+          for (int64_t r = begin; r < end; ++r) {
+            double* row = wd.data() + r * cols;
+            float s = 0, m = 0;
+            for (int64_t i = i1; i < i2; ++i) {
+              if (i % g == 0) {  // a group starts: its (scale, zero) from the updated weights
+                const int64_t n = std::min(g, cols - i), k = i / g;
+                for (int64_t j = 0; j < n; ++j) grp[j] = static_cast<float>(row[i + j]);
+                QuantizeGroup(grp.data(), n, q.bits, cfg.symmetric, cfg.mse_clip, scratch.data(),
+                              &q.scales[r * gpr + k], &q.zeros[r * gpr + k]);
+                s = HalfToFloat(q.scales[r * gpr + k]);
+                m = HalfToFloat(q.zeros[r * gpr + k]);
+              }
+              const float x = static_cast<float>(row[i]);
+              float c = 0.0f;
+              if (s > 0.0f) c = std::clamp(std::nearbyint((x - m) / s), 0.0f, qmax);
+              codes[r * cols + i] = static_cast<uint8_t>(c);
+              const double e = (row[i] - static_cast<double>(m + s * c)) / u[i * cols + i];
+              const double* ui = u.data() + i * cols;
+              for (int64_t j = i + 1; j < i2; ++j) row[j] -= e * ui[j];
+              err[r * nb + (i - i1)] = e;
+            }
+          }
+        },
+        0, 16);
+    if (i2 < cols) {  // lazy update of the columns after the block: W[:, i2:] -= E U[i1:i2, i2:]
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(cols - i2),
+                  static_cast<int>(nb), -1.0, err.data(), static_cast<int>(nb), u.data() + i1 * cols + i2,
+                  static_cast<int>(cols), 1.0, wd.data() + i2, static_cast<int>(cols));
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) PackRow(codes.data() + r * cols, cols, q.bits, q.codes.data() + r * wpr);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AccumulateGram(const float* x, int64_t n, InputGram* g) {
+  const int64_t c = g->cols;
+  if (n <= 0 || c <= 0) return;
+  if (g->h.empty()) g->h.assign(static_cast<size_t>(c * c), 0.0);
+  std::vector<double> xd(x, x + n * c);
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(c), static_cast<int>(c), static_cast<int>(n),
+              1.0, xd.data(), static_cast<int>(c), xd.data(), static_cast<int>(c), 1.0, g->h.data(),
+              static_cast<int>(c));
+  g->tokens += n;
+}
+
+absl::StatusOr<QuantizedMatrix> QuantizeMatrixRounded(const float* w, int64_t rows, int64_t cols,
+                                                      const QuantConfig& cfg, Rounding rounding, const InputGram* gram,
+                                                      const GptqOptions& gptq) {
+  SLQ_ASSIGN_OR_RETURN(QuantizedMatrix q, QuantizeMatrix(w, rows, cols, cfg));  // validates; RTN codes
+  if (rounding == Rounding::kRtn) return q;
+  if (gram == nullptr || gram->cols != cols || gram->h.size() != static_cast<size_t>(cols * cols)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(RoundingName(rounding), " needs the Gram matrix of the layer's ", cols, " inputs"));
+  }
+  if (cfg.rotate) {
+    return absl::InvalidArgumentError(absl::StrCat(RoundingName(rounding), " is not combined with rotation"));
+  }
+  q.rounding = rounding;
+  if (rounding == Rounding::kGptq) {
+    SLQ_RETURN_IF_ERROR(Gptq(w, cfg, *gram, gptq, q));
+    return q;
+  }
+  const int64_t g = q.group_size, gpr = kernels::GroupsPerRow(cols, g), wpr = kernels::WordsPerRow(cols, q.bits);
+  std::vector<double> diag(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) diag[j] = gram->h[j * cols + j];
+  ParallelFor(
+      rows,
+      [&](int64_t begin, int64_t end) {
+        std::vector<uint8_t> codes(static_cast<size_t>(cols)), trial;
+        for (int64_t r = begin; r < end; ++r) {
+          for (int64_t k = 0; k < gpr; ++k) {
+            const int64_t j0 = k * g, n = std::min(g, cols - j0);
+            MseGroup(w + r * cols + j0, diag.data() + j0, n, q.bits, q.symmetric, codes.data() + j0,
+                     &q.scales[r * gpr + k], &q.zeros[r * gpr + k], trial);
+          }
+          PackRow(codes.data(), cols, q.bits, q.codes.data() + r * wpr);
+        }
+      },
+      0, 16);
+  return q;
+}
+
+double OutputError(const float* w, const QuantizedMatrix& q, const InputGram& g) {
+  const std::vector<float> wq = DequantizeOriginalBasis(q);
+  std::vector<float> d(wq.size());
+  for (size_t i = 0; i < d.size(); ++i) d[i] = w[i] - wq[i];
+  return OutputEnergy(d.data(), q.rows, g);
+}
+
+double OutputEnergy(const float* w, int64_t rows, const InputGram& g) {
+  const int64_t c = g.cols;
+  std::vector<double> per_row(static_cast<size_t>(rows));
+  ParallelFor(
+      rows,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          const float* x = w + r * c;
+          double s = 0;
+          for (int64_t i = 0; i < c; ++i) {
+            double t = 0;
+            const double* hi = g.h.data() + i * c;
+            for (int64_t j = 0; j < c; ++j) t += hi[j] * x[j];
+            s += x[i] * t;
+          }
+          per_row[r] = s;
+        }
+      },
+      0, 4);
+  double total = 0;
+  for (double v : per_row) total += v;
+  return total;
+}
+
+absl::StatusOr<std::vector<Rounding>> ParseRoundings(std::string_view list) {
+  std::vector<Rounding> out;
+  const std::vector<std::string> items = absl::StrSplit(std::string(list), ',');
+  for (const std::string& item : items) {
+    const std::string name(absl::StripAsciiWhitespace(item));
+    Rounding r;
+    if (name == "rtn") {
+      r = Rounding::kRtn;
+    } else if (name == "mse") {
+      r = Rounding::kMse;
+    } else if (name == "gptq") {
+      r = Rounding::kGptq;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("quantizer '", name, "'; allowed: rtn, mse, gptq"));
+    }
+    if (std::find(out.begin(), out.end(), r) != out.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("quantizer '", name, "' listed twice"));
+    }
+    out.push_back(r);
+  }
+  if (out.empty()) return absl::InvalidArgumentError("no quantizer listed; allowed: rtn, mse, gptq");
+  return out;
+}
+
+absl::Status CheckChoice(int choice) {
+  if (IsDenseChoice(choice)) return absl::OkStatus();
+  const int bits = ChoiceBits(choice), r = choice / kChoiceStride;
+  if (choice < 0 || bits < 2 || bits > 8 || r > static_cast<int>(Rounding::kGptq)) {
+    return absl::InvalidArgumentError(absl::StrCat("layer choice ", choice, ": bits ", bits, " rounding ", r));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace slq::quant

@@ -1,0 +1,291 @@
+// Tests of the activation-aware roundings (rounding.h) on synthetic and real activations.
+#include "server/quant/rounding.h"
+
+#include <filesystem>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "server/common/file_util.h"
+#include "server/common/test_paths.h"
+#include "server/model/model_loader.h"
+#include "server/model/tokenizer/tokenizer.h"
+#include "server/quant/artifact.h"
+#include "server/quant/eval_data.h"
+#include "server/quant/input_gram.h"
+#include "server/quant/model_quantizer.h"
+#include "server/quant/quantized_linear.h"
+#include "server/quant/search.h"
+
+namespace slq::quant {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Correlated inputs x = A z (z Gaussian), so H has off-diagonal mass GPTQ can use.
+InputGram SyntheticGram(int64_t cols, int64_t tokens, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  std::vector<float> a(static_cast<size_t>(cols * cols)), z(static_cast<size_t>(cols)),
+      x(static_cast<size_t>(tokens * cols));
+  for (auto& v : a) v = n(rng) / std::sqrt(static_cast<float>(cols));
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (auto& v : z) v = n(rng);
+    for (int64_t i = 0; i < cols; ++i) {
+      float s = z[i];
+      for (int64_t j = 0; j < cols; ++j) s += a[i * cols + j] * z[j];
+      x[t * cols + i] = s;
+    }
+  }
+  InputGram g;
+  g.cols = cols;
+  AccumulateGram(x.data(), tokens, &g);
+  return g;
+}
+
+std::vector<float> RandomWeights(int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, 0.05f);
+  std::vector<float> w(static_cast<size_t>(n));
+  for (auto& v : w) v = d(rng);
+  return w;
+}
+
+double DiagWeightedError(const std::vector<float>& w, const QuantizedMatrix& q, const InputGram& g) {
+  const std::vector<float> wq = Dequantize(q);
+  double e = 0;
+  for (int64_t r = 0; r < q.rows; ++r) {
+    for (int64_t j = 0; j < q.cols; ++j) {
+      const double d = w[r * q.cols + j] - wq[r * q.cols + j];
+      e += g.h[j * q.cols + j] * d * d;
+    }
+  }
+  return e;
+}
+
+TEST(RoundingTest, EveryRoundingHasRtnLayoutAndExactBits) {
+  const int64_t rows = 24, cols = 200;  // ragged last group at g = 64
+  const std::vector<float> w = RandomWeights(rows * cols, 1);
+  const InputGram g = SyntheticGram(cols, 400, 2);
+  for (int bits : {2, 3, 4, 5, 8}) {
+    for (bool sym : {false, true}) {
+      QuantConfig cfg;
+      cfg.bits = bits;
+      cfg.group_size = 64;
+      cfg.symmetric = sym;
+      auto rtn = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kRtn, nullptr);
+      ASSERT_TRUE(rtn.ok());
+      for (Rounding r : {Rounding::kMse, Rounding::kGptq}) {
+        auto q = QuantizeMatrixRounded(w.data(), rows, cols, cfg, r, &g);
+        ASSERT_TRUE(q.ok()) << q.status();
+        EXPECT_EQ(q->rounding, r);
+        EXPECT_EQ(q->codes.size(), rtn->codes.size());
+        EXPECT_EQ(q->scales.size(), rtn->scales.size());
+        EXPECT_EQ(q->zeros.size(), rtn->zeros.size());
+        EXPECT_DOUBLE_EQ(q->BitsPerParam(), BitsPerParam(bits, 64, cols, sym));
+        EXPECT_DOUBLE_EQ(q->BitsPerParam(), bits + (sym ? 16.0 : 32.0) * 4 / cols);  // 4 groups of <= 64
+        if (sym) {  // symmetric zeros stay a function of the scale (artifacts do not store them)
+          for (size_t i = 0; i < q->scales.size(); ++i) EXPECT_EQ(q->zeros[i], SymmetricZero(q->scales[i], bits));
+        }
+        // Packed as slq-packed-v1: the op's packed view decodes to exactly Dequantize.
+        QuantizedLinear op(*q);
+        EXPECT_EQ(op.packed()->quantizer, RoundingName(r));
+        EXPECT_EQ(op.WeightF32(), Dequantize(*q));
+      }
+    }
+  }
+}
+
+TEST(RoundingTest, NeedsTheGramAndRefusesRotation) {
+  const std::vector<float> w = RandomWeights(8 * 64, 3);
+  QuantConfig cfg;
+  cfg.group_size = 32;
+  EXPECT_EQ(QuantizeMatrixRounded(w.data(), 8, 64, cfg, Rounding::kGptq, nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  const InputGram other = SyntheticGram(32, 64, 4);
+  EXPECT_FALSE(QuantizeMatrixRounded(w.data(), 8, 64, cfg, Rounding::kMse, &other).ok());
+  const InputGram g = SyntheticGram(64, 128, 5);
+  cfg.rotate = true;
+  EXPECT_FALSE(QuantizeMatrixRounded(w.data(), 8, 64, cfg, Rounding::kGptq, &g).ok());
+}
+
+TEST(RoundingTest, ParsesQuantizerListsAndChoices) {
+  auto r = ParseRoundings("rtn, gptq,mse");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, (std::vector<Rounding>{Rounding::kRtn, Rounding::kGptq, Rounding::kMse}));
+  EXPECT_FALSE(ParseRoundings("rtn,awq").ok());
+  EXPECT_FALSE(ParseRoundings("rtn,rtn").ok());
+  EXPECT_FALSE(ParseRoundings("").ok());
+  EXPECT_EQ(EncodeChoice(4, Rounding::kRtn), 4);  // old allocations read unchanged
+  for (int b = 2; b <= 8; ++b) {
+    for (Rounding x : {Rounding::kRtn, Rounding::kMse, Rounding::kGptq}) {
+      const int c = EncodeChoice(b, x);
+      EXPECT_FALSE(IsDenseChoice(c));
+      EXPECT_EQ(ChoiceBits(c), b);
+      EXPECT_EQ(ChoiceRounding(c), x);
+      EXPECT_TRUE(CheckChoice(c).ok());
+    }
+  }
+  EXPECT_TRUE(IsDenseChoice(0) && IsDenseChoice(16));
+  EXPECT_FALSE(CheckChoice(9).ok());
+  EXPECT_FALSE(CheckChoice(EncodeChoice(4, Rounding::kGptq) + kChoiceStride).ok());
+}
+
+// The knapsack charges each choice its bits: at equal cost it takes the rounding with less damage.
+TEST(RoundingTest, SearchPicksACheaperRoundingAtEqualDamage) {
+  const double p = 1000;
+  LayerOptions l;
+  l.name = "x";
+  for (auto [c, dmg] : {std::pair{EncodeChoice(4, Rounding::kRtn), 0.05},
+                        {EncodeChoice(8, Rounding::kRtn), 1e-4},
+                        {EncodeChoice(4, Rounding::kGptq), 1e-4},
+                        {EncodeChoice(8, Rounding::kGptq), 1e-4}}) {
+    l.bits.push_back(c);
+    l.cost.push_back(p * BitsPerParam(ChoiceBits(c), 64, 64));
+    l.damage.push_back(dmg);
+  }
+  for (SearchMethod m : {SearchMethod::kDynamicProgramming, SearchMethod::kLagrangian}) {
+    auto a = MinCostForDamage({l, l}, 3e-4, m);
+    ASSERT_TRUE(a.ok());
+    EXPECT_TRUE(a->feasible);
+    for (int c : a->bits) EXPECT_EQ(c, EncodeChoice(4, Rounding::kGptq));
+  }
+  // With only RTN choices the same damage costs 8 bits.
+  LayerOptions r = l;
+  r.bits.resize(2);
+  r.cost.resize(2);
+  r.damage.resize(2);
+  auto a = MinCostForDamage({r, r}, 3e-4, SearchMethod::kDynamicProgramming);
+  ASSERT_TRUE(a.ok());
+  for (int c : a->bits) EXPECT_EQ(c, 8);
+}
+
+// Real activations: tinystories-656k on its calibration text. GPTQ fitted on the calibration
+// windows reduces ||(W - W')X||_F against RTN on those windows AND on held-out windows; MSE is
+// never worse than RTN on its own objective (diag(H)-weighted squared error).
+class RealLayerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string dir = testing::ModelsDir() + "/tinystories-656k";
+    auto m = LoadModel(dir);
+    ASSERT_TRUE(m.ok()) << m.status();
+    model_ = std::move(*m);
+    auto tok = Tokenizer::FromHfDir(dir);
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    auto text = ReadFile(testing::DataDir() + "/tinystories-valid-part1.txt");
+    ASSERT_TRUE(text.ok());
+    EvalDataOptions o;
+    o.seq_len = 64;
+    o.seq_len = 128;  // the pipeline's defaults (eval_data.h)
+    o.max_calibration_sequences = 16;
+    o.max_heldout_sequences = 16;
+    auto d = PrepareEvalData(*text, **tok, o);
+    ASSERT_TRUE(d.ok()) << d.status();
+    data_ = std::move(*d);
+    for (const LinearSlot& s : model_->LinearSlots()) {
+      if (s.layer >= 0) names_.push_back(s.name);
+    }
+    auto cal = CaptureInputGrams(*model_, names_, data_.calibration);
+    auto held = CaptureInputGrams(*model_, names_, data_.heldout);
+    ASSERT_TRUE(cal.ok() && held.ok()) << cal.status();
+    cal_ = std::move(*cal);
+    held_ = std::move(*held);
+  }
+  std::unique_ptr<Model> model_;
+  EvalData data_;
+  std::vector<std::string> names_;
+  std::map<std::string, InputGram> cal_, held_;
+};
+
+TEST_F(RealLayerTest, GramsMatchTheTokensAndLeaveTheModelAsItWas) {
+  ASSERT_EQ(names_.size(), 14u);
+  for (const LinearSlot& s : model_->LinearSlots()) EXPECT_EQ((*s.op)->Describe(), "dense f32");
+  for (const auto& n : names_) {
+    EXPECT_EQ(cal_.at(n).tokens, data_.CalibrationTokens()) << n;
+    EXPECT_GT(cal_.at(n).h[0], 0) << n;
+  }
+  // Capturing again gives the same Gram (the forward pass is deterministic).
+  auto again = CaptureInputGrams(*model_, {names_[0]}, data_.calibration);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->at(names_[0]).h, cal_.at(names_[0]).h);
+}
+
+TEST_F(RealLayerTest, GptqReducesOutputErrorAndMseNeverLosesOnItsObjective) {
+  ModelQuantizer mq(model_.get(), QuantConfig{}, false);
+  ASSERT_TRUE(mq.Init().ok());
+  double rtn_total = 0, gptq_total = 0, rtn_held = 0, gptq_held = 0;
+  for (const auto& name : names_) {
+    auto w = mq.Weights(name);
+    ASSERT_TRUE(w.ok());
+    const SlotInfo* info = nullptr;
+    for (const auto& s : mq.slots()) {
+      if (s.name == name) info = &s;
+    }
+    for (int bits : {3, 4}) {
+      QuantConfig cfg;
+      cfg.bits = bits;
+      cfg.group_size = 64;
+      auto rtn = QuantizeMatrixRounded((*w)->data(), info->rows, info->cols, cfg, Rounding::kRtn, nullptr);
+      auto gptq = QuantizeMatrixRounded((*w)->data(), info->rows, info->cols, cfg, Rounding::kGptq, &cal_.at(name));
+      auto mse = QuantizeMatrixRounded((*w)->data(), info->rows, info->cols, cfg, Rounding::kMse, &cal_.at(name));
+      ASSERT_TRUE(rtn.ok() && gptq.ok() && mse.ok());
+      const double er = OutputError((*w)->data(), *rtn, cal_.at(name));
+      const double eg = OutputError((*w)->data(), *gptq, cal_.at(name));
+      EXPECT_LT(eg, er) << name << " at " << bits << " bits";
+      rtn_total += er;
+      gptq_total += eg;
+      rtn_held += OutputError((*w)->data(), *rtn, held_.at(name));
+      gptq_held += OutputError((*w)->data(), *gptq, held_.at(name));
+      EXPECT_LE(DiagWeightedError(**w, *mse, cal_.at(name)), DiagWeightedError(**w, *rtn, cal_.at(name)) * (1 + 1e-12))
+          << name;
+    }
+  }
+  // Summed over the model's layers: a clear reduction, and it carries over to held-out inputs
+  // (measured with damp 0.1: 0.51x on calibration, 0.77x on held-out).
+  EXPECT_LT(gptq_total, 0.6 * rtn_total);
+  EXPECT_LT(gptq_held, 0.9 * rtn_held);
+}
+
+TEST_F(RealLayerTest, ArtifactRecordsEachLayersRoundingAndOldManifestsReadAsRtn) {
+  ModelQuantizer mq(model_.get(), QuantConfig{.bits = 4, .group_size = 64}, false);
+  ASSERT_TRUE(mq.Init().ok());
+  EXPECT_EQ(mq.SetBits(names_[0], EncodeChoice(4, Rounding::kGptq)).code(), absl::StatusCode::kFailedPrecondition);
+  mq.SetInputGrams(cal_);
+  std::map<std::string, int> choice;
+  for (size_t i = 0; i < names_.size(); ++i) {
+    choice[names_[i]] = EncodeChoice(4 + static_cast<int>(i % 2), static_cast<Rounding>(i % 3));
+  }
+  ASSERT_TRUE(mq.Apply(choice).ok());
+  const std::string dir = (fs::temp_directory_path() / ("slq_rounding_test_" + std::to_string(::getpid()))).string();
+  fs::remove_all(dir);
+  ASSERT_TRUE(WriteArtifact(*model_, dir, {}).ok());
+  auto art = LoadArtifact(dir);
+  ASSERT_TRUE(art.ok()) << art.status();
+  std::map<std::string, const LinearOp*> loaded;
+  for (const LinearSlot& s : art->model->LinearSlots()) loaded[s.name] = s.op->get();
+  for (const LinearSlot& s : model_->LinearSlots()) {
+    if (s.layer < 0) continue;
+    const PackedLinear* a = (*s.op)->packed();
+    const PackedLinear* b = loaded.at(s.name)->packed();
+    ASSERT_TRUE(a && b) << s.name;
+    EXPECT_EQ(b->quantizer, RoundingName(ChoiceRounding(choice[s.name]))) << s.name;
+    EXPECT_EQ(b->view.bits, ChoiceBits(choice[s.name]));
+    EXPECT_EQ(loaded.at(s.name)->WeightF32(), (*s.op)->WeightF32()) << s.name;  // bit-exact round trip
+  }
+  // A manifest without the field (written before roundings existed) loads as rtn.
+  auto text = ReadFile(dir + "/" + kManifestName);
+  ASSERT_TRUE(text.ok());
+  nlohmann::json m = nlohmann::json::parse(*text);
+  int erased = 0;
+  for (auto& [name, info] : m["linears"].items()) erased += static_cast<int>(info.erase("quantizer"));
+  EXPECT_EQ(erased, 14);
+  ASSERT_TRUE(WriteFileAtomic(dir + "/" + kManifestName, m.dump()).ok());
+  auto old = LoadArtifact(dir);
+  ASSERT_TRUE(old.ok()) << old.status();
+  for (const LinearSlot& s : old->model->LinearSlots()) {
+    if (s.layer >= 0) EXPECT_EQ((*s.op)->packed()->quantizer, "rtn") << s.name;
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace slq::quant
