@@ -430,6 +430,9 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
   if (kernel == QKernel::kStream) {
     return internal::QGemmStream(w, x, n, y, act, workspace, workspace_bytes, stream, opt);
   }
+  if (kernel == QKernel::kStreamSmem && n <= kStreamAutoMaxN) {
+    return internal::QGemmStreamSmem(w, x, n, y, act, workspace, workspace_bytes, stream, opt);
+  }
   const Config c = PickConfig(n);
   Params p{};
   p.codes = reinterpret_cast<const uint4*>(w.codes);
