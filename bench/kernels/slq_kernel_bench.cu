@@ -3,8 +3,10 @@
 // CUDA graph at batch 1. Random weights; the weights rotate through enough copies (> 200 MB)
 // to defeat the 50 MB L2. Times are medians of CUDA-event timings over repeated loops.
 //   slq_kernel_bench [--out FILE.md] [--quick]
-//   slq_kernel_bench --sweep [--out FILE.md]     (streaming kernel variants vs legacy/tiled/cuBLASLt)
-//   slq_kernel_bench [--stream|--legacy] --profile ROWS COLS BITS N   (a few launches, for ncu)
+//   slq_kernel_bench --sweep [--sweep-bits 248] [--out FILE.md]   (streaming kernel variants, both
+//       rings, vs legacy/tiled/cuBLASLt; --sweep-bits: only these code widths in the per-shape part)
+//   slq_kernel_bench [--stream|--legacy|--smem] [--ring R] [--splits S] --profile ROWS COLS BITS N
+//       (a few launches, for ncu)
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 

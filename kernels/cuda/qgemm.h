@@ -49,7 +49,8 @@ std::string AllocWorkspace(size_t bytes, void** ws);
 // the tiled one at n = 32. The others force one kernel for any n (the
 // legacy small-batch kernel only for n <= 8; larger n fall back to the tiled one).
 // kStreamSmem: the streaming kernel with its weight ring in shared memory (cp.async) instead of
-// registers (qgemm_stream_smem.cu), for n <= 16 like kStream (larger n: the tiled kernel).
+// registers (qgemm_stream_smem.cu), for n <= 16 like kStream (larger n: the tiled kernel);
+// kAuto picks it only where it measured faster (3 bits, n = 2..16; see AutoStream in qgemm.cu).
 enum class QKernel { kAuto, kLegacyGemv, kTiled, kStream, kStreamSmem };
 inline constexpr int64_t kStreamAutoMaxN = 16;
 

@@ -94,7 +94,9 @@ template <int BITS, bool BF16, int P>
 __device__ __forceinline__ uint32_t StreamA(const uint32_t (&wr)[4 * BITS]) {
   using F = StreamFold<BITS, BF16>;
   if constexpr (F::kExact) {
-    const uint32_t q2 = PlaneAt<BITS, P, 0, 0>(wr, 0u);
+    // Plain AND here: ptxas folds it into the nibble masks below (the LOP3 form cost 6-14% at
+    // 8 bits, K2 run 2 of 2026-12-02).
+    const uint32_t q2 = PlanePart<BITS, P, 0>(wr);
     const __nv_bfloat162 lo = __hsub2(AsB2((q2 & 0x000F000Fu) | F::kMagic), AsB2(F::kMagic));
     const __nv_bfloat162 hi = __hsub2(AsB2(((q2 >> 4) & 0x000F000Fu) | F::kMagic), AsB2(F::kMagic));
     return AsU32(__hfma2(hi, AsB2(0x41804180u), lo));  // 16 * hi + lo, exact
