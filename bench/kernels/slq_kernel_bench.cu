@@ -3,8 +3,10 @@
 // CUDA graph at batch 1. Random weights; the weights rotate through enough copies (> 200 MB)
 // to defeat the 50 MB L2. Times are medians of CUDA-event timings over repeated loops.
 //   slq_kernel_bench [--out FILE.md] [--quick]
-//   slq_kernel_bench --sweep [--out FILE.md]     (streaming kernel variants vs legacy/tiled/cuBLASLt)
-//   slq_kernel_bench [--stream|--legacy] --profile ROWS COLS BITS N   (a few launches, for ncu)
+//   slq_kernel_bench --sweep [--sweep-bits 248] [--out FILE.md]   (streaming kernel variants, both
+//       rings, vs legacy/tiled/cuBLASLt; --sweep-bits: only these code widths in the per-shape part)
+//   slq_kernel_bench [--stream|--legacy|--smem] [--ring R] [--splits S] --profile ROWS COLS BITS N
+//       (a few launches, for ncu)
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
@@ -224,10 +226,15 @@ std::vector<SweepVar> SweepVars(int64_t n) {
   add("tiled", QKernel::kTiled, 0, false);
   add("stream", QKernel::kStream, 0, false);
   add("stream+pdl", QKernel::kStream, 0, true);
-  for (int sp : {1, 2, 4, 8}) add("stream s" + std::to_string(sp), QKernel::kStream, sp, false);
-  for (int kib : {8, 16, 32}) {
-    add("stream pf" + std::to_string(kib), QKernel::kStream, 0, false);
-    v.back().opt.prefetch_kib = kib;
+  // The shared-memory ring (kStreamSmem): both depths, PDL, fixed split-K factors.
+  add("smem r1", QKernel::kStreamSmem, 0, false);
+  add("smem r2", QKernel::kStreamSmem, 0, false);
+  v.back().opt.ring = 2;
+  add("smem r1+pdl", QKernel::kStreamSmem, 0, true);
+  for (int sp : {1, 2, 4, 8}) add("smem r1 s" + std::to_string(sp), QKernel::kStreamSmem, sp, false);
+  for (int sp : {2, 4}) {
+    add("smem r2 s" + std::to_string(sp), QKernel::kStreamSmem, sp, false);
+    v.back().opt.ring = 2;
   }
   return v;
 }
@@ -236,7 +243,8 @@ std::vector<SweepVar> SweepVars(int64_t n) {
 void LayerGraphs(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std::string&)>& emit) {
   emit(
       "## Llama-3-8B layer (qkv, o, gate_up, down) at batch 1 in a CUDA graph, us/layer\n\n"
-      "| bits | cuBLASLt bf16 | legacy | stream | stream+pdl | best speedup |\n|---|---|---|---|---|---|\n");
+      "| bits | cuBLASLt bf16 | legacy | stream | stream+pdl | smem r1 | smem r1+pdl | smem r2+pdl | best speedup |\n"
+      "|---|---|---|---|---|---|---|---|---|\n");
   const Shape* ls = &kShapes[0];
   auto graph_time = [&](auto&& body, int layers) {
     for (int w = 0; w < 2; ++w) body();
@@ -287,11 +295,13 @@ void LayerGraphs(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(cons
     const int qc = CopiesFor(qb);
     std::vector<QSet> sets;
     for (int j = 0; j < 4; ++j) sets.push_back(MakeQSet(ls[j].rows, ls[j].cols, bits, 128, qc, 50 + j));
-    double t[3];
-    for (int v = 0; v < 3; ++v) {
+    constexpr int kVars = 6;
+    double t[kVars];
+    for (int v = 0; v < kVars; ++v) {
       QGemmOptions o;
-      o.kernel = v == 0 ? QKernel::kLegacyGemv : QKernel::kStream;
-      o.pdl = v == 2;
+      o.kernel = v == 0 ? QKernel::kLegacyGemv : v <= 2 ? QKernel::kStream : QKernel::kStreamSmem;
+      o.pdl = v == 2 || v >= 4;
+      o.ring = v == 5 ? 2 : 1;
       t[v] = graph_time(
           [&] {
             for (int k = 0; k < qc; ++k) {
@@ -302,16 +312,19 @@ void LayerGraphs(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(cons
           },
           qc);
     }
-    emit("| " + std::to_string(bits) + "b g128 | " + Fmt("%.1f", base_us) + " | " + Fmt("%.1f", t[0]) + " | " +
-         Fmt("%.1f", t[1]) + " | " + Fmt("%.1f", t[2]) + " (" + Fmt("%.2f", qb / t[2] / 1e6) + " TB/s) | " +
-         Fmt("%.2fx", base_us / std::min(t[1], t[2])) + " |\n");
+    const double best = *std::min_element(t + 1, t + kVars);
+    std::string row = "| " + std::to_string(bits) + "b g128 | " + Fmt("%.1f", base_us);
+    for (int v = 0; v < kVars; ++v) row += " | " + Fmt("%.1f", t[v]);
+    emit(row + " | " + Fmt("%.2fx", base_us / best) + " (" + Fmt("%.2f", qb / best / 1e6) + " TB/s) |\n");
     for (QSet& s : sets) CK(cudaFree(s.pool));
   }
   emit("\n");
 }
 
-void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std::string&)>& emit) {
-  const int64_t ns[] = {1, 4, 16, 32};
+// bits_mask: bit b set = sweep b-bit codes (--sweep-bits); the layer graph runs for all.
+void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std::string&)>& emit, int bits_mask) {
+  const int64_t ns[] = {1, 4, 16};
+  constexpr size_t kNs = sizeof(ns) / sizeof(ns[0]);
   emit(
       "## Sweep: us (TB/s of codes + scale/zero; speedup vs cuBLASLt bf16 in this run)\n\n"
       "| shape | bits | n | cuBLASLt us | kernel | us | TB/s | speedup |\n|---|---|---|---|---|---|---|---|\n");
@@ -333,6 +346,7 @@ void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std:
     }
     CK(cudaFree(wpool));
     for (int bits = 2; bits <= 8; ++bits) {
+      if (!(bits_mask >> bits & 1)) continue;
       for (int64_t g : {int64_t{128}, int64_t{64}}) {
         if (g == 64 && bits != 4) continue;
         GpuLayout l;
@@ -344,7 +358,7 @@ void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std:
         l.chunks = (sh.cols + 255) / 256;
         const double qb = QBytes(l);
         QSet s = MakeQSet(sh.rows, sh.cols, bits, g, CopiesFor(qb), 11 + bits);
-        for (size_t ni = 0; ni < 4; ++ni) {
+        for (size_t ni = 0; ni < kNs; ++ni) {
           const int64_t n = ns[ni];
           for (const SweepVar& v : SweepVars(n)) {
             const double us = TimeQ(s, n, b, st, v.opt);
@@ -366,6 +380,7 @@ void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std:
 int Main(int argc, char** argv) {
   const char* out_path = nullptr;
   bool quick = false, sweep = false;
+  int bits_mask = 0x1FC;     // --sweep-bits: 2..8
   QGemmOptions profile_opt;  // --profile: kAuto unless --stream / --legacy come before it
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
@@ -373,6 +388,15 @@ int Main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--sweep")) sweep = true;
     if (!std::strcmp(argv[i], "--stream")) profile_opt.kernel = QKernel::kStream;
     if (!std::strcmp(argv[i], "--legacy")) profile_opt.kernel = QKernel::kLegacyGemv;
+    if (!std::strcmp(argv[i], "--smem")) profile_opt.kernel = QKernel::kStreamSmem;
+    if (!std::strcmp(argv[i], "--ring") && i + 1 < argc) profile_opt.ring = std::atoi(argv[++i]);
+    if (!std::strcmp(argv[i], "--splits") && i + 1 < argc) profile_opt.splits = std::atoi(argv[++i]);
+    if (!std::strcmp(argv[i], "--sweep-bits") && i + 1 < argc) {  // e.g. 2,4,8
+      bits_mask = 0;
+      for (const char* c = argv[++i]; *c; ++c) {
+        if (*c >= '2' && *c <= '8') bits_mask |= 1 << (*c - '0');
+      }
+    }
     if (!std::strcmp(argv[i], "--profile") && i + 4 < argc) {
       const int64_t rows = std::atoll(argv[i + 1]), cols = std::atoll(argv[i + 2]);
       const int bits = std::atoi(argv[i + 3]);
@@ -426,7 +450,7 @@ int Main(int argc, char** argv) {
   }
 
   if (sweep) {
-    Sweep(lt, b, st, emit);
+    Sweep(lt, b, st, emit, bits_mask);
     if (out_path) {
       FILE* f = std::fopen(out_path, "w");
       if (f) {

@@ -363,6 +363,22 @@ int64_t CounterInts(int64_t rows, int64_t max_n) {
   return (tiles + 63) / 64 * 64;
 }
 
+// kAuto for n <= kStreamAutoMaxN: which streaming kernel, per (bits, n range). From bench
+// --sweep on the H200, 2026-12-02 (run 2 of bench/results/kernels-2026-12-01.md, "v7"): summed
+// over the four Llama-3-8B linears, the shared-memory ring was >= 3% faster with and without
+// PDL only at 3 bits and n = 2..16 (4.4-5%); elsewhere the register ring was as fast or faster.
+QKernel AutoStream(int bits, int64_t n) {
+  struct Cell {
+    int bits;
+    int64_t n_lo, n_hi;
+  };
+  static constexpr Cell kSmemCells[] = {{3, 2, 16}};
+  for (const Cell& c : kSmemCells) {
+    if (bits == c.bits && n >= c.n_lo && n <= c.n_hi) return QKernel::kStreamSmem;
+  }
+  return QKernel::kStream;
+}
+
 }  // namespace
 
 bool CudaDeviceAvailable(std::string* why) {
@@ -426,9 +442,13 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
   if (reinterpret_cast<uintptr_t>(x) % 16 != 0) return "x must be 16-byte aligned";
   if (w.codes == nullptr || w.sz == nullptr || y == nullptr) return "null device pointer";
   QKernel kernel = opt.kernel;
-  if (kernel == QKernel::kAuto) kernel = opt.allow_gemv && n <= kStreamAutoMaxN ? QKernel::kStream : QKernel::kTiled;
+  if (kernel == QKernel::kAuto)
+    kernel = opt.allow_gemv && n <= kStreamAutoMaxN ? AutoStream(l.bits, n) : QKernel::kTiled;
   if (kernel == QKernel::kStream) {
     return internal::QGemmStream(w, x, n, y, act, workspace, workspace_bytes, stream, opt);
+  }
+  if (kernel == QKernel::kStreamSmem && n <= kStreamAutoMaxN) {
+    return internal::QGemmStreamSmem(w, x, n, y, act, workspace, workspace_bytes, stream, opt);
   }
   const Config c = PickConfig(n);
   Params p{};

@@ -48,7 +48,10 @@ std::string AllocWorkspace(size_t bytes, void** ws);
 // kernel is at least as fast as the others up to n = 16 on most shapes, 1.3-1.4x slower than
 // the tiled one at n = 32. The others force one kernel for any n (the
 // legacy small-batch kernel only for n <= 8; larger n fall back to the tiled one).
-enum class QKernel { kAuto, kLegacyGemv, kTiled, kStream };
+// kStreamSmem: the streaming kernel with its weight ring in shared memory (cp.async) instead of
+// registers (qgemm_stream_smem.cu), for n <= 16 like kStream (larger n: the tiled kernel);
+// kAuto picks it only where it measured faster (3 bits, n = 2..16; see AutoStream in qgemm.cu).
+enum class QKernel { kAuto, kLegacyGemv, kTiled, kStream, kStreamSmem };
 inline constexpr int64_t kStreamAutoMaxN = 16;
 
 struct QGemmOptions {
@@ -62,6 +65,8 @@ struct QGemmOptions {
   // Streaming kernel: each warp keeps its weights this many KiB ahead of its register ring in
   // flight as L2 bulk prefetches (-1 = default, 0 = off). For measurement sweeps.
   int prefetch_kib = -1;
+  // kStreamSmem: ring depth per warp, 1 = ~6 KiB of codes (default), 2 = ~12 KiB (2..8 chunks).
+  int ring = 1;
 };
 
 // x: device [n, cols] (act), y: device [n, rows] (act). x must be 16-byte aligned.

@@ -19,6 +19,11 @@ int CudaSmCount();
 std::string QGemmStream(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActType act, void* workspace,
                         size_t workspace_bytes, void* stream, const QGemmOptions& opt);
 
+// Launches the streaming kernel with the shared-memory weight ring (qgemm_stream_smem.cu;
+// QKernel::kStreamSmem), same contract as QGemmStream.
+std::string QGemmStreamSmem(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActType act, void* workspace,
+                            size_t workspace_bytes, void* stream, const QGemmOptions& opt);
+
 }  // namespace slq::kernels::internal
 
 #endif  // SLQ_KERNELS_CUDA_QGEMM_STREAM_H_

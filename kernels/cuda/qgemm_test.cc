@@ -100,15 +100,18 @@ const char* KernelName(QKernel k) {
       return "tiled";
     case QKernel::kStream:
       return "stream";
+    case QKernel::kStreamSmem:
+      return "stream-smem";
   }
   return "?";
 }
 
-QGemmOptions Opt(int splits, QKernel kernel = QKernel::kAuto, bool pdl = false) {
+QGemmOptions Opt(int splits, QKernel kernel = QKernel::kAuto, bool pdl = false, int ring = 1) {
   QGemmOptions o;
   o.splits = splits;
   o.kernel = kernel;
   o.pdl = pdl;
+  o.ring = ring;
   return o;
 }
 
@@ -121,7 +124,8 @@ void Check(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t
   const std::string what = "rows " + std::to_string(rows) + " cols " + std::to_string(cols) + " bits " +
                            std::to_string(bits) + " g " + std::to_string(g) +
                            (act == ActType::kBF16 ? " bf16" : " fp16") + " n " + std::to_string(n) + " splits " +
-                           std::to_string(opt.splits) + " " + KernelName(opt.kernel) + (opt.pdl ? " pdl" : "");
+                           std::to_string(opt.splits) + " " + KernelName(opt.kernel) + (opt.pdl ? " pdl" : "") +
+                           (opt.kernel == QKernel::kStreamSmem ? " ring " + std::to_string(opt.ring) : "");
   EXPECT_EQ(e.bad, 0) << what;
   EXPECT_LT(e.rel_fro, tol_fro) << what;
   EXPECT_LT(e.max_rel, tol_max) << what;
@@ -150,7 +154,7 @@ TEST_P(QGemmAllBits, RealShapesSplitKOnAndOff) {
   std::mt19937_64 rng(2000 + bits);
   for (ActType act : {ActType::kF16, ActType::kBF16}) {
     for (int64_t g : {64, 128}) {
-      for (QKernel k : {QKernel::kLegacyGemv, QKernel::kTiled, QKernel::kStream}) {
+      for (QKernel k : {QKernel::kLegacyGemv, QKernel::kTiled, QKernel::kStream, QKernel::kStreamSmem}) {
         Check(256, 4096, bits, g, act, 1, Opt(0, k), rng);   // auto split-K
         Check(256, 4096, bits, g, act, 16, Opt(1, k), rng);  // no split
         Check(128, 14336, bits, g, act, 2, Opt(5, k), rng);  // down-proj K
@@ -181,61 +185,87 @@ TEST_P(QGemmAllBits, StreamKernelExhaustive) {
   }
 }
 
+// The shared-memory ring variant, both ring depths: the same classes as above, plus a long K
+// range per warp (more chunks than the ring holds: slots are refilled and wrap around).
+TEST_P(QGemmAllBits, StreamSmemKernelExhaustive) {
+  SKIP_WITHOUT_GPU();
+  const int bits = GetParam();
+  std::mt19937_64 rng(4000 + bits);
+  for (ActType act : {ActType::kF16, ActType::kBF16}) {
+    for (int64_t g : {64, 128}) {
+      for (int ring : {1, 2}) {
+        for (int64_t n : {1, 2, 3, 5, 8, 9, 13, 16, 17}) {
+          Check(70, 1000, bits, g, act, n, Opt(0, QKernel::kStreamSmem, n % 2 == 1, ring), rng);
+          Check(33, 200, bits, g, act, n, Opt(1, QKernel::kStreamSmem, n % 2 == 0, ring), rng);
+        }
+        for (int64_t n : {1, 7, 16}) {
+          Check(70, 1000, bits, g, act, n, Opt(3, QKernel::kStreamSmem, true, ring), rng);
+          Check(150, 2056, bits, g, act, n, Opt(2, QKernel::kStreamSmem, false, ring), rng);
+        }
+        for (int64_t n : {1, 4}) Check(40, 8200, bits, g, act, n, Opt(1, QKernel::kStreamSmem, n == 4, ring), rng);
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Bits, QGemmAllBits, ::testing::Range(2, 9));
 
 // With PDL the kernel starts before its producer finishes: it must still read the producer's
-// output. y1 = A x (NaN-poisoned before), then y2 = B y1 launched with PDL right behind it.
+// output. y1 = A x (NaN-poisoned before), then y2 = B y1 launched with PDL right behind it
+// (both streaming kernels).
 TEST(QGemmTest, StreamPdlReadsTheProducersOutput) {
   SKIP_WITHOUT_GPU();
   std::mt19937_64 rng(77);
-  for (int64_t n : {1, 16}) {
-    OwnedPacked a = RandomPacked(4096, 1024, 4, 128, rng);  // large producer: a long tail
-    OwnedPacked bm = RandomPacked(64, 4096, 3, 128, rng);
-    RepackedMatrix ra, rb;
-    ASSERT_EQ(RepackForGpu(a.View(), &ra), "");
-    ASSERT_EQ(RepackForGpu(bm.View(), &rb), "");
-    DeviceMatrix da, db;
-    ASSERT_EQ(UploadMatrix(ra, &da), "");
-    ASSERT_EQ(UploadMatrix(rb, &db), "");
-    std::normal_distribution<float> nd(0.f, 1.f);
-    std::vector<uint16_t> xh(static_cast<size_t>(n * 1024));
-    for (auto& v : xh) v = ToAct(nd(rng), ActType::kBF16);
-    void *dx = nullptr, *dy1 = nullptr, *dy2 = nullptr, *ws = nullptr;
-    ASSERT_EQ(cudaMalloc(&dx, xh.size() * 2), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(&dy1, n * 4096 * 2), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(&dy2, n * 64 * 2), cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(dx, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
-    const size_t wsb = QGemmWorkspaceBytes(4096, n);
-    ASSERT_EQ(AllocWorkspace(wsb, &ws), "");
-    cudaStream_t st;
-    ASSERT_EQ(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), cudaSuccess);
-    for (int rep = 0; rep < 3; ++rep) {
-      ASSERT_EQ(cudaMemsetAsync(dy1, 0xFF, n * 4096 * 2, st), cudaSuccess);
-      ASSERT_EQ(QGemm(da, dx, n, dy1, ActType::kBF16, ws, wsb, st, Opt(1, QKernel::kStream, true)), "");
-      ASSERT_EQ(QGemm(db, dy1, n, dy2, ActType::kBF16, ws, wsb, st, Opt(0, QKernel::kStream, true)), "");
+  for (const QKernel k : {QKernel::kStream, QKernel::kStreamSmem}) {
+    for (int64_t n : {1, 16}) {
+      OwnedPacked a = RandomPacked(4096, 1024, 4, 128, rng);  // large producer: a long tail
+      OwnedPacked bm = RandomPacked(64, 4096, 3, 128, rng);
+      RepackedMatrix ra, rb;
+      ASSERT_EQ(RepackForGpu(a.View(), &ra), "");
+      ASSERT_EQ(RepackForGpu(bm.View(), &rb), "");
+      DeviceMatrix da, db;
+      ASSERT_EQ(UploadMatrix(ra, &da), "");
+      ASSERT_EQ(UploadMatrix(rb, &db), "");
+      std::normal_distribution<float> nd(0.f, 1.f);
+      std::vector<uint16_t> xh(static_cast<size_t>(n * 1024));
+      for (auto& v : xh) v = ToAct(nd(rng), ActType::kBF16);
+      void *dx = nullptr, *dy1 = nullptr, *dy2 = nullptr, *ws = nullptr;
+      ASSERT_EQ(cudaMalloc(&dx, xh.size() * 2), cudaSuccess);
+      ASSERT_EQ(cudaMalloc(&dy1, n * 4096 * 2), cudaSuccess);
+      ASSERT_EQ(cudaMalloc(&dy2, n * 64 * 2), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(dx, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+      const size_t wsb = QGemmWorkspaceBytes(4096, n);
+      ASSERT_EQ(AllocWorkspace(wsb, &ws), "");
+      cudaStream_t st;
+      ASSERT_EQ(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), cudaSuccess);
+      for (int rep = 0; rep < 3; ++rep) {
+        ASSERT_EQ(cudaMemsetAsync(dy1, 0xFF, n * 4096 * 2, st), cudaSuccess);
+        ASSERT_EQ(QGemm(da, dx, n, dy1, ActType::kBF16, ws, wsb, st, Opt(1, k, true)), "");
+        ASSERT_EQ(QGemm(db, dy1, n, dy2, ActType::kBF16, ws, wsb, st, Opt(0, k, true)), "");
+      }
+      ASSERT_EQ(cudaStreamSynchronize(st), cudaSuccess);
+      std::vector<uint16_t> y1(static_cast<size_t>(n * 4096)), y2(static_cast<size_t>(n * 64));
+      ASSERT_EQ(cudaMemcpy(y1.data(), dy1, y1.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(y2.data(), dy2, y2.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+      std::vector<float> y1f(y1.size()), ref(y2.size());
+      for (size_t i = 0; i < y1.size(); ++i) y1f[i] = FromAct(y1[i], ActType::kBF16);
+      ASSERT_EQ(DequantMatmulRef(bm.View(), y1f.data(), n, ref.data()), "");
+      double num = 0, den = 0;
+      for (size_t i = 0; i < ref.size(); ++i) {
+        const double d = FromAct(y2[i], ActType::kBF16) - ref[i];
+        num += d * d;
+        den += static_cast<double>(ref[i]) * ref[i];
+      }
+      EXPECT_TRUE(std::isfinite(num)) << KernelName(k) << " n " << n << ": read y1 before the producer wrote it";
+      EXPECT_LT(std::sqrt(num / std::max(den, 1e-30)), 8e-3) << KernelName(k) << " n " << n;
+      cudaStreamDestroy(st);
+      cudaFree(dx);
+      cudaFree(dy1);
+      cudaFree(dy2);
+      cudaFree(ws);
+      FreeDeviceMatrix(&da);
+      FreeDeviceMatrix(&db);
     }
-    ASSERT_EQ(cudaStreamSynchronize(st), cudaSuccess);
-    std::vector<uint16_t> y1(static_cast<size_t>(n * 4096)), y2(static_cast<size_t>(n * 64));
-    ASSERT_EQ(cudaMemcpy(y1.data(), dy1, y1.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(y2.data(), dy2, y2.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
-    std::vector<float> y1f(y1.size()), ref(y2.size());
-    for (size_t i = 0; i < y1.size(); ++i) y1f[i] = FromAct(y1[i], ActType::kBF16);
-    ASSERT_EQ(DequantMatmulRef(bm.View(), y1f.data(), n, ref.data()), "");
-    double num = 0, den = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-      const double d = FromAct(y2[i], ActType::kBF16) - ref[i];
-      num += d * d;
-      den += static_cast<double>(ref[i]) * ref[i];
-    }
-    EXPECT_TRUE(std::isfinite(num)) << "n " << n << ": read y1 before the producer wrote it";
-    EXPECT_LT(std::sqrt(num / std::max(den, 1e-30)), 8e-3) << "n " << n;
-    cudaStreamDestroy(st);
-    cudaFree(dx);
-    cudaFree(dy1);
-    cudaFree(dy2);
-    cudaFree(ws);
-    FreeDeviceMatrix(&da);
-    FreeDeviceMatrix(&db);
   }
 }
 

@@ -1,0 +1,246 @@
+// Device helpers of the streaming small-batch kernels (private to qgemm_stream.cu and
+// qgemm_stream_smem.cu; include it from those files only): the code -> float-magic A operand
+// (one LOP3 per code pair and bit plane at a per-row-half bit offset L), the per-group fold
+// of scale/zero and sum(x), one 256-column chunk of mma steps, the sum-of-x pass, PDL and
+// L2-prefetch wrappers.
+#ifndef SLQ_KERNELS_CUDA_QGEMM_STREAM_DEVICE_CUH_
+#define SLQ_KERNELS_CUDA_QGEMM_STREAM_DEVICE_CUH_
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "kernels/cuda/qgemm.h"
+#include "kernels/cuda/qgemm_device.cuh"
+
+namespace slq::kernels {
+namespace {
+
+constexpr int kZeroHalves = 256;  // a zero row for ldmatrix lanes of absent tokens
+
+// Distinct non-zero shifts (per code register) needed to place every pair's plane bits at
+// bit offset L (llo for row g, lhi for row g + 8) of both 16-bit halves.
+__host__ __device__ constexpr int ShiftCount(int bits, int llo, int lhi) {
+  bool seen[32][64] = {};
+  int count = 0;
+  for (int p = 0; p < 64; ++p) {
+    const int l = (p & 1) ? lhi : llo;
+    for (int i = 0; i < 3; ++i) {
+      const int w = PlaneWidth(bits, i);
+      if (w == 0) continue;
+      const int per = 16 / w, off = PlaneOff(bits, i);
+      const int reg = off * 4 + p / per, sh = (p % per) * w - off - l;
+      if (sh != 0 && !seen[reg][sh + 32]) {
+        seen[reg][sh + 32] = true;
+        ++count;
+      }
+    }
+  }
+  return count;
+}
+
+// The (llo, lhi) in [0, lmax]^2 with the fewest shifts, as llo * 16 + lhi.
+__host__ __device__ constexpr int BestL(int bits, int lmax) {
+  int best = 0, best_count = 1 << 30;
+  for (int lo = 0; lo <= lmax; ++lo) {
+    for (int hi = 0; hi <= lmax; ++hi) {
+      const int c = ShiftCount(bits, lo, hi);
+      if (c < best_count) {
+        best_count = c;
+        best = lo * 16 + hi;
+      }
+    }
+  }
+  return best;
+}
+
+template <int BITS, bool BF16>
+struct StreamFold {
+  static constexpr bool kExact = BF16 && BITS == 8;
+  static constexpr int kL = kExact ? 0 : BestL(BITS, (BF16 ? 7 : 10) - BITS);
+  static constexpr int kLlo = kL >> 4, kLhi = kL & 15;
+  static constexpr uint32_t kMagic = BF16 ? 0x43004300u : 0x64006400u;
+  static constexpr float kOff = kExact ? 0.f : (BF16 ? 128.f : 1024.f);
+};
+
+// (a & mask) | c in one LOP3. ptxas split `(x & M) | magic` into AND + OR when both constants
+// were immediates (a LOP3 takes one); here `c` is a register operand.
+template <uint32_t MASK>
+__device__ __forceinline__ uint32_t AndOr(uint32_t a, uint32_t c) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(a), "n"(MASK), "r"(c));
+  return d;
+}
+
+// Plane I of pair P moved to bit offset (plane offset + L) of both halves and OR'ed into acc.
+template <int BITS, int P, int I, int L>
+__device__ __forceinline__ uint32_t PlaneAt(const uint32_t (&wr)[4 * BITS], uint32_t acc) {
+  constexpr int W = PlaneWidth(BITS, I);
+  if constexpr (W == 0) {
+    return acc;
+  } else {
+    constexpr int OFF = PlaneOff(BITS, I), PER = 16 / W;
+    constexpr uint32_t M = ((1u << W) - 1u) << (OFF + L);
+    return AndOr<M | (M << 16)>(ShiftR<(P % PER) * W - OFF - L>(wr[OFF * 4 + P / PER]), acc);
+  }
+}
+
+// A-fragment register of pair P: off + 2^L q in the activation type (exact q for bf16 8-bit).
+template <int BITS, bool BF16, int P>
+__device__ __forceinline__ uint32_t StreamA(const uint32_t (&wr)[4 * BITS]) {
+  using F = StreamFold<BITS, BF16>;
+  if constexpr (F::kExact) {
+    // Plain AND here: ptxas folds it into the nibble masks below (the LOP3 form cost 6-14% at
+    // 8 bits, K2 run 2 of 2026-12-02).
+    const uint32_t q2 = PlanePart<BITS, P, 0>(wr);
+    const __nv_bfloat162 lo = __hsub2(AsB2((q2 & 0x000F000Fu) | F::kMagic), AsB2(F::kMagic));
+    const __nv_bfloat162 hi = __hsub2(AsB2(((q2 >> 4) & 0x000F000Fu) | F::kMagic), AsB2(F::kMagic));
+    return AsU32(__hfma2(hi, AsB2(0x41804180u), lo));  // 16 * hi + lo, exact
+  } else {
+    constexpr int L = (P & 1) ? F::kLhi : F::kLlo;
+    constexpr uint32_t magic = F::kMagic;
+    return PlaneAt<BITS, P, 2, L>(wr, PlaneAt<BITS, P, 1, L>(wr, PlaneAt<BITS, P, 0, L>(wr, magic)));
+  }
+}
+
+__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void LdMatrixX4At(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// Folds one group's accumulators into y with the group's scale/zero (u = {s, z} of row g
+// and of row g + 8) and sum of x (sx[j * 8] = {token 2t, token 2t + 1} of token tile j).
+template <int BITS, bool BF16, int NT>
+__device__ __forceinline__ void ApplyGroup(float (&y)[NT][4], float (&acc)[NT][4], uint2 u, const float* sx) {
+  using F = StreamFold<BITS, BF16>;
+  constexpr float kInvLo = 1.f / static_cast<float>(1 << F::kLlo);
+  constexpr float kInvHi = 1.f / static_cast<float>(1 << F::kLhi);
+  const float2 lo = __half22float2(AsH2(u.x));
+  const float2 hi = __half22float2(AsH2(u.y));
+  const float a_lo = lo.x * kInvLo, b_lo = fmaf(-F::kOff * kInvLo, lo.x, lo.y);
+  const float a_hi = hi.x * kInvHi, b_hi = fmaf(-F::kOff * kInvHi, hi.x, hi.y);
+#pragma unroll
+  for (int j = 0; j < NT; ++j) {
+    const float2 s = *reinterpret_cast<const float2*>(sx + j * 8);
+    y[j][0] = fmaf(a_lo, acc[j][0], fmaf(b_lo, s.x, y[j][0]));
+    y[j][1] = fmaf(a_lo, acc[j][1], fmaf(b_lo, s.y, y[j][1]));
+    y[j][2] = fmaf(a_hi, acc[j][2], fmaf(b_hi, s.x, y[j][2]));
+    y[j][3] = fmaf(a_hi, acc[j][3], fmaf(b_hi, s.y, y[j][3]));
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[j][i] = 0.f;
+  }
+}
+
+// k-step S of a chunk: ldmatrix x every other step, build the A fragment, NT mma; at the
+// end of a group fold it into y.
+template <int BITS, bool BF16, int NT, int G, int S>
+__device__ __forceinline__ void StreamStep(float (&y)[NT][4], float (&acc)[NT][4], uint32_t (&b)[NT][4],
+                                           const uint32_t (&wr)[4 * BITS], const uint2 (&sz)[256 / G],
+                                           const uint32_t (&xa)[NT], const float* sx) {
+  if constexpr (S % 2 == 0) {
+#pragma unroll
+    for (int j = 0; j < NT; ++j) LdMatrixX4At(b[j], xa[j] + S * 32);
+  }
+  const uint32_t a[4] = {StreamA<BITS, BF16, S * 4 + 0>(wr), StreamA<BITS, BF16, S * 4 + 1>(wr),
+                         StreamA<BITS, BF16, S * 4 + 2>(wr), StreamA<BITS, BF16, S * 4 + 3>(wr)};
+#pragma unroll
+  for (int j = 0; j < NT; ++j) Mma<BF16>(acc[j], a, b[j][(S & 1) * 2], b[j][(S & 1) * 2 + 1]);
+  if constexpr ((S + 1) % (G / 16) == 0) {
+    constexpr int Q = S / (G / 16);
+    ApplyGroup<BITS, BF16, NT>(y, acc, sz[Q], sx + Q * 8 * NT);
+  }
+}
+
+template <int BITS, bool BF16, int NT, int G, int... S>
+__device__ __forceinline__ void StreamChunk(float (&y)[NT][4], float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS],
+                                            const uint2 (&sz)[256 / G], const uint32_t (&xa)[NT], const float* sx,
+                                            std::integer_sequence<int, S...>) {
+  uint32_t b[NT][4];
+  (StreamStep<BITS, BF16, NT, G, S>(y, acc, b, wr, sz, xa, sx), ...);
+}
+
+// k-step S of the sum-of-x pass: an mma against ones; lanes 0..3 (row 0) store each group's
+// sums for tokens 2t, 2t + 1.
+template <bool BF16, int NT, int G, int S>
+__device__ __forceinline__ void SumStep(float (&acc)[NT][4], uint32_t (&b)[NT][4], const uint32_t (&xa)[NT], float* sx,
+                                        int lane) {
+  constexpr uint32_t kOnes = BF16 ? 0x3F803F80u : 0x3C003C00u;
+  if constexpr (S % 2 == 0) {
+#pragma unroll
+    for (int j = 0; j < NT; ++j) LdMatrixX4At(b[j], xa[j] + S * 32);
+  }
+  const uint32_t ones[4] = {kOnes, kOnes, kOnes, kOnes};
+#pragma unroll
+  for (int j = 0; j < NT; ++j) Mma<BF16>(acc[j], ones, b[j][(S & 1) * 2], b[j][(S & 1) * 2 + 1]);
+  if constexpr ((S + 1) % (G / 16) == 0) {
+    constexpr int Q = S / (G / 16);
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      if (lane < 4) *reinterpret_cast<float2*>(sx + Q * 8 * NT + j * 8) = make_float2(acc[j][0], acc[j][1]);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[j][i] = 0.f;
+    }
+  }
+}
+
+template <bool BF16, int NT, int G, int... S>
+__device__ __forceinline__ void SumChunk(const uint32_t (&xa)[NT], float* sx, int lane,
+                                         std::integer_sequence<int, S...>) {
+  float acc[NT][4] = {};
+  uint32_t b[NT][4];
+  (SumStep<BF16, NT, G, S>(acc, b, xa, sx, lane), ...);
+}
+
+// One bulk L2 prefetch of `bytes` (multiple of 16) at a 16-byte aligned global address.
+__device__ __forceinline__ void PrefetchL2(const void* p, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void GridDependencyWait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+__device__ __forceinline__ void LaunchDependents() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
+
+// ---- Host side, shared by both streaming kernels ------------------------------------------
+
+// Launch parameters of a validated QGemm call, without the split-K fields.
+inline Params StreamParams(const DeviceMatrix& w, const void* x, int64_t n, void* y) {
+  const GpuLayout& l = w.layout;
+  Params p{};
+  p.codes = reinterpret_cast<const uint4*>(w.codes);
+  p.sz = reinterpret_cast<const uint2*>(w.sz);
+  p.x = static_cast<const uint16_t*>(x);
+  p.y = static_cast<uint16_t*>(y);
+  p.rows = static_cast<int>(l.rows);
+  p.cols = static_cast<int>(l.cols);
+  p.n = static_cast<int>(n);
+  p.row_tiles = static_cast<int>(l.row_tiles);
+  p.chunks = static_cast<int>(l.chunks);
+  p.gpad = static_cast<int>(l.chunks * kChunkCols / l.group_size);
+  p.log2g = l.group_size == 64 ? 6 : 7;
+  return p;
+}
+
+// For p.splits > 1: points p.counters / p.ws into the workspace, or says why it cannot.
+inline std::string SetSplitWorkspace(Params& p, int64_t n, void* workspace, size_t workspace_bytes) {
+  if (p.splits <= 1) return "";
+  const size_t need = QGemmWorkspaceBytes(p.rows, n);
+  if (workspace == nullptr || workspace_bytes < need) {
+    return "split-K needs a workspace of " + std::to_string(need) + " bytes; got " + std::to_string(workspace_bytes);
+  }
+  p.counters = static_cast<int*>(workspace);
+  // Workspace = [counters][n * rows floats] (qgemm.cu): the floats are its tail.
+  p.ws = reinterpret_cast<float*>(static_cast<int*>(workspace) + (need / 4 - n * p.rows));
+  return "";
+}
+
+}  // namespace
+}  // namespace slq::kernels
+
+#endif  // SLQ_KERNELS_CUDA_QGEMM_STREAM_DEVICE_CUH_
