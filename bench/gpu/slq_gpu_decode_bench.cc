@@ -13,10 +13,11 @@
 // The device loop (GpuGreedyDecode) decodes the same prompt again for `tokens` steps with the
 // argmax fed back on the GPU and the ids read once at the end.
 // --pdl: the step's own kernels launch with programmatic dependent launch (GpuWorkspaceOptions).
-// --linear-pdl: the quantized linears do (QGemmOptions::pdl), in the step and in the linears-only replay.
+// --linear-pdl / --no-linear-pdl: the quantized linears do (QGemmOptions::pdl; default: on, as
+// GpuWorkspaceOptions), in the step and in the linears-only replay.
 //
 //   slq_gpu_decode_bench [--tokens 128] [--prompt 16] [--configs bf16,f16,q4,mix] [--breakdown]
-//                        [--pdl] [--linear-pdl] [--out f.md]
+//                        [--pdl] [--linear-pdl|--no-linear-pdl] [--out f.md]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -165,9 +166,14 @@ struct Row {
 int main(int argc, char** argv) {
   int64_t tokens = 128, prompt = 16;
   std::string configs = "bf16,f16,q4,mix", out_path;
-  bool breakdown = false, pdl = false, linear_pdl = false;
+  bool breakdown = false, pdl = false, linear_pdl = slq::gpu::GpuWorkspaceOptions{}.linear_pdl;
   for (int i = 1; i < argc; i += 2) {
     const std::string k = argv[i];
+    if (k == "--no-linear-pdl") {
+      linear_pdl = false;
+      --i;
+      continue;
+    }
     if (k == "--breakdown" || k == "--pdl" || k == "--linear-pdl") {
       (k == "--pdl" ? pdl : k == "--linear-pdl" ? linear_pdl : breakdown) = true;
       --i;

@@ -39,8 +39,7 @@ absl::Status GpuModel::Impl::Alloc(size_t bytes, void** p) {
 }
 
 absl::Status RunLinear(const GpuLinear& l, ActType act, const void* x, int64_t n, void* y, bool y_f32,
-                       cublasHandle_t blas, void* qgemm_ws, size_t qgemm_ws_bytes, cudaStream_t stream,
-                       bool pdl) {
+                       cublasHandle_t blas, void* qgemm_ws, size_t qgemm_ws_bytes, cudaStream_t stream, bool pdl) {
   if (l.quant) {
     if (y_f32) return absl::InternalError("RunLinear: fp32 output of a quantized linear");
     kernels::QGemmOptions opt;

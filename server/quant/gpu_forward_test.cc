@@ -79,7 +79,8 @@ std::vector<int32_t> RandomTokens(int64_t n, int64_t vocab, uint32_t seed) {
 
 // Two sequences through the same chunk schedule on both paths: prefill chunks (all logits),
 // a mixed step, then decode steps; every logits row is compared.
-Compare RunBoth(const Model& m, ActType act, bool graphs = true, bool pdl = false, bool linear_pdl = false) {
+Compare RunBoth(const Model& m, ActType act, bool graphs = true, bool pdl = false,
+                bool linear_pdl = GpuWorkspaceOptions{}.linear_pdl) {
   Compare cmp;
   const ModelConfig& c = m.config;
   auto gm = GpuModel::Upload(m, {act});
@@ -252,9 +253,9 @@ TEST(GpuForward, ProgrammaticDependentLaunchAgrees) {
   ExpectParity(RunBoth(*d, ActType::kF16, /*graphs=*/true, /*pdl=*/true), kDense);
 }
 
-// The quantized linears launched with programmatic dependent launch (they read their weights
-// before the previous kernel completed, x only after): the same logits as plain launches, with
-// and without the small kernels' PDL, eagerly and from graphs.
+// The quantized linears launched with programmatic dependent launch (the default; they read
+// their weights before the previous kernel completed, x only after): the same logits as plain
+// launches, with and without the small kernels' PDL, eagerly and from graphs.
 TEST(GpuForward, QuantizedLinearsWithProgrammaticDependentLaunchAgree) {
   SKIP_WITHOUT_GPU();
   auto m = Load("tinystories-656k");
@@ -262,7 +263,8 @@ TEST(GpuForward, QuantizedLinearsWithProgrammaticDependentLaunchAgree) {
   quant::QuantConfig cfg;
   cfg.group_size = 64;
   Quantize(m.get(), cfg, [](size_t i) { return std::vector<int>{4, 6, 3, 8, 5}[i % 5]; });
-  const Compare plain = RunBoth(*m, ActType::kF16, /*graphs=*/true);
+  const Compare plain = RunBoth(*m, ActType::kF16, /*graphs=*/true, /*pdl=*/false, /*linear_pdl=*/false);
+  ExpectParity(plain, kQuant);
   for (bool graphs : {false, true}) {
     for (bool pdl : {false, true}) {
       SCOPED_TRACE(absl::StrCat("graphs ", graphs, " pdl ", pdl));
