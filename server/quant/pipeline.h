@@ -107,6 +107,8 @@ struct SearchOutcome {
   std::string note;
   double wall_seconds = 0;
 };
+// JSON: "bits" holds each layer's width (16 = dense); "choices" the exact choice codes, written
+// only when some layer is not plain RTN (from_json prefers it), so the outcome round-trips.
 void to_json(nlohmann::json& j, const SearchOutcome& s);
 void from_json(const nlohmann::json& j, SearchOutcome& s);
 

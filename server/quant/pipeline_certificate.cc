@@ -7,6 +7,7 @@
 #include "server/common/status_macros.h"
 #include "server/quant/artifact.h"
 #include "server/quant/pipeline.h"
+#include "server/quant/rounding.h"
 
 namespace slq::quant {
 
@@ -204,7 +205,16 @@ void to_json(json& j, const SearchOutcome& s) {
                      {"calib_kl", st.calib_kl},
                      {"met", st.met}});
   }
-  j = {{"bits", s.bits},
+  // "bits": each layer's width (16 = kept dense); "choices": the search's codes (width + rounding,
+  // quant/rounding.h), present only when some layer is not plain RTN, so readers of "bits" always
+  // get widths and the outcome still round-trips exactly.
+  std::map<std::string, int> widths;
+  bool plain = true;
+  for (const auto& [name, choice] : s.bits) {
+    widths[name] = IsDenseChoice(choice) ? choice : ChoiceBits(choice);
+    plain = plain && widths[name] == choice;
+  }
+  j = {{"bits", widths},
        {"avg_bits", s.avg_bits},
        {"max_damage", s.max_damage},
        {"calibration_met", s.calibration_met},
@@ -214,10 +224,12 @@ void to_json(json& j, const SearchOutcome& s) {
        {"steps", steps},
        {"note", s.note},
        {"wall_seconds", s.wall_seconds}};
+  if (!plain) j["choices"] = s.bits;
 }
 
 void from_json(const json& j, SearchOutcome& s) {
-  s.bits = j.at("bits").get<std::map<std::string, int>>();
+  s.bits = j.contains("choices") ? j.at("choices").get<std::map<std::string, int>>()
+                                 : j.at("bits").get<std::map<std::string, int>>();
   s.avg_bits = j.at("avg_bits").get<double>();
   s.max_damage = j.at("max_damage").get<double>();
   s.calibration_met = j.at("calibration_met").get<bool>();

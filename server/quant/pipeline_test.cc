@@ -384,6 +384,22 @@ TEST(PipelineTest, QuantizersOptionReachesTheCertificate) {
   EXPECT_EQ(QuantizationSession::Open(o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// The certificate's search outcome names widths under "bits" and keeps the choice codes (width +
+// rounding) under "choices" only when a layer is not plain RTN; both round-trip exactly.
+TEST(PipelineTest, SearchOutcomeJsonNamesWidthsAndKeepsChoices) {
+  SearchOutcome s;
+  s.bits = {{"a", 4}, {"b", EncodeChoice(5, Rounding::kGptq)}, {"c", 16}, {"d", EncodeChoice(3, Rounding::kMse)}};
+  s.avg_bits = 4.4;
+  nlohmann::json j = s;
+  EXPECT_EQ(j["bits"], (nlohmann::json{{"a", 4}, {"b", 5}, {"c", 16}, {"d", 3}}));
+  EXPECT_EQ(j["choices"]["b"], EncodeChoice(5, Rounding::kGptq));
+  EXPECT_EQ(j.get<SearchOutcome>().bits, s.bits);
+  s.bits = {{"a", 4}, {"c", 16}};
+  j = s;
+  EXPECT_FALSE(j.contains("choices"));
+  EXPECT_EQ(j.get<SearchOutcome>().bits, s.bits);
+}
+
 // The proxy scales RTN's weight error by the output-error ratio: gptq (fitted on these inputs)
 // predicts less damage than RTN at the same width on every layer.
 TEST(ProfilerTest, ProxyRanksGptqBelowRtnAtEqualWidth) {
