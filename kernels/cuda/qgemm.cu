@@ -451,18 +451,7 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
     return internal::QGemmStreamSmem(w, x, n, y, act, workspace, workspace_bytes, stream, opt);
   }
   const Config c = PickConfig(n);
-  Params p{};
-  p.codes = reinterpret_cast<const uint4*>(w.codes);
-  p.sz = reinterpret_cast<const uint2*>(w.sz);
-  p.x = static_cast<const uint16_t*>(x);
-  p.y = static_cast<uint16_t*>(y);
-  p.rows = static_cast<int>(l.rows);
-  p.cols = static_cast<int>(l.cols);
-  p.n = static_cast<int>(n);
-  p.row_tiles = static_cast<int>(l.row_tiles);
-  p.chunks = static_cast<int>(l.chunks);
-  p.gpad = static_cast<int>(l.chunks * kChunkCols / l.group_size);
-  p.log2g = l.group_size == 64 ? 6 : 7;
+  Params p = MakeParams(w, x, n, y);
   const int64_t bx = (l.row_tiles + c.wm - 1) / c.wm;
   const int64_t bz = (n + 8 * c.nt - 1) / (8 * c.nt);
   int splits = opt.splits;

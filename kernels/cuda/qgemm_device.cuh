@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <utility>
 
+#include "kernels/cuda/qgemm.h"
+
 namespace slq::kernels {
 namespace {
 
@@ -27,6 +29,24 @@ struct Params {
   int rows, cols, n, row_tiles, chunks, gpad, log2g, splits, chunks_per_split;
   int prefetch_chunks;  // streaming kernel: L2 prefetch distance in chunks (0 = off)
 };
+
+// Launch parameters of a validated QGemm call, without the split-K fields.
+inline Params MakeParams(const DeviceMatrix& w, const void* x, int64_t n, void* y) {
+  const GpuLayout& l = w.layout;
+  Params p{};
+  p.codes = reinterpret_cast<const uint4*>(w.codes);
+  p.sz = reinterpret_cast<const uint2*>(w.sz);
+  p.x = static_cast<const uint16_t*>(x);
+  p.y = static_cast<uint16_t*>(y);
+  p.rows = static_cast<int>(l.rows);
+  p.cols = static_cast<int>(l.cols);
+  p.n = static_cast<int>(n);
+  p.row_tiles = static_cast<int>(l.row_tiles);
+  p.chunks = static_cast<int>(l.chunks);
+  p.gpad = static_cast<int>(l.chunks * kChunkCols / l.group_size);
+  p.log2g = l.group_size == 64 ? 6 : 7;
+  return p;
+}
 
 __host__ __device__ constexpr int PlaneWidth(int bits, int i) {
   int k = 0;

@@ -109,25 +109,8 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
   CpAsyncWait<0>();
   __syncthreads();
 
-  // ldmatrix row address of this lane per token tile: token j * 8 + lane % 8 at k offset
-  // (lane / 8) * 8, or the zero row (which does not advance with the chunk).
   uint32_t xa0[NT], xstep[NT];
-#pragma unroll
-  for (int j = 0; j < NT; ++j) {
-    const int tok = j * 8 + (lane & 7);
-    const bool ok = tok < ntok;
-    xa0[j] = SmemAddr(ok ? xs + tok * stride + (lane >> 3) * 8 : zrow + (lane >> 3) * 8);
-    xstep[j] = ok ? 512u : 0u;
-  }
-  float* sxl = sxs + 2 * (lane & 3);
-  for (int cl = warp; cl < nloc; cl += WM) {
-    uint32_t xa[NT];
-#pragma unroll
-    for (int j = 0; j < NT; ++j) xa[j] = xa0[j] + cl * xstep[j];
-    SumChunk<BF16, NT, G>(xa, sxl + cl * GPC * 8 * NT, lane, std::make_integer_sequence<int, 16>{});
-  }
-  __syncthreads();
-  LaunchDependents();
+  float* sxl = SumOfX<BF16, NT, G, WM>(xs, zrow, stride, ntok, nloc, sxs, lane, warp, xa0, xstep);
 
   float y[NT][4] = {}, acc[NT][4] = {};
   for (int base = 0; base < count; base += D) {
@@ -224,7 +207,7 @@ std::string QGemmStream(const DeviceMatrix& w, const void* x, int64_t n, void* y
   const GpuLayout& l = w.layout;
   const int nt = n <= 8 ? 1 : 2;
   const int g = static_cast<int>(l.group_size);
-  Params p = StreamParams(w, x, n, y);
+  Params p = MakeParams(w, x, n, y);
   const int64_t bx = (l.row_tiles + kStreamWM - 1) / kStreamWM;
   const int64_t bz = (n + 8 * nt - 1) / (8 * nt);
   const int kib = opt.prefetch_kib < 0 ? kPrefetchKib : opt.prefetch_kib;

@@ -207,25 +207,36 @@ __device__ __forceinline__ void PrefetchL2(const void* p, uint32_t bytes) {
 __device__ __forceinline__ void GridDependencyWait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
 __device__ __forceinline__ void LaunchDependents() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
 
-// ---- Host side, shared by both streaming kernels ------------------------------------------
-
-// Launch parameters of a validated QGemm call, without the split-K fields.
-inline Params StreamParams(const DeviceMatrix& w, const void* x, int64_t n, void* y) {
-  const GpuLayout& l = w.layout;
-  Params p{};
-  p.codes = reinterpret_cast<const uint4*>(w.codes);
-  p.sz = reinterpret_cast<const uint2*>(w.sz);
-  p.x = static_cast<const uint16_t*>(x);
-  p.y = static_cast<uint16_t*>(y);
-  p.rows = static_cast<int>(l.rows);
-  p.cols = static_cast<int>(l.cols);
-  p.n = static_cast<int>(n);
-  p.row_tiles = static_cast<int>(l.row_tiles);
-  p.chunks = static_cast<int>(l.chunks);
-  p.gpad = static_cast<int>(l.chunks * kChunkCols / l.group_size);
-  p.log2g = l.group_size == 64 ? 6 : 7;
-  return p;
+// The prologue both streaming kernels share once x is staged in shared memory (xs: [ntok][stride]
+// halves; zrow: a zero row): sets this lane's ldmatrix row address per token tile (token
+// j * 8 + lane % 8 at k offset (lane / 8) * 8, or the zero row, which does not advance with the
+// chunk) and its per-chunk step, computes sum(x) per group of the block's nloc chunks into sxs
+// (warps take chunks in turn), syncs the block, releases dependent launches, and returns this
+// lane's base into sxs.
+template <bool BF16, int NT, int G, int WM>
+__device__ __forceinline__ float* SumOfX(const uint16_t* xs, const uint16_t* zrow, int stride, int ntok, int nloc,
+                                         float* sxs, int lane, int warp, uint32_t (&xa0)[NT], uint32_t (&xstep)[NT]) {
+  constexpr int GPC = 256 / G;
+#pragma unroll
+  for (int j = 0; j < NT; ++j) {
+    const int tok = j * 8 + (lane & 7);
+    const bool ok = tok < ntok;
+    xa0[j] = SmemAddr(ok ? xs + tok * stride + (lane >> 3) * 8 : zrow + (lane >> 3) * 8);
+    xstep[j] = ok ? 512u : 0u;
+  }
+  float* sxl = sxs + 2 * (lane & 3);
+  for (int cl = warp; cl < nloc; cl += WM) {
+    uint32_t xa[NT];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) xa[j] = xa0[j] + cl * xstep[j];
+    SumChunk<BF16, NT, G>(xa, sxl + cl * GPC * 8 * NT, lane, std::make_integer_sequence<int, 16>{});
+  }
+  __syncthreads();
+  LaunchDependents();
+  return sxl;
 }
+
+// ---- Host side, shared by both streaming kernels ------------------------------------------
 
 // For p.splits > 1: points p.counters / p.ws into the workspace, or says why it cannot.
 inline std::string SetSplitWorkspace(Params& p, int64_t n, void* workspace, size_t workspace_bytes) {

@@ -105,25 +105,8 @@ __global__ void __launch_bounds__(kSmThreads, SmMinBlocks(NT)) QStreamSmemKernel
   }
   __syncthreads();
 
-  // ldmatrix row address of this lane per token tile: token j * 8 + lane % 8 at k offset
-  // (lane / 8) * 8, or the zero row (which does not advance with the chunk).
   uint32_t xa0[NT], xstep[NT];
-#pragma unroll
-  for (int j = 0; j < NT; ++j) {
-    const int tok = j * 8 + (lane & 7);
-    const bool ok = tok < ntok;
-    xa0[j] = SmemAddr(ok ? xs + tok * stride + (lane >> 3) * 8 : zrow + (lane >> 3) * 8);
-    xstep[j] = ok ? 512u : 0u;
-  }
-  float* sxl = sxs + 2 * (lane & 3);
-  for (int cl = warp; cl < nloc; cl += WM) {
-    uint32_t xa[NT];
-#pragma unroll
-    for (int j = 0; j < NT; ++j) xa[j] = xa0[j] + cl * xstep[j];
-    SumChunk<BF16, NT, G>(xa, sxl + cl * GPC * 8 * NT, lane, std::make_integer_sequence<int, 16>{});
-  }
-  __syncthreads();
-  LaunchDependents();
+  float* sxl = SumOfX<BF16, NT, G, WM>(xs, zrow, stride, ntok, nloc, sxs, lane, warp, xa0, xstep);
 
   float y[NT][4] = {}, acc[NT][4] = {};
   int slot = 0;
@@ -275,7 +258,7 @@ std::string QGemmStreamSmem(const DeviceMatrix& w, const void* x, int64_t n, voi
   }
   const GpuLayout& l = w.layout;
   const int nt = n <= 8 ? 1 : 2;
-  const Params p = StreamParams(w, x, n, y);
+  const Params p = MakeParams(w, x, n, y);
   SmemShape sh;
   sh.n = n;
   sh.bx = (l.row_tiles + kSmWM - 1) / kSmWM;
