@@ -5,6 +5,7 @@
 //   slq_kernel_bench [--out FILE.md] [--quick]
 //   slq_kernel_bench --sweep [--sweep-bits 248] [--out FILE.md]   (streaming kernel variants, both
 //       rings, vs legacy/tiled/cuBLASLt; --sweep-bits: only these code widths in the per-shape part)
+//   slq_kernel_bench --probe [--out FILE.md]   (read-only probes of the weight access pattern)
 //   slq_kernel_bench [--stream|--legacy|--smem] [--ring R] [--splits S] --profile ROWS COLS BITS N
 //       (a few launches, for ncu)
 #include <cublasLt.h>
@@ -89,6 +90,48 @@ const Shape kShapes[] = {
     {"Llama-3-8B", "down", 4096, 14336},  {"Qwen3-8B", "qkv", 6144, 4096},   {"Qwen3-8B", "o", 4096, 4096},
     {"Qwen3-8B", "gate_up", 24576, 4096}, {"Qwen3-8B", "down", 4096, 12288},
 };
+
+// ---- --probe: the streaming kernel's weight reads without its math (issue #16 diagnosis) ----
+// ProbeTiles: one warp per 16-row tile walking its chunks in order (the streaming kernel's
+// address pattern: BITS 512-byte warp loads per chunk), DEPTH chunks in flight. ProbeFlat: the
+// same bytes read fully coalesced by a grid-stride loop (the read ceiling of this buffer).
+template <int BITS, int DEPTH>
+__global__ void __launch_bounds__(128) ProbeTiles(const uint4* codes, int row_tiles, int chunks, uint32_t* out) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int rt = blockIdx.x * 4 + warp;
+  if (rt >= row_tiles) return;
+  const uint4* base = codes + static_cast<int64_t>(rt) * chunks * BITS * 32 + lane;
+  uint32_t acc = 0;
+  for (int c = 0; c < chunks; c += DEPTH) {
+    uint4 v[DEPTH][BITS];
+#pragma unroll
+    for (int d = 0; d < DEPTH; ++d) {
+#pragma unroll
+      for (int b = 0; b < BITS; ++b) {
+        v[d][b] = c + d < chunks ? __ldcs(base + ((c + d) * BITS + b) * 32) : make_uint4(0, 0, 0, 0);
+      }
+    }
+#pragma unroll
+    for (int d = 0; d < DEPTH; ++d) {
+#pragma unroll
+      for (int b = 0; b < BITS; ++b) acc ^= v[d][b].x ^ v[d][b].y ^ v[d][b].z ^ v[d][b].w;
+    }
+  }
+  if (acc == 0x9E3779B9u) out[0] = acc;  // keeps the loads; practically never true
+}
+
+__global__ void ProbeFlat(const uint4* p, int64_t n16, uint32_t* out) {
+  uint32_t acc = 0;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (; i + 3 * stride < n16; i += 4 * stride) {
+    const uint4 a = __ldcs(p + i), b = __ldcs(p + i + stride), c = __ldcs(p + i + 2 * stride),
+                d = __ldcs(p + i + 3 * stride);
+    acc ^= a.x ^ a.w ^ b.x ^ b.w ^ c.x ^ c.w ^ d.x ^ d.w;
+  }
+  for (; i < n16; i += stride) acc ^= __ldcs(p + i).x;
+  if (acc == 0x9E3779B9u) out[0] = acc;
+}
 
 // A set of device copies of one quantized matrix (random content).
 struct QSet {
@@ -377,15 +420,59 @@ void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std:
 
 }  // namespace
 
+template <int BITS>
+void ProbeRow(int64_t rows, int64_t cols, Bufs& b, cudaStream_t st,
+              const std::function<void(const std::string&)>& emit) {
+  const int64_t rt = (rows + 15) / 16, chunks = (cols + 255) / 256;
+  const double bytes = static_cast<double>(rt * chunks * BITS * 512);
+  QSet s = MakeQSet(rows, cols, BITS, 128, CopiesFor(bytes), 11);
+  const int nc = static_cast<int>(s.mats.size());
+  uint32_t* out = nullptr;
+  CK(cudaMalloc(&out, 16));
+  auto codes = [&](int i) { return reinterpret_cast<const uint4*>(s.mats[i % nc].codes); };
+  const unsigned blocks = static_cast<unsigned>((rt + 3) / 4);
+  const int loop = std::max(20, nc);
+  int sms = 0;
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const double flat = TimeUs(
+      [&](int i) { ProbeFlat<<<sms * 8, 256, 0, st>>>(codes(i), static_cast<int64_t>(bytes / 16), out); }, loop, st);
+  const double d2 =
+      TimeUs([&](int i) { ProbeTiles<BITS, 2><<<blocks, 128, 0, st>>>(codes(i), rt, chunks, out); }, loop, st);
+  const double d4 =
+      TimeUs([&](int i) { ProbeTiles<BITS, 4><<<blocks, 128, 0, st>>>(codes(i), rt, chunks, out); }, loop, st);
+  const double q = TimeQ(s, 1, b, st);
+  const double qb = bytes;  // codes only, like the probes
+  emit("| " + std::to_string(rows) + "x" + std::to_string(cols) + " | " + std::to_string(BITS) + " | " +
+       Fmt("%.1f", flat) + " (" + Fmt("%.2f", qb / flat / 1e6) + ") | " + Fmt("%.1f", d2) + " (" +
+       Fmt("%.2f", qb / d2 / 1e6) + ") | " + Fmt("%.1f", d4) + " (" + Fmt("%.2f", qb / d4 / 1e6) + ") | " +
+       Fmt("%.1f", q) + " (" + Fmt("%.2f", qb / q / 1e6) + ") |\n");
+  CK(cudaFree(out));
+  CK(cudaFree(s.pool));
+}
+
+void Probe(Bufs& b, cudaStream_t st, const std::function<void(const std::string&)>& emit) {
+  emit(
+      "## Read-only probes of the codes (us, TB/s of codes read): flat = coalesced grid-stride read of "
+      "the same buffer; tiles Dk = one warp per 16-row tile walking its chunks, k chunks in flight; "
+      "QGemm = the kAuto kernel at n = 1 (bf16)\n\n| shape | bits | flat | tiles D2 | tiles D4 | QGemm n=1 |\n"
+      "|---|---|---|---|---|---|\n");
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{28672, 4096}, {4096, 14336}, {6144, 4096}}) {
+    ProbeRow<2>(rows, cols, b, st, emit);
+    ProbeRow<4>(rows, cols, b, st, emit);
+    ProbeRow<8>(rows, cols, b, st, emit);
+  }
+}
+
 int Main(int argc, char** argv) {
   const char* out_path = nullptr;
-  bool quick = false, sweep = false;
+  bool quick = false, sweep = false, probe = false;
   int bits_mask = 0x1FC;     // --sweep-bits: 2..8
   QGemmOptions profile_opt;  // --profile: kAuto unless --stream / --legacy come before it
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--sweep")) sweep = true;
+    if (!std::strcmp(argv[i], "--probe")) probe = true;
     if (!std::strcmp(argv[i], "--stream")) profile_opt.kernel = QKernel::kStream;
     if (!std::strcmp(argv[i], "--legacy")) profile_opt.kernel = QKernel::kLegacyGemv;
     if (!std::strcmp(argv[i], "--smem")) profile_opt.kernel = QKernel::kStreamSmem;
@@ -449,8 +536,9 @@ int Main(int argc, char** argv) {
     cudaFree(s2);
   }
 
-  if (sweep) {
-    Sweep(lt, b, st, emit, bits_mask);
+  if (sweep || probe) {
+    if (probe) Probe(b, st, emit);
+    if (sweep) Sweep(lt, b, st, emit, bits_mask);
     if (out_path) {
       FILE* f = std::fopen(out_path, "w");
       if (f) {
