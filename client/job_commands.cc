@@ -99,7 +99,7 @@ int Watch(Client& c, const std::string& job_id, bool json, int64_t after) {
 
 void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   struct Opts {
-    std::string model, target = "ear>=0.99", formats = "4-5-6-7-8", calib, eval, key;
+    std::string model, target = "ear>=0.99", formats = "4-5-6-7-8", calib, eval, key, quantizers = "rtn";
     int group_size = 128;
     bool watch = false, symmetric = false, mse_clip = false, hadamard = false, quantize_head = false;
     uint64_t seed = 0;
@@ -116,13 +116,17 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   cmd->add_flag("--symmetric", o->symmetric, "Symmetric quantization (for comparison)");
   cmd->add_flag("--mse-clip", o->mse_clip, "MSE-optimal clipping per group");
   cmd->add_flag("--hadamard", o->hadamard, "Randomized Hadamard rotation (HIGGS)");
+  cmd->add_option("--quantizers", o->quantizers,
+                  "Roundings the search may choose per layer: rtn, mse, gptq (comma list)")
+      ->capture_default_str();
   cmd->add_flag("--quantize-head", o->quantize_head, "Quantize the LM head too (default: kept at 16 bits)");
   cmd->add_option("--seed", o->seed, "Seed for data splits and bootstrap");
   cmd->add_flag("--watch,-w", o->watch, "Watch the job until it ends");
   cmd->callback([&g, o, selected] {
     *selected = [&g, o](Client& c) {
       // The server's validator (server/spec/job_spec.h): bad input fails here, with the server's text.
-      absl::Status valid = ValidateSubmitFlags(o->target, o->formats, o->group_size, o->symmetric);
+      absl::Status valid =
+          ValidateSubmitFlags(o->target, o->formats, o->group_size, o->symmetric, o->quantizers, o->hadamard);
       auto target = ParseTargetFlag(o->target);
       if (!valid.ok() || !target.ok()) {
         std::cerr << "error: " << (valid.ok() ? target.status() : valid).message() << "\n";
@@ -139,6 +143,7 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
       spec->set_symmetric(o->symmetric);
       spec->set_mse_clip(o->mse_clip);
       spec->set_hadamard(o->hadamard);
+      spec->set_quantizers(o->quantizers);
       spec->set_keep_head_fp16(!o->quantize_head);
       spec->set_seed(o->seed);
       req.set_idempotency_key(o->key);

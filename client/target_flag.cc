@@ -28,9 +28,14 @@ absl::StatusOr<slq::v1::FidelityTarget> ParseTargetFlag(const std::string& raw) 
 }
 
 absl::Status ValidateSubmitFlags(const std::string& target, const std::string& formats, int64_t group_size,
-                                 bool symmetric) {
-  return spec::ValidateSpec(
-      {.target = target, .formats = formats, .group_size = group_size, .symmetric = symmetric, .temperature = 1.0});
+                                 bool symmetric, const std::string& quantizers, bool hadamard) {
+  return spec::ValidateSpec({.target = target,
+                             .formats = formats,
+                             .group_size = group_size,
+                             .symmetric = symmetric,
+                             .temperature = 1.0,
+                             .quantizers = quantizers,
+                             .hadamard = hadamard});
 }
 
 }  // namespace slq::client

@@ -101,12 +101,15 @@ absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std
   std::string formats = spec.formats().empty() ? "4-8" : spec.formats();
   int group = spec.group_size() == 0 ? 128 : spec.group_size();
   const double temperature = spec.temperature() == 0 ? 1.0 : spec.temperature();
+  const std::string quantizers = spec.quantizers().empty() ? "rtn" : spec.quantizers();
   // The one validator slqctl and the engine use too (server/spec/job_spec.h).
   if (absl::Status s = spec::ValidateSpec({.target = *target,
                                            .formats = formats,
                                            .group_size = group,
                                            .symmetric = spec.symmetric(),
-                                           .temperature = temperature});
+                                           .temperature = temperature,
+                                           .quantizers = quantizers,
+                                           .hadamard = spec.hadamard()});
       !s.ok()) {
     return field_error(s);
   }
@@ -132,6 +135,7 @@ absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std
             {"quantize_lm_head", spec.has_keep_head_fp16() && !spec.keep_head_fp16()},
             {"temperature", temperature}};
   if (spec.seed() != 0) o["seed"] = spec.seed();
+  if (quantizers != "rtn") o["quantizers"] = quantizers;  // absent = rtn (jobs stored before it existed)
   r.options_json = o.dump();
   return r;
 }
@@ -229,6 +233,7 @@ slq::v1::Job JobToProto(const Job& job, const std::string& certificate_json) {
     spec->set_keep_head_fp16(!o.value("quantize_lm_head", false));
     spec->set_seed(o.value("seed", uint64_t{0}));
     spec->set_temperature(o.value("temperature", 1.0));
+    spec->set_quantizers(o.value("quantizers", "rtn"));
   }
   p.set_state(ToProto(job.state));
   p.set_stage(ToProto(job.stage));

@@ -50,6 +50,32 @@ TEST(JobConvertTest, BadSpecsNameTheField) {
   bad([](auto& s) { s.mutable_target()->set_max_avg_bits(2); }, "spec.target");
   bad([](auto& s) { s.set_group_size(100); }, "spec.group_size");
   bad([](auto& s) { s.set_temperature(-1); }, "spec.temperature");
+  bad([](auto& s) { s.set_quantizers("rtn,awq"); }, "spec.quantizers: 'awq' is not one of rtn, mse, gptq");
+  bad([](auto& s) { s.set_quantizers("gptq,gptq"); }, "spec.quantizers: 'gptq' is listed twice");
+  bad(
+      [](auto& s) {
+        s.set_quantizers("rtn,gptq");
+        s.set_hadamard(true);
+      },
+      "spec.quantizers");
+}
+
+// The roundings the search may choose reach the stored options (absent = rtn, as jobs stored
+// before the field) and come back in the job's spec.
+TEST(JobConvertTest, QuantizersTravelWithTheJob) {
+  slq::v1::JobSpec s = Spec();
+  auto plain = SpecToRequest(s, "");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(nlohmann::json::parse(plain->options_json).contains("quantizers"));
+  s.set_quantizers("rtn,gptq");
+  auto r = SpecToRequest(s, "");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(nlohmann::json::parse(r->options_json)["quantizers"], "rtn,gptq");
+  Job job;
+  job.request = *r;
+  EXPECT_EQ(JobToProto(job, "").spec().quantizers(), "rtn,gptq");
+  job.request = *plain;
+  EXPECT_EQ(JobToProto(job, "").spec().quantizers(), "rtn");
 }
 
 TEST(JobConvertTest, TaskLosslessIsTheCliTarget) {

@@ -13,6 +13,7 @@
 #include "server/common/status_macros.h"
 #include "server/common/thread_pool.h"
 #include "server/quant/packing.h"
+#include "server/spec/job_spec.h"
 
 namespace slq::quant {
 namespace {
@@ -277,26 +278,11 @@ double OutputEnergy(const float* w, int64_t rows, const InputGram& g) {
 }
 
 absl::StatusOr<std::vector<Rounding>> ParseRoundings(std::string_view list) {
+  SLQ_ASSIGN_OR_RETURN(std::vector<std::string> names, spec::ParseQuantizers(list));  // the one validator
   std::vector<Rounding> out;
-  const std::vector<std::string> items = absl::StrSplit(std::string(list), ',');
-  for (const std::string& item : items) {
-    const std::string name(absl::StripAsciiWhitespace(item));
-    Rounding r;
-    if (name == "rtn") {
-      r = Rounding::kRtn;
-    } else if (name == "mse") {
-      r = Rounding::kMse;
-    } else if (name == "gptq") {
-      r = Rounding::kGptq;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("quantizer '", name, "'; allowed: rtn, mse, gptq"));
-    }
-    if (std::find(out.begin(), out.end(), r) != out.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("quantizer '", name, "' listed twice"));
-    }
-    out.push_back(r);
+  for (const std::string& name : names) {
+    out.push_back(name == "rtn" ? Rounding::kRtn : name == "mse" ? Rounding::kMse : Rounding::kGptq);
   }
-  if (out.empty()) return absl::InvalidArgumentError("no quantizer listed; allowed: rtn, mse, gptq");
   return out;
 }
 

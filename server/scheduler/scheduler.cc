@@ -77,6 +77,7 @@ absl::StatusOr<v1::QuantOptions> JobQuantOptions(const Job& job) {
   q.set_quantize_lm_head(o.value("quantize_lm_head", false));
   q.set_temperature(o.value("temperature", 1.0));
   q.set_seed(o.value("seed", uint64_t{0}));
+  q.set_quantizers(o.value("quantizers", ""));
   return q;
 }
 

@@ -140,9 +140,30 @@ double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symm
   return *std::min_element(formats.begin(), formats.end()) + overhead;
 }
 
+absl::StatusOr<std::vector<std::string>> ParseQuantizers(std::string_view text) {
+  std::vector<std::string> out;
+  for (absl::string_view item : absl::StrSplit(absl::string_view(text.data(), text.size()), ',')) {
+    const std::string name(absl::StripAsciiWhitespace(item));
+    if (name != "rtn" && name != "mse" && name != "gptq") {
+      return absl::InvalidArgumentError(absl::StrCat("quantizers: '", name, "' is not one of rtn, mse, gptq"));
+    }
+    if (std::find(out.begin(), out.end(), name) != out.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("quantizers: '", name, "' is listed twice"));
+    }
+    out.push_back(name);
+  }
+  return out;
+}
+
 absl::Status ValidateSpec(const SpecFields& s) {
   auto target = ParseTarget(s.target);
   if (!target.ok()) return target.status();
+  auto quantizers = ParseQuantizers(s.quantizers);
+  if (!quantizers.ok()) return quantizers.status();
+  if (s.hadamard && (quantizers->size() != 1 || quantizers->front() != "rtn")) {
+    return absl::InvalidArgumentError(absl::StrCat("quantizers: '", s.quantizers,
+                                                   "' cannot be combined with hadamard (rotated layers are RTN only)"));
+  }
   auto formats = ParseFormats(s.formats);
   if (!formats.ok()) return formats.status();
   if (absl::Status g = CheckGroupSize(s.group_size); !g.ok()) return g;

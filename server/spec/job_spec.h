@@ -64,6 +64,10 @@ double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symm
 [[nodiscard]] absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& formats, int64_t group_size,
                                               bool symmetric);
 
+// Roundings the search may choose per layer (quant/rounding.h): a comma list of "rtn", "mse",
+// "gptq", no duplicates; returns the names in order. InvalidArgument naming a bad or repeated one.
+[[nodiscard]] absl::StatusOr<std::vector<std::string>> ParseQuantizers(std::string_view text);
+
 // A whole spec as a user writes it (strings as on the command line).
 struct SpecFields {
   std::string target = "ear>=0.99";
@@ -71,6 +75,8 @@ struct SpecFields {
   int64_t group_size = 128;
   bool symmetric = false;
   double temperature = 1.0;  // of the fidelity metrics; (0, 10]
+  std::string quantizers = "rtn";
+  bool hadamard = false;  // rotated layers take RTN only
 };
 // Every field, and that a bits<=X target is reachable with the formats and group size.
 [[nodiscard]] absl::Status ValidateSpec(const SpecFields& spec);

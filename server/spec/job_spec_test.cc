@@ -50,6 +50,18 @@ TEST(JobSpecTest, ParsesFormats) {
   EXPECT_NE(ParseFormats("4,4").status().message().find("4 is listed twice"), std::string::npos);
 }
 
+TEST(JobSpecTest, ParsesQuantizers) {
+  EXPECT_EQ(*ParseQuantizers("rtn"), std::vector<std::string>{"rtn"});
+  EXPECT_EQ(*ParseQuantizers("gptq, rtn,mse"), (std::vector<std::string>{"gptq", "rtn", "mse"}));
+  EXPECT_FALSE(ParseQuantizers("").ok());
+  EXPECT_FALSE(ParseQuantizers("rtn,,gptq").ok());
+  EXPECT_NE(ParseQuantizers("awq").status().message().find("'awq' is not one of rtn, mse, gptq"), std::string::npos);
+  EXPECT_NE(ParseQuantizers("mse,mse").status().message().find("listed twice"), std::string::npos);
+  EXPECT_TRUE(ValidateSpec({.quantizers = "rtn", .hadamard = true}).ok());
+  EXPECT_FALSE(ValidateSpec({.quantizers = "rtn,gptq", .hadamard = true}).ok());
+  EXPECT_TRUE(ValidateSpec({.quantizers = "rtn,gptq"}).ok());
+}
+
 TEST(JobSpecTest, BitsBudgetMustBeReachable) {
   // Asymmetric g128: fp16 scale + zero = 32 bits per 128 weights on top of the width.
   EXPECT_DOUBLE_EQ(MinAvgBits({2, 4}, 128, false), 2.25);

@@ -108,6 +108,7 @@ quant::PipelineOptions TaskExecutor::PipelineOptionsOf(const v1::QuantOptions& q
   if (q.temperature() > 0) o.temperature = q.temperature();
   if (q.seed() != 0) o.seed = q.seed();
   o.profile_cache_dir = q.profile_cache_dir();
+  if (!q.quantizers().empty()) o.quantizers = q.quantizers();
   return o;
 }
 

@@ -18,6 +18,7 @@
 #include "server/jobs/sqlite_job_store.h"
 #include "server/scheduler/scheduler.h"
 #include "server/scheduler/task_payload.h"
+#include "server/worker/task_executor.h"
 
 namespace slq {
 namespace {
@@ -250,6 +251,14 @@ TEST_F(WorkerLoopTest, AResultOfAnotherKindIsRefused) {
   std::vector<Task> tasks = Tasks(job);
   ASSERT_EQ(tasks.size(), 1u);
   EXPECT_EQ(tasks[0].state, TaskState::kLeased) << "a refused completion leaves the lease as it was";
+}
+
+// The job's roundings reach the engine's options; none given = the engine's default (rtn).
+TEST(TaskExecutorTest, QuantizersReachThePipelineOptions) {
+  slq::v1::QuantOptions q;
+  EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).quantizers, quant::PipelineOptions{}.quantizers);
+  q.set_quantizers("rtn,gptq");
+  EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).quantizers, "rtn,gptq");
 }
 
 }  // namespace
