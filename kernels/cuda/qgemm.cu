@@ -316,46 +316,12 @@ std::string LaunchGemv(const Params& p, dim3 grid, size_t smem, cudaStream_t str
 
 template <bool BF16>
 std::string LaunchGemvBits(int bits, const Params& p, dim3 grid, size_t smem, cudaStream_t s) {
-  switch (bits) {
-    case 2:
-      return LaunchGemv<2, BF16>(p, grid, smem, s);
-    case 3:
-      return LaunchGemv<3, BF16>(p, grid, smem, s);
-    case 4:
-      return LaunchGemv<4, BF16>(p, grid, smem, s);
-    case 5:
-      return LaunchGemv<5, BF16>(p, grid, smem, s);
-    case 6:
-      return LaunchGemv<6, BF16>(p, grid, smem, s);
-    case 7:
-      return LaunchGemv<7, BF16>(p, grid, smem, s);
-    case 8:
-      return LaunchGemv<8, BF16>(p, grid, smem, s);
-    default:
-      return "bits = " + std::to_string(bits) + " is not supported; allowed 2..8";
-  }
+  return WithBits(bits, [&](auto b) { return LaunchGemv<decltype(b)::value, BF16>(p, grid, smem, s); });
 }
 
 template <bool BF16>
 std::string LaunchBits(int bits, const Config& c, const Params& p, dim3 grid, cudaStream_t s) {
-  switch (bits) {
-    case 2:
-      return LaunchCfg<2, BF16>(c, p, grid, s);
-    case 3:
-      return LaunchCfg<3, BF16>(c, p, grid, s);
-    case 4:
-      return LaunchCfg<4, BF16>(c, p, grid, s);
-    case 5:
-      return LaunchCfg<5, BF16>(c, p, grid, s);
-    case 6:
-      return LaunchCfg<6, BF16>(c, p, grid, s);
-    case 7:
-      return LaunchCfg<7, BF16>(c, p, grid, s);
-    case 8:
-      return LaunchCfg<8, BF16>(c, p, grid, s);
-    default:
-      return "bits = " + std::to_string(bits) + " is not supported; allowed 2..8";
-  }
+  return WithBits(bits, [&](auto b) { return LaunchCfg<decltype(b)::value, BF16>(c, p, grid, s); });
 }
 
 int64_t CounterInts(int64_t rows, int64_t max_n) {

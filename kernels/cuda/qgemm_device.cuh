@@ -10,6 +10,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
+#include <type_traits>
 #include <utility>
 
 #include "kernels/cuda/qgemm.h"
@@ -46,6 +48,30 @@ inline Params MakeParams(const DeviceMatrix& w, const void* x, int64_t n, void* 
   p.gpad = static_cast<int>(l.chunks * kChunkCols / l.group_size);
   p.log2g = l.group_size == 64 ? 6 : 7;
   return p;
+}
+
+// Calls launch(std::integral_constant<int, B>{}) for the runtime code width B in 2..8 (every
+// kernel is a template over the width); any other width is refused with the same message.
+template <typename F>
+std::string WithBits(int bits, F&& launch) {
+  switch (bits) {
+    case 2:
+      return launch(std::integral_constant<int, 2>{});
+    case 3:
+      return launch(std::integral_constant<int, 3>{});
+    case 4:
+      return launch(std::integral_constant<int, 4>{});
+    case 5:
+      return launch(std::integral_constant<int, 5>{});
+    case 6:
+      return launch(std::integral_constant<int, 6>{});
+    case 7:
+      return launch(std::integral_constant<int, 7>{});
+    case 8:
+      return launch(std::integral_constant<int, 8>{});
+    default:
+      return "bits = " + std::to_string(bits) + " is not supported; allowed 2..8";
+  }
 }
 
 __host__ __device__ constexpr int PlaneWidth(int bits, int i) {

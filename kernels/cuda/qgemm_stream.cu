@@ -157,24 +157,7 @@ std::string LaunchStream(const Params& p, dim3 grid, size_t smem, cudaStream_t s
 
 template <bool BF16, int NT, int G>
 std::string LaunchStreamBits(int bits, const Params& p, dim3 grid, size_t smem, cudaStream_t s, bool pdl) {
-  switch (bits) {
-    case 2:
-      return LaunchStream<2, BF16, NT, G>(p, grid, smem, s, pdl);
-    case 3:
-      return LaunchStream<3, BF16, NT, G>(p, grid, smem, s, pdl);
-    case 4:
-      return LaunchStream<4, BF16, NT, G>(p, grid, smem, s, pdl);
-    case 5:
-      return LaunchStream<5, BF16, NT, G>(p, grid, smem, s, pdl);
-    case 6:
-      return LaunchStream<6, BF16, NT, G>(p, grid, smem, s, pdl);
-    case 7:
-      return LaunchStream<7, BF16, NT, G>(p, grid, smem, s, pdl);
-    case 8:
-      return LaunchStream<8, BF16, NT, G>(p, grid, smem, s, pdl);
-    default:
-      return "bits = " + std::to_string(bits) + " is not supported; allowed 2..8";
-  }
+  return WithBits(bits, [&](auto b) { return LaunchStream<decltype(b)::value, BF16, NT, G>(p, grid, smem, s, pdl); });
 }
 
 template <bool BF16>

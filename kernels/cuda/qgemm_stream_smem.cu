@@ -216,24 +216,8 @@ std::string LaunchSmemRing(int ring, const Params& p, const SmemShape& sh, void*
 template <bool BF16, int NT, int G>
 std::string LaunchSmemBits(int bits, int ring, const Params& p, const SmemShape& sh, void* ws, size_t wsb,
                            cudaStream_t s, bool pdl) {
-  switch (bits) {
-    case 2:
-      return LaunchSmemRing<2, BF16, NT, G>(ring, p, sh, ws, wsb, s, pdl);
-    case 3:
-      return LaunchSmemRing<3, BF16, NT, G>(ring, p, sh, ws, wsb, s, pdl);
-    case 4:
-      return LaunchSmemRing<4, BF16, NT, G>(ring, p, sh, ws, wsb, s, pdl);
-    case 5:
-      return LaunchSmemRing<5, BF16, NT, G>(ring, p, sh, ws, wsb, s, pdl);
-    case 6:
-      return LaunchSmemRing<6, BF16, NT, G>(ring, p, sh, ws, wsb, s, pdl);
-    case 7:
-      return LaunchSmemRing<7, BF16, NT, G>(ring, p, sh, ws, wsb, s, pdl);
-    case 8:
-      return LaunchSmemRing<8, BF16, NT, G>(ring, p, sh, ws, wsb, s, pdl);
-    default:
-      return "bits = " + std::to_string(bits) + " is not supported; allowed 2..8";
-  }
+  return WithBits(
+      bits, [&](auto b) { return LaunchSmemRing<decltype(b)::value, BF16, NT, G>(ring, p, sh, ws, wsb, s, pdl); });
 }
 
 template <bool BF16>

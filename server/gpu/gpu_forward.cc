@@ -156,6 +156,22 @@ class StepTimer {
   absl::Status status_;
 };
 
+// Captures what `enqueue` launches on `stream` into an instantiated CUDA graph; the capture is
+// ended (and its graph freed) on every path.
+template <typename F>
+absl::StatusOr<cudaGraphExec_t> CaptureGraph(cudaStream_t stream, F&& enqueue) {
+  SLQ_RETURN_IF_ERROR(CudaStatus(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), "capture"));
+  absl::Status es = enqueue();
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ee = cudaStreamEndCapture(stream, &graph);
+  if (es.ok()) es = CudaStatus(ee, "end capture");
+  cudaGraphExec_t exec = nullptr;
+  if (es.ok()) es = CudaStatus(cudaGraphInstantiate(&exec, graph, 0), "graph instantiate");
+  if (graph) cudaGraphDestroy(graph);
+  SLQ_RETURN_IF_ERROR(es);
+  return exec;
+}
+
 // Enqueues the whole step for T tokens and R logits rows (metadata already on the device).
 // splits: the attention's KV splits (AttentionSplits); timer: null, or events after each group.
 absl::Status Enqueue(const GpuModel::Impl& m, GpuWorkspace::Impl& w, const GpuKvCache& kv, int64_t T, int64_t R,
@@ -436,15 +452,8 @@ absl::Status GpuForward(const GpuModel& model, GpuKvCache& kv, BlockAllocator& a
     auto it = w.graphs.find(key);
     if (graphable && it == w.graphs.end() && static_cast<int64_t>(w.graphs.size()) < w.opt.max_graphs &&
         w.seen[key]++ >= 1) {
-      SLQ_RETURN_IF_ERROR(CudaStatus(cudaStreamBeginCapture(w.stream, cudaStreamCaptureModeRelaxed), "capture"));
-      absl::Status es = Enqueue(m, w, kv, T, R, splits, nullptr);
-      cudaGraph_t graph = nullptr;
-      const cudaError_t ee = cudaStreamEndCapture(w.stream, &graph);
-      if (es.ok()) es = CudaStatus(ee, "end capture");
-      cudaGraphExec_t exec = nullptr;
-      if (es.ok()) es = CudaStatus(cudaGraphInstantiate(&exec, graph, 0), "graph instantiate");
-      if (graph) cudaGraphDestroy(graph);
-      SLQ_RETURN_IF_ERROR(es);
+      SLQ_ASSIGN_OR_RETURN(cudaGraphExec_t exec,
+                           CaptureGraph(w.stream, [&] { return Enqueue(m, w, kv, T, R, splits, nullptr); }));
       it = w.graphs.emplace(key, exec).first;
       ++w.captured;
     }
@@ -582,15 +591,7 @@ absl::Status GpuGreedyDecode(const GpuModel& model, GpuKvCache& kv, BlockAllocat
     const auto key = std::make_pair(B, splits);
     auto it = w.greedy_graphs.find(key);
     if (w.opt.cuda_graphs && B <= w.opt.max_graph_tokens && it == w.greedy_graphs.end()) {
-      SLQ_RETURN_IF_ERROR(CudaStatus(cudaStreamBeginCapture(w.stream, cudaStreamCaptureModeRelaxed), "capture"));
-      absl::Status es = step();
-      cudaGraph_t graph = nullptr;
-      const cudaError_t ee = cudaStreamEndCapture(w.stream, &graph);
-      if (es.ok()) es = CudaStatus(ee, "end capture");
-      cudaGraphExec_t exec = nullptr;
-      if (es.ok()) es = CudaStatus(cudaGraphInstantiate(&exec, graph, 0), "graph instantiate");
-      if (graph) cudaGraphDestroy(graph);
-      SLQ_RETURN_IF_ERROR(es);
+      SLQ_ASSIGN_OR_RETURN(cudaGraphExec_t exec, CaptureGraph(w.stream, step));
       it = w.greedy_graphs.emplace(key, exec).first;
       ++w.captured;
     }
