@@ -24,9 +24,10 @@ TL_RUN = "slq-2..8-tl"  # target tl: search on the KL budget, certified by the h
 
 
 class Model:
-    def __init__(self, name, path, data, tokenizer=None, core_only=False):
+    def __init__(self, name, path, data, tokenizer=None, core_only=False, shared=""):
         self.name, self.path, self.data, self.tokenizer = name, path, data, tokenizer
         self.core_only = core_only  # run only the PRIORITY runs unless --full
+        self.shared = shared  # the ../shared folder the paths are under (normalised in the cache)
 
 
 def real_models(shared):
@@ -34,10 +35,10 @@ def real_models(shared):
     ts = os.path.join(d, "tinystories-valid-part1.txt")
     return [
         Model("stories260k", os.path.join(m, "stories260k", "stories260K.bin"), ts,
-              tokenizer=os.path.join(m, "stories260k", "tok512.bin")),
-        Model("tinystories-656k", os.path.join(m, "tinystories-656k"), ts),
+              tokenizer=os.path.join(m, "stories260k", "tok512.bin"), shared=shared),
+        Model("tinystories-656k", os.path.join(m, "tinystories-656k"), ts, shared=shared),
         Model("docs-19m", os.path.join(m, "docs-19m"), os.path.join(d, "debian-docs-val-part1.txt"),
-              core_only=True),
+              core_only=True, shared=shared),
     ]
 
 
@@ -92,13 +93,34 @@ PRIORITY = ["uniform-asym-8", "uniform-asym-7", "uniform-asym-6", "uniform-asym-
             "slq-2..8-bits8.25", "slq-4-8-ear0.97", "slq-4-5-6-7-8-ear0.95", "slq-2..8-ear0.95"]
 
 
-def base_command(slq, model, profile_cache=None):
+def base_command(slq, model, profile_cache=None, device=None):
     cmd = [slq, "quantize", model.path, "--data", model.data, "--json"]
     if model.tokenizer:
         cmd += ["--tokenizer", model.tokenizer]
     if profile_cache:
         cmd += ["--profile-cache", profile_cache]
+    if device:
+        cmd += ["--device", device]
     return cmd
+
+
+def normalized(cmd, shared, cache_root):
+    """The command as the cache compares it: without the slq path and `--device X`, with the
+    shared folder and the cache root as placeholders. So a run made on another machine (e.g. the
+    GPU machine, `scripts/report --device cuda --sweep-only`, whose cache is copied back) is
+    reused here; its certificate records where it was verified (verification_device)."""
+    out, skip = [], False
+    for i, a in enumerate(cmd[1:]):
+        if skip:
+            skip = False
+            continue
+        if a == "--device":
+            skip = True
+            continue
+        if shared:
+            a = a.replace(os.path.abspath(shared), "$SHARED")
+        out.append(a.replace(os.path.abspath(cache_root), "$CACHE") if cache_root else a)
+    return out
 
 
 def parse_time_v(text):
@@ -130,21 +152,23 @@ def execute(cmd, nice=0):
     return rec
 
 
-def run_cached(slq, model, run, cache_root, nice=0, refresh=False, offline=False, log=print):
+def run_cached(slq, model, run, cache_root, nice=0, refresh=False, offline=False, log=print, device=None):
     """The record of `run` on `model`, from the cache when its command is unchanged."""
     mdir = os.path.join(cache_root, model.name)
     os.makedirs(mdir, exist_ok=True)
-    cmd = base_command(slq, model, os.path.join(mdir, "profiles")) + run.args
+    cmd = base_command(slq, model, os.path.join(mdir, "profiles"), device) + run.args
     path = os.path.join(mdir, run.name + ".json")
     if os.path.exists(path) and not refresh:
         with open(path) as f:
             rec = json.load(f)
-        if rec.get("cmd", [])[1:] == cmd[1:] and rec.get("cert"):
+        if (normalized(rec.get("cmd", []), rec.get("shared", ""), rec.get("cache_root", "")) ==
+                normalized(cmd, model.shared, cache_root) and rec.get("cert")):
             return rec
     if offline:
         return None
     log(f"  run {model.name} {run.name} ...")
     rec = execute(cmd, nice)
+    rec["shared"], rec["cache_root"] = os.path.abspath(model.shared), os.path.abspath(cache_root)
     if rec.get("cert") is None:
         log(f"  FAILED ({rec['rc']}): {rec.get('error', '')[-400:]}")
     else:

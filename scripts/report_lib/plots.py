@@ -17,6 +17,15 @@ STYLE = {
     "SLQ 2..8 measured DP (budget)": dict(color="tab:cyan", marker="P", ls=":"),
     "linearity-theorem DP 2..8 (budget)": dict(color="tab:brown", marker="X", ls=":"),
     "linearity-theorem DP 2..8 (EAR target)": dict(color="tab:brown", marker="*", ls="none", ms=11),
+    # issue #17 (report_lib/variants.py)
+    "uniform RTN asym g128": dict(color="tab:orange", marker="^", ls="--"),
+    "uniform GPTQ asym g128": dict(color="tab:olive", marker="^", ls="--"),
+    "uniform RTN sym g128": dict(color="tab:red", marker="v", ls="--"),
+    "uniform RTN asym g64": dict(color="tab:pink", marker="<", ls="--"),
+    "search: width (RTN)": dict(color="tab:blue", marker="s", ls="-"),
+    "search: width x {RTN, GPTQ}": dict(color="tab:green", marker="o", ls="-"),
+    "search: width x {sym, asym} x {g64, g128} (RTN)": dict(color="tab:cyan", marker="P", ls="-"),
+    "search: all variants": dict(color="tab:purple", marker="D", ls="-"),
 }
 
 
