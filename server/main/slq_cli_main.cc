@@ -173,6 +173,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   quant->add_option("--gptq-damp", q.gptq_damp, "GPTQ dampening, relative to the mean diagonal of X^T X")
       ->capture_default_str();
+  quant->add_flag("--gptq-act-order", q.gptq_act_order,
+                  "GPTQ: columns in order of descending diag(X^T X) (static groups; same packed layout)");
+  quant
+      ->add_option("--gram-sequences", q.gram_data.max_sequences,
+                   "mse/gptq: at most this many calibration-side windows, never measured, for the input Gram")
+      ->capture_default_str();
   quant->add_flag("--quantize-head", q.quantize_lm_head, "Quantize the LM head too");
   quant->add_option("--seed", q.seed, "Bootstrap and noise seed")->capture_default_str();
   quant->add_option("--profile-cache", q.profile_cache_dir, "Cache profiles (measured and proxy) in this folder");

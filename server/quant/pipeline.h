@@ -64,7 +64,10 @@ struct PipelineOptions {
   // Roundings the search may choose per layer (rounding.h), e.g. "rtn,mse,gptq"; "rtn" alone
   // reproduces the width-only search. With uniform_bits and one rounding listed: that rounding.
   std::string quantizers = "rtn";
-  double gptq_damp = 0.1;  // GPTQ dampening, relative to mean diag(X^T X) (rounding.h)
+  double gptq_damp = 0.1;       // GPTQ dampening, relative to mean diag(X^T X) (rounding.h)
+  bool gptq_act_order = false;  // GPTQ columns by descending diag(X^T X) (rounding.h)
+  // Where mse/gptq take their input Gram from (eval_data.h); unused with quantizers "rtn".
+  GramDataOptions gram_data;
   uint64_t rotation_seed = 1;
   std::string estimator = "measured";  // measured | proxy
   std::string solver = "dp";           // dp | lagrangian
