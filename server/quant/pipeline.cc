@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/file_util.h"
 #include "server/common/half.h"
+#include "server/common/sha256.h"
 #include "server/common/status_macros.h"
 #include "server/model/model_loader.h"
 #include "server/quant/evaluator.h"
@@ -231,13 +232,15 @@ absl::StatusOr<LayerProfiles> QuantizationSession::Profile(const std::vector<std
     po.layers = layers;
     po.model_sha = model_->identity_sha256;
     // A separate held-out text makes the whole text calibration: another calibration set; so
-    // does split-calibration (half the windows went to the Gram).
+    // does split-calibration (some windows went to the Gram): keyed by the windows themselves.
     po.data_sha = absl::StrCat(data_.data_sha256, data_.heldout_sha256.empty() ? "" : "-whole", "-",
-                               nlohmann::json(opts_.data).dump(),
-                               data_.gram_scheme == "split-calibration" ? "-split-calibration" : "");
-    // mse/gptq choices also depend on the Gram windows.
+                               nlohmann::json(opts_.data).dump());
+    if (data_.gram_scheme == "split-calibration") {
+      absl::StrAppend(&po.data_sha, "-calibration:", Sha256Hex(nlohmann::json(data_.calibration).dump()));
+    }
+    // mse/gptq choices also depend on the Gram windows (their content, not only the options).
     if (!data_.gram_scheme.empty()) {
-      po.activation_key = absl::StrCat(data_.gram_scheme, ":", nlohmann::json(opts_.gram_data).dump());
+      po.activation_key = absl::StrCat(data_.gram_scheme, ":", Sha256Hex(nlohmann::json(data_.gram).dump()));
     }
     SLQ_ASSIGN_OR_RETURN(p, ProfileLayers(*mq_, *eval_, calib_set_, po, progress_));
   }
