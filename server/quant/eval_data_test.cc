@@ -169,8 +169,17 @@ TEST(GramWindowsTest, RtnRunsAreUnchangedAndGptqRunsRecordTheirGram) {
   EXPECT_FALSE(c["calibration"].contains("gram"));
   EXPECT_FALSE(c["options"].contains("gram_data"));
   EXPECT_FALSE(c["options"].contains("gptq_act_order"));
+  // A uniform baseline over several roundings rounds with rtn: no Gram windows either (the
+  // default quantizers of slq quantize are rtn,gptq).
+  o.quantizers = "rtn,gptq";
+  EXPECT_FALSE(UsesGram(o));
+  auto uniform = QuantizeModel(o);
+  ASSERT_TRUE(uniform.ok()) << uniform.status();
+  EXPECT_EQ(uniform->certificate["calibration"], c["calibration"]);
+  EXPECT_EQ(uniform->certificate["heldout"], c["heldout"]);
   o.quantizers = "gptq";
   o.gptq_act_order = true;
+  EXPECT_TRUE(UsesGram(o));
   auto gptq = QuantizeModel(o);
   ASSERT_TRUE(gptq.ok()) << gptq.status();
   const nlohmann::json& g = gptq->certificate;

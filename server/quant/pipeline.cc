@@ -81,6 +81,12 @@ void RoundKeptTensorsToFp16(Model& m, bool round_head) {
 
 }  // namespace
 
+bool UsesGram(const PipelineOptions& o) {
+  absl::StatusOr<std::vector<Rounding>> r = ParseRoundings(o.quantizers);
+  if (!r.ok() || !NeedsGram(*r)) return false;
+  return o.uniform_bits == 0 || r->size() == 1;  // Search: a uniform run over several lists rounds rtn
+}
+
 absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(const PipelineOptions& options,
                                                                                const ProgressFn& progress,
                                                                                const EvalBackendFactory& eval) {
@@ -108,13 +114,13 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
   SLQ_ASSIGN_OR_RETURN(std::string text, ReadFile(options.data_path));
   if (options.heldout_path.empty()) {
     SLQ_ASSIGN_OR_RETURN(s->data_, PrepareEvalData(text, *s->tokenizer_, options.data));
-    if (NeedsGram(s->roundings_)) {
+    if (UsesGram(options)) {
       SLQ_RETURN_IF_ERROR(AddGramWindows(text, *s->tokenizer_, options.data, options.gram_data, &s->data_));
     }
   } else {
     SLQ_ASSIGN_OR_RETURN(std::string heldout, ReadFile(options.heldout_path));
     SLQ_ASSIGN_OR_RETURN(s->data_, PrepareEvalData(text, *s->tokenizer_, options.data, &heldout));
-    if (NeedsGram(s->roundings_)) {
+    if (UsesGram(options)) {
       SLQ_RETURN_IF_ERROR(AddGramWindows(text, *s->tokenizer_, options.data, options.gram_data, &s->data_, &heldout));
     }
   }
@@ -164,8 +170,7 @@ std::string QuantizationSession::ReuseKey(const PipelineOptions& o) {
   nlohmann::json data = o.data;
   // Sessions with Gram windows (and, for split-calibration, fewer calibration windows) are not
   // reused for RTN-only runs and vice versa.
-  absl::StatusOr<std::vector<Rounding>> roundings = ParseRoundings(o.quantizers);
-  nlohmann::json gram = roundings.ok() && NeedsGram(*roundings) ? nlohmann::json(o.gram_data) : nlohmann::json();
+  nlohmann::json gram = UsesGram(o) ? nlohmann::json(o.gram_data) : nlohmann::json();
   return nlohmann::json{{"model_path", o.model_path},
                         {"tokenizer_path", o.tokenizer_path},
                         {"data_path", o.data_path},

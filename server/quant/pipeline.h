@@ -86,6 +86,10 @@ struct PipelineOptions {
   bool embeddings_fp16 = true;    // round embeddings (+ unquantized LM head) to fp16
   std::string profile_cache_dir;  // empty: no profile cache
 };
+// Whether a run with these options rounds any layer with mse/gptq, so needs Gram windows: some
+// listed quantizer is not rtn, and not a uniform baseline over several (which rounds with rtn).
+bool UsesGram(const PipelineOptions& o);
+
 void to_json(nlohmann::json& j, const PipelineOptions& o);
 void from_json(const nlohmann::json& j, PipelineOptions& o);  // missing keys keep defaults
 

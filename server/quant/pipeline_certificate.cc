@@ -165,8 +165,7 @@ void to_json(json& j, const PipelineOptions& o) {
        {"embeddings_fp16", o.embeddings_fp16},
        {"profile_cache_dir", o.profile_cache_dir}};
   // Only where they matter, so RTN-only options (and certificates) stay as they were.
-  absl::StatusOr<std::vector<Rounding>> roundings = ParseRoundings(o.quantizers);
-  if (roundings.ok() && NeedsGram(*roundings)) {
+  if (UsesGram(o)) {
     j["gptq_act_order"] = o.gptq_act_order;
     j["gram_data"] = o.gram_data;
   }
