@@ -12,6 +12,7 @@
 #include "client/output.h"
 #include "client/target_flag.h"
 #include "server/common/sha256.h"
+#include "server/spec/job_spec.h"
 
 namespace slq::client {
 namespace {
@@ -99,7 +100,7 @@ int Watch(Client& c, const std::string& job_id, bool json, int64_t after) {
 
 void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   struct Opts {
-    std::string model, target = "ear>=0.99", formats = "4-5-6-7-8", calib, eval, key, quantizers = "rtn";
+    std::string model, target = "ear>=0.99", formats = "4-5-6-7-8", calib, eval, key, quantizers;
     int group_size = 128;
     bool watch = false, symmetric = false, mse_clip = false, hadamard = false, quantize_head = false;
     uint64_t seed = 0;
@@ -117,16 +118,17 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   cmd->add_flag("--mse-clip", o->mse_clip, "MSE-optimal clipping per group");
   cmd->add_flag("--hadamard", o->hadamard, "Randomized Hadamard rotation (HIGGS)");
   cmd->add_option("--quantizers", o->quantizers,
-                  "Roundings the search may choose per layer: rtn, mse, gptq (comma list)")
-      ->capture_default_str();
+                  "Roundings the search may choose per layer: rtn, mse, gptq (comma list; default: the "
+                  "server's, rtn,gptq, or rtn with --hadamard)");
   cmd->add_flag("--quantize-head", o->quantize_head, "Quantize the LM head too (default: kept at 16 bits)");
   cmd->add_option("--seed", o->seed, "Seed for data splits and bootstrap");
   cmd->add_flag("--watch,-w", o->watch, "Watch the job until it ends");
   cmd->callback([&g, o, selected] {
     *selected = [&g, o](Client& c) {
       // The server's validator (server/spec/job_spec.h): bad input fails here, with the server's text.
-      absl::Status valid =
-          ValidateSubmitFlags(o->target, o->formats, o->group_size, o->symmetric, o->quantizers, o->hadamard);
+      absl::Status valid = ValidateSubmitFlags(
+          o->target, o->formats, o->group_size, o->symmetric,
+          o->quantizers.empty() ? slq::spec::DefaultQuantizers(o->hadamard) : o->quantizers, o->hadamard);
       auto target = ParseTargetFlag(o->target);
       if (!valid.ok() || !target.ok()) {
         std::cerr << "error: " << (valid.ok() ? target.status() : valid).message() << "\n";

@@ -101,7 +101,8 @@ absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std
   std::string formats = spec.formats().empty() ? "4-8" : spec.formats();
   int group = spec.group_size() == 0 ? 128 : spec.group_size();
   const double temperature = spec.temperature() == 0 ? 1.0 : spec.temperature();
-  const std::string quantizers = spec.quantizers().empty() ? "rtn" : spec.quantizers();
+  const std::string quantizers =
+      spec.quantizers().empty() ? spec::DefaultQuantizers(spec.hadamard()) : spec.quantizers();
   // The one validator slqctl and the engine use too (server/spec/job_spec.h).
   if (absl::Status s = spec::ValidateSpec({.target = *target,
                                            .formats = formats,

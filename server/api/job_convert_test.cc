@@ -60,21 +60,27 @@ TEST(JobConvertTest, BadSpecsNameTheField) {
       "spec.quantizers");
 }
 
-// The roundings the search may choose reach the stored options (absent = rtn, as jobs stored
-// before the field) and come back in the job's spec.
+// The roundings the search may choose reach the stored options (empty = the default rtn,gptq,
+// rtn with hadamard; absent in stored options = rtn, as jobs stored before the field) and come
+// back in the job's spec.
 TEST(JobConvertTest, QuantizersTravelWithTheJob) {
   slq::v1::JobSpec s = Spec();
   auto plain = SpecToRequest(s, "");
   ASSERT_TRUE(plain.ok()) << plain.status();
-  EXPECT_FALSE(nlohmann::json::parse(plain->options_json).contains("quantizers"));
-  s.set_quantizers("rtn,gptq");
+  EXPECT_EQ(nlohmann::json::parse(plain->options_json)["quantizers"], "rtn,gptq");
+  s.set_hadamard(true);
+  auto rotated = SpecToRequest(s, "");
+  ASSERT_TRUE(rotated.ok()) << rotated.status();
+  EXPECT_FALSE(nlohmann::json::parse(rotated->options_json).contains("quantizers"));  // rtn
+  s.set_hadamard(false);
+  s.set_quantizers("rtn");
   auto r = SpecToRequest(s, "");
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(nlohmann::json::parse(r->options_json)["quantizers"], "rtn,gptq");
+  EXPECT_FALSE(nlohmann::json::parse(r->options_json).contains("quantizers"));  // still selectable
   Job job;
-  job.request = *r;
-  EXPECT_EQ(JobToProto(job, "").spec().quantizers(), "rtn,gptq");
   job.request = *plain;
+  EXPECT_EQ(JobToProto(job, "").spec().quantizers(), "rtn,gptq");
+  job.request = *r;
   EXPECT_EQ(JobToProto(job, "").spec().quantizers(), "rtn");
 }
 

@@ -19,6 +19,7 @@
 #include "server/model/tokenizer/tokenizer.h"
 #include "server/quant/artifact.h"
 #include "server/quant/pipeline.h"
+#include "server/spec/job_spec.h"
 #include "server/worker/eval_device.h"
 
 namespace {
@@ -167,11 +168,19 @@ int main(int argc, char** argv) {
   quant->add_flag("--symmetric", q.symmetric, "Symmetric quantization");
   quant->add_flag("--mse-clip", q.mse_clip, "MSE-optimal clipping");
   quant->add_flag("--hadamard", q.rotate, "Randomized Hadamard rotation (HIGGS)");
+  q.quantizers = slq::spec::DefaultQuantizers(false);
   quant
       ->add_option("--quantizers", q.quantizers,
-                   "Roundings the search may choose per layer: rtn, mse, gptq (comma-separated; 'rtn' = width only)")
+                   "Roundings the search may choose per layer: rtn, mse, gptq (comma-separated; 'rtn' = width "
+                   "only; default rtn with --hadamard)")
       ->capture_default_str();
   quant->add_option("--gptq-damp", q.gptq_damp, "GPTQ dampening, relative to the mean diagonal of X^T X")
+      ->capture_default_str();
+  quant->add_flag("--gptq-act-order", q.gptq_act_order,
+                  "GPTQ: columns in order of descending diag(X^T X) (static groups; same packed layout)");
+  quant
+      ->add_option("--gram-sequences", q.gram_data.max_sequences,
+                   "mse/gptq: at most this many calibration-side windows, never measured, for the input Gram")
       ->capture_default_str();
   quant->add_flag("--quantize-head", q.quantize_lm_head, "Quantize the LM head too");
   quant->add_option("--seed", q.seed, "Bootstrap and noise seed")->capture_default_str();
@@ -208,7 +217,10 @@ int main(int argc, char** argv) {
   ex->add_option("--out", ex_out, "hf: a new folder; gguf: the .gguf file")->required();
   ex->add_option("--dtype", ex_dtype, "hf: bf16, fp16 or fp32")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  if (quant->parsed()) return Quantize(q, device, json);
+  if (quant->parsed()) {
+    if (quant->count("--quantizers") == 0) q.quantizers = slq::spec::DefaultQuantizers(q.rotate);
+    return Quantize(q, device, json);
+  }
   if (ex->parsed()) return Export(ex_artifact, ex_format, ex_out, ex_dtype);
   return Generate(path, tok, prompt, gen);
 }

@@ -17,10 +17,12 @@ bool Blank(absl::string_view s) {
   return true;
 }
 
+// doc_of (optional): the index in docs of each window's document.
 std::vector<std::vector<int32_t>> Windows(const std::vector<std::string>& docs, const Tokenizer& tok,
-                                          const EvalDataOptions& o) {
+                                          const EvalDataOptions& o, std::vector<size_t>* doc_of = nullptr) {
   std::vector<std::vector<int32_t>> out;
-  for (const std::string& d : docs) {
+  for (size_t di = 0; di < docs.size(); ++di) {
+    const std::string& d = docs[di];
     const std::vector<int32_t> ids = tok.Encode(d, /*add_special_tokens=*/false);
     const size_t body = static_cast<size_t>(o.seq_len) - (tok.bos_id() >= 0 ? 1 : 0);
     for (size_t b = 0; b < ids.size(); b += body) {
@@ -30,19 +32,39 @@ std::vector<std::vector<int32_t>> Windows(const std::vector<std::string>& docs, 
       if (bos) w[0] = tok.bos_id();
       std::copy(ids.begin() + static_cast<std::ptrdiff_t>(b), ids.begin() + static_cast<std::ptrdiff_t>(e),
                 w.begin() + (bos ? 1 : 0));
-      if (static_cast<int64_t>(w.size()) >= o.min_seq_len) out.push_back(std::move(w));
+      if (static_cast<int64_t>(w.size()) < o.min_seq_len) continue;
+      out.push_back(std::move(w));
+      if (doc_of != nullptr) doc_of->push_back(di);
     }
   }
   return out;
 }
 
-std::vector<std::vector<int32_t>> Subsample(std::vector<std::vector<int32_t>> v, int64_t max) {
-  if (static_cast<int64_t>(v.size()) <= max) return v;
-  std::vector<std::vector<int32_t>> out;
-  for (int64_t i = 0; i < max; ++i) {
-    out.push_back(std::move(v[static_cast<size_t>(i * static_cast<int64_t>(v.size()) / max)]));
+// The indices of n windows that an even subsample to at most max keeps (ascending).
+std::vector<size_t> SubsampleIndices(size_t n, int64_t max) {
+  std::vector<size_t> idx;
+  if (static_cast<int64_t>(n) <= max) {
+    for (size_t i = 0; i < n; ++i) idx.push_back(i);
+    return idx;
   }
+  for (int64_t i = 0; i < max; ++i) idx.push_back(static_cast<size_t>(i * static_cast<int64_t>(n) / max));
+  return idx;
+}
+
+std::vector<std::vector<int32_t>> Subsample(std::vector<std::vector<int32_t>> v, int64_t max) {
+  std::vector<std::vector<int32_t>> out;
+  for (size_t i : SubsampleIndices(v.size(), max)) out.push_back(std::move(v[i]));
   return out;
+}
+
+// The calibration-side and held-out documents of a text (see eval_data.h).
+void SplitSides(const std::vector<std::string>& docs, double heldout_fraction, std::vector<std::string>* calib,
+                std::vector<std::string>* held) {
+  for (size_t i = 0; i < docs.size(); ++i) {
+    const double f = heldout_fraction;
+    const bool h = std::floor((i + 1) * f) > std::floor(i * f);
+    (h ? *held : *calib).push_back(docs[i]);
+  }
 }
 
 int64_t Tokens(const std::vector<std::vector<int32_t>>& v) {
@@ -55,6 +77,7 @@ int64_t Tokens(const std::vector<std::vector<int32_t>>& v) {
 
 int64_t EvalData::CalibrationTokens() const { return Tokens(calibration); }
 int64_t EvalData::HeldoutTokens() const { return Tokens(heldout); }
+int64_t EvalData::GramTokens() const { return Tokens(gram); }
 
 std::vector<std::string> SplitDocuments(const std::string& text, std::string* rule) {
   std::vector<std::string> parts;
@@ -107,11 +130,7 @@ absl::StatusOr<EvalData> PrepareEvalData(const std::string& text, const Tokenize
     held = SplitDocuments(*heldout_text, &rule);
     if (rule != d.split_rule) d.split_rule = absl::StrCat(d.split_rule, " / held-out ", rule);
   } else {
-    for (size_t i = 0; i < docs.size(); ++i) {
-      const double f = o.heldout_fraction;
-      const bool h = std::floor((i + 1) * f) > std::floor(i * f);
-      (h ? held : calib).push_back(docs[i]);
-    }
+    SplitSides(docs, o.heldout_fraction, &calib, &held);
   }
   d.documents = static_cast<int64_t>(calib.size() + held.size());
   d.calibration_documents = static_cast<int64_t>(calib.size());
@@ -126,6 +145,84 @@ absl::StatusOr<EvalData> PrepareEvalData(const std::string& text, const Tokenize
                      " tokens; need >= ", o.min_sequences, " each (provide more text or lower seq_len)"));
   }
   return d;
+}
+
+absl::Status AddGramWindows(const std::string& text, const Tokenizer& tokenizer, const EvalDataOptions& o,
+                            const GramDataOptions& g, EvalData* d, const std::string* heldout_text) {
+  if (g.max_sequences < 1 || g.min_disjoint_sequences < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("gram data options: max_sequences ", g.max_sequences,
+                                                   " and min_disjoint_sequences ", g.min_disjoint_sequences,
+                                                   " must be >= 1"));
+  }
+  if (!d->gram.empty()) return absl::InvalidArgumentError("AddGramWindows: the data already has Gram windows");
+  std::string rule;
+  const std::vector<std::string> docs = SplitDocuments(text, &rule);
+  std::vector<std::string> calib, held;
+  if (heldout_text != nullptr) {
+    calib = docs;
+  } else {
+    SplitSides(docs, o.heldout_fraction, &calib, &held);
+  }
+  std::vector<size_t> doc_of;
+  std::vector<std::vector<int32_t>> all = Windows(calib, tokenizer, o, &doc_of);
+  const std::vector<size_t> kept = SubsampleIndices(all.size(), o.max_calibration_sequences);
+  if (kept.size() != d->calibration.size()) {
+    return absl::InvalidArgumentError("AddGramWindows: `d` was not prepared from this text and options");
+  }
+  // By document, as the held-out split is: a Gram window never shares a document with a
+  // measured calibration window (windows of one document are not independent).
+  std::vector<int> side(calib.size(), 0);  // per document: 0 none yet, 1 measured, 2 Gram
+  for (size_t i : kept) side[doc_of[i]] = 1;
+  std::vector<std::vector<int32_t>> gram;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (side[doc_of[i]] == 0) gram.push_back(all[i]);
+  }
+  if (static_cast<int64_t>(gram.size()) >= g.min_disjoint_sequences) {
+    d->gram = Subsample(std::move(gram), g.max_sequences);
+    d->gram_scheme = "disjoint";
+    return absl::OkStatus();
+  }
+  // split-calibration: the documents holding calibration windows go, in order, to the side
+  // with fewer calibration windows so far (measured on ties); the Gram side's windows leave
+  // the calibration set.
+  int64_t measured = 0, to_gram = 0;
+  for (size_t k = 0; k < kept.size();) {
+    const size_t doc = doc_of[kept[k]];
+    int64_t n = 0;
+    for (; k < kept.size() && doc_of[kept[k]] == doc; ++k) ++n;
+    side[doc] = measured <= to_gram ? 1 : 2;
+    (side[doc] == 1 ? measured : to_gram) += n;
+  }
+  std::vector<std::vector<int32_t>> loop;
+  gram.clear();
+  for (size_t i = 0, k = 0; i < all.size(); ++i) {
+    const bool in_calibration = k < kept.size() && kept[k] == i;
+    if (in_calibration) ++k;
+    if (side[doc_of[i]] == 2 || side[doc_of[i]] == 0) {
+      gram.push_back(std::move(all[i]));
+    } else if (in_calibration) {
+      loop.push_back(std::move(all[i]));
+    }
+  }
+  if (static_cast<int64_t>(loop.size()) < o.min_sequences || gram.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "text too short for the activation roundings (mse, gptq): the calibration side's ", calib.size(),
+        " documents give ", kept.size(), " calibration windows; split by document for the input Gram they leave ",
+        loop.size(), " calibration and ", gram.size(), " Gram windows, need >= ", o.min_sequences,
+        " and >= 1 (provide more text, or use --quantizers rtn)"));
+  }
+  d->calibration = std::move(loop);
+  d->gram = Subsample(std::move(gram), g.max_sequences);
+  d->gram_scheme = "split-calibration";
+  return absl::OkStatus();
+}
+
+void to_json(nlohmann::json& j, const GramDataOptions& o) {
+  j = {{"max_sequences", o.max_sequences}, {"min_disjoint_sequences", o.min_disjoint_sequences}};
+}
+void from_json(const nlohmann::json& j, GramDataOptions& o) {
+  o.max_sequences = j.value("max_sequences", o.max_sequences);
+  o.min_disjoint_sequences = j.value("min_disjoint_sequences", o.min_disjoint_sequences);
 }
 
 void to_json(nlohmann::json& j, const EvalDataOptions& o) {
@@ -153,6 +250,10 @@ void to_json(nlohmann::json& j, const EvalData& d) {
        {"split_rule", d.split_rule},
        {"data_sha256", d.data_sha256},
        {"heldout_sha256", d.heldout_sha256}};
+  if (!d.gram_scheme.empty()) {  // only runs that need a Gram have one
+    j["gram"] = d.gram;
+    j["gram_scheme"] = d.gram_scheme;
+  }
 }
 void from_json(const nlohmann::json& j, EvalData& d) {
   j.at("calibration").get_to(d.calibration);
@@ -163,6 +264,8 @@ void from_json(const nlohmann::json& j, EvalData& d) {
   d.split_rule = j.at("split_rule").get<std::string>();
   d.data_sha256 = j.at("data_sha256").get<std::string>();
   d.heldout_sha256 = j.value("heldout_sha256", std::string());
+  d.gram = j.value("gram", std::vector<std::vector<int32_t>>());
+  d.gram_scheme = j.value("gram_scheme", std::string());
 }
 
 }  // namespace slq::quant

@@ -35,6 +35,20 @@ struct EvalDataOptions {
 void to_json(nlohmann::json& j, const EvalDataOptions& o);
 void from_json(const nlohmann::json& j, EvalDataOptions& o);
 
+// The windows the activation roundings (mse, gptq) fit their input Gram on: calibration-side
+// text the profile and the closed loop never measure, so their calibration numbers stay
+// unbiased for held-out (a Gram fitted on the measured windows made them optimistic: GPTQ fits
+// those very windows). Only used when the quantizers need a Gram; RTN-only runs never call
+// AddGramWindows, so their windows and certificates do not change.
+struct GramDataOptions {
+  int64_t max_sequences = 128;  // Gram windows kept at most (evenly spaced)
+  // "disjoint" needs at least this many calibration-side windows beyond `calibration`; with
+  // fewer the calibration windows are split in two halves ("split-calibration").
+  int64_t min_disjoint_sequences = 8;
+};
+void to_json(nlohmann::json& j, const GramDataOptions& o);
+void from_json(const nlohmann::json& j, GramDataOptions& o);
+
 struct EvalData {
   std::vector<std::vector<int32_t>> calibration;  // sequences of token ids
   std::vector<std::vector<int32_t>> heldout;
@@ -43,8 +57,13 @@ struct EvalData {
   std::string data_sha256;  // of the whole text
   // Set when the held-out side came from its own text (PrepareEvalData's heldout_text): its sha256.
   std::string heldout_sha256;
+  // Filled by AddGramWindows only: windows for the input Gram, never in calibration or heldout,
+  // and how they were chosen ("disjoint" or "split-calibration"; empty: no Gram windows).
+  std::vector<std::vector<int32_t>> gram;
+  std::string gram_scheme;
   int64_t CalibrationTokens() const;
   int64_t HeldoutTokens() const;
+  int64_t GramTokens() const;
 };
 void to_json(nlohmann::json& j, const EvalData& d);
 void from_json(const nlohmann::json& j, EvalData& d);
@@ -57,6 +76,22 @@ std::vector<std::string> SplitDocuments(const std::string& text, std::string* ru
 [[nodiscard]] absl::StatusOr<EvalData> PrepareEvalData(const std::string& text, const Tokenizer& tokenizer,
                                                        const EvalDataOptions& options,
                                                        const std::string* heldout_text = nullptr);
+
+// Adds the Gram windows to `d` (made by PrepareEvalData from the same text, tokenizer, options
+// and heldout_text). Split by document, like calibration / held-out: a Gram window never comes
+// from a document that holds a calibration window. "disjoint": when the calibration-side
+// documents without calibration windows give at least gram.min_disjoint_sequences windows, up
+// to gram.max_sequences evenly spaced of those; d->calibration is unchanged. "split-calibration"
+// (small texts): the documents holding calibration windows are dealt, in order, to the side with
+// fewer calibration windows so far (the measured side on ties); the other side's windows (and
+// any windows of documents without calibration windows) become the Gram windows and leave
+// d->calibration, so the profile and the closed loop measure only text the Gram never saw, at
+// the cost of fewer calibration windows (the bootstrap reports that). InvalidArgument when
+// fewer than options.min_sequences calibration windows or no Gram window would remain, or when
+// `d` already has Gram windows.
+[[nodiscard]] absl::Status AddGramWindows(const std::string& text, const Tokenizer& tokenizer,
+                                          const EvalDataOptions& options, const GramDataOptions& gram, EvalData* d,
+                                          const std::string* heldout_text = nullptr);
 
 }  // namespace slq::quant
 

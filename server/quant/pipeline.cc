@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/file_util.h"
 #include "server/common/half.h"
+#include "server/common/sha256.h"
 #include "server/common/status_macros.h"
 #include "server/model/model_loader.h"
 #include "server/quant/evaluator.h"
@@ -80,6 +81,12 @@ void RoundKeptTensorsToFp16(Model& m, bool round_head) {
 
 }  // namespace
 
+bool UsesGram(const PipelineOptions& o) {
+  absl::StatusOr<std::vector<Rounding>> r = ParseRoundings(o.quantizers);
+  if (!r.ok() || !NeedsGram(*r)) return false;
+  return o.uniform_bits == 0 || r->size() == 1;  // Search: a uniform run over several lists rounds rtn
+}
+
 absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(const PipelineOptions& options,
                                                                                const ProgressFn& progress,
                                                                                const EvalBackendFactory& eval) {
@@ -107,9 +114,15 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
   SLQ_ASSIGN_OR_RETURN(std::string text, ReadFile(options.data_path));
   if (options.heldout_path.empty()) {
     SLQ_ASSIGN_OR_RETURN(s->data_, PrepareEvalData(text, *s->tokenizer_, options.data));
+    if (UsesGram(options)) {
+      SLQ_RETURN_IF_ERROR(AddGramWindows(text, *s->tokenizer_, options.data, options.gram_data, &s->data_));
+    }
   } else {
     SLQ_ASSIGN_OR_RETURN(std::string heldout, ReadFile(options.heldout_path));
     SLQ_ASSIGN_OR_RETURN(s->data_, PrepareEvalData(text, *s->tokenizer_, options.data, &heldout));
+    if (UsesGram(options)) {
+      SLQ_RETURN_IF_ERROR(AddGramWindows(text, *s->tokenizer_, options.data, options.gram_data, &s->data_, &heldout));
+    }
   }
   s->stage_seconds_["data"] = Since(t0);
   if (progress) progress("base_logits", 0);
@@ -147,7 +160,7 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
   SLQ_RETURN_IF_ERROR(ResolveGroupSize(4, cfg.group_size, 1 << 20).status());
   s->mq_ = std::make_unique<ModelQuantizer>(s->model_.get(), cfg, options.quantize_lm_head);
   SLQ_RETURN_IF_ERROR(s->mq_->Init());
-  s->mq_->set_gptq_options(GptqOptions{.damp = options.gptq_damp});
+  s->mq_->set_gptq_options(GptqOptions{.damp = options.gptq_damp, .act_order = options.gptq_act_order});
   s->mq_->set_on_change(
       [e = s->eval_.get()](const std::string& slot, const LinearOp& op) { return e->SlotChanged(slot, op); });
   return s;
@@ -155,6 +168,9 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
 
 std::string QuantizationSession::ReuseKey(const PipelineOptions& o) {
   nlohmann::json data = o.data;
+  // Sessions with Gram windows (and, for split-calibration, fewer calibration windows) are not
+  // reused for RTN-only runs and vice versa.
+  nlohmann::json gram = UsesGram(o) ? nlohmann::json(o.gram_data) : nlohmann::json();
   return nlohmann::json{{"model_path", o.model_path},
                         {"tokenizer_path", o.tokenizer_path},
                         {"data_path", o.data_path},
@@ -166,6 +182,8 @@ std::string QuantizationSession::ReuseKey(const PipelineOptions& o) {
                         {"rotate", o.rotate},
                         {"rotation_seed", o.rotation_seed},
                         {"gptq_damp", o.gptq_damp},
+                        {"gptq_act_order", o.gptq_act_order},
+                        {"gram", gram},
                         {"quantize_lm_head", o.quantize_lm_head},
                         {"embeddings_fp16", o.embeddings_fp16},
                         {"cloze_max_items", o.cloze_max_items}}
@@ -218,9 +236,17 @@ absl::StatusOr<LayerProfiles> QuantizationSession::Profile(const std::vector<std
     po.cache_dir = opts_.profile_cache_dir;
     po.layers = layers;
     po.model_sha = model_->identity_sha256;
-    // A separate held-out text makes the whole text calibration: another calibration set.
+    // A separate held-out text makes the whole text calibration: another calibration set; so
+    // does split-calibration (some windows went to the Gram): keyed by the windows themselves.
     po.data_sha = absl::StrCat(data_.data_sha256, data_.heldout_sha256.empty() ? "" : "-whole", "-",
                                nlohmann::json(opts_.data).dump());
+    if (data_.gram_scheme == "split-calibration") {
+      absl::StrAppend(&po.data_sha, "-calibration:", Sha256Hex(nlohmann::json(data_.calibration).dump()));
+    }
+    // mse/gptq choices also depend on the Gram windows (their content, not only the options).
+    if (!data_.gram_scheme.empty()) {
+      po.activation_key = absl::StrCat(data_.gram_scheme, ":", Sha256Hex(nlohmann::json(data_.gram).dump()));
+    }
     SLQ_ASSIGN_OR_RETURN(p, ProfileLayers(*mq_, *eval_, calib_set_, po, progress_));
   }
   stage_seconds_["profile"] = Since(t0);
@@ -255,10 +281,15 @@ absl::StatusOr<FidelityReport> QuantizationSession::EvaluateOn(const std::map<st
 absl::Status QuantizationSession::EnsureInputGrams(bool needed) {
   if (!needed || mq_->has_input_grams()) return absl::OkStatus();
   const auto t0 = Clock::now();
-  mq_->RestoreAll();  // the dense model's inputs
+  mq_->RestoreAll();         // the dense model's inputs
+  if (data_.gram.empty()) {  // Open adds them whenever the quantizers need a Gram
+    return absl::FailedPreconditionError(
+        absl::StrCat("quantizers '", opts_.quantizers, "' need an input Gram but the session has no Gram windows"));
+  }
   std::vector<std::string> names;
   for (const SlotInfo& s : mq_->slots()) names.push_back(s.name);
-  SLQ_ASSIGN_OR_RETURN(auto grams, CaptureInputGrams(*model_, names, data_.calibration));
+  // Never the calibration windows the profile and the closed loop measure (eval_data.h).
+  SLQ_ASSIGN_OR_RETURN(auto grams, CaptureInputGrams(*model_, names, data_.gram));
   mq_->SetInputGrams(std::move(grams));
   stage_seconds_["input_grams"] = Since(t0);
   return absl::OkStatus();

@@ -64,7 +64,10 @@ struct PipelineOptions {
   // Roundings the search may choose per layer (rounding.h), e.g. "rtn,mse,gptq"; "rtn" alone
   // reproduces the width-only search. With uniform_bits and one rounding listed: that rounding.
   std::string quantizers = "rtn";
-  double gptq_damp = 0.1;  // GPTQ dampening, relative to mean diag(X^T X) (rounding.h)
+  double gptq_damp = 0.1;       // GPTQ dampening, relative to mean diag(X^T X) (rounding.h)
+  bool gptq_act_order = false;  // GPTQ columns by descending diag(X^T X) (rounding.h)
+  // Where mse/gptq take their input Gram from (eval_data.h); unused with quantizers "rtn".
+  GramDataOptions gram_data;
   uint64_t rotation_seed = 1;
   std::string estimator = "measured";  // measured | proxy
   std::string solver = "dp";           // dp | lagrangian
@@ -83,6 +86,10 @@ struct PipelineOptions {
   bool embeddings_fp16 = true;    // round embeddings (+ unquantized LM head) to fp16
   std::string profile_cache_dir;  // empty: no profile cache
 };
+// Whether a run with these options rounds any layer with mse/gptq, so needs Gram windows: some
+// listed quantizer is not rtn, and not a uniform baseline over several (which rounds with rtn).
+bool UsesGram(const PipelineOptions& o);
+
 void to_json(nlohmann::json& j, const PipelineOptions& o);
 void from_json(const nlohmann::json& j, PipelineOptions& o);  // missing keys keep defaults
 

@@ -99,6 +99,12 @@ absl::StatusOr<PipelineResult> QuantizationSession::Finish(const LayerProfiles& 
                {"temperature", opts_.temperature},
                {"verification_device", eval_->device()},
                {"stage_wall_seconds", stage_seconds_}};
+  if (!data_.gram_scheme.empty()) {  // mse/gptq: the windows their input Gram came from
+    cert["calibration"]["gram"] = {{"scheme", data_.gram_scheme},
+                                   {"sequences", data_.gram.size()},
+                                   {"tokens", data_.GramTokens()},
+                                   {"disjoint_from", "calibration and held-out windows"}};
+  }
   if (!opts_.output_dir.empty()) {
     ArtifactWriteOptions wo;
     wo.certificate = cert;
@@ -158,6 +164,11 @@ void to_json(json& j, const PipelineOptions& o) {
        {"quantize_lm_head", o.quantize_lm_head},
        {"embeddings_fp16", o.embeddings_fp16},
        {"profile_cache_dir", o.profile_cache_dir}};
+  // Only where they matter, so RTN-only options (and certificates) stay as they were.
+  if (UsesGram(o)) {
+    j["gptq_act_order"] = o.gptq_act_order;
+    j["gram_data"] = o.gram_data;
+  }
 }
 
 void from_json(const json& j, PipelineOptions& o) {
@@ -179,6 +190,8 @@ void from_json(const json& j, PipelineOptions& o) {
   o.rotate = j.value("rotate", d.rotate);
   o.quantizers = j.value("quantizers", d.quantizers);
   o.gptq_damp = j.value("gptq_damp", d.gptq_damp);
+  o.gptq_act_order = j.value("gptq_act_order", d.gptq_act_order);
+  if (j.contains("gram_data")) j.at("gram_data").get_to(o.gram_data);
   o.rotation_seed = j.value("rotation_seed", d.rotation_seed);
   o.estimator = j.value("estimator", d.estimator);
   o.solver = j.value("solver", d.solver);

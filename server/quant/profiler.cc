@@ -15,16 +15,18 @@ namespace {
 
 using nlohmann::json;
 
-// The GPTQ dampening is part of a gptq choice's key.
+// The GPTQ dampening and column order are part of a gptq choice's key.
 std::string DampKey(const ModelQuantizer& mq, int choice) {
-  return ChoiceRounding(choice) == Rounding::kGptq ? absl::StrCat("|damp=", mq.gptq_options().damp) : "";
+  if (ChoiceRounding(choice) != Rounding::kGptq) return "";
+  return absl::StrCat("|damp=", mq.gptq_options().damp, mq.gptq_options().act_order ? "|act-order" : "");
 }
 
 std::string CacheKey(const ProfileOptions& o, const ModelQuantizer& mq, int bits) {
   const QuantConfig& c = mq.config();
   return absl::StrCat(o.estimator, "|model=", o.model_sha, "|data=", o.data_sha, "|b=", bits, "|g=", c.group_size,
                       "|sym=", c.symmetric, "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed,
-                      "|T=", o.temperature, DampKey(mq, bits));
+                      "|T=", o.temperature, DampKey(mq, bits),
+                      UsesActivations(bits) && !o.activation_key.empty() ? "|gram=" + o.activation_key : "");
 }
 
 std::string CachePath(const ProfileOptions& o, const std::string& key) {
@@ -100,7 +102,8 @@ std::string ProxyErrKey(const ProfileOptions& o, const ModelQuantizer& mq, int b
   const bool rtn = ChoiceRounding(bits) == Rounding::kRtn;
   return absl::StrCat("proxy-err|model=", o.model_sha, "|b=", bits, "|g=", c.group_size, "|sym=", c.symmetric,
                       "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed,
-                      rtn ? "" : absl::StrCat("|data=", o.data_sha), DampKey(mq, bits));
+                      rtn ? "" : absl::StrCat("|data=", o.data_sha), DampKey(mq, bits),
+                      UsesActivations(bits) && !o.activation_key.empty() ? "|gram=" + o.activation_key : "");
 }
 
 // The proxy's err of a layer choice. RTN: ||W - W'||^2 / ||W||^2. mse / gptq trade weight error

@@ -71,6 +71,7 @@ struct ProfileOptions {
   uint64_t seed = 1234;
   std::string cache_dir;            // empty: no cache
   std::string model_sha, data_sha;  // cache key parts
+  std::string activation_key;       // where mse/gptq choices' Gram came from (part of their keys)
   std::vector<std::string> layers;  // empty: all quantizable slots
 };
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <string>
 
 #include "absl/strings/ascii.h"
@@ -123,20 +124,59 @@ bool InverseUpperFactor(std::vector<double> h, int64_t n, std::vector<double>* u
   return true;
 }
 
+// The column order GPTQ rounds in: natural, or (act-order) by descending diag(H), stable.
+std::vector<int64_t> ColumnOrder(const std::vector<double>& h, int64_t cols, bool act_order) {
+  std::vector<int64_t> perm(static_cast<size_t>(cols));
+  std::iota(perm.begin(), perm.end(), 0);
+  if (act_order) {
+    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return h[a * cols + a] > h[b * cols + b]; });
+  }
+  return perm;
+}
+
 absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram, const GptqOptions& opt,
                   QuantizedMatrix& q) {
   const int64_t rows = q.rows, cols = q.cols, g = q.group_size;
-  std::vector<double> h = gram.h;
-  std::vector<double> wd(w, w + rows * cols);
+  std::vector<double> h0 = gram.h;
+  std::vector<double> w0(w, w + rows * cols);
   double mean_diag = 0;
-  for (int64_t i = 0; i < cols; ++i) mean_diag += h[i * cols + i];
+  for (int64_t i = 0; i < cols; ++i) mean_diag += h0[i * cols + i];
   mean_diag /= static_cast<double>(cols);
   if (!(mean_diag > 0)) mean_diag = 1.0;
   for (int64_t i = 0; i < cols; ++i) {
-    if (h[i * cols + i] == 0.0) {  // a dead input: its weight never matters
-      h[i * cols + i] = 1.0;
-      for (int64_t r = 0; r < rows; ++r) wd[r * cols + i] = 0.0;
+    if (h0[i * cols + i] == 0.0) {  // a dead input: its weight never matters
+      h0[i * cols + i] = 1.0;
+      for (int64_t r = 0; r < rows; ++r) w0[r * cols + i] = 0.0;
     }
+  }
+  const int64_t gpr = kernels::GroupsPerRow(cols, g), wpr = kernels::WordsPerRow(cols, q.bits);
+  // Static groups (act-order): every group's (scale, zero) from the weights before any update,
+  // in the natural column order, so a permuted rounding order still gives the packed layout.
+  if (opt.act_order) {
+    ParallelFor(
+        rows,
+        [&](int64_t begin, int64_t end) {
+          std::vector<float> grp(static_cast<size_t>(g));
+          std::vector<uint8_t> scratch(static_cast<size_t>(g));
+          for (int64_t r = begin; r < end; ++r) {
+            for (int64_t k = 0; k < gpr; ++k) {
+              const int64_t j0 = k * g, n = std::min(g, cols - j0);
+              for (int64_t j = 0; j < n; ++j) grp[j] = static_cast<float>(w0[r * cols + j0 + j]);
+              QuantizeGroup(grp.data(), n, q.bits, cfg.symmetric, cfg.mse_clip, scratch.data(), &q.scales[r * gpr + k],
+                            &q.zeros[r * gpr + k]);
+            }
+          }
+        },
+        0, 16);
+  }
+  // Work in the rounding order: column i of wd / h is original column perm[i].
+  const std::vector<int64_t> perm = ColumnOrder(h0, cols, opt.act_order);
+  std::vector<double> h(static_cast<size_t>(cols * cols)), wd(static_cast<size_t>(rows * cols));
+  for (int64_t a = 0; a < cols; ++a) {
+    for (int64_t b = 0; b < cols; ++b) h[a * cols + b] = h0[perm[a] * cols + perm[b]];
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t a = 0; a < cols; ++a) wd[r * cols + a] = w0[r * cols + perm[a]];
   }
   std::vector<double> u;
   double damp = opt.damp;
@@ -151,7 +191,6 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
     damp *= 10;
   }
   const int64_t block = g * ((std::max<int64_t>(opt.block, 1) + g - 1) / g);
-  const int64_t gpr = kernels::GroupsPerRow(cols, g), wpr = kernels::WordsPerRow(cols, q.bits);
   const float qmax = static_cast<float>((1 << q.bits) - 1);
   std::vector<uint8_t> codes(static_cast<size_t>(rows * cols));
   for (int64_t i1 = 0; i1 < cols; i1 += block) {
@@ -164,20 +203,19 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
           std::vector<uint8_t> scratch(static_cast<size_t>(g));
           for (int64_t r = begin; r < end; ++r) {
             double* row = wd.data() + r * cols;
-            float s = 0, m = 0;
             for (int64_t i = i1; i < i2; ++i) {
-              if (i % g == 0) {  // a group starts: its (scale, zero) from the updated weights
-                const int64_t n = std::min(g, cols - i), k = i / g;
+              const int64_t col = perm[i], k = col / g;
+              if (!opt.act_order && i % g == 0) {  // a group starts: its (scale, zero) from the updated weights
+                const int64_t n = std::min(g, cols - i);
                 for (int64_t j = 0; j < n; ++j) grp[j] = static_cast<float>(row[i + j]);
                 QuantizeGroup(grp.data(), n, q.bits, cfg.symmetric, cfg.mse_clip, scratch.data(),
                               &q.scales[r * gpr + k], &q.zeros[r * gpr + k]);
-                s = HalfToFloat(q.scales[r * gpr + k]);
-                m = HalfToFloat(q.zeros[r * gpr + k]);
               }
+              const float s = HalfToFloat(q.scales[r * gpr + k]), m = HalfToFloat(q.zeros[r * gpr + k]);
               const float x = static_cast<float>(row[i]);
               float c = 0.0f;
               if (s > 0.0f) c = std::clamp(std::nearbyint((x - m) / s), 0.0f, qmax);
-              codes[r * cols + i] = static_cast<uint8_t>(c);
+              codes[r * cols + col] = static_cast<uint8_t>(c);
               const double e = (row[i] - static_cast<double>(m + s * c)) / u[i * cols + i];
               const double* ui = u.data() + i * cols;
               for (int64_t j = i + 1; j < i2; ++j) row[j] -= e * ui[j];
@@ -275,6 +313,10 @@ double OutputEnergy(const float* w, int64_t rows, const InputGram& g) {
   double total = 0;
   for (double v : per_row) total += v;
   return total;
+}
+
+bool NeedsGram(const std::vector<Rounding>& roundings) {
+  return std::any_of(roundings.begin(), roundings.end(), [](Rounding r) { return r != Rounding::kRtn; });
 }
 
 absl::StatusOr<std::vector<Rounding>> ParseRoundings(std::string_view list) {

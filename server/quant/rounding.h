@@ -15,8 +15,12 @@
 // propagated onto the not yet rounded columns through row i of U, inside a block at once and to
 // the columns after the block lazily (one GEMM per block). A group's (scale, zero) are chosen
 // (min/max, or MSE-clipped with cfg.mse_clip) from its updated weights when its first column
-// is reached (the reference's static-groups-off behaviour); columns in natural order (no
-// act-order). Columns with H_ii = 0 (never active) are set to zero before rounding.
+// is reached (the reference's static-groups-off behaviour); columns in natural order. With
+// GptqOptions::act_order the columns are rounded by descending diag(H) and the groups are
+// static: each group's (scale, zero) come from the weights before any update, so a column
+// rounded out of order still uses its own (natural-order) group and the slq-packed-v1 layout
+// and bits/param are unchanged. Columns with H_ii = 0 (never active) are set to zero before
+// rounding.
 // Rotation is not combined with mse/gptq (InvalidArgument): the Gram would have to be rotated.
 // Thread safety: pure functions.
 #ifndef SLQ_SERVER_QUANT_ROUNDING_H_
@@ -46,6 +50,9 @@ struct GptqOptions {
   // held-out ||(W - W')X||^2 over RTN's is 0.86x at 0.01, 0.77x at 0.1, 0.73x at 0.3, 0.75x at 1.
   double damp = 0.1;
   int64_t block = 128;  // columns per lazy-update block (rounded up to a multiple of the group)
+  // Columns in order of descending diag(H) (stable), with static groups: every group's (scale,
+  // zero) from the weights before any update, so the packed layout stays the natural one.
+  bool act_order = false;
 };
 
 // Quantizes w [rows, cols] with `rounding`. rtn ignores `gram`; mse and gptq need it
@@ -59,6 +66,9 @@ struct GptqOptions {
 double OutputError(const float* w, const QuantizedMatrix& q, const InputGram& g);
 // tr(W H W^T) = ||W X^T||_F^2.
 double OutputEnergy(const float* w, int64_t rows, const InputGram& g);
+
+// Whether any of the roundings needs the input Gram (mse, gptq).
+bool NeedsGram(const std::vector<Rounding>& roundings);
 
 // "rtn,mse,gptq" -> roundings (order kept, no duplicates; InvalidArgument naming a bad one).
 [[nodiscard]] absl::StatusOr<std::vector<Rounding>> ParseRoundings(std::string_view list);

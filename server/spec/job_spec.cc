@@ -155,6 +155,8 @@ absl::StatusOr<std::vector<std::string>> ParseQuantizers(std::string_view text) 
   return out;
 }
 
+std::string DefaultQuantizers(bool hadamard) { return hadamard ? "rtn" : "rtn,gptq"; }
+
 absl::Status ValidateSpec(const SpecFields& s) {
   auto target = ParseTarget(s.target);
   if (!target.ok()) return target.status();

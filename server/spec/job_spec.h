@@ -68,6 +68,12 @@ double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symm
 // "gptq", no duplicates; returns the names in order. InvalidArgument naming a bad or repeated one.
 [[nodiscard]] absl::StatusOr<std::vector<std::string>> ParseQuantizers(std::string_view text);
 
+// The roundings a job or `slq quantize` searches when none are given: "rtn,gptq" (GPTQ fitted on
+// Gram windows the closed loop never measures passed held-out verification at ear>=0.99 and cut
+// held-out KL at 5 bits on all three real models: bench/results/quant-gptq-2026-12-02.md);
+// "rtn" with hadamard (rotated layers are RTN only).
+std::string DefaultQuantizers(bool hadamard);
+
 // A whole spec as a user writes it (strings as on the command line).
 struct SpecFields {
   std::string target = "ear>=0.99";

@@ -60,6 +60,11 @@ TEST(JobSpecTest, ParsesQuantizers) {
   EXPECT_TRUE(ValidateSpec({.quantizers = "rtn", .hadamard = true}).ok());
   EXPECT_FALSE(ValidateSpec({.quantizers = "rtn,gptq", .hadamard = true}).ok());
   EXPECT_TRUE(ValidateSpec({.quantizers = "rtn,gptq"}).ok());
+  // The default when none are given: rtn,gptq, rtn with hadamard; each passes the validator.
+  EXPECT_EQ(DefaultQuantizers(false), "rtn,gptq");
+  EXPECT_EQ(DefaultQuantizers(true), "rtn");
+  EXPECT_TRUE(ValidateSpec({.quantizers = DefaultQuantizers(true), .hadamard = true}).ok());
+  EXPECT_TRUE(ValidateSpec({.quantizers = DefaultQuantizers(false)}).ok());
 }
 
 TEST(JobSpecTest, BitsBudgetMustBeReachable) {
