@@ -60,12 +60,11 @@ absl::StatusOr<const QuantizedMatrix*> ModelQuantizer::Quantized(const std::stri
   for (const auto& s : slots_) {
     if (s.name == name) info = &s;
   }
-  SLQ_RETURN_IF_ERROR(CheckChoice(bits));
-  QuantConfig cfg = config_;
-  cfg.bits = ChoiceBits(bits);
+  SLQ_ASSIGN_OR_RETURN(const Choice choice, DecodeChoice(bits, BaseOf(config_)));
+  QuantConfig cfg = choice.Config(config_);
   // One rotation seed per slot, derived from the configured seed and the slot's index.
   cfg.rotation_seed = config_.rotation_seed * 1000003ULL + static_cast<uint64_t>(info - slots_.data());
-  const Rounding rounding = ChoiceRounding(bits);
+  const Rounding rounding = choice.rounding;
   const InputGram* gram = nullptr;
   if (rounding != Rounding::kRtn) {
     auto g = grams_.find(name);

@@ -63,10 +63,11 @@ std::vector<LayerOptions> QuantizationSession::Options(const LayerProfiles& p) c
     const LayerProfile& l = p.layers[i];
     LayerOptions o;
     o.name = l.name;
-    for (int b : p.bits) {  // layer choices: every rounding of one width costs the same bits
+    for (int b : p.bits) {  // layer choice codes; each charged its exact bits (width, symmetry, group)
+      const absl::StatusOr<Choice> c = DecodeChoice(b, choice_base());
+      if (!c.ok()) continue;  // a foreign code in a profile: not offered
       o.bits.push_back(b);
-      o.cost.push_back(static_cast<double>(l.rows * l.cols) *
-                       BitsPerParam(ChoiceBits(b), opts_.group_size, l.cols, opts_.symmetric));
+      o.cost.push_back(static_cast<double>(l.rows * l.cols) * c->BitsPerParam(l.cols));
       o.damage.push_back(p.Damage(i, b, metric));
     }
     out.push_back(std::move(o));
@@ -184,6 +185,10 @@ absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& p
         ear ? "EAR" : "KL", best->mean, ear ? "lower" : "upper", best->metric, best->avg_bits);
   }
   out.bits = best->bits;
+  for (const auto& [name, code] : out.bits) {
+    SLQ_ASSIGN_OR_RETURN(const Choice c, DecodeChoice(code, choice_base()));
+    out.variants[name] = c.Name();
+  }
   out.avg_bits = best->avg_bits;
   out.max_damage = best->damage;
   out.calib_metric = best->metric;

@@ -104,10 +104,10 @@ std::string ProxyErrKey(const ProfileOptions& o, const ModelQuantizer& mq, int b
 }
 
 // The proxy's err of a layer choice. RTN: ||W - W'||^2 / ||W||^2. mse / gptq trade weight error
-// for output error, so their err is RTN's at the same width scaled by the ratio of output errors
-// ||(W - W')X||^2 (choice over RTN): the alpha calibrated on weight noise then still applies.
+// for output error, so their err is RTN's at the same width and variant scaled by the ratio of
+// output errors ||(W - W')X||^2 (choice over RTN): the alpha calibrated on weight noise then still applies.
 absl::StatusOr<double> ProxyError(ModelQuantizer& mq, const std::string& name, int choice) {
-  const int rtn = ChoiceBits(choice);
+  const int rtn = WithRounding(choice, Rounding::kRtn);
   SLQ_ASSIGN_OR_RETURN(const double e, mq.RelativeError(name, rtn));
   if (ChoiceRounding(choice) == Rounding::kRtn) return e;
   SLQ_ASSIGN_OR_RETURN(const double out_rtn, mq.RelativeOutputError(name, rtn));

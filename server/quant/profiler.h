@@ -38,8 +38,9 @@ namespace slq::quant {
 
 enum class DamageMetric { kKl, kOneMinusEar };
 
-// Bitwidth keys below are layer choices (rounding.h): the bitwidth for RTN, EncodeChoice(bits,
-// rounding) for mse / gptq.
+// Bitwidth keys below are layer choice codes (choice.h, relative to the ModelQuantizer's
+// config): the bitwidth for RTN at the base variant, EncodeChoice(...) otherwise. The cache keys
+// hold the code and the base (group size, symmetric), so each names one variant exactly.
 struct LayerProfile {
   std::string name;
   int layer = -1;
