@@ -150,6 +150,17 @@ absl::StatusOr<double> ModelQuantizer::RelativeOutputError(const std::string& na
   return e;
 }
 
+absl::StatusOr<bool> ModelQuantizer::SameWeights(const std::string& name, int a, int b) {
+  if (a == b) return true;
+  if (IsDenseChoice(a) || IsDenseChoice(b)) return IsDenseChoice(a) && IsDenseChoice(b);
+  SLQ_ASSIGN_OR_RETURN(const QuantizedMatrix* qa, Quantized(name, a));
+  SLQ_ASSIGN_OR_RETURN(const QuantizedMatrix* qb, Quantized(name, b));
+  if (qa->bits != qb->bits || qa->rotation.block != qb->rotation.block || qa->rotation.seed != qb->rotation.seed) {
+    return false;
+  }
+  return Dequantize(*qa) == Dequantize(*qb);
+}
+
 absl::StatusOr<double> ModelQuantizer::RelativeError(const std::string& name, int bits) {
   auto key = std::make_pair(name, bits);
   auto it = err_cache_.find(key);

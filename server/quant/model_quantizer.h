@@ -70,6 +70,9 @@ class ModelQuantizer {
   void set_on_change(ChangeFn fn) { on_change_ = std::move(fn); }
   // ||W - W'||^2 / ||W||^2 at `bits` from the weights alone (cached).
   [[nodiscard]] absl::StatusOr<double> RelativeError(const std::string& name, int bits);
+  // Whether choices a and b give this slot bit-identical dequantized weights (e.g. g64 and g128
+  // when the slot has <= 64 input columns): then every measurement of one is the other's.
+  [[nodiscard]] absl::StatusOr<bool> SameWeights(const std::string& name, int a, int b);
   // ||(W - W')X||^2 / ||W X||^2 over the captured inputs (FailedPrecondition without grams; cached).
   [[nodiscard]] absl::StatusOr<double> RelativeOutputError(const std::string& name, int bits);
 

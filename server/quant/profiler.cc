@@ -48,6 +48,13 @@ void WriteCache(const ProfileOptions& o, const std::string& key, const json& lay
   (void)WriteFileAtomic(CachePath(o, key), json{{"key", key}, {"layers", layers}}.dump());
 }
 
+// Choices that differ in the group size alone can quantize a narrow layer identically.
+bool OnlyGroupDiffers(const ModelQuantizer& mq, int a, int b) {
+  const absl::StatusOr<Choice> x = DecodeChoice(a, BaseOf(mq.config())), y = DecodeChoice(b, BaseOf(mq.config()));
+  return x.ok() && y.ok() && !x->dense() && x->bits == y->bits && x->rounding == y->rounding &&
+         x->symmetric == y->symmetric;
+}
+
 absl::StatusOr<MeanDamage> Measure(EvalBackend& eval, int set, double temperature) {
   SLQ_ASSIGN_OR_RETURN(auto per_seq, eval.Compare(set, temperature));
   return MeanOf(per_seq);
@@ -63,9 +70,28 @@ absl::Status ProfileMeasured(ModelQuantizer& mq, EvalBackend& eval, int set, con
     json fresh = cached.is_object() ? cached : json::object();
     bool all_cached = true;
     for (LayerProfile& lp : out.layers) {
+      // A choice that gives this layer the same weights as one already measured (e.g. g64 and
+      // g128 on a 64-column layer) has its measurement: copied, not re-evaluated (exact).
+      int twin = 0;
+      if (!fresh.contains(lp.name)) {
+        for (const auto& [prev, kl] : lp.kl) {
+          if (!OnlyGroupDiffers(mq, prev, b)) continue;
+          SLQ_ASSIGN_OR_RETURN(const bool same, mq.SameWeights(lp.name, prev, b));
+          if (same) {
+            twin = prev;
+            break;
+          }
+        }
+      }
       if (fresh.contains(lp.name)) {
         lp.kl[b] = fresh[lp.name][0].get<double>();
         lp.one_minus_ear[b] = fresh[lp.name][1].get<double>();
+      } else if (twin != 0) {
+        all_cached = false;
+        lp.kl[b] = lp.kl[twin];
+        lp.one_minus_ear[b] = lp.one_minus_ear[twin];
+        fresh[lp.name] = {lp.kl[b], lp.one_minus_ear[b]};
+        ++out.twins;
       } else {
         all_cached = false;
         SLQ_RETURN_IF_ERROR(mq.SetBits(lp.name, b));
@@ -235,6 +261,7 @@ absl::StatusOr<LayerProfiles> MergeProfiles(const std::vector<LayerProfiles>& pa
     }
     out.wall_seconds += parts[i].wall_seconds;
     out.cache_hits += parts[i].cache_hits;
+    out.twins += parts[i].twins;
   }
   return out;
 }
@@ -259,7 +286,8 @@ void to_json(json& j, const LayerProfiles& p) {
   }
   j = {{"estimator", p.estimator},       {"bits", p.bits},
        {"group_size", p.group_size},     {"layers", layers},
-       {"wall_seconds", p.wall_seconds}, {"cache_hits", p.cache_hits}};
+       {"wall_seconds", p.wall_seconds}, {"cache_hits", p.cache_hits},
+       {"twins", p.twins}};
 }
 
 void from_json(const json& j, LayerProfiles& p) {
@@ -273,6 +301,7 @@ void from_json(const json& j, LayerProfiles& p) {
   p.group_size = j.at("group_size").get<int64_t>();
   p.wall_seconds = j.value("wall_seconds", 0.0);
   p.cache_hits = j.value("cache_hits", 0);
+  p.twins = j.value("twins", 0);
   p.layers.clear();
   for (const auto& l : j.at("layers")) {
     LayerProfile lp;

@@ -5,10 +5,12 @@
 //   SLQ_ASSIGN_OR_RETURN(LayerProfiles p, ProfileLayers(mq, *eval, calib, opts, progress));
 //   double d = p.Damage(i, 4, DamageMetric::kKl);
 //
-// Measured: each quantizable layer alone at each allowed bitwidth, the rest dense; records mean
+// Measured: each quantizable layer alone at each allowed choice, the rest dense; records mean
 // KL and mean 1 - EAR over the calibration positions against the base logits of the
 // EvalBackend's set (L x |B| evaluations, on the CPU or the GPU: the backend mirrors every
-// swap through the ModelQuantizer's change observer). Results are cached as JSON files in opts.cache_dir, one per
+// swap through the ModelQuantizer's change observer). A choice whose weights for a layer are
+// bit-identical to an already measured one's (ModelQuantizer::SameWeights: g64 vs g128 on a
+// layer of <= 64 columns) takes that measurement instead of an evaluation. Results are cached as JSON files in opts.cache_dir, one per
 // (estimator, model sha, data sha, bitwidth, group size, quantizer flags, temperature).
 // The proxy caches its alphas per (model sha, data sha, noise, seed, temperature, rotation) and
 // its relative errors per (model sha, bitwidth, group size, quantizer flags): a cached proxy
@@ -58,6 +60,7 @@ struct LayerProfiles {
   std::vector<LayerProfile> layers;
   double wall_seconds = 0;
   int cache_hits = 0;  // cache files served whole (measured: per bitwidth; proxy: alphas + per bitwidth)
+  int twins = 0;       // measured: (layer, choice)s copied from a choice with identical weights (not evaluated)
   // Predicted damage of layer i at b bits.
   double Damage(size_t i, int bits, DamageMetric metric) const;
 };
