@@ -32,15 +32,16 @@ std::string Choice::Name() const {
 
 absl::StatusOr<int> EncodeChoice(const Choice& c, const ChoiceBase& base) {
   if (c.dense()) return 0;
-  if (c.bits < 2 || c.bits > 8) return absl::InvalidArgumentError(absl::StrCat("choice bits ", c.bits, "; allowed 2..8"));
+  if (c.bits < 2 || c.bits > 8)
+    return absl::InvalidArgumentError(absl::StrCat("choice bits ", c.bits, "; allowed 2..8"));
   int group = 0;
   if (c.group_size != base.group_size) {
     for (int i = 0; i < kGroupCount; ++i) {
       if (kChoiceGroups[i] == c.group_size) group = i + 1;
     }
     if (group == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("choice group size ", c.group_size, "; allowed: the run's ", base.group_size, ", 32, 64, 128, -1"));
+      return absl::InvalidArgumentError(absl::StrCat("choice group size ", c.group_size, "; allowed: the run's ",
+                                                     base.group_size, ", 32, 64, 128, -1"));
     }
   }
   return c.bits + kChoiceStride * static_cast<int>(c.rounding) + (c.symmetric != base.symmetric ? kChoiceSymFlip : 0) +

@@ -46,9 +46,9 @@ struct Choice {
   bool operator==(const Choice&) const = default;
 };
 
-inline constexpr int kChoiceStride = 16;     // per rounding
-inline constexpr int kChoiceSymFlip = 64;    // symmetric differs from the base
-inline constexpr int kChoiceGroupStep = 128; // per group index
+inline constexpr int kChoiceStride = 16;                       // per rounding
+inline constexpr int kChoiceSymFlip = 64;                      // symmetric differs from the base
+inline constexpr int kChoiceGroupStep = 128;                   // per group index
 inline constexpr int64_t kChoiceGroups[] = {32, 64, 128, -1};  // group index 1..4
 
 // The code of `c` under `base`. InvalidArgument for bits outside 2..8 (0 = dense: code 0) or a

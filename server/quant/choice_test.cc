@@ -74,7 +74,7 @@ TEST(ChoiceTest, DenseAndBadCodes) {
     EXPECT_FALSE(CheckChoice(bad).ok()) << bad;
   }
   EXPECT_FALSE(EncodeChoice(Choice{9, Rounding::kRtn, false, 128}, {}).ok());
-  EXPECT_FALSE(EncodeChoice(Choice{4, Rounding::kRtn, false, 256}, {}).ok());  // not a base, not offered
+  EXPECT_FALSE(EncodeChoice(Choice{4, Rounding::kRtn, false, 256}, {}).ok());           // not a base, not offered
   EXPECT_TRUE(EncodeChoice(Choice{4, Rounding::kRtn, false, 256}, {false, 256}).ok());  // the base
 }
 

@@ -94,8 +94,8 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
   if (options.rotate && s->roundings_ != std::vector<Rounding>{Rounding::kRtn}) {
     return absl::InvalidArgumentError("rotation is only combined with quantizers 'rtn'");
   }
-  SLQ_ASSIGN_OR_RETURN(s->variants_, spec::ParseVariants(options.group_size, options.symmetric, options.symmetry,
-                                                         options.group_sizes));
+  SLQ_ASSIGN_OR_RETURN(
+      s->variants_, spec::ParseVariants(options.group_size, options.symmetric, options.symmetry, options.group_sizes));
   if (options.uniform_bits == 0) {
     SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(s->target_, s->formats_, s->variants_));
   }
@@ -186,7 +186,7 @@ absl::Status QuantizationSession::Retarget(const PipelineOptions& options) {
     return absl::InvalidArgumentError("rotation is only combined with quantizers 'rtn'");
   }
   SLQ_ASSIGN_OR_RETURN(spec::VariantSpace variants, spec::ParseVariants(options.group_size, options.symmetric,
-                                                                         options.symmetry, options.group_sizes));
+                                                                        options.symmetry, options.group_sizes));
   if (options.uniform_bits == 0) SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(target, formats, variants));
   const std::string model_id = opts_.model_id;
   opts_ = options;

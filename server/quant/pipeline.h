@@ -104,13 +104,13 @@ struct SearchOutcome {
   std::map<std::string, int> bits;  // per quantizable slot: the layer choice code (choice.h)
   // Per slot: the choice's name (Choice::Name, e.g. "gptq4 sym g64"), filled by Search.
   std::map<std::string, std::string> variants;
-  double avg_bits = 0;  // over quantized layers, weighted by parameters
-  double max_damage = 0;            // D of the chosen allocation (target mode)
-  bool calibration_met = false;     // target met on the calibration split
-  double calib_metric = 0;          // predicted held-out bound (see PipelineOptions::transfer_z)
-  double calib_mean = 0;            // calibration point estimate of the target metric
-  std::string damage_metric;        // what the knapsack budgets: "kl" (additive across layers)
-  std::vector<LoopStep> steps;      // closed-loop history
+  double avg_bits = 0;           // over quantized layers, weighted by parameters
+  double max_damage = 0;         // D of the chosen allocation (target mode)
+  bool calibration_met = false;  // target met on the calibration split
+  double calib_metric = 0;       // predicted held-out bound (see PipelineOptions::transfer_z)
+  double calib_mean = 0;         // calibration point estimate of the target metric
+  std::string damage_metric;     // what the knapsack budgets: "kl" (additive across layers)
+  std::vector<LoopStep> steps;   // closed-loop history
   std::string note;
   double wall_seconds = 0;
 };

@@ -284,9 +284,12 @@ void to_json(json& j, const LayerProfiles& p) {
                       {"alpha_kl", l.alpha_kl},
                       {"alpha_ear", l.alpha_ear}});
   }
-  j = {{"estimator", p.estimator},       {"bits", p.bits},
-       {"group_size", p.group_size},     {"layers", layers},
-       {"wall_seconds", p.wall_seconds}, {"cache_hits", p.cache_hits},
+  j = {{"estimator", p.estimator},
+       {"bits", p.bits},
+       {"group_size", p.group_size},
+       {"layers", layers},
+       {"wall_seconds", p.wall_seconds},
+       {"cache_hits", p.cache_hits},
        {"twins", p.twins}};
 }
 

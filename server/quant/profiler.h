@@ -10,15 +10,13 @@
 // EvalBackend's set (L x |B| evaluations, on the CPU or the GPU: the backend mirrors every
 // swap through the ModelQuantizer's change observer). A choice whose weights for a layer are
 // bit-identical to an already measured one's (ModelQuantizer::SameWeights: g64 vs g128 on a
-// layer of <= 64 columns) takes that measurement instead of an evaluation. Results are cached as JSON files in opts.cache_dir, one per
-// (estimator, model sha, data sha, bitwidth, group size, quantizer flags, temperature).
-// The proxy caches its alphas per (model sha, data sha, noise, seed, temperature, rotation) and
-// its relative errors per (model sha, bitwidth, group size, quantizer flags): a cached proxy
-// profile costs no forward pass.
-// Proxy (linearity theorem, HIGGS): err_l(b) = ||W - W'||^2 / ||W||^2 from the weights alone;
-// alpha_l from one pass with Gaussian noise of relative energy noise_rel injected into layer l:
-// predicted KL_l(b) = alpha_kl_l * err_l(b) (KL is second order in the perturbation, err is a
-// squared norm) and 1 - EAR_l(b) = alpha_ear_l * sqrt(err_l(b)) (TV is first order).
+// layer of <= 64 columns) takes that measurement instead of an evaluation. Results are cached as JSON files in
+// opts.cache_dir, one per (estimator, model sha, data sha, bitwidth, group size, quantizer flags, temperature). The
+// proxy caches its alphas per (model sha, data sha, noise, seed, temperature, rotation) and its relative errors per
+// (model sha, bitwidth, group size, quantizer flags): a cached proxy profile costs no forward pass. Proxy (linearity
+// theorem, HIGGS): err_l(b) = ||W - W'||^2 / ||W||^2 from the weights alone; alpha_l from one pass with Gaussian noise
+// of relative energy noise_rel injected into layer l: predicted KL_l(b) = alpha_kl_l * err_l(b) (KL is second order in
+// the perturbation, err is a squared norm) and 1 - EAR_l(b) = alpha_ear_l * sqrt(err_l(b)) (TV is first order).
 // Scale-out: `layers` restricts the work to some slots so that several workers can each
 // profile a share (each with its own model copy); MergeProfiles joins the shares.
 // Thread safety: mutates the model through the ModelQuantizer; one profile at a time per model.

@@ -98,7 +98,7 @@ struct SpecFields {
   bool symmetric = false;
   double temperature = 1.0;  // of the fidelity metrics; (0, 10]
   std::string quantizers = "rtn";
-  bool hadamard = false;  // rotated layers take RTN only
+  bool hadamard = false;    // rotated layers take RTN only
   std::string symmetry;     // "" | asym | sym | both (ParseVariants)
   std::string group_sizes;  // "" | e.g. "64,128" (ParseVariants)
 };
