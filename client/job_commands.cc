@@ -100,7 +100,8 @@ int Watch(Client& c, const std::string& job_id, bool json, int64_t after) {
 
 void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   struct Opts {
-    std::string model, target = "ear>=0.99", formats = "4-5-6-7-8", calib, eval, key, quantizers;
+    std::string model, target = "ear>=0.99", formats = "4-5-6-7-8", calib, eval, key, quantizers, symmetry,
+                       group_sizes;
     int group_size = 128;
     bool watch = false, symmetric = false, mse_clip = false, hadamard = false, quantize_head = false;
     uint64_t seed = 0;
@@ -120,6 +121,10 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   cmd->add_option("--quantizers", o->quantizers,
                   "Roundings the search may choose per layer: rtn, mse, gptq (comma list; default: the "
                   "server's, rtn,gptq, or rtn with --hadamard)");
+  cmd->add_option("--symmetry", o->symmetry,
+                  "Scales the search may choose per layer: asym, sym (= --symmetric) or both (default: the base only)");
+  cmd->add_option("--group-sizes", o->group_sizes,
+                  "Group sizes the search may choose per layer, a comma list containing --group-size, e.g. 64,128");
   cmd->add_flag("--quantize-head", o->quantize_head, "Quantize the LM head too (default: kept at 16 bits)");
   cmd->add_option("--seed", o->seed, "Seed for data splits and bootstrap");
   cmd->add_flag("--watch,-w", o->watch, "Watch the job until it ends");
@@ -128,7 +133,8 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
       // The server's validator (server/spec/job_spec.h): bad input fails here, with the server's text.
       absl::Status valid = ValidateSubmitFlags(
           o->target, o->formats, o->group_size, o->symmetric,
-          o->quantizers.empty() ? slq::spec::DefaultQuantizers(o->hadamard) : o->quantizers, o->hadamard);
+          o->quantizers.empty() ? slq::spec::DefaultQuantizers(o->hadamard) : o->quantizers, o->hadamard,
+          o->symmetry, o->group_sizes);
       auto target = ParseTargetFlag(o->target);
       if (!valid.ok() || !target.ok()) {
         std::cerr << "error: " << (valid.ok() ? target.status() : valid).message() << "\n";
@@ -146,6 +152,8 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
       spec->set_mse_clip(o->mse_clip);
       spec->set_hadamard(o->hadamard);
       spec->set_quantizers(o->quantizers);
+      spec->set_symmetry(o->symmetry);
+      spec->set_group_sizes(o->group_sizes);
       spec->set_keep_head_fp16(!o->quantize_head);
       spec->set_seed(o->seed);
       req.set_idempotency_key(o->key);

@@ -28,14 +28,17 @@ absl::StatusOr<slq::v1::FidelityTarget> ParseTargetFlag(const std::string& raw) 
 }
 
 absl::Status ValidateSubmitFlags(const std::string& target, const std::string& formats, int64_t group_size,
-                                 bool symmetric, const std::string& quantizers, bool hadamard) {
+                                 bool symmetric, const std::string& quantizers, bool hadamard,
+                                 const std::string& symmetry, const std::string& group_sizes) {
   return spec::ValidateSpec({.target = target,
                              .formats = formats,
                              .group_size = group_size,
                              .symmetric = symmetric,
                              .temperature = 1.0,
                              .quantizers = quantizers,
-                             .hadamard = hadamard});
+                             .hadamard = hadamard,
+                             .symmetry = symmetry,
+                             .group_sizes = group_sizes});
 }
 
 }  // namespace slq::client

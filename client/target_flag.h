@@ -14,7 +14,8 @@ namespace slq::client {
 absl::StatusOr<slq::v1::FidelityTarget> ParseTargetFlag(const std::string& text);
 // The whole submit spec before the RPC: the same ranges and error text as the server's SubmitJob.
 absl::Status ValidateSubmitFlags(const std::string& target, const std::string& formats, int64_t group_size,
-                                 bool symmetric, const std::string& quantizers = "rtn", bool hadamard = false);
+                                 bool symmetric, const std::string& quantizers = "rtn", bool hadamard = false,
+                                 const std::string& symmetry = "", const std::string& group_sizes = "");
 
 }  // namespace slq::client
 

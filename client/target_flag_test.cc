@@ -20,6 +20,15 @@ TEST(TargetFlagTest, SubmitFlagsFailBeforeTheRpc) {
   }
   EXPECT_EQ(ValidateSubmitFlags("bits<=2", "2..8", 128, false).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ValidateSubmitFlags("ear>=0.99", "4-8", 100, false).code(), absl::StatusCode::kInvalidArgument);
+  // --symmetry / --group-sizes: the server's validator, before the RPC.
+  EXPECT_TRUE(ValidateSubmitFlags("ear>=0.99", "4-8", 128, false, "rtn", false, "both", "64,128").ok());
+  EXPECT_EQ(ValidateSubmitFlags("ear>=0.99", "4-8", 128, false, "rtn", false, "both", "64").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateSubmitFlags("ear>=0.99", "4-8", 128, true, "rtn", false, "asym", "").code(),
+            absl::StatusCode::kInvalidArgument);
+  // Symmetric variants lower the reachable budget: bits<=4.2 needs them at 4 bits, g128.
+  EXPECT_FALSE(ValidateSubmitFlags("bits<=4.2", "4-8", 128, false).ok());
+  EXPECT_TRUE(ValidateSubmitFlags("bits<=4.2", "4-8", 128, false, "rtn", false, "both", "").ok());
 }
 
 TEST(TargetFlagTest, RejectsWithAReason) {

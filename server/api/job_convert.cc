@@ -110,7 +110,9 @@ absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std
                                            .symmetric = spec.symmetric(),
                                            .temperature = temperature,
                                            .quantizers = quantizers,
-                                           .hadamard = spec.hadamard()});
+                                           .hadamard = spec.hadamard(),
+                                           .symmetry = spec.symmetry(),
+                                           .group_sizes = spec.group_sizes()});
       !s.ok()) {
     return field_error(s);
   }
@@ -137,6 +139,9 @@ absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std
             {"temperature", temperature}};
   if (spec.seed() != 0) o["seed"] = spec.seed();
   if (quantizers != "rtn") o["quantizers"] = quantizers;  // absent = rtn (jobs stored before it existed)
+  // Absent = the base variant only (as jobs stored before they existed).
+  if (!spec.symmetry().empty()) o["symmetry"] = spec.symmetry();
+  if (!spec.group_sizes().empty()) o["group_sizes"] = spec.group_sizes();
   r.options_json = o.dump();
   return r;
 }
@@ -235,6 +240,8 @@ slq::v1::Job JobToProto(const Job& job, const std::string& certificate_json) {
     spec->set_seed(o.value("seed", uint64_t{0}));
     spec->set_temperature(o.value("temperature", 1.0));
     spec->set_quantizers(o.value("quantizers", "rtn"));
+    spec->set_symmetry(o.value("symmetry", ""));
+    spec->set_group_sizes(o.value("group_sizes", ""));
   }
   p.set_state(ToProto(job.state));
   p.set_stage(ToProto(job.stage));

@@ -84,6 +84,39 @@ TEST(JobConvertTest, QuantizersTravelWithTheJob) {
   EXPECT_EQ(JobToProto(job, "").spec().quantizers(), "rtn");
 }
 
+// The per-layer variants reach the stored options (absent = the base variant only, as jobs
+// stored before the fields) and come back in the job's spec; bad ones name the field.
+TEST(JobConvertTest, VariantsTravelWithTheJob) {
+  slq::v1::JobSpec s = Spec();
+  auto plain = SpecToRequest(s, "");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  const nlohmann::json po = nlohmann::json::parse(plain->options_json);
+  EXPECT_FALSE(po.contains("symmetry"));
+  EXPECT_FALSE(po.contains("group_sizes"));
+  s.set_symmetry("both");
+  s.set_group_sizes("64,128");
+  auto r = SpecToRequest(s, "");
+  ASSERT_TRUE(r.ok()) << r.status();
+  const nlohmann::json o = nlohmann::json::parse(r->options_json);
+  EXPECT_EQ(o["symmetry"], "both");
+  EXPECT_EQ(o["group_sizes"], "64,128");
+  Job job;
+  job.request = *r;
+  EXPECT_EQ(JobToProto(job, "").spec().symmetry(), "both");
+  EXPECT_EQ(JobToProto(job, "").spec().group_sizes(), "64,128");
+  job.request = *plain;
+  EXPECT_EQ(JobToProto(job, "").spec().symmetry(), "");
+  s.set_group_sizes("64");  // lacks the base group (128)
+  auto bad = SpecToRequest(s, "");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("spec.group_sizes"), std::string::npos) << bad.status();
+  s.set_group_sizes("");
+  s.set_symmetry("half");
+  bad = SpecToRequest(s, "");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("spec.symmetry"), std::string::npos) << bad.status();
+}
+
 TEST(JobConvertTest, TaskLosslessIsTheCliTarget) {
   slq::v1::JobSpec s = Spec();
   s.mutable_target()->set_task_lossless_kl(0.01);

@@ -174,6 +174,13 @@ int main(int argc, char** argv) {
                    "Roundings the search may choose per layer: rtn, mse, gptq (comma-separated; 'rtn' = width "
                    "only; default rtn with --hadamard)")
       ->capture_default_str();
+  quant
+      ->add_option("--symmetry", q.symmetry,
+                   "Scales the search may choose per layer: asym, sym (= --symmetric) or both (default: the base only)")
+      ->check(CLI::IsMember({"asym", "sym", "both"}));
+  quant->add_option("--group-sizes", q.group_sizes,
+                    "Group sizes the search may choose per layer: a comma list containing --group-size, e.g. 64,128 "
+                    "(32 and -1 run on the GPU's slow path)");
   quant->add_option("--gptq-damp", q.gptq_damp, "GPTQ dampening, relative to the mean diagonal of X^T X")
       ->capture_default_str();
   quant->add_flag("--gptq-act-order", q.gptq_act_order,

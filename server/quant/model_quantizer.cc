@@ -60,12 +60,11 @@ absl::StatusOr<const QuantizedMatrix*> ModelQuantizer::Quantized(const std::stri
   for (const auto& s : slots_) {
     if (s.name == name) info = &s;
   }
-  SLQ_RETURN_IF_ERROR(CheckChoice(bits));
-  QuantConfig cfg = config_;
-  cfg.bits = ChoiceBits(bits);
+  SLQ_ASSIGN_OR_RETURN(const Choice choice, DecodeChoice(bits, BaseOf(config_)));
+  QuantConfig cfg = choice.Config(config_);
   // One rotation seed per slot, derived from the configured seed and the slot's index.
   cfg.rotation_seed = config_.rotation_seed * 1000003ULL + static_cast<uint64_t>(info - slots_.data());
-  const Rounding rounding = ChoiceRounding(bits);
+  const Rounding rounding = choice.rounding;
   const InputGram* gram = nullptr;
   if (rounding != Rounding::kRtn) {
     auto g = grams_.find(name);
@@ -149,6 +148,17 @@ absl::StatusOr<double> ModelQuantizer::RelativeOutputError(const std::string& na
   const double e = energy > 0 ? OutputError(w->data(), *q, g->second) / energy : 0.0;
   out_err_cache_[key] = e;
   return e;
+}
+
+absl::StatusOr<bool> ModelQuantizer::SameWeights(const std::string& name, int a, int b) {
+  if (a == b) return true;
+  if (IsDenseChoice(a) || IsDenseChoice(b)) return IsDenseChoice(a) && IsDenseChoice(b);
+  SLQ_ASSIGN_OR_RETURN(const QuantizedMatrix* qa, Quantized(name, a));
+  SLQ_ASSIGN_OR_RETURN(const QuantizedMatrix* qb, Quantized(name, b));
+  if (qa->bits != qb->bits || qa->rotation.block != qb->rotation.block || qa->rotation.seed != qb->rotation.seed) {
+    return false;
+  }
+  return Dequantize(*qa) == Dequantize(*qb);
 }
 
 absl::StatusOr<double> ModelQuantizer::RelativeError(const std::string& name, int bits) {

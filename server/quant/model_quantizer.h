@@ -7,8 +7,9 @@
 //
 // Ownership: the original dense ops are moved out of the model into a stash while a slot holds
 // a quantized (or noisy) op, and moved back on Restore; the Model must outlive this object.
-// A slot's "bits" argument is a layer choice (rounding.h): its bitwidth for RTN, or
-// EncodeChoice(bits, rounding) for mse / gptq, which need the slots' input Grams
+// A slot's "bits" argument is a layer choice code (choice.h, relative to this quantizer's
+// config): its bitwidth for RTN at the config's variant, or EncodeChoice(...) for another
+// rounding, symmetry or group size; mse / gptq need the slots' input Grams
 // (SetInputGrams; FailedPrecondition without). Quantized matrices are cached per (slot,
 // choice); setting a slot to the choice it already holds is a no-op. An observer (set_on_change) is told of every
 // change, with the op now in the slot: an EvalBackend keeping a device mirror of the weights uses it. Thread safety:
@@ -24,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/model/model.h"
+#include "server/quant/choice.h"
 #include "server/quant/quantizer.h"
 #include "server/quant/rounding.h"
 
@@ -54,7 +56,7 @@ class ModelQuantizer {
   void set_gptq_options(GptqOptions o) { gptq_ = o; }
   const GptqOptions& gptq_options() const { return gptq_; }
 
-  // Quantizes one slot at choice `bits` (2..8, or EncodeChoice(bits, rounding)); 0 or 16 = restore dense.
+  // Quantizes one slot at choice `bits` (2..8, or a choice code, choice.h); 0 or 16 = restore dense.
   [[nodiscard]] absl::Status SetBits(const std::string& name, int bits);
   // Sets every quantizable slot from the map (slots not in it: dense).
   [[nodiscard]] absl::Status Apply(const std::map<std::string, int>& bits);
@@ -68,6 +70,9 @@ class ModelQuantizer {
   void set_on_change(ChangeFn fn) { on_change_ = std::move(fn); }
   // ||W - W'||^2 / ||W||^2 at `bits` from the weights alone (cached).
   [[nodiscard]] absl::StatusOr<double> RelativeError(const std::string& name, int bits);
+  // Whether choices a and b give this slot bit-identical dequantized weights (e.g. g64 and g128
+  // when the slot has <= 64 input columns): then every measurement of one is the other's.
+  [[nodiscard]] absl::StatusOr<bool> SameWeights(const std::string& name, int a, int b);
   // ||(W - W')X||^2 / ||W X||^2 over the captured inputs (FailedPrecondition without grams; cached).
   [[nodiscard]] absl::StatusOr<double> RelativeOutputError(const std::string& name, int bits);
 

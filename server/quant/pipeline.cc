@@ -101,8 +101,10 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
   if (options.rotate && s->roundings_ != std::vector<Rounding>{Rounding::kRtn}) {
     return absl::InvalidArgumentError("rotation is only combined with quantizers 'rtn'");
   }
+  SLQ_ASSIGN_OR_RETURN(
+      s->variants_, spec::ParseVariants(options.group_size, options.symmetric, options.symmetry, options.group_sizes));
   if (options.uniform_bits == 0) {
-    SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(s->target_, s->formats_, options.group_size, options.symmetric));
+    SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(s->target_, s->formats_, s->variants_));
   }
   if (progress) progress("load", 0);
   auto t0 = Clock::now();
@@ -153,7 +155,7 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
   }
   QuantConfig cfg;
   cfg.group_size = options.group_size;
-  cfg.symmetric = options.symmetric;
+  cfg.symmetric = s->variants_.base_symmetric;  // --symmetric or symmetry "sym"
   cfg.mse_clip = options.mse_clip;
   cfg.rotate = options.rotate;
   cfg.rotation_seed = options.rotation_seed;
@@ -177,7 +179,7 @@ std::string QuantizationSession::ReuseKey(const PipelineOptions& o) {
                         {"heldout_path", o.heldout_path},
                         {"data", data},
                         {"group_size", o.group_size},
-                        {"symmetric", o.symmetric},
+                        {"symmetric", o.symmetric || o.symmetry == "sym"},  // the base variant
                         {"mse_clip", o.mse_clip},
                         {"rotate", o.rotate},
                         {"rotation_seed", o.rotation_seed},
@@ -201,15 +203,16 @@ absl::Status QuantizationSession::Retarget(const PipelineOptions& options) {
   if (options.rotate && roundings != std::vector<Rounding>{Rounding::kRtn}) {
     return absl::InvalidArgumentError("rotation is only combined with quantizers 'rtn'");
   }
-  if (options.uniform_bits == 0) {
-    SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(target, formats, options.group_size, options.symmetric));
-  }
+  SLQ_ASSIGN_OR_RETURN(spec::VariantSpace variants, spec::ParseVariants(options.group_size, options.symmetric,
+                                                                        options.symmetry, options.group_sizes));
+  if (options.uniform_bits == 0) SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(target, formats, variants));
   const std::string model_id = opts_.model_id;
   opts_ = options;
   if (opts_.model_id.empty()) opts_.model_id = model_id.empty() ? options.model_path : model_id;
   target_ = target;
   formats_ = std::move(formats);
   roundings_ = std::move(roundings);
+  variants_ = std::move(variants);
   mq_->RestoreAll();  // every stage starts from the dense model
   return absl::OkStatus();
 }
@@ -226,8 +229,17 @@ absl::StatusOr<LayerProfiles> QuantizationSession::Profile(const std::vector<std
     ProfileOptions po;
     po.estimator = opts_.estimator;
     po.bits.clear();
+    // Every rounding x symmetry x group x width (the base variant first: with one variant
+    // offered, the codes and their order are the width-and-rounding search's).
     for (Rounding r : roundings_) {
-      for (int b : formats_) po.bits.push_back(EncodeChoice(b, r));
+      for (bool sym : variants_.symmetric) {
+        for (int64_t g : variants_.groups) {
+          for (int b : formats_) {
+            SLQ_ASSIGN_OR_RETURN(const int code, EncodeChoice(Choice{b, r, sym, g}, choice_base()));
+            po.bits.push_back(code);
+          }
+        }
+      }
     }
     SLQ_RETURN_IF_ERROR(
         EnsureInputGrams(std::any_of(po.bits.begin(), po.bits.end(), [](int c) { return UsesActivations(c); })));
@@ -257,9 +269,9 @@ double QuantizationSession::AverageBits(const std::map<std::string, int>& bits) 
   double num = 0, den = 0;
   for (const SlotInfo& s : mq_->slots()) {
     auto it = bits.find(s.name);
-    const double bpp = it == bits.end() || IsDenseChoice(it->second)
-                           ? 16.0
-                           : BitsPerParam(ChoiceBits(it->second), opts_.group_size, s.cols, opts_.symmetric);
+    // Codes come from this session (checked when applied); a bad one counts as dense here.
+    const absl::StatusOr<Choice> c = it == bits.end() ? Choice{} : DecodeChoice(it->second, choice_base());
+    const double bpp = c.ok() ? c->BitsPerParam(s.cols) : 16.0;
     num += bpp * static_cast<double>(s.params());
     den += static_cast<double>(s.params());
   }

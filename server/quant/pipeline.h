@@ -64,6 +64,11 @@ struct PipelineOptions {
   // Roundings the search may choose per layer (rounding.h), e.g. "rtn,mse,gptq"; "rtn" alone
   // reproduces the width-only search. With uniform_bits and one rounding listed: that rounding.
   std::string quantizers = "rtn";
+  // Variants the search may choose per layer (spec::ParseVariants): symmetry "" (only
+  // `symmetric`'s), "asym", "sym" or "both"; group_sizes "" (only group_size) or a comma list
+  // containing group_size, e.g. "64,128". The defaults reproduce the width-only search exactly.
+  std::string symmetry;
+  std::string group_sizes;
   double gptq_damp = 0.1;       // GPTQ dampening, relative to mean diag(X^T X) (rounding.h)
   bool gptq_act_order = false;  // GPTQ columns by descending diag(X^T X) (rounding.h)
   // Where mse/gptq take their input Gram from (eval_data.h); unused with quantizers "rtn".
@@ -103,19 +108,22 @@ struct LoopStep {
 };
 
 struct SearchOutcome {
-  std::map<std::string, int> bits;  // per quantizable slot: the layer choice (rounding.h EncodeChoice)
-  double avg_bits = 0;              // over quantized layers, weighted by parameters
-  double max_damage = 0;            // D of the chosen allocation (target mode)
-  bool calibration_met = false;     // target met on the calibration split
-  double calib_metric = 0;          // predicted held-out bound (see PipelineOptions::transfer_z)
-  double calib_mean = 0;            // calibration point estimate of the target metric
-  std::string damage_metric;        // what the knapsack budgets: "kl" (additive across layers)
-  std::vector<LoopStep> steps;      // closed-loop history
+  std::map<std::string, int> bits;  // per quantizable slot: the layer choice code (choice.h)
+  // Per slot: the choice's name (Choice::Name, e.g. "gptq4 sym g64"), filled by Search.
+  std::map<std::string, std::string> variants;
+  double avg_bits = 0;           // over quantized layers, weighted by parameters
+  double max_damage = 0;         // D of the chosen allocation (target mode)
+  bool calibration_met = false;  // target met on the calibration split
+  double calib_metric = 0;       // predicted held-out bound (see PipelineOptions::transfer_z)
+  double calib_mean = 0;         // calibration point estimate of the target metric
+  std::string damage_metric;     // what the knapsack budgets: "kl" (additive across layers)
+  std::vector<LoopStep> steps;   // closed-loop history
   std::string note;
   double wall_seconds = 0;
 };
-// JSON: "bits" holds each layer's width (16 = dense); "choices" the exact choice codes, written
-// only when some layer is not plain RTN (from_json prefers it), so the outcome round-trips.
+// JSON: "bits" holds each layer's width (16 = dense); "choices" the exact choice codes and
+// "variants" their names, written only when some layer is not plain RTN at the run's base
+// variant (from_json prefers "choices"), so the outcome round-trips.
 void to_json(nlohmann::json& j, const SearchOutcome& s);
 void from_json(const nlohmann::json& j, SearchOutcome& s);
 
@@ -146,8 +154,11 @@ class QuantizationSession {
   Model& model() { return *model_; }
   const Target& target() const { return target_; }
   const std::vector<int>& formats() const { return formats_; }
-  // Average bits/param over the quantizable layers for an allocation.
+  // Average bits/param over the quantizable layers for an allocation (each layer's exact
+  // bits/param at its choice's width, symmetry and group size).
   double AverageBits(const std::map<std::string, int>& bits) const;
+  // The run's base variant: choice codes are relative to it (choice.h).
+  ChoiceBase choice_base() const { return BaseOf(mq_->config()); }
   std::map<std::string, double>& stage_seconds() { return stage_seconds_; }
   const PipelineOptions& options() const { return opts_; }
   // What Open builds depends only on these options (model, tokenizer, text and its split, the
@@ -184,6 +195,7 @@ class QuantizationSession {
   Target target_;
   std::vector<int> formats_;
   std::vector<Rounding> roundings_;
+  spec::VariantSpace variants_;  // symmetric / group sizes offered per layer
   std::unique_ptr<Model> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<std::string> tokenizer_files_;

@@ -149,6 +149,8 @@ void to_json(json& j, const PipelineOptions& o) {
        {"mse_clip", o.mse_clip},
        {"rotate", o.rotate},
        {"quantizers", o.quantizers},
+       {"symmetry", o.symmetry},
+       {"group_sizes", o.group_sizes},
        {"gptq_damp", o.gptq_damp},
        {"rotation_seed", o.rotation_seed},
        {"estimator", o.estimator},
@@ -189,6 +191,8 @@ void from_json(const json& j, PipelineOptions& o) {
   o.mse_clip = j.value("mse_clip", d.mse_clip);
   o.rotate = j.value("rotate", d.rotate);
   o.quantizers = j.value("quantizers", d.quantizers);
+  o.symmetry = j.value("symmetry", d.symmetry);
+  o.group_sizes = j.value("group_sizes", d.group_sizes);
   o.gptq_damp = j.value("gptq_damp", d.gptq_damp);
   o.gptq_act_order = j.value("gptq_act_order", d.gptq_act_order);
   if (j.contains("gram_data")) j.at("gram_data").get_to(o.gram_data);
@@ -218,9 +222,10 @@ void to_json(json& j, const SearchOutcome& s) {
                      {"calib_kl", st.calib_kl},
                      {"met", st.met}});
   }
-  // "bits": each layer's width (16 = kept dense); "choices": the search's codes (width + rounding,
-  // quant/rounding.h), present only when some layer is not plain RTN, so readers of "bits" always
-  // get widths and the outcome still round-trips exactly.
+  // "bits": each layer's width (16 = kept dense); "choices": the search's codes (width + rounding
+  // + variant, quant/choice.h) and "variants" their names, present only when some layer is not
+  // plain RTN at the base variant, so readers of "bits" always get widths and the outcome still
+  // round-trips exactly.
   std::map<std::string, int> widths;
   bool plain = true;
   for (const auto& [name, choice] : s.bits) {
@@ -237,12 +242,17 @@ void to_json(json& j, const SearchOutcome& s) {
        {"steps", steps},
        {"note", s.note},
        {"wall_seconds", s.wall_seconds}};
-  if (!plain) j["choices"] = s.bits;
+  if (!plain) {
+    j["choices"] = s.bits;
+    if (!s.variants.empty()) j["variants"] = s.variants;
+  }
 }
 
 void from_json(const json& j, SearchOutcome& s) {
   s.bits = j.contains("choices") ? j.at("choices").get<std::map<std::string, int>>()
                                  : j.at("bits").get<std::map<std::string, int>>();
+  s.variants = j.contains("variants") ? j.at("variants").get<std::map<std::string, std::string>>()
+                                      : std::map<std::string, std::string>{};
   s.avg_bits = j.at("avg_bits").get<double>();
   s.max_damage = j.at("max_damage").get<double>();
   s.calibration_met = j.at("calibration_met").get<bool>();

@@ -28,6 +28,24 @@ struct Eval {
   bool met = false;
 };
 
+// The options of the run's base variant (width and rounding only): codes below the symmetry flag.
+std::vector<LayerOptions> BaseVariantOnly(const std::vector<LayerOptions>& layers) {
+  std::vector<LayerOptions> out;
+  for (const LayerOptions& l : layers) {
+    LayerOptions o;
+    o.name = l.name;
+    for (size_t i = 0; i < l.bits.size(); ++i) {
+      if (l.bits[i] >= kChoiceSymFlip) continue;
+      o.bits.push_back(l.bits[i]);
+      o.cost.push_back(l.cost[i]);
+      o.damage.push_back(l.damage[i]);
+    }
+    if (o.bits.empty()) return layers;  // no base choice offered: nothing to restrict to
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
 }  // namespace
 
 bool QuantizationSession::Met(const FidelityReport& r, double avg_bits) const {
@@ -63,10 +81,11 @@ std::vector<LayerOptions> QuantizationSession::Options(const LayerProfiles& p) c
     const LayerProfile& l = p.layers[i];
     LayerOptions o;
     o.name = l.name;
-    for (int b : p.bits) {  // layer choices: every rounding of one width costs the same bits
+    for (int b : p.bits) {  // layer choice codes; each charged its exact bits (width, symmetry, group)
+      const absl::StatusOr<Choice> c = DecodeChoice(b, choice_base());
+      if (!c.ok()) continue;  // a foreign code in a profile: not offered
       o.bits.push_back(b);
-      o.cost.push_back(static_cast<double>(l.rows * l.cols) *
-                       BitsPerParam(ChoiceBits(b), opts_.group_size, l.cols, opts_.symmetric));
+      o.cost.push_back(static_cast<double>(l.rows * l.cols) * c->BitsPerParam(l.cols));
       o.damage.push_back(p.Damage(i, b, metric));
     }
     out.push_back(std::move(o));
@@ -128,41 +147,56 @@ absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& p
       note = a.note;
       SLQ_RETURN_IF_ERROR(evaluate(to_bits(a), a.damage).status());
     } else {
-      double dmin = 0, dmax = 0;
-      for (const auto& l : layers) {
-        dmin += *std::min_element(l.damage.begin(), l.damage.end());
-        dmax += l.damage[std::min_element(l.cost.begin(), l.cost.end()) - l.cost.begin()];
-      }
-      dmin = std::max(dmin, 1e-15);
-      dmax = std::max(dmax, dmin);
-      // First guess of the KL budget for an EAR target: measured on these models, KL ~= 5 x
-      // (1 - EAR)^2 (small perturbations: TV first order, KL second order); the bracketing
-      // below corrects it.
-      const double d0 =
-          target_.kind == Target::Kind::kEar ? 5.0 * (1.0 - target_.value) * (1.0 - target_.value) : target_.value;
-      double D = std::clamp(d0, dmin, dmax);
-      double lo = -1, hi = -1;  // largest met D, smallest unmet D
-      for (int it = 0, fresh = 0; it < 60 && fresh < opts_.closed_loop_max_evals; ++it) {
-        SLQ_ASSIGN_OR_RETURN(Allocation a, MinCostForDamage(layers, D, method));
-        const size_t before = evals.size();
-        SLQ_ASSIGN_OR_RETURN(const Eval* e, evaluate(to_bits(a), a.damage));
-        fresh += evals.size() > before;
-        out.steps.push_back({D, e->avg_bits, e->metric, e->mean, e->kl, e->met});
-        if (e->met)
-          lo = std::max(lo, D);
-        else
-          hi = hi < 0 ? D : std::min(hi, D);
-        if (lo < 0) {
-          if (D <= dmin * (1 + 1e-9)) break;  // even the least damage fails: unreachable
-          D = std::max(D / 4, dmin);
-        } else if (hi < 0) {
-          if (D >= dmax * (1 - 1e-9)) break;  // even the cheapest allocation meets it
-          D = std::min(D * 4, dmax);
-        } else {
-          if (hi / lo < 1.02) break;
-          D = std::sqrt(lo * hi);
+      // The closed loop over `opts`: bisects the KL budget D until the cheapest met allocation is
+      // bracketed; every evaluation lands in `evals` (the best is picked from all of them).
+      auto closed_loop = [&](const std::vector<LayerOptions>& opts) -> absl::Status {
+        double dmin = 0, dmax = 0;
+        for (const auto& l : opts) {
+          dmin += *std::min_element(l.damage.begin(), l.damage.end());
+          dmax += l.damage[std::min_element(l.cost.begin(), l.cost.end()) - l.cost.begin()];
         }
-      }
+        dmin = std::max(dmin, 1e-15);
+        dmax = std::max(dmax, dmin);
+        // First guess of the KL budget for an EAR target: measured on these models, KL ~= 5 x
+        // (1 - EAR)^2 (small perturbations: TV first order, KL second order); the bracketing
+        // below corrects it.
+        const double d0 =
+            target_.kind == Target::Kind::kEar ? 5.0 * (1.0 - target_.value) * (1.0 - target_.value) : target_.value;
+        double D = std::clamp(d0, dmin, dmax);
+        double lo = -1, hi = -1;  // largest met D, smallest unmet D
+        for (int it = 0, fresh = 0; it < 60 && fresh < opts_.closed_loop_max_evals; ++it) {
+          SLQ_ASSIGN_OR_RETURN(Allocation a, MinCostForDamage(opts, D, method));
+          Bits bits;
+          for (size_t i = 0; i < opts.size(); ++i) bits[opts[i].name] = a.bits[i];
+          const size_t before = evals.size();
+          SLQ_ASSIGN_OR_RETURN(const Eval* e, evaluate(bits, a.damage));
+          fresh += evals.size() > before;
+          out.steps.push_back({D, e->avg_bits, e->metric, e->mean, e->kl, e->met});
+          if (e->met)
+            lo = std::max(lo, D);
+          else
+            hi = hi < 0 ? D : std::min(hi, D);
+          if (lo < 0) {
+            if (D <= dmin * (1 + 1e-9)) break;  // even the least damage fails: unreachable
+            D = std::max(D / 4, dmin);
+          } else if (hi < 0) {
+            if (D >= dmax * (1 - 1e-9)) break;  // even the cheapest allocation meets it
+            D = std::min(D * 4, dmax);
+          } else {
+            if (hi / lo < 1.02) break;
+            D = std::sqrt(lo * hi);
+          }
+        }
+        return absl::OkStatus();
+      };
+      SLQ_RETURN_IF_ERROR(closed_loop(layers));
+      // With variants offered, the loop over the base variant's choices runs too and the cheapest
+      // met evaluation of both wins: the per-layer damages are measured with noise, and picking
+      // among more near-equal candidates favours lucky measurements (stories260k, ear>=0.99: the
+      // variant loop alone met nothing on calibration and fell back to 8.505 bits; the base
+      // variant's loop certifies 8.451).
+      const std::vector<LayerOptions> base = BaseVariantOnly(layers);
+      if (base != layers) SLQ_RETURN_IF_ERROR(closed_loop(base));
     }
   }
   // Best: the cheapest met evaluation (ties: better metric); none met: the best metric.
@@ -184,6 +218,10 @@ absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& p
         ear ? "EAR" : "KL", best->mean, ear ? "lower" : "upper", best->metric, best->avg_bits);
   }
   out.bits = best->bits;
+  for (const auto& [name, code] : out.bits) {
+    SLQ_ASSIGN_OR_RETURN(const Choice c, DecodeChoice(code, choice_base()));
+    out.variants[name] = c.Name();
+  }
   out.avg_bits = best->avg_bits;
   out.max_damage = best->damage;
   out.calib_metric = best->metric;

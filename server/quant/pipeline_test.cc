@@ -1,5 +1,6 @@
 #include "server/quant/pipeline.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -9,6 +10,7 @@
 #include "server/common/test_paths.h"
 #include "server/model/model_loader.h"
 #include "server/quant/artifact.h"
+#include "server/quant/choice.h"
 #include "server/quant/evaluator.h"
 #include "server/quant/quantized_linear.h"
 
@@ -398,6 +400,164 @@ TEST(PipelineTest, SearchOutcomeJsonNamesWidthsAndKeepsChoices) {
   j = s;
   EXPECT_FALSE(j.contains("choices"));
   EXPECT_EQ(j.get<SearchOutcome>().bits, s.bits);
+}
+
+// --symmetry both --group-sizes 64,128: the profile measures every width x symmetry x group,
+// the search charges each its exact bits, and the artifact's manifest records each layer's
+// variant as the certificate names it; the loader reads it back bit-exactly and reproduces the
+// certified held-out numbers.
+TEST(PipelineTest, SearchChoosesSymmetryAndGroupPerLayerAndTheArtifactKeepsThem) {
+  PipelineOptions o = TinyOptions();
+  o.group_size = 128;
+  o.symmetry = "both";
+  o.group_sizes = "64,128";
+  o.formats = "4,8";
+  o.target = "bits<=5";
+  o.output_dir = TmpDir("variants");
+  auto s = QuantizationSession::Open(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto p = (*s)->Profile();
+  ASSERT_TRUE(p.ok()) << p.status();
+  // Base variant (asym g128) first, with the codes of the width-only search.
+  const ChoiceBase base{false, 128};
+  std::vector<int> want;
+  for (bool sym : {false, true}) {
+    for (int64_t g : {128, 64}) {
+      for (int b : {4, 8}) want.push_back(*EncodeChoice(Choice{b, Rounding::kRtn, sym, g}, base));
+    }
+  }
+  EXPECT_EQ(p->bits, want);
+  EXPECT_EQ(p->bits[0], 4);
+  EXPECT_EQ(p->bits[1], 8);
+  auto a = (*s)->Search(*p);
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto h = (*s)->Verify(a->bits);
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto r = (*s)->Finish(*p, *a, *h);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const nlohmann::json& outcome = r->certificate["search"]["outcome"];
+  ASSERT_TRUE(outcome.contains("variants")) << outcome.dump();
+  auto art = LoadArtifact(o.output_dir);
+  ASSERT_TRUE(art.ok()) << art.status();
+  const nlohmann::json& linears = art->manifest["linears"];
+  std::map<std::string, const LinearOp*> loaded;
+  for (const LinearSlot& sl : art->model->LinearSlots()) loaded[sl.name] = sl.op->get();
+  std::set<std::string> names;
+  double num = 0, den = 0;
+  for (const auto& [name, code] : a->bits) {
+    auto c = DecodeChoice(code, base);
+    ASSERT_TRUE(c.ok()) << c.status();
+    names.insert(c->Name());
+    EXPECT_EQ(outcome["variants"][name], c->Name());
+    EXPECT_EQ(outcome["choices"][name], code);
+    const nlohmann::json& l = linears.at(name);
+    EXPECT_EQ(l["bits"], c->bits) << name;
+    EXPECT_EQ(l["symmetric"], c->symmetric) << name;
+    EXPECT_EQ(l["group_size"], c->group_size) << name;
+    EXPECT_DOUBLE_EQ(l["bits_per_param"].get<double>(), c->BitsPerParam(l["cols"].get<int64_t>())) << name;
+    const PackedLinear* q = loaded.at(name)->packed();
+    ASSERT_NE(q, nullptr) << name;
+    EXPECT_EQ(q->view.group_size, c->group_size) << name;
+    EXPECT_EQ(q->view.symmetric, c->symmetric) << name;
+    const double params = l["rows"].get<double>() * l["cols"].get<double>();
+    num += params * c->BitsPerParam(l["cols"].get<int64_t>());
+    den += params;
+  }
+  // The search used more than the base variant here (measured: the budget takes symmetric
+  // and/or g64 layers), and its bits are the layers' exact ones.
+  EXPECT_GT(names.size(), 1u);
+  EXPECT_TRUE(std::any_of(a->bits.begin(), a->bits.end(), [](const auto& kv) { return kv.second >= 64; }));
+  EXPECT_NEAR(a->avg_bits, num / den, 1e-12);
+  EXPECT_LE(a->avg_bits, 5 + 1e-9);
+  // The loaded artifact reproduces the certified held-out EAR.
+  auto session = QuantizationSession::Open([&] {
+    PipelineOptions q = o;
+    q.output_dir = "";
+    return q;
+  }());
+  ASSERT_TRUE(session.ok());
+  auto dense = LoadModel(o.model_path);
+  ASSERT_TRUE(dense.ok());
+  auto bl = ComputeLogits(**dense, (*session)->data().heldout);
+  auto per = CompareModel(*art->model, (*session)->data().heldout, *bl, 1.0);
+  ASSERT_TRUE(per.ok());
+  auto rep = Summarize(*per, {1000, o.seed});
+  EXPECT_DOUBLE_EQ(rep->ear.mean, r->certificate["heldout"]["ear"]["mean"].get<double>());
+  // The outcome (codes + names) round-trips through JSON.
+  nlohmann::json aj = *a;
+  EXPECT_EQ(aj.get<SearchOutcome>().bits, a->bits);
+  EXPECT_EQ(aj.get<SearchOutcome>().variants, a->variants);
+  fs::remove_all(o.output_dir);
+}
+
+// A group size >= a layer's width quantizes it like per-row groups: the profile measures such
+// twins once (tinystories-656k: 12 of 14 layers have 128 input columns, down_proj 384).
+TEST(ProfilerTest, ChoicesWithIdenticalWeightsAreMeasuredOnce) {
+  PipelineOptions o = TinyOptions();
+  o.group_size = 128;
+  o.group_sizes = "128,-1";
+  o.formats = "4";
+  o.target = "bits<=6";
+  auto s = QuantizationSession::Open(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto p = (*s)->Profile();
+  ASSERT_TRUE(p.ok()) << p.status();
+  const int row = *EncodeChoice(Choice{4, Rounding::kRtn, false, -1}, {false, 128});
+  ASSERT_EQ(p->bits, (std::vector<int>{4, row}));
+  int narrow = 0;
+  for (const LayerProfile& l : p->layers) {
+    if (l.cols == 128) {
+      ++narrow;
+      EXPECT_EQ(l.kl.at(row), l.kl.at(4)) << l.name;
+      EXPECT_EQ(l.one_minus_ear.at(row), l.one_minus_ear.at(4)) << l.name;
+    } else {
+      EXPECT_NE(l.kl.at(row), l.kl.at(4)) << l.name;  // 384 columns: 3 groups vs 1
+    }
+  }
+  EXPECT_EQ(narrow, 12);
+  EXPECT_EQ(p->twins, narrow);
+}
+
+// The defaults are the width-only search: spelling the base variant out (asym, the one group)
+// changes nothing, bit for bit; bad variant options are refused naming the fix.
+TEST(PipelineTest, DefaultVariantsAreTheWidthOnlySearch) {
+  PipelineOptions o = TinyOptions();
+  o.formats = "4,8";
+  o.target = "bits<=6";
+  auto run = [](const PipelineOptions& x) { return QuantizeModel(x); };
+  auto plain = run(o);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  PipelineOptions spelled = o;
+  spelled.symmetry = "asym";
+  spelled.group_sizes = "64";
+  auto same = run(spelled);
+  ASSERT_TRUE(same.ok()) << same.status();
+  const nlohmann::json &a = plain->certificate, &b = same->certificate;
+  EXPECT_EQ(a["search"]["outcome"]["bits"], b["search"]["outcome"]["bits"]);
+  EXPECT_FALSE(a["search"]["outcome"].contains("choices"));
+  EXPECT_FALSE(a["search"]["outcome"].contains("variants"));
+  EXPECT_EQ(a["heldout"], b["heldout"]);
+  EXPECT_EQ(a["layers"], b["layers"]);
+  // --symmetric and symmetry "sym" are the same run.
+  PipelineOptions sym = o, sym2 = o;
+  sym.symmetric = true;
+  sym2.symmetry = "sym";
+  auto s1 = run(sym), s2 = run(sym2);
+  ASSERT_TRUE(s1.ok() && s2.ok());
+  EXPECT_EQ(s1->certificate["heldout"], s2->certificate["heldout"]);
+  EXPECT_EQ(s1->certificate["layers"], s2->certificate["layers"]);
+  PipelineOptions bad = o;
+  bad.group_sizes = "32,128";  // lacks the base group 64
+  auto e = QuantizationSession::Open(bad);
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(e.status().message().find("does not contain group_size 64"), std::string::npos) << e.status();
+  bad = o;
+  bad.symmetry = "asym";
+  bad.symmetric = true;
+  EXPECT_EQ(QuantizationSession::Open(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad = o;
+  bad.symmetry = "mixed";
+  EXPECT_EQ(QuantizationSession::Open(bad).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 // The proxy scales RTN's weight error by the output-error ratio: gptq (fitted on these inputs)

@@ -50,6 +50,13 @@ void WriteCache(const ProfileOptions& o, const std::string& key, const json& lay
   (void)WriteFileAtomic(CachePath(o, key), json{{"key", key}, {"layers", layers}}.dump());
 }
 
+// Choices that differ in the group size alone can quantize a narrow layer identically.
+bool OnlyGroupDiffers(const ModelQuantizer& mq, int a, int b) {
+  const absl::StatusOr<Choice> x = DecodeChoice(a, BaseOf(mq.config())), y = DecodeChoice(b, BaseOf(mq.config()));
+  return x.ok() && y.ok() && !x->dense() && x->bits == y->bits && x->rounding == y->rounding &&
+         x->symmetric == y->symmetric;
+}
+
 absl::StatusOr<MeanDamage> Measure(EvalBackend& eval, int set, double temperature) {
   SLQ_ASSIGN_OR_RETURN(auto per_seq, eval.Compare(set, temperature));
   return MeanOf(per_seq);
@@ -65,9 +72,28 @@ absl::Status ProfileMeasured(ModelQuantizer& mq, EvalBackend& eval, int set, con
     json fresh = cached.is_object() ? cached : json::object();
     bool all_cached = true;
     for (LayerProfile& lp : out.layers) {
+      // A choice that gives this layer the same weights as one already measured (e.g. g64 and
+      // g128 on a 64-column layer) has its measurement: copied, not re-evaluated (exact).
+      int twin = 0;
+      if (!fresh.contains(lp.name)) {
+        for (const auto& [prev, kl] : lp.kl) {
+          if (!OnlyGroupDiffers(mq, prev, b)) continue;
+          SLQ_ASSIGN_OR_RETURN(const bool same, mq.SameWeights(lp.name, prev, b));
+          if (same) {
+            twin = prev;
+            break;
+          }
+        }
+      }
       if (fresh.contains(lp.name)) {
         lp.kl[b] = fresh[lp.name][0].get<double>();
         lp.one_minus_ear[b] = fresh[lp.name][1].get<double>();
+      } else if (twin != 0) {
+        all_cached = false;
+        lp.kl[b] = lp.kl[twin];
+        lp.one_minus_ear[b] = lp.one_minus_ear[twin];
+        fresh[lp.name] = {lp.kl[b], lp.one_minus_ear[b]};
+        ++out.twins;
       } else {
         all_cached = false;
         SLQ_RETURN_IF_ERROR(mq.SetBits(lp.name, b));
@@ -107,10 +133,10 @@ std::string ProxyErrKey(const ProfileOptions& o, const ModelQuantizer& mq, int b
 }
 
 // The proxy's err of a layer choice. RTN: ||W - W'||^2 / ||W||^2. mse / gptq trade weight error
-// for output error, so their err is RTN's at the same width scaled by the ratio of output errors
-// ||(W - W')X||^2 (choice over RTN): the alpha calibrated on weight noise then still applies.
+// for output error, so their err is RTN's at the same width and variant scaled by the ratio of
+// output errors ||(W - W')X||^2 (choice over RTN): the alpha calibrated on weight noise then still applies.
 absl::StatusOr<double> ProxyError(ModelQuantizer& mq, const std::string& name, int choice) {
-  const int rtn = ChoiceBits(choice);
+  const int rtn = WithRounding(choice, Rounding::kRtn);
   SLQ_ASSIGN_OR_RETURN(const double e, mq.RelativeError(name, rtn));
   if (ChoiceRounding(choice) == Rounding::kRtn) return e;
   SLQ_ASSIGN_OR_RETURN(const double out_rtn, mq.RelativeOutputError(name, rtn));
@@ -238,6 +264,7 @@ absl::StatusOr<LayerProfiles> MergeProfiles(const std::vector<LayerProfiles>& pa
     }
     out.wall_seconds += parts[i].wall_seconds;
     out.cache_hits += parts[i].cache_hits;
+    out.twins += parts[i].twins;
   }
   return out;
 }
@@ -260,9 +287,13 @@ void to_json(json& j, const LayerProfiles& p) {
                       {"alpha_kl", l.alpha_kl},
                       {"alpha_ear", l.alpha_ear}});
   }
-  j = {{"estimator", p.estimator},       {"bits", p.bits},
-       {"group_size", p.group_size},     {"layers", layers},
-       {"wall_seconds", p.wall_seconds}, {"cache_hits", p.cache_hits}};
+  j = {{"estimator", p.estimator},
+       {"bits", p.bits},
+       {"group_size", p.group_size},
+       {"layers", layers},
+       {"wall_seconds", p.wall_seconds},
+       {"cache_hits", p.cache_hits},
+       {"twins", p.twins}};
 }
 
 void from_json(const json& j, LayerProfiles& p) {
@@ -276,6 +307,7 @@ void from_json(const json& j, LayerProfiles& p) {
   p.group_size = j.at("group_size").get<int64_t>();
   p.wall_seconds = j.value("wall_seconds", 0.0);
   p.cache_hits = j.value("cache_hits", 0);
+  p.twins = j.value("twins", 0);
   p.layers.clear();
   for (const auto& l : j.at("layers")) {
     LayerProfile lp;

@@ -5,18 +5,18 @@
 //   SLQ_ASSIGN_OR_RETURN(LayerProfiles p, ProfileLayers(mq, *eval, calib, opts, progress));
 //   double d = p.Damage(i, 4, DamageMetric::kKl);
 //
-// Measured: each quantizable layer alone at each allowed bitwidth, the rest dense; records mean
+// Measured: each quantizable layer alone at each allowed choice, the rest dense; records mean
 // KL and mean 1 - EAR over the calibration positions against the base logits of the
 // EvalBackend's set (L x |B| evaluations, on the CPU or the GPU: the backend mirrors every
-// swap through the ModelQuantizer's change observer). Results are cached as JSON files in opts.cache_dir, one per
-// (estimator, model sha, data sha, bitwidth, group size, quantizer flags, temperature).
-// The proxy caches its alphas per (model sha, data sha, noise, seed, temperature, rotation) and
-// its relative errors per (model sha, bitwidth, group size, quantizer flags): a cached proxy
-// profile costs no forward pass.
-// Proxy (linearity theorem, HIGGS): err_l(b) = ||W - W'||^2 / ||W||^2 from the weights alone;
-// alpha_l from one pass with Gaussian noise of relative energy noise_rel injected into layer l:
-// predicted KL_l(b) = alpha_kl_l * err_l(b) (KL is second order in the perturbation, err is a
-// squared norm) and 1 - EAR_l(b) = alpha_ear_l * sqrt(err_l(b)) (TV is first order).
+// swap through the ModelQuantizer's change observer). A choice whose weights for a layer are
+// bit-identical to an already measured one's (ModelQuantizer::SameWeights: g64 vs g128 on a
+// layer of <= 64 columns) takes that measurement instead of an evaluation. Results are cached as JSON files in
+// opts.cache_dir, one per (estimator, model sha, data sha, bitwidth, group size, quantizer flags, temperature). The
+// proxy caches its alphas per (model sha, data sha, noise, seed, temperature, rotation) and its relative errors per
+// (model sha, bitwidth, group size, quantizer flags): a cached proxy profile costs no forward pass. Proxy (linearity
+// theorem, HIGGS): err_l(b) = ||W - W'||^2 / ||W||^2 from the weights alone; alpha_l from one pass with Gaussian noise
+// of relative energy noise_rel injected into layer l: predicted KL_l(b) = alpha_kl_l * err_l(b) (KL is second order in
+// the perturbation, err is a squared norm) and 1 - EAR_l(b) = alpha_ear_l * sqrt(err_l(b)) (TV is first order).
 // Scale-out: `layers` restricts the work to some slots so that several workers can each
 // profile a share (each with its own model copy); MergeProfiles joins the shares.
 // Thread safety: mutates the model through the ModelQuantizer; one profile at a time per model.
@@ -38,8 +38,9 @@ namespace slq::quant {
 
 enum class DamageMetric { kKl, kOneMinusEar };
 
-// Bitwidth keys below are layer choices (rounding.h): the bitwidth for RTN, EncodeChoice(bits,
-// rounding) for mse / gptq.
+// Bitwidth keys below are layer choice codes (choice.h, relative to the ModelQuantizer's
+// config): the bitwidth for RTN at the base variant, EncodeChoice(...) otherwise. The cache keys
+// hold the code and the base (group size, symmetric), so each names one variant exactly.
 struct LayerProfile {
   std::string name;
   int layer = -1;
@@ -57,6 +58,7 @@ struct LayerProfiles {
   std::vector<LayerProfile> layers;
   double wall_seconds = 0;
   int cache_hits = 0;  // cache files served whole (measured: per bitwidth; proxy: alphas + per bitwidth)
+  int twins = 0;       // measured: (layer, choice)s copied from a choice with identical weights (not evaluated)
   // Predicted damage of layer i at b bits.
   double Damage(size_t i, int bits, DamageMetric metric) const;
 };

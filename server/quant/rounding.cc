@@ -328,13 +328,4 @@ absl::StatusOr<std::vector<Rounding>> ParseRoundings(std::string_view list) {
   return out;
 }
 
-absl::Status CheckChoice(int choice) {
-  if (IsDenseChoice(choice)) return absl::OkStatus();
-  const int bits = ChoiceBits(choice), r = choice / kChoiceStride;
-  if (choice < 0 || bits < 2 || bits > 8 || r > static_cast<int>(Rounding::kGptq)) {
-    return absl::InvalidArgumentError(absl::StrCat("layer choice ", choice, ": bits ", bits, " rounding ", r));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace slq::quant

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/quant/choice.h"
 #include "server/quant/quantizer.h"
 
 namespace slq::quant {
@@ -73,18 +74,7 @@ bool NeedsGram(const std::vector<Rounding>& roundings);
 // "rtn,mse,gptq" -> roundings (order kept, no duplicates; InvalidArgument naming a bad one).
 [[nodiscard]] absl::StatusOr<std::vector<Rounding>> ParseRoundings(std::string_view list);
 
-// A layer's choice in the search is one int: bits + kChoiceStride * rounding, so an RTN choice is
-// its bitwidth (allocations written before roundings existed read unchanged).
-inline constexpr int kChoiceStride = 16;
-inline int EncodeChoice(int bits, Rounding r) { return bits + kChoiceStride * static_cast<int>(r); }
-// 0 and 16 mean "kept dense" (ModelQuantizer::SetBits); test this before decoding.
-inline bool IsDenseChoice(int choice) { return choice == 0 || choice == 16; }
-inline int ChoiceBits(int choice) { return choice % kChoiceStride; }
-inline Rounding ChoiceRounding(int choice) { return static_cast<Rounding>(choice / kChoiceStride); }
-// A quantized choice whose rounding needs the input Gram (mse, gptq).
-inline bool UsesActivations(int choice) { return !IsDenseChoice(choice) && ChoiceRounding(choice) != Rounding::kRtn; }
-// InvalidArgument unless bits in 2..8 (or 0/16: dense) and a known rounding.
-[[nodiscard]] absl::Status CheckChoice(int choice);
+// Layer choices (width + rounding + variant) and their int codes: choice.h.
 
 }  // namespace slq::quant
 

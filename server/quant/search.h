@@ -27,12 +27,13 @@
 
 namespace slq::quant {
 
-// One layer's choices (same length vectors; choice i = bitwidth bits[i]).
+// One layer's choices (same length vectors; choice i = the layer choice code bits[i], choice.h).
 struct LayerOptions {
   std::string name;
   std::vector<int> bits;
   std::vector<double> cost;    // e.g. params * bits_per_param(bits) (>= 0)
   std::vector<double> damage;  // predicted metric damage (>= 0)
+  bool operator==(const LayerOptions&) const = default;
 };
 
 struct Allocation {

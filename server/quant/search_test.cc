@@ -4,6 +4,7 @@
 #include <random>
 
 #include "gtest/gtest.h"
+#include "server/quant/choice.h"
 
 namespace slq::quant {
 namespace {
@@ -142,6 +143,41 @@ TEST(SearchTest, ParsesTargets) {
   EXPECT_EQ(ParseTarget("tl")->kind, Target::Kind::kTaskLossless);
   for (const char* bad : {"ear>=1.5", "ear<=0.9", "kl<=-1", "bits<=1", "ppl<=2", "", "ear>=x"}) {
     EXPECT_EQ(ParseTarget(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+// The knapsack charges each variant its exact bits: at equal damage it takes the symmetric
+// variant (scale only: 8.125 bits/param at g128) over the asymmetric one (8.25), and g128 over
+// g64; where the symmetric variant is worse, it pays for the asymmetric one.
+TEST(SearchTest, PicksTheCheaperSymmetricVariantAtEqualDamage) {
+  const ChoiceBase base{false, 128};
+  const int64_t rows = 64, cols = 256;
+  auto layer = [&](const std::string& name, double sym_damage) {
+    LayerOptions l;
+    l.name = name;
+    for (auto [c, dmg] : {std::pair{Choice{4, Rounding::kRtn, false, 128}, 0.05},
+                          {Choice{8, Rounding::kRtn, false, 128}, 1e-4},
+                          {Choice{8, Rounding::kRtn, true, 128}, sym_damage},
+                          {Choice{8, Rounding::kRtn, false, 64}, 1e-4},
+                          {Choice{8, Rounding::kRtn, true, 64}, 1e-4}}) {
+      l.bits.push_back(*EncodeChoice(c, base));
+      l.cost.push_back(static_cast<double>(rows * cols) * c.BitsPerParam(cols));
+      l.damage.push_back(dmg);
+    }
+    return l;
+  };
+  const int sym8 = *EncodeChoice(Choice{8, Rounding::kRtn, true, 128}, base);
+  EXPECT_EQ(sym8, 8 + 64);
+  for (SearchMethod m : {SearchMethod::kDynamicProgramming, SearchMethod::kLagrangian}) {
+    auto a = MinCostForDamage({layer("a", 1e-4), layer("b", 1e-4)}, 3e-4, m);
+    ASSERT_TRUE(a.ok()) << a.status();
+    EXPECT_TRUE(a->feasible);
+    EXPECT_EQ(a->bits, (std::vector<int>{sym8, sym8}));
+    EXPECT_DOUBLE_EQ(a->cost, 2.0 * rows * cols * 8.125);
+    // Layer b's symmetric variant hurts: b pays for asymmetric g128 (8.25), a stays symmetric.
+    auto b = MinCostForDamage({layer("a", 1e-4), layer("b", 0.01)}, 3e-4, m);
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ(b->bits, (std::vector<int>{sym8, 8}));
   }
 }
 

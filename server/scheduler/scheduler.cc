@@ -78,6 +78,8 @@ absl::StatusOr<v1::QuantOptions> JobQuantOptions(const Job& job) {
   q.set_temperature(o.value("temperature", 1.0));
   q.set_seed(o.value("seed", uint64_t{0}));
   q.set_quantizers(o.value("quantizers", ""));
+  q.set_symmetry(o.value("symmetry", ""));
+  q.set_group_sizes(o.value("group_sizes", ""));
   return q;
 }
 

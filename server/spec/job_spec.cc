@@ -157,6 +157,55 @@ absl::StatusOr<std::vector<std::string>> ParseQuantizers(std::string_view text) 
 
 std::string DefaultQuantizers(bool hadamard) { return hadamard ? "rtn" : "rtn,gptq"; }
 
+absl::StatusOr<VariantSpace> ParseVariants(int64_t group_size, bool symmetric, std::string_view symmetry,
+                                           std::string_view group_sizes) {
+  if (absl::Status g = CheckGroupSize(group_size); !g.ok()) return g;
+  VariantSpace v;
+  const std::string sym_text(symmetry), groups_text(group_sizes);  // absl::string_view is not std's here
+  const std::string sym = absl::AsciiStrToLower(absl::StripAsciiWhitespace(sym_text));
+  if (sym == "asym" && symmetric) {
+    return absl::InvalidArgumentError("symmetry 'asym' contradicts symmetric (drop one of them)");
+  }
+  if (!sym.empty() && sym != "asym" && sym != "sym" && sym != "both") {
+    return absl::InvalidArgumentError(absl::StrCat("symmetry '", sym_text, "' is not one of asym, sym, both"));
+  }
+  v.base_symmetric = symmetric || sym == "sym";
+  v.symmetric = {v.base_symmetric};
+  if (sym == "both") v.symmetric.push_back(!v.base_symmetric);
+  v.base_group = group_size;
+  v.groups = {group_size};
+  if (absl::StripAsciiWhitespace(groups_text).empty()) return v;
+  std::vector<int64_t> listed;
+  for (absl::string_view item : absl::StrSplit(groups_text, ',')) {
+    int64_t g = 0;
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(item), &g) || !CheckGroupSize(g).ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("group_sizes: '", item, "' is not a group size (32, 64, 128 or -1 for per row)"));
+    }
+    if (std::find(listed.begin(), listed.end(), g) != listed.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("group_sizes: ", g, " is listed twice"));
+    }
+    listed.push_back(g);
+  }
+  if (std::find(listed.begin(), listed.end(), group_size) == listed.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("group_sizes '", groups_text, "' does not contain group_size ",
+                                                   group_size, " (the run's base group): add it, or set group_size to ",
+                                                   "one of the listed sizes"));
+  }
+  for (int64_t g : listed) {
+    if (g != group_size) v.groups.push_back(g);
+  }
+  return v;
+}
+
+double MinAvgBits(const std::vector<int>& formats, const VariantSpace& v) {
+  double best = MinAvgBits(formats, v.base_group, v.base_symmetric);
+  for (int64_t g : v.groups) {
+    for (bool s : v.symmetric) best = std::min(best, MinAvgBits(formats, g, s));
+  }
+  return best;
+}
+
 absl::Status ValidateSpec(const SpecFields& s) {
   auto target = ParseTarget(s.target);
   if (!target.ok()) return target.status();
@@ -169,16 +218,38 @@ absl::Status ValidateSpec(const SpecFields& s) {
   auto formats = ParseFormats(s.formats);
   if (!formats.ok()) return formats.status();
   if (absl::Status g = CheckGroupSize(s.group_size); !g.ok()) return g;
+  auto variants = ParseVariants(s.group_size, s.symmetric, s.symmetry, s.group_sizes);
+  if (!variants.ok()) return variants.status();
   if (!(s.temperature > 0 && s.temperature <= kMaxTemperature)) {
     return absl::InvalidArgumentError(absl::StrCat("temperature must be in (0, 10], got ", s.temperature));
   }
-  return CheckBitsReachable(*target, *formats, s.group_size, s.symmetric);
+  return CheckBitsReachable(*target, *formats, *variants);
 }
 
 absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& formats, int64_t group_size,
                                 bool symmetric) {
+  VariantSpace v;
+  v.base_group = group_size;
+  v.base_symmetric = symmetric;
+  v.groups = {group_size};
+  v.symmetric = {symmetric};
+  return CheckBitsReachable(target, formats, v);
+}
+
+absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& formats, const VariantSpace& v) {
   if (target.kind != Target::Kind::kBits || formats.empty()) return absl::OkStatus();
-  const double floor = MinAvgBits(formats, group_size, symmetric);
+  const double floor = MinAvgBits(formats, v);
+  // The cheapest offered variant, for the message.
+  int64_t group_size = v.base_group;
+  bool symmetric = v.base_symmetric;
+  for (int64_t g : v.groups) {
+    for (bool s : v.symmetric) {
+      if (MinAvgBits(formats, g, s) < MinAvgBits(formats, group_size, symmetric)) {
+        group_size = g;
+        symmetric = s;
+      }
+    }
+  }
   if (target.value < floor) {
     return absl::InvalidArgumentError(
         absl::StrFormat("target '%s' is unreachable with formats {%s} and group size %d: the fewest bits/param is %.4g "

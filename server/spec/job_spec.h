@@ -74,6 +74,28 @@ double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symm
 // "rtn" with hadamard (rotated layers are RTN only).
 std::string DefaultQuantizers(bool hadamard);
 
+// The per-layer variants the search may choose besides width and rounding: symmetric or
+// asymmetric scales and the group size. The run's base variant (its QuantConfig: `symmetric`,
+// `group_size`) is listed first; layer choices are coded relative to it (quant/choice.h), so a
+// run that offers only the base variant is the width-only search unchanged.
+struct VariantSpace {
+  bool base_symmetric = false;
+  int64_t base_group = 128;
+  std::vector<bool> symmetric;  // offered; base first
+  std::vector<int64_t> groups;  // offered; base first
+};
+// symmetry: "" (= only the `symmetric` flag's), "asym", "sym" or "both" ("sym" = the
+// `symmetric` flag; "asym" contradicts it). group_sizes: "" (= {group_size}) or a comma list
+// of group sizes (32, 64, 128, -1 = per row), no duplicates, that contains `group_size` (the
+// base). InvalidArgument naming the field and what to change.
+[[nodiscard]] absl::StatusOr<VariantSpace> ParseVariants(int64_t group_size, bool symmetric, std::string_view symmetry,
+                                                         std::string_view group_sizes);
+// The fewest bits/param over every offered variant (MinAvgBits of each).
+double MinAvgBits(const std::vector<int>& formats, const VariantSpace& v);
+// The same over every variant of `v` (its cheapest one decides).
+[[nodiscard]] absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& formats,
+                                              const VariantSpace& v);
+
 // A whole spec as a user writes it (strings as on the command line).
 struct SpecFields {
   std::string target = "ear>=0.99";
@@ -82,7 +104,9 @@ struct SpecFields {
   bool symmetric = false;
   double temperature = 1.0;  // of the fidelity metrics; (0, 10]
   std::string quantizers = "rtn";
-  bool hadamard = false;  // rotated layers take RTN only
+  bool hadamard = false;    // rotated layers take RTN only
+  std::string symmetry;     // "" | asym | sym | both (ParseVariants)
+  std::string group_sizes;  // "" | e.g. "64,128" (ParseVariants)
 };
 // Every field, and that a bits<=X target is reachable with the formats and group size.
 [[nodiscard]] absl::Status ValidateSpec(const SpecFields& spec);

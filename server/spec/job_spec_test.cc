@@ -67,6 +67,38 @@ TEST(JobSpecTest, ParsesQuantizers) {
   EXPECT_TRUE(ValidateSpec({.quantizers = DefaultQuantizers(false)}).ok());
 }
 
+TEST(JobSpecTest, ParsesVariants) {
+  auto v = ParseVariants(128, false, "", "");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_FALSE(v->base_symmetric);
+  EXPECT_EQ(v->symmetric, std::vector<bool>{false});
+  EXPECT_EQ(v->groups, std::vector<int64_t>{128});
+  v = ParseVariants(128, false, "both", "64, 128");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->symmetric, (std::vector<bool>{false, true}));  // base first
+  EXPECT_EQ(v->groups, (std::vector<int64_t>{128, 64}));
+  v = ParseVariants(64, true, "BOTH", "");
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->base_symmetric);
+  EXPECT_EQ(v->symmetric, (std::vector<bool>{true, false}));
+  EXPECT_TRUE(ParseVariants(128, false, "sym", "")->base_symmetric);
+  EXPECT_TRUE(ParseVariants(128, true, "sym", "").ok());
+  auto msg = [](const absl::StatusOr<VariantSpace>& r) { return std::string(r.status().message()); };
+  EXPECT_NE(msg(ParseVariants(128, true, "asym", "")).find("contradicts symmetric"), std::string::npos);
+  EXPECT_NE(msg(ParseVariants(128, false, "half", "")).find("'half' is not one of asym, sym, both"), std::string::npos);
+  EXPECT_NE(msg(ParseVariants(128, false, "", "64")).find("does not contain group_size 128"), std::string::npos);
+  EXPECT_NE(msg(ParseVariants(128, false, "", "64,100,128")).find("'100' is not a group size"), std::string::npos);
+  EXPECT_NE(msg(ParseVariants(128, false, "", "64,64,128")).find("64 is listed twice"), std::string::npos);
+  EXPECT_FALSE(ParseVariants(128, false, "", "64,,128").ok());
+  EXPECT_FALSE(ParseVariants(100, false, "", "").ok());
+  // The cheapest offered variant decides what a bits<=X budget can reach.
+  EXPECT_DOUBLE_EQ(MinAvgBits({4, 8}, *ParseVariants(64, false, "both", "64,128")), 4.125);
+  EXPECT_FALSE(ValidateSpec({.target = "bits<=4.2", .formats = "4-8"}).ok());
+  EXPECT_TRUE(ValidateSpec({.target = "bits<=4.2", .formats = "4-8", .symmetry = "both"}).ok());
+  EXPECT_FALSE(ValidateSpec({.group_size = 64, .group_sizes = "128"}).ok());
+  EXPECT_TRUE(ValidateSpec({.group_size = 64, .group_sizes = "128,64"}).ok());
+}
+
 TEST(JobSpecTest, BitsBudgetMustBeReachable) {
   // Asymmetric g128: fp16 scale + zero = 32 bits per 128 weights on top of the width.
   EXPECT_DOUBLE_EQ(MinAvgBits({2, 4}, 128, false), 2.25);

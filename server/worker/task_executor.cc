@@ -109,6 +109,8 @@ quant::PipelineOptions TaskExecutor::PipelineOptionsOf(const v1::QuantOptions& q
   if (q.seed() != 0) o.seed = q.seed();
   o.profile_cache_dir = q.profile_cache_dir();
   if (!q.quantizers().empty()) o.quantizers = q.quantizers();
+  o.symmetry = q.symmetry();
+  o.group_sizes = q.group_sizes();
   return o;
 }
 

@@ -261,5 +261,16 @@ TEST(TaskExecutorTest, QuantizersReachThePipelineOptions) {
   EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).quantizers, "rtn,gptq");
 }
 
+// The job's variants reach the engine's options; none given = the base variant only.
+TEST(TaskExecutorTest, VariantsReachThePipelineOptions) {
+  slq::v1::QuantOptions q;
+  EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).symmetry, "");
+  EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).group_sizes, "");
+  q.set_symmetry("both");
+  q.set_group_sizes("64,128");
+  EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).symmetry, "both");
+  EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).group_sizes, "64,128");
+}
+
 }  // namespace
 }  // namespace slq

@@ -1,0 +1,67 @@
+#include "server/quant/choice.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace slq::quant {
+namespace {
+
+constexpr int kGroupCount = static_cast<int>(sizeof(kChoiceGroups) / sizeof(kChoiceGroups[0]));
+
+absl::Status BadCode(int code, const std::string& why) {
+  return absl::InvalidArgumentError(absl::StrCat("layer choice ", code, ": ", why));
+}
+
+}  // namespace
+
+QuantConfig Choice::Config(QuantConfig base) const {
+  base.bits = bits;
+  base.symmetric = symmetric;
+  base.group_size = group_size;
+  return base;
+}
+
+double Choice::BitsPerParam(int64_t cols) const {
+  return dense() ? 16.0 : quant::BitsPerParam(bits, group_size, cols, symmetric);
+}
+
+std::string Choice::Name() const {
+  if (dense()) return "dense";
+  return absl::StrCat(RoundingName(rounding), bits, symmetric ? " sym " : " asym ",
+                      group_size < 0 ? std::string("row") : absl::StrCat("g", group_size));
+}
+
+absl::StatusOr<int> EncodeChoice(const Choice& c, const ChoiceBase& base) {
+  if (c.dense()) return 0;
+  if (c.bits < 2 || c.bits > 8)
+    return absl::InvalidArgumentError(absl::StrCat("choice bits ", c.bits, "; allowed 2..8"));
+  int group = 0;
+  if (c.group_size != base.group_size) {
+    for (int i = 0; i < kGroupCount; ++i) {
+      if (kChoiceGroups[i] == c.group_size) group = i + 1;
+    }
+    if (group == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("choice group size ", c.group_size, "; allowed: the run's ",
+                                                     base.group_size, ", 32, 64, 128, -1"));
+    }
+  }
+  return c.bits + kChoiceStride * static_cast<int>(c.rounding) + (c.symmetric != base.symmetric ? kChoiceSymFlip : 0) +
+         kChoiceGroupStep * group;
+}
+
+absl::StatusOr<Choice> DecodeChoice(int code, const ChoiceBase& base) {
+  if (IsDenseChoice(code)) return Choice{0, Rounding::kRtn, base.symmetric, base.group_size};
+  if (code < 0) return BadCode(code, "negative");
+  const int bits = ChoiceBits(code);
+  const int rounding = code % kChoiceSymFlip / kChoiceStride;
+  const bool flip = code % kChoiceGroupStep >= kChoiceSymFlip;
+  const int group = code / kChoiceGroupStep;
+  if (bits < 2 || bits > 8) return BadCode(code, absl::StrCat("bits ", bits, " outside 2..8"));
+  if (rounding > static_cast<int>(Rounding::kGptq)) return BadCode(code, absl::StrCat("unknown rounding ", rounding));
+  if (group > kGroupCount) return BadCode(code, absl::StrCat("unknown group index ", group));
+  return Choice{bits, static_cast<Rounding>(rounding), flip ? !base.symmetric : base.symmetric,
+                group == 0 ? base.group_size : kChoiceGroups[group - 1]};
+}
+
+absl::Status CheckChoice(int code) { return DecodeChoice(code, ChoiceBase{}).status(); }
+
+}  // namespace slq::quant
