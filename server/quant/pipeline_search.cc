@@ -28,24 +28,6 @@ struct Eval {
   bool met = false;
 };
 
-// The options of the run's base variant (width and rounding only): codes below the symmetry flag.
-std::vector<LayerOptions> BaseVariantOnly(const std::vector<LayerOptions>& layers) {
-  std::vector<LayerOptions> out;
-  for (const LayerOptions& l : layers) {
-    LayerOptions o;
-    o.name = l.name;
-    for (size_t i = 0; i < l.bits.size(); ++i) {
-      if (l.bits[i] >= kChoiceSymFlip) continue;
-      o.bits.push_back(l.bits[i]);
-      o.cost.push_back(l.cost[i]);
-      o.damage.push_back(l.damage[i]);
-    }
-    if (o.bits.empty()) return layers;  // no base choice offered: nothing to restrict to
-    out.push_back(std::move(o));
-  }
-  return out;
-}
-
 }  // namespace
 
 bool QuantizationSession::Met(const FidelityReport& r, double avg_bits) const {
@@ -195,7 +177,7 @@ absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& p
       // among more near-equal candidates favours lucky measurements (stories260k, ear>=0.99: the
       // variant loop alone met nothing on calibration and fell back to 8.505 bits; the base
       // variant's loop certifies 8.451).
-      const std::vector<LayerOptions> base = BaseVariantOnly(layers);
+      const std::vector<LayerOptions> base = BaseVariantOptions(layers);
       if (base != layers) SLQ_RETURN_IF_ERROR(closed_loop(base));
     }
   }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "server/common/status_macros.h"
+#include "server/quant/choice.h"
 
 namespace slq::quant {
 namespace {
@@ -235,6 +236,23 @@ absl::StatusOr<Allocation> MinDamageForCost(const std::vector<LayerOptions>& lay
   if (a.choice.empty() || a.cost > budget + tol) a = cheapest;
   a.feasible = true;
   return a;
+}
+
+std::vector<LayerOptions> BaseVariantOptions(const std::vector<LayerOptions>& layers) {
+  std::vector<LayerOptions> out;
+  for (const LayerOptions& l : layers) {
+    LayerOptions o;
+    o.name = l.name;
+    for (size_t i = 0; i < l.bits.size(); ++i) {
+      if (l.bits[i] >= kChoiceSymFlip) continue;  // symmetry or group differ from the base
+      o.bits.push_back(l.bits[i]);
+      o.cost.push_back(l.cost[i]);
+      o.damage.push_back(l.damage[i]);
+    }
+    if (o.bits.empty()) return layers;
+    out.push_back(std::move(o));
+  }
+  return out;
 }
 
 void to_json(nlohmann::json& j, const Allocation& a) {

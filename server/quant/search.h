@@ -36,6 +36,10 @@ struct LayerOptions {
   bool operator==(const LayerOptions&) const = default;
 };
 
+// The options of the run's base variant (width and rounding only: codes without the symmetry
+// or group fields, choice.h); `layers` unchanged when some layer offers none.
+std::vector<LayerOptions> BaseVariantOptions(const std::vector<LayerOptions>& layers);
+
 struct Allocation {
   std::vector<int> choice;  // index into each layer's options
   std::vector<int> bits;    // bits of the chosen option per layer

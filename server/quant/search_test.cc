@@ -181,5 +181,34 @@ TEST(SearchTest, PicksTheCheaperSymmetricVariantAtEqualDamage) {
   }
 }
 
+// The closed loop's second pass (pipeline_search.cc) runs over the base variant's options only:
+// codes without the symmetry/group fields, in order, with their cost and damage.
+TEST(SearchTest, BaseVariantOptionsKeepTheWidthAndRoundingChoices) {
+  const ChoiceBase base{false, 128};
+  LayerOptions l;
+  l.name = "x";
+  for (const Choice& c : {Choice{4, Rounding::kRtn, false, 128}, Choice{4, Rounding::kRtn, true, 128},
+                          Choice{4, Rounding::kGptq, false, 128}, Choice{4, Rounding::kGptq, false, 64},
+                          Choice{8, Rounding::kRtn, true, 64}, Choice{8, Rounding::kRtn, false, 128}}) {
+    l.bits.push_back(*EncodeChoice(c, base));
+    l.cost.push_back(c.BitsPerParam(256));
+    l.damage.push_back(1.0 / c.bits);
+  }
+  const std::vector<LayerOptions> b = BaseVariantOptions({l, l});
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_EQ(b[0].bits, (std::vector<int>{4, EncodeChoice(4, Rounding::kGptq), 8}));
+  EXPECT_EQ(b[0].cost, (std::vector<double>{4.25, 4.25, 8.25}));
+  EXPECT_EQ(b[1].damage, (std::vector<double>{0.25, 0.25, 0.125}));
+  // Only base options: unchanged (the pipeline then skips the second pass).
+  EXPECT_TRUE(BaseVariantOptions(b) == b);
+  // A layer without any base option: nothing to restrict to.
+  LayerOptions sym_only;
+  sym_only.name = "y";
+  sym_only.bits = {*EncodeChoice(Choice{8, Rounding::kRtn, true, 128}, base)};
+  sym_only.cost = {8.0625};
+  sym_only.damage = {0.1};
+  EXPECT_TRUE(BaseVariantOptions({l, sym_only}) == (std::vector<LayerOptions>{l, sym_only}));
+}
+
 }  // namespace
 }  // namespace slq::quant
