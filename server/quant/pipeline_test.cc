@@ -291,8 +291,8 @@ TEST(PipelineTest, TlTargetRefusedWhenTheBaseModelCannotDoTheTask) {
 }
 
 // docs-19m on debian-docs (2239 held-out items): too few items asked for -> the error says how
-// many to allow; enough -> the tl target runs and the certificate carries the power.
-TEST(PipelineTest, TlTargetWithEnoughHeldoutText) {
+// many to allow.
+TEST(PipelineTest, TlTargetAsksForMoreItemsWhenTheTextHasThem) {
   PipelineOptions o;
   o.model_path = testing::ModelsDir() + "/docs-19m";
   o.data_path = testing::DataDir() + "/debian-docs-val-part1.txt";
@@ -305,19 +305,7 @@ TEST(PipelineTest, TlTargetWithEnoughHeldoutText) {
   ASSERT_EQ(few.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(few.status().message().find("The held-out text has 2239 items: allow >= "), std::string::npos)
       << few.status();
-  o.cloze_max_items = 700;
-  auto r = QuantizeModel(o);
-  ASSERT_TRUE(r.ok()) << r.status();
-  const auto& t = r->certificate["heldout"]["task"];
-  EXPECT_EQ(t["items"].get<int64_t>(), 700);
-  EXPECT_EQ(t["items_in_text"].get<int64_t>(), 2239);
-  EXPECT_LE(t["min_detectable_diff"].get<double>(), 0.05);
-  EXPECT_GE(t["acc_base"].get<double>(), 0.05);
-  EXPECT_EQ(t["hits_quant"].get<int64_t>() - t["hits_base"].get<int64_t>(),
-            t["quant_only"].get<int64_t>() - t["base_only"].get<int64_t>());
-  EXPECT_EQ(t["tl_holds"].get<bool>(), t["verdict"] == "task-lossless");
-  EXPECT_EQ(r->target_met, t["tl_holds"].get<bool>()) << r->status;
-  EXPECT_TRUE(r->target_met) << r->status;  // 8-bit RTN: measured 427 vs 428 hits of 2000
+  // The run with enough items: pipeline_slow_test.cc (PipelineSlowTest.Docs19mTlTarget).
 }
 
 TEST(ProfilerTest, ProxyAndCacheAgreeInOrdering) {
