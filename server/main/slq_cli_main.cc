@@ -66,10 +66,10 @@ int Quantize(const slq::quant::PipelineOptions& opts, const std::string& device,
         r->artifact_dir.empty() ? "(not written)" : r->artifact_dir);
     if (h.contains("task")) {
       const auto& t = h["task"];
-      std::cout << absl::StrFormat("  TL cloze (%d items): accuracy %.3f vs base %.3f (1.96 x SE %.3f): %s\n",
-                                   t["items"].get<int64_t>(), t["acc_quant"].get<double>(), t["acc_base"].get<double>(),
-                                   1.96 * t["se_base"].get<double>(),
-                                   t["tl_holds"].get<bool>() ? "task-lossless" : "NOT task-lossless");
+      std::cout << absl::StrFormat(
+          "  TL cloze (%d items): accuracy %.3f vs base %.3f (1.96 x SE %.3f; detects %.3f with 80%% power): %s\n",
+          t["items"].get<int64_t>(), t["acc_quant"].get<double>(), t["acc_base"].get<double>(),
+          1.96 * t["se_base"].get<double>(), t.value("min_detectable_diff", 0.0), t.value("verdict", ""));
     }
   }
   return r->target_met ? 0 : 8;
@@ -199,7 +199,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   quant->add_option("--device", device, "Where profiling/verification run: cpu, cuda, cuda:N, auto")
       ->capture_default_str();
-  quant->add_option("--cloze-items", q.cloze_max_items, "TL cloze items from the held-out text (0 = none)")
+  quant
+      ->add_option("--cloze-items", q.cloze_max_items,
+                   "TL cloze items wanted from the held-out text (capped by the text; 0 = no TL check, "
+                   "and a tl target is refused)")
       ->capture_default_str();
   quant->add_flag("--json", json, "Print the certificate as JSON");
 

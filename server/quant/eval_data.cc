@@ -136,7 +136,9 @@ absl::StatusOr<EvalData> PrepareEvalData(const std::string& text, const Tokenize
   d.calibration_documents = static_cast<int64_t>(calib.size());
   d.heldout_documents = static_cast<int64_t>(held.size());
   d.calibration = Subsample(Windows(calib, tokenizer, o), o.max_calibration_sequences);
-  d.heldout = Subsample(Windows(held, tokenizer, o), o.max_heldout_sequences);
+  for (const std::string& h : held) d.heldout_bytes += static_cast<int64_t>(h.size());
+  d.heldout_all = Windows(held, tokenizer, o);
+  d.heldout = Subsample(d.heldout_all, o.max_heldout_sequences);
   if (static_cast<int64_t>(d.calibration.size()) < o.min_sequences ||
       static_cast<int64_t>(d.heldout.size()) < o.min_sequences) {
     return absl::InvalidArgumentError(
@@ -244,6 +246,8 @@ void from_json(const nlohmann::json& j, EvalDataOptions& o) {
 void to_json(nlohmann::json& j, const EvalData& d) {
   j = {{"calibration", d.calibration},
        {"heldout", d.heldout},
+       {"heldout_all", d.heldout_all},
+       {"heldout_bytes", d.heldout_bytes},
        {"documents", d.documents},
        {"calibration_documents", d.calibration_documents},
        {"heldout_documents", d.heldout_documents},
@@ -258,6 +262,8 @@ void to_json(nlohmann::json& j, const EvalData& d) {
 void from_json(const nlohmann::json& j, EvalData& d) {
   j.at("calibration").get_to(d.calibration);
   j.at("heldout").get_to(d.heldout);
+  if (j.contains("heldout_all")) j.at("heldout_all").get_to(d.heldout_all);
+  d.heldout_bytes = j.value("heldout_bytes", int64_t{0});
   d.documents = j.at("documents").get<int64_t>();
   d.calibration_documents = j.at("calibration_documents").get<int64_t>();
   d.heldout_documents = j.at("heldout_documents").get<int64_t>();

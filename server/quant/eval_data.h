@@ -10,7 +10,10 @@
 // held-out fraction f: an even, seed-free interleaving. Each side's documents are tokenized
 // (BOS in front when the tokenizer has one) and cut into windows of seq_len tokens (a shorter
 // tail is kept when >= min_seq_len); when a side has more than max_sequences windows, evenly
-// spaced ones are kept. Thread safety: pure functions.
+// spaced ones are kept. The task-lossless cloze (cloze.h) draws its items from every held-out
+// window (heldout_all, before that thinning: the same held-out documents, never calibration), so
+// that its item count is limited by the text, not by the metric windows.
+// Thread safety: pure functions.
 #ifndef SLQ_SERVER_QUANT_EVAL_DATA_H_
 #define SLQ_SERVER_QUANT_EVAL_DATA_H_
 
@@ -52,6 +55,9 @@ void from_json(const nlohmann::json& j, GramDataOptions& o);
 struct EvalData {
   std::vector<std::vector<int32_t>> calibration;  // sequences of token ids
   std::vector<std::vector<int32_t>> heldout;
+  // Every held-out window (heldout is an evenly spaced subset): the TL cloze's source.
+  std::vector<std::vector<int32_t>> heldout_all;
+  int64_t heldout_bytes = 0;  // bytes of the held-out documents (the cloze's items per KB)
   int64_t documents = 0, calibration_documents = 0, heldout_documents = 0;
   std::string split_rule;   // "record-separator", "paragraphs", "lines"
   std::string data_sha256;  // of the whole text

@@ -1,5 +1,7 @@
 #include "server/quant/evaluator.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
 #include "server/model/forward.h"
@@ -32,6 +34,22 @@ absl::StatusOr<std::vector<SequenceMetrics>> CompareModel(const Model& model, co
                          CompareLogits(base.logits[i].data(), q.data(), static_cast<int64_t>(s.size()) - 1, base.vocab,
                                        s.data() + 1, temperature));
     out.push_back(std::move(m));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::vector<int32_t>>> TeacherForcedArgmax(const Model& model, const Sequences& seqs) {
+  const int64_t vocab = model.config.vocab_size;
+  std::vector<std::vector<int32_t>> out;
+  out.reserve(seqs.size());
+  for (const auto& s : seqs) {
+    SLQ_ASSIGN_OR_RETURN(std::vector<float> l, TeacherForcedLogits(model, s));
+    std::vector<int32_t> am(s.size());
+    for (size_t t = 0; t < s.size(); ++t) {
+      const float* row = l.data() + static_cast<int64_t>(t) * vocab;
+      am[t] = static_cast<int32_t>(std::max_element(row, row + vocab) - row);
+    }
+    out.push_back(std::move(am));
   }
   return out;
 }

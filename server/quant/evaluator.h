@@ -30,6 +30,11 @@ struct SequenceLogits {
 [[nodiscard]] absl::StatusOr<std::vector<SequenceMetrics>> CompareModel(const Model& model, const Sequences& seqs,
                                                                         const SequenceLogits& base, double temperature);
 
+// Per sequence, the greedy token after each prefix: argmax over the vocabulary of the
+// teacher-forced logits at every position (the TL cloze's first tokens, cloze.h). Lowest id on ties.
+[[nodiscard]] absl::StatusOr<std::vector<std::vector<int32_t>>> TeacherForcedArgmax(const Model& model,
+                                                                                    const Sequences& seqs);
+
 // Mean KL and mean 1 - EAR over all positions (no bootstrap), for profiling.
 struct MeanDamage {
   double kl = 0, one_minus_ear = 0;

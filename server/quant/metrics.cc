@@ -154,7 +154,16 @@ void to_json(nlohmann::json& j, const TaskResult& v) {
                      {"acc_quant", v.acc_quant},
                      {"se_base", v.se_base},
                      {"tl_holds", v.tl_holds},
-                     {"rule", "|acc_quant - acc_base| <= 1.96 x binomial SE of acc_base"}};
+                     {"verdict", v.verdict},
+                     {"rule",
+                      "holds when |acc_quant - acc_base| <= 1.96 x binomial SE of acc_base and the test detects a "
+                      "0.05 difference with 80% power (0.05 <= acc_base <= 0.95); else inconclusive or not held"},
+                     {"min_detectable_diff", v.min_detectable_diff},
+                     {"power_basis", "80% power, alpha 0.05 two-sided, z-test with the base accuracy's binomial SE"},
+                     {"items_for_5pt", v.items_for_5pt},
+                     {"items_in_text", v.items_in_text},
+                     {"base_only", v.base_only},
+                     {"quant_only", v.quant_only}};
 }
 void from_json(const nlohmann::json& j, TaskResult& v) {
   v.task = j.at("task").get<std::string>();
@@ -166,6 +175,13 @@ void from_json(const nlohmann::json& j, TaskResult& v) {
   v.acc_quant = j.at("acc_quant").get<double>();
   v.se_base = j.at("se_base").get<double>();
   v.tl_holds = j.at("tl_holds").get<bool>();
+  // Certificates before the power fields: absent keys stay 0 / empty.
+  v.verdict = j.value("verdict", "");
+  v.min_detectable_diff = j.value("min_detectable_diff", 0.0);
+  v.items_for_5pt = j.value("items_for_5pt", int64_t{0});
+  v.items_in_text = j.value("items_in_text", int64_t{0});
+  v.base_only = j.value("base_only", int64_t{0});
+  v.quant_only = j.value("quant_only", int64_t{0});
 }
 void to_json(nlohmann::json& j, const FidelityReport& v) {
   j = nlohmann::json{{"ear", v.ear},

@@ -53,15 +53,23 @@ struct BootstrapOptions {
 };
 
 // Task-lossless check (METHOD.md section 1) on a LAMBADA-style cloze (cloze.h): accuracy of
-// both models, the binomial standard error of the base accuracy, and whether
-// |acc_quant - acc_base| <= 1.96 x se_base. items == 0: not computed.
+// both models, the binomial standard error of the base accuracy, the test's power
+// (tl_power.h) and the verdict: TL holds when |acc_quant - acc_base| <= 1.96 x se_base AND the
+// test detects a 5-point difference with 80% power (min_detectable_diff <= 0.05, and
+// 0.05 <= acc_base <= 0.95 so that such a difference can occur both ways); a test without that
+// power is "inconclusive: ...". items == 0: not computed.
 struct TaskResult {
   std::string task;      // "cloze-last-word"
   std::string spelling;  // how a hit is spelled (empty in certificates before the space rule)
   int64_t items = 0;
+  int64_t items_in_text = 0;  // items the held-out text had (items <= it; 0: not recorded)
   int64_t hits_base = 0, hits_quant = 0;
+  int64_t base_only = 0, quant_only = 0;  // discordant items: only the base / only the quantized model hit
   double acc_base = 0, acc_quant = 0, se_base = 0;
+  double min_detectable_diff = 0;  // |accuracy difference| detected with 80% power (alpha 0.05, two-sided)
+  int64_t items_for_5pt = 0;       // items the test needs to detect 0.05 with 80% power
   bool tl_holds = false;
+  std::string verdict;  // "task-lossless", "not task-lossless", "inconclusive: too few items"
 };
 void to_json(nlohmann::json& j, const TaskResult& v);
 void from_json(const nlohmann::json& j, TaskResult& v);

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "server/common/file_util.h"
 #include "server/common/half.h"
 #include "server/common/sha256.h"
@@ -12,6 +13,7 @@
 #include "server/model/model_loader.h"
 #include "server/quant/evaluator.h"
 #include "server/quant/input_gram.h"
+#include "server/quant/tl_power.h"
 
 namespace slq::quant {
 namespace {
@@ -137,17 +139,16 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
   s->stage_seconds_["eval_setup"] = Since(t0);  // e.g. the GPU mirror's upload
   SLQ_ASSIGN_OR_RETURN(s->calib_set_, s->eval_->AddBaseSet(s->data_.calibration));
   SLQ_ASSIGN_OR_RETURN(s->heldout_set_, s->eval_->AddBaseSet(s->data_.heldout));
-  // The base model's answers to the TL cloze (METHOD.md 1); only used at verification.
-  s->cloze_items_ = FindClozeItems(s->data_.heldout, *s->tokenizer_, 8, options.cloze_max_items);
-  {
-    const std::vector<std::vector<int32_t>>& am = s->eval_->BaseArgmax(s->heldout_set_);
-    SLQ_ASSIGN_OR_RETURN(
-        s->cloze_base_hits_,
-        ClozeHits(*s->model_, *s->tokenizer_, s->data_.heldout, s->cloze_items_, [&am](int64_t seq, int64_t pos) {
-          return am[static_cast<size_t>(seq)][static_cast<size_t>(pos - 1)];
-        }));
-  }
   s->stage_seconds_["base_logits"] = Since(t0);
+  // The base model's answers to the TL cloze (METHOD.md 1) on items from every held-out window;
+  // computed once per session, the quantized model's only at verification.
+  t0 = Clock::now();
+  if (options.cloze_max_items > 0) {
+    s->cloze_ = SelectClozeTask(s->data_.heldout_all, *s->tokenizer_, 8, options.cloze_max_items);
+    SLQ_ASSIGN_OR_RETURN(s->cloze_base_hits_, s->ClozeHitsOfModel());
+  }
+  s->stage_seconds_["cloze_base"] = Since(t0);
+  SLQ_RETURN_IF_ERROR(s->CheckTlTestable(s->target_));  // before any profiling
   // After the base logits: the rounding's own damage is part of every measurement.
   if (options.embeddings_fp16) {
     RoundKeptTensorsToFp16(*s->model_, !options.quantize_lm_head);
@@ -206,6 +207,7 @@ absl::Status QuantizationSession::Retarget(const PipelineOptions& options) {
   SLQ_ASSIGN_OR_RETURN(spec::VariantSpace variants, spec::ParseVariants(options.group_size, options.symmetric,
                                                                         options.symmetry, options.group_sizes));
   if (options.uniform_bits == 0) SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(target, formats, variants));
+  SLQ_RETURN_IF_ERROR(CheckTlTestable(target));  // the same items (equal keys): only the target matters
   const std::string model_id = opts_.model_id;
   opts_ = options;
   if (opts_.model_id.empty()) opts_.model_id = model_id.empty() ? options.model_path : model_id;
@@ -312,16 +314,72 @@ absl::StatusOr<FidelityReport> QuantizationSession::Verify(const std::map<std::s
   const auto t0 = Clock::now();
   std::vector<SequenceMetrics> per_seq;
   SLQ_ASSIGN_OR_RETURN(FidelityReport r, EvaluateOn(bits, heldout_set_, opts_.bootstrap_resamples, &per_seq));
-  // TL: the quantized model's cloze answers (first greedy token from the teacher-forced pass).
-  SLQ_ASSIGN_OR_RETURN(
-      std::vector<uint8_t> hits,
-      ClozeHits(*model_, *tokenizer_, data_.heldout, cloze_items_, [&per_seq](int64_t seq, int64_t pos) {
-        return per_seq[static_cast<size_t>(seq)].argmax_quant[static_cast<size_t>(pos - 1)];
-      }));
-  r.task = TaskFromHits(cloze_base_hits_, hits);
   stage_seconds_["verify"] = Since(t0);
+  // TL: the quantized model's cloze answers on the same items.
+  const auto t1 = Clock::now();
+  if (!cloze_.items.empty()) {
+    SLQ_ASSIGN_OR_RETURN(std::vector<uint8_t> hits, ClozeHitsOfModel());
+    r.task = TaskFromHits(cloze_base_hits_, hits);
+    r.task.items_in_text = cloze_.available;
+  }
+  stage_seconds_["cloze_verify"] = Since(t1);
   if (progress_) progress_("verify", 1);
   return r;
+}
+
+absl::StatusOr<std::vector<uint8_t>> QuantizationSession::ClozeHitsOfModel() const {
+  // First greedy token from a teacher-forced pass over the cloze's windows (the metric windows'
+  // cached logits cover only a few of them), further tokens by generation (cloze.h).
+  SLQ_ASSIGN_OR_RETURN(const std::vector<std::vector<int32_t>> am, TeacherForcedArgmax(*model_, cloze_.windows));
+  return ClozeHits(*model_, *tokenizer_, cloze_.windows, cloze_.items, [&am](int64_t seq, int64_t pos) {
+    return am[static_cast<size_t>(seq)][static_cast<size_t>(pos - 1)];
+  });
+}
+
+absl::Status QuantizationSession::CheckTlTestable(const Target& target) const {
+  if (target.kind != Target::Kind::kTaskLossless) return absl::OkStatus();
+  if (opts_.cloze_max_items <= 0) {
+    return absl::InvalidArgumentError(
+        "target tl needs the task-lossless cloze check, but it is turned off (cloze items 0); "
+        "allow items (slq quantize --cloze-items, default 2000) or choose an ear/kl/bits target");
+  }
+  const TaskResult t = TaskFromHits(cloze_base_hits_, cloze_base_hits_);
+  if (TlConclusive(t.acc_base, t.items)) return absl::OkStatus();
+  const double kb = static_cast<double>(data_.heldout_bytes) / 1024.0;
+  if (t.items > 0 && t.min_detectable_diff <= kTlDetectableDifference) {  // enough items, but a useless task
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "target tl: the base model completes %d of the %d cloze items of the held-out text (accuracy %.4f), so a "
+        "%.2f accuracy difference cannot show both ways on this text; give held-out text in the model's domain "
+        "(slq quantize --eval FILE, slqctl submit --eval), or choose an ear/kl/bits target",
+        t.hits_base, t.items, t.acc_base, kTlDetectableDifference));
+  }
+  const int64_t needed = t.items > 0 ? t.items_for_5pt : ItemsToDetect(0.5, kTlDetectableDifference);
+  const std::string what =
+      t.items == 0 ? absl::StrFormat("target tl: the task-lossless cloze has no items; it needs >= %d. ", needed)
+                   : absl::StrFormat(
+                         "target tl: the task-lossless cloze has %d items (base accuracy %.3f), so it detects only "
+                         "an accuracy difference of %.3f with 80%% power (alpha 0.05); a %.2f difference needs >= %d "
+                         "items. ",
+                         t.items, t.acc_base, t.min_detectable_diff, kTlDetectableDifference, needed);
+  if (cloze_.available >= needed) {
+    return absl::InvalidArgumentError(absl::StrCat(what, "The held-out text has ", cloze_.available,
+                                                   " items: allow >= ", needed,
+                                                   " (slq quantize --cloze-items; the default is 2000)"));
+  }
+  if (cloze_.available == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, absl::StrFormat("The held-out text (%.1f KB) has no sentence-final words to ask for; give held-out "
+                              "text of sentences (slq quantize --eval FILE, slqctl submit --eval), or choose an "
+                              "ear/kl/bits target (their certificates still report the cloze as information)",
+                              kb)));
+  }
+  const double per_kb = static_cast<double>(cloze_.available) / std::max(kb, 1e-9);
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, absl::StrFormat("The held-out text gave %d items from %.1f KB (%.1f items/KB): give about %.0f KB more "
+                            "held-out text (%.0f KB in all; slq quantize --eval FILE, slqctl submit --eval), or "
+                            "choose an ear/kl/bits target (their certificates still report the cloze as information)",
+                            cloze_.available, kb, per_kb, std::ceil((needed - cloze_.available) / per_kb),
+                            std::ceil(needed / per_kb))));
 }
 
 absl::StatusOr<PipelineResult> QuantizeModel(const PipelineOptions& options, const ProgressFn& progress,

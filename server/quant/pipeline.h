@@ -86,7 +86,9 @@ struct PipelineOptions {
   // bound (transfer_bound.h, one-sided z of the calibration -> held-out transfer) meets the
   // target. 0 = the plain calibration 95% bound (the old rule, which missed on held-out).
   double transfer_z = 1.96;
-  int64_t cloze_max_items = 256;  // TL cloze items from the held-out windows (cloze.h)
+  // TL cloze items wanted from the held-out text (all its windows, cloze.h); capped by the text;
+  // 0 = no TL check (a `tl` target then is refused).
+  int64_t cloze_max_items = 2000;
   bool quantize_lm_head = false;  // default: LM head kept at 16 bits
   bool embeddings_fp16 = true;    // round embeddings (+ unquantized LM head) to fp16
   std::string profile_cache_dir;  // empty: no profile cache
@@ -202,8 +204,14 @@ class QuantizationSession {
   EvalData data_;
   std::unique_ptr<EvalBackend> eval_;      // declared before mq_: mq_'s observer points into it
   int calib_set_ = -1, heldout_set_ = -1;  // eval_'s base sets
-  std::vector<ClozeItem> cloze_items_;     // TL task on the held-out windows
-  std::vector<uint8_t> cloze_base_hits_;   // the base model's hits (computed in Open)
+  // InvalidArgument when `target` is `tl` and the TL cloze cannot detect a 0.05 accuracy
+  // difference with 80% power (names the items it has and the held-out text it needs).
+  absl::Status CheckTlTestable(const Target& target) const;
+  // The current model's hits on the cloze items (base in Open, quantized in Verify).
+  absl::StatusOr<std::vector<uint8_t>> ClozeHitsOfModel() const;
+
+  ClozeTask cloze_;                       // TL task on the held-out text (windows + items)
+  std::vector<uint8_t> cloze_base_hits_;  // the base model's hits (computed in Open)
   std::unique_ptr<ModelQuantizer> mq_;
   std::map<std::string, double> stage_seconds_;
 };

@@ -26,9 +26,11 @@ absl::StatusOr<PipelineResult> QuantizationSession::Finish(const LayerProfiles& 
   if (res.target_met) {
     res.status = "met";
   } else if (target_.kind == Target::Kind::kTaskLossless && heldout.task.items > 0) {
+    const TaskResult& t = heldout.task;
     res.status = absl::StrFormat(
-        "failed on held-out: cloze accuracy %.4f vs base %.4f (|diff| > 1.96 x SE %.4f, %d items) at %.3f bits",
-        heldout.task.acc_quant, heldout.task.acc_base, heldout.task.se_base, static_cast<int>(heldout.task.items),
+        "failed on held-out: cloze %s: accuracy %.4f vs base %.4f (1.96 x SE %.4f; detects %.4f with 80%% power, %d "
+        "items) at %.3f bits",
+        t.verdict, t.acc_quant, t.acc_base, 1.96 * t.se_base, t.min_detectable_diff, static_cast<int>(t.items),
         search.avg_bits);
   } else if (!search.calibration_met) {
     res.status =

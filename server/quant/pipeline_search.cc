@@ -94,7 +94,8 @@ absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& p
       case Target::Kind::kKl:
         e.met = e.metric <= target_.value;
         break;
-      // TL: the KL proxy (with the transfer margin) and the cloze test on calibration.
+      // TL: the KL proxy (with the transfer margin). The cloze runs once, at held-out verification
+      // (its windows are held-out text; r.task is empty here and the term below is a no-op).
       case Target::Kind::kTaskLossless:
         e.met = e.metric <= target_.value && (r.task.items == 0 || r.task.tl_holds);
         break;
