@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "server/common/sha256.h"
@@ -88,6 +89,28 @@ std::vector<std::string> SplitDocuments(const std::string& text, std::string* ru
   return docs;
 }
 
+DocumentSplit SplitCalibrationHeldout(const std::string& text, double heldout_fraction) {
+  DocumentSplit s;
+  const std::vector<std::string> docs = SplitDocuments(text, &s.rule);
+  for (size_t i = 0; i < docs.size(); ++i) {
+    const double f = heldout_fraction;
+    const bool h = std::floor((i + 1) * f) > std::floor(i * f);
+    (h ? s.heldout : s.calibration).push_back(docs[i]);
+  }
+  return s;
+}
+
+std::string JoinDocuments(const std::vector<std::string>& docs, const std::string& rule) {
+  if (rule == "record-separator") return absl::StrJoin(docs, "\x1e");
+  std::string out;
+  for (const std::string& d : docs) {
+    if (!out.empty() && rule == "paragraphs") out += "\n";
+    out += d;
+    if (out.back() != '\n') out += "\n";
+  }
+  return out;
+}
+
 absl::StatusOr<EvalData> PrepareEvalData(const std::string& text, const Tokenizer& tokenizer, const EvalDataOptions& o,
                                          const std::string* heldout_text) {
   if (!(o.heldout_fraction > 0 && o.heldout_fraction < 1) || o.seq_len < 2 || o.min_seq_len < 2 ||
@@ -98,20 +121,18 @@ absl::StatusOr<EvalData> PrepareEvalData(const std::string& text, const Tokenize
   }
   EvalData d;
   d.data_sha256 = Sha256Hex(text);
-  const std::vector<std::string> docs = SplitDocuments(text, &d.split_rule);
   std::vector<std::string> calib, held;
   if (heldout_text != nullptr) {
-    calib = docs;
+    calib = SplitDocuments(text, &d.split_rule);
     d.heldout_sha256 = Sha256Hex(*heldout_text);
     std::string rule;
     held = SplitDocuments(*heldout_text, &rule);
     if (rule != d.split_rule) d.split_rule = absl::StrCat(d.split_rule, " / held-out ", rule);
   } else {
-    for (size_t i = 0; i < docs.size(); ++i) {
-      const double f = o.heldout_fraction;
-      const bool h = std::floor((i + 1) * f) > std::floor(i * f);
-      (h ? held : calib).push_back(docs[i]);
-    }
+    DocumentSplit s = SplitCalibrationHeldout(text, o.heldout_fraction);
+    calib = std::move(s.calibration);
+    held = std::move(s.heldout);
+    d.split_rule = std::move(s.rule);
   }
   d.documents = static_cast<int64_t>(calib.size() + held.size());
   d.calibration_documents = static_cast<int64_t>(calib.size());
