@@ -123,21 +123,28 @@ class Harness:
     def split(self):
         calib, held = self.path("calib.txt"), self.path("heldout.txt")
         if not (os.path.exists(calib) and os.path.exists(held)):
-            run([self.a.slq, "split", self.a.text, "--calib", calib, "--heldout", held], self.path("split.log"))
+            run([self.a.slq, "split", self.a.text, "--calib", calib + ".part", "--heldout", held + ".part"],
+                self.path("split.log"))
+            os.rename(calib + ".part", calib)
+            os.rename(held + ".part", held)
         return calib, held
 
     def export_base(self):
         out = self.path("base-f32.gguf")
         if not os.path.exists(out):
-            run([self.a.slq, "export", self.a.model, "--format", "gguf", "--dtype", "f32", "--out", out],
+            run([self.a.slq, "export", self.a.model, "--format", "gguf", "--dtype", "f32", "--out", out + ".part"],
                 self.path("base-export.log"))
+            os.rename(out + ".part", out)
         return out
 
     def imatrix(self, base, calib):
         out = self.path("imatrix.gguf")
         if not os.path.exists(out):
-            run([self.bin("llama-imatrix"), "-m", base, "-f", calib, "-o", out] + self.common,
-                self.path("imatrix.log"))
+            cmd = [self.bin("llama-imatrix"), "-m", base, "-f", calib, "-o", out + ".part.gguf", "--process-output"]
+            if self.a.imatrix_chunks:
+                cmd += ["--chunks", str(self.a.imatrix_chunks)]
+            run(cmd + self.common, self.path("imatrix.log"))
+            os.rename(out + ".part.gguf", out)
         return out
 
     def quantize(self, base, typ, imatrix):
@@ -147,16 +154,18 @@ class Harness:
                    "f32"]
             if imatrix:
                 cmd += ["--imatrix", imatrix]
-            run(cmd + [base, out, typ, str(self.a.threads)], out + ".quantize.log")
+            run(cmd + [base, out + ".part", typ, str(self.a.threads)], out + ".quantize.log")
+            os.rename(out + ".part", out)
         return out
 
     def score_base(self, base, held):
         kld_base = self.path("base.kld")
         if not os.path.exists(kld_base):
-            cmd = [self.bin("llama-perplexity"), "-m", base, "-f", held, "--kl-divergence-base", kld_base]
+            cmd = [self.bin("llama-perplexity"), "-m", base, "-f", held, "--kl-divergence-base", kld_base + ".part"]
             if self.a.chunks:
                 cmd += ["--chunks", str(self.a.chunks)]
             run(cmd + self.common, self.path("base.ppl.log"))
+            os.rename(kld_base + ".part", kld_base)
         return kld_base
 
     def score(self, gguf_path, kld_base):
@@ -169,8 +178,9 @@ class Harness:
     def export_artifact(self, name, artifact):
         out = self.path(f"slq-{name}-f32.gguf")
         if not os.path.exists(out):
-            run([self.a.slq, "export", artifact, "--format", "gguf", "--dtype", "f32", "--out", out],
+            run([self.a.slq, "export", artifact, "--format", "gguf", "--dtype", "f32", "--out", out + ".part"],
                 out + ".export.log")
+            os.rename(out + ".part", out)
         return out
 
 
@@ -217,6 +227,8 @@ def main():
     p.add_argument("--no-imatrix", action="store_true", help="skip the imatrix variants")
     p.add_argument("--ctx", type=int, default=128, help="context length for every llama-perplexity run")
     p.add_argument("--chunks", type=int, default=0, help="at most this many chunks of heldout.txt (0 = all)")
+    p.add_argument("--imatrix-chunks", type=int, default=0,
+                   help="llama-imatrix on at most this many chunks of calib.txt (0 = all)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", required=True, help="report basename: writes OUT.md and OUT.json")
     a = p.parse_args()

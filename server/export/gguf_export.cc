@@ -234,8 +234,8 @@ absl::StatusOr<Source> LoadSource(const std::string& dir) {
   }
   absl::StatusOr<std::unique_ptr<Model>> m = LoadModel(dir);
   if (!m.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(dir, " is neither an slq artifact (no manifest.json) nor a model: ",
-                                                   m.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, " is neither an slq artifact (no manifest.json) nor a model: ", m.status().message()));
   }
   return Source{std::move(*m), "slq export of " + dir};
 }

@@ -174,9 +174,9 @@ int Split(const std::string& text_path, const std::string& calib_path, const std
       return 1;
     }
   }
-  std::cerr << "slq split: " << s.calibration.size() + s.heldout.size() << " documents (" << s.rule << "): "
-            << s.calibration.size() << " -> " << calib_path << ", " << s.heldout.size() << " -> " << heldout_path
-            << "\n";
+  std::cerr << "slq split: " << s.calibration.size() + s.heldout.size() << " documents (" << s.rule
+            << "): " << s.calibration.size() << " -> " << calib_path << ", " << s.heldout.size() << " -> "
+            << heldout_path << "\n";
   return 0;
 }
 
@@ -256,8 +256,8 @@ int main(int argc, char** argv) {
                  "or f16 (every linear dequantized, the LM head as its own tensor)");
   std::string sp_text, sp_calib, sp_heldout;
   double sp_fraction = 0.5;
-  CLI::App* sp = app.add_subcommand(
-      "split", "Write the calibration and held-out sides of quantize's document split as two texts");
+  CLI::App* sp =
+      app.add_subcommand("split", "Write the calibration and held-out sides of quantize's document split as two texts");
   sp->add_option("text", sp_text, "Text to split (as given to quantize --data)")->required();
   sp->add_option("--calib", sp_calib, "Where to write the calibration documents")->required();
   sp->add_option("--heldout", sp_heldout, "Where to write the held-out documents")->required();

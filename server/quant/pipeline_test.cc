@@ -76,9 +76,9 @@ TEST(EvalDataTest, SplitSidesJoinBackToTheSameDocuments) {
       EXPECT_EQ(SplitDocuments(JoinDocuments(*side, s.rule), &rule), *side) << file;
       EXPECT_EQ(rule, s.rule);
     }
-    auto tok = Tokenizer::FromHfDir(testing::ModelsDir() + (std::string(file) == "/tinystories-valid-part1.txt"
-                                                                 ? "/tinystories-656k"
-                                                                 : "/docs-19m"));
+    auto tok =
+        Tokenizer::FromHfDir(testing::ModelsDir() +
+                             (std::string(file) == "/tinystories-valid-part1.txt" ? "/tinystories-656k" : "/docs-19m"));
     ASSERT_TRUE(tok.ok());
     EvalDataOptions o;
     auto whole = PrepareEvalData(*text, **tok, o);
