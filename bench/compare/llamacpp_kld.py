@@ -30,6 +30,9 @@ TYPES = ["Q4_0", "Q4_1", "IQ4_NL", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "Q8_0
 # is quantized like the rest of the linears (Q4_K is llama.cpp's Q4_K_M recipe, Q5_K Q5_K_M).
 HEAD_TYPE = {"Q4_0": "q4_0", "Q4_1": "q4_1", "IQ4_NL": "iq4_nl", "Q5_0": "q5_0", "Q5_1": "q5_1",
              "Q4_K": "q4_K", "Q5_K": "q5_K", "Q6_K": "q6_K", "Q8_0": "q8_0"}
+# llama.cpp's own fallback (llama-quant.cpp tensor_type_fallback) for rows that are not a multiple of
+# a K-quant's 256-value block: --output-tensor-type bypasses it, so the harness applies it to the head.
+K_FALLBACK = {"q4_K": "q5_0", "q5_K": "q5_1", "q6_K": "q8_0"}
 LINEAR = re.compile(r"^(blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)|output)\.weight$")
 
 
@@ -67,6 +70,15 @@ def linear_bits_gguf(path):
     if not has_output:
         raise SystemExit(f"{path} has no output.weight: the LM head would be the embedding (not counted)")
     return bits / params, types
+
+
+def head_columns(path):
+    """The LM head's row length (ne[0] of output.weight) in a GGUF."""
+    import gguf
+    for t in gguf.GGUFReader(path).tensors:
+        if t.name == "output.weight":
+            return int(t.shape[0])
+    raise SystemExit(f"{path} has no output.weight")
 
 
 def artifact_bits(artifact):
@@ -150,8 +162,10 @@ class Harness:
     def quantize(self, base, typ, imatrix):
         out = self.path(f"{typ}{'-imat' if imatrix else ''}.gguf")
         if not os.path.exists(out):
-            cmd = [self.bin("llama-quantize"), "--output-tensor-type", HEAD_TYPE[typ], "--token-embedding-type",
-                   "f32"]
+            head = HEAD_TYPE[typ]
+            if head in K_FALLBACK and head_columns(base) % 256 != 0:
+                head = K_FALLBACK[head]
+            cmd = [self.bin("llama-quantize"), "--output-tensor-type", head, "--token-embedding-type", "f32"]
             if imatrix:
                 cmd += ["--imatrix", imatrix]
             run(cmd + [base, out + ".part", typ, str(self.a.threads)], out + ".quantize.log")
