@@ -97,7 +97,13 @@ def artifact_bits(artifact):
         kinds[key] = kinds.get(key, 0) + 1
     if "lm_head" not in m["linears"]:
         raise SystemExit(f"{artifact}: no lm_head among the manifest's linears")
-    return bits / params, kinds
+    return bits / params, kinds, m.get("certificate", {}).get("target", "")
+
+
+def budget_of(target, bits):
+    """The bit budget an artifact is compared at: X of a `bits<=X` target, else its own bits."""
+    mm = re.fullmatch(r"\s*bits\s*<=\s*([0-9.]+)\s*", target or "")
+    return float(mm.group(1)) if mm else bits
 
 
 def parse_kld(log_path):
@@ -216,15 +222,17 @@ def markdown(res):
                  f"{r['bits']:.3f} | {f(r['kld'])} [{f(r['kld_lo95'])}, {f(r['kld_hi95'])}] | "
                  f"{100 * r['same_top1']:.2f}% | {r['ppl']:.4f} | {types} |")
     if res["slq"]:
-        L += ["", "| slq artifact | bits | KLD | best llama.cpp <= bits (no imatrix) | ratio | "
-              "best llama.cpp <= bits (imatrix incl.) | ratio |", "|---|---|---|---|---|---|---|"]
+        L += ["", "Each artifact against the lowest-KLD llama.cpp type at <= its budget (X of its `bits<=X` target, "
+              "else its own bits); ratio = KLD(slq) / KLD(llama.cpp), means.", "",
+              "| slq artifact | budget | bits | KLD | best llama.cpp <= budget (no imatrix) | ratio | "
+              "best llama.cpp <= budget (imatrix incl.) | ratio |", "|---|---|---|---|---|---|---|---|"]
         for r in sorted(res["slq"], key=lambda r: r["bits"]):
             cells = []
             for key in ("vs_plain", "vs_imatrix"):
                 b = r[key]
                 cells += [f"{b['name']} ({b['bits']:.3f} b, {f(b['kld'])})", f"{b['ratio']:.2f}x"] if b else \
                     ["none at <= these bits", "-"]
-            L.append(f"| {r['name']} | {r['bits']:.3f} | {f(r['kld'])} | " + " | ".join(cells) + " |")
+            L.append(f"| {r['name']} | {r['budget']:g} | {r['bits']:.3f} | {f(r['kld'])} | " + " | ".join(cells) + " |")
     return "\n".join(L) + "\n"
 
 
@@ -275,11 +283,12 @@ def main():
     slq_rows = []
     for name, art in artifacts:
         g = h.export_artifact(name, art)
-        bits, kinds = artifact_bits(art)
-        r = {"kind": "slq", "name": name, "artifact": art, "bits": bits, "types": kinds, "gguf": g,
-             **h.score(g, kld_base)}
+        bits, kinds, target = artifact_bits(art)
+        budget = budget_of(target, bits)
+        r = {"kind": "slq", "name": name, "artifact": art, "bits": bits, "target": target, "budget": budget,
+             "types": kinds, "gguf": g, **h.score(g, kld_base)}
         for key, im_ok in (("vs_plain", False), ("vs_imatrix", True)):
-            b = best_at(rows, bits, im_ok)
+            b = best_at(rows, budget, im_ok)
             r[key] = None if b is None else {"name": b["name"] + (" +imatrix" if b["imatrix"] else ""),
                                              "bits": b["bits"], "kld": b["kld"], "ratio": r["kld"] / b["kld"]}
         slq_rows.append(r)
