@@ -242,7 +242,7 @@ absl::StatusOr<Source> LoadSource(const std::string& dir) {
 
 }  // namespace
 
-absl::Status ExportGguf(const std::string& artifact_dir, const std::string& out_path,
+absl::Status ExportGguf(const std::string& artifact_or_model_dir, const std::string& out_path,
                         const GgufExportOptions& options) {
   if (options.dtype != "exact" && options.dtype != "f32" && options.dtype != "f16") {
     return absl::InvalidArgumentError(
@@ -255,7 +255,7 @@ absl::Status ExportGguf(const std::string& artifact_dir, const std::string& out_
     if (exact) return DenseType(v);
     return options.dtype == "f32" ? GgmlType::kF32 : GgmlType::kF16;
   };
-  SLQ_ASSIGN_OR_RETURN(Source a, LoadSource(artifact_dir));
+  SLQ_ASSIGN_OR_RETURN(Source a, LoadSource(artifact_or_model_dir));
   const Model& m = *a.model;
   const ModelConfig& c = m.config;
   // llama.cpp's "llama" architecture ropes interleaved pairs: HF (rotate-half) q/k rows are
@@ -270,9 +270,9 @@ absl::Status ExportGguf(const std::string& artifact_dir, const std::string& out_
   }
 
   // First pass: refuse before writing anything.
-  absl::StatusOr<GgufTokenizer> tok = GgufTokenizerFromDir(artifact_dir, c.vocab_size);
+  absl::StatusOr<GgufTokenizer> tok = GgufTokenizerFromDir(artifact_or_model_dir, c.vocab_size);
   if (!tok.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("the artifact's tokenizer cannot be written as GGUF metadata: ",
+    return absl::InvalidArgumentError(absl::StrCat("the tokenizer cannot be written as GGUF metadata: ",
                                                    tok.status().message(), ". Export it with --format hf instead."));
   }
   struct Planned {
