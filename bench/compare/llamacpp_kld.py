@@ -100,6 +100,15 @@ def artifact_bits(artifact):
     return bits / params, kinds, m.get("certificate", {}).get("target", "")
 
 
+def same_split(artifact, calib, held):
+    """Whether the artifact was calibrated on calib and verified on held (its certificate's sha256s)."""
+    import hashlib
+    c = json.load(open(os.path.join(artifact, "manifest.json"))).get("certificate", {})
+    sha = lambda path: hashlib.sha256(open(path, "rb").read()).hexdigest()
+    return (c.get("dataset", {}).get("sha256") == sha(calib) and
+            c.get("heldout_dataset", {}).get("sha256") == sha(held))
+
+
 def budget_of(target, bits):
     """The bit budget an artifact is compared at: X of a `bits<=X` target, else its own bits."""
     mm = re.fullmatch(r"\s*bits\s*<=\s*([0-9.]+)\s*", target or "")
@@ -285,7 +294,11 @@ def main():
         g = h.export_artifact(name, art)
         bits, kinds, target = artifact_bits(art)
         budget = budget_of(target, bits)
-        r = {"kind": "slq", "name": name, "artifact": art, "bits": bits, "target": target, "budget": budget,
+        if not same_split(art, calib, held):
+            log(f"WARNING: {name} was not made with --data {calib} --eval {held}: its KLD is still measured on "
+                "heldout.txt, but its calibration text differs from llama.cpp's (marked in the report)")
+        r = {"kind": "slq", "name": name + ("" if same_split(art, calib, held) else " (other split!)"),
+             "artifact": art, "bits": bits, "target": target, "budget": budget,
              "types": kinds, "gguf": g, **h.score(g, kld_base)}
         for key, im_ok in (("vs_plain", False), ("vs_imatrix", True)):
             b = best_at(rows, budget, im_ok)
