@@ -379,6 +379,108 @@ TEST(ExportGgufTest, RefusesNamingTheFirstLayerWithoutAnExactType) {
   fs::remove_all(artifact);
 }
 
+// `w` ([rows, cols] of HF linear `name`) with q/k rows in llama.cpp's interleaved RoPE order.
+std::vector<float> InGgufRowOrder(const std::string& name, std::vector<float> w, const ModelConfig& c) {
+  const bool q = name.ends_with("q_proj"), k = name.ends_with("k_proj");
+  if (!q && !k) return w;
+  const std::vector<int64_t> order = RopeRowOrder(q ? c.num_heads : c.num_kv_heads, c.head_dim, true);
+  const size_t cols = w.size() / order.size();
+  std::vector<float> p(w.size());
+  for (size_t r = 0; r < order.size(); ++r) std::copy_n(w.begin() + order[r] * cols, cols, p.begin() + r * cols);
+  return p;
+}
+
+std::string GgufName(const std::string& hf, int layer) {
+  if (hf == "lm_head") return "output.weight";
+  static const std::map<std::string, std::string> kNames = {
+      {"self_attn.q_proj", "attn_q"},      {"self_attn.k_proj", "attn_k"}, {"self_attn.v_proj", "attn_v"},
+      {"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"},  {"mlp.up_proj", "ffn_up"},
+      {"mlp.down_proj", "ffn_down"}};
+  return "blk." + std::to_string(layer) + "." + kNames.at(hf.substr(hf.find('.', 13) + 1)) + ".weight";
+}
+
+// Every linear of `m` (the tied LM head included, as "output") is in g as `type` (0 = F32: the
+// exact values; 1 = F16: each value rounded to fp16), in llama.cpp's row order.
+void ExpectDequantizedLinears(const GgufFile& g, const Model& m, uint32_t type) {
+  int checked = 0;
+  for (const ConstLinearSlot& slot : m.LinearSlots()) {
+    const std::string name = GgufName(slot.name, slot.layer);
+    ASSERT_EQ(g.tensors.count(name), 1u) << name;
+    const GgufTensor& t = g.tensors.at(name);
+    EXPECT_EQ(t.type, type) << name;
+    EXPECT_EQ(t.ne, (std::vector<uint64_t>{static_cast<uint64_t>(slot.op->in_features()),
+                                           static_cast<uint64_t>(slot.op->out_features())}))
+        << name;
+    std::vector<float> want = InGgufRowOrder(slot.name, slot.op->WeightF32(), m.config);
+    if (type == 1) {
+      for (float& x : want) x = HalfToFloat(FloatToHalf(x));
+    }
+    EXPECT_EQ(Dequant(g, t), want) << name << " is not the artifact's dequantized weight";
+    ++checked;
+  }
+  EXPECT_EQ(checked, 7 * m.config.num_layers + 1);
+}
+
+// --dtype f32: every quantized linear (6-bit too, which has no exact GGUF type) is written as its
+// dequantized fp32 matrix, bit for bit; the tied LM head is written as its own tensor.
+TEST(ExportGgufTest, DequantizedF32IsTheArtifactsDequantizationExactly) {
+  const std::string artifact = MakeArtifact("gguf_deq", /*odd=*/true);
+  ASSERT_FALSE(artifact.empty());
+  auto a = quant::LoadArtifact(artifact);
+  ASSERT_TRUE(a.ok()) << a.status();
+  const Model& m = *a->model;
+  ASSERT_TRUE(m.config.tie_word_embeddings);
+  for (const char* dtype : {"f32", "f16"}) {
+    const std::string out = TempDir(std::string("gguf_deq_") + dtype) + ".gguf";
+    absl::Status s = ExportGguf(artifact, out, {.dtype = dtype});
+    ASSERT_TRUE(s.ok()) << s;
+    GgufFile g = ReadGguf(out);
+    const uint32_t type = std::string(dtype) == "f32" ? 0u : 1u;
+    EXPECT_EQ(g.tensors.size(), 1 + 2 * m.config.num_layers + 1 + 7 * m.config.num_layers + 1);
+    ExpectDequantizedLinears(g, m, type);
+    std::vector<float> embed = m.embed;
+    if (type == 1) {
+      for (float& x : embed) x = HalfToFloat(FloatToHalf(x));
+    }
+    EXPECT_EQ(g.tensors["token_embd.weight"].type, type);
+    EXPECT_EQ(Dequant(g, g.tensors["token_embd.weight"]), embed);
+    EXPECT_EQ(g.strings["tokenizer.ggml.model"], "llama");
+    fs::remove(out);
+  }
+  fs::remove_all(artifact);
+}
+
+// A model folder (no manifest.json) exports as its own weights, unquantized.
+TEST(ExportGgufTest, BaseModelExportIsTheModelsWeights) {
+  const std::string src = testing::ModelsDir() + "/tinystories-656k";
+  auto model = LoadModel(src);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::string out = TempDir("gguf_base") + ".gguf";
+  absl::Status s = ExportGguf(src, out, {.dtype = "f32"});
+  ASSERT_TRUE(s.ok()) << s;
+  GgufFile g = ReadGguf(out);
+  ExpectDequantizedLinears(g, **model, 0);
+  EXPECT_EQ(Dequant(g, g.tensors["token_embd.weight"]), (*model)->embed);
+  EXPECT_EQ(Dequant(g, g.tensors["output_norm.weight"]), (*model)->final_norm);
+  EXPECT_EQ(g.strings["general.name"], "slq export of " + src);
+  fs::remove(out);
+}
+
+TEST(ExportGgufTest, RefusesAnUnknownDtypeAndAFolderThatIsNoModel) {
+  const std::string src = testing::ModelsDir() + "/tinystories-656k";
+  const std::string out = TempDir("gguf_bad") + ".gguf";
+  absl::Status s = ExportGguf(src, out, {.dtype = "bf16"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("exact"), std::string::npos) << s;
+  const std::string empty = TempDir("gguf_empty_dir");
+  fs::create_directories(empty);
+  s = ExportGguf(empty, out, {.dtype = "f32"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("neither an slq artifact"), std::string::npos) << s;
+  EXPECT_FALSE(fs::exists(out));
+  fs::remove_all(empty);
+}
+
 TEST(GgufTokenizerTest, ByteFallbackBpeIsLlamaWithMergeRankScores) {
   auto t = GgufTokenizerFromDir(testing::ModelsDir() + "/tinystories-656k", 2048);
   ASSERT_TRUE(t.ok()) << t.status();
@@ -526,12 +628,10 @@ TEST(ExportGgufTest, LlamaCppTokenizesLikeSlq) {
 }
 
 // llama.cpp loads the file and its greedy continuation equals slq's (token by token for 32 tokens).
-TEST(ExportGgufTest, LlamaCppGeneratesLikeSlq) {
-  const std::string bin = LlamaCppBin("llama-simple");
-  if (bin.empty()) GTEST_SKIP() << "no llama-simple in SLQ_LLAMA_CPP_BIN_DIR: loading in llama.cpp not tested";
-  const std::string artifact = MakeArtifact("gguf_gen");
+void ExpectLlamaCppGeneratesLikeSlq(const std::string& bin, bool odd, const std::string& dtype) {
+  const std::string artifact = MakeArtifact("gguf_gen", odd);
   const std::string out = TempDir("gguf_gen_out") + ".gguf";
-  ASSERT_TRUE(ExportGguf(artifact, out).ok());
+  ASSERT_TRUE(ExportGguf(artifact, out, {.dtype = dtype}).ok());
   auto a = quant::LoadArtifact(artifact);
   ASSERT_TRUE(a.ok());
   auto tok = Tokenizer::FromHfDir(artifact);
@@ -546,9 +646,22 @@ TEST(ExportGgufTest, LlamaCppGeneratesLikeSlq) {
   }
   const std::string want = (*tok)->Decode(std::span<const int32_t>(ids).subspan(prompt));
   const std::string got = RunCommand("timeout 120 " + bin + " -m " + out + " -n 32 'Once upon a time' 2>/dev/null");
-  EXPECT_NE(got.find(want), std::string::npos) << "llama.cpp: " << got << "\nslq: " << want;
+  EXPECT_NE(got.find(want), std::string::npos) << dtype << " llama.cpp: " << got << "\nslq: " << want;
   fs::remove(out);
   fs::remove_all(artifact);
+}
+
+TEST(ExportGgufTest, LlamaCppGeneratesLikeSlq) {
+  const std::string bin = LlamaCppBin("llama-simple");
+  if (bin.empty()) GTEST_SKIP() << "no llama-simple in SLQ_LLAMA_CPP_BIN_DIR: loading in llama.cpp not tested";
+  ExpectLlamaCppGeneratesLikeSlq(bin, /*odd=*/false, "exact");
+}
+
+// The dequantized f32 export (a 6-bit layer included) in llama.cpp continues like the artifact.
+TEST(ExportGgufTest, LlamaCppGeneratesLikeSlqFromTheDequantizedExport) {
+  const std::string bin = LlamaCppBin("llama-simple");
+  if (bin.empty()) GTEST_SKIP() << "no llama-simple in SLQ_LLAMA_CPP_BIN_DIR: loading in llama.cpp not tested";
+  ExpectLlamaCppGeneratesLikeSlq(bin, /*odd=*/true, "f32");
 }
 
 }  // namespace

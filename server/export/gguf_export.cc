@@ -1,6 +1,7 @@
 #include "server/export/gguf_export.h"
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "server/export/gguf_tokenizer.h"
 #include "server/export/hf_export.h"
 #include "server/model/linear.h"
+#include "server/model/model_loader.h"
 #include "server/quant/artifact.h"
 
 namespace slq::exporter {
@@ -220,10 +222,40 @@ std::string GgufLinearName(const std::string& hf) {
   return hf;
 }
 
+// The artifact's model and its source name, or (no manifest.json) the model folder itself.
+struct Source {
+  std::unique_ptr<Model> model;
+  std::string name;
+};
+absl::StatusOr<Source> LoadSource(const std::string& dir) {
+  if (std::filesystem::exists(std::filesystem::path(dir) / "manifest.json")) {
+    SLQ_ASSIGN_OR_RETURN(quant::LoadedArtifact a, quant::LoadArtifact(dir));
+    return Source{std::move(a.model), "slq export of " + std::string(a.manifest.value("source_model", dir))};
+  }
+  absl::StatusOr<std::unique_ptr<Model>> m = LoadModel(dir);
+  if (!m.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, " is neither an slq artifact (no manifest.json) nor a model: ", m.status().message()));
+  }
+  return Source{std::move(*m), "slq export of " + dir};
+}
+
 }  // namespace
 
-absl::Status ExportGguf(const std::string& artifact_dir, const std::string& out_path) {
-  SLQ_ASSIGN_OR_RETURN(quant::LoadedArtifact a, quant::LoadArtifact(artifact_dir));
+absl::Status ExportGguf(const std::string& artifact_or_model_dir, const std::string& out_path,
+                        const GgufExportOptions& options) {
+  if (options.dtype != "exact" && options.dtype != "f32" && options.dtype != "f16") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GGUF dtype must be exact (the artifact's quantized types), f32 or f16 (dequantized), got '",
+                     options.dtype, "'"));
+  }
+  const bool exact = options.dtype == "exact";
+  // Dense tensors: exact -> F16 where every value is an fp16, else F32; or the dtype asked for.
+  auto dense_type = [&](const std::vector<float>& v) {
+    if (exact) return DenseType(v);
+    return options.dtype == "f32" ? GgmlType::kF32 : GgmlType::kF16;
+  };
+  SLQ_ASSIGN_OR_RETURN(Source a, LoadSource(artifact_or_model_dir));
   const Model& m = *a.model;
   const ModelConfig& c = m.config;
   // llama.cpp's "llama" architecture ropes interleaved pairs: HF (rotate-half) q/k rows are
@@ -238,9 +270,9 @@ absl::Status ExportGguf(const std::string& artifact_dir, const std::string& out_
   }
 
   // First pass: refuse before writing anything.
-  absl::StatusOr<GgufTokenizer> tok = GgufTokenizerFromDir(artifact_dir, c.vocab_size);
+  absl::StatusOr<GgufTokenizer> tok = GgufTokenizerFromDir(artifact_or_model_dir, c.vocab_size);
   if (!tok.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("the artifact's tokenizer cannot be written as GGUF metadata: ",
+    return absl::InvalidArgumentError(absl::StrCat("the tokenizer cannot be written as GGUF metadata: ",
                                                    tok.status().message(), ". Export it with --format hf instead."));
   }
   struct Planned {
@@ -250,10 +282,10 @@ absl::Status ExportGguf(const std::string& artifact_dir, const std::string& out_
   };
   std::vector<Planned> linears;
   for (const ConstLinearSlot& s : m.LinearSlots()) {
-    if (s.name == "lm_head" && c.tie_word_embeddings) {
+    if (exact && s.name == "lm_head" && c.tie_word_embeddings) {
       if (auto* d = dynamic_cast<const DenseLinear*>(s.op); d && d->weight() == m.embed) continue;
     }
-    if (const PackedLinear* q = s.op->packed()) {
+    if (const PackedLinear* q = s.op->packed(); q != nullptr && exact) {
       absl::StatusOr<GgmlType> t = ExactType(*q);
       if (!t.ok()) {
         return absl::InvalidArgumentError(absl::StrCat("layer ", s.name, " (", s.op->Describe(),
@@ -262,13 +294,13 @@ absl::Status ExportGguf(const std::string& artifact_dir, const std::string& out_
       }
       linears.push_back({s.name, s.op, *t});
     } else {
-      linears.push_back({s.name, s.op, GgmlType::kF32});  // decided below from the values
+      linears.push_back({s.name, s.op, GgmlType::kF32});  // dense or dequantized: typed below
     }
   }
 
   GgufWriter w;
   w.KvStr("general.architecture", arch);
-  w.KvStr("general.name", "slq export of " + std::string(a.manifest.value("source_model", artifact_dir)));
+  w.KvStr("general.name", a.name);
   w.KvU32("general.alignment", static_cast<uint32_t>(kAlignment));
   w.KvU32(arch + ".context_length", static_cast<uint32_t>(c.max_position_embeddings));
   w.KvU32(arch + ".embedding_length", static_cast<uint32_t>(c.hidden_size));
@@ -302,8 +334,8 @@ absl::Status ExportGguf(const std::string& artifact_dir, const std::string& out_
   if (!tok->chat_template.empty()) w.KvStr("tokenizer.chat_template", tok->chat_template);
 
   const uint64_t H = static_cast<uint64_t>(c.hidden_size);
-  w.Tensor("token_embd.weight", {H, static_cast<uint64_t>(c.vocab_size)}, DenseType(m.embed),
-           Bytes(m.embed, DenseType(m.embed)));
+  w.Tensor("token_embd.weight", {H, static_cast<uint64_t>(c.vocab_size)}, dense_type(m.embed),
+           Bytes(m.embed, dense_type(m.embed)));
   for (const Planned& p : linears) {
     const int64_t rows = p.op->out_features(), cols = p.op->in_features();
     std::vector<int64_t> order(static_cast<size_t>(rows));
@@ -312,12 +344,12 @@ absl::Status ExportGguf(const std::string& artifact_dir, const std::string& out_
     if (permute_qk && (is_q || is_k)) order = RopeRowOrder(is_q ? c.num_heads : c.num_kv_heads, c.head_dim, true);
     const std::string name = GgufLinearName(p.name) + ".weight";
     const std::vector<uint64_t> ne = {static_cast<uint64_t>(cols), static_cast<uint64_t>(rows)};
-    if (const PackedLinear* q = p.op->packed()) {
+    if (const PackedLinear* q = p.op->packed(); q != nullptr && exact) {
       w.Tensor(name, ne, p.type, EncodeBlocks(q->view, p.type, order));
     } else {
       std::vector<float> wt = p.op->WeightF32(), permuted(wt.size());
       for (int64_t r = 0; r < rows; ++r) std::copy_n(wt.begin() + order[r] * cols, cols, permuted.begin() + r * cols);
-      const GgmlType t = DenseType(permuted);
+      const GgmlType t = dense_type(permuted);
       w.Tensor(name, ne, t, Bytes(permuted, t));
     }
   }

@@ -1,13 +1,15 @@
 // slq: the offline command line (no server needed).
 //   slq quantize MODEL --target 'ear>=0.99' --formats 4-5-6-7-8 --data TEXT --out DIR
 //   slq generate MODEL_OR_ARTIFACT "prompt" [--max-tokens N --temperature T --seed S]
-//   slq export ARTIFACT --format hf|gguf --out DIR|FILE [--dtype bf16|fp16|fp32]
+//   slq export ARTIFACT_OR_MODEL --format hf|gguf --out DIR|FILE [--dtype ...]
+//   slq split TEXT --calib CALIB.txt --heldout HELDOUT.txt   (quantize's own document split)
 // MODEL is an HF folder or a llama2.c .bin (then --tokenizer tok.bin); an artifact is a
 // directory written by `slq quantize` (its checksums are verified on load).
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "absl/strings/str_format.h"
@@ -18,6 +20,7 @@
 #include "server/model/model_loader.h"
 #include "server/model/tokenizer/tokenizer.h"
 #include "server/quant/artifact.h"
+#include "server/quant/eval_data.h"
 #include "server/quant/pipeline.h"
 #include "server/spec/job_spec.h"
 #include "server/worker/eval_device.h"
@@ -124,9 +127,9 @@ int Generate(const std::string& path, const std::string& tokenizer_path, const s
 int Export(const std::string& artifact, const std::string& format, const std::string& out, const std::string& dtype) {
   absl::Status s;
   if (format == "hf") {
-    s = slq::exporter::ExportHf(artifact, out, {.dtype = dtype});
+    s = slq::exporter::ExportHf(artifact, out, {.dtype = dtype.empty() ? "bf16" : dtype});
   } else if (format == "gguf") {
-    s = slq::exporter::ExportGguf(artifact, out);
+    s = slq::exporter::ExportGguf(artifact, out, {.dtype = dtype.empty() ? "exact" : dtype});
   } else {
     std::cerr << "slq export: --format must be hf or gguf, got '" << format << "'\n";
     return 2;
@@ -136,6 +139,45 @@ int Export(const std::string& artifact, const std::string& format, const std::st
     return s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kFailedPrecondition ? 2 : 1;
   }
   std::cerr << "slq export: wrote " << out << " (" << format << ")\n";
+  return 0;
+}
+
+// Writes the two sides of quantize's calibration / held-out document split as texts that split
+// back into the same documents, so `slq quantize --data CALIB --eval HELDOUT` and external tools
+// see exactly the documents slq's own split gives each side.
+int Split(const std::string& text_path, const std::string& calib_path, const std::string& heldout_path,
+          double heldout_fraction) {
+  std::ifstream in(text_path, std::ios::binary);
+  if (!in) {
+    std::cerr << "slq split: cannot read " << text_path << "\n";
+    return 2;
+  }
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!(heldout_fraction > 0 && heldout_fraction < 1)) {
+    std::cerr << "slq split: --heldout-fraction must be in (0, 1), got " << heldout_fraction << "\n";
+    return 2;
+  }
+  const slq::quant::DocumentSplit s = slq::quant::SplitCalibrationHeldout(text, heldout_fraction);
+  const std::pair<const std::vector<std::string>*, std::string> sides[] = {{&s.calibration, calib_path},
+                                                                           {&s.heldout, heldout_path}};
+  for (const auto& [docs, path] : sides) {
+    const std::string joined = slq::quant::JoinDocuments(*docs, s.rule);
+    std::string rule;
+    if (slq::quant::SplitDocuments(joined, &rule) != *docs) {
+      std::cerr << "slq split: " << path << " would not split back into its " << docs->size() << " documents ("
+                << s.rule << " rule; fewer than 4 paragraphs split as lines): give more text\n";
+      return 2;
+    }
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << joined;
+    if (!out.flush()) {
+      std::cerr << "slq split: cannot write " << path << "\n";
+      return 1;
+    }
+  }
+  std::cerr << "slq split: " << s.calibration.size() + s.heldout.size() << " documents (" << s.rule
+            << "): " << s.calibration.size() << " -> " << calib_path << ", " << s.heldout.size() << " -> "
+            << heldout_path << "\n";
   return 0;
 }
 
@@ -217,16 +259,31 @@ int main(int argc, char** argv) {
   g->add_option("--temperature,-t", gen.sampling.temperature, "0 = greedy")->capture_default_str();
   g->add_option("--top-p", gen.sampling.top_p, "Nucleus sampling");
   g->add_option("--seed", gen.sampling.seed, "Sampling seed");
-  std::string ex_artifact, ex_format, ex_out, ex_dtype = "bf16";
+  std::string ex_artifact, ex_format, ex_out, ex_dtype;
   CLI::App* ex = app.add_subcommand("export", "Export an artifact as a Hugging Face folder or a GGUF file");
-  ex->add_option("artifact", ex_artifact, "Artifact directory (slq quantize --out, or the server's artifact store)")
+  ex->add_option("artifact", ex_artifact,
+                 "Artifact directory (slq quantize --out, or the server's artifact store); gguf: also an "
+                 "unquantized HF model folder")
       ->required();
   ex->add_option("--format", ex_format,
-                 "hf (dequantized safetensors + config.json + tokenizer) or gguf (exact types only)")
+                 "hf (dequantized safetensors + config.json + tokenizer) or gguf (exact types, or dequantized "
+                 "with --dtype f32|f16)")
       ->required();
   ex->add_option("--out", ex_out, "hf: a new folder; gguf: the .gguf file")->required();
-  ex->add_option("--dtype", ex_dtype, "hf: bf16, fp16 or fp32")->capture_default_str();
+  ex->add_option("--dtype", ex_dtype,
+                 "hf: bf16 (default), fp16 or fp32; gguf: exact (default: the artifact's quantized types), f32 "
+                 "or f16 (every linear dequantized, the LM head as its own tensor)");
+  std::string sp_text, sp_calib, sp_heldout;
+  double sp_fraction = 0.5;
+  CLI::App* sp =
+      app.add_subcommand("split", "Write the calibration and held-out sides of quantize's document split as two texts");
+  sp->add_option("text", sp_text, "Text to split (as given to quantize --data)")->required();
+  sp->add_option("--calib", sp_calib, "Where to write the calibration documents")->required();
+  sp->add_option("--heldout", sp_heldout, "Where to write the held-out documents")->required();
+  sp->add_option("--heldout-fraction", sp_fraction, "Share of documents held out (quantize's default)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (sp->parsed()) return Split(sp_text, sp_calib, sp_heldout, sp_fraction);
   if (quant->parsed()) {
     if (quant->count("--quantizers") == 0) q.quantizers = slq::spec::DefaultQuantizers(q.rotate);
     return Quantize(q, device, json);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "server/common/sha256.h"
@@ -109,6 +110,23 @@ std::vector<std::string> SplitDocuments(const std::string& text, std::string* ru
     if (!Blank(p)) docs.push_back(std::string(absl::StripSuffix(p, "\r")));
   }
   return docs;
+}
+
+DocumentSplit SplitCalibrationHeldout(const std::string& text, double heldout_fraction) {
+  DocumentSplit s;
+  SplitSides(SplitDocuments(text, &s.rule), heldout_fraction, &s.calibration, &s.heldout);
+  return s;
+}
+
+std::string JoinDocuments(const std::vector<std::string>& docs, const std::string& rule) {
+  if (rule == "record-separator") return absl::StrJoin(docs, "\x1e");
+  std::string out;
+  for (const std::string& d : docs) {
+    if (!out.empty() && rule == "paragraphs") out += "\n";
+    out += d;
+    if (out.back() != '\n') out += "\n";
+  }
+  return out;
 }
 
 absl::StatusOr<EvalData> PrepareEvalData(const std::string& text, const Tokenizer& tokenizer, const EvalDataOptions& o,

@@ -77,6 +77,19 @@ void from_json(const nlohmann::json& j, EvalData& d);
 // Splits text into documents (rule written to *rule).
 std::vector<std::string> SplitDocuments(const std::string& text, std::string* rule);
 
+// The calibration / held-out split of text's documents (the rule above), as PrepareEvalData
+// makes it without heldout_text.
+struct DocumentSplit {
+  std::vector<std::string> calibration, heldout;
+  std::string rule;
+};
+DocumentSplit SplitCalibrationHeldout(const std::string& text, double heldout_fraction);
+
+// The inverse of SplitDocuments for documents it returned under `rule`: a text that splits back into
+// the same documents (record-separator: joined by 0x1E; paragraphs: by a blank line; lines: by
+// newlines), except that fewer than 4 paragraphs split back as lines (the caller checks).
+std::string JoinDocuments(const std::vector<std::string>& docs, const std::string& rule);
+
 // With heldout_text, no split: every document of `text` is calibration and every document of
 // heldout_text is held-out (a user-chosen held-out text, e.g. `slqctl submit --eval`).
 [[nodiscard]] absl::StatusOr<EvalData> PrepareEvalData(const std::string& text, const Tokenizer& tokenizer,

@@ -65,6 +65,36 @@ TEST(EvalDataTest, SplitIsDeterministicAndDisjointByDocument) {
   EXPECT_EQ(PrepareEvalData("just a few words", **tok, o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// `slq split` writes each side with JoinDocuments: with --eval the pipeline must see exactly the
+// documents (hence the windows) that its own split gives each side.
+TEST(EvalDataTest, SplitSidesJoinBackToTheSameDocuments) {
+  for (const char* file : {"/debian-docs-val-part1.txt", "/tinystories-valid-part1.txt"}) {
+    auto text = ReadFile(testing::DataDir() + file);
+    ASSERT_TRUE(text.ok());
+    const DocumentSplit s = SplitCalibrationHeldout(*text, 0.5);
+    ASSERT_GE(s.calibration.size(), 4u);
+    for (const auto* side : {&s.calibration, &s.heldout}) {
+      std::string rule;
+      EXPECT_EQ(SplitDocuments(JoinDocuments(*side, s.rule), &rule), *side) << file;
+      EXPECT_EQ(rule, s.rule);
+    }
+    auto tok =
+        Tokenizer::FromHfDir(testing::ModelsDir() +
+                             (std::string(file) == "/tinystories-valid-part1.txt" ? "/tinystories-656k" : "/docs-19m"));
+    ASSERT_TRUE(tok.ok());
+    EvalDataOptions o;
+    auto whole = PrepareEvalData(*text, **tok, o);
+    const std::string held = JoinDocuments(s.heldout, s.rule);
+    auto sides = PrepareEvalData(JoinDocuments(s.calibration, s.rule), **tok, o, &held);
+    ASSERT_TRUE(whole.ok() && sides.ok()) << whole.status() << sides.status();
+    EXPECT_EQ(whole->calibration, sides->calibration) << file;
+    EXPECT_EQ(whole->heldout, sides->heldout) << file;
+  }
+  std::string rule;
+  EXPECT_EQ(SplitDocuments(JoinDocuments({"p1\nx\n", "p2\n", "p3\n", "p4\n"}, "paragraphs"), &rule).size(), 4u);
+  EXPECT_EQ(rule, "paragraphs");
+}
+
 TEST(PipelineTest, EightBitModelIsNearlyLosslessWithCertificate) {
   PipelineOptions o = TinyOptions();
   o.uniform_bits = 8;

@@ -32,6 +32,17 @@ expect_exit "GGUF refused for 8-bit asymmetric layers" 2 "$SLQ" export "$STATE/a
 check "the refusal names the first layer and the alternative" \
   grep -q 'layer model.layers.0.self_attn.q_proj (q8 g32 asym) has no exact GGUF type.*--format hf' "$STATE/last.err"
 check "nothing written on refusal" test ! -e "$STATE/a8.gguf"
+check "export --format gguf --dtype f32 dequantizes what has no exact type" \
+  "$SLQ" export "$STATE/a8" --format gguf --dtype f32 --out "$STATE/a8-f32.gguf"
+check "export --format gguf --dtype f32 of the base model folder" \
+  "$SLQ" export "$MODEL" --format gguf --dtype f32 --out "$STATE/base-f32.gguf"
+expect_exit "an unknown GGUF dtype is refused" 2 "$SLQ" export "$STATE/a4" --format gguf --dtype q4 --out "$STATE/x.gguf"
+check "slq split writes quantize's calibration and held-out documents" \
+  "$SLQ" split "$TEXT" --calib "$STATE/calib.txt" --heldout "$STATE/heldout.txt"
+check "the two sides together are every non-empty line of the text" python3 -c "
+t = [l for l in open('$TEXT').read().split('\\n') if l.strip()]
+c = open('$STATE/calib.txt').read().splitlines(); h = open('$STATE/heldout.txt').read().splitlines()
+assert sorted(c + h) == sorted(t) and c and h and not set(c) & set(h), (len(c), len(h), len(t))"
 LLAMA_SIMPLE=""
 if [ -n "${SLQ_LLAMA_CPP_BIN_DIR:-}" ] && [ -x "$SLQ_LLAMA_CPP_BIN_DIR/llama-simple" ]; then
   LLAMA_SIMPLE=$SLQ_LLAMA_CPP_BIN_DIR/llama-simple
