@@ -351,6 +351,11 @@ TEST(ProfilerTest, ProxyAndCacheAgreeInOrdering) {
   EXPECT_EQ(p1->cache_hits, 0);
   EXPECT_EQ(p2->cache_hits, 3);
   EXPECT_EQ(p2->layers[5].kl, p1->layers[5].kl);
+  // The relative weight error is served from the cache too (its third entry), equal.
+  for (size_t i = 0; i < p1->layers.size(); ++i) {
+    EXPECT_EQ(p2->layers[i].rel_err, p1->layers[i].rel_err) << i;
+    EXPECT_EQ(p1->layers[i].rel_err.size(), 3u) << i;
+  }
   PipelineOptions op = o;
   op.estimator = "proxy";
   auto sp = QuantizationSession::Open(op);

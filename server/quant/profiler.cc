@@ -104,7 +104,16 @@ absl::Status ProfileMeasured(ModelQuantizer& mq, EvalBackend& eval, int set, con
         lp.one_minus_ear[b] = d->one_minus_ear;
         fresh[lp.name] = {d->kl, d->one_minus_ear};
       }
-      SLQ_ASSIGN_OR_RETURN(lp.rel_err[b], mq.RelativeError(lp.name, b));
+      // The relative weight error is cached as a third entry: for mse/gptq choices it costs one
+      // activation-aware quantization of the layer, as much as the evaluation on a GPU. Entries
+      // written before it was cached get it now (and the file is rewritten).
+      if (fresh[lp.name].size() >= 3) {
+        lp.rel_err[b] = fresh[lp.name][2].get<double>();
+      } else {
+        SLQ_ASSIGN_OR_RETURN(lp.rel_err[b], mq.RelativeError(lp.name, b));
+        fresh[lp.name].push_back(lp.rel_err[b]);
+        all_cached = false;
+      }
       if (progress) progress("profile", ++done / total);
     }
     if (all_cached) {
