@@ -143,7 +143,8 @@ def parse_time_v(text):
 
 def execute(cmd, nice=0):
     """Runs cmd under /usr/bin/time -v; returns a record (certificate or error)."""
-    full = (["nice", "-n", str(nice)] if nice else []) + ["/usr/bin/time", "-v"] + cmd
+    timer = ["/usr/bin/time", "-v"] if os.path.exists("/usr/bin/time") else []  # absent on some machines
+    full = (["nice", "-n", str(nice)] if nice else []) + timer + cmd
     t0 = time.time()
     p = subprocess.run(full, capture_output=True, text=True)
     wall, rss = parse_time_v(p.stderr)
