@@ -100,8 +100,7 @@ int Watch(Client& c, const std::string& job_id, bool json, int64_t after) {
 
 void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   struct Opts {
-    std::string model, target = "ear>=0.99", formats = "4-5-6-7-8", calib, eval, key, quantizers, symmetry,
-                       group_sizes;
+    std::string model, target = "ear>=0.99", formats = "4-5-6-7-8", calib, eval, key, quantizers, symmetry, group_sizes;
     int group_size = 128;
     bool watch = false, symmetric = false, mse_clip = false, hadamard = false, quantize_head = false;
     uint64_t seed = 0;
@@ -131,10 +130,10 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   cmd->callback([&g, o, selected] {
     *selected = [&g, o](Client& c) {
       // The server's validator (server/spec/job_spec.h): bad input fails here, with the server's text.
-      absl::Status valid = ValidateSubmitFlags(
-          o->target, o->formats, o->group_size, o->symmetric,
-          o->quantizers.empty() ? slq::spec::DefaultQuantizers(o->hadamard) : o->quantizers, o->hadamard,
-          o->symmetry, o->group_sizes);
+      absl::Status valid =
+          ValidateSubmitFlags(o->target, o->formats, o->group_size, o->symmetric,
+                              o->quantizers.empty() ? slq::spec::DefaultQuantizers(o->hadamard) : o->quantizers,
+                              o->hadamard, o->symmetry, o->group_sizes);
       auto target = ParseTargetFlag(o->target);
       if (!valid.ok() || !target.ok()) {
         std::cerr << "error: " << (valid.ok() ? target.status() : valid).message() << "\n";

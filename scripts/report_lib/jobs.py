@@ -125,7 +125,11 @@ def normalized(cmd, shared, cache_root):
             continue
         if shared:
             a = a.replace(os.path.abspath(shared), "$SHARED")
-        out.append(a.replace(os.path.abspath(cache_root), "$CACHE") if cache_root else a)
+        if cache_root:  # absolute, or relative to where the run was started
+            for form in (os.path.abspath(cache_root), os.path.relpath(cache_root)):
+                if a.startswith(form + os.sep):
+                    a = "$CACHE" + a[len(form):]
+        out.append(a)
     return out
 
 
@@ -161,6 +165,7 @@ def execute(cmd, nice=0):
 
 def run_cached(slq, model, run, cache_root, nice=0, refresh=False, offline=False, log=print, device=None):
     """The record of `run` on `model`, from the cache when its command is unchanged."""
+    cache_root = os.path.abspath(cache_root)
     mdir = os.path.join(cache_root, model.name)
     os.makedirs(mdir, exist_ok=True)
     cmd = base_command(slq, model, os.path.join(mdir, "profiles"), device) + run.args

@@ -12,7 +12,7 @@ from . import analysis, jobs
 
 # No cloze here (the TL section covers it; 2000 items cost minutes per run on docs-19m).
 COMMON = ["--quantize-head", "--formats", "4-5-6-7-8", "--cloze-items", "0"]
-BUDGETS = [4.0, 4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0]
+BUDGETS = [4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0]  # 4.25 is the floor with the head at g128
 UNIFORM_BITS = [4, 5, 6, 7, 8]
 # (slug, label, arguments): the search's candidate sets, smallest first.
 SETS = [
@@ -73,9 +73,11 @@ def _iv(d, fmt):
     return f"{d['mean']:{fmt}} [{d['lo']:{fmt}}, {d['hi']:{fmt}}]"
 
 
-def section(models_pts, plot_fn, img_dir):
-    """Markdown of the variants section; plot_fn(model, points, path) draws the curves."""
+def section(models_pts, plot_fn, img_dir, llama=None):
+    """Markdown of the variants section; plot_fn(model, points, path) draws the curves; llama: the
+    llama.cpp comparison runs by model (load_llamacpp)."""
     import os
+    llama = llama or {}
     out = ["## Stronger quantizers inside the search (issue #17)\n",
            "Every run here quantizes the LM head too (`--quantize-head`), so bits/param count the linears "
            "+ the LM head (embeddings stay fp16), widths 4-5-6-7-8. Held-out KL and 1-EAR with 95% "
@@ -84,7 +86,8 @@ def section(models_pts, plot_fn, img_dir):
            ". Uniform variants: " + "; ".join(f"{label} (`{' '.join(a)}`)" for _, label, a in UNIFORM) +
            ". Bits saved = the uniform curve's bits at the search point's KL (log-linear "
            "interpolation) minus the search point's bits; median over the budgets inside the uniform "
-           "curve's range.\n"]
+           "curve's range. Models whose runs are missing from the cache are left out; a set or budget "
+           "without a certificate shows '-'.\n", targets(models_pts, llama)]
     labels = [label for _, label, _ in SETS]
     ulabels = [label for _, label, _ in UNIFORM]
     for name, pts in models_pts:
@@ -126,7 +129,7 @@ def section(models_pts, plot_fn, img_dir):
         out.append("| ear>=0.99 | " + " | ".join(row) + " |")
         out.append("")
         # Which variants the widest search set chose.
-        widest = next((q for q in vp if q["name"] == f"v-{SETS[-1][0]}-ear0.99"), None)
+        widest = next((q for slug, _, _ in reversed(SETS) for q in vp if q["name"] == f"v-{slug}-ear0.99"), None)
         if widest:
             kinds = {}
             for lname, d in widest["layers"].items():
@@ -137,4 +140,110 @@ def section(models_pts, plot_fn, img_dir):
                     kinds[k] = kinds.get(k, 0) + 1
             out.append(f"Layers of `{widest['name']}` by variant: " +
                        ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())) + ".\n")
+        if name in llama:
+            out.append(llamacpp_table(name, llama[name]))
     return "\n".join(out)
+
+
+def load_llamacpp(root):
+    """{model name: harness JSON} of bench/compare/llamacpp_kld.py runs committed under
+    bench/results/raw/llamacpp-kld-*/<model>.json (the newest date wins)."""
+    import glob
+    import json
+    import os
+    out = {}
+    for path in sorted(glob.glob(os.path.join(root, "bench", "results", "raw", "llamacpp-kld-*", "*.json"))):
+        with open(path) as f:
+            out[os.path.splitext(os.path.basename(path))[0]] = dict(json.load(f), _path=os.path.relpath(path, root))
+    return out
+
+
+def llamacpp_table(name, j):
+    out = [f"llama.cpp comparison on {name} (`bench/compare/llamacpp_kld.py`, `{j['_path']}`): every model scored by "
+           f"`llama-perplexity --kl-divergence` against the F32 base on slq's held-out side ({j['heldout_chunks']} chunks of "
+           f"{j['ctx']} tokens, the second half of each scored; intervals = mean +- 1.96 x llama.cpp's per-token SE, "
+           "optimistic); slq artifacts through their dequantized F32 export; bits over the linears + LM head from "
+           "the GGUF tensor types / the artifact manifest. Ratio = slq KLD / KLD of the best llama.cpp type at <= the "
+           "artifact's budget.\n",
+           "| slq artifact | bits | KLD [95%] | best plain llama.cpp type | ratio | best incl. imatrix | ratio | <= 0.6x? |",
+           "|---|---:|---|---|---:|---|---:|---|"]
+    for s in sorted(j["slq"], key=lambda s: (s["budget"], s["name"])):
+        vp, vi = s.get("vs_plain") or {}, s.get("vs_imatrix") or {}
+        ok = vi.get("ratio") is not None and vi["ratio"] <= 0.6
+        out.append(f"| {s['name']} | {s['bits']:.3f} | {s['kld']:.4f} [{s['kld_lo95']:.4f}, {s['kld_hi95']:.4f}] | "
+                   f"{vp.get('name', '-')} ({vp.get('kld', float('nan')):.4f}) | {vp.get('ratio', float('nan')):.2f}x | "
+                   f"{vi.get('name', '-')} ({vi.get('kld', float('nan')):.4f}) | {vi.get('ratio', float('nan')):.2f}x | "
+                   f"{'yes' if ok else '**no**'} |")
+    return "\n".join(out) + "\n"
+
+
+def targets(models_pts, llama):
+    """The issue's targets, one line each, from the certificates and the llama.cpp runs."""
+    out = ["**Issue #17's targets** (held-out numbers; bits over the linears + LM head):\n"]
+    for name in ("docs-19m", "tinystories-656k"):
+        j = llama.get(name)
+        if not j:
+            out.append(f"- KL <= 0.6x the best llama.cpp type at 4.5/5.0/5.5/6.0 bits, {name}: not measured.")
+            continue
+        best = {}
+        for s in j["slq"]:
+            r = (s.get("vs_imatrix") or {}).get("ratio")
+            if r is not None and (s["budget"] not in best or r < best[s["budget"]][0]):
+                best[s["budget"]] = (r, s["name"])
+        cells = [f"{b:g}: {r:.2f}x ({n})" for b, (r, n) in sorted(best.items())]
+        miss = [f"{b:g}" for b, (r, _) in sorted(best.items()) if r > 0.6]
+        out.append(f"- KL <= 0.6x the best llama.cpp type (imatrix included) at <= the budget, {name}: best slq artifact "
+                   f"per budget {', '.join(cells)} -> " + ("**met** at every budget" if not miss else
+                                                           f"**missed** at {', '.join(miss)} bits (means)") + ".")
+    pts = dict(models_pts).get("docs-19m", [])
+    ear = [p for p in pts if p["name"].startswith("v-") and p["name"].endswith("ear0.99")]
+    met = [p for p in ear if p["met"]]
+    if ear:
+        b = min(met, key=lambda p: p["bits"]) if met else None
+        out.append("- docs-19m certified EAR >= 0.99 at <= 7.0 bits with the LM head quantized: " +
+                   (f"best {b['bits']:.3f} bits ({b['method']}, EAR lo95 {b['ear']['lo']:.5f}) -> "
+                    + ("**met**" if b["bits"] <= 7.0 else "**missed**") if b else "no search set met it") +
+                   "; every set: " + ", ".join(f"{p['method'].split(' @')[0]} {p['bits']:.3f}"
+                                               f"{'' if p['met'] else ' (not met)'}" for p in ear) + ".")
+    labels = [label for _, label, _ in SETS]
+    for name, pts in models_pts:
+        vp = [p for p in pts if p["name"].startswith(("v-", "vu-"))]
+        have = [l for l in labels if any(p["method"] == l for p in vp)]
+        if not have:
+            continue
+        def per_set(label):
+            meds = [(_median(savings(vp, label, u)), u) for _, u, _ in UNIFORM]
+            known = [(m, u) for m, u in meds if m is not None]
+            return meds, (min(known) if known else None)
+        # The set whose smallest saving (over the uniform variants) is largest.
+        widest = max(have, key=lambda l: (per_set(l)[1] or (-99, ""))[0])
+        meds, worst = per_set(widest)
+        out.append(f"- search beats every single variant used uniformly by >= 0.3 bits at equal KL (median over the "
+                   f"budgets), {name}, best set run ({widest}): " +
+                   ", ".join(f"vs {u} {m:+.2f}" if m is not None else f"vs {u} -" for m, u in meds) + " -> " +
+                   ("-" if worst is None else ("**met**" if worst[0] >= 0.3 else f"**missed** (vs {worst[1]})")) + ".")
+    return "\n".join(out) + "\n"
+
+
+BEGIN, END = "<!-- section:quantizers (scripts/report --section quantizers) -->", "<!-- /section:quantizers -->"
+
+
+def wrap(md):
+    return f"{BEGIN}\n{md}\n{END}"
+
+
+def replace_in(path, md, before="## What confirms or contradicts"):
+    """Rewrites this section of the report file in place (inserted before `before` when absent)."""
+    with open(path) as f:
+        doc = f.read()
+    block = wrap(md)
+    if BEGIN in doc and END in doc:
+        a, rest = doc.split(BEGIN, 1)
+        doc = a + block + rest.split(END, 1)[1]
+    elif before in doc:
+        a, b = doc.split(before, 1)
+        doc = a + block + "\n\n" + before + b
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(doc)
