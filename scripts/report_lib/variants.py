@@ -164,7 +164,7 @@ def llamacpp_table(name, j):
            f"{j['ctx']} tokens, the second half of each scored; intervals = mean +- 1.96 x llama.cpp's per-token SE, "
            "optimistic); slq artifacts through their dequantized F32 export; bits over the linears + LM head from "
            "the GGUF tensor types / the artifact manifest. Ratio = slq KLD / KLD of the best llama.cpp type at <= the "
-           "artifact's budget.\n",
+           "artifact's budget." + (f" Provenance: {j['note']}" if j.get("note") else "") + "\n",
            "| slq artifact | bits | KLD [95%] | best plain llama.cpp type | ratio | best incl. imatrix | ratio | <= 0.6x? |",
            "|---|---:|---|---|---:|---|---:|---|"]
     for s in sorted(j["slq"], key=lambda s: (s["budget"], s["name"])):
