@@ -189,6 +189,15 @@ absl::Status AddGramWindows(const std::string& text, const Tokenizer& tokenizer,
   if (kept.size() != d->calibration.size()) {
     return absl::InvalidArgumentError("AddGramWindows: `d` was not prepared from this text and options");
   }
+  if (g.scheme == "all-calibration") {
+    d->gram = Subsample(std::move(all), g.max_sequences);
+    d->gram_scheme = g.scheme;
+    return absl::OkStatus();
+  }
+  if (!g.scheme.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gram data options: scheme '", g.scheme, "' is not '' or 'all-calibration'"));
+  }
   // By document, as the held-out split is: a Gram window never shares a document with a
   // measured calibration window (windows of one document are not independent).
   std::vector<int> side(calib.size(), 0);  // per document: 0 none yet, 1 measured, 2 Gram
@@ -239,10 +248,12 @@ absl::Status AddGramWindows(const std::string& text, const Tokenizer& tokenizer,
 
 void to_json(nlohmann::json& j, const GramDataOptions& o) {
   j = {{"max_sequences", o.max_sequences}, {"min_disjoint_sequences", o.min_disjoint_sequences}};
+  if (!o.scheme.empty()) j["scheme"] = o.scheme;
 }
 void from_json(const nlohmann::json& j, GramDataOptions& o) {
   o.max_sequences = j.value("max_sequences", o.max_sequences);
   o.min_disjoint_sequences = j.value("min_disjoint_sequences", o.min_disjoint_sequences);
+  o.scheme = j.value("scheme", o.scheme);
 }
 
 void to_json(nlohmann::json& j, const EvalDataOptions& o) {

@@ -48,6 +48,11 @@ struct GramDataOptions {
   // "disjoint" needs at least this many calibration-side windows beyond `calibration`; with
   // fewer the calibration windows are split in two halves ("split-calibration").
   int64_t min_disjoint_sequences = 8;
+  // "" (the above: "disjoint", else "split-calibration") or "all-calibration": every
+  // calibration-side window, the measured ones included, calibration unchanged. The pipeline picks
+  // "all-calibration" for `bits<=X` targets, which have no closed-loop acceptance to bias: there
+  // the Gram's size is what counts (tinystories-656k, bench/results/llamacpp-kld-2026-12-02.md).
+  std::string scheme;
 };
 void to_json(nlohmann::json& j, const GramDataOptions& o);
 void from_json(const nlohmann::json& j, GramDataOptions& o);

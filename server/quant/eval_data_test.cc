@@ -192,5 +192,41 @@ TEST(GramWindowsTest, RtnRunsAreUnchangedAndGptqRunsRecordTheirGram) {
   EXPECT_TRUE(g["options"].get<PipelineOptions>().gptq_act_order);
 }
 
+// A `bits<=X` target (no closed-loop acceptance to bias) fits the Gram on every calibration-side
+// window, the measured ones included; fidelity targets keep the disjoint windows.
+TEST(GramWindowsTest, BudgetTargetsUseEveryCalibrationWindow) {
+  PipelineOptions o;
+  o.quantizers = "rtn,gptq";
+  o.target = "bits<=5";
+  EXPECT_EQ(EffectiveGramData(o).scheme, "all-calibration");
+  o.target = "ear>=0.99";
+  EXPECT_EQ(EffectiveGramData(o).scheme, "");
+  o.target = "bits<=5";
+  o.gram_data.scheme = "all-calibration";
+  EXPECT_EQ(EffectiveGramData(o).scheme, "all-calibration");
+
+  auto tok = Tok("tinystories-656k");
+  ASSERT_TRUE(tok);
+  const std::string text = Text("tinystories-valid-part1.txt");
+  const EvalDataOptions eo;
+  auto base = PrepareEvalData(text, *tok, eo);
+  ASSERT_TRUE(base.ok()) << base.status();
+  EvalData d = *base;
+  GramDataOptions g;
+  g.scheme = "all-calibration";
+  ASSERT_TRUE(AddGramWindows(text, *tok, eo, g, &d).ok());
+  EXPECT_EQ(d.gram_scheme, "all-calibration");
+  EXPECT_EQ(d.calibration, base->calibration);  // nothing leaves the loop
+  EXPECT_EQ(d.heldout, base->heldout);
+  // (No held-out check by content: lines 1 and 2 of this text differ only in "once"/"Once", and
+  // their tail windows, one per side, are the same tokens.)
+  EXPECT_GE(d.gram.size(), d.calibration.size());  // the measured windows (here all 12 of the side)
+  std::set<std::vector<int32_t>> gram(d.gram.begin(), d.gram.end());
+  for (const auto& w : d.calibration) EXPECT_TRUE(gram.count(w));  // the measured windows are in it
+  EvalData bad = *base;
+  g.scheme = "everything";
+  EXPECT_EQ(AddGramWindows(text, *tok, eo, g, &bad).code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace slq::quant

@@ -89,6 +89,13 @@ bool UsesGram(const PipelineOptions& o) {
   return o.uniform_bits == 0 || r->size() == 1;  // Search: a uniform run over several lists rounds rtn
 }
 
+GramDataOptions EffectiveGramData(const PipelineOptions& o) {
+  GramDataOptions g = o.gram_data;
+  absl::StatusOr<Target> t = ParseTarget(o.target);
+  if (g.scheme.empty() && t.ok() && t->kind == Target::Kind::kBits) g.scheme = "all-calibration";
+  return g;
+}
+
 absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(const PipelineOptions& options,
                                                                                const ProgressFn& progress,
                                                                                const EvalBackendFactory& eval) {
@@ -119,13 +126,14 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
   if (options.heldout_path.empty()) {
     SLQ_ASSIGN_OR_RETURN(s->data_, PrepareEvalData(text, *s->tokenizer_, options.data));
     if (UsesGram(options)) {
-      SLQ_RETURN_IF_ERROR(AddGramWindows(text, *s->tokenizer_, options.data, options.gram_data, &s->data_));
+      SLQ_RETURN_IF_ERROR(AddGramWindows(text, *s->tokenizer_, options.data, EffectiveGramData(options), &s->data_));
     }
   } else {
     SLQ_ASSIGN_OR_RETURN(std::string heldout, ReadFile(options.heldout_path));
     SLQ_ASSIGN_OR_RETURN(s->data_, PrepareEvalData(text, *s->tokenizer_, options.data, &heldout));
     if (UsesGram(options)) {
-      SLQ_RETURN_IF_ERROR(AddGramWindows(text, *s->tokenizer_, options.data, options.gram_data, &s->data_, &heldout));
+      SLQ_RETURN_IF_ERROR(
+          AddGramWindows(text, *s->tokenizer_, options.data, EffectiveGramData(options), &s->data_, &heldout));
     }
   }
   s->stage_seconds_["data"] = Since(t0);
@@ -173,7 +181,7 @@ std::string QuantizationSession::ReuseKey(const PipelineOptions& o) {
   nlohmann::json data = o.data;
   // Sessions with Gram windows (and, for split-calibration, fewer calibration windows) are not
   // reused for RTN-only runs and vice versa.
-  nlohmann::json gram = UsesGram(o) ? nlohmann::json(o.gram_data) : nlohmann::json();
+  nlohmann::json gram = UsesGram(o) ? nlohmann::json(EffectiveGramData(o)) : nlohmann::json();
   return nlohmann::json{{"model_path", o.model_path},
                         {"tokenizer_path", o.tokenizer_path},
                         {"data_path", o.data_path},

@@ -96,6 +96,10 @@ struct PipelineOptions {
 // Whether a run with these options rounds any layer with mse/gptq, so needs Gram windows: some
 // listed quantizer is not rtn, and not a uniform baseline over several (which rounds with rtn).
 bool UsesGram(const PipelineOptions& o);
+// o.gram_data with its scheme resolved: a `bits<=X` target fits the Gram on every calibration
+// window ("all-calibration": no closed-loop acceptance to bias, and the larger Gram rounds better);
+// fidelity targets keep windows the loop never measures.
+GramDataOptions EffectiveGramData(const PipelineOptions& o);
 
 void to_json(nlohmann::json& j, const PipelineOptions& o);
 void from_json(const nlohmann::json& j, PipelineOptions& o);  // missing keys keep defaults

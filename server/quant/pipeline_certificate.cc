@@ -105,7 +105,10 @@ absl::StatusOr<PipelineResult> QuantizationSession::Finish(const LayerProfiles& 
     cert["calibration"]["gram"] = {{"scheme", data_.gram_scheme},
                                    {"sequences", data_.gram.size()},
                                    {"tokens", data_.GramTokens()},
-                                   {"disjoint_from", "calibration and held-out windows"}};
+                                   {"disjoint_from", data_.gram_scheme == "all-calibration"
+                                                         ? "held-out windows (a bits<=X target: every calibration "
+                                                           "window, the measured ones included)"
+                                                         : "calibration and held-out windows"}};
   }
   if (!opts_.output_dir.empty()) {
     ArtifactWriteOptions wo;
