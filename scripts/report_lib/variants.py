@@ -61,6 +61,11 @@ def savings(pts, search_label, uniform_label):
     return out
 
 
+def _gram(p):
+    """The Gram scheme a point's mse/gptq layers were fitted with ("" for RTN-only runs)."""
+    return p.get("cert", {}).get("calibration", {}).get("gram", {}).get("scheme", "")
+
+
 def _median(v):
     v = sorted(v)
     if not v:
@@ -101,12 +106,17 @@ def section(models_pts, plot_fn, img_dir, llama=None):
         # Bits saved at equal KL.
         out.append("| search set | " + " | ".join(f"vs {u}" for u in ulabels) + " |")
         out.append("|---|" + "---|" * len(ulabels))
+        def schemes(label):
+            return sorted({_gram(p) for p in vp if p["method"] == label and _gram(p)})
+
         for label in labels:
             cells = []
             for u in ulabels:
                 s = savings(vp, label, u)
                 m = _median(s)
-                cells.append("-" if m is None else f"{m:+.2f} bits (n={len(s)}, {min(s):+.2f}..{max(s):+.2f})")
+                a, b = schemes(label), schemes(u)
+                note = f"; Gram {'/'.join(a)} vs {'/'.join(b)}" if a and b and a != b else ""
+                cells.append("-" if m is None else f"{m:+.2f} bits (n={len(s)}, {min(s):+.2f}..{max(s):+.2f}{note})")
             out.append(f"| {label} | " + " | ".join(cells) + " |")
         out.append("")
         # Budget table.
@@ -116,8 +126,9 @@ def section(models_pts, plot_fn, img_dir, llama=None):
             row = []
             for slug, label, _ in SETS:
                 p = next((q for q in vp if q["name"] == f"v-{slug}-bits{beta}"), None)
+                gram = _gram(p) if p else ""
                 row.append("-" if p is None else f"{p['bits']:.3f} bits, KL {_iv(p['kl'], '.2e')}, "
-                                                 f"1-EAR {p['tv']['mean']:.4f}")
+                                                 f"1-EAR {p['tv']['mean']:.4f}" + (f" (Gram: {gram})" if gram else ""))
             out.append(f"| bits<={beta} | " + " | ".join(row) + " |")
         row = []
         for slug, label, _ in SETS:
@@ -218,10 +229,14 @@ def targets(models_pts, llama):
         # The set whose smallest saving (over the uniform variants) is largest.
         widest = max(have, key=lambda l: (per_set(l)[1] or (-99, ""))[0])
         meds, worst = per_set(widest)
+        sch = lambda label: "/".join(sorted({_gram(p) for p in vp if p["method"] == label and _gram(p)}))  # noqa: E731
+        differ = [u for _, u, _ in UNIFORM if sch(u) and sch(widest) and sch(u) != sch(widest)]
         out.append(f"- search beats every single variant used uniformly by >= 0.3 bits at equal KL (median over the "
                    f"budgets), {name}, best set run ({widest}): " +
                    ", ".join(f"vs {u} {m:+.2f}" if m is not None else f"vs {u} -" for m, u in meds) + " -> " +
-                   ("-" if worst is None else ("**met**" if worst[0] >= 0.3 else f"**missed** (vs {worst[1]})")) + ".")
+                   ("-" if worst is None else ("**met**" if worst[0] >= 0.3 else f"**missed** (vs {worst[1]})")) +
+                   "".join(f" (the search's Gram: {sch(widest)}, {u}'s: {sch(u)}: not the same text)" for u in differ) +
+                   ".")
     return "\n".join(out) + "\n"
 
 
