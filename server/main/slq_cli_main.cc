@@ -9,11 +9,11 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
+#include "server/common/file_util.h"
 #include "server/export/gguf_export.h"
 #include "server/export/hf_export.h"
 #include "server/model/generate.h"
@@ -147,17 +147,16 @@ int Export(const std::string& artifact, const std::string& format, const std::st
 // see exactly the documents slq's own split gives each side.
 int Split(const std::string& text_path, const std::string& calib_path, const std::string& heldout_path,
           double heldout_fraction) {
-  std::ifstream in(text_path, std::ios::binary);
-  if (!in) {
-    std::cerr << "slq split: cannot read " << text_path << "\n";
+  const absl::StatusOr<std::string> text = slq::ReadFile(text_path);
+  if (!text.ok()) {
+    std::cerr << "slq split: " << text.status().message() << "\n";
     return 2;
   }
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (!(heldout_fraction > 0 && heldout_fraction < 1)) {
     std::cerr << "slq split: --heldout-fraction must be in (0, 1), got " << heldout_fraction << "\n";
     return 2;
   }
-  const slq::quant::DocumentSplit s = slq::quant::SplitCalibrationHeldout(text, heldout_fraction);
+  const slq::quant::DocumentSplit s = slq::quant::SplitCalibrationHeldout(*text, heldout_fraction);
   const std::pair<const std::vector<std::string>*, std::string> sides[] = {{&s.calibration, calib_path},
                                                                            {&s.heldout, heldout_path}};
   for (const auto& [docs, path] : sides) {
@@ -168,10 +167,8 @@ int Split(const std::string& text_path, const std::string& calib_path, const std
                 << s.rule << " rule; fewer than 4 paragraphs split as lines): give more text\n";
       return 2;
     }
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << joined;
-    if (!out.flush()) {
-      std::cerr << "slq split: cannot write " << path << "\n";
+    if (const absl::Status w = slq::WriteFileAtomic(path, joined); !w.ok()) {
+      std::cerr << "slq split: " << w.message() << "\n";
       return 1;
     }
   }

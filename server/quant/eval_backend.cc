@@ -1,8 +1,6 @@
 // The CPU EvalBackend: base logits kept on the host, the Model evaluated in place.
 #include "server/quant/eval_backend.h"
 
-#include <algorithm>
-
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
 
@@ -20,12 +18,7 @@ class CpuEvalBackend final : public EvalBackend {
     SLQ_ASSIGN_OR_RETURN(set.base, ComputeLogits(model_, seqs));
     const int64_t v = set.base.vocab;
     for (size_t i = 0; i < seqs.size(); ++i) {
-      std::vector<int32_t> am(seqs[i].size());
-      for (size_t t = 0; t < am.size(); ++t) {
-        const float* row = set.base.logits[i].data() + static_cast<int64_t>(t) * v;
-        am[t] = static_cast<int32_t>(std::max_element(row, row + v) - row);
-      }
-      set.argmax.push_back(std::move(am));
+      set.argmax.push_back(RowArgmax(set.base.logits[i].data(), static_cast<int64_t>(seqs[i].size()), v));
     }
     sets_.push_back(std::move(set));
     return static_cast<int>(sets_.size()) - 1;

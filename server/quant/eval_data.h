@@ -38,11 +38,12 @@ struct EvalDataOptions {
 void to_json(nlohmann::json& j, const EvalDataOptions& o);
 void from_json(const nlohmann::json& j, EvalDataOptions& o);
 
-// The windows the activation roundings (mse, gptq) fit their input Gram on: calibration-side
-// text the profile and the closed loop never measure, so their calibration numbers stay
-// unbiased for held-out (a Gram fitted on the measured windows made them optimistic: GPTQ fits
-// those very windows). Only used when the quantizers need a Gram; RTN-only runs never call
-// AddGramWindows, so their windows and certificates do not change.
+// The windows the activation roundings (mse, gptq) fit their input Gram on. For fidelity targets:
+// calibration-side text the profile and the closed loop never measure, so their calibration
+// numbers stay unbiased for held-out (a Gram fitted on the measured windows made them optimistic:
+// GPTQ fits those very windows); for budget targets every calibration window (`scheme`). Only
+// used when the quantizers need a Gram; RTN-only runs never call AddGramWindows, so their windows
+// and certificates do not change.
 struct GramDataOptions {
   int64_t max_sequences = 128;  // Gram windows kept at most (evenly spaced)
   // "disjoint" needs at least this many calibration-side windows beyond `calibration`; with
@@ -68,8 +69,9 @@ struct EvalData {
   std::string data_sha256;  // of the whole text
   // Set when the held-out side came from its own text (PrepareEvalData's heldout_text): its sha256.
   std::string heldout_sha256;
-  // Filled by AddGramWindows only: windows for the input Gram, never in calibration or heldout,
-  // and how they were chosen ("disjoint" or "split-calibration"; empty: no Gram windows).
+  // Filled by AddGramWindows only: windows for the input Gram, never held-out, and how they were
+  // chosen ("disjoint" or "split-calibration": never in calibration either; "all-calibration":
+  // every calibration-side window; empty: no Gram windows).
   std::vector<std::vector<int32_t>> gram;
   std::string gram_scheme;
   int64_t CalibrationTokens() const;
@@ -112,7 +114,8 @@ std::string JoinDocuments(const std::vector<std::string>& docs, const std::strin
 // d->calibration, so the profile and the closed loop measure only text the Gram never saw, at
 // the cost of fewer calibration windows (the bootstrap reports that). InvalidArgument when
 // fewer than options.min_sequences calibration windows or no Gram window would remain, or when
-// `d` already has Gram windows.
+// `d` already has Gram windows. With gram.scheme "all-calibration": every calibration-side window
+// (at most gram.max_sequences, evenly spaced), d->calibration unchanged.
 [[nodiscard]] absl::Status AddGramWindows(const std::string& text, const Tokenizer& tokenizer,
                                           const EvalDataOptions& options, const GramDataOptions& gram, EvalData* d,
                                           const std::string* heldout_text = nullptr);

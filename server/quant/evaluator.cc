@@ -38,18 +38,22 @@ absl::StatusOr<std::vector<SequenceMetrics>> CompareModel(const Model& model, co
   return out;
 }
 
+std::vector<int32_t> RowArgmax(const float* logits, int64_t rows, int64_t vocab) {
+  std::vector<int32_t> am(static_cast<size_t>(rows));
+  for (int64_t t = 0; t < rows; ++t) {
+    const float* row = logits + t * vocab;
+    am[static_cast<size_t>(t)] = static_cast<int32_t>(std::max_element(row, row + vocab) - row);
+  }
+  return am;
+}
+
 absl::StatusOr<std::vector<std::vector<int32_t>>> TeacherForcedArgmax(const Model& model, const Sequences& seqs) {
   const int64_t vocab = model.config.vocab_size;
   std::vector<std::vector<int32_t>> out;
   out.reserve(seqs.size());
   for (const auto& s : seqs) {
     SLQ_ASSIGN_OR_RETURN(std::vector<float> l, TeacherForcedLogits(model, s));
-    std::vector<int32_t> am(s.size());
-    for (size_t t = 0; t < s.size(); ++t) {
-      const float* row = l.data() + static_cast<int64_t>(t) * vocab;
-      am[t] = static_cast<int32_t>(std::max_element(row, row + vocab) - row);
-    }
-    out.push_back(std::move(am));
+    out.push_back(RowArgmax(l.data(), static_cast<int64_t>(s.size()), vocab));
   }
   return out;
 }

@@ -30,6 +30,9 @@ struct SequenceLogits {
 [[nodiscard]] absl::StatusOr<std::vector<SequenceMetrics>> CompareModel(const Model& model, const Sequences& seqs,
                                                                         const SequenceLogits& base, double temperature);
 
+// The argmax of each of `rows` rows of `vocab` logits (lowest id on ties).
+std::vector<int32_t> RowArgmax(const float* logits, int64_t rows, int64_t vocab);
+
 // Per sequence, the greedy token after each prefix: argmax over the vocabulary of the
 // teacher-forced logits at every position (the TL cloze's first tokens, cloze.h). Lowest id on ties.
 [[nodiscard]] absl::StatusOr<std::vector<std::vector<int32_t>>> TeacherForcedArgmax(const Model& model,

@@ -149,10 +149,9 @@ absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& p
         double lo = -1, hi = -1;  // largest met D, smallest unmet D
         for (int it = 0, fresh = 0; it < 60 && fresh < opts_.closed_loop_max_evals; ++it) {
           SLQ_ASSIGN_OR_RETURN(Allocation a, MinCostForDamage(opts, D, method));
-          Bits bits;
-          for (size_t i = 0; i < opts.size(); ++i) bits[opts[i].name] = a.bits[i];
           const size_t before = evals.size();
-          SLQ_ASSIGN_OR_RETURN(const Eval* e, evaluate(bits, a.damage));
+          // to_bits: `opts` has the layers of `layers`, in their order (BaseVariantOptions keeps it).
+          SLQ_ASSIGN_OR_RETURN(const Eval* e, evaluate(to_bits(a), a.damage));
           fresh += evals.size() > before;
           out.steps.push_back({D, e->avg_bits, e->metric, e->mean, e->kl, e->met});
           if (e->met)

@@ -150,6 +150,14 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
     }
   }
   const int64_t gpr = kernels::GroupsPerRow(cols, g), wpr = kernels::WordsPerRow(cols, q.bits);
+  // The (scale, zero) of group k of row r from its weights at src (grp, scratch: per-thread buffers of g).
+  auto fit_group = [&](const double* src, int64_t r, int64_t k, std::vector<float>& grp,
+                       std::vector<uint8_t>& scratch) {
+    const int64_t n = std::min(g, cols - k * g);
+    for (int64_t j = 0; j < n; ++j) grp[j] = static_cast<float>(src[j]);
+    QuantizeGroup(grp.data(), n, q.bits, cfg.symmetric, cfg.mse_clip, scratch.data(), &q.scales[r * gpr + k],
+                  &q.zeros[r * gpr + k]);
+  };
   // Static groups (act-order): every group's (scale, zero) from the weights before any update,
   // in the natural column order, so a permuted rounding order still gives the packed layout.
   if (opt.act_order) {
@@ -159,12 +167,7 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
           std::vector<float> grp(static_cast<size_t>(g));
           std::vector<uint8_t> scratch(static_cast<size_t>(g));
           for (int64_t r = begin; r < end; ++r) {
-            for (int64_t k = 0; k < gpr; ++k) {
-              const int64_t j0 = k * g, n = std::min(g, cols - j0);
-              for (int64_t j = 0; j < n; ++j) grp[j] = static_cast<float>(w0[r * cols + j0 + j]);
-              QuantizeGroup(grp.data(), n, q.bits, cfg.symmetric, cfg.mse_clip, scratch.data(), &q.scales[r * gpr + k],
-                            &q.zeros[r * gpr + k]);
-            }
+            for (int64_t k = 0; k < gpr; ++k) fit_group(w0.data() + r * cols + k * g, r, k, grp, scratch);
           }
         },
         0, 16);
@@ -205,12 +208,8 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
             double* row = wd.data() + r * cols;
             for (int64_t i = i1; i < i2; ++i) {
               const int64_t col = perm[i], k = col / g;
-              if (!opt.act_order && i % g == 0) {  // a group starts: its (scale, zero) from the updated weights
-                const int64_t n = std::min(g, cols - i);
-                for (int64_t j = 0; j < n; ++j) grp[j] = static_cast<float>(row[i + j]);
-                QuantizeGroup(grp.data(), n, q.bits, cfg.symmetric, cfg.mse_clip, scratch.data(),
-                              &q.scales[r * gpr + k], &q.zeros[r * gpr + k]);
-              }
+              // Natural order: a group starts (col == i); its (scale, zero) from the updated weights.
+              if (!opt.act_order && i % g == 0) fit_group(row + i, r, k, grp, scratch);
               const float s = HalfToFloat(q.scales[r * gpr + k]), m = HalfToFloat(q.zeros[r * gpr + k]);
               const float x = static_cast<float>(row[i]);
               float c = 0.0f;

@@ -37,7 +37,8 @@ struct LayerOptions {
 };
 
 // The options of the run's base variant (width and rounding only: codes without the symmetry
-// or group fields, choice.h); `layers` unchanged when some layer offers none.
+// or group fields, choice.h), for the same layers in the same order; `layers` unchanged when
+// some layer offers none.
 std::vector<LayerOptions> BaseVariantOptions(const std::vector<LayerOptions>& layers);
 
 struct Allocation {
