@@ -16,6 +16,11 @@
 //   Dequantized weight: w'(r, j) = m + s * q(r, j), q in [0, 2^bits - 1], computed in fp32
 //   from the fp16 values. The zero is stored as a float (the group's minimum for asymmetric
 //   quantization, -s * (2^(b-1) - 1) for symmetric), not as an integer zero-point.
+//   grid_ids (optional; kernels/grids.h): [rows, WordsPerRow(GroupsPerRow(cols, group_size),
+//           kGridIdBits)] uint32, one index per group as a packed bit stream per row (like the
+//           codes). With grid ids the dequantized weight is w'(r, j) = m + s * L[q(r, j)], L =
+//           GridLevels(bits, id of the group), in fp32; without them L[q] = q (grid 0).
+//           Only asymmetric matrices carry grid ids.
 #ifndef SLQ_KERNELS_PACKED_MATRIX_H_
 #define SLQ_KERNELS_PACKED_MATRIX_H_
 
@@ -48,6 +53,8 @@ struct PackedMatrixView {
   // Symmetric quantization: every zero is SymmetricZero(scale, bits) (artifacts store no zeros
   // then; a view always carries them, recomputed at load).
   bool symmetric = false;
+  // Per-group grid indices (kernels/grids.h); null = every group on the uniform grid.
+  const uint32_t* grid_ids = nullptr;  // [rows, WordsPerRow(GroupsPerRow(cols, group_size), kGridIdBits)]
 };
 
 }  // namespace slq::kernels

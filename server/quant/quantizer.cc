@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/dequant_ref.h"
+#include "kernels/grids.h"
 #include "server/common/half.h"
 #include "server/common/status_macros.h"
 #include "server/common/thread_pool.h"
@@ -77,7 +78,7 @@ const char* RoundingName(Rounding r) {
 
 std::string QuantConfig::Describe() const {
   return absl::StrCat("q", bits, " g", group_size, symmetric ? " sym" : " asym", mse_clip ? " clip" : "",
-                      rotate ? " rot" : "");
+                      rotate ? " rot" : "", grids ? " grid" : "");
 }
 
 Rotation MakeRotation(int64_t cols, uint64_t seed) {
@@ -111,21 +112,25 @@ kernels::PackedMatrixView QuantizedMatrix::View() const {
   v.scales = scales.data();
   v.zeros = zeros.data();
   v.symmetric = symmetric;
+  v.grid_ids = grid_ids.empty() ? nullptr : grid_ids.data();
   return v;
 }
 
 std::string QuantizedMatrix::Describe() const {
   return absl::StrCat("q", bits, " g", group_size, symmetric ? " sym" : " asym", mse_clip ? " clip" : "",
-                      rotation.enabled() ? " rot" : "",
+                      rotation.enabled() ? " rot" : "", has_grids() ? " grid" : "",
                       rounding == Rounding::kRtn ? "" : absl::StrCat(" ", RoundingName(rounding)));
 }
 
-double QuantizedMatrix::BitsPerParam() const { return quant::BitsPerParam(bits, group_size, cols, symmetric); }
+double QuantizedMatrix::BitsPerParam() const {
+  return quant::BitsPerParam(bits, group_size, cols, symmetric, has_grids());
+}
 
-double BitsPerParam(int bits, int64_t group_size, int64_t cols, bool symmetric) {
+double BitsPerParam(int bits, int64_t group_size, int64_t cols, bool symmetric, bool grids) {
   if (cols <= 0) return bits;
   const int64_t g = group_size <= 0 ? cols : group_size;
-  const double overhead = symmetric ? 16.0 : 32.0;  // fp16 scale (+ fp16 zero when asymmetric)
+  // fp16 scale (+ fp16 zero when asymmetric) (+ the grid index)
+  const double overhead = (symmetric ? 16.0 : 32.0) + (grids ? kernels::kGridIdBits : 0);
   return bits + overhead * static_cast<double>(kernels::GroupsPerRow(cols, g)) / static_cast<double>(cols);
 }
 

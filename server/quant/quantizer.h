@@ -43,7 +43,10 @@ struct QuantConfig {
   bool mse_clip = false;         // grid search of a shrink factor per group
   bool rotate = false;           // randomized Hadamard rotation of the input dimension
   uint64_t rotation_seed = 0;    // seed of the random signs
-  std::string Describe() const;  // e.g. "q4 g128 asym"
+  // Grid Games (kernels/grids.h): each group takes the best of kernels::kGridCount grids, its
+  // index stored in kernels::kGridIdBits bits. Asymmetric only.
+  bool grids = false;
+  std::string Describe() const;  // e.g. "q4 g128 asym", "q4 g128 asym grid"
 };
 
 // The random rotation applied to the input dimension (identity when block == 0).
@@ -70,6 +73,9 @@ struct QuantizedMatrix {
   std::vector<uint32_t> codes;   // [rows, WordsPerRow(cols, bits)] packed codes
   std::vector<uint16_t> scales;  // [rows, GroupsPerRow(cols, group_size)] fp16
   std::vector<uint16_t> zeros;   // [rows, GroupsPerRow(cols, group_size)] fp16
+  // [rows, WordsPerRow(GroupsPerRow(cols, group_size), kernels::kGridIdBits)]; empty = uniform grid
+  std::vector<uint32_t> grid_ids;
+  bool has_grids() const { return !grid_ids.empty(); }
   kernels::PackedMatrixView View() const;
   std::string Describe() const;
   double BitsPerParam() const;
@@ -95,7 +101,8 @@ std::vector<float> DequantizeOriginalBasis(const QuantizedMatrix& q);
 // Bits per parameter: bits + 32 / group_size (fp16 scale + fp16 zero per group); per-row:
 // bits + 32 / cols. Ragged last groups are counted exactly: bits + 32 * groups / cols.
 // Symmetric groups store only the scale (the zero is SymmetricZero(scale)): bits + 16 / g.
-double BitsPerParam(int bits, int64_t group_size, int64_t cols, bool symmetric = false);
+// Grids add kernels::kGridIdBits per group (the grid index): + 2 / g.
+double BitsPerParam(int bits, int64_t group_size, int64_t cols, bool symmetric = false, bool grids = false);
 
 // The fp16 zero of a symmetric group: -s * (2^(b-1) - 1) rounded to fp16, a function of the
 // stored fp16 scale, so artifacts do not store it (the loader recomputes it bit-exactly).
