@@ -311,8 +311,8 @@ absl::Status QuantizationSession::EnsureInputGrams(bool needed) {
   std::vector<std::string> names;
   for (const SlotInfo& s : mq_->slots()) names.push_back(s.name);
   // Never the calibration windows the profile and the closed loop measure (eval_data.h).
-  SLQ_ASSIGN_OR_RETURN(auto grams, CachedInputGrams(*model_, names, data_.gram, opts_.profile_cache_dir,
-                                                     model_->identity_sha256));
+  SLQ_ASSIGN_OR_RETURN(auto grams,
+                       CachedInputGrams(*model_, names, data_.gram, opts_.profile_cache_dir, model_->identity_sha256));
   mq_->SetInputGrams(std::move(grams));
   stage_seconds_["input_grams"] = Since(t0);
   return absl::OkStatus();

@@ -37,12 +37,12 @@ enum class Rounding : int { kRtn = 0, kMse = 1, kGptq = 2 };
 const char* RoundingName(Rounding r);  // "rtn", "mse", "gptq"
 
 struct QuantConfig {
-  int bits = 4;                  // 2..8
-  int64_t group_size = 128;      // 32, 64, 128 (any >= 1 accepted) or -1 = per row
-  bool symmetric = false;        // default asymmetric
-  bool mse_clip = false;         // grid search of a shrink factor per group
-  bool rotate = false;           // randomized Hadamard rotation of the input dimension
-  uint64_t rotation_seed = 0;    // seed of the random signs
+  int bits = 4;                // 2..8
+  int64_t group_size = 128;    // 32, 64, 128 (any >= 1 accepted) or -1 = per row
+  bool symmetric = false;      // default asymmetric
+  bool mse_clip = false;       // grid search of a shrink factor per group
+  bool rotate = false;         // randomized Hadamard rotation of the input dimension
+  uint64_t rotation_seed = 0;  // seed of the random signs
   // Grid Games (kernels/grids.h): each group takes the best of kernels::kGridCount grids, its
   // index stored in kernels::kGridIdBits bits. Asymmetric only.
   bool grids = false;
