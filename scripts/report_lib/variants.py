@@ -20,7 +20,9 @@ SETS = [
     ("gptq", "search: width x {RTN, GPTQ}", ["--quantizers", "rtn,gptq"]),
     ("symg", "search: width x {sym, asym} x {g64, g128} (RTN)",
      ["--quantizers", "rtn", "--symmetry", "both", "--group-sizes", "64,128"]),
-    ("all", "search: all variants", ["--quantizers", "rtn,gptq", "--symmetry", "both", "--group-sizes", "64,128"]),
+    ("all", "search: width x {RTN, GPTQ} x {sym, asym} x {g64, g128}",
+     ["--quantizers", "rtn,gptq", "--symmetry", "both", "--group-sizes", "64,128"]),
+    ("grid", "search: width x {RTN, GPTQ} x {uniform grid, Grid Games}", ["--quantizers", "rtn,gptq", "--grids", "both"]),
 ]
 # (slug, label, arguments): one variant for every layer.
 UNIFORM = [
@@ -28,6 +30,7 @@ UNIFORM = [
     ("gptq", "uniform GPTQ asym g128", ["--quantizers", "gptq"]),
     ("sym", "uniform RTN sym g128", ["--quantizers", "rtn", "--symmetric"]),
     ("g64", "uniform RTN asym g64", ["--quantizers", "rtn", "--group-size", "64"]),
+    ("gptqgrid", "uniform GPTQ asym g128 Grid Games", ["--quantizers", "gptq", "--grids", "on"]),
 ]
 BASELINE = "uniform RTN asym g128"
 
@@ -147,7 +150,8 @@ def section(models_pts, plot_fn, img_dir, llama=None):
                 if d.get("quantized"):
                     k = (f"{d.get('quantizer', 'rtn')}{d['bits']}"
                          f"{'s' if d.get('symmetric') else ''}" +
-                         (f"g{d['group_size']}" if d.get("group_size") not in (None, 128) else ""))
+                         (f"g{d['group_size']}" if d.get("group_size") not in (None, 128) else "") +
+                         ("-grid" if d.get("grids") else ""))
                     kinds[k] = kinds.get(k, 0) + 1
             out.append(f"Layers of `{widest['name']}` by variant: " +
                        ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())) + ".\n")
