@@ -34,24 +34,28 @@ std::vector<double> Naive(const std::vector<float>& wd, int64_t out, int64_t in,
 TEST(QuantizedLinearTest, MatchesReferenceForSingleAndBatchedInputs) {
   for (int bits : {2, 3, 4, 5, 8}) {
     for (int64_t g : {32, 64, -1}) {
-      const int64_t out = 130, in = 200;  // ragged tiles and groups
-      std::vector<float> w = Random(out * in, bits * 7 + static_cast<uint32_t>(g));
-      QuantConfig cfg;
-      cfg.bits = bits;
-      cfg.group_size = g;
-      auto q = QuantizeMatrix(w.data(), out, in, cfg);
-      ASSERT_TRUE(q.ok());
-      const std::vector<float> wd = Dequantize(*q);
-      QuantizedLinear op(std::move(*q));
-      for (int64_t n : {1, 7}) {
-        std::vector<float> x = Random(n * in, 99), y(n * out), yref(n * out);
-        op.Forward(x.data(), n, y.data());
-        ASSERT_EQ(kernels::DequantMatmulRef(op.matrix().View(), x.data(), n, yref.data()), "");
-        const std::vector<double> exact = Naive(wd, out, in, x, n);
-        for (int64_t i = 0; i < n * out; ++i) {
-          const double tol = 1e-4 * (1 + std::fabs(exact[i]));
-          EXPECT_NEAR(y[i], exact[i], tol);
-          EXPECT_NEAR(yref[i], exact[i], 1e-5 * (1 + std::fabs(exact[i])));
+      for (bool grids : {false, true}) {
+        const int64_t out = 130, in = 200;  // ragged tiles and groups
+        std::vector<float> w = Random(out * in, bits * 7 + static_cast<uint32_t>(g));
+        QuantConfig cfg;
+        cfg.bits = bits;
+        cfg.group_size = g;
+        cfg.grids = grids;
+        auto q = QuantizeMatrix(w.data(), out, in, cfg);
+        ASSERT_TRUE(q.ok());
+        ASSERT_EQ(q->has_grids(), grids);
+        const std::vector<float> wd = Dequantize(*q);
+        QuantizedLinear op(std::move(*q));
+        for (int64_t n : {1, 7}) {
+          std::vector<float> x = Random(n * in, 99), y(n * out), yref(n * out);
+          op.Forward(x.data(), n, y.data());
+          ASSERT_EQ(kernels::DequantMatmulRef(op.matrix().View(), x.data(), n, yref.data()), "");
+          const std::vector<double> exact = Naive(wd, out, in, x, n);
+          for (int64_t i = 0; i < n * out; ++i) {
+            const double tol = 1e-4 * (1 + std::fabs(exact[i]));
+            EXPECT_NEAR(y[i], exact[i], tol);
+            EXPECT_NEAR(yref[i], exact[i], 1e-5 * (1 + std::fabs(exact[i])));
+          }
         }
       }
     }
@@ -59,35 +63,49 @@ TEST(QuantizedLinearTest, MatchesReferenceForSingleAndBatchedInputs) {
 }
 
 // The fast kernels (both the AVX2 and the baseline build) against the scalar oracle, every
-// bitwidth, aligned, ragged and per-row groups.
+// bitwidth, aligned, ragged and per-row groups, uniform and grid (Grid Games) matrices; the
+// dequantized rows are bit-identical (DequantRow == DequantWeight == DequantRowFast).
 TEST(QuantizedLinearTest, FastKernelsMatchScalarOracleOnEveryIsaAndBitwidth) {
   for (bool force_baseline : {false, true}) {
     const bool prev = kernels::ForceBaselinePackedKernels(force_baseline);
     for (int bits = 2; bits <= 8; ++bits) {
       for (int64_t g : {32, 64, 128, -1}) {
         for (int64_t in : {int64_t{256}, int64_t{200}, int64_t{45}}) {
-          const int64_t out = 9;
-          std::vector<float> w = Random(out * in, static_cast<uint32_t>(bits * 31 + in));
-          QuantConfig cfg;
-          cfg.bits = bits;
-          cfg.group_size = g;
-          auto q = QuantizeMatrix(w.data(), out, in, cfg);
-          ASSERT_TRUE(q.ok());
-          const kernels::PackedMatrixView v = q->View();
-          std::vector<float> ref(in), fast(in);
-          for (int64_t r = 0; r < out; ++r) {
-            kernels::DequantRow(v, r, ref.data());
-            kernels::DequantRowFast(v, r, fast.data());
-            ASSERT_EQ(ref, fast) << "bits " << bits << " g " << g << " in " << in << " row " << r << " isa "
-                                 << kernels::PackedKernelIsa();
-          }
-          QuantizedLinear op(std::move(*q));
-          std::vector<float> x = Random(in, 3), y(out), yref(out);
-          op.Forward(x.data(), 1, y.data());
-          ASSERT_EQ(kernels::DequantMatmulRef(op.matrix().View(), x.data(), 1, yref.data()), "");
-          for (int64_t r = 0; r < out; ++r) {
-            EXPECT_NEAR(y[r], yref[r], 1e-4 * (1 + std::fabs(yref[r])))
-                << "bits " << bits << " g " << g << " in " << in << " isa " << kernels::PackedKernelIsa();
+          for (bool grids : {false, true}) {
+            const int64_t out = 9;
+            std::vector<float> w = Random(out * in, static_cast<uint32_t>(bits * 31 + in));
+            QuantConfig cfg;
+            cfg.bits = bits;
+            cfg.group_size = g;
+            cfg.grids = grids;
+            auto q = QuantizeMatrix(w.data(), out, in, cfg);
+            ASSERT_TRUE(q.ok());
+            const kernels::PackedMatrixView v = q->View();
+            ASSERT_EQ(kernels::ValidatePackedView(v), "");
+            if (grids) {  // the matrix exercises the lookup paths: some group is off grid 0
+              int64_t off_uniform = 0;
+              const int64_t gpr = kernels::GroupsPerRow(in, q->group_size);
+              for (int64_t r = 0; r < out; ++r)
+                for (int64_t k = 0; k < gpr; ++k) off_uniform += kernels::GridId(v, r, k) != 0;
+              ASSERT_GT(off_uniform, 0) << "bits " << bits << " g " << g << " in " << in;
+            }
+            std::vector<float> ref(in), fast(in);
+            for (int64_t r = 0; r < out; ++r) {
+              kernels::DequantRow(v, r, ref.data());
+              kernels::DequantRowFast(v, r, fast.data());
+              ASSERT_EQ(ref, fast) << "bits " << bits << " g " << g << " in " << in << " row " << r << " isa "
+                                   << kernels::PackedKernelIsa() << " grids " << grids;
+              for (int64_t c = 0; c < in; ++c) ASSERT_EQ(kernels::DequantWeight(v, r, c), ref[c]) << r << " " << c;
+            }
+            QuantizedLinear op(std::move(*q));
+            std::vector<float> x = Random(in, 3), y(out), yref(out);
+            op.Forward(x.data(), 1, y.data());
+            ASSERT_EQ(kernels::DequantMatmulRef(op.matrix().View(), x.data(), 1, yref.data()), "");
+            for (int64_t r = 0; r < out; ++r) {
+              EXPECT_NEAR(y[r], yref[r], 1e-4 * (1 + std::fabs(yref[r])))
+                  << "bits " << bits << " g " << g << " in " << in << " isa " << kernels::PackedKernelIsa() << " grids "
+                  << grids;
+            }
           }
         }
       }
