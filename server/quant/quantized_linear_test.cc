@@ -5,7 +5,10 @@
 
 #include "gtest/gtest.h"
 #include "kernels/dequant_ref.h"
+#include "kernels/grids.h"
 #include "kernels/packed_dot.h"
+#include "server/common/half.h"
+#include "server/quant/packing.h"
 
 namespace slq::quant {
 namespace {
@@ -134,6 +137,69 @@ TEST(QuantizedLinearTest, RotatedOpApproximatesOriginalProduct) {
   EXPECT_EQ(op.out_features(), out);
   EXPECT_NE(op.Describe().find("rot"), std::string::npos);
   EXPECT_LT(op.MemoryBytes(), static_cast<size_t>(out * in * 4 / 3));
+}
+
+// Random grid matrices (every code value, every grid id, ragged and per-row groups): each
+// decoder gives exactly m + s * GridLevels(bits, id)[code] in fp32, on both ISAs; the fast dot
+// product agrees with the fp64 oracle.
+TEST(QuantizedLinearTest, RandomGridMatricesDecodeOnTheirLevelsEverywhere) {
+  std::mt19937 rng(77);
+  for (int bits = 2; bits <= 8; ++bits) {
+    for (int64_t g : {32, 64, 200}) {  // 200 = per-row at in = 200
+      const int64_t out = 5, in = 200, gpr = kernels::GroupsPerRow(in, g);
+      QuantizedMatrix q;
+      q.rows = out;
+      q.cols = in;
+      q.bits = bits;
+      q.group_size = g;
+      std::vector<uint8_t> codes(out * in), ids(out * gpr);
+      std::uniform_int_distribution<int> code(0, (1 << bits) - 1), id(0, kernels::kGridCount - 1);
+      for (auto& c : codes) c = static_cast<uint8_t>(code(rng));
+      for (auto& i : ids) i = static_cast<uint8_t>(id(rng));
+      ids[0] = 1;  // some group off the uniform grid even at one group per row
+      q.codes = *PackCodes(codes.data(), out, in, bits);
+      q.grid_ids = *PackCodes(ids.data(), out, gpr, kernels::kGridIdBits);
+      std::uniform_real_distribution<float> u(0.5f, 1.5f);
+      for (int64_t k = 0; k < out * gpr; ++k) {
+        q.scales.push_back(FloatToHalf(0.01f * u(rng)));
+        q.zeros.push_back(FloatToHalf(-0.05f * u(rng)));
+      }
+      const kernels::PackedMatrixView v = q.View();
+      ASSERT_EQ(kernels::ValidatePackedView(v), "");
+      std::vector<float> ref(in), fast(in);
+      for (bool force_baseline : {false, true}) {
+        const bool prev = kernels::ForceBaselinePackedKernels(force_baseline);
+        for (int64_t r = 0; r < out; ++r) {
+          kernels::DequantRow(v, r, ref.data());
+          kernels::DequantRowFast(v, r, fast.data());
+          for (int64_t j = 0; j < in; ++j) {
+            const int64_t k = r * gpr + j / g;
+            const float want = HalfToFloat(q.zeros[k]) +
+                               HalfToFloat(q.scales[k]) * kernels::GridLevels(bits, ids[k])[codes[r * in + j]];
+            ASSERT_EQ(ref[j], want) << bits << " " << g << " " << r << " " << j;
+            ASSERT_EQ(fast[j], want) << bits << " " << g << " " << r << " " << j << " " << kernels::PackedKernelIsa();
+            ASSERT_EQ(kernels::DequantWeight(v, r, j), want);
+          }
+          ASSERT_EQ(kernels::GridId(v, r, 0), ids[r * gpr]);
+        }
+        QuantizedLinear op(q);
+        std::vector<float> x = Random(in, 5), y(out), yref(out);
+        op.Forward(x.data(), 1, y.data());
+        ASSERT_EQ(kernels::DequantMatmulRef(v, x.data(), 1, yref.data()), "");
+        for (int64_t r = 0; r < out; ++r)
+          EXPECT_NEAR(y[r], yref[r], 1e-4 * (1 + std::fabs(yref[r]))) << bits << " " << g;
+        kernels::ForceBaselinePackedKernels(prev);
+      }
+      // The same matrix read without its ids is a different matrix (the ids matter).
+      QuantizedMatrix uniform = q;
+      uniform.grid_ids.clear();
+      EXPECT_NE(Dequantize(uniform), Dequantize(q)) << bits << " " << g;
+      // A symmetric view carrying ids is refused.
+      kernels::PackedMatrixView sym = v;
+      sym.symmetric = true;
+      EXPECT_NE(kernels::ValidatePackedView(sym), "");
+    }
+  }
 }
 
 }  // namespace
