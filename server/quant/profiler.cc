@@ -54,7 +54,7 @@ void WriteCache(const ProfileOptions& o, const std::string& key, const json& lay
 bool OnlyGroupDiffers(const ModelQuantizer& mq, int a, int b) {
   const absl::StatusOr<Choice> x = DecodeChoice(a, BaseOf(mq.config())), y = DecodeChoice(b, BaseOf(mq.config()));
   return x.ok() && y.ok() && !x->dense() && x->bits == y->bits && x->rounding == y->rounding &&
-         x->symmetric == y->symmetric;
+         x->symmetric == y->symmetric && x->grids == y->grids;
 }
 
 absl::StatusOr<MeanDamage> Measure(EvalBackend& eval, int set, double temperature) {
