@@ -20,39 +20,20 @@
 namespace slq::quant {
 namespace {
 
-// The code of x's nearest level on the grid `lv` (2^bits ascending levels, kernels/grids.h)
-// under fp16 (s, m), and via *value the dequantized weight m + s * lv[q] (fp32, as the format).
-// lv null: the uniform grid, rounded exactly as QuantizeGroup does (nearbyint, clamped).
+// The code of x's nearest level on the grid `lv` (2^bits ascending levels, kernels/grids.h;
+// kernels::NearestLevel, as QuantizeGroup rounds) under fp16 (s, m), and via *value the
+// dequantized weight m + s * L[q] (fp32, as the format). lv null: the uniform grid, rounded
+// exactly as before grids (nearbyint, clamped).
 uint8_t NearestCode(float x, float s, float m, int bits, const float* lv, float* value) {
-  const int qmax = (1 << bits) - 1;
-  if (!(s > 0.0f)) {
-    *value = m + s * (lv ? lv[0] : 0.0f);
-    return 0;
+  const int n = 1 << bits;
+  uint8_t q = 0;
+  if (s > 0.0f && lv == nullptr) {
+    q = static_cast<uint8_t>(std::clamp(std::nearbyint((x - m) / s), 0.0f, static_cast<float>(n - 1)));
+  } else if (s > 0.0f) {
+    q = kernels::NearestLevel(lv, n, (x - m) / s);
   }
-  if (lv == nullptr) {
-    const float q = std::clamp(std::nearbyint((x - m) / s), 0.0f, static_cast<float>(qmax));
-    *value = m + s * q;
-    return static_cast<uint8_t>(q);
-  }
-  // The first level above x's position, then the nearer of it and the one below (by the
-  // dequantized value, so fp32 rounding of m + s * L decides exactly as the kernels see it).
-  const float t = (x - m) / s;
-  const int hi = static_cast<int>(std::upper_bound(lv, lv + qmax + 1, t) - lv);
-  if (hi == 0) {
-    *value = m + s * lv[0];
-    return 0;
-  }
-  if (hi > qmax) {
-    *value = m + s * lv[qmax];
-    return static_cast<uint8_t>(qmax);
-  }
-  const float below = m + s * lv[hi - 1], above = m + s * lv[hi];
-  if (std::fabs(x - below) <= std::fabs(above - x)) {
-    *value = below;
-    return static_cast<uint8_t>(hi - 1);
-  }
-  *value = above;
-  return static_cast<uint8_t>(hi);
+  *value = m + s * (lv ? lv[q] : static_cast<float>(q));
+  return q;
 }
 
 // sum_j h_j (w_j - w'_j)^2 of one group encoded against fp16 (s, m) on the grid lv (null:
