@@ -101,7 +101,7 @@ int Watch(Client& c, const std::string& job_id, bool json, int64_t after) {
 void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   struct Opts {
     std::string model, target = "ear>=0.99", formats = "4-5-6-7-8", calib, eval, key, quantizers, symmetry, group_sizes,
-        grids;
+                       grids;
     int group_size = 128;
     int64_t cloze_items = 2000;
     CLI::Option* cloze_flag = nullptr;

@@ -144,7 +144,7 @@ absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std
   // Absent = the base variant only (as jobs stored before they existed).
   if (!spec.symmetry().empty()) o["symmetry"] = spec.symmetry();
   if (!spec.group_sizes().empty()) o["group_sizes"] = spec.group_sizes();
-  if (!spec.grids().empty()) o["grids"] = spec.grids();                 // absent = off
+  if (!spec.grids().empty()) o["grids"] = spec.grids();               // absent = off
   if (spec.has_cloze_items()) o["cloze_items"] = spec.cloze_items();  // absent = the engine's default
   r.options_json = o.dump();
   return r;

@@ -36,8 +36,8 @@ absl::StatusOr<int> EncodeChoice(const Choice& c, const ChoiceBase& base) {
   if (c.bits < 2 || c.bits > 8)
     return absl::InvalidArgumentError(absl::StrCat("choice bits ", c.bits, "; allowed 2..8"));
   if (c.grids && c.symmetric) {
-    return absl::InvalidArgumentError(absl::StrCat("choice ", c.Name(),
-                                                   ": grids need asymmetric scales (drop grids or symmetric)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("choice ", c.Name(), ": grids need asymmetric scales (drop grids or symmetric)"));
   }
   int group = 0;
   if (c.group_size != base.group_size) {

@@ -114,9 +114,8 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
   if (options.rotate && s->roundings_ != std::vector<Rounding>{Rounding::kRtn}) {
     return absl::InvalidArgumentError("rotation is only combined with quantizers 'rtn'");
   }
-  SLQ_ASSIGN_OR_RETURN(
-      s->variants_, spec::ParseVariants(options.group_size, options.symmetric, options.symmetry, options.group_sizes,
-                                         options.grids));
+  SLQ_ASSIGN_OR_RETURN(s->variants_, spec::ParseVariants(options.group_size, options.symmetric, options.symmetry,
+                                                         options.group_sizes, options.grids));
   if (options.uniform_bits == 0) {
     SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(s->target_, s->formats_, s->variants_));
   }
@@ -217,9 +216,9 @@ absl::Status QuantizationSession::Retarget(const PipelineOptions& options) {
   if (options.rotate && roundings != std::vector<Rounding>{Rounding::kRtn}) {
     return absl::InvalidArgumentError("rotation is only combined with quantizers 'rtn'");
   }
-  SLQ_ASSIGN_OR_RETURN(spec::VariantSpace variants, spec::ParseVariants(options.group_size, options.symmetric,
-                                                                        options.symmetry, options.group_sizes,
-                                                                        options.grids));
+  SLQ_ASSIGN_OR_RETURN(
+      spec::VariantSpace variants,
+      spec::ParseVariants(options.group_size, options.symmetric, options.symmetry, options.group_sizes, options.grids));
   if (options.uniform_bits == 0) SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(target, formats, variants));
   SLQ_RETURN_IF_ERROR(CheckTlTestable(target));  // the same items (equal keys): only the target matters
   const std::string model_id = opts_.model_id;

@@ -115,8 +115,8 @@ absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& p
     // Grids "on" with asymmetric base scales: every layer on per-group grids.
     const bool grids = variants_.grids == std::vector<bool>{true} && !variants_.base_symmetric;
     for (const SlotInfo& s : mq_->slots()) {
-      bits[s.name] = EncodeChoice(opts_.uniform_bits > 0 ? opts_.uniform_bits : formats_.back(), r) +
-                     (grids ? kChoiceGrid : 0);
+      bits[s.name] =
+          EncodeChoice(opts_.uniform_bits > 0 ? opts_.uniform_bits : formats_.back(), r) + (grids ? kChoiceGrid : 0);
     }
     SLQ_RETURN_IF_ERROR(evaluate(bits, 0).status());
     note = "uniform allocation";

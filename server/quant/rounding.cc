@@ -211,9 +211,9 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
     QuantizeGroup(grp.data(), n, q.bits, cfg.symmetric, cfg.mse_clip, scratch.data(), &q.scales[r * gpr + k],
                   &q.zeros[r * gpr + k]);
     if (cfg.grids) {
-      grid_of[r * gpr + k] = static_cast<uint8_t>(BestGrid(grp.data(), diag.data() + k * g, n, q.bits,
-                                                           HalfToFloat(q.scales[r * gpr + k]),
-                                                           HalfToFloat(q.zeros[r * gpr + k])));
+      grid_of[r * gpr + k] =
+          static_cast<uint8_t>(BestGrid(grp.data(), diag.data() + k * g, n, q.bits, HalfToFloat(q.scales[r * gpr + k]),
+                                        HalfToFloat(q.zeros[r * gpr + k])));
     }
   };
   // Static groups (act-order): every group's (scale, zero) from the weights before any update,

@@ -75,8 +75,7 @@ std::vector<float> GridDequant(const QuantizedMatrix& q) {
   for (int64_t r = 0; r < q.rows; ++r) {
     for (int64_t j = 0; j < q.cols; ++j) {
       const int64_t k = j / q.group_size;
-      const uint32_t id =
-          q.has_grids() ? kernels::PackedCode(q.grid_ids.data() + r * ipr, k, kernels::kGridIdBits) : 0;
+      const uint32_t id = q.has_grids() ? kernels::PackedCode(q.grid_ids.data() + r * ipr, k, kernels::kGridIdBits) : 0;
       EXPECT_LT(id, static_cast<uint32_t>(kernels::kGridCount));
       const float* lv = kernels::GridLevels(q.bits, static_cast<int>(id));
       const uint32_t c = kernels::PackedCode(q.codes.data() + r * wpr, j, q.bits);
@@ -177,7 +176,8 @@ TEST(RoundingTest, GridsFillIdsChargeTheirBitsAndLowerTheError) {
       // Some group leaves the uniform grid (else the ids would say nothing).
       std::set<uint32_t> used;
       for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t k = 0; k < 4; ++k) used.insert(kernels::PackedCode(gptq_grid->grid_ids.data() + r, k, 2));  // 1 word per row
+        for (int64_t k = 0; k < 4; ++k)
+          used.insert(kernels::PackedCode(gptq_grid->grid_ids.data() + r, k, 2));  // 1 word per row
       }
       EXPECT_GT(used.size(), 1u) << bits;
       EXPECT_LE(GridDiagError(w, *mse_grid, g), GridDiagError(w, *mse, g) * (1 + 1e-12)) << bits;

@@ -252,8 +252,7 @@ absl::Status ValidateSpec(const SpecFields& s) {
   auto variants = ParseVariants(s.group_size, s.symmetric, s.symmetry, s.group_sizes, s.grids);
   if (!variants.ok()) return variants.status();
   if (s.cloze_items < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cloze_items must be >= 0 (0 = no TL check), got ", s.cloze_items));
+    return absl::InvalidArgumentError(absl::StrCat("cloze_items must be >= 0 (0 = no TL check), got ", s.cloze_items));
   }
   if (!(s.temperature > 0 && s.temperature <= kMaxTemperature)) {
     return absl::InvalidArgumentError(absl::StrCat("temperature must be in (0, 10], got ", s.temperature));
@@ -280,8 +279,8 @@ absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& fo
   bool symmetric = v.base_symmetric;
   for (int64_t g : v.groups) {
     for (bool s : v.symmetric) {
-      if (MinAvgBits(formats, g, s, grids_only && !s) < MinAvgBits(formats, group_size, symmetric,
-                                                                   grids_only && !symmetric)) {
+      if (MinAvgBits(formats, g, s, grids_only && !s) <
+          MinAvgBits(formats, group_size, symmetric, grids_only && !symmetric)) {
         group_size = g;
         symmetric = s;
       }
@@ -293,7 +292,9 @@ absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& fo
         absl::StrFormat("target '%s' is unreachable with formats {%s} and group size %d: the fewest bits/param is %.4g "
                         "(the smallest width %d plus the %s overhead); raise the budget or allow a smaller width",
                         target.ToString(), absl::StrJoin(formats, ","), group_size, floor, formats.front(),
-                        symmetric ? "fp16 scale" : grids ? "fp16 scale, zero and grid index" : "fp16 scale and zero"));
+                        symmetric ? "fp16 scale"
+                        : grids   ? "fp16 scale, zero and grid index"
+                                  : "fp16 scale and zero"));
   }
   return absl::OkStatus();
 }

@@ -110,10 +110,10 @@ struct SpecFields {
   bool symmetric = false;
   double temperature = 1.0;  // of the fidelity metrics; (0, 10]
   std::string quantizers = "rtn";
-  bool hadamard = false;    // rotated layers take RTN only
-  std::string symmetry;     // "" | asym | sym | both (ParseVariants)
-  std::string group_sizes;  // "" | e.g. "64,128" (ParseVariants)
-  std::string grids;        // "" | off | on | both (ParseVariants)
+  bool hadamard = false;       // rotated layers take RTN only
+  std::string symmetry;        // "" | asym | sym | both (ParseVariants)
+  std::string group_sizes;     // "" | e.g. "64,128" (ParseVariants)
+  std::string grids;           // "" | off | on | both (ParseVariants)
   int64_t cloze_items = 2000;  // TL cloze items wanted; >= 0 (0 = no TL check)
 };
 // Every field, and that a bits<=X target is reachable with the formats and group size.
