@@ -43,8 +43,8 @@ absl::Status CheckOptions(const PipelineOptions& o) {
     return absl::InvalidArgumentError("calibration_resamples and closed_loop_max_evals must be >= 1, transfer_z >= 0");
   }
   if (o.cloze_max_items < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cloze_max_items = ", o.cloze_max_items, "; must be >= 0 (0 = no TL check)"));
+    return absl::InvalidArgumentError(absl::StrCat("cloze items (--cloze-items, cloze_max_items) = ", o.cloze_max_items,
+                                                   "; must be >= 0 (0 = no TL check)"));
   }
   if (!(o.gptq_damp > 0)) {
     return absl::InvalidArgumentError(absl::StrCat("gptq_damp = ", o.gptq_damp, "; must be > 0"));
