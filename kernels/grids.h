@@ -34,15 +34,14 @@ const float* GridLevels(int bits, int grid);
 inline uint8_t NearestLevel(const float* levels, int n, float t) {
   if (!(t > levels[0])) return 0;  // also NaN
   if (t >= levels[n - 1]) return static_cast<uint8_t>(n - 1);
-  int lo = 0, hi = n - 1;  // invariant: levels[lo] < t <= levels[hi]
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    if (levels[mid] < t) {
-      lo = mid;
-    } else {
-      hi = mid;
-    }
+  // Branch-free binary search (a conditional move per step): lo = the last level below t.
+  int lo = 0;
+  for (int len = n; len > 1;) {
+    const int half = len >> 1;
+    lo = levels[lo + half] < t ? lo + half : lo;
+    len -= half;
   }
+  const int hi = lo + 1;
   const float dl = t - levels[lo], dh = levels[hi] - t;
   if (dl < dh) return static_cast<uint8_t>(lo);
   if (dh < dl) return static_cast<uint8_t>(hi);

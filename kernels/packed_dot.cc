@@ -204,36 +204,47 @@ template <int B>
   return _mm256_cvtepi32_ps(Codes8Int<B>(p, end));
 }
 
-// A grid's levels in registers, for widths <= 4 (at most 16 levels: two 8-lane tables).
+// Widths whose grid levels the AVX2 kernels look up in registers (at most 32 levels: four
+// 8-lane tables); wider grids use the scalar table lookup.
+constexpr int kMaxRegisterGridBits = 5;
+
+// A grid's levels in registers: t[i] holds levels 8i..8i+7 (2 bits: the 4 levels twice).
 struct LevelRegs {
-  __m256 lo, hi;
+  __m256 t[4];
 };
 
 template <int B>
 [[gnu::always_inline, gnu::target("avx2,fma")]] inline LevelRegs LoadLevels(const float* lv) {
-  static_assert(B <= 4);
-  LevelRegs t;
+  static_assert(B <= kMaxRegisterGridBits);
+  LevelRegs r;
   if constexpr (B == 2) {
     const __m128 l4 = _mm_loadu_ps(lv);
-    t.lo = _mm256_insertf128_ps(_mm256_castps128_ps256(l4), l4, 1);
+    r.t[0] = _mm256_insertf128_ps(_mm256_castps128_ps256(l4), l4, 1);
   } else {
-    t.lo = _mm256_loadu_ps(lv);
+    for (int i = 0; i < (1 << (B - 3)); ++i) r.t[i] = _mm256_loadu_ps(lv + 8 * i);
   }
-  t.hi = B == 4 ? _mm256_loadu_ps(lv + 8) : t.lo;
-  return t;
+  return r;
 }
 
-// The levels L[q] of 8 codes of a grid group of width <= 4, looked up in registers (a lane
-// permute; 4 bits: two permutes and a blend on the code's bit 3).
+// The levels L[q] of 8 codes of a grid group, looked up in registers: a lane permute per 8-level
+// table (it uses the code's low 3 bits), then blends on the code's bits 3 and 4.
 template <int B>
 [[gnu::always_inline, gnu::target("avx2,fma")]] inline __m256 Levels8(const uint8_t* p, const uint8_t* end,
-                                                                      const LevelRegs& t) {
+                                                                      const LevelRegs& r) {
   const __m256i idx = Codes8Int<B>(p, end);
   if constexpr (B <= 3) {
-    return _mm256_permutevar8x32_ps(t.lo, idx);
+    return _mm256_permutevar8x32_ps(r.t[0], idx);
   } else {
-    const __m256 lo = _mm256_permutevar8x32_ps(t.lo, idx), hi = _mm256_permutevar8x32_ps(t.hi, idx);
-    return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+    const __m256 bit3 = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));  // sign bit = code bit 3
+    const __m256 l01 =
+        _mm256_blendv_ps(_mm256_permutevar8x32_ps(r.t[0], idx), _mm256_permutevar8x32_ps(r.t[1], idx), bit3);
+    if constexpr (B == 4) {
+      return l01;
+    } else {
+      const __m256 l23 =
+          _mm256_blendv_ps(_mm256_permutevar8x32_ps(r.t[2], idx), _mm256_permutevar8x32_ps(r.t[3], idx), bit3);
+      return _mm256_blendv_ps(l01, l23, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 27)));  // code bit 4
+    }
   }
 }
 
@@ -258,7 +269,7 @@ template <int B>
     const int64_t j0 = k * g, j1 = std::min(cols, j0 + g);
     if (const float* lv = grids.Levels(k)) {  // grid group: sum x L[q]
       float qx;
-      if constexpr (B <= 4) {  // levels in registers
+      if constexpr (B <= kMaxRegisterGridBits) {  // levels in registers
         const LevelRegs t = LoadLevels<B>(lv);
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
         int64_t j = j0;
@@ -273,7 +284,7 @@ template <int B>
         }
         qx = HSum(_mm256_add_ps(a0, a1));
         for (; j < j1; ++j) qx += lv[PackedCode(words, j, B)] * x[j];
-      } else {  // 32..256 levels: table lookup (an AVX2 gather measured slower)
+      } else {  // 64..256 levels: table lookup (an AVX2 gather measured slower)
         qx = GridGroupDot<B>(words, j0, j1, x, lv);
       }
       acc += HalfToFloat(sc[k]) * qx + HalfToFloat(zr[k]) * xsum[k];
@@ -311,7 +322,7 @@ template <int B>
     const __m256 vs = _mm256_set1_ps(s), vm = _mm256_set1_ps(m);
     int64_t j = j0;
     if (const float* lv = grids.Levels(k)) {
-      if constexpr (B <= 4) {
+      if constexpr (B <= kMaxRegisterGridBits) {
         // s * L[q] is exact in fp32 (two 11-bit mantissas: levels are fp16-exact), so the FMA
         // rounds like m + s * L[q].
         const LevelRegs t = LoadLevels<B>(lv);

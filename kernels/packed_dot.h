@@ -6,7 +6,7 @@
 //   DequantRowFast(view, r, row);                   // row[cols] = m + s * code
 //
 // Grid groups (view.grid_ids, kernels/grids.h) take the group's levels L by table lookup (AVX2,
-// widths <= 4: the levels sit in registers and a lane permute looks 8 up at once; wider: the
+// widths <= 5: the levels sit in registers and lane permutes + blends look 8 up at once; wider: the
 // scalar lookup, which measured faster than an AVX2 gather), then m + s * L[q];
 // sum x (m + s L[q]) = m xsum + s sum x L[q], so the dot product keeps the per-group xsum.
 // Groups on grid 0 (and views without grid ids) run the integer-code paths unchanged.

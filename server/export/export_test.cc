@@ -136,6 +136,15 @@ TEST(ExportHfTest, LogitsMatchTheArtifactWithinTheExportDtypesRounding) {
   fs::remove_all(artifact);
 }
 
+// Grid layers (Grid Games) export as their grid-dequantized weights: the fp32 export's logits
+// are the artifact's.
+TEST(ExportHfTest, GridLayersExportTheirGridDequantization) {
+  const std::string artifact = MakeArtifact("hf_grids", /*odd=*/false, /*grids=*/true);
+  ASSERT_FALSE(artifact.empty());
+  ExpectLogitsClose(artifact, "fp32", 1e-5);
+  fs::remove_all(artifact);
+}
+
 TEST(ExportHfTest, RefusesANonEmptyOutputFolder) {
   const std::string artifact = MakeArtifact("hf_nonempty");
   const std::string out = TempDir("hf_nonempty_out");

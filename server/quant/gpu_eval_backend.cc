@@ -163,7 +163,8 @@ class GpuEvalBackend final : public quant::EvalBackend {
     if (&op == p.original) {
       SLQ_RETURN_IF_ERROR(CudaStatus(
           cudaMemcpyAsync(p.region(), p.backup.p, p.bytes(), cudaMemcpyDeviceToDevice, stream_), "restore weights"));
-    } else if (const PackedLinear* pk = op.packed(); pk != nullptr && pk->rotation_block == 0) {
+    } else if (const PackedLinear* pk = op.packed();
+               pk != nullptr && pk->rotation_block == 0 && pk->view.grid_ids == nullptr) {
       const kernels::PackedMatrixView& q = pk->view;
       const size_t cb = static_cast<size_t>(q.rows * kernels::WordsPerRow(q.cols, q.bits)) * 4;
       const size_t sb = static_cast<size_t>(q.rows * kernels::GroupsPerRow(q.cols, q.group_size)) * 2, zb = sb;
@@ -179,6 +180,8 @@ class GpuEvalBackend final : public quant::EvalBackend {
                          reinterpret_cast<const uint16_t*>(base + cb + sb), q.rows, q.cols, q.bits, q.group_size,
                          p.region(), act, stream_);
     } else {
+      // Dense, rotated, and grid layers (kernels/grids.h: until the device decoder reads grid
+      // ids): the CPU's dequantized fp32 weights.
       std::vector<float> rotated;
       const std::vector<float>* w = nullptr;
       if (pk != nullptr) {
