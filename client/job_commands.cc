@@ -100,8 +100,11 @@ int Watch(Client& c, const std::string& job_id, bool json, int64_t after) {
 
 void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   struct Opts {
-    std::string model, target = "ear>=0.99", formats = "4-5-6-7-8", calib, eval, key, quantizers, symmetry, group_sizes;
+    std::string model, target = "ear>=0.99", formats = "4-5-6-7-8", calib, eval, key, quantizers, symmetry, group_sizes,
+                       grids;
     int group_size = 128;
+    int64_t cloze_items = 2000;
+    CLI::Option* cloze_flag = nullptr;
     bool watch = false, symmetric = false, mse_clip = false, hadamard = false, quantize_head = false;
     uint64_t seed = 0;
   };
@@ -124,6 +127,12 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
                   "Scales the search may choose per layer: asym, sym (= --symmetric) or both (default: the base only)");
   cmd->add_option("--group-sizes", o->group_sizes,
                   "Group sizes the search may choose per layer, a comma list containing --group-size, e.g. 64,128");
+  cmd->add_option("--grids", o->grids,
+                  "Grid Games: per-group non-uniform grids (asymmetric only, + 2 bits per group): off, on or both "
+                  "(the search chooses per layer); default off");
+  o->cloze_flag = cmd->add_option("--cloze-items", o->cloze_items,
+                                  "TL cloze items wanted from the held-out text (capped by the text; 0 = no TL check; "
+                                  "default: the server's, 2000)");
   cmd->add_flag("--quantize-head", o->quantize_head, "Quantize the LM head too (default: kept at 16 bits)");
   cmd->add_option("--seed", o->seed, "Seed for data splits and bootstrap");
   cmd->add_flag("--watch,-w", o->watch, "Watch the job until it ends");
@@ -133,7 +142,7 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
       absl::Status valid =
           ValidateSubmitFlags(o->target, o->formats, o->group_size, o->symmetric,
                               o->quantizers.empty() ? slq::spec::DefaultQuantizers(o->hadamard) : o->quantizers,
-                              o->hadamard, o->symmetry, o->group_sizes);
+                              o->hadamard, o->symmetry, o->group_sizes, o->grids, o->cloze_items);
       auto target = ParseTargetFlag(o->target);
       if (!valid.ok() || !target.ok()) {
         std::cerr << "error: " << (valid.ok() ? target.status() : valid).message() << "\n";
@@ -153,6 +162,8 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
       spec->set_quantizers(o->quantizers);
       spec->set_symmetry(o->symmetry);
       spec->set_group_sizes(o->group_sizes);
+      spec->set_grids(o->grids);
+      if (o->cloze_flag->count() > 0) spec->set_cloze_items(o->cloze_items);
       spec->set_keep_head_fp16(!o->quantize_head);
       spec->set_seed(o->seed);
       req.set_idempotency_key(o->key);

@@ -29,7 +29,8 @@ absl::StatusOr<slq::v1::FidelityTarget> ParseTargetFlag(const std::string& raw) 
 
 absl::Status ValidateSubmitFlags(const std::string& target, const std::string& formats, int64_t group_size,
                                  bool symmetric, const std::string& quantizers, bool hadamard,
-                                 const std::string& symmetry, const std::string& group_sizes) {
+                                 const std::string& symmetry, const std::string& group_sizes, const std::string& grids,
+                                 int64_t cloze_items) {
   return spec::ValidateSpec({.target = target,
                              .formats = formats,
                              .group_size = group_size,
@@ -38,7 +39,9 @@ absl::Status ValidateSubmitFlags(const std::string& target, const std::string& f
                              .quantizers = quantizers,
                              .hadamard = hadamard,
                              .symmetry = symmetry,
-                             .group_sizes = group_sizes});
+                             .group_sizes = group_sizes,
+                             .grids = grids,
+                             .cloze_items = cloze_items});
 }
 
 }  // namespace slq::client

@@ -15,7 +15,8 @@ absl::StatusOr<slq::v1::FidelityTarget> ParseTargetFlag(const std::string& text)
 // The whole submit spec before the RPC: the same ranges and error text as the server's SubmitJob.
 absl::Status ValidateSubmitFlags(const std::string& target, const std::string& formats, int64_t group_size,
                                  bool symmetric, const std::string& quantizers = "rtn", bool hadamard = false,
-                                 const std::string& symmetry = "", const std::string& group_sizes = "");
+                                 const std::string& symmetry = "", const std::string& group_sizes = "",
+                                 const std::string& grids = "", int64_t cloze_items = 2000);
 
 }  // namespace slq::client
 

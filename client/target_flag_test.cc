@@ -29,6 +29,14 @@ TEST(TargetFlagTest, SubmitFlagsFailBeforeTheRpc) {
   // Symmetric variants lower the reachable budget: bits<=4.2 needs them at 4 bits, g128.
   EXPECT_FALSE(ValidateSubmitFlags("bits<=4.2", "4-8", 128, false).ok());
   EXPECT_TRUE(ValidateSubmitFlags("bits<=4.2", "4-8", 128, false, "rtn", false, "both", "").ok());
+  // --grids / --cloze-items: the server's validator, before the RPC.
+  EXPECT_TRUE(ValidateSubmitFlags("ear>=0.99", "4-8", 128, false, "rtn", false, "", "", "both", 0).ok());
+  EXPECT_EQ(ValidateSubmitFlags("ear>=0.99", "4-8", 128, false, "rtn", false, "", "", "always").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateSubmitFlags("ear>=0.99", "4-8", 128, true, "rtn", false, "", "", "on").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateSubmitFlags("ear>=0.99", "4-8", 128, false, "rtn", false, "", "", "", -1).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(TargetFlagTest, RejectsWithAReason) {

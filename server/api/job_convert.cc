@@ -112,7 +112,9 @@ absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std
                                            .quantizers = quantizers,
                                            .hadamard = spec.hadamard(),
                                            .symmetry = spec.symmetry(),
-                                           .group_sizes = spec.group_sizes()});
+                                           .group_sizes = spec.group_sizes(),
+                                           .grids = spec.grids(),
+                                           .cloze_items = spec.has_cloze_items() ? spec.cloze_items() : 2000});
       !s.ok()) {
     return field_error(s);
   }
@@ -142,6 +144,8 @@ absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std
   // Absent = the base variant only (as jobs stored before they existed).
   if (!spec.symmetry().empty()) o["symmetry"] = spec.symmetry();
   if (!spec.group_sizes().empty()) o["group_sizes"] = spec.group_sizes();
+  if (!spec.grids().empty()) o["grids"] = spec.grids();               // absent = off
+  if (spec.has_cloze_items()) o["cloze_items"] = spec.cloze_items();  // absent = the engine's default
   r.options_json = o.dump();
   return r;
 }
@@ -242,6 +246,8 @@ slq::v1::Job JobToProto(const Job& job, const std::string& certificate_json) {
     spec->set_quantizers(o.value("quantizers", "rtn"));
     spec->set_symmetry(o.value("symmetry", ""));
     spec->set_group_sizes(o.value("group_sizes", ""));
+    spec->set_grids(o.value("grids", ""));
+    if (o.contains("cloze_items")) spec->set_cloze_items(o.value("cloze_items", int64_t{0}));
   }
   p.set_state(ToProto(job.state));
   p.set_stage(ToProto(job.stage));

@@ -117,6 +117,41 @@ TEST(JobConvertTest, VariantsTravelWithTheJob) {
   EXPECT_NE(bad.status().message().find("spec.symmetry"), std::string::npos) << bad.status();
 }
 
+// grids and cloze_items reach the stored options (absent = off / the engine's default, as jobs
+// stored before the fields) and come back in the job's spec; bad ones name the field.
+TEST(JobConvertTest, GridsAndClozeItemsTravelWithTheJob) {
+  slq::v1::JobSpec s = Spec();
+  auto plain = SpecToRequest(s, "");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  const nlohmann::json po = nlohmann::json::parse(plain->options_json);
+  EXPECT_FALSE(po.contains("grids"));
+  EXPECT_FALSE(po.contains("cloze_items"));
+  s.set_grids("both");
+  s.set_cloze_items(0);
+  auto r = SpecToRequest(s, "");
+  ASSERT_TRUE(r.ok()) << r.status();
+  const nlohmann::json o = nlohmann::json::parse(r->options_json);
+  EXPECT_EQ(o["grids"], "both");
+  EXPECT_EQ(o["cloze_items"], 0);
+  Job job;
+  job.request = *r;
+  EXPECT_EQ(JobToProto(job, "").spec().grids(), "both");
+  EXPECT_TRUE(JobToProto(job, "").spec().has_cloze_items());
+  EXPECT_EQ(JobToProto(job, "").spec().cloze_items(), 0);
+  job.request = *plain;
+  EXPECT_EQ(JobToProto(job, "").spec().grids(), "");
+  EXPECT_FALSE(JobToProto(job, "").spec().has_cloze_items());
+  s.set_grids("maybe");
+  auto bad = SpecToRequest(s, "");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("spec.grids"), std::string::npos) << bad.status();
+  s.set_grids("on");
+  s.set_cloze_items(-5);
+  bad = SpecToRequest(s, "");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("spec.cloze_items"), std::string::npos) << bad.status();
+}
+
 TEST(JobConvertTest, TaskLosslessIsTheCliTarget) {
   slq::v1::JobSpec s = Spec();
   s.mutable_target()->set_task_lossless_kl(0.01);

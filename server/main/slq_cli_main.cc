@@ -220,6 +220,13 @@ int main(int argc, char** argv) {
   quant->add_option("--group-sizes", q.group_sizes,
                     "Group sizes the search may choose per layer: a comma list containing --group-size, e.g. 64,128 "
                     "(32 and -1 run on the GPU's slow path)");
+  q.grids = "off";
+  quant
+      ->add_option("--grids", q.grids,
+                   "Grid Games: per-group non-uniform grids (asymmetric only, + 2 bits per group): off, on (every "
+                   "asymmetric candidate) or both (the search chooses per layer)")
+      ->check(CLI::IsMember({"off", "on", "both"}))
+      ->capture_default_str();
   quant->add_option("--gptq-damp", q.gptq_damp, "GPTQ dampening, relative to the mean diagonal of X^T X")
       ->capture_default_str();
   quant->add_flag("--gptq-act-order", q.gptq_act_order,

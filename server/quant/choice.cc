@@ -17,23 +17,28 @@ QuantConfig Choice::Config(QuantConfig base) const {
   base.bits = bits;
   base.symmetric = symmetric;
   base.group_size = group_size;
+  base.grids = grids;
   return base;
 }
 
 double Choice::BitsPerParam(int64_t cols) const {
-  return dense() ? 16.0 : quant::BitsPerParam(bits, group_size, cols, symmetric);
+  return dense() ? 16.0 : quant::BitsPerParam(bits, group_size, cols, symmetric, grids);
 }
 
 std::string Choice::Name() const {
   if (dense()) return "dense";
   return absl::StrCat(RoundingName(rounding), bits, symmetric ? " sym " : " asym ",
-                      group_size < 0 ? std::string("row") : absl::StrCat("g", group_size));
+                      group_size < 0 ? std::string("row") : absl::StrCat("g", group_size), grids ? " grid" : "");
 }
 
 absl::StatusOr<int> EncodeChoice(const Choice& c, const ChoiceBase& base) {
   if (c.dense()) return 0;
   if (c.bits < 2 || c.bits > 8)
     return absl::InvalidArgumentError(absl::StrCat("choice bits ", c.bits, "; allowed 2..8"));
+  if (c.grids && c.symmetric) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("choice ", c.Name(), ": grids need asymmetric scales (drop grids or symmetric)"));
+  }
   int group = 0;
   if (c.group_size != base.group_size) {
     for (int i = 0; i < kGroupCount; ++i) {
@@ -45,12 +50,15 @@ absl::StatusOr<int> EncodeChoice(const Choice& c, const ChoiceBase& base) {
     }
   }
   return c.bits + kChoiceStride * static_cast<int>(c.rounding) + (c.symmetric != base.symmetric ? kChoiceSymFlip : 0) +
-         kChoiceGroupStep * group;
+         kChoiceGroupStep * group + (c.grids ? kChoiceGrid : 0);
 }
 
 absl::StatusOr<Choice> DecodeChoice(int code, const ChoiceBase& base) {
   if (IsDenseChoice(code)) return Choice{0, Rounding::kRtn, base.symmetric, base.group_size};
   if (code < 0) return BadCode(code, "negative");
+  const bool grids = ChoiceGrids(code);
+  if (grids) code -= kChoiceGrid;
+  if (IsDenseChoice(code)) return BadCode(code + kChoiceGrid, "a dense layer has no grids");
   const int bits = ChoiceBits(code);
   const int rounding = code % kChoiceSymFlip / kChoiceStride;
   const bool flip = code % kChoiceGroupStep >= kChoiceSymFlip;
@@ -58,8 +66,10 @@ absl::StatusOr<Choice> DecodeChoice(int code, const ChoiceBase& base) {
   if (bits < 2 || bits > 8) return BadCode(code, absl::StrCat("bits ", bits, " outside 2..8"));
   if (rounding > static_cast<int>(Rounding::kGptq)) return BadCode(code, absl::StrCat("unknown rounding ", rounding));
   if (group > kGroupCount) return BadCode(code, absl::StrCat("unknown group index ", group));
-  return Choice{bits, static_cast<Rounding>(rounding), flip ? !base.symmetric : base.symmetric,
-                group == 0 ? base.group_size : kChoiceGroups[group - 1]};
+  const Choice c{bits, static_cast<Rounding>(rounding), flip ? !base.symmetric : base.symmetric,
+                 group == 0 ? base.group_size : kChoiceGroups[group - 1], grids};
+  if (c.grids && c.symmetric) return BadCode(code + kChoiceGrid, "grids with symmetric scales");
+  return c;
 }
 
 absl::Status CheckChoice(int code) { return DecodeChoice(code, ChoiceBase{}).status(); }

@@ -1,5 +1,5 @@
-// A layer's choice in the search: {width, rounding, symmetric, group size}, and its exact int
-// code (what allocations, profile caches and certificates store).
+// A layer's choice in the search: {width, rounding, symmetric, group size, grids}, and its exact
+// int code (what allocations, profile caches and certificates store).
 //
 //   const ChoiceBase base = BaseOf(mq.config());          // the run's symmetric + group_size
 //   SLQ_ASSIGN_OR_RETURN(int code, EncodeChoice({4, Rounding::kGptq, true, 64}, base));
@@ -7,7 +7,9 @@
 //   double bpp = c.BitsPerParam(cols);                    // exact, as the artifact stores it
 //
 // Code = bits + 16 * rounding + 64 * (symmetric != base.symmetric) + 128 * group index, where
-// the group index is 0 for the run's base group and 1..4 for 32, 64, 128, per row otherwise.
+// the group index is 0 for the run's base group and 1..4 for 32, 64, 128, per row otherwise,
+// + 1024 (kChoiceGrid) when each group picks one of kernels::kGridCount grids (Grid Games,
+// kernels/grids.h; asymmetric only). The largest code without grids is 8 + 32 + 64 + 512 < 1024.
 // So a choice of the base variant keeps the codes written before variants existed: the
 // bitwidth for RTN, bits + 16 * rounding for mse / gptq (allocations, profile cache keys and
 // certificates read unchanged). A code's meaning needs the base; the profile cache keys and the
@@ -36,12 +38,13 @@ struct Choice {
   Rounding rounding = Rounding::kRtn;
   bool symmetric = false;
   int64_t group_size = 128;  // 32/64/128/-1 (per row), or the base's
+  bool grids = false;        // per-group grid index (kernels/grids.h); asymmetric only
   bool dense() const { return bits == 0; }
   // `base` with this choice's width and variant.
   QuantConfig Config(QuantConfig base) const;
   // Exact bits/param of the stored layout (quantizer.h BitsPerParam); 16 when dense.
   double BitsPerParam(int64_t cols) const;
-  // "gptq4 sym g64", "rtn8 asym g128", "rtn5 asym row", "dense".
+  // "gptq4 sym g64", "rtn8 asym g128", "rtn5 asym row", "gptq4 asym g128 grid", "dense".
   std::string Name() const;
   bool operator==(const Choice&) const = default;
 };
@@ -50,9 +53,10 @@ inline constexpr int kChoiceStride = 16;                       // per rounding
 inline constexpr int kChoiceSymFlip = 64;                      // symmetric differs from the base
 inline constexpr int kChoiceGroupStep = 128;                   // per group index
 inline constexpr int64_t kChoiceGroups[] = {32, 64, 128, -1};  // group index 1..4
+inline constexpr int kChoiceGrid = 1024;                       // grids on (Choice::grids)
 
-// The code of `c` under `base`. InvalidArgument for bits outside 2..8 (0 = dense: code 0) or a
-// group size that is neither the base's nor one of kChoiceGroups.
+// The code of `c` under `base`. InvalidArgument for bits outside 2..8 (0 = dense: code 0), a
+// group size that is neither the base's nor one of kChoiceGroups, or grids with symmetric scales.
 [[nodiscard]] absl::StatusOr<int> EncodeChoice(const Choice& c, const ChoiceBase& base);
 // InvalidArgument for a code no choice has.
 [[nodiscard]] absl::StatusOr<Choice> DecodeChoice(int code, const ChoiceBase& base);
@@ -63,6 +67,7 @@ inline int EncodeChoice(int bits, Rounding r) { return bits + kChoiceStride * st
 inline bool IsDenseChoice(int code) { return code == 0 || code == 16; }
 // The fields that need no base.
 inline int ChoiceBits(int code) { return code % kChoiceStride; }
+inline bool ChoiceGrids(int code) { return code >= kChoiceGrid; }
 inline Rounding ChoiceRounding(int code) { return static_cast<Rounding>(code % kChoiceSymFlip / kChoiceStride); }
 // The same choice with another rounding (variant kept).
 inline int WithRounding(int code, Rounding r) {

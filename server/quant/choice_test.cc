@@ -100,5 +100,62 @@ TEST(ChoiceTest, BitsPerParamAreExactPerVariant) {
   EXPECT_EQ((Choice{8, Rounding::kRtn, false, -1}).Name(), "rtn8 asym row");
 }
 
+// Grid choices (Grid Games): code + 1024, asymmetric only; every code without grids keeps its
+// meaning, the grid twin of each asymmetric choice round-trips, and its bits charge the 2-bit
+// grid index per group.
+TEST(ChoiceTest, GridChoicesAddTheirFlagAndKeepOldCodes) {
+  for (const ChoiceBase base : {ChoiceBase{false, 128}, ChoiceBase{true, 64}, ChoiceBase{false, -1}}) {
+    std::set<int> codes;
+    for (int b = 2; b <= 8; ++b) {
+      for (Rounding r : kRoundings) {
+        for (bool sym : {false, true}) {
+          for (int64_t g : {32, 64, 128, -1}) {
+            const Choice plain{b, r, sym, g};
+            const int code = *EncodeChoice(plain, base);
+            EXPECT_LT(code, kChoiceGrid);
+            EXPECT_FALSE(ChoiceGrids(code));
+            EXPECT_TRUE(codes.insert(code).second);
+            Choice grid = plain;
+            grid.grids = true;
+            auto gcode = EncodeChoice(grid, base);
+            if (sym) {  // grids need asymmetric scales
+              EXPECT_EQ(gcode.status().code(), absl::StatusCode::kInvalidArgument);
+              EXPECT_FALSE(DecodeChoice(code + kChoiceGrid, base).ok()) << code + kChoiceGrid;
+              continue;
+            }
+            ASSERT_TRUE(gcode.ok()) << gcode.status();
+            EXPECT_EQ(*gcode, code + kChoiceGrid);
+            EXPECT_TRUE(ChoiceGrids(*gcode));
+            EXPECT_EQ(ChoiceBits(*gcode), b);
+            EXPECT_EQ(ChoiceRounding(*gcode), r);
+            EXPECT_EQ(UsesActivations(*gcode), r != Rounding::kRtn);
+            EXPECT_FALSE(IsDenseChoice(*gcode));
+            EXPECT_EQ(*DecodeChoice(*gcode, base), grid);
+            EXPECT_EQ(*DecodeChoice(WithRounding(*gcode, Rounding::kRtn), base),
+                      (Choice{b, Rounding::kRtn, sym, g, true}));
+            EXPECT_TRUE(codes.insert(*gcode).second);
+            EXPECT_TRUE(grid.Config(QuantConfig{}).grids);
+            EXPECT_FALSE(plain.Config(QuantConfig{}).grids);
+          }
+        }
+      }
+    }
+  }
+  // The session-7 codes are unchanged.
+  EXPECT_EQ(*EncodeChoice(Choice{5, Rounding::kGptq, false, 64}, {}), 5 + 32 + 2 * 128);
+  EXPECT_EQ(*EncodeChoice(Choice{4, Rounding::kGptq, false, 128, true}, {}), 4 + 32 + 1024);
+  EXPECT_EQ(*EncodeChoice(Choice{4, Rounding::kRtn, false, 64, true}, {}), 4 + 2 * 128 + 1024);
+  // A dense layer has no grid twin; codes past the last grid code are invalid.
+  for (int bad : {1024, 1024 + 16, 1024 + 9, 2048 + 4, 1024 + 4 + 5 * 128}) {
+    EXPECT_EQ(DecodeChoice(bad, {}).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  // Exact bits: + 2 bits per group for the grid index (ragged last group counted).
+  EXPECT_DOUBLE_EQ((Choice{4, Rounding::kGptq, false, 128, true}).BitsPerParam(256), 4 + 34.0 / 128);
+  EXPECT_DOUBLE_EQ((Choice{4, Rounding::kRtn, false, 64, true}).BitsPerParam(160), 4 + 34.0 * 3 / 160);
+  EXPECT_DOUBLE_EQ((Choice{3, Rounding::kRtn, false, -1, true}).BitsPerParam(256), 3 + 34.0 / 256);
+  EXPECT_EQ((Choice{4, Rounding::kGptq, false, 128, true}).Name(), "gptq4 asym g128 grid");
+  EXPECT_EQ((Choice{4, Rounding::kGptq, false, 128}).Name(), "gptq4 asym g128");
+}
+
 }  // namespace
 }  // namespace slq::quant

@@ -42,6 +42,10 @@ absl::Status CheckOptions(const PipelineOptions& o) {
   if (o.calibration_resamples < 1 || o.closed_loop_max_evals < 1 || !(o.transfer_z >= 0)) {
     return absl::InvalidArgumentError("calibration_resamples and closed_loop_max_evals must be >= 1, transfer_z >= 0");
   }
+  if (o.cloze_max_items < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("cloze items (--cloze-items, cloze_max_items) = ", o.cloze_max_items,
+                                                   "; must be >= 0 (0 = no TL check)"));
+  }
   if (!(o.gptq_damp > 0)) {
     return absl::InvalidArgumentError(absl::StrCat("gptq_damp = ", o.gptq_damp, "; must be > 0"));
   }
@@ -110,8 +114,8 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
   if (options.rotate && s->roundings_ != std::vector<Rounding>{Rounding::kRtn}) {
     return absl::InvalidArgumentError("rotation is only combined with quantizers 'rtn'");
   }
-  SLQ_ASSIGN_OR_RETURN(
-      s->variants_, spec::ParseVariants(options.group_size, options.symmetric, options.symmetry, options.group_sizes));
+  SLQ_ASSIGN_OR_RETURN(s->variants_, spec::ParseVariants(options.group_size, options.symmetric, options.symmetry,
+                                                         options.group_sizes, options.grids));
   if (options.uniform_bits == 0) {
     SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(s->target_, s->formats_, s->variants_));
   }
@@ -212,8 +216,9 @@ absl::Status QuantizationSession::Retarget(const PipelineOptions& options) {
   if (options.rotate && roundings != std::vector<Rounding>{Rounding::kRtn}) {
     return absl::InvalidArgumentError("rotation is only combined with quantizers 'rtn'");
   }
-  SLQ_ASSIGN_OR_RETURN(spec::VariantSpace variants, spec::ParseVariants(options.group_size, options.symmetric,
-                                                                        options.symmetry, options.group_sizes));
+  SLQ_ASSIGN_OR_RETURN(
+      spec::VariantSpace variants,
+      spec::ParseVariants(options.group_size, options.symmetric, options.symmetry, options.group_sizes, options.grids));
   if (options.uniform_bits == 0) SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(target, formats, variants));
   SLQ_RETURN_IF_ERROR(CheckTlTestable(target));  // the same items (equal keys): only the target matters
   const std::string model_id = opts_.model_id;
@@ -239,14 +244,17 @@ absl::StatusOr<LayerProfiles> QuantizationSession::Profile(const std::vector<std
     ProfileOptions po;
     po.estimator = opts_.estimator;
     po.bits.clear();
-    // Every rounding x symmetry x group x width (the base variant first: with one variant
-    // offered, the codes and their order are the width-and-rounding search's).
+    // Every rounding x symmetry x group x grids x width (the base variant first: with one variant
+    // offered, the codes and their order are the width-and-rounding search's). Grids are
+    // offered to asymmetric candidates only.
     for (Rounding r : roundings_) {
       for (bool sym : variants_.symmetric) {
         for (int64_t g : variants_.groups) {
-          for (int b : formats_) {
-            SLQ_ASSIGN_OR_RETURN(const int code, EncodeChoice(Choice{b, r, sym, g}, choice_base()));
-            po.bits.push_back(code);
+          for (bool grids : sym ? std::vector<bool>{false} : variants_.grids) {
+            for (int b : formats_) {
+              SLQ_ASSIGN_OR_RETURN(const int code, EncodeChoice(Choice{b, r, sym, g, grids}, choice_base()));
+              po.bits.push_back(code);
+            }
           }
         }
       }

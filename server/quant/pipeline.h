@@ -69,6 +69,10 @@ struct PipelineOptions {
   // containing group_size, e.g. "64,128". The defaults reproduce the width-only search exactly.
   std::string symmetry;
   std::string group_sizes;
+  // Grid Games (choice.h Choice::grids): "" or "off" (uniform grid only), "on" (every
+  // asymmetric candidate carries per-group grids instead) or "both" (each asymmetric candidate
+  // and its grid twin). Symmetric candidates stay uniform.
+  std::string grids;
   double gptq_damp = 0.1;       // GPTQ dampening, relative to mean diag(X^T X) (rounding.h)
   bool gptq_act_order = false;  // GPTQ columns by descending diag(X^T X) (rounding.h)
   // Where mse/gptq take their input Gram from (eval_data.h); unused with quantizers "rtn".

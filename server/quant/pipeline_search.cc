@@ -63,7 +63,7 @@ std::vector<LayerOptions> QuantizationSession::Options(const LayerProfiles& p) c
     const LayerProfile& l = p.layers[i];
     LayerOptions o;
     o.name = l.name;
-    for (int b : p.bits) {  // layer choice codes; each charged its exact bits (width, symmetry, group)
+    for (int b : p.bits) {  // layer choice codes; each charged its exact bits (width, symmetry, group, grids)
       const absl::StatusOr<Choice> c = DecodeChoice(b, choice_base());
       if (!c.ok()) continue;  // a foreign code in a profile: not offered
       o.bits.push_back(b);
@@ -112,8 +112,12 @@ absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& p
   if (opts_.uniform_bits > 0 || profile.layers.empty()) {
     Bits bits;
     const Rounding r = roundings_.size() == 1 ? roundings_[0] : Rounding::kRtn;
-    for (const SlotInfo& s : mq_->slots())
-      bits[s.name] = EncodeChoice(opts_.uniform_bits > 0 ? opts_.uniform_bits : formats_.back(), r);
+    // Grids "on" with asymmetric base scales: every layer on per-group grids.
+    const bool grids = variants_.grids == std::vector<bool>{true} && !variants_.base_symmetric;
+    for (const SlotInfo& s : mq_->slots()) {
+      bits[s.name] =
+          EncodeChoice(opts_.uniform_bits > 0 ? opts_.uniform_bits : formats_.back(), r) + (grids ? kChoiceGrid : 0);
+    }
     SLQ_RETURN_IF_ERROR(evaluate(bits, 0).status());
     note = "uniform allocation";
   } else {

@@ -666,6 +666,141 @@ TEST(PipelineTest, DefaultVariantsAreTheWidthOnlySearch) {
   EXPECT_EQ(QuantizationSession::Open(bad).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// --grids both: the profile measures each asymmetric candidate and its grid twin (codes + 1024,
+// after the uniform ones), the search charges the grid index exactly, and the certificate names
+// the grid layers; --grids on offers the grid twins alone, and a uniform baseline with it puts
+// every layer on grids. Bad values are refused naming the fix.
+TEST(PipelineTest, SearchChoosesGridsPerLayerAndChargesTheirIndex) {
+  PipelineOptions o = TinyOptions();
+  o.formats = "3,4";
+  o.target = "bits<=3.8";
+  o.grids = "both";
+  o.output_dir = TmpDir("grids");
+  auto s = QuantizationSession::Open(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto p = (*s)->Profile();
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->bits, (std::vector<int>{3, 4, 3 + kChoiceGrid, 4 + kChoiceGrid}));
+  auto a = (*s)->Search(*p);
+  ASSERT_TRUE(a.ok()) << a.status();
+  const ChoiceBase base = (*s)->choice_base();
+  int grid_layers = 0;
+  double num = 0, den = 0;
+  for (const auto& [name, code] : a->bits) {
+    auto c = DecodeChoice(code, base);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(a->variants.at(name), c->Name());
+    if (c->grids) {
+      ++grid_layers;
+      EXPECT_NE(c->Name().find(" grid"), std::string::npos);
+    }
+  }
+  for (const LayerProfile& l : p->layers) {
+    const int code = a->bits.at(l.name);
+    const double params = static_cast<double>(l.rows * l.cols);
+    num += params * DecodeChoice(code, base)->BitsPerParam(l.cols);
+    den += params;
+    // Same width: the grid twin is charged 2 bits per group more (g64).
+    EXPECT_DOUBLE_EQ(DecodeChoice(4 + kChoiceGrid, base)->BitsPerParam(l.cols),
+                     DecodeChoice(4, base)->BitsPerParam(l.cols) + 2.0 * ((l.cols + 63) / 64) / l.cols);
+  }
+  EXPECT_NEAR(a->avg_bits, num / den, 1e-12);
+  EXPECT_LE(a->avg_bits, 3.8 + 1e-9);
+  // Measured: at this budget the search takes grids on some layers (they cut RTN's weight error
+  // at 3 and 4 bits for 2 bits per 64 weights).
+  EXPECT_GT(grid_layers, 0);
+  // The grid twins' measured KL is below the uniform one's on (nearly) every layer (measured:
+  // 14 of 14 at 3 and at 4 bits, 0.67-0.91x): the forward pass runs the grids the profile chose.
+  int lower = 0;
+  for (const LayerProfile& l : p->layers) {
+    lower += l.kl.at(3 + kChoiceGrid) < l.kl.at(3);
+    lower += l.kl.at(4 + kChoiceGrid) < l.kl.at(4);
+  }
+  EXPECT_GE(lower, 24) << "of " << 2 * p->layers.size();
+  nlohmann::json aj = *a;
+  EXPECT_EQ(aj.get<SearchOutcome>().bits, a->bits);
+  EXPECT_EQ(aj.get<SearchOutcome>().variants, a->variants);
+  // The artifact records each layer's grids as the certificate names them, and the loaded model
+  // reproduces the certified held-out EAR.
+  auto h = (*s)->Verify(a->bits);
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto fin = (*s)->Finish(*p, *a, *h);
+  ASSERT_TRUE(fin.ok()) << fin.status();
+  auto art = LoadArtifact(o.output_dir);
+  ASSERT_TRUE(art.ok()) << art.status();
+  for (const auto& [name, code] : a->bits) {
+    EXPECT_EQ(art->manifest["linears"].at(name)["grids"], ChoiceGrids(code)) << name;
+    EXPECT_EQ(fin->certificate["search"]["outcome"]["variants"][name], a->variants.at(name));
+  }
+  auto dense = LoadModel(o.model_path);
+  ASSERT_TRUE(dense.ok());
+  auto base_logits = ComputeLogits(**dense, (*s)->data().heldout);
+  auto per = CompareModel(*art->model, (*s)->data().heldout, *base_logits, 1.0);
+  ASSERT_TRUE(per.ok());
+  auto rep = Summarize(*per, {1000, o.seed});
+  EXPECT_DOUBLE_EQ(rep->ear.mean, fin->certificate["heldout"]["ear"]["mean"].get<double>());
+  fs::remove_all(o.output_dir);
+  // "on": the grid twins replace the uniform candidates; the uniform baseline is on grids too.
+  PipelineOptions on = o;
+  on.output_dir = "";
+  on.grids = "on";
+  on.target = "bits<=4.6";
+  auto son = QuantizationSession::Open(on);
+  ASSERT_TRUE(son.ok()) << son.status();
+  auto pon = (*son)->Profile();
+  ASSERT_TRUE(pon.ok()) << pon.status();
+  EXPECT_EQ(pon->bits, (std::vector<int>{3 + kChoiceGrid, 4 + kChoiceGrid}));
+  for (const LayerProfile& l : pon->layers) {  // the same (deterministic) measurement as in "both"
+    const size_t i = &l - pon->layers.data();
+    EXPECT_EQ(l.kl.at(4 + kChoiceGrid), p->layers[i].kl.at(4 + kChoiceGrid)) << l.name;
+  }
+  PipelineOptions uni = on;
+  uni.uniform_bits = 4;
+  auto r = QuantizeModel(uni);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const auto& [name, v] : r->certificate["search"]["outcome"]["variants"].items()) {
+    EXPECT_EQ(v, "rtn4 asym g64 grid") << name;
+  }
+  // Refused, naming the fix.
+  PipelineOptions bad = o;
+  bad.grids = "sometimes";
+  auto e = QuantizationSession::Open(bad);
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(e.status().message().find("not one of off, on, both"), std::string::npos) << e.status();
+  bad = o;
+  bad.grids = "on";
+  bad.symmetric = true;
+  e = QuantizationSession::Open(bad);
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(e.status().message().find("needs asymmetric scales"), std::string::npos) << e.status();
+  bad = o;
+  bad.cloze_max_items = -1;
+  EXPECT_EQ(QuantizationSession::Open(bad).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// The proxy handles grid candidates: each grid twin's relative weight error is RTN's on grids
+// (never above the uniform grid's per group at the same scale and zero), and gptq on grids is
+// scaled by its output-error ratio like gptq: it ranks below rtn on grids on every layer.
+TEST(ProfilerTest, ProxyHandlesGridCandidates) {
+  PipelineOptions o = TinyOptions();
+  o.estimator = "proxy";
+  o.quantizers = "rtn,gptq";
+  o.formats = "4";
+  o.grids = "both";
+  auto s = QuantizationSession::Open(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto p = (*s)->Profile();
+  ASSERT_TRUE(p.ok()) << p.status();
+  const int rtn = 4, rtn_grid = 4 + kChoiceGrid, gptq_grid = EncodeChoice(4, Rounding::kGptq) + kChoiceGrid;
+  ASSERT_NE(std::find(p->bits.begin(), p->bits.end(), gptq_grid), p->bits.end());
+  for (size_t i = 0; i < p->layers.size(); ++i) {
+    const LayerProfile& l = p->layers[i];
+    EXPECT_LT(l.rel_err.at(rtn_grid), l.rel_err.at(rtn)) << l.name;
+    EXPECT_LT(l.rel_err.at(gptq_grid), l.rel_err.at(rtn_grid)) << l.name;
+    EXPECT_LT(p->Damage(i, rtn_grid, DamageMetric::kKl), p->Damage(i, rtn, DamageMetric::kKl)) << l.name;
+  }
+}
+
 // The proxy scales RTN's weight error by the output-error ratio: gptq (fitted on these inputs)
 // predicts less damage than RTN at the same width on every layer.
 TEST(ProfilerTest, ProxyRanksGptqBelowRtnAtEqualWidth) {

@@ -9,6 +9,7 @@
 #include "server/common/file_util.h"
 #include "server/common/sha256.h"
 #include "server/common/status_macros.h"
+#include "server/quant/artifact.h"
 
 namespace slq::quant {
 namespace {
@@ -21,11 +22,15 @@ std::string DampKey(const ModelQuantizer& mq, int choice) {
   return absl::StrCat("|damp=", mq.gptq_options().damp, mq.gptq_options().act_order ? "|act-order" : "");
 }
 
+// Grid choices name the grid tables they round on (artifact.h kGridTablesName), so entries made
+// with other tables are never served.
+std::string GridKey(int choice) { return ChoiceGrids(choice) ? absl::StrCat("|grids=", kGridTablesName) : ""; }
+
 std::string CacheKey(const ProfileOptions& o, const ModelQuantizer& mq, int bits) {
   const QuantConfig& c = mq.config();
   return absl::StrCat(o.estimator, "|model=", o.model_sha, "|data=", o.data_sha, "|b=", bits, "|g=", c.group_size,
                       "|sym=", c.symmetric, "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed,
-                      "|T=", o.temperature, DampKey(mq, bits),
+                      "|T=", o.temperature, DampKey(mq, bits), GridKey(bits),
                       UsesActivations(bits) && !o.activation_key.empty() ? "|gram=" + o.activation_key : "");
 }
 
@@ -54,7 +59,7 @@ void WriteCache(const ProfileOptions& o, const std::string& key, const json& lay
 bool OnlyGroupDiffers(const ModelQuantizer& mq, int a, int b) {
   const absl::StatusOr<Choice> x = DecodeChoice(a, BaseOf(mq.config())), y = DecodeChoice(b, BaseOf(mq.config()));
   return x.ok() && y.ok() && !x->dense() && x->bits == y->bits && x->rounding == y->rounding &&
-         x->symmetric == y->symmetric;
+         x->symmetric == y->symmetric && x->grids == y->grids;
 }
 
 absl::StatusOr<MeanDamage> Measure(EvalBackend& eval, int set, double temperature) {
@@ -137,7 +142,7 @@ std::string ProxyErrKey(const ProfileOptions& o, const ModelQuantizer& mq, int b
   const bool rtn = ChoiceRounding(bits) == Rounding::kRtn;
   return absl::StrCat("proxy-err|model=", o.model_sha, "|b=", bits, "|g=", c.group_size, "|sym=", c.symmetric,
                       "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed,
-                      rtn ? "" : absl::StrCat("|data=", o.data_sha), DampKey(mq, bits),
+                      rtn ? "" : absl::StrCat("|data=", o.data_sha), DampKey(mq, bits), GridKey(bits),
                       UsesActivations(bits) && !o.activation_key.empty() ? "|gram=" + o.activation_key : "");
 }
 

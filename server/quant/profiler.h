@@ -40,7 +40,8 @@ enum class DamageMetric { kKl, kOneMinusEar };
 
 // Bitwidth keys below are layer choice codes (choice.h, relative to the ModelQuantizer's
 // config): the bitwidth for RTN at the base variant, EncodeChoice(...) otherwise. The cache keys
-// hold the code and the base (group size, symmetric), so each names one variant exactly.
+// hold the code and the base (group size, symmetric), so each names one variant exactly; grid
+// choices also name the grid tables (artifact.h kGridTablesName).
 struct LayerProfile {
   std::string name;
   int layer = -1;

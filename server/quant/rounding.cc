@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "kernels/grids.h"
 #include "server/common/half.h"
 #include "server/common/status_macros.h"
 #include "server/common/thread_pool.h"
@@ -19,23 +20,56 @@
 namespace slq::quant {
 namespace {
 
-// sum_j h_j (w_j - w'_j)^2 of one group encoded against fp16 (s, m); codes written.
-double EncodeWeighted(const float* w, const double* h, int64_t n, int bits, float s, float m, uint8_t* codes) {
-  const float qmax = static_cast<float>((1 << bits) - 1);
+// The code of x's nearest level on the grid `lv` (2^bits ascending levels, kernels/grids.h;
+// kernels::NearestLevel, as QuantizeGroup rounds) under fp16 (s, m), and via *value the
+// dequantized weight m + s * L[q] (fp32, as the format). lv null: the uniform grid, rounded
+// exactly as before grids (nearbyint, clamped).
+uint8_t NearestCode(float x, float s, float m, int bits, const float* lv, float* value) {
+  const int n = 1 << bits;
+  uint8_t q = 0;
+  if (s > 0.0f && lv == nullptr) {
+    q = static_cast<uint8_t>(std::clamp(std::nearbyint((x - m) / s), 0.0f, static_cast<float>(n - 1)));
+  } else if (s > 0.0f) {
+    q = kernels::NearestLevel(lv, n, (x - m) / s);
+  }
+  *value = m + s * (lv ? lv[q] : static_cast<float>(q));
+  return q;
+}
+
+// sum_j h_j (w_j - w'_j)^2 of one group encoded against fp16 (s, m) on the grid lv (null:
+// uniform; h null: unweighted); codes written when non-null.
+double EncodeWeighted(const float* w, const double* h, int64_t n, int bits, float s, float m, const float* lv,
+                      uint8_t* codes) {
   double err = 0.0;
   for (int64_t i = 0; i < n; ++i) {
-    float q = 0.0f;
-    if (s > 0.0f) q = std::clamp(std::nearbyint((w[i] - m) / s), 0.0f, qmax);
-    codes[i] = static_cast<uint8_t>(q);
-    const double d = static_cast<double>(w[i]) - static_cast<double>(m + s * q);
-    err += h[i] * d * d;
+    float v = 0.0f;
+    const uint8_t q = NearestCode(w[i], s, m, bits, lv, &v);
+    if (codes) codes[i] = q;
+    const double d = static_cast<double>(w[i]) - static_cast<double>(v);
+    err += (h ? h[i] : 1.0) * d * d;
   }
   return err;
 }
 
-// The activation-weighted MSE group: see rounding.h.
-void MseGroup(const float* w, const double* h, int64_t n, int bits, bool symmetric, uint8_t* codes, uint16_t* s16,
-              uint16_t* z16, std::vector<uint8_t>& trial) {
+// The grid (0..kGridCount-1) with the least sum_j h_j (w_j - w'_j)^2 for a group under fp16
+// (s, m); ties keep the lower id (grid 0, uniform, first).
+int BestGrid(const float* w, const double* h, int64_t n, int bits, float s, float m) {
+  int best = 0;
+  double best_err = -1;
+  for (int id = 0; id < kernels::kGridCount; ++id) {
+    const double e = EncodeWeighted(w, h, n, bits, s, m, kernels::GridLevels(bits, id), nullptr);
+    if (best_err < 0 || e < best_err) {
+      best_err = e;
+      best = id;
+    }
+  }
+  return best;
+}
+
+// The activation-weighted MSE group: see rounding.h. With grids (asymmetric only) the grid is
+// chosen jointly with the trimmed range: the least error over (trim, grid); *grid receives it.
+void MseGroup(const float* w, const double* h, int64_t n, int bits, bool symmetric, bool grids, uint8_t* codes,
+              uint16_t* s16, uint16_t* z16, uint8_t* grid, std::vector<uint8_t>& trial) {
   float lo = w[0], hi = w[0];
   for (int64_t i = 1; i < n; ++i) {
     lo = std::min(lo, w[i]);
@@ -43,12 +77,14 @@ void MseGroup(const float* w, const double* h, int64_t n, int bits, bool symmetr
   }
   trial.resize(static_cast<size_t>(n));
   double best = -1;
-  auto consider = [&](uint16_t s, uint16_t z) {
-    const double e = EncodeWeighted(w, h, n, bits, HalfToFloat(s), HalfToFloat(z), trial.data());
+  auto consider = [&](uint16_t s, uint16_t z, int id) {
+    const float* lv = grids ? kernels::GridLevels(bits, id) : nullptr;
+    const double e = EncodeWeighted(w, h, n, bits, HalfToFloat(s), HalfToFloat(z), lv, trial.data());
     if (best < 0 || e < best) {
       best = e;
       *s16 = s;
       *z16 = z;
+      *grid = static_cast<uint8_t>(id);
       std::copy(trial.begin(), trial.end(), codes);
     }
   };
@@ -57,16 +93,27 @@ void MseGroup(const float* w, const double* h, int64_t n, int bits, bool symmetr
     const float half_levels = static_cast<float>((1 << (bits - 1)) - 1);
     for (int k = 0; k <= 10; ++k) {
       const uint16_t s = FloatToHalf((1.0f - 0.04f * static_cast<float>(k)) * absmax / half_levels);
-      consider(s, SymmetricZero(s, bits));
+      consider(s, SymmetricZero(s, bits), 0);
     }
     return;
   }
   const float range = hi - lo, levels = static_cast<float>((1 << bits) - 1);
-  for (int a = 0; a <= 5; ++a) {
-    for (int b = 0; b <= 5; ++b) {
-      const float l = lo + 0.04f * static_cast<float>(a) * range, u = hi - 0.04f * static_cast<float>(b) * range;
-      consider(FloatToHalf((u - l) / levels), FloatToHalf(l));
+  for (int id = 0; id < (grids ? kernels::kGridCount : 1); ++id) {
+    for (int a = 0; a <= 5; ++a) {
+      for (int b = 0; b <= 5; ++b) {
+        const float l = lo + 0.04f * static_cast<float>(a) * range, u = hi - 0.04f * static_cast<float>(b) * range;
+        consider(FloatToHalf((u - l) / levels), FloatToHalf(l), id);
+      }
     }
+  }
+}
+
+// Packs per-group grid ids [rows, gpr] into q.grid_ids (the seam's layout).
+void PackGridIds(const std::vector<uint8_t>& ids, int64_t gpr, QuantizedMatrix& q) {
+  const int64_t words = kernels::WordsPerRow(gpr, kernels::kGridIdBits);
+  q.grid_ids.assign(static_cast<size_t>(q.rows * words), 0);
+  for (int64_t r = 0; r < q.rows; ++r) {
+    PackRow(ids.data() + r * gpr, gpr, kernels::kGridIdBits, q.grid_ids.data() + r * words);
   }
 }
 
@@ -150,13 +197,24 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
     }
   }
   const int64_t gpr = kernels::GroupsPerRow(cols, g), wpr = kernels::WordsPerRow(cols, q.bits);
-  // The (scale, zero) of group k of row r from its weights at src (grp, scratch: per-thread buffers of g).
+  // Grids: each group's grid id [rows, gpr], picked when its (scale, zero) are fitted, by the
+  // least diag(H)-weighted squared error of rounding the group's weights at that moment.
+  std::vector<uint8_t> grid_of(cfg.grids ? static_cast<size_t>(rows * gpr) : 0, 0);
+  std::vector<double> diag(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) diag[j] = h0[j * cols + j];
+  // The (scale, zero) (and grid) of group k of row r from its weights at src (grp, scratch:
+  // per-thread buffers of g).
   auto fit_group = [&](const double* src, int64_t r, int64_t k, std::vector<float>& grp,
                        std::vector<uint8_t>& scratch) {
     const int64_t n = std::min(g, cols - k * g);
     for (int64_t j = 0; j < n; ++j) grp[j] = static_cast<float>(src[j]);
     QuantizeGroup(grp.data(), n, q.bits, cfg.symmetric, cfg.mse_clip, scratch.data(), &q.scales[r * gpr + k],
                   &q.zeros[r * gpr + k]);
+    if (cfg.grids) {
+      grid_of[r * gpr + k] =
+          static_cast<uint8_t>(BestGrid(grp.data(), diag.data() + k * g, n, q.bits, HalfToFloat(q.scales[r * gpr + k]),
+                                        HalfToFloat(q.zeros[r * gpr + k])));
+    }
   };
   // Static groups (act-order): every group's (scale, zero) from the weights before any update,
   // in the natural column order, so a permuted rounding order still gives the packed layout.
@@ -194,7 +252,6 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
     damp *= 10;
   }
   const int64_t block = g * ((std::max<int64_t>(opt.block, 1) + g - 1) / g);
-  const float qmax = static_cast<float>((1 << q.bits) - 1);
   std::vector<uint8_t> codes(static_cast<size_t>(rows * cols));
   for (int64_t i1 = 0; i1 < cols; i1 += block) {
     const int64_t i2 = std::min(i1 + block, cols), nb = i2 - i1;
@@ -211,11 +268,10 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
               // Natural order: a group starts (col == i); its (scale, zero) from the updated weights.
               if (!opt.act_order && i % g == 0) fit_group(row + i, r, k, grp, scratch);
               const float s = HalfToFloat(q.scales[r * gpr + k]), m = HalfToFloat(q.zeros[r * gpr + k]);
-              const float x = static_cast<float>(row[i]);
-              float c = 0.0f;
-              if (s > 0.0f) c = std::clamp(std::nearbyint((x - m) / s), 0.0f, qmax);
-              codes[r * cols + col] = static_cast<uint8_t>(c);
-              const double e = (row[i] - static_cast<double>(m + s * c)) / u[i * cols + i];
+              const float* lv = cfg.grids ? kernels::GridLevels(q.bits, grid_of[r * gpr + k]) : nullptr;
+              float v = 0.0f;
+              codes[r * cols + col] = NearestCode(static_cast<float>(row[i]), s, m, q.bits, lv, &v);
+              const double e = (row[i] - static_cast<double>(v)) / u[i * cols + i];
               const double* ui = u.data() + i * cols;
               for (int64_t j = i + 1; j < i2; ++j) row[j] -= e * ui[j];
               err[r * nb + (i - i1)] = e;
@@ -230,6 +286,7 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
     }
   }
   for (int64_t r = 0; r < rows; ++r) PackRow(codes.data() + r * cols, cols, q.bits, q.codes.data() + r * wpr);
+  if (cfg.grids) PackGridIds(grid_of, gpr, q);
   return absl::OkStatus();
 }
 
@@ -258,6 +315,10 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrixRounded(const float* w, int64_t ro
   if (cfg.rotate) {
     return absl::InvalidArgumentError(absl::StrCat(RoundingName(rounding), " is not combined with rotation"));
   }
+  if (cfg.grids && cfg.symmetric) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(RoundingName(rounding), " with grids needs asymmetric scales (drop grids or symmetric)"));
+  }
   q.rounding = rounding;
   if (rounding == Rounding::kGptq) {
     SLQ_RETURN_IF_ERROR(Gptq(w, cfg, *gram, gptq, q));
@@ -266,6 +327,7 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrixRounded(const float* w, int64_t ro
   const int64_t g = q.group_size, gpr = kernels::GroupsPerRow(cols, g), wpr = kernels::WordsPerRow(cols, q.bits);
   std::vector<double> diag(static_cast<size_t>(cols));
   for (int64_t j = 0; j < cols; ++j) diag[j] = gram->h[j * cols + j];
+  std::vector<uint8_t> grid_of(static_cast<size_t>(rows * gpr), 0);
   ParallelFor(
       rows,
       [&](int64_t begin, int64_t end) {
@@ -273,13 +335,14 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrixRounded(const float* w, int64_t ro
         for (int64_t r = begin; r < end; ++r) {
           for (int64_t k = 0; k < gpr; ++k) {
             const int64_t j0 = k * g, n = std::min(g, cols - j0);
-            MseGroup(w + r * cols + j0, diag.data() + j0, n, q.bits, q.symmetric, codes.data() + j0,
-                     &q.scales[r * gpr + k], &q.zeros[r * gpr + k], trial);
+            MseGroup(w + r * cols + j0, diag.data() + j0, n, q.bits, q.symmetric, cfg.grids, codes.data() + j0,
+                     &q.scales[r * gpr + k], &q.zeros[r * gpr + k], &grid_of[r * gpr + k], trial);
           }
           PackRow(codes.data(), cols, q.bits, q.codes.data() + r * wpr);
         }
       },
       0, 16);
+  if (cfg.grids) PackGridIds(grid_of, gpr, q);
   return q;
 }
 

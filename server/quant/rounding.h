@@ -21,6 +21,15 @@
 // rounded out of order still uses its own (natural-order) group and the slq-packed-v1 layout
 // and bits/param are unchanged. Columns with H_ii = 0 (never active) are set to zero before
 // rounding.
+// Grids (QuantConfig::grids, Grid Games, kernels/grids.h; asymmetric only): each group also
+// picks one of kernels::kGridCount fixed grids and its codes index that grid's levels, w' = m16 +
+// s16 * L[q]. mse: the grid is chosen jointly with the trimmed range (the least diag(H)-weighted
+// error over (trim, grid); grid 0 is uniform, so never worse than mse without grids on that
+// objective). gptq: when a group's (scale, zero) are fitted (its first column in natural order;
+// every group up front under act-order), its grid is the one with the least diag(H)-weighted
+// squared error of rounding the group's weights at that moment with that (s, m); each column
+// of the group then rounds to the nearest level of that grid and its error propagates as usual.
+// The result's grid_ids hold the indices (QuantizedMatrix's layout).
 // Rotation is not combined with mse/gptq (InvalidArgument): the Gram would have to be rotated.
 // Thread safety: pure functions.
 #ifndef SLQ_SERVER_QUANT_ROUNDING_H_
@@ -57,7 +66,8 @@ struct GptqOptions {
 };
 
 // Quantizes w [rows, cols] with `rounding`. rtn ignores `gram`; mse and gptq need it
-// (InvalidArgument when null or of another width, or with cfg.rotate). The result records the rounding.
+// (InvalidArgument when null or of another width, or with cfg.rotate; grids with symmetric
+// scales are refused too). The result records the rounding.
 [[nodiscard]] absl::StatusOr<QuantizedMatrix> QuantizeMatrixRounded(const float* w, int64_t rows, int64_t cols,
                                                                     const QuantConfig& cfg, Rounding rounding,
                                                                     const InputGram* gram,

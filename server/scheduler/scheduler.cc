@@ -80,6 +80,8 @@ absl::StatusOr<v1::QuantOptions> JobQuantOptions(const Job& job) {
   q.set_quantizers(o.value("quantizers", ""));
   q.set_symmetry(o.value("symmetry", ""));
   q.set_group_sizes(o.value("group_sizes", ""));
+  q.set_grids(o.value("grids", ""));
+  if (o.contains("cloze_items")) q.set_cloze_items(o.value("cloze_items", int64_t{0}));
   return q;
 }
 

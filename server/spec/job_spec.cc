@@ -134,9 +134,11 @@ absl::Status CheckGroupSize(int64_t g) {
   return absl::InvalidArgumentError(absl::StrCat("group_size must be 32, 64, 128 or -1 (per row), got ", g));
 }
 
-double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symmetric) {
+double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symmetric, bool grids) {
   if (formats.empty()) return 0;
-  const double overhead = group_size > 0 ? (symmetric ? 16.0 : 32.0) / static_cast<double>(group_size) : 0;
+  // fp16 scale (+ fp16 zero) (+ the 2-bit grid index, kernels/grids.h kGridIdBits) per group
+  const double per_group = (symmetric ? 16.0 : 32.0) + (grids ? 2.0 : 0.0);
+  const double overhead = group_size > 0 ? per_group / static_cast<double>(group_size) : 0;
   return *std::min_element(formats.begin(), formats.end()) + overhead;
 }
 
@@ -157,8 +159,32 @@ absl::StatusOr<std::vector<std::string>> ParseQuantizers(std::string_view text) 
 
 std::string DefaultQuantizers(bool hadamard) { return hadamard ? "rtn" : "rtn,gptq"; }
 
+namespace {
+
+// grids: "" | off | on | both -> the offered flags; "on" needs an asymmetric candidate.
+absl::Status ParseGrids(std::string_view text, VariantSpace* v) {
+  const std::string raw(text);
+  const std::string g = absl::AsciiStrToLower(absl::StripAsciiWhitespace(raw));
+  if (g.empty() || g == "off") {
+    v->grids = {false};
+  } else if (g == "on") {
+    v->grids = {true};
+  } else if (g == "both") {
+    v->grids = {false, true};
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("grids '", raw, "' is not one of off, on, both"));
+  }
+  if (g == "on" && std::find(v->symmetric.begin(), v->symmetric.end(), false) == v->symmetric.end()) {
+    return absl::InvalidArgumentError(
+        "grids 'on' needs asymmetric scales (grids are asymmetric only): drop symmetric, or set symmetry to both");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<VariantSpace> ParseVariants(int64_t group_size, bool symmetric, std::string_view symmetry,
-                                           std::string_view group_sizes) {
+                                           std::string_view group_sizes, std::string_view grids) {
   if (absl::Status g = CheckGroupSize(group_size); !g.ok()) return g;
   VariantSpace v;
   const std::string sym_text(symmetry), groups_text(group_sizes);  // absl::string_view is not std's here
@@ -172,6 +198,7 @@ absl::StatusOr<VariantSpace> ParseVariants(int64_t group_size, bool symmetric, s
   v.base_symmetric = symmetric || sym == "sym";
   v.symmetric = {v.base_symmetric};
   if (sym == "both") v.symmetric.push_back(!v.base_symmetric);
+  if (absl::Status g = ParseGrids(grids, &v); !g.ok()) return g;
   v.base_group = group_size;
   v.groups = {group_size};
   if (absl::StripAsciiWhitespace(groups_text).empty()) return v;
@@ -199,11 +226,15 @@ absl::StatusOr<VariantSpace> ParseVariants(int64_t group_size, bool symmetric, s
 }
 
 double MinAvgBits(const std::vector<int>& formats, const VariantSpace& v) {
-  double best = MinAvgBits(formats, v.base_group, v.base_symmetric);
+  double best = -1;
   for (int64_t g : v.groups) {
-    for (bool s : v.symmetric) best = std::min(best, MinAvgBits(formats, g, s));
+    for (bool s : v.symmetric) {
+      const bool grids = !s && std::find(v.grids.begin(), v.grids.end(), false) == v.grids.end();
+      const double b = MinAvgBits(formats, g, s, grids);  // "on": asymmetric candidates carry grids
+      if (best < 0 || b < best) best = b;
+    }
   }
-  return best;
+  return best < 0 ? MinAvgBits(formats, v.base_group, v.base_symmetric) : best;
 }
 
 absl::Status ValidateSpec(const SpecFields& s) {
@@ -218,8 +249,11 @@ absl::Status ValidateSpec(const SpecFields& s) {
   auto formats = ParseFormats(s.formats);
   if (!formats.ok()) return formats.status();
   if (absl::Status g = CheckGroupSize(s.group_size); !g.ok()) return g;
-  auto variants = ParseVariants(s.group_size, s.symmetric, s.symmetry, s.group_sizes);
+  auto variants = ParseVariants(s.group_size, s.symmetric, s.symmetry, s.group_sizes, s.grids);
   if (!variants.ok()) return variants.status();
+  if (s.cloze_items < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("cloze_items must be >= 0 (0 = no TL check), got ", s.cloze_items));
+  }
   if (!(s.temperature > 0 && s.temperature <= kMaxTemperature)) {
     return absl::InvalidArgumentError(absl::StrCat("temperature must be in (0, 10], got ", s.temperature));
   }
@@ -240,22 +274,27 @@ absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& fo
   if (target.kind != Target::Kind::kBits || formats.empty()) return absl::OkStatus();
   const double floor = MinAvgBits(formats, v);
   // The cheapest offered variant, for the message.
+  const bool grids_only = std::find(v.grids.begin(), v.grids.end(), false) == v.grids.end();
   int64_t group_size = v.base_group;
   bool symmetric = v.base_symmetric;
   for (int64_t g : v.groups) {
     for (bool s : v.symmetric) {
-      if (MinAvgBits(formats, g, s) < MinAvgBits(formats, group_size, symmetric)) {
+      if (MinAvgBits(formats, g, s, grids_only && !s) <
+          MinAvgBits(formats, group_size, symmetric, grids_only && !symmetric)) {
         group_size = g;
         symmetric = s;
       }
     }
   }
+  const bool grids = grids_only && !symmetric;
   if (target.value < floor) {
     return absl::InvalidArgumentError(
         absl::StrFormat("target '%s' is unreachable with formats {%s} and group size %d: the fewest bits/param is %.4g "
                         "(the smallest width %d plus the %s overhead); raise the budget or allow a smaller width",
                         target.ToString(), absl::StrJoin(formats, ","), group_size, floor, formats.front(),
-                        symmetric ? "fp16 scale" : "fp16 scale and zero"));
+                        symmetric ? "fp16 scale"
+                        : grids   ? "fp16 scale, zero and grid index"
+                                  : "fp16 scale and zero"));
   }
   return absl::OkStatus();
 }

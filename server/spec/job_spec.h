@@ -58,8 +58,9 @@ struct Target {
 // 32, 64, 128 or -1 (per row).
 [[nodiscard]] absl::Status CheckGroupSize(int64_t group_size);
 // The fewest bits/param any allocation can have: the smallest width plus the scale (+ zero)
-// overhead of one fp16 per group (a lower bound for per-row groups: the width itself).
-double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symmetric);
+// overhead of one fp16 per group (+ the 2-bit grid index with grids; a lower bound for per-row
+// groups: the width itself).
+double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symmetric, bool grids = false);
 // InvalidArgument when `target` is bits<=X with X below MinAvgBits (OK for other kinds).
 [[nodiscard]] absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& formats, int64_t group_size,
                                               bool symmetric);
@@ -83,13 +84,18 @@ struct VariantSpace {
   int64_t base_group = 128;
   std::vector<bool> symmetric;  // offered; base first
   std::vector<int64_t> groups;  // offered; base first
+  // Grid Games (quant/choice.h Choice::grids): offered for asymmetric candidates; {false} =
+  // uniform only (the default), {true} = grids replace the uniform grid, {false, true} = both.
+  // Symmetric candidates are always uniform.
+  std::vector<bool> grids = {false};
 };
 // symmetry: "" (= only the `symmetric` flag's), "asym", "sym" or "both" ("sym" = the
 // `symmetric` flag; "asym" contradicts it). group_sizes: "" (= {group_size}) or a comma list
 // of group sizes (32, 64, 128, -1 = per row), no duplicates, that contains `group_size` (the
-// base). InvalidArgument naming the field and what to change.
+// base). grids: "" or "off" (= uniform only), "on" or "both"; "on" needs some asymmetric
+// candidate. InvalidArgument naming the field and what to change.
 [[nodiscard]] absl::StatusOr<VariantSpace> ParseVariants(int64_t group_size, bool symmetric, std::string_view symmetry,
-                                                         std::string_view group_sizes);
+                                                         std::string_view group_sizes, std::string_view grids = "");
 // The fewest bits/param over every offered variant (MinAvgBits of each).
 double MinAvgBits(const std::vector<int>& formats, const VariantSpace& v);
 // The same over every variant of `v` (its cheapest one decides).
@@ -104,9 +110,11 @@ struct SpecFields {
   bool symmetric = false;
   double temperature = 1.0;  // of the fidelity metrics; (0, 10]
   std::string quantizers = "rtn";
-  bool hadamard = false;    // rotated layers take RTN only
-  std::string symmetry;     // "" | asym | sym | both (ParseVariants)
-  std::string group_sizes;  // "" | e.g. "64,128" (ParseVariants)
+  bool hadamard = false;       // rotated layers take RTN only
+  std::string symmetry;        // "" | asym | sym | both (ParseVariants)
+  std::string group_sizes;     // "" | e.g. "64,128" (ParseVariants)
+  std::string grids;           // "" | off | on | both (ParseVariants)
+  int64_t cloze_items = 2000;  // TL cloze items wanted; >= 0 (0 = no TL check)
 };
 // Every field, and that a bits<=X target is reachable with the formats and group size.
 [[nodiscard]] absl::Status ValidateSpec(const SpecFields& spec);

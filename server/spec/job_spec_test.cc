@@ -99,6 +99,37 @@ TEST(JobSpecTest, ParsesVariants) {
   EXPECT_TRUE(ValidateSpec({.group_size = 64, .group_sizes = "128,64"}).ok());
 }
 
+// grids: off (default) / on / both; "on" needs an asymmetric candidate and charges the grid
+// index in the reachable budget; cloze_items >= 0.
+TEST(JobSpecTest, ParsesGridsAndClozeItems) {
+  EXPECT_EQ(ParseVariants(128, false, "", "")->grids, std::vector<bool>{false});
+  EXPECT_EQ(ParseVariants(128, false, "", "", "off")->grids, std::vector<bool>{false});
+  EXPECT_EQ(ParseVariants(128, false, "", "", "on")->grids, std::vector<bool>{true});
+  EXPECT_EQ(ParseVariants(128, false, "", "", " Both ")->grids, (std::vector<bool>{false, true}));
+  EXPECT_TRUE(ParseVariants(128, true, "both", "", "on").ok());  // the asymmetric twins carry grids
+  EXPECT_TRUE(ParseVariants(128, true, "", "", "both").ok());    // nothing to offer them to: uniform only
+  auto msg = [](const absl::StatusOr<VariantSpace>& r) { return std::string(r.status().message()); };
+  EXPECT_NE(msg(ParseVariants(128, false, "", "", "yes")).find("grids 'yes' is not one of off, on, both"),
+            std::string::npos);
+  EXPECT_NE(msg(ParseVariants(128, true, "", "", "on")).find("needs asymmetric scales"), std::string::npos);
+  EXPECT_NE(msg(ParseVariants(128, false, "sym", "", "on")).find("needs asymmetric scales"), std::string::npos);
+  // The grid index costs 2 bits per group: "on" raises the floor, "both" keeps the uniform one.
+  EXPECT_DOUBLE_EQ(MinAvgBits({4, 8}, 128, false, true), 4 + 34.0 / 128);
+  EXPECT_DOUBLE_EQ(MinAvgBits({4, 8}, *ParseVariants(128, false, "", "", "on")), 4 + 34.0 / 128);
+  EXPECT_DOUBLE_EQ(MinAvgBits({4, 8}, *ParseVariants(128, false, "", "", "both")), 4.25);
+  EXPECT_DOUBLE_EQ(MinAvgBits({4, 8}, *ParseVariants(128, false, "both", "", "on")), 4.125);
+  EXPECT_TRUE(ValidateSpec({.target = "bits<=4.25", .formats = "4-8", .grids = "both"}).ok());
+  const absl::Status s = ValidateSpec({.target = "bits<=4.25", .formats = "4-8", .grids = "on"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("grid index"), std::string::npos) << s;
+  EXPECT_FALSE(ValidateSpec({.grids = "sometimes"}).ok());
+  EXPECT_TRUE(ValidateSpec({.cloze_items = 0}).ok());
+  EXPECT_TRUE(ValidateSpec({.cloze_items = 5000}).ok());
+  const absl::Status c = ValidateSpec({.cloze_items = -1});
+  EXPECT_EQ(c.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(c.message().find("cloze_items must be >= 0"), std::string::npos) << c;
+}
+
 TEST(JobSpecTest, BitsBudgetMustBeReachable) {
   // Asymmetric g128: fp16 scale + zero = 32 bits per 128 weights on top of the width.
   EXPECT_DOUBLE_EQ(MinAvgBits({2, 4}, 128, false), 2.25);

@@ -111,6 +111,8 @@ quant::PipelineOptions TaskExecutor::PipelineOptionsOf(const v1::QuantOptions& q
   if (!q.quantizers().empty()) o.quantizers = q.quantizers();
   o.symmetry = q.symmetry();
   o.group_sizes = q.group_sizes();
+  o.grids = q.grids();
+  if (q.has_cloze_items()) o.cloze_max_items = q.cloze_items();
   return o;
 }
 

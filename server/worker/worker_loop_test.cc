@@ -272,5 +272,18 @@ TEST(TaskExecutorTest, VariantsReachThePipelineOptions) {
   EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).group_sizes, "64,128");
 }
 
+// The job's grids and cloze items reach the engine's options; none given = off and 2000 items.
+TEST(TaskExecutorTest, GridsAndClozeItemsReachThePipelineOptions) {
+  slq::v1::QuantOptions q;
+  EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).grids, "");
+  EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).cloze_max_items, 2000);
+  q.set_grids("both");
+  q.set_cloze_items(0);
+  EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).grids, "both");
+  EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).cloze_max_items, 0);
+  q.set_cloze_items(300);
+  EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).cloze_max_items, 300);
+}
+
 }  // namespace
 }  // namespace slq
