@@ -530,7 +530,20 @@ absl::StatusOr<GpuLinear> RandomLinear(GpuModel::Impl& m, int64_t out, int64_t i
   FillScaleZero(sz, L.SzHalves(), seed + 1, s.bits, amp, nullptr);
   g.qm.codes = codes;
   g.qm.sz = sz;
-  g.desc = absl::StrCat("q", s.bits, " g", s.group_size, " (QGemm, random)");
+  if (s.grids) {  // random id bytes (the kernel reads 2 bits of each nibble) and the real levels
+    L.grids = true;
+    uint8_t* grid = nullptr;
+    float* lv = nullptr;
+    const std::vector<float> levels = kernels::GridLevelTable(s.bits);
+    SLQ_RETURN_IF_ERROR(m.AllocT(L.GridBytes(), &grid));
+    SLQ_RETURN_IF_ERROR(m.AllocT(static_cast<int64_t>(levels.size()), &lv));
+    FillRandomU32(reinterpret_cast<uint32_t*>(grid), L.GridBytes() / 4, seed + 2, nullptr);
+    SLQ_RETURN_IF_ERROR(
+        CudaStatus(cudaMemcpy(lv, levels.data(), levels.size() * 4, cudaMemcpyHostToDevice), "upload grid levels"));
+    g.qm.grid = grid;
+    g.qm.levels = lv;
+  }
+  g.desc = absl::StrCat("q", s.bits, " g", s.group_size, s.grids ? " grid" : "", " (QGemm, random)");
   m.max_rows = std::max(m.max_rows, out);
   return g;
 }
