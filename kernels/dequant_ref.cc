@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "kernels/grids.h"
 #include "server/common/half.h"
 
 namespace slq::kernels {
@@ -20,7 +21,16 @@ std::string ValidatePackedView(const PackedMatrixView& w) {
   if (w.codes == nullptr || w.scales == nullptr || w.zeros == nullptr) {
     return "packed matrix has a null codes/scales/zeros pointer";
   }
+  if (w.grid_ids != nullptr && w.symmetric) {
+    return "packed matrix is symmetric but carries grid ids; grids are for asymmetric matrices only";
+  }
   return "";
+}
+
+uint32_t GridId(const PackedMatrixView& w, int64_t r, int64_t group) {
+  if (w.grid_ids == nullptr) return 0;
+  const int64_t words = WordsPerRow(GroupsPerRow(w.cols, w.group_size), kGridIdBits);
+  return PackedCode(w.grid_ids + r * words, group, kGridIdBits);
 }
 
 uint32_t PackedCode(const PackedMatrixView& w, int64_t r, int64_t c) {
@@ -31,7 +41,8 @@ float DequantWeight(const PackedMatrixView& w, int64_t r, int64_t c) {
   const int64_t gi = r * GroupsPerRow(w.cols, w.group_size) + c / w.group_size;
   const float s = HalfToFloat(w.scales[gi]);
   const float z = HalfToFloat(w.zeros[gi]);
-  return z + s * static_cast<float>(PackedCode(w, r, c));
+  const float* levels = GridLevels(w.bits, static_cast<int>(GridId(w, r, c / w.group_size)));
+  return z + s * levels[PackedCode(w, r, c)];
 }
 
 void DequantRow(const PackedMatrixView& w, int64_t r, float* out) {
@@ -42,7 +53,8 @@ void DequantRow(const PackedMatrixView& w, int64_t r, float* out) {
     const float m = HalfToFloat(w.zeros[r * gpr + k]);
     const int64_t j0 = k * w.group_size;
     const int64_t j1 = j0 + w.group_size < w.cols ? j0 + w.group_size : w.cols;
-    for (int64_t j = j0; j < j1; ++j) out[j] = m + s * static_cast<float>(PackedCode(words, j, w.bits));
+    const float* levels = GridLevels(w.bits, static_cast<int>(GridId(w, r, k)));
+    for (int64_t j = j0; j < j1; ++j) out[j] = m + s * levels[PackedCode(words, j, w.bits)];
   }
 }
 

@@ -5,6 +5,12 @@
 //   float y = PackedRowDotFast(view, r, x, xsum);   // xsum[k] = sum of x over group k
 //   DequantRowFast(view, r, row);                   // row[cols] = m + s * code
 //
+// Grid groups (view.grid_ids, kernels/grids.h) take the group's levels L by table lookup (AVX2,
+// widths <= 4: the levels sit in registers and a lane permute looks 8 up at once; wider: the
+// scalar lookup, which measured faster than an AVX2 gather), then m + s * L[q];
+// sum x (m + s L[q]) = m xsum + s sum x L[q], so the dot product keeps the per-group xsum.
+// Groups on grid 0 (and views without grid ids) run the integer-code paths unchanged.
+//
 // Codes are unpacked 32 at a time: 32 codes of b bits are exactly b words, so a block's shifts
 // and masks are compile-time constants (bitwidth-specialised, fully unrolled) and the
 // multiply-adds run on 8 independent lanes that the compiler vectorises. On x86-64 an AVX2+FMA

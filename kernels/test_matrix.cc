@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/grids.h"
 #include "server/common/half.h"
 
 namespace slq::kernels {
@@ -15,6 +16,7 @@ PackedMatrixView OwnedPacked::View() const {
   v.codes = codes.data();
   v.scales = scales.data();
   v.zeros = zeros.data();
+  v.grid_ids = grid_ids.empty() ? nullptr : grid_ids.data();
   return v;
 }
 
@@ -25,6 +27,18 @@ void SetCode(OwnedPacked& m, int64_t r, int64_t c, uint32_t q) {
   const int shift = static_cast<int>(bit % 32);
   row[word] |= q << shift;
   if (shift + m.bits > 32) row[word + 1] |= q >> (32 - shift);
+}
+
+void RandomGridIds(OwnedPacked& m, std::mt19937_64& rng) {
+  const int64_t gpr = GroupsPerRow(m.cols, m.group_size), words = WordsPerRow(gpr, kGridIdBits);
+  m.grid_ids.assign(static_cast<size_t>(m.rows * words), 0u);
+  std::uniform_int_distribution<uint32_t> id(0, kGridCount - 1);
+  for (int64_t r = 0; r < m.rows; ++r) {
+    for (int64_t k = 0; k < gpr; ++k) {
+      const int64_t bit = k * kGridIdBits;  // kGridIdBits divides 32: an id never straddles words
+      m.grid_ids[r * words + bit / 32] |= id(rng) << (bit % 32);
+    }
+  }
 }
 
 OwnedPacked RandomPacked(int64_t rows, int64_t cols, int bits, int64_t group_size, std::mt19937_64& rng) {

@@ -108,14 +108,16 @@ int main(int argc, char** argv) {
   int64_t group = 128;
   int reps = 7;
   double min_bytes = 64e6;  // bytes of fp32 weights streamed per timing (sets iterations)
+  bool grids = false;
   app.add_option("--shapes", shapes, "OUTxIN list");
   app.add_option("--group-size", group, "group size");
   app.add_option("--reps", reps, "timings per figure (median)");
+  app.add_flag("--grids", grids, "per-group grids (Grid Games): the packed kernels' level-lookup paths");
   CLI11_PARSE(app, argc, argv);
 
   std::printf(
-      "packed kernel ISA chosen at run time: %s; group size %ld; ns of thread CPU time per matvec (median of %d)\n\n",
-      kernels::PackedKernelIsa(), static_cast<long>(group), reps);
+      "packed kernel ISA chosen at run time: %s; group size %ld%s; ns of thread CPU time per matvec (median of %d)\n\n",
+      kernels::PackedKernelIsa(), static_cast<long>(group), grids ? ", grids" : "", reps);
   std::printf(
       "| shape (out x in) | bits | fp32 sgemv | previous | baseline ISA | avx2 | previous / fp32 "
       "| new / fp32 | speedup vs previous | op fp32 | op packed |\n"
@@ -147,6 +149,7 @@ int main(int argc, char** argv) {
       QuantConfig cfg;
       cfg.bits = bits;
       cfg.group_size = group;
+      cfg.grids = grids;
       auto q = QuantizeMatrix(w.data(), out, in, cfg);
       if (!q.ok()) return 1;
       const kernels::PackedMatrixView v = q->View();

@@ -63,7 +63,8 @@ quant::QuantizedMatrix Symmetric8WithExactZeros(int64_t rows, int64_t cols) {
   return q;
 }
 
-std::string MakeArtifact(const std::string& name, bool odd = false) {
+// grids: layer 0's q_proj and layer 1's up_proj take per-group grids (Grid Games).
+std::string MakeArtifact(const std::string& name, bool odd = false, bool grids = false) {
   const std::string src = testing::ModelsDir() + "/tinystories-656k";
   auto model = LoadModel(src);
   EXPECT_TRUE(model.ok()) << model.status();
@@ -78,6 +79,8 @@ std::string MakeArtifact(const std::string& name, bool odd = false) {
     if (s.layer == 0 && (s.name.ends_with("gate_proj") || s.name.ends_with("up_proj"))) cfg.bits = 5;
     if (s.layer == 0 && s.name.ends_with("down_proj")) cfg.symmetric = true;
     if (odd && s.layer == 1 && s.name.ends_with("q_proj")) cfg.bits = 6;
+    cfg.grids =
+        grids && ((s.layer == 0 && s.name.ends_with("q_proj")) || (s.layer == 1 && s.name.ends_with("up_proj")));
     if (s.layer == 1 && s.name.ends_with("down_proj")) {
       *s.op = std::make_unique<quant::QuantizedLinear>(Symmetric8WithExactZeros(d->out_features(), d->in_features()));
       continue;
@@ -447,6 +450,43 @@ TEST(ExportGgufTest, DequantizedF32IsTheArtifactsDequantizationExactly) {
     EXPECT_EQ(g.strings["tokenizer.ggml.model"], "llama");
     fs::remove(out);
   }
+  fs::remove_all(artifact);
+}
+
+// Grid layers (Grid Games): the exact GGUF export refuses them (its types are uniform), naming the
+// layer; the dequantized export writes their grid-dequantized weights bit for bit.
+TEST(ExportGgufTest, GridLayersExportDequantizedOnTheirLevels) {
+  const std::string artifact = MakeArtifact("gguf_grids", /*odd=*/false, /*grids=*/true);
+  ASSERT_FALSE(artifact.empty());
+  const std::string exact_out = TempDir("gguf_grids_exact") + ".gguf";
+  absl::Status exact = ExportGguf(artifact, exact_out);
+  EXPECT_EQ(exact.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(exact.message().find("layer model.layers.0.self_attn.q_proj"), std::string::npos) << exact;
+  EXPECT_NE(exact.message().find("grids"), std::string::npos) << exact;
+  EXPECT_FALSE(fs::exists(exact_out));
+  auto a = quant::LoadArtifact(artifact);
+  ASSERT_TRUE(a.ok()) << a.status();
+  const Model& m = *a->model;
+  const std::string out = TempDir("gguf_grids_f32") + ".gguf";
+  absl::Status s = ExportGguf(artifact, out, {.dtype = "f32"});
+  ASSERT_TRUE(s.ok()) << s;
+  GgufFile g = ReadGguf(out);
+  ExpectDequantizedLinears(g, m, 0);
+  int grid_layers = 0;
+  for (const ConstLinearSlot& slot : m.LinearSlots()) {
+    const PackedLinear* p = slot.op->packed();
+    if (p == nullptr || p->view.grid_ids == nullptr) continue;
+    ++grid_layers;
+    // Read as uniform codes, the same layer differs: the export used the grids' levels.
+    const auto* ql = dynamic_cast<const quant::QuantizedLinear*>(slot.op);
+    ASSERT_NE(ql, nullptr);
+    quant::QuantizedMatrix uniform = ql->matrix();
+    uniform.grid_ids.clear();
+    const std::vector<float> as_uniform = InGgufRowOrder(slot.name, quant::DequantizeOriginalBasis(uniform), m.config);
+    EXPECT_NE(Dequant(g, g.tensors.at(GgufName(slot.name, slot.layer))), as_uniform) << slot.name;
+  }
+  EXPECT_EQ(grid_layers, 2);
+  fs::remove(out);
   fs::remove_all(artifact);
 }
 

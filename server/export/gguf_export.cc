@@ -132,6 +132,10 @@ class GgufWriter {
 absl::StatusOr<GgmlType> ExactType(const PackedLinear& p) {
   const kernels::PackedMatrixView& q = p.view;
   if (p.rotation_block > 0) return absl::InvalidArgumentError("it is Hadamard-rotated (no GGUF type rotates)");
+  if (q.grid_ids != nullptr) {
+    return absl::InvalidArgumentError(
+        "its groups use non-uniform grids (Grid Games); GGUF's exact types have uniform levels only");
+  }
   if (q.group_size != 32 || q.cols % 32 != 0) {
     return absl::InvalidArgumentError(absl::StrCat("its group size is ", q.group_size, " over ", q.cols,
                                                    " columns; GGUF's exact types need groups of 32"));

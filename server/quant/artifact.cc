@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/grids.h"
 #include "server/common/file_util.h"
 #include "server/common/half.h"
 #include "server/common/sha256.h"
@@ -75,7 +76,14 @@ std::string TempDirFor(const std::string& dir) {
   return absl::StrCat(dir, ".tmp-", ::getpid(), "-", counter++);
 }
 
-absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears) {
+// The manifest's grid fields of a packed linear: "grids" (bool) and "grid" (the level tables).
+json GridFields(const kernels::PackedMatrixView& m) {
+  const bool grids = m.grid_ids != nullptr;
+  return {{"grids", grids}, {"grid", grids ? kGridTablesName : "uniform"}};
+}
+
+// *any_grids: whether some packed linear carries grid ids (the manifest's format version).
+absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears, bool* any_grids) {
   for (const PlainTensor& t : PlainTensors(model)) SLQ_RETURN_IF_ERROR(AddFloats(w, t.name, t.shape, *t.data));
   for (const LinearSlot& s : model.LinearSlots()) {
     const LinearOp* op = s.op->get();
@@ -91,6 +99,16 @@ absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears) {
       if (!m.symmetric) {
         SLQ_RETURN_IF_ERROR(w.Add(s.name + ".zeros", DType::kF16, {m.rows, gpr}, m.zeros, ngroups * 2));
       }
+      if (m.grid_ids != nullptr) {
+        if (m.symmetric) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("slot ", s.name, ": a symmetric packed matrix carries grid ids (asymmetric only)"));
+        }
+        const int64_t ipr = kernels::WordsPerRow(gpr, kernels::kGridIdBits);
+        SLQ_RETURN_IF_ERROR(
+            w.Add(s.name + ".grid_ids", DType::kU32, {m.rows, ipr}, m.grid_ids, static_cast<size_t>(m.rows * ipr) * 4));
+        *any_grids = true;
+      }
       linears[s.name] = {{"kind", "packed"},
                          {"rows", m.rows},
                          {"cols", m.cols},
@@ -101,8 +119,8 @@ absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears) {
                          {"quantizer", q->quantizer},
                          {"rotation_block", q->rotation_block},
                          {"rotation_seed", q->rotation_seed},
-                         {"grid", "uniform"},
                          {"bits_per_param", q->bits_per_param}};
+      linears[s.name].update(GridFields(m));
     } else if (const auto* d = dynamic_cast<const DenseLinear*>(op)) {
       SLQ_RETURN_IF_ERROR(AddFloats(w, s.name + ".weight", {d->out_features(), d->in_features()}, d->weight()));
       linears[s.name] = {{"kind", "dense"}, {"rows", d->out_features()}, {"cols", d->in_features()}};
@@ -130,8 +148,8 @@ json DescribeLinears(Model& model) {
                 {"rotation", q->rotation_block > 0},
                 {"mse_clip", q->mse_clip},
                 {"quantizer", q->quantizer},
-                {"grid", "uniform"},
                 {"bits_per_param", q->bits_per_param}});
+      e.update(GridFields(m));
     } else {
       e.update({{"quantized", false}, {"bits_per_param", 16}});
     }
@@ -146,7 +164,8 @@ absl::Status WriteArtifact(const Model& model_in, const std::string& dir, const 
   SafetensorsWriter w;
   w.SetMetadata("format", "slq-packed-v1");
   json linears = json::object();
-  SLQ_RETURN_IF_ERROR(BuildWeights(model, w, linears));
+  bool any_grids = false;
+  SLQ_RETURN_IF_ERROR(BuildWeights(model, w, linears, &any_grids));
   const std::string tmp = TempDirFor(dir);
   std::error_code ec;
   fs::create_directories(tmp, ec);
@@ -179,7 +198,7 @@ absl::Status WriteArtifact(const Model& model_in, const std::string& dir, const 
   if (!s.ok()) return cleanup(s);
   json manifest = options.extra_manifest;
   manifest.update({{"format", kArtifactFormat},
-                   {"format_version", kArtifactFormatVersion},
+                   {"format_version", any_grids ? kArtifactFormatVersion : kArtifactFormatVersionNoGrids},
                    {"packed_layout", "slq-packed-v1"},
                    {"model_config", ModelConfigToJson(model.config)},
                    {"linears", linears},
@@ -198,10 +217,13 @@ absl::Status WriteArtifact(const Model& model_in, const std::string& dir, const 
 namespace {
 // Format, version and every listed file's size and sha256. May throw json::exception.
 absl::Status CheckManifest(const std::string& dir, const std::string& path, json& m) {
-  if (m.value("format", "") != kArtifactFormat || m.value("format_version", -1) != kArtifactFormatVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(path, ": format '", m.value("format", ""), "' version ",
-                                                      m.value("format_version", -1), "; expected '", kArtifactFormat,
-                                                      "' version ", kArtifactFormatVersion));
+  const int version = m.value("format_version", -1);
+  if (m.value("format", "") != kArtifactFormat || version < kArtifactFormatVersionNoGrids ||
+      version > kArtifactFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": format '", m.value("format", ""), "' version ", version,
+                                                      "; this build reads '", kArtifactFormat, "' versions ",
+                                                      kArtifactFormatVersionNoGrids, " to ", kArtifactFormatVersion,
+                                                      " (a newer version needs a newer slq; re-quantize or upgrade)"));
   }
   if (!m.contains("files") || !m["files"].is_object() || !m["files"].contains(kWeightsName)) {
     return absl::DataLossError(absl::StrCat(path, ": no file list with ", kWeightsName));

@@ -1,7 +1,9 @@
 // The quantized artifact: a directory holding
 //   weights.safetensors  packed linears (<slot>.codes U32 [rows, words], <slot>.scales F16
 //                        [rows, groups], <slot>.zeros F16 [rows, groups] for asymmetric
-//                        layers only (symmetric: recomputed from the scale), slq-packed-v1) and
+//                        layers only (symmetric: recomputed from the scale), <slot>.grid_ids
+//                        U32 [rows, id words] for layers with per-group grids (kernels/grids.h),
+//                        slq-packed-v1) and
 //                        every unquantized tensor (<slot>.weight for dense linears, embeddings,
 //                        norms, biases): F16 when every value is exactly representable in fp16
 //                        (the pipeline rounds embeddings and the LM head to fp16: "kept at 16
@@ -35,7 +37,15 @@
 
 namespace slq::quant {
 
-inline constexpr int kArtifactFormatVersion = 1;
+// Format versions: 1 = uniform grids only; 2 = some linear carries per-group grid ids
+// ("grids": true, tensor <slot>.grid_ids). The writer writes 1 unless a linear has grids, so
+// artifacts without grids stay readable by builds that predate grids, and those builds refuse a
+// version-2 artifact (FailedPrecondition) instead of silently dequantizing on the wrong levels.
+// This build reads 1 and 2.
+inline constexpr int kArtifactFormatVersion = 2;  // the newest version this build reads
+inline constexpr int kArtifactFormatVersionNoGrids = 1;
+// The manifest's "grid" of a linear with grid ids: the fixed level tables of kernels/grids.h.
+inline constexpr char kGridTablesName[] = "slq-grids-v1";
 inline constexpr char kArtifactFormat[] = "slq-artifact";
 inline constexpr char kManifestName[] = "manifest.json";
 inline constexpr char kWeightsName[] = "weights.safetensors";

@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/grids.h"
 #include "server/common/status_macros.h"
 #include "server/common/thread_pool.h"
 #include "server/model/model_loader.h"
@@ -38,8 +39,24 @@ absl::StatusOr<std::vector<T>> Raw(const SafetensorsFile& st, const std::string&
   return out;
 }
 
+// Whether a packed linear's entry declares grid ids ("grids": true, "grid": kGridTablesName);
+// absent = uniform (artifacts written before grids). DataLoss on an unknown or inconsistent grid.
+absl::StatusOr<bool> LinearHasGrids(const std::string& name, const json& info, int format_version) {
+  const bool grids = info.value("grids", false);
+  const std::string grid = info.value("grid", grids ? kGridTablesName : "uniform");
+  if (grid != (grids ? kGridTablesName : "uniform")) {
+    return absl::DataLossError(absl::StrCat("linear ", name, ": grid '", grid, "' with grids = ", grids,
+                                            "; this build knows 'uniform' and '", kGridTablesName, "'"));
+  }
+  if (grids && format_version < kArtifactFormatVersion) {
+    return absl::DataLossError(absl::StrCat("linear ", name, " has grids in a format version ", format_version,
+                                            " manifest (grids need version ", kArtifactFormatVersion, ")"));
+  }
+  return grids;
+}
+
 absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const SafetensorsFile& st, const std::string& name,
-                                                     const json& info) {
+                                                     const json& info, int format_version) {
   const int64_t rows = info.at("rows").get<int64_t>(), cols = info.at("cols").get<int64_t>();
   // Bounded before any product of them (a corrupt manifest must not overflow the sizes).
   if (rows < 1 || cols < 1 || rows > (int64_t{1} << 24) || cols > (int64_t{1} << 24)) {
@@ -79,6 +96,17 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const SafetensorsFile& st, 
   } else {
     SLQ_ASSIGN_OR_RETURN(q.zeros, Raw<uint16_t>(st, name + ".zeros", "F16", rows * gpr));
   }
+  SLQ_ASSIGN_OR_RETURN(const bool grids, LinearHasGrids(name, info, format_version));
+  if (grids) {
+    if (q.symmetric) {
+      return absl::DataLossError(absl::StrCat("linear ", name, ": grids on a symmetric layer (asymmetric only)"));
+    }
+    const int64_t ipr = kernels::WordsPerRow(gpr, kernels::kGridIdBits);
+    SLQ_ASSIGN_OR_RETURN(q.grid_ids, Raw<uint32_t>(st, name + ".grid_ids", "U32", rows * ipr));
+  } else if (st.Find(name + ".grid_ids") != nullptr) {
+    return absl::DataLossError(
+        absl::StrCat("linear ", name, ": tensor ", name, ".grid_ids present but the manifest says grids = false"));
+  }
   return std::unique_ptr<LinearOp>(std::make_unique<QuantizedLinear>(std::move(q)));
 }
 
@@ -109,7 +137,8 @@ absl::Status FillPlain(const SafetensorsFile& st, Model& m) {
 // out of the mapping) are built in parallel, one slot per task; dense ones after them, one at a
 // time (their fp16 -> fp32 conversion is itself parallel). May throw json::exception outside the
 // parallel region only.
-absl::Status LoadLinears(const SafetensorsFile& st, const std::string& dir, const json& linears, Model& m) {
+absl::Status LoadLinears(const SafetensorsFile& st, const std::string& dir, const json& linears, int format_version,
+                         Model& m) {
   std::vector<LinearSlot> slots = m.LinearSlots();
   std::vector<size_t> packed, dense;
   for (size_t i = 0; i < slots.size(); ++i) {
@@ -126,7 +155,8 @@ absl::Status LoadLinears(const SafetensorsFile& st, const std::string& dir, cons
         for (int64_t k = b; k < e; ++k) {
           const size_t i = packed[k];
           try {  // no exception may leave a pool task
-            absl::StatusOr<std::unique_ptr<LinearOp>> op = LoadLinear(st, slots[i].name, linears.at(slots[i].name));
+            absl::StatusOr<std::unique_ptr<LinearOp>> op =
+                LoadLinear(st, slots[i].name, linears.at(slots[i].name), format_version);
             if (op.ok()) {
               *slots[i].op = *std::move(op);
             } else {
@@ -140,7 +170,7 @@ absl::Status LoadLinears(const SafetensorsFile& st, const std::string& dir, cons
       },
       static_cast<int64_t>(packed.size()));
   for (size_t i : dense) {
-    SLQ_ASSIGN_OR_RETURN(*slots[i].op, LoadLinear(st, slots[i].name, linears.at(slots[i].name)));
+    SLQ_ASSIGN_OR_RETURN(*slots[i].op, LoadLinear(st, slots[i].name, linears.at(slots[i].name), format_version));
   }
   for (const absl::Status& s : status) SLQ_RETURN_IF_ERROR(s);
   return absl::OkStatus();
@@ -161,7 +191,8 @@ absl::StatusOr<LoadedArtifact> LoadArtifact(const std::string& dir) {
   try {
     SLQ_ASSIGN_OR_RETURN(m->config, ModelConfigFromJson(out.manifest.at("model_config")));
     SLQ_RETURN_IF_ERROR(FillPlain(st, *m));
-    SLQ_RETURN_IF_ERROR(LoadLinears(st, dir, out.manifest.at("linears"), *m));
+    SLQ_RETURN_IF_ERROR(
+        LoadLinears(st, dir, out.manifest.at("linears"), out.manifest.at("format_version").get<int>(), *m));
     m->format = kArtifactFormat;
     m->source_path = dir;
     for (auto& [name, f] : out.manifest.at("files").items()) {

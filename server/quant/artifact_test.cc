@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "gtest/gtest.h"
+#include "kernels/grids.h"
 #include "server/common/test_paths.h"
 #include "server/model/forward.h"
 #include "server/model/model_loader.h"
@@ -25,16 +26,18 @@ std::string FreshDir(const std::string& name) {
 }
 
 // Quantizes every transformer linear of the model in place (lm_head kept dense).
-void QuantizeAll(Model& m, int bits, bool rotate, bool symmetric_mlp = false) {
+void QuantizeAll(Model& m, int bits, bool rotate, bool symmetric_mlp = false, bool grids = false,
+                 int64_t group_size = 64) {
   for (LinearSlot& s : m.LinearSlots()) {
     if (s.layer < 0) continue;
     const auto* d = dynamic_cast<const DenseLinear*>(s.op->get());
     ASSERT_NE(d, nullptr);
     QuantConfig cfg;
     cfg.bits = bits;
-    cfg.group_size = 64;
+    cfg.group_size = group_size;
     cfg.rotate = rotate && s.layer == 0;
     cfg.symmetric = symmetric_mlp && s.name.find("mlp") != std::string::npos;
+    cfg.grids = grids && !cfg.symmetric;
     auto q = QuantizeMatrix(d->weight().data(), d->out_features(), d->in_features(), cfg);
     ASSERT_TRUE(q.ok());
     *s.op = std::make_unique<QuantizedLinear>(std::move(*q));
@@ -165,6 +168,152 @@ TEST(ArtifactTest, SymmetricLayersStoreNoZerosAndLoadBitExactly) {
   }
   EXPECT_EQ(sym, 6);
   fs::remove_all(dir);
+}
+
+nlohmann::json ReadManifest(const std::string& dir) {
+  std::ifstream in(dir + "/manifest.json");
+  return nlohmann::json::parse(std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
+}
+
+// Bits the artifact stores for a packed linear: its codes, scales, zeros and grid ids tensors.
+int64_t StoredBits(const SafetensorsFile& st, const std::string& slot) {
+  int64_t bytes = 0;
+  for (const char* t : {".codes", ".scales", ".zeros", ".grid_ids"}) {
+    if (const TensorView* v = st.Find(slot + t)) bytes += static_cast<int64_t>(v->bytes.size());
+  }
+  return 8 * bytes;
+}
+
+// Grid layers (Grid Games) round-trip bit-exactly (codes, scales, zeros, grid ids, logits), and
+// the bits the artifact stores are BitsPerParam's count plus only the word padding of each row's
+// code and grid-id streams.
+TEST(ArtifactTest, GridLayersRoundTripBitExactlyAndStoreExactlyTheirBits) {
+  auto model = LoadModel(testing::ModelsDir() + "/tinystories-656k");
+  ASSERT_TRUE(model.ok()) << model.status();
+  QuantizeAll(**model, 3, /*rotate=*/true, /*symmetric_mlp=*/true, /*grids=*/true);
+  const std::string dir = FreshDir("grids");
+  ASSERT_TRUE(WriteArtifact(**model, dir, {}).ok());
+  const nlohmann::json manifest = ReadManifest(dir);
+  EXPECT_EQ(manifest["format_version"], kArtifactFormatVersion);
+  EXPECT_EQ(manifest["linears"]["model.layers.0.self_attn.q_proj"]["grids"], true);
+  EXPECT_EQ(manifest["linears"]["model.layers.0.self_attn.q_proj"]["grid"], kGridTablesName);
+  EXPECT_EQ(manifest["linears"]["model.layers.0.mlp.up_proj"]["grids"], false);  // symmetric
+  auto st = SafetensorsFile::Open(dir + "/weights.safetensors");
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_NE((*st)->Find("model.layers.1.self_attn.o_proj.grid_ids"), nullptr);
+  EXPECT_EQ((*st)->Find("model.layers.1.mlp.down_proj.grid_ids"), nullptr);
+
+  auto loaded = LoadArtifact(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  auto orig = (*model)->LinearSlots();
+  auto back = loaded->model->LinearSlots();
+  ASSERT_EQ(orig.size(), back.size());
+  int grid_layers = 0;
+  for (size_t i = 0; i < orig.size(); ++i) {
+    const PackedLinear* a = (*orig[i].op)->packed();
+    const PackedLinear* b = (*back[i].op)->packed();
+    if (a == nullptr) continue;
+    ASSERT_NE(b, nullptr);
+    const kernels::PackedMatrixView &va = a->view, &vb = b->view;
+    const int64_t gpr = kernels::GroupsPerRow(va.cols, va.group_size);
+    const int64_t wpr = kernels::WordsPerRow(va.cols, va.bits), ipr = kernels::WordsPerRow(gpr, kernels::kGridIdBits);
+    ASSERT_EQ(va.grid_ids == nullptr, vb.grid_ids == nullptr) << orig[i].name;
+    if (va.grid_ids != nullptr) {
+      EXPECT_TRUE(std::equal(va.grid_ids, va.grid_ids + va.rows * ipr, vb.grid_ids)) << orig[i].name;
+      ++grid_layers;
+    }
+    EXPECT_TRUE(std::equal(va.codes, va.codes + va.rows * wpr, vb.codes)) << orig[i].name;
+    EXPECT_EQ((*orig[i].op)->WeightF32(), (*back[i].op)->WeightF32()) << orig[i].name;
+    EXPECT_EQ(a->bits_per_param, b->bits_per_param) << orig[i].name;
+    const int64_t padding = va.rows * (32 * wpr - va.cols * va.bits + (vb.grid_ids ? 32 * ipr - 2 * gpr : 0));
+    const double charged = b->bits_per_param * static_cast<double>(va.rows * va.cols);
+    EXPECT_DOUBLE_EQ(static_cast<double>(StoredBits(**st, orig[i].name) - padding), charged) << orig[i].name;
+  }
+  EXPECT_EQ(grid_layers, 8);  // 14 linears, the 6 symmetric MLP ones without grids
+  const std::vector<int32_t> tokens = {1, 400, 52, 9, 300, 17, 1000, 5};
+  auto a = TeacherForcedLogits(**model, tokens);
+  auto b = TeacherForcedLogits(*loaded->model, tokens);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(*a, *b);
+  fs::remove_all(dir);
+}
+
+// With groups of 8 (128 and 384 columns) neither stream pads: the stored bits are exactly
+// BitsPerParam x params (codes + fp16 scale + fp16 zero + 2-bit grid id per group).
+TEST(ArtifactTest, GridBitsPerParamIsExactlyTheStoredBytes) {
+  auto model = LoadModel(testing::ModelsDir() + "/tinystories-656k");
+  ASSERT_TRUE(model.ok()) << model.status();
+  QuantizeAll(**model, 3, /*rotate=*/false, /*symmetric_mlp=*/false, /*grids=*/true, /*group_size=*/8);
+  const std::string dir = FreshDir("gridbits");
+  ASSERT_TRUE(WriteArtifact(**model, dir, {}).ok());
+  auto st = SafetensorsFile::Open(dir + "/weights.safetensors");
+  ASSERT_TRUE(st.ok()) << st.status();
+  int checked = 0;
+  for (LinearSlot& s : (*model)->LinearSlots()) {
+    const PackedLinear* p = (*s.op)->packed();
+    if (p == nullptr) continue;
+    const int64_t params = p->view.rows * p->view.cols;
+    EXPECT_DOUBLE_EQ(p->bits_per_param, 3 + 34.0 / 8) << s.name;
+    EXPECT_EQ(StoredBits(**st, s.name), static_cast<int64_t>(p->bits_per_param * static_cast<double>(params)))
+        << s.name;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 14);
+  fs::remove_all(dir);
+}
+
+// Version rules: an artifact without grids is still written as version 1 (older builds read it)
+// and loads without the grid fields (as written before grids existed); a version-1 manifest
+// claiming grids, an unknown grid, ids the manifest does not declare, and a future version are
+// refused.
+TEST(ArtifactTest, GridVersionRulesKeepOldArtifactsLoadingAndRefuseInconsistentOnes) {
+  auto model = LoadModel(testing::ModelsDir() + "/tinystories-656k");
+  ASSERT_TRUE(model.ok()) << model.status();
+  QuantizeAll(**model, 4, /*rotate=*/false);
+  const std::string plain = FreshDir("nogrids");
+  ASSERT_TRUE(WriteArtifact(**model, plain, {}).ok());
+  const nlohmann::json pm = ReadManifest(plain);
+  EXPECT_EQ(pm["format_version"], 1);
+  const std::string q = "model.layers.0.self_attn.q_proj";
+  EXPECT_EQ(pm["linears"][q]["grids"], false);
+  EXPECT_EQ(pm["linears"][q]["grid"], "uniform");
+  {  // as written before grids: no grid fields at all
+    nlohmann::json old = pm;
+    for (auto& [name, l] : old["linears"].items()) {
+      l.erase("grids");
+      l.erase("grid");
+    }
+    std::ofstream(plain + "/manifest.json", std::ios::trunc) << old.dump();
+    EXPECT_TRUE(LoadArtifact(plain).ok());
+  }
+
+  auto gmodel = LoadModel(testing::ModelsDir() + "/tinystories-656k");
+  ASSERT_TRUE(gmodel.ok()) << gmodel.status();
+  QuantizeAll(**gmodel, 4, /*rotate=*/false, /*symmetric_mlp=*/false, /*grids=*/true);
+  const std::string dir = FreshDir("gridversions");
+  ASSERT_TRUE(WriteArtifact(**gmodel, dir, {}).ok());
+  const nlohmann::json good = ReadManifest(dir);
+  auto load_with = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json m = good;
+    edit(m);
+    std::ofstream(dir + "/manifest.json", std::ios::trunc) << m.dump();
+    return LoadArtifact(dir).status();
+  };
+  EXPECT_TRUE(load_with([](nlohmann::json&) {}).ok());
+  EXPECT_EQ(load_with([](auto& m) { m["format_version"] = 1; }).code(), absl::StatusCode::kDataLoss);
+  const absl::Status future = load_with([](auto& m) { m["format_version"] = kArtifactFormatVersion + 1; });
+  EXPECT_EQ(future.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(future.message().find("newer slq"), std::string::npos) << future;
+  EXPECT_EQ(load_with([&](auto& m) { m["linears"][q]["grid"] = "lloyd-max"; }).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(load_with([&](auto& m) { m["linears"][q]["grids"] = "yes"; }).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(load_with([&](auto& m) {
+              m["linears"][q]["grids"] = false;
+              m["linears"][q]["grid"] = "uniform";
+            }).code(),
+            absl::StatusCode::kDataLoss);  // the .grid_ids tensor is there
+  EXPECT_EQ(load_with([&](auto& m) { m["linears"][q]["symmetric"] = true; }).code(), absl::StatusCode::kDataLoss);
+  fs::remove_all(dir);
+  fs::remove_all(plain);
 }
 
 }  // namespace

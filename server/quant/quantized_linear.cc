@@ -21,7 +21,8 @@ QuantizedLinear::QuantizedLinear(QuantizedMatrix q) : q_(std::move(q)) {
 }
 
 size_t QuantizedLinear::MemoryBytes() const {
-  return q_.codes.size() * sizeof(uint32_t) + (q_.scales.size() + q_.zeros.size()) * sizeof(uint16_t);
+  return (q_.codes.size() + q_.grid_ids.size()) * sizeof(uint32_t) +
+         (q_.scales.size() + q_.zeros.size()) * sizeof(uint16_t);
 }
 
 void QuantizedLinear::Forward(const float* x, int64_t n, float* y) const {
@@ -38,8 +39,8 @@ void QuantizedLinear::Forward(const float* x, int64_t n, float* y) const {
   WorkerPool& pool = WorkerPool::Default();
   if (n == 1) {
     // Decode: one pass over the packed codes, no dequantized row. Per group,
-    // sum_j (m + s q_j) x_j = s * sum_j q_j x_j + m * sum_j x_j, and sum_j x_j is the same for
-    // every row, so it is computed once per call.
+    // sum_j (m + s L[q_j]) x_j = s * sum_j L[q_j] x_j + m * sum_j x_j (L[q] = q on the uniform
+    // grid), and sum_j x_j is the same for every row, so it is computed once per call.
     const int64_t g = q_.group_size, gpr = kernels::GroupsPerRow(in, g);
     thread_local std::vector<float> xsum;
     xsum.assign(static_cast<size_t>(gpr), 0.0f);

@@ -29,6 +29,20 @@ double EncodeGroup(const float* w, int64_t n, int bits, float s16, float m16, ui
   return err;
 }
 
+// Codes and squared error of one group on grid `levels` (2^bits ascending levels) against
+// fp16-rounded (s, m): each value goes to its nearest level, w' = m16 + s16 * L[code].
+double EncodeGroupOnGrid(const float* w, int64_t n, const float* levels, int n_levels, float s16, float m16,
+                         uint8_t* codes) {
+  double err = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t c = s16 > 0.0f ? kernels::NearestLevel(levels, n_levels, (w[i] - m16) / s16) : 0;
+    codes[i] = c;
+    const double d = static_cast<double>(w[i]) - static_cast<double>(m16 + s16 * levels[c]);
+    err += d * d;
+  }
+  return err;
+}
+
 // The fp16 (scale, zero) for a group whose range is shrunk by `a`.
 void GroupParams(float lo, float hi, float absmax, int bits, bool symmetric, float a, uint16_t* s_bits,
                  uint16_t* z_bits) {
@@ -153,7 +167,8 @@ absl::StatusOr<int64_t> ResolveGroupSize(int bits, int64_t group_size, int64_t c
 }
 
 void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse_clip, uint8_t* codes,
-                   uint16_t* scale16, uint16_t* zero16) {
+                   uint16_t* scale16, uint16_t* zero16, bool grids, int* grid_id) {
+  if (grid_id != nullptr) *grid_id = 0;
   float lo = w[0], hi = w[0];
   for (int64_t i = 1; i < n; ++i) {
     lo = std::min(lo, w[i]);
@@ -161,21 +176,33 @@ void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse
   }
   const float absmax = std::max(std::fabs(lo), std::fabs(hi));
   GroupParams(lo, hi, absmax, bits, symmetric, 1.0f, scale16, zero16);
-  if (!mse_clip) {
-    EncodeGroup(w, n, bits, HalfToFloat(*scale16), HalfToFloat(*zero16), codes);
-    return;
-  }
-  std::vector<uint8_t> trial(static_cast<size_t>(n));
   double best = EncodeGroup(w, n, bits, HalfToFloat(*scale16), HalfToFloat(*zero16), codes);
-  for (int k = 1; k < 10; ++k) {
-    const float a = 1.0f - 0.05f * static_cast<float>(k);
-    uint16_t s, z;
-    GroupParams(lo, hi, absmax, bits, symmetric, a, &s, &z);
-    const double err = EncodeGroup(w, n, bits, HalfToFloat(s), HalfToFloat(z), trial.data());
+  std::vector<uint8_t> trial;
+  if (mse_clip) {
+    trial.resize(static_cast<size_t>(n));
+    for (int k = 1; k < 10; ++k) {
+      const float a = 1.0f - 0.05f * static_cast<float>(k);
+      uint16_t s, z;
+      GroupParams(lo, hi, absmax, bits, symmetric, a, &s, &z);
+      const double err = EncodeGroup(w, n, bits, HalfToFloat(s), HalfToFloat(z), trial.data());
+      if (err < best) {
+        best = err;
+        *scale16 = s;
+        *zero16 = z;
+        std::copy(trial.begin(), trial.end(), codes);
+      }
+    }
+  }
+  if (!grids || symmetric) return;
+  // Grid Games: the same (s, m), each non-uniform grid in turn; a grid replaces the current best
+  // only when strictly better, so grid 0 (uniform) wins ties.
+  trial.resize(static_cast<size_t>(n));
+  const float s16 = HalfToFloat(*scale16), m16 = HalfToFloat(*zero16);
+  for (int k = 1; k < kernels::kGridCount; ++k) {
+    const double err = EncodeGroupOnGrid(w, n, kernels::GridLevels(bits, k), 1 << bits, s16, m16, trial.data());
     if (err < best) {
       best = err;
-      *scale16 = s;
-      *zero16 = z;
+      if (grid_id != nullptr) *grid_id = k;
       std::copy(trial.begin(), trial.end(), codes);
     }
   }
@@ -196,26 +223,37 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* w, int64_t rows, int
   q.group_size = g;
   q.symmetric = cfg.symmetric;
   q.mse_clip = cfg.mse_clip;
+  if (cfg.grids && cfg.symmetric) {
+    return absl::InvalidArgumentError(
+        "grids need asymmetric quantization (a grid's levels span a group's [min, max]); turn off symmetric "
+        "or grids");
+  }
   if (cfg.rotate) q.rotation = MakeRotation(cols, cfg.rotation_seed);
   const int64_t gpr = kernels::GroupsPerRow(cols, g);
   const int64_t wpr = kernels::WordsPerRow(cols, cfg.bits);
   q.codes.assign(static_cast<size_t>(rows * wpr), 0);
   q.scales.assign(static_cast<size_t>(rows * gpr), 0);
   q.zeros.assign(static_cast<size_t>(rows * gpr), 0);
+  const int64_t id_words = kernels::WordsPerRow(gpr, kernels::kGridIdBits);
+  if (cfg.grids) q.grid_ids.assign(static_cast<size_t>(rows * id_words), 0);
   ParallelFor(
       rows,
       [&](int64_t begin, int64_t end) {
         std::vector<float> row(static_cast<size_t>(cols));
         std::vector<uint8_t> codes(static_cast<size_t>(cols));
+        std::vector<uint8_t> ids(static_cast<size_t>(gpr));
         for (int64_t r = begin; r < end; ++r) {
           std::copy(w + r * cols, w + (r + 1) * cols, row.begin());
           ApplyRotation(q.rotation, row.data(), 1, cols);
           for (int64_t k = 0; k < gpr; ++k) {
             const int64_t j0 = k * g, n = std::min(g, cols - j0);
+            int id = 0;
             QuantizeGroup(row.data() + j0, n, cfg.bits, cfg.symmetric, cfg.mse_clip, codes.data() + j0,
-                          &q.scales[r * gpr + k], &q.zeros[r * gpr + k]);
+                          &q.scales[r * gpr + k], &q.zeros[r * gpr + k], cfg.grids, &id);
+            ids[k] = static_cast<uint8_t>(id);
           }
           PackRow(codes.data(), cols, cfg.bits, q.codes.data() + r * wpr);
+          if (cfg.grids) PackRow(ids.data(), gpr, kernels::kGridIdBits, q.grid_ids.data() + r * id_words);
         }
       },
       0, 16);

@@ -10,6 +10,8 @@
 //   matrices keep the zero in memory (one dequant path) but artifacts store only the scale.
 // - Codes are computed against the fp16-ROUNDED s and m, so w' = m16 + s16 * q is exactly what
 //   the artifact dequantizes to.
+// - Grids (QuantConfig::grids, kernels/grids.h): with the same (s, m), each group picks the
+//   grid of least squared error; w' = m16 + s16 * L[q] with L that grid's levels.
 // - MSE clipping shrinks [m, M] (asymmetric: both ends by a factor a; symmetric: max|w|) over
 //   a grid a in {1, 0.95, ..., 0.55} and keeps the a with the least squared error per group.
 // - Rotation (HIGGS): the input dimension is multiplied by a block-diagonal orthogonal matrix
@@ -37,12 +39,12 @@ enum class Rounding : int { kRtn = 0, kMse = 1, kGptq = 2 };
 const char* RoundingName(Rounding r);  // "rtn", "mse", "gptq"
 
 struct QuantConfig {
-  int bits = 4;                  // 2..8
-  int64_t group_size = 128;      // 32, 64, 128 (any >= 1 accepted) or -1 = per row
-  bool symmetric = false;        // default asymmetric
-  bool mse_clip = false;         // grid search of a shrink factor per group
-  bool rotate = false;           // randomized Hadamard rotation of the input dimension
-  uint64_t rotation_seed = 0;    // seed of the random signs
+  int bits = 4;                // 2..8
+  int64_t group_size = 128;    // 32, 64, 128 (any >= 1 accepted) or -1 = per row
+  bool symmetric = false;      // default asymmetric
+  bool mse_clip = false;       // grid search of a shrink factor per group
+  bool rotate = false;         // randomized Hadamard rotation of the input dimension
+  uint64_t rotation_seed = 0;  // seed of the random signs
   // Grid Games (kernels/grids.h): each group takes the best of kernels::kGridCount grids, its
   // index stored in kernels::kGridIdBits bits. Asymmetric only.
   bool grids = false;
@@ -84,14 +86,21 @@ struct QuantizedMatrix {
 // Validates bits and group size; returns the resolved group size (cols for -1).
 [[nodiscard]] absl::StatusOr<int64_t> ResolveGroupSize(int bits, int64_t group_size, int64_t cols);
 
-// Quantizes w [rows, cols] fp32. InvalidArgument on bad bits/group size/shape or non-finite w.
+// Quantizes w [rows, cols] fp32. InvalidArgument on bad bits/group size/shape, non-finite w, or
+// grids with symmetric. With cfg.grids, grid_ids holds every group's grid (rotation composes:
+// the grids apply in the rotated basis).
 [[nodiscard]] absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* w, int64_t rows, int64_t cols,
                                                              const QuantConfig& cfg);
 
 // Quantizes one group of n values. codes[n] receive codes in [0, 2^bits-1]; returns via
-// *scale16 / *zero16 the fp16 bits. Exposed for tests.
+// *scale16 / *zero16 the fp16 bits. With `grids` (asymmetric only; ignored when symmetric) the
+// (scale, zero) stay those of the uniform grid (min/max or MSE-clipped), each grid of
+// kernels::GridLevels(bits, k) rounds every value to its nearest level
+// (kernels::NearestLevel), and the grid with the least squared error wins (ties: the lowest
+// index, so a group the uniform grid fits best stays on grid 0); its index goes to *grid_id
+// (0 without grids). The codes then index that grid's levels. Used by QuantizeMatrix and rounding.cc.
 void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse_clip, uint8_t* codes,
-                   uint16_t* scale16, uint16_t* zero16);
+                   uint16_t* scale16, uint16_t* zero16, bool grids = false, int* grid_id = nullptr);
 
 // Dequantized weights [rows, cols] fp32 in the rotated basis (what Forward multiplies by).
 std::vector<float> Dequantize(const QuantizedMatrix& q);
