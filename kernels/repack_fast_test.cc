@@ -77,20 +77,6 @@ TEST(RepackFastTest, ExtremeCodesSurvive) {
   }
 }
 
-// Random grid ids 0..3 for every group of m (a packed 2-bit stream per row), or all zero.
-std::vector<uint32_t> RandomGridIds(const OwnedPacked& m, std::mt19937_64& rng, bool all_zero = false) {
-  const int64_t gpr = GroupsPerRow(m.cols, m.group_size), wpr = WordsPerRow(gpr, kGridIdBits);
-  std::vector<uint32_t> ids(static_cast<size_t>(m.rows * wpr), 0u);
-  std::uniform_int_distribution<uint32_t> id(0, kGridCount - 1);
-  for (int64_t r = 0; r < m.rows; ++r) {
-    for (int64_t g = 0; g < gpr; ++g) {
-      const uint32_t v = all_zero ? 0u : id(rng);
-      ids[static_cast<size_t>(r * wpr + g * kGridIdBits / 32)] |= v << (g * kGridIdBits % 32);
-    }
-  }
-  return ids;
-}
-
 TEST(RepackGridTest, IdsAndLevelsRoundTripForEveryWidthGroupAndShape) {
   std::mt19937_64 rng(13);
   for (int bits = 2; bits <= 8; ++bits) {
@@ -98,13 +84,15 @@ TEST(RepackGridTest, IdsAndLevelsRoundTripForEveryWidthGroupAndShape) {
       for (const Shape& sh : kShapes) {
         SCOPED_TRACE(testing::Message() << "bits " << bits << " g " << g << " shape " << sh.rows << "x" << sh.cols);
         OwnedPacked m = RandomPacked(sh.rows, sh.cols, bits, g, rng);
-        const std::vector<uint32_t> ids = RandomGridIds(m, rng);
-        PackedMatrixView v = m.View();
-        v.grid_ids = ids.data();
+        RandomGridIds(m, rng);
+        const std::vector<uint32_t>& ids = m.grid_ids;
+        const PackedMatrixView v = m.View();
+        PackedMatrixView no_ids = v;
+        no_ids.grid_ids = nullptr;
         RepackedMatrix fast, ref, plain;
         ASSERT_EQ(RepackForGpu(v, &fast), "");
         ASSERT_EQ(RepackForGpuReference(v, &ref), "");
-        ASSERT_EQ(RepackForGpu(m.View(), &plain), "");
+        ASSERT_EQ(RepackForGpu(no_ids, &plain), "");
         // Codes and scales/zeros are untouched by the ids.
         ASSERT_EQ(fast.codes, plain.codes);
         ASSERT_EQ(fast.sz, plain.sz);
@@ -146,11 +134,10 @@ TEST(RepackGridTest, IdsAndLevelsRoundTripForEveryWidthGroupAndShape) {
 TEST(RepackGridTest, AllZeroIdsRepackToZeroBytes) {
   std::mt19937_64 rng(17);
   OwnedPacked m = RandomPacked(37, 520, 4, 64, rng);
-  const std::vector<uint32_t> ids = RandomGridIds(m, rng, /*all_zero=*/true);
-  PackedMatrixView v = m.View();
-  v.grid_ids = ids.data();
+  RandomGridIds(m, rng);
+  std::fill(m.grid_ids.begin(), m.grid_ids.end(), 0u);
   RepackedMatrix rp;
-  ASSERT_EQ(RepackForGpu(v, &rp), "");
+  ASSERT_EQ(RepackForGpu(m.View(), &rp), "");
   ASSERT_FALSE(rp.grid.empty());
   EXPECT_EQ(std::count(rp.grid.begin(), rp.grid.end(), uint8_t{0}), static_cast<std::ptrdiff_t>(rp.grid.size()));
 }
@@ -158,9 +145,8 @@ TEST(RepackGridTest, AllZeroIdsRepackToZeroBytes) {
 TEST(RepackGridTest, TileRangesIntoUninitialisedStorageMatchTheWhole) {
   std::mt19937_64 rng(19);
   OwnedPacked m = RandomPacked(77, 520, 3, 64, rng);
-  const std::vector<uint32_t> ids = RandomGridIds(m, rng);
-  PackedMatrixView v = m.View();
-  v.grid_ids = ids.data();
+  RandomGridIds(m, rng);
+  const PackedMatrixView v = m.View();
   RepackedMatrix ref;
   ASSERT_EQ(RepackForGpuReference(v, &ref), "");
   const GpuLayout l = GpuLayoutFor(v);
