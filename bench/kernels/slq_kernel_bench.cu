@@ -259,11 +259,10 @@ struct Bufs {
 
 double QBytes(const GpuLayout& l) { return l.CodeWords() * 4.0 + l.SzHalves() * 2.0 + l.GridBytes(); }
 
-double TimeQ(QSet& s, int64_t n, Bufs& b, cudaStream_t st, const QGemmOptions& opt = {}) {
+double TimeQ(QSet& s, int64_t n, Bufs& b, cudaStream_t st, const QGemmOptions& opt = {}, ActType act = ActType::kBF16) {
   const int loop = std::max<int>(20, static_cast<int>(s.mats.size()));
-  return TimeUs(
-      [&](int i) { CKS(QGemm(s.mats[i % s.mats.size()], b.x, n, b.y, ActType::kBF16, b.ws, b.ws_bytes, st, opt)); },
-      loop, st);
+  return TimeUs([&](int i) { CKS(QGemm(s.mats[i % s.mats.size()], b.x, n, b.y, act, b.ws, b.ws_bytes, st, opt)); },
+                loop, st);
 }
 
 std::string Fmt(const char* f, double v) {
@@ -446,8 +445,11 @@ void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std:
 // kernel, the uniform tiled kernel (the same kernel without the level lookup) and the grid one.
 void GridBench(Bufs& b, cudaStream_t st, const std::function<void(const std::string&)>& emit) {
   emit(
-      "## Grid matrices vs uniform (Llama-3-8B shapes, bf16): us; ratio = grid / uniform auto\n\n"
-      "| shape | weights | n | uniform auto | uniform tiled | grid | ratio |\n|---|---|---|---|---|---|---|\n");
+      "## Grid matrices vs uniform (Llama-3-8B shapes): us; ratio = grid / uniform auto (bf16); the last two "
+      "columns (n <= 16) are fp16 activations (the bf16 x bits read as fp16): uniform kAuto vs the grid "
+      "streaming variant (kStream)\n\n"
+      "| shape | weights | n | uniform auto | uniform tiled | grid | ratio | f16 uniform auto | f16 grid stream |\n"
+      "|---|---|---|---|---|---|---|---|---|\n");
   for (int si = 0; si < 4; ++si) {
     const Shape& sh = kShapes[si];
     for (int bits = 2; bits <= 8; ++bits) {
@@ -464,13 +466,19 @@ void GridBench(Bufs& b, cudaStream_t st, const std::function<void(const std::str
         lg.grids = true;
         QSet u = MakeQSet(sh.rows, sh.cols, bits, g, CopiesFor(QBytes(l)), 11 + bits);
         QSet gr = MakeQSet(sh.rows, sh.cols, bits, g, CopiesFor(QBytes(lg)), 11 + bits, /*grids=*/true);
-        QGemmOptions tiled;
+        QGemmOptions tiled, stream;
         tiled.kernel = QKernel::kTiled;
+        stream.kernel = QKernel::kStream;
         for (int64_t n : kBatches) {
           const double ua = TimeQ(u, n, b, st), ut = TimeQ(u, n, b, st, tiled), gt = TimeQ(gr, n, b, st);
+          std::string f16 = " - | - |";
+          if (n <= kStreamAutoMaxN) {
+            f16 = " " + Fmt("%.1f", TimeQ(u, n, b, st, {}, ActType::kF16)) + " | " +
+                  Fmt("%.1f", TimeQ(gr, n, b, st, stream, ActType::kF16)) + " |";
+          }
           emit("| " + std::string(sh.name) + " | " + std::to_string(bits) + "b g" + std::to_string(g) + " | " +
                std::to_string(n) + " | " + Fmt("%.1f", ua) + " | " + Fmt("%.1f", ut) + " | " + Fmt("%.1f", gt) + " | " +
-               Fmt("%.2f", gt / ua) + " |\n");
+               Fmt("%.2f", gt / ua) + " |" + f16 + "\n");
         }
         CK(cudaFree(u.pool));
         CK(cudaFree(gr.pool));

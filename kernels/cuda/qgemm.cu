@@ -5,8 +5,8 @@
 // row tile blockIdx.x * WM + wm and every WK-th 256-column chunk of the block's K range; the block stages the
 // activations of its current WK chunks in shared memory (cp.async, double-buffered) and the warps reduce over wk at the
 // end. Split-K over blockIdx.y accumulates in an fp32 workspace; the last block of a tile (counter) converts it to the
-// output and zeroes the workspace again. Grid matrices (kernels/grids.h) run only on the tiled kernel, in its
-// GRID instantiation (the uniform one is unchanged).
+// output and zeroes the workspace again. Grid matrices (kernels/grids.h) run on the tiled kernel's GRID
+// instantiation (the uniform one is unchanged), or on the streaming kernel's (fp16, kStream only).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -449,11 +449,15 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
     return "a grid matrix needs its grid ids and level table on the device (DeviceMatrix::grid, ::levels)";
   }
   QKernel kernel = opt.kernel;
-  if (kernel == QKernel::kAuto)
+  if (l.grids) {
+    // The small-batch kernels feed integer codes to the mma: grid levels are not integers. Grid
+    // matrices run on the tiled kernel, or on the streaming kernel's grid variant when asked
+    // for (kStream) with fp16 activations (bf16 cannot hold the levels exactly); kAuto keeps
+    // the tiled kernel until the variant is measured faster (slq_kernel_bench --grids).
+    kernel = kernel == QKernel::kStream && act == ActType::kF16 ? QKernel::kStream : QKernel::kTiled;
+  } else if (kernel == QKernel::kAuto) {
     kernel = opt.allow_gemv && n <= kStreamAutoMaxN ? AutoStream(l.bits, n) : QKernel::kTiled;
-  // The streaming and small-batch kernels feed integer codes to the mma: grid levels are not
-  // integers, so grid matrices run on the tiled kernel for every n.
-  if (l.grids) kernel = QKernel::kTiled;
+  }
   if (kernel == QKernel::kStream) {
     return internal::QGemmStream(w, x, n, y, act, workspace, workspace_bytes, stream, opt);
   }

@@ -264,7 +264,8 @@ void ExpectGridAwareOracle() {
 
 // Grid matrices on the fused path: every width x group x activation type x n in {1, 3, 16, 32}
 // (each tile configuration of the tiled kernel), random and all-zero ids, ragged and real
-// shapes, split-K auto / off / forced, and every kernel request (grids always run tiled).
+// shapes, split-K auto / off / forced, every kernel request (grids run tiled, but kStream with
+// fp16 runs the streaming kernel's grid variant), and that variant on its own.
 TEST_P(QGemmAllBits, GridMatrices) {
   SKIP_WITHOUT_GPU();
   ExpectGridAwareOracle();
@@ -283,6 +284,18 @@ TEST_P(QGemmAllBits, GridMatrices) {
       }
       for (QKernel k : {QKernel::kLegacyGemv, QKernel::kTiled, QKernel::kStream, QKernel::kStreamSmem}) {
         for (int64_t n : {1, 8}) Check(70, 1000, bits, g, act, n, Opt(0, k, n == 8), rng, Grids::kRandom);
+      }
+      // kStream: the streaming kernel's grid variant with fp16 (bf16 runs tiled): both token
+      // tiles, several token tiles per launch, split-K auto / off / forced, PDL on and off.
+      for (int64_t n : {1, 2, 3, 8, 9, 16, 17, 32}) {
+        for (Grids grids : {Grids::kRandom, Grids::kAllZero}) {
+          Check(70, 1000, bits, g, act, n, Opt(0, QKernel::kStream, n % 2 == 1), rng, grids);
+          Check(33, 200, bits, g, act, n, Opt(1, QKernel::kStream, n % 2 == 0), rng, grids);
+        }
+      }
+      for (int64_t n : {1, 7, 16}) {
+        Check(150, 2056, bits, g, act, n, Opt(2, QKernel::kStream), rng, Grids::kRandom);
+        Check(256, 4096, bits, g, act, n, Opt(0, QKernel::kStream, true), rng, Grids::kRandom);
       }
       if (g == 128) Check(512, 4096, bits, g, act, 128, Opt(0), rng, Grids::kRandom);
     }
