@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "kernels/dequant_ref.h"
+#include "kernels/grids.h"
 
 namespace slq::kernels {
 namespace {
@@ -152,11 +153,44 @@ GpuLayout GpuLayoutFor(const PackedMatrixView& w) {
   l.group_size = w.group_size;
   l.row_tiles = (w.rows + kTileRows - 1) / kTileRows;
   l.chunks = (w.cols + kChunkCols - 1) / kChunkCols;
+  l.grids = w.grid_ids != nullptr;
   return l;
 }
 
 int64_t CodeWordsPerTile(const GpuLayout& l) { return l.chunks * l.bits * 32 * 4; }
 int64_t SzHalvesPerTile(const GpuLayout& l) { return (l.chunks * kChunkCols / l.group_size) * 32; }
+int64_t GridBytesPerTile(const GpuLayout& l) { return l.grids ? l.GroupsPadded() * 8 : 0; }
+
+std::vector<float> GridLevelTable(int bits) {
+  std::vector<float> t;
+  if (bits < 2 || bits > 8) return t;
+  const int n = 1 << bits;
+  t.reserve(static_cast<size_t>(kGridCount * n));
+  for (int g = 0; g < kGridCount; ++g) {
+    const float* lv = GridLevels(bits, g);
+    t.insert(t.end(), lv, lv + n);
+  }
+  return t;
+}
+
+void RepackGridTiles(const PackedMatrixView& w, int64_t rt_begin, int64_t rt_end, uint8_t* grid) {
+  const GpuLayout l = GpuLayoutFor(w);
+  const int64_t bpt = GridBytesPerTile(l), gpr = GroupsPerRow(w.cols, w.group_size);
+  const int64_t id_words = WordsPerRow(gpr, kGridIdBits);
+  std::memset(grid, 0, static_cast<size_t>((rt_end - rt_begin) * bpt));
+  for (int64_t rt = rt_begin; rt < rt_end; ++rt) {
+    uint8_t* tg = grid + (rt - rt_begin) * bpt;
+    const int64_t r_end = std::min(w.rows, (rt + 1) * kTileRows);
+    for (int64_t r = rt * kTileRows; r < r_end; ++r) {
+      const int rr = static_cast<int>(r % kTileRows);
+      const int shift = rr >= 8 ? 4 : 0;
+      const uint32_t* ids = w.grid_ids + r * id_words;
+      for (int64_t g = 0; g < gpr; ++g) {
+        tg[g * 8 + rr % 8] |= static_cast<uint8_t>(PackedCode(ids, g, kGridIdBits) << shift);
+      }
+    }
+  }
+}
 
 void RepackRowTiles(const PackedMatrixView& w, int64_t rt_begin, int64_t rt_end, uint32_t* codes, uint16_t* sz) {
   const GpuLayout l = GpuLayoutFor(w);
@@ -213,6 +247,12 @@ std::string RepackForGpu(const PackedMatrixView& w, RepackedMatrix* out) {
   out->codes.resize(static_cast<size_t>(out->layout.CodeWords()));
   out->sz.resize(static_cast<size_t>(out->layout.SzHalves()));
   RepackRowTiles(w, 0, out->layout.row_tiles, out->codes.data(), out->sz.data());
+  out->grid.resize(static_cast<size_t>(out->layout.GridBytes()));
+  out->levels.clear();
+  if (out->layout.grids) {
+    RepackGridTiles(w, 0, out->layout.row_tiles, out->grid.data());
+    out->levels = GridLevelTable(w.bits);
+  }
   return "";
 }
 
@@ -249,6 +289,18 @@ std::string RepackForGpuReference(const PackedMatrixView& w, RepackedMatrix* out
       out->sz[base + 1] = w.zeros[r * gpr + g];
     }
   }
+  out->grid.assign(static_cast<size_t>(l.GridBytes()), 0u);
+  out->levels.clear();
+  if (l.grids) {
+    for (int64_t r = 0; r < w.rows; ++r) {
+      const uint32_t* ids = w.grid_ids + r * WordsPerRow(gpr, kGridIdBits);
+      for (int64_t g = 0; g < gpr; ++g) {
+        const int64_t at = ((r / kTileRows) * gpad + g) * 8 + r % 8;
+        out->grid[at] |= static_cast<uint8_t>(PackedCode(ids, g, kGridIdBits) << ((r % kTileRows) >= 8 ? 4 : 0));
+      }
+    }
+    out->levels = GridLevelTable(w.bits);
+  }
   return "";
 }
 
@@ -265,6 +317,12 @@ uint32_t RepackedCode(const RepackedMatrix& m, int64_t r, int64_t c) {
     off += widths[i];
   }
   return q;
+}
+
+int RepackedGridId(const RepackedMatrix& m, int64_t r, int64_t g) {
+  if (!m.layout.grids) return 0;
+  const uint8_t b = m.grid[static_cast<size_t>(((r / kTileRows) * m.layout.GroupsPadded() + g) * 8 + r % 8)];
+  return (r % kTileRows) >= 8 ? b >> 4 : b & 0xF;
 }
 
 }  // namespace slq::kernels

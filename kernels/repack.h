@@ -14,6 +14,9 @@
 //   codes: uint32 [row_tiles, chunks, bits (uint4 index v = off + word / 4), 32 lanes, 4]
 //          so each of a warp's `bits` 16-byte loads per chunk reads 512 contiguous bytes.
 //   sz:    fp16 [row_tiles, kpad / group_size, 8 (g), 4] = {s(g), z(g), s(g + 8), z(g + 8)}.
+//   grid:  only for matrices with grid ids (kernels/grids.h; layout.grids): uint8 [row_tiles,
+//          kpad / group_size, 8 (g)] = id(g) | id(g + 8) << 4 (the ids of the two rows a lane
+//          dequantizes), 0 (the uniform grid) in the padding; with `levels` = GridLevelTable(bits).
 // Supported: group_size 64 or 128, cols % 8 == 0 (16-byte activation loads), bits 2..8.
 #ifndef SLQ_KERNELS_REPACK_H_
 #define SLQ_KERNELS_REPACK_H_
@@ -35,8 +38,11 @@ struct GpuLayout {
   int64_t group_size = 0;
   int64_t row_tiles = 0;  // ceil(rows / 16)
   int64_t chunks = 0;     // ceil(cols / 256)
+  bool grids = false;     // the matrix carries per-group grid ids (the `grid` array)
+  int64_t GroupsPadded() const { return chunks * kChunkCols / group_size; }
   int64_t CodeWords() const { return row_tiles * chunks * bits * 32 * 4; }
-  int64_t SzHalves() const { return row_tiles * (chunks * kChunkCols / group_size) * 32; }
+  int64_t SzHalves() const { return row_tiles * GroupsPadded() * 32; }
+  int64_t GridBytes() const { return grids ? row_tiles * GroupsPadded() * 8 : 0; }
 };
 
 // Owns the host copy of a repacked matrix.
@@ -44,13 +50,20 @@ struct RepackedMatrix {
   GpuLayout layout;
   std::vector<uint32_t> codes;  // layout.CodeWords()
   std::vector<uint16_t> sz;     // layout.SzHalves() fp16
+  std::vector<uint8_t> grid;    // layout.GridBytes() (empty without grid ids)
+  std::vector<float> levels;    // GridLevelTable(bits) when layout.grids, else empty
 };
+
+// The levels of every grid of a width, concatenated: [kGridCount][2^bits] fp32, grid g's level
+// of code q at g * 2^bits + q (kernels/grids.h). Empty when bits is not 2..8.
+std::vector<float> GridLevelTable(int bits);
 
 // Empty string when the kernels support this matrix, else why not.
 std::string CheckGpuSupported(const PackedMatrixView& w);
 
 // Repacks `w` (host memory). Empty string on success. Word-level: each 16 x 256 tile is
 // unpacked once and each output word assembled in registers (RepackRowTiles), one thread.
+// With grid ids it also fills `grid` (RepackGridTiles) and `levels` (GridLevelTable).
 std::string RepackForGpu(const PackedMatrixView& w, RepackedMatrix* out);
 
 // The layout RepackForGpu gives `w` (w must pass CheckGpuSupported).
@@ -65,6 +78,12 @@ int64_t SzHalvesPerTile(const GpuLayout& l);
 // ranges may be written from several threads at once (the caller parallelises). w must pass
 // CheckGpuSupported.
 void RepackRowTiles(const PackedMatrixView& w, int64_t rt_begin, int64_t rt_end, uint32_t* codes, uint16_t* sz);
+// Bytes of `grid` one row tile takes (0 without grid ids).
+int64_t GridBytesPerTile(const GpuLayout& l);
+// Writes row tiles [rt_begin, rt_end) of w's repacked grid ids at `grid` (the storage of tile
+// rt_begin, (rt_end - rt_begin) * GridBytesPerTile bytes), padding zeroed, like RepackRowTiles.
+// w must carry grid ids (w.grid_ids non-null) and pass CheckGpuSupported.
+void RepackGridTiles(const PackedMatrixView& w, int64_t rt_begin, int64_t rt_end, uint8_t* grid);
 
 // The element-by-element repacking (PackedCode per element): the reference the fast one is
 // tested against.
@@ -72,6 +91,8 @@ std::string RepackForGpuReference(const PackedMatrixView& w, RepackedMatrix* out
 
 // Decodes code q(r, c) from the repacked layout (for tests).
 uint32_t RepackedCode(const RepackedMatrix& m, int64_t r, int64_t c);
+// The grid id of row r, group g from the repacked layout (0 without grid ids; for tests).
+int RepackedGridId(const RepackedMatrix& m, int64_t r, int64_t g);
 
 // Bit planes of a b-bit code, widest first: fills widths[], returns the plane count.
 int BitPlanes(int bits, int widths[3]);

@@ -6,6 +6,8 @@
 //   slq_kernel_bench --sweep [--sweep-bits 248] [--out FILE.md]   (streaming kernel variants, both
 //       rings, vs legacy/tiled/cuBLASLt; --sweep-bits: only these code widths in the per-shape part)
 //   slq_kernel_bench --probe [--out FILE.md]   (read-only probes of the weight access pattern)
+//   slq_kernel_bench --grids [--out FILE.md]   (grid matrices, kernels/grids.h, vs uniform ones:
+//       per shape, width and batch, and one layer at batch 1 in a CUDA graph)
 //   slq_kernel_bench [--stream|--legacy|--smem] [--ring R] [--splits S] --profile ROWS COLS BITS N
 //       (a few launches, for ncu)
 #include <cublasLt.h>
@@ -20,6 +22,8 @@
 #include <vector>
 
 #include "kernels/cuda/qgemm.h"
+#include "kernels/grids.h"
+#include "kernels/repack.h"
 
 namespace slq::kernels {
 namespace {
@@ -70,6 +74,12 @@ __global__ void FillSz(uint16_t* p, int64_t n, uint32_t seed) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * int64_t(blockDim.x)) {
     const uint32_t h = Hash(i, seed) & 0x3FF;
     p[i] = (i % 2 == 0) ? static_cast<uint16_t>(0x1400 | h) : static_cast<uint16_t>(0xB800 | h);
+  }
+}
+// Repacked grid-id bytes (kernels/repack.h): two random ids 0..3 per byte.
+__global__ void FillGridIds(uint8_t* p, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * int64_t(blockDim.x)) {
+    p[i] = static_cast<uint8_t>(Hash(i, seed) & 0x33u);
   }
 }
 // bf16 values in [-1, 1).
@@ -138,7 +148,8 @@ struct QSet {
   std::vector<DeviceMatrix> mats;
   void* pool = nullptr;
 };
-QSet MakeQSet(int64_t rows, int64_t cols, int bits, int64_t g, int copies, uint32_t seed) {
+// grids: each copy also carries random grid ids, all sharing the width's real level table.
+QSet MakeQSet(int64_t rows, int64_t cols, int bits, int64_t g, int copies, uint32_t seed, bool grids = false) {
   GpuLayout l;
   l.rows = rows;
   l.cols = cols;
@@ -146,18 +157,30 @@ QSet MakeQSet(int64_t rows, int64_t cols, int bits, int64_t g, int copies, uint3
   l.group_size = g;
   l.row_tiles = (rows + 15) / 16;
   l.chunks = (cols + 255) / 256;
+  l.grids = grids;
   const int64_t cb = (l.CodeWords() * 4 + 255) / 256 * 256, sb = (l.SzHalves() * 2 + 255) / 256 * 256;
+  const int64_t gb = (l.GridBytes() + 255) / 256 * 256;
+  const std::vector<float> levels = grids ? GridLevelTable(bits) : std::vector<float>{};
   QSet s;
-  CK(cudaMalloc(&s.pool, (cb + sb) * copies));
+  CK(cudaMalloc(&s.pool, (cb + sb + gb) * copies + levels.size() * 4));
   char* base = static_cast<char*>(s.pool);
   FillBits<<<1024, 256>>>(reinterpret_cast<uint32_t*>(base), cb * copies / 4, seed);
   FillSz<<<1024, 256>>>(reinterpret_cast<uint16_t*>(base + cb * copies), sb * copies / 2, seed + 1);
+  char* gbase = base + (cb + sb) * copies;
+  if (grids) {
+    FillGridIds<<<1024, 256>>>(reinterpret_cast<uint8_t*>(gbase), gb * copies, seed + 2);
+    CK(cudaMemcpy(gbase + gb * copies, levels.data(), levels.size() * 4, cudaMemcpyHostToDevice));
+  }
   CK(cudaGetLastError());
   for (int i = 0; i < copies; ++i) {
     DeviceMatrix m;
     m.layout = l;
     m.codes = reinterpret_cast<const uint32_t*>(base + cb * i);
     m.sz = reinterpret_cast<const uint16_t*>(base + cb * copies + sb * i);
+    if (grids) {
+      m.grid = reinterpret_cast<const uint8_t*>(gbase + gb * i);
+      m.levels = reinterpret_cast<const float*>(gbase + gb * copies);
+    }
     s.mats.push_back(m);
   }
   return s;
@@ -234,13 +257,12 @@ struct Bufs {
   size_t ws_bytes;
 };
 
-double QBytes(const GpuLayout& l) { return l.CodeWords() * 4.0 + l.SzHalves() * 2.0; }
+double QBytes(const GpuLayout& l) { return l.CodeWords() * 4.0 + l.SzHalves() * 2.0 + l.GridBytes(); }
 
-double TimeQ(QSet& s, int64_t n, Bufs& b, cudaStream_t st, const QGemmOptions& opt = {}) {
+double TimeQ(QSet& s, int64_t n, Bufs& b, cudaStream_t st, const QGemmOptions& opt = {}, ActType act = ActType::kBF16) {
   const int loop = std::max<int>(20, static_cast<int>(s.mats.size()));
-  return TimeUs(
-      [&](int i) { CKS(QGemm(s.mats[i % s.mats.size()], b.x, n, b.y, ActType::kBF16, b.ws, b.ws_bytes, st, opt)); },
-      loop, st);
+  return TimeUs([&](int i) { CKS(QGemm(s.mats[i % s.mats.size()], b.x, n, b.y, act, b.ws, b.ws_bytes, st, opt)); },
+                loop, st);
 }
 
 std::string Fmt(const char* f, double v) {
@@ -418,6 +440,97 @@ void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std:
   LayerGraphs(lt, b, st, emit);
 }
 
+// --grids: grid matrices (per-group grid ids; QGemm runs them on the tiled kernel) beside
+// uniform ones of the same shape and width, bf16 activations, in one run: the uniform kAuto
+// kernel, the uniform tiled kernel (the same kernel without the level lookup) and the grid one.
+void GridBench(Bufs& b, cudaStream_t st, const std::function<void(const std::string&)>& emit) {
+  emit(
+      "## Grid matrices vs uniform (Llama-3-8B shapes): us; ratio = grid / uniform auto (bf16); the last two "
+      "columns (n <= 16) are fp16 activations (the bf16 x bits read as fp16): uniform kAuto vs the grid "
+      "streaming variant (kStream)\n\n"
+      "| shape | weights | n | uniform auto | uniform tiled | grid | ratio | f16 uniform auto | f16 grid stream |\n"
+      "|---|---|---|---|---|---|---|---|---|\n");
+  for (int si = 0; si < 4; ++si) {
+    const Shape& sh = kShapes[si];
+    for (int bits = 2; bits <= 8; ++bits) {
+      for (int64_t g : {int64_t{128}, int64_t{64}}) {
+        if (g == 64 && bits != 4) continue;
+        GpuLayout l;
+        l.rows = sh.rows;
+        l.cols = sh.cols;
+        l.bits = bits;
+        l.group_size = g;
+        l.row_tiles = (sh.rows + 15) / 16;
+        l.chunks = (sh.cols + 255) / 256;
+        GpuLayout lg = l;
+        lg.grids = true;
+        QSet u = MakeQSet(sh.rows, sh.cols, bits, g, CopiesFor(QBytes(l)), 11 + bits);
+        QSet gr = MakeQSet(sh.rows, sh.cols, bits, g, CopiesFor(QBytes(lg)), 11 + bits, /*grids=*/true);
+        QGemmOptions tiled, stream;
+        tiled.kernel = QKernel::kTiled;
+        stream.kernel = QKernel::kStream;
+        for (int64_t n : kBatches) {
+          const double ua = TimeQ(u, n, b, st), ut = TimeQ(u, n, b, st, tiled), gt = TimeQ(gr, n, b, st);
+          std::string f16 = " - | - |";
+          if (n <= kStreamAutoMaxN) {
+            f16 = " " + Fmt("%.1f", TimeQ(u, n, b, st, {}, ActType::kF16)) + " | " +
+                  Fmt("%.1f", TimeQ(gr, n, b, st, stream, ActType::kF16)) + " |";
+          }
+          emit("| " + std::string(sh.name) + " | " + std::to_string(bits) + "b g" + std::to_string(g) + " | " +
+               std::to_string(n) + " | " + Fmt("%.1f", ua) + " | " + Fmt("%.1f", ut) + " | " + Fmt("%.1f", gt) + " | " +
+               Fmt("%.2f", gt / ua) + " |" + f16 + "\n");
+        }
+        CK(cudaFree(u.pool));
+        CK(cudaFree(gr.pool));
+      }
+    }
+  }
+  emit(
+      "\n## One Llama-3-8B layer (qkv, o, gate_up, down) at batch 1 in a CUDA graph, us/layer\n\n"
+      "| weights | uniform | grid | ratio |\n|---|---|---|---|\n");
+  const Shape* ls = &kShapes[0];
+  for (int bits : {2, 3, 4, 5, 6, 8}) {
+    double t[2];
+    for (int grids = 0; grids < 2; ++grids) {
+      double qb = 0;
+      for (int j = 0; j < 4; ++j) {
+        GpuLayout l;
+        l.rows = ls[j].rows;
+        l.cols = ls[j].cols;
+        l.bits = bits;
+        l.group_size = 128;
+        l.row_tiles = (l.rows + 15) / 16;
+        l.chunks = (l.cols + 255) / 256;
+        l.grids = grids == 1;
+        qb += QBytes(l);
+      }
+      const int qc = CopiesFor(qb);
+      std::vector<QSet> sets;
+      for (int j = 0; j < 4; ++j) sets.push_back(MakeQSet(ls[j].rows, ls[j].cols, bits, 128, qc, 50 + j, grids == 1));
+      auto body = [&] {
+        for (int k = 0; k < qc; ++k) {
+          for (int j = 0; j < 4; ++j) CKS(QGemm(sets[j].mats[k], b.x, 1, b.y, ActType::kBF16, b.ws, b.ws_bytes, st));
+        }
+      };
+      for (int w = 0; w < 2; ++w) body();
+      CK(cudaStreamSynchronize(st));
+      cudaGraph_t gph;
+      cudaGraphExec_t ge;
+      CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+      body();
+      CK(cudaStreamEndCapture(st, &gph));
+      CK(cudaGraphInstantiate(&ge, gph, 0));
+      t[grids] = TimeUs([&](int) { CK(cudaGraphLaunch(ge, st)); }, 10, st) / qc;
+      CK(cudaGraphExecDestroy(ge));
+      CK(cudaGraphDestroy(gph));
+      for (QSet& s : sets) CK(cudaFree(s.pool));
+    }
+    emit("| " + std::to_string(bits) + "b g128 | " + Fmt("%.1f", t[0]) + " | " + Fmt("%.1f", t[1]) + " | " +
+         Fmt("%.2f", t[1] / t[0]) + " |\n");
+  }
+  emit("\n");
+}
+
 }  // namespace
 
 template <int BITS>
@@ -465,7 +578,7 @@ void Probe(Bufs& b, cudaStream_t st, const std::function<void(const std::string&
 
 int Main(int argc, char** argv) {
   const char* out_path = nullptr;
-  bool quick = false, sweep = false, probe = false;
+  bool quick = false, sweep = false, probe = false, grids = false;
   int bits_mask = 0x1FC;     // --sweep-bits: 2..8
   QGemmOptions profile_opt;  // --profile: kAuto unless --stream / --legacy come before it
   for (int i = 1; i < argc; ++i) {
@@ -473,6 +586,7 @@ int Main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--sweep")) sweep = true;
     if (!std::strcmp(argv[i], "--probe")) probe = true;
+    if (!std::strcmp(argv[i], "--grids")) grids = true;
     if (!std::strcmp(argv[i], "--stream")) profile_opt.kernel = QKernel::kStream;
     if (!std::strcmp(argv[i], "--legacy")) profile_opt.kernel = QKernel::kLegacyGemv;
     if (!std::strcmp(argv[i], "--smem")) profile_opt.kernel = QKernel::kStreamSmem;
@@ -536,9 +650,10 @@ int Main(int argc, char** argv) {
     cudaFree(s2);
   }
 
-  if (sweep || probe) {
+  if (sweep || probe || grids) {
     if (probe) Probe(b, st, emit);
     if (sweep) Sweep(lt, b, st, emit, bits_mask);
+    if (grids) GridBench(b, st, emit);
     if (out_path) {
       FILE* f = std::fopen(out_path, "w");
       if (f) {

@@ -5,7 +5,8 @@
 // row tile blockIdx.x * WM + wm and every WK-th 256-column chunk of the block's K range; the block stages the
 // activations of its current WK chunks in shared memory (cp.async, double-buffered) and the warps reduce over wk at the
 // end. Split-K over blockIdx.y accumulates in an fp32 workspace; the last block of a tile (counter) converts it to the
-// output and zeroes the workspace again.
+// output and zeroes the workspace again. Grid matrices (kernels/grids.h) run on the tiled kernel's GRID
+// instantiation (the uniform one is unchanged), or on the streaming kernel's (fp16, kStream only).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -20,12 +21,18 @@
 namespace slq::kernels {
 namespace {
 
-template <int BITS, bool BF16, int WM, int WK, int NT>
+// GRID: the matrix carries grid ids (p.grid, p.levels); the level table is copied to shared
+// memory after the two staging buffers, and each weight is z + s * L[q] (DequantGrid).
+template <int BITS, bool BF16, int WM, int WK, int NT, bool GRID>
 __global__ void __launch_bounds__(kThreads) QGemmKernel(Params p) {
   static_assert(WM * WK * 32 == kThreads, "block shape");
   constexpr int kStride = WK * 256 + 8;  // halves per staged token row (padded: no conflicts)
   constexpr int kBuf = 8 * NT * kStride;
   extern __shared__ __align__(16) uint16_t smem[];
+  float* table = reinterpret_cast<float*>(smem + 2 * kBuf);  // GRID: kGridCount << BITS levels
+  if constexpr (GRID) {
+    for (int i = threadIdx.x; i < (kGridCount << BITS); i += kThreads) table[i] = __ldg(p.levels + i);
+  }
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int wm = warp % WM, wk = warp / WM;
   const int rt = blockIdx.x * WM + wm;
@@ -53,7 +60,7 @@ __global__ void __launch_bounds__(kThreads) QGemmKernel(Params p) {
     CpAsyncCommit();
   };
 
-  auto load = [&](int it, uint32_t(&wr)[4 * BITS], uint2(&s)[4]) {
+  auto load = [&](int it, uint32_t(&wr)[4 * BITS], uint2(&s)[4], uint32_t& ids) {
     const int c = c_begin + it * WK + wk;
     if (!row_ok || c >= c_end) return;
     const uint4* base = p.codes + (static_cast<int64_t>(rt) * p.chunks + c) * BITS * 32 + lane;
@@ -70,10 +77,21 @@ __global__ void __launch_bounds__(kThreads) QGemmKernel(Params p) {
       const int grp = (c * 256 + q * 64) >> p.log2g;
       s[q] = __ldg(p.sz + (static_cast<int64_t>(rt) * p.gpad + grp) * 8 + (lane >> 2));
     }
+    if constexpr (GRID) {
+      uint32_t v = 0;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int grp = (c * 256 + q * 64) >> p.log2g;
+        v |= static_cast<uint32_t>(__ldg(p.grid + (static_cast<int64_t>(rt) * p.gpad + grp) * 8 + (lane >> 2)))
+             << (8 * q);
+      }
+      ids = v;
+    }
   };
 
   uint32_t cur[4 * BITS], nxt[4 * BITS];
   uint2 szc[4], szn[4];
+  uint32_t idc = 0, idn = 0;
   float acc[NT][4];
 #pragma unroll
   for (int j = 0; j < NT; ++j) {
@@ -87,12 +105,12 @@ __global__ void __launch_bounds__(kThreads) QGemmKernel(Params p) {
 
   if (iters > 0) {
     stage(0, 0);
-    load(0, cur, szc);
+    load(0, cur, szc, idc);
   }
   for (int it = 0; it < iters; ++it) {
     if (it + 1 < iters) {
       stage(it + 1, (it + 1) & 1);
-      load(it + 1, nxt, szn);
+      load(it + 1, nxt, szn, idn);
       CpAsyncWait<1>();
     } else {
       CpAsyncWait<0>();
@@ -100,14 +118,15 @@ __global__ void __launch_bounds__(kThreads) QGemmKernel(Params p) {
     __syncthreads();
     const int c = c_begin + it * WK + wk;
     if (row_ok && c < c_end) {
-      Chunk<BITS, BF16, NT, kStride>(acc, cur, szc, smem + (it & 1) * kBuf + wk * 256, lane,
-                                     std::make_integer_sequence<int, 16>{});
+      Chunk<BITS, BF16, NT, kStride, GRID>(acc, cur, szc, smem + (it & 1) * kBuf + wk * 256, lane, idc, table,
+                                           std::make_integer_sequence<int, 16>{});
     }
     __syncthreads();
 #pragma unroll
     for (int i = 0; i < 4 * BITS; ++i) cur[i] = nxt[i];
 #pragma unroll
     for (int q = 0; q < 4; ++q) szc[q] = szn[q];
+    if constexpr (GRID) idc = idn;
   }
 
   Finish<BF16, WM, WK, NT>(acc, p, smem, rt, n0, row_ok);
@@ -282,10 +301,11 @@ Config PickConfig(int64_t n) {
 
 int SmCount() { return internal::CudaSmCount(); }
 
-template <int BITS, bool BF16, int WM, int WK, int NT>
+template <int BITS, bool BF16, int WM, int WK, int NT, bool GRID>
 std::string Launch(const Params& p, dim3 grid, cudaStream_t stream) {
-  constexpr size_t kSmem = 2 * 8 * NT * (WK * 256 + 8) * sizeof(uint16_t);
-  auto kernel = QGemmKernel<BITS, BF16, WM, WK, NT>;
+  constexpr size_t kSmem =
+      2 * 8 * NT * (WK * 256 + 8) * sizeof(uint16_t) + (GRID ? (kGridCount << BITS) * sizeof(float) : 0);
+  auto kernel = QGemmKernel<BITS, BF16, WM, WK, NT, GRID>;
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   if (attr != cudaSuccess) return std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(attr);
   kernel<<<grid, kThreads, kSmem, stream>>>(p);
@@ -294,12 +314,12 @@ std::string Launch(const Params& p, dim3 grid, cudaStream_t stream) {
   return "";
 }
 
-template <int BITS, bool BF16>
+template <int BITS, bool BF16, bool GRID>
 std::string LaunchCfg(const Config& c, const Params& p, dim3 grid, cudaStream_t s) {
-  if (c.nt == 1) return Launch<BITS, BF16, 2, 4, 1>(p, grid, s);
-  if (c.nt == 2) return Launch<BITS, BF16, 2, 4, 2>(p, grid, s);
-  if (c.nt == 4) return Launch<BITS, BF16, 4, 2, 4>(p, grid, s);
-  return Launch<BITS, BF16, 8, 1, 8>(p, grid, s);
+  if (c.nt == 1) return Launch<BITS, BF16, 2, 4, 1, GRID>(p, grid, s);
+  if (c.nt == 2) return Launch<BITS, BF16, 2, 4, 2, GRID>(p, grid, s);
+  if (c.nt == 4) return Launch<BITS, BF16, 4, 2, 4, GRID>(p, grid, s);
+  return Launch<BITS, BF16, 8, 1, 8, GRID>(p, grid, s);
 }
 
 template <int BITS, bool BF16>
@@ -319,9 +339,9 @@ std::string LaunchGemvBits(int bits, const Params& p, dim3 grid, size_t smem, cu
   return WithBits(bits, [&](auto b) { return LaunchGemv<decltype(b)::value, BF16>(p, grid, smem, s); });
 }
 
-template <bool BF16>
+template <bool BF16, bool GRID>
 std::string LaunchBits(int bits, const Config& c, const Params& p, dim3 grid, cudaStream_t s) {
-  return WithBits(bits, [&](auto b) { return LaunchCfg<decltype(b)::value, BF16>(c, p, grid, s); });
+  return WithBits(bits, [&](auto b) { return LaunchCfg<decltype(b)::value, BF16, GRID>(c, p, grid, s); });
 }
 
 int64_t CounterInts(int64_t rows, int64_t max_n) {
@@ -363,14 +383,28 @@ bool CudaDeviceAvailable(std::string* why) {
 std::string UploadMatrix(const RepackedMatrix& m, DeviceMatrix* out) {
   *out = DeviceMatrix{};
   out->layout = m.layout;
+  if (m.layout.grids && (m.grid.size() != static_cast<size_t>(m.layout.GridBytes()) ||
+                         m.levels.size() != static_cast<size_t>(kGridCount << m.layout.bits))) {
+    return "UploadMatrix: a grid matrix needs its repacked grid ids and level table (RepackForGpu fills them)";
+  }
   void* c = nullptr;
   void* s = nullptr;
+  void* g = nullptr;
+  void* lv = nullptr;
   cudaError_t e = cudaMalloc(&c, m.codes.size() * 4);
   if (e == cudaSuccess) e = cudaMalloc(&s, m.sz.size() * 2);
   if (e == cudaSuccess) e = cudaMemcpy(c, m.codes.data(), m.codes.size() * 4, cudaMemcpyHostToDevice);
   if (e == cudaSuccess) e = cudaMemcpy(s, m.sz.data(), m.sz.size() * 2, cudaMemcpyHostToDevice);
+  if (m.layout.grids) {
+    if (e == cudaSuccess) e = cudaMalloc(&g, m.grid.size());
+    if (e == cudaSuccess) e = cudaMalloc(&lv, m.levels.size() * 4);
+    if (e == cudaSuccess) e = cudaMemcpy(g, m.grid.data(), m.grid.size(), cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) e = cudaMemcpy(lv, m.levels.data(), m.levels.size() * 4, cudaMemcpyHostToDevice);
+  }
   out->codes = static_cast<const uint32_t*>(c);
   out->sz = static_cast<const uint16_t*>(s);
+  out->grid = static_cast<const uint8_t*>(g);
+  out->levels = static_cast<const float*>(lv);
   if (e != cudaSuccess) {
     FreeDeviceMatrix(out);
     return std::string("UploadMatrix: ") + cudaGetErrorString(e);
@@ -381,8 +415,12 @@ std::string UploadMatrix(const RepackedMatrix& m, DeviceMatrix* out) {
 void FreeDeviceMatrix(DeviceMatrix* m) {
   cudaFree(const_cast<uint32_t*>(m->codes));
   cudaFree(const_cast<uint16_t*>(m->sz));
+  cudaFree(const_cast<uint8_t*>(m->grid));
+  cudaFree(const_cast<float*>(m->levels));
   m->codes = nullptr;
   m->sz = nullptr;
+  m->grid = nullptr;
+  m->levels = nullptr;
 }
 
 size_t QGemmWorkspaceBytes(int64_t rows, int64_t max_n) {
@@ -407,9 +445,19 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
   if (n < 1 || n > (1 << 20)) return "n = " + std::to_string(n) + "; allowed 1..2^20";
   if (reinterpret_cast<uintptr_t>(x) % 16 != 0) return "x must be 16-byte aligned";
   if (w.codes == nullptr || w.sz == nullptr || y == nullptr) return "null device pointer";
+  if (l.grids && (w.grid == nullptr || w.levels == nullptr)) {
+    return "a grid matrix needs its grid ids and level table on the device (DeviceMatrix::grid, ::levels)";
+  }
   QKernel kernel = opt.kernel;
-  if (kernel == QKernel::kAuto)
+  if (l.grids) {
+    // The small-batch kernels feed integer codes to the mma: grid levels are not integers. Grid
+    // matrices run on the tiled kernel, or on the streaming kernel's grid variant when asked
+    // for (kStream) with fp16 activations (bf16 cannot hold the levels exactly); kAuto keeps
+    // the tiled kernel until the variant is measured faster (slq_kernel_bench --grids).
+    kernel = kernel == QKernel::kStream && act == ActType::kF16 ? QKernel::kStream : QKernel::kTiled;
+  } else if (kernel == QKernel::kAuto) {
     kernel = opt.allow_gemv && n <= kStreamAutoMaxN ? AutoStream(l.bits, n) : QKernel::kTiled;
+  }
   if (kernel == QKernel::kStream) {
     return internal::QGemmStream(w, x, n, y, act, workspace, workspace_bytes, stream, opt);
   }
@@ -459,7 +507,12 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
     return act == ActType::kBF16 ? LaunchGemvBits<true>(l.bits, p, grid, gemv_smem(), s)
                                  : LaunchGemvBits<false>(l.bits, p, grid, gemv_smem(), s);
   }
-  return act == ActType::kBF16 ? LaunchBits<true>(l.bits, c, p, grid, s) : LaunchBits<false>(l.bits, c, p, grid, s);
+  if (l.grids) {
+    return act == ActType::kBF16 ? LaunchBits<true, true>(l.bits, c, p, grid, s)
+                                 : LaunchBits<false, true>(l.bits, c, p, grid, s);
+  }
+  return act == ActType::kBF16 ? LaunchBits<true, false>(l.bits, c, p, grid, s)
+                               : LaunchBits<false, false>(l.bits, c, p, grid, s);
 }
 
 }  // namespace slq::kernels

@@ -2,6 +2,11 @@
 //
 //   y [n, rows] = x [n, cols] * W'^T, W'(r, c) = zero + scale * q, fp32 accumulation on the
 //   tensor cores (mma.sync m16n8k16), activations and output fp16 or bf16, n = 1..any.
+//   Grid matrices (per-group grid ids, kernels/grids.h): W'(r, c) = zero + scale * L[q] with L
+//   the group's grid. They run on the tiled kernel (kAuto and every other request), which looks
+//   the level up in a shared-memory copy of the width's level table and dequantizes in fp32 (one
+//   rounding to the activation type); kStream with fp16 activations runs the streaming kernel's
+//   grid variant instead (the A operand is the fp16 level itself, exact; s, z folded in fp32).
 //   Three kernels (QGemmOptions::kernel): the streaming kernel (default for n <= 16,
 //   qgemm_stream.cu) and the legacy small-batch kernel (n <= 8) feed the codes to the mma as
 //   exact integers plus a constant and apply scale/zero per group in fp32 on the accumulators;
@@ -18,6 +23,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/grids.h"
 #include "kernels/repack.h"
 
 namespace slq::kernels {
@@ -29,7 +35,14 @@ struct DeviceMatrix {
   GpuLayout layout;
   const uint32_t* codes = nullptr;  // device, layout.CodeWords()
   const uint16_t* sz = nullptr;     // device, layout.SzHalves()
-  int64_t Bytes() const { return layout.CodeWords() * 4 + layout.SzHalves() * 2; }
+  // Only when layout.grids: the repacked grid ids (layout.GridBytes()) and the width's level
+  // table (GridLevelTable(bits), kGridCount << bits floats).
+  const uint8_t* grid = nullptr;
+  const float* levels = nullptr;
+  int64_t Bytes() const {
+    return layout.CodeWords() * 4 + layout.SzHalves() * 2 + layout.GridBytes() +
+           (layout.grids ? int64_t{kGridCount} << layout.bits : 0) * 4;
+  }
 };
 
 // True when a CUDA device is usable; otherwise *why says what is missing.
@@ -51,6 +64,7 @@ std::string AllocWorkspace(size_t bytes, void** ws);
 // kStreamSmem: the streaming kernel with its weight ring in shared memory (cp.async) instead of
 // registers (qgemm_stream_smem.cu), for n <= 16 like kStream (larger n: the tiled kernel);
 // kAuto picks it only where it measured faster (3 bits, n = 2..16; see AutoStream in qgemm.cu).
+// Grid matrices (layout.grids): the tiled kernel, except kStream with fp16 activations.
 enum class QKernel { kAuto, kLegacyGemv, kTiled, kStream, kStreamSmem };
 inline constexpr int64_t kStreamAutoMaxN = 16;
 

@@ -30,6 +30,8 @@ struct Params {
   int* counters;
   int rows, cols, n, row_tiles, chunks, gpad, log2g, splits, chunks_per_split;
   int prefetch_chunks;  // streaming kernel: L2 prefetch distance in chunks (0 = off)
+  const uint8_t* grid;  // grid matrices (tiled kernel): repacked grid ids, else null
+  const float* levels;  // grid matrices: GridLevelTable(bits) on the device, else null
 };
 
 // Launch parameters of a validated QGemm call, without the split-K fields.
@@ -47,6 +49,8 @@ inline Params MakeParams(const DeviceMatrix& w, const void* x, int64_t n, void* 
   p.chunks = static_cast<int>(l.chunks);
   p.gpad = static_cast<int>(l.chunks * kChunkCols / l.group_size);
   p.log2g = l.group_size == 64 ? 6 : 7;
+  p.grid = w.grid;
+  p.levels = w.levels;
   return p;
 }
 
@@ -143,6 +147,19 @@ __device__ __forceinline__ uint32_t Dequant(uint32_t q2, uint32_t s2, uint32_t z
   }
 }
 
+// Dequantizes a code pair of a grid matrix to two activation-type weights: w = z + s * L[q] in
+// fp32 (L = the group's levels in shared memory), rounded once to the activation type.
+template <bool BF16>
+__device__ __forceinline__ uint32_t DequantGrid(uint32_t q2, const float* lv, float s, float z) {
+  const float w0 = fmaf(s, lv[q2 & 0xFFFFu], z);
+  const float w1 = fmaf(s, lv[q2 >> 16], z);
+  if constexpr (BF16) {
+    return AsU32(__floats2bfloat162_rn(w0, w1));
+  } else {
+    return AsU32(__floats2half2_rn(w0, w1));
+  }
+}
+
 template <bool BF16>
 __device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   if constexpr (BF16) {
@@ -207,16 +224,37 @@ __device__ __forceinline__ uint32_t Splat(uint32_t u, bool high) {
   }
 }
 
+// The grid state of a chunk (GRID kernels only): the grid-id bytes of its 4 quarters (byte q =
+// id(g) | id(g + 8) << 4 of quarter q's group), the shared-memory level table, and per quarter
+// the two rows' levels and fp32 scale/zero.
+struct GridState {
+  uint32_t ids;
+  const float* table;
+  const float* lv[2];
+  float s[2], z[2];
+};
+
 // One k-step S (16 columns) of a chunk: ldmatrix the activations every other step, dequantize
-// this step's A fragment and issue NT mma.
-template <int BITS, bool BF16, int NT, int KSTRIDE, int S>
+// this step's A fragment and issue NT mma. Pairs 0 and 2 are row g, 1 and 3 row g + 8.
+template <int BITS, bool BF16, int NT, int KSTRIDE, bool GRID, int S>
 __device__ __forceinline__ void KStep(float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS], const uint2 (&sz)[4],
-                                      uint32_t (&spl)[4], uint32_t (&b)[NT][4], const uint16_t* xs, int lane) {
+                                      uint32_t (&spl)[4], uint32_t (&b)[NT][4], const uint16_t* xs, int lane,
+                                      GridState& gs) {
   if constexpr (S % 4 == 0) {
-    spl[0] = Splat<BF16>(sz[S / 4].x, false);
-    spl[1] = Splat<BF16>(sz[S / 4].x, true);
-    spl[2] = Splat<BF16>(sz[S / 4].y, false);
-    spl[3] = Splat<BF16>(sz[S / 4].y, true);
+    if constexpr (GRID) {
+      const uint32_t id = gs.ids >> (8 * (S / 4));
+      gs.lv[0] = gs.table + ((id & 0x3u) << BITS);
+      gs.lv[1] = gs.table + (((id >> 4) & 0x3u) << BITS);
+      gs.s[0] = __half2float(__ushort_as_half(static_cast<uint16_t>(sz[S / 4].x & 0xFFFF)));
+      gs.z[0] = __half2float(__ushort_as_half(static_cast<uint16_t>(sz[S / 4].x >> 16)));
+      gs.s[1] = __half2float(__ushort_as_half(static_cast<uint16_t>(sz[S / 4].y & 0xFFFF)));
+      gs.z[1] = __half2float(__ushort_as_half(static_cast<uint16_t>(sz[S / 4].y >> 16)));
+    } else {
+      spl[0] = Splat<BF16>(sz[S / 4].x, false);
+      spl[1] = Splat<BF16>(sz[S / 4].x, true);
+      spl[2] = Splat<BF16>(sz[S / 4].y, false);
+      spl[3] = Splat<BF16>(sz[S / 4].y, true);
+    }
   }
   if constexpr (S % 2 == 0) {
 #pragma unroll
@@ -225,20 +263,33 @@ __device__ __forceinline__ void KStep(float (&acc)[NT][4], const uint32_t (&wr)[
     }
   }
   uint32_t a[4];
-  a[0] = Dequant<BITS, BF16>(PairCodes<BITS, S * 4 + 0>(wr), spl[0], spl[1]);
-  a[1] = Dequant<BITS, BF16>(PairCodes<BITS, S * 4 + 1>(wr), spl[2], spl[3]);
-  a[2] = Dequant<BITS, BF16>(PairCodes<BITS, S * 4 + 2>(wr), spl[0], spl[1]);
-  a[3] = Dequant<BITS, BF16>(PairCodes<BITS, S * 4 + 3>(wr), spl[2], spl[3]);
+  if constexpr (GRID) {
+    a[0] = DequantGrid<BF16>(PairCodes<BITS, S * 4 + 0>(wr), gs.lv[0], gs.s[0], gs.z[0]);
+    a[1] = DequantGrid<BF16>(PairCodes<BITS, S * 4 + 1>(wr), gs.lv[1], gs.s[1], gs.z[1]);
+    a[2] = DequantGrid<BF16>(PairCodes<BITS, S * 4 + 2>(wr), gs.lv[0], gs.s[0], gs.z[0]);
+    a[3] = DequantGrid<BF16>(PairCodes<BITS, S * 4 + 3>(wr), gs.lv[1], gs.s[1], gs.z[1]);
+  } else {
+    a[0] = Dequant<BITS, BF16>(PairCodes<BITS, S * 4 + 0>(wr), spl[0], spl[1]);
+    a[1] = Dequant<BITS, BF16>(PairCodes<BITS, S * 4 + 1>(wr), spl[2], spl[3]);
+    a[2] = Dequant<BITS, BF16>(PairCodes<BITS, S * 4 + 2>(wr), spl[0], spl[1]);
+    a[3] = Dequant<BITS, BF16>(PairCodes<BITS, S * 4 + 3>(wr), spl[2], spl[3]);
+  }
 #pragma unroll
   for (int j = 0; j < NT; ++j) Mma<BF16>(acc[j], a, b[j][(S & 1) * 2], b[j][(S & 1) * 2 + 1]);
 }
 
-template <int BITS, bool BF16, int NT, int KSTRIDE, int... S>
+// One 256-column chunk. GRID: `grid_ids` = the chunk's 4 grid-id bytes, `table` = the level
+// table in shared memory (both ignored otherwise).
+template <int BITS, bool BF16, int NT, int KSTRIDE, bool GRID, int... S>
 __device__ __forceinline__ void Chunk(float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS], const uint2 (&sz)[4],
-                                      const uint16_t* xs, int lane, std::integer_sequence<int, S...>) {
+                                      const uint16_t* xs, int lane, uint32_t grid_ids, const float* table,
+                                      std::integer_sequence<int, S...>) {
   uint32_t spl[4];
   uint32_t b[NT][4];
-  (KStep<BITS, BF16, NT, KSTRIDE, S>(acc, wr, sz, spl, b, xs, lane), ...);
+  GridState gs;
+  gs.ids = grid_ids;
+  gs.table = table;
+  (KStep<BITS, BF16, NT, KSTRIDE, GRID, S>(acc, wr, sz, spl, b, xs, lane, gs), ...);
 }
 
 // Reduces acc over the WK warps of a row tile (through `smem`, which must hold

@@ -15,6 +15,9 @@
 //   - x of the block's K range is staged once in shared memory (cp.async); split-K shrinks
 //     the range until it fits kStreamMaxSmem.
 // bf16 with 8-bit codes cannot hold 128 + q exactly: it builds the exact q from nibbles (off 0).
+// Grid matrices (fp16 only, GRID instantiation): the A operand is the level L[q] from a
+// shared-memory fp16 table (every level is fp16-exact), the chunk's grid ids ride in the ring
+// next to its scales/zeros, and a group folds as y += s * acc + z * sx (qgemm_stream_device.cuh).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -41,9 +44,13 @@ constexpr int kPrefetchKib = 0;
 // Chunks of codes per warp in the register ring (D - 1 in flight while one is consumed).
 __host__ __device__ constexpr int StreamDepth(int bits) { return bits <= 3 ? 4 : bits <= 5 ? 3 : 2; }
 
-template <int BITS, bool BF16, int NT, int G>
+// Halves of the GRID kernels' level table in shared memory (0 for uniform matrices).
+__host__ __device__ constexpr int StreamTableHalves(int bits, bool grid) { return grid ? kGridCount << bits : 0; }
+
+template <int BITS, bool BF16, int NT, int G, bool GRID>
 __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKernel(Params p) {
   constexpr int D = StreamDepth(BITS), GPC = 256 / G, WM = kStreamWM;
+  constexpr int kTable = StreamTableHalves(BITS, GRID);
   extern __shared__ __align__(16) uint16_t smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int rt = blockIdx.x * WM + warp;
@@ -53,7 +60,8 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
   const int ntok = min(8 * NT, p.n - n0);
   const int stride = p.chunks_per_split * 256 + 8;  // halves per staged token row (padded)
   uint16_t* zrow = smem;
-  uint16_t* xs = smem + kZeroHalves;                          // [ntok][stride]
+  uint16_t* table = smem + kZeroHalves;                       // GRID: [kGridCount][2^BITS] fp16 levels
+  uint16_t* xs = smem + kZeroHalves + kTable;                 // [ntok][stride]
   float* sxs = reinterpret_cast<float*>(xs + ntok * stride);  // [nloc * GPC][8 * NT]
   const bool row_ok = rt < p.row_tiles;
   const int count = row_ok ? nloc : 0;
@@ -61,9 +69,11 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
   // Weights first: they do not depend on the previous kernel.
   uint32_t wr[D][4 * BITS];
   uint2 sz[D][GPC];
+  uint32_t gid[D] = {};  // GRID: the chunk's grid-id bytes
   const uint4* wbase = p.codes + (static_cast<int64_t>(rt) * p.chunks + c_begin) * BITS * 32 + lane;
   const uint2* sbase = p.sz + (static_cast<int64_t>(rt) * p.gpad + c_begin * GPC) * 8 + (lane >> 2);
-  auto load = [&](int i, uint32_t(&w)[4 * BITS], uint2(&s)[GPC]) {
+  const int64_t gbase = (static_cast<int64_t>(rt) * p.gpad + c_begin * GPC) * 8 + (lane >> 2);  // GRID: in p.grid
+  auto load = [&](int i, uint32_t(&w)[4 * BITS], uint2(&s)[GPC], uint32_t& ids) {
     const uint4* src = wbase + i * BITS * 32;
 #pragma unroll
     for (int v = 0; v < BITS; ++v) {
@@ -75,10 +85,16 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
     }
 #pragma unroll
     for (int q = 0; q < GPC; ++q) s[q] = __ldg(sbase + (i * GPC + q) * 8);
+    if constexpr (GRID) {
+      uint32_t v = 0;
+#pragma unroll
+      for (int q = 0; q < GPC; ++q) v |= static_cast<uint32_t>(__ldg(p.grid + gbase + (i * GPC + q) * 8)) << (8 * q);
+      ids = v;
+    }
   };
 #pragma unroll
   for (int d = 0; d < D; ++d) {
-    if (d < count) load(d, wr[d], sz[d]);
+    if (d < count) load(d, wr[d], sz[d], gid[d]);
   }
   // The row tile's codes of the K range are contiguous: keep p.prefetch_chunks beyond the
   // ring in flight as L2 prefetches (no registers), starting with all its scales/zeros.
@@ -90,6 +106,10 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
     if (first > 0) PrefetchL2(wbase + D * BITS * 32, first * kChunkBytes);
   }
 
+  if constexpr (GRID) {  // a weight, like the codes: before the grid dependency
+    for (int i = threadIdx.x; i < kTable; i += kStreamThreads)
+      table[i] = __half_as_ushort(__float2half_rn(p.levels[i]));
+  }
   GridDependencyWait();  // x may be written by the previous kernel (no-op without PDL)
   for (int i = threadIdx.x; i < kZeroHalves / 8; i += kStreamThreads) {
     reinterpret_cast<uint4*>(zrow)[i] = make_uint4(0, 0, 0, 0);
@@ -121,9 +141,9 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
         uint32_t xa[NT];
 #pragma unroll
         for (int j = 0; j < NT; ++j) xa[j] = xa0[j] + i * xstep[j];
-        StreamChunk<BITS, BF16, NT, G>(y, acc, wr[d], sz[d], xa, sxl + i * GPC * 8 * NT,
-                                       std::make_integer_sequence<int, 16>{});
-        if (i + D < count) load(i + D, wr[d], sz[d]);
+        StreamChunk<BITS, BF16, NT, G, GRID>(y, acc, wr[d], sz[d], xa, sxl + i * GPC * 8 * NT,
+                                             std::make_integer_sequence<int, 16>{}, table, gid[d]);
+        if (i + D < count) load(i + D, wr[d], sz[d], gid[d]);
         if (lane == 0 && pf > 0 && i + D + pf < count) PrefetchL2(wbase + (i + D + pf) * BITS * 32, kChunkBytes);
       }
     }
@@ -133,9 +153,9 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
 
 // ---- Host side --------------------------------------------------------------------------
 
-template <int BITS, bool BF16, int NT, int G>
+template <int BITS, bool BF16, int NT, int G, bool GRID>
 std::string LaunchStream(const Params& p, dim3 grid, size_t smem, cudaStream_t stream, bool pdl) {
-  auto kernel = QStreamKernel<BITS, BF16, NT, G>;
+  auto kernel = QStreamKernel<BITS, BF16, NT, G, GRID>;
   static const cudaError_t attr =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kStreamMaxSmem);
   if (attr != cudaSuccess) return std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(attr);
@@ -155,20 +175,21 @@ std::string LaunchStream(const Params& p, dim3 grid, size_t smem, cudaStream_t s
   return "";
 }
 
-template <bool BF16, int NT, int G>
+template <bool BF16, int NT, int G, bool GRID>
 std::string LaunchStreamBits(int bits, const Params& p, dim3 grid, size_t smem, cudaStream_t s, bool pdl) {
-  return WithBits(bits, [&](auto b) { return LaunchStream<decltype(b)::value, BF16, NT, G>(p, grid, smem, s, pdl); });
+  return WithBits(bits,
+                  [&](auto b) { return LaunchStream<decltype(b)::value, BF16, NT, G, GRID>(p, grid, smem, s, pdl); });
 }
 
-template <bool BF16>
+template <bool BF16, bool GRID>
 std::string LaunchStreamCfg(int bits, int nt, int g, const Params& p, dim3 grid, size_t smem, cudaStream_t s,
                             bool pdl) {
   if (nt == 1) {
-    return g == 64 ? LaunchStreamBits<BF16, 1, 64>(bits, p, grid, smem, s, pdl)
-                   : LaunchStreamBits<BF16, 1, 128>(bits, p, grid, smem, s, pdl);
+    return g == 64 ? LaunchStreamBits<BF16, 1, 64, GRID>(bits, p, grid, smem, s, pdl)
+                   : LaunchStreamBits<BF16, 1, 128, GRID>(bits, p, grid, smem, s, pdl);
   }
-  return g == 64 ? LaunchStreamBits<BF16, 2, 64>(bits, p, grid, smem, s, pdl)
-                 : LaunchStreamBits<BF16, 2, 128>(bits, p, grid, smem, s, pdl);
+  return g == 64 ? LaunchStreamBits<BF16, 2, 64, GRID>(bits, p, grid, smem, s, pdl)
+                 : LaunchStreamBits<BF16, 2, 128, GRID>(bits, p, grid, smem, s, pdl);
 }
 
 }  // namespace
@@ -203,8 +224,9 @@ std::string QGemmStream(const DeviceMatrix& w, const void* x, int64_t n, void* y
   splits = std::min(splits, p.chunks);
   int cps = (p.chunks + splits - 1) / splits;
   const int64_t ntok = std::min<int64_t>(n, 8 * nt);
+  const int table = StreamTableHalves(l.bits, l.grids);
   auto smem = [&](int c) {
-    return static_cast<size_t>(kZeroHalves * 2 + ntok * (c * 256 + 8) * 2 + c * (256 / g) * 8 * nt * 4);
+    return static_cast<size_t>((kZeroHalves + table) * 2 + ntok * (c * 256 + 8) * 2 + c * (256 / g) * 8 * nt * 4);
   };
   while (cps > 1 && smem(cps) > static_cast<size_t>(kStreamMaxSmem)) --cps;
   splits = (p.chunks + cps - 1) / cps;
@@ -214,8 +236,12 @@ std::string QGemmStream(const DeviceMatrix& w, const void* x, int64_t n, void* y
   if (!ws.empty()) return ws;
   const dim3 grid(static_cast<unsigned>(bx), static_cast<unsigned>(splits), static_cast<unsigned>(bz));
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  return act == ActType::kBF16 ? LaunchStreamCfg<true>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl)
-                               : LaunchStreamCfg<false>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl);
+  if (l.grids) {
+    if (act != ActType::kF16) return "the streaming kernel runs grid matrices with fp16 activations only";
+    return LaunchStreamCfg<false, true>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl);
+  }
+  return act == ActType::kBF16 ? LaunchStreamCfg<true, false>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl)
+                               : LaunchStreamCfg<false, false>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl);
 }
 
 }  // namespace internal

@@ -116,17 +116,35 @@ __device__ __forceinline__ void LdMatrixX4At(uint32_t (&r)[4], uint32_t addr) {
                : "r"(addr));
 }
 
+// Grid matrices (fp16 only: every level is fp16-exact): the A operand is the level L[q] itself,
+// looked up per code in the shared-memory fp16 table of the row's grid, so a group folds as
+// y += s * acc + z * sx. `table` = [kGridCount][2^BITS] levels, `ids` = the chunk's grid-id
+// bytes (byte q = id(g) | id(g + 8) << 4 of its group q), lv = the current group's rows.
+struct StreamGrid {
+  const uint16_t* table;
+  uint32_t ids;
+  const uint16_t* lv[2];
+};
+
+template <int BITS, int P>
+__device__ __forceinline__ uint32_t StreamGridA(const uint32_t (&wr)[4 * BITS], const uint16_t* lv) {
+  const uint32_t q2 = PairCodes<BITS, P>(wr);
+  return static_cast<uint32_t>(lv[q2 & 0xFFFFu]) | (static_cast<uint32_t>(lv[q2 >> 16]) << 16);
+}
+
 // Folds one group's accumulators into y with the group's scale/zero (u = {s, z} of row g
 // and of row g + 8) and sum of x (sx[j * 8] = {token 2t, token 2t + 1} of token tile j).
-template <int BITS, bool BF16, int NT>
+// GRID: the accumulators hold sum x * L[q] (no offset, no 2^L).
+template <int BITS, bool BF16, int NT, bool GRID = false>
 __device__ __forceinline__ void ApplyGroup(float (&y)[NT][4], float (&acc)[NT][4], uint2 u, const float* sx) {
   using F = StreamFold<BITS, BF16>;
-  constexpr float kInvLo = 1.f / static_cast<float>(1 << F::kLlo);
-  constexpr float kInvHi = 1.f / static_cast<float>(1 << F::kLhi);
+  constexpr float kInvLo = GRID ? 1.f : 1.f / static_cast<float>(1 << F::kLlo);
+  constexpr float kInvHi = GRID ? 1.f : 1.f / static_cast<float>(1 << F::kLhi);
+  constexpr float kOff = GRID ? 0.f : F::kOff;
   const float2 lo = __half22float2(AsH2(u.x));
   const float2 hi = __half22float2(AsH2(u.y));
-  const float a_lo = lo.x * kInvLo, b_lo = fmaf(-F::kOff * kInvLo, lo.x, lo.y);
-  const float a_hi = hi.x * kInvHi, b_hi = fmaf(-F::kOff * kInvHi, hi.x, hi.y);
+  const float a_lo = lo.x * kInvLo, b_lo = fmaf(-kOff * kInvLo, lo.x, lo.y);
+  const float a_hi = hi.x * kInvHi, b_hi = fmaf(-kOff * kInvHi, hi.x, hi.y);
 #pragma unroll
   for (int j = 0; j < NT; ++j) {
     const float2 s = *reinterpret_cast<const float2*>(sx + j * 8);
@@ -140,31 +158,54 @@ __device__ __forceinline__ void ApplyGroup(float (&y)[NT][4], float (&acc)[NT][4
 }
 
 // k-step S of a chunk: ldmatrix x every other step, build the A fragment, NT mma; at the
-// end of a group fold it into y.
-template <int BITS, bool BF16, int NT, int G, int S>
+// end of a group fold it into y. GRID: the A fragment is looked up (StreamGridA; pairs 0, 2 are
+// row g, 1, 3 row g + 8), the group's level rows picked at its first step.
+template <int BITS, bool BF16, int NT, int G, bool GRID, int S>
 __device__ __forceinline__ void StreamStep(float (&y)[NT][4], float (&acc)[NT][4], uint32_t (&b)[NT][4],
                                            const uint32_t (&wr)[4 * BITS], const uint2 (&sz)[256 / G],
-                                           const uint32_t (&xa)[NT], const float* sx) {
+                                           const uint32_t (&xa)[NT], const float* sx, StreamGrid& gg) {
   if constexpr (S % 2 == 0) {
 #pragma unroll
     for (int j = 0; j < NT; ++j) LdMatrixX4At(b[j], xa[j] + S * 32);
   }
-  const uint32_t a[4] = {StreamA<BITS, BF16, S * 4 + 0>(wr), StreamA<BITS, BF16, S * 4 + 1>(wr),
-                         StreamA<BITS, BF16, S * 4 + 2>(wr), StreamA<BITS, BF16, S * 4 + 3>(wr)};
+  uint32_t a[4];
+  if constexpr (GRID) {
+    if constexpr (S % (G / 16) == 0) {
+      const uint32_t id = gg.ids >> (8 * (S / (G / 16)));
+      gg.lv[0] = gg.table + ((id & 0x3u) << BITS);
+      gg.lv[1] = gg.table + (((id >> 4) & 0x3u) << BITS);
+    }
+    a[0] = StreamGridA<BITS, S * 4 + 0>(wr, gg.lv[0]);
+    a[1] = StreamGridA<BITS, S * 4 + 1>(wr, gg.lv[1]);
+    a[2] = StreamGridA<BITS, S * 4 + 2>(wr, gg.lv[0]);
+    a[3] = StreamGridA<BITS, S * 4 + 3>(wr, gg.lv[1]);
+  } else {
+    a[0] = StreamA<BITS, BF16, S * 4 + 0>(wr);
+    a[1] = StreamA<BITS, BF16, S * 4 + 1>(wr);
+    a[2] = StreamA<BITS, BF16, S * 4 + 2>(wr);
+    a[3] = StreamA<BITS, BF16, S * 4 + 3>(wr);
+  }
 #pragma unroll
   for (int j = 0; j < NT; ++j) Mma<BF16>(acc[j], a, b[j][(S & 1) * 2], b[j][(S & 1) * 2 + 1]);
   if constexpr ((S + 1) % (G / 16) == 0) {
     constexpr int Q = S / (G / 16);
-    ApplyGroup<BITS, BF16, NT>(y, acc, sz[Q], sx + Q * 8 * NT);
+    ApplyGroup<BITS, BF16, NT, GRID>(y, acc, sz[Q], sx + Q * 8 * NT);
   }
 }
 
-template <int BITS, bool BF16, int NT, int G, int... S>
+// One chunk. GRID (fp16 only): `table` = the shared-memory level table, `ids` = the chunk's
+// grid-id bytes (both ignored otherwise).
+template <int BITS, bool BF16, int NT, int G, bool GRID = false, int... S>
 __device__ __forceinline__ void StreamChunk(float (&y)[NT][4], float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS],
                                             const uint2 (&sz)[256 / G], const uint32_t (&xa)[NT], const float* sx,
-                                            std::integer_sequence<int, S...>) {
+                                            std::integer_sequence<int, S...>, const uint16_t* table = nullptr,
+                                            uint32_t ids = 0) {
+  static_assert(!GRID || !BF16, "grid levels are fp16-exact only");
   uint32_t b[NT][4];
-  (StreamStep<BITS, BF16, NT, G, S>(y, acc, b, wr, sz, xa, sx), ...);
+  StreamGrid gg;
+  gg.table = table;
+  gg.ids = ids;
+  (StreamStep<BITS, BF16, NT, G, GRID, S>(y, acc, b, wr, sz, xa, sx, gg), ...);
 }
 
 // k-step S of the sum-of-x pass: an mma against ones; lanes 0..3 (row 0) store each group's

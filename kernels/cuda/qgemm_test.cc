@@ -1,7 +1,9 @@
 // GPU tests for QGemm against the CPU reference (label gpu; skipped without a CUDA device).
 // Every bitwidth x group size x activation type x kernel (streaming, legacy small-batch, tiled),
 // real and ragged shapes, token counts that hit every tile configuration, split-K on and off,
-// PDL on and off; outputs are poisoned before each run.
+// PDL on and off; outputs are poisoned before each run. Grid matrices (per-group grid ids,
+// kernels/grids.h): random and all-zero ids, every width x group x activation type, through
+// every kernel request (all run the tiled kernel's grid instantiation).
 #include "kernels/cuda/qgemm.h"
 
 #include <cuda_runtime.h>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "kernels/dequant_ref.h"
+#include "kernels/grids.h"
 #include "kernels/test_matrix.h"
 #include "server/common/half.h"
 
@@ -34,12 +37,34 @@ struct Errors {
   int64_t bad = 0;     // non-finite outputs (unwritten poison)
 };
 
-// Runs one case; returns the errors of the GPU result against the CPU reference.
+enum class Grids { kNone, kRandom, kAllZero };
+
+// Grid ids for every group of m (a packed 2-bit stream per row): random 0..3, or all 0.
+std::vector<uint32_t> GridIds(const OwnedPacked& m, Grids grids, std::mt19937_64& rng) {
+  const int64_t gpr = GroupsPerRow(m.cols, m.group_size), wpr = WordsPerRow(gpr, kGridIdBits);
+  std::vector<uint32_t> ids(static_cast<size_t>(m.rows * wpr), 0u);
+  std::uniform_int_distribution<uint32_t> id(0, kGridCount - 1);
+  for (int64_t r = 0; r < m.rows; ++r) {
+    for (int64_t gi = 0; gi < gpr; ++gi) {
+      const uint32_t v = grids == Grids::kRandom ? id(rng) : 0u;
+      ids[static_cast<size_t>(r * wpr + gi * kGridIdBits / 32)] |= v << (gi * kGridIdBits % 32);
+    }
+  }
+  return ids;
+}
+
+// Runs one case; returns the errors of the GPU result against the CPU reference. grids: the
+// matrix carries grid ids (the reference is the oracle on the same view; for all-zero ids also
+// the oracle without ids, which must be the same function).
 Errors RunCase(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t n, const QGemmOptions& opt,
-               std::mt19937_64& rng) {
+               std::mt19937_64& rng, Grids grids = Grids::kNone) {
   OwnedPacked m = RandomPacked(rows, cols, bits, g, rng);
+  const std::vector<uint32_t> ids = grids == Grids::kNone ? std::vector<uint32_t>{} : GridIds(m, grids, rng);
+  PackedMatrixView view = m.View();
+  view.grid_ids = ids.empty() ? nullptr : ids.data();
   RepackedMatrix rp;
-  EXPECT_EQ(RepackForGpu(m.View(), &rp), "");
+  EXPECT_EQ(RepackForGpu(view, &rp), "");
+  EXPECT_EQ(rp.layout.grids, grids != Grids::kNone);
   DeviceMatrix dm;
   EXPECT_EQ(UploadMatrix(rp, &dm), "");
   std::normal_distribution<float> nd(0.f, 1.f);
@@ -50,7 +75,12 @@ Errors RunCase(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int
     xf[i] = FromAct(xh[i], act);
   }
   std::vector<float> ref(static_cast<size_t>(n * rows));  // [n, rows]
-  EXPECT_EQ(DequantMatmulRef(m.View(), xf.data(), n, ref.data()), "");
+  EXPECT_EQ(DequantMatmulRef(view, xf.data(), n, ref.data()), "");
+  if (grids == Grids::kAllZero) {  // grid 0 is the uniform grid: the same reference as no ids
+    std::vector<float> plain(ref.size());
+    EXPECT_EQ(DequantMatmulRef(m.View(), xf.data(), n, plain.data()), "");
+    EXPECT_EQ(plain, ref) << "the oracle with all-zero grid ids differs from the one without ids";
+  }
 
   void *dx = nullptr, *dy = nullptr, *ws = nullptr;
   EXPECT_EQ(cudaMalloc(&dx, xh.size() * 2), cudaSuccess);
@@ -116,8 +146,8 @@ QGemmOptions Opt(int splits, QKernel kernel = QKernel::kAuto, bool pdl = false, 
 }
 
 void Check(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t n, const QGemmOptions& opt,
-           std::mt19937_64& rng) {
-  const Errors e = RunCase(rows, cols, bits, g, act, n, opt, rng);
+           std::mt19937_64& rng, Grids grids = Grids::kNone) {
+  const Errors e = RunCase(rows, cols, bits, g, act, n, opt, rng, grids);
   // fp16: weights rounded once to fp16 (2^-11) and output to fp16; bf16: 2^-8 each.
   const double tol_fro = act == ActType::kBF16 ? 8e-3 : 1.5e-3;
   const double tol_max = act == ActType::kBF16 ? 6e-2 : 1.2e-2;
@@ -125,7 +155,10 @@ void Check(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t
                            std::to_string(bits) + " g " + std::to_string(g) +
                            (act == ActType::kBF16 ? " bf16" : " fp16") + " n " + std::to_string(n) + " splits " +
                            std::to_string(opt.splits) + " " + KernelName(opt.kernel) + (opt.pdl ? " pdl" : "") +
-                           (opt.kernel == QKernel::kStreamSmem ? " ring " + std::to_string(opt.ring) : "");
+                           (opt.kernel == QKernel::kStreamSmem ? " ring " + std::to_string(opt.ring) : "") +
+                           (grids == Grids::kRandom    ? " grid ids"
+                            : grids == Grids::kAllZero ? " zero grid ids"
+                                                       : "");
   EXPECT_EQ(e.bad, 0) << what;
   EXPECT_LT(e.rel_fro, tol_fro) << what;
   EXPECT_LT(e.max_rel, tol_max) << what;
@@ -208,6 +241,67 @@ TEST_P(QGemmAllBits, StreamSmemKernelExhaustive) {
   }
 }
 
+// The oracle the grid cases are checked against must itself honour grid ids (helper F's
+// kernels::DequantWeight); otherwise every grid case below would compare against the wrong
+// function. One element by hand: 4 bits, code 1 on grid 1.
+void ExpectGridAwareOracle() {
+  OwnedPacked m;
+  m.rows = 1;
+  m.cols = 64;
+  m.bits = 4;
+  m.group_size = 64;
+  m.codes.assign(static_cast<size_t>(WordsPerRow(64, 4)), 0u);
+  SetCode(m, 0, 0, 1);
+  m.scales = {FloatToHalf(0.5f)};
+  m.zeros = {FloatToHalf(-2.0f)};
+  const uint32_t ids[1] = {1u};
+  PackedMatrixView v = m.View();
+  v.grid_ids = ids;
+  const float want = -2.0f + 0.5f * GridLevels(4, 1)[1];  // exact: the level is fp16-exact
+  ASSERT_EQ(DequantWeight(v, 0, 0), want)
+      << "kernels::DequantWeight ignores grid ids: the grid cases need helper F's grid-aware oracle";
+}
+
+// Grid matrices on the fused path: every width x group x activation type x n in {1, 3, 16, 32}
+// (each tile configuration of the tiled kernel), random and all-zero ids, ragged and real
+// shapes, split-K auto / off / forced, every kernel request (grids run tiled, but kStream with
+// fp16 runs the streaming kernel's grid variant), and that variant on its own.
+TEST_P(QGemmAllBits, GridMatrices) {
+  SKIP_WITHOUT_GPU();
+  ExpectGridAwareOracle();
+  if (HasFatalFailure()) return;
+  const int bits = GetParam();
+  std::mt19937_64 rng(5000 + bits);
+  for (ActType act : {ActType::kF16, ActType::kBF16}) {
+    for (int64_t g : {64, 128}) {
+      for (int64_t n : {1, 3, 16, 32}) {
+        for (Grids grids : {Grids::kRandom, Grids::kAllZero}) {
+          Check(70, 1000, bits, g, act, n, Opt(0), rng, grids);
+          Check(33, 200, bits, g, act, n, Opt(1), rng, grids);
+        }
+        Check(256, 4096, bits, g, act, n, Opt(0), rng, Grids::kRandom);
+        if (n == 1 || n == 16) Check(128, 14336, bits, g, act, n, Opt(5), rng, Grids::kRandom);
+      }
+      for (QKernel k : {QKernel::kLegacyGemv, QKernel::kTiled, QKernel::kStream, QKernel::kStreamSmem}) {
+        for (int64_t n : {1, 8}) Check(70, 1000, bits, g, act, n, Opt(0, k, n == 8), rng, Grids::kRandom);
+      }
+      // kStream: the streaming kernel's grid variant with fp16 (bf16 runs tiled): both token
+      // tiles, several token tiles per launch, split-K auto / off / forced, PDL on and off.
+      for (int64_t n : {1, 2, 3, 8, 9, 16, 17, 32}) {
+        for (Grids grids : {Grids::kRandom, Grids::kAllZero}) {
+          Check(70, 1000, bits, g, act, n, Opt(0, QKernel::kStream, n % 2 == 1), rng, grids);
+          Check(33, 200, bits, g, act, n, Opt(1, QKernel::kStream, n % 2 == 0), rng, grids);
+        }
+      }
+      for (int64_t n : {1, 7, 16}) {
+        Check(150, 2056, bits, g, act, n, Opt(2, QKernel::kStream), rng, Grids::kRandom);
+        Check(256, 4096, bits, g, act, n, Opt(0, QKernel::kStream, true), rng, Grids::kRandom);
+      }
+      if (g == 128) Check(512, 4096, bits, g, act, 128, Opt(0), rng, Grids::kRandom);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Bits, QGemmAllBits, ::testing::Range(2, 9));
 
 // With PDL the kernel starts before its producer finishes: it must still read the producer's
@@ -278,6 +372,30 @@ TEST(QGemmTest, RejectsBadArguments) {  // validation happens before any CUDA ca
   dm.layout.group_size = 64;
   dm.layout.bits = 9;
   EXPECT_NE(QGemm(dm, nullptr, 1, nullptr, ActType::kF16, nullptr, 0, nullptr).find("bits = 9"), std::string::npos);
+  // A grid matrix without its ids or level table on the device (fake non-null pointers: the
+  // check comes before any launch).
+  dm.layout.bits = 4;
+  dm.layout.grids = true;
+  dm.codes = reinterpret_cast<const uint32_t*>(uintptr_t{256});
+  dm.sz = reinterpret_cast<const uint16_t*>(uintptr_t{256});
+  void* y = reinterpret_cast<void*>(uintptr_t{256});
+  EXPECT_NE(QGemm(dm, nullptr, 1, y, ActType::kF16, nullptr, 0, nullptr).find("grid ids and level table"),
+            std::string::npos);
+  dm.grid = reinterpret_cast<const uint8_t*>(uintptr_t{256});
+  EXPECT_NE(QGemm(dm, nullptr, 1, y, ActType::kF16, nullptr, 0, nullptr).find("grid ids and level table"),
+            std::string::npos);
+}
+
+TEST(QGemmTest, UploadRefusesAGridMatrixWithoutItsTables) {  // validation before any CUDA call
+  RepackedMatrix rp;
+  rp.layout.bits = 4;
+  rp.layout.group_size = 64;
+  rp.layout.row_tiles = 1;
+  rp.layout.chunks = 1;
+  rp.layout.grids = true;
+  DeviceMatrix dm;
+  EXPECT_NE(UploadMatrix(rp, &dm).find("grid"), std::string::npos);
+  EXPECT_EQ(dm.codes, nullptr);
 }
 
 }  // namespace

@@ -110,13 +110,14 @@ __global__ void F32ToActKernel(const float* in, int64_t n, T* out) {
 }
 
 template <typename T>
-__global__ void DequantKernel(const uint32_t* codes, const uint16_t* scales, const uint16_t* zeros, int64_t rows,
-                              int64_t cols, int bits, int64_t gs, int64_t wpr, int64_t gpr, T* out) {
+__global__ void DequantKernel(const uint32_t* codes, const uint16_t* scales, const uint16_t* zeros,
+                              const uint32_t* grid_ids, const float* levels, int64_t rows, int64_t cols, int bits,
+                              int64_t gs, int64_t wpr, int64_t gpr, T* out) {
   const int64_t n = rows * cols;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t r = i / cols, j = i - r * cols;
-    out[i] = FromF<T>(kernels::dev::PackedWeight(codes, scales, zeros, r, j, bits, gs, wpr, gpr));
+    out[i] = FromF<T>(kernels::dev::PackedWeight(codes, scales, zeros, grid_ids, levels, r, j, bits, gs, wpr, gpr));
   }
 }
 
@@ -143,16 +144,18 @@ void F32ToAct(const float* in, int64_t n, void* out, ActType act, void* stream) 
   }
 }
 
-void DequantPackedToAct(const uint32_t* codes, const uint16_t* scales, const uint16_t* zeros, int64_t rows,
-                        int64_t cols, int bits, int64_t group_size, void* out, ActType act, void* stream) {
+void DequantPackedToAct(const uint32_t* codes, const uint16_t* scales, const uint16_t* zeros, const uint32_t* grid_ids,
+                        const float* levels, int64_t rows, int64_t cols, int bits, int64_t group_size, void* out,
+                        ActType act, void* stream) {
   if (rows <= 0 || cols <= 0) return;
   const int64_t wpr = (cols * bits + 31) / 32, gpr = (cols + group_size - 1) / group_size;
   if (act == ActType::kF16) {
-    DequantKernel<__half><<<Blocks(rows * cols), 256, 0, S(stream)>>>(codes, scales, zeros, rows, cols, bits,
-                                                                      group_size, wpr, gpr, static_cast<__half*>(out));
+    DequantKernel<__half><<<Blocks(rows * cols), 256, 0, S(stream)>>>(
+        codes, scales, zeros, grid_ids, levels, rows, cols, bits, group_size, wpr, gpr, static_cast<__half*>(out));
   } else {
-    DequantKernel<__nv_bfloat16><<<Blocks(rows * cols), 256, 0, S(stream)>>>(
-        codes, scales, zeros, rows, cols, bits, group_size, wpr, gpr, static_cast<__nv_bfloat16*>(out));
+    DequantKernel<__nv_bfloat16><<<Blocks(rows * cols), 256, 0, S(stream)>>>(codes, scales, zeros, grid_ids, levels,
+                                                                             rows, cols, bits, group_size, wpr, gpr,
+                                                                             static_cast<__nv_bfloat16*>(out));
   }
 }
 

@@ -22,9 +22,13 @@ void CompareRows(const float* base, const float* quant, int64_t R, int64_t vocab
 void F32ToAct(const float* in, int64_t n, void* out, ActType act, void* stream);
 
 // Dequantizes an slq-packed-v1 matrix (codes [rows, words_per_row] LSB-first, fp16 scales and
-// zeros [rows, groups_per_row]) into act [rows, cols]: w = zero + scale * code (fp32 math).
-void DequantPackedToAct(const uint32_t* codes, const uint16_t* scales, const uint16_t* zeros, int64_t rows,
-                        int64_t cols, int bits, int64_t group_size, void* out, ActType act, void* stream);
+// zeros [rows, groups_per_row]) into act [rows, cols]: w = zero + scale * code (fp32 math), the
+// fp32 value of kernels::DequantRow rounded once to act. A matrix with grid ids: grid_ids
+// [rows, WordsPerRow(groups_per_row, kGridIdBits)] and levels = kernels::GridLevelTable(bits),
+// both device memory, and w = zero + scale * level; both null for a matrix without grid ids.
+void DequantPackedToAct(const uint32_t* codes, const uint16_t* scales, const uint16_t* zeros, const uint32_t* grid_ids,
+                        const float* levels, int64_t rows, int64_t cols, int bits, int64_t group_size, void* out,
+                        ActType act, void* stream);
 
 }  // namespace slq::gpu
 

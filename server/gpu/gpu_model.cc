@@ -115,7 +115,8 @@ bool CanFuse(const std::vector<const HostLinear*>& parts) {
   const HostLinear& a = *parts[0];
   for (const HostLinear* p : parts) {
     if (p->in != a.in || p->quant != a.quant) return false;
-    if (a.quant && (p->bits != a.bits || p->group_size != a.group_size || p->out % kernels::kTileRows != 0)) {
+    if (a.quant && (p->bits != a.bits || p->group_size != a.group_size || p->layout.grids != a.layout.grids ||
+                    p->out % kernels::kTileRows != 0)) {
       return false;
     }
   }
@@ -302,6 +303,29 @@ class Uploader {
   int next_ = 0;
 };
 
+// The grid ids of a quantized linear with grids (every part has them: CanFuse), repacked per
+// row tile (kernels/repack.h), and its width's level table, into fresh device memory.
+absl::Status UploadGrids(GpuModel::Impl& m, const HostLinear& h, Uploader& up, kernels::DeviceMatrix* qm) {
+  std::vector<uint8_t> ids(static_cast<size_t>(h.layout.GridBytes()));
+  int64_t at = 0;
+  for (const kernels::PackedMatrixView& part : h.q_parts) {
+    const kernels::GpuLayout pl = kernels::GpuLayoutFor(part);
+    if (!pl.grids) return absl::InternalError("a fused linear with grid ids has a part without them");
+    kernels::RepackGridTiles(part, 0, pl.row_tiles, ids.data() + at);
+    at += pl.GridBytes();
+  }
+  const std::vector<float> levels = kernels::GridLevelTable(h.bits);
+  uint8_t* grid = nullptr;
+  float* lv = nullptr;
+  SLQ_RETURN_IF_ERROR(m.AllocT(static_cast<int64_t>(ids.size()), &grid));
+  SLQ_RETURN_IF_ERROR(m.AllocT(static_cast<int64_t>(levels.size()), &lv));
+  SLQ_RETURN_IF_ERROR(up.UploadBytes(ids.data(), ids.size(), grid));
+  SLQ_RETURN_IF_ERROR(up.UploadBytes(levels.data(), levels.size() * 4, lv));
+  qm->grid = grid;
+  qm->levels = lv;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<GpuLinear> UploadHost(GpuModel::Impl& m, const HostLinear& h, Uploader& up) {
   GpuLinear g;
   g.out = h.out;
@@ -325,6 +349,7 @@ absl::StatusOr<GpuLinear> UploadHost(GpuModel::Impl& m, const HostLinear& h, Upl
     g.qm.layout = h.layout;
     g.qm.codes = codes;
     g.qm.sz = sz;
+    if (h.layout.grids) SLQ_RETURN_IF_ERROR(UploadGrids(m, h, up, &g.qm));
     m.max_rows = std::max(m.max_rows, h.out);
     return g;
   }
@@ -505,7 +530,20 @@ absl::StatusOr<GpuLinear> RandomLinear(GpuModel::Impl& m, int64_t out, int64_t i
   FillScaleZero(sz, L.SzHalves(), seed + 1, s.bits, amp, nullptr);
   g.qm.codes = codes;
   g.qm.sz = sz;
-  g.desc = absl::StrCat("q", s.bits, " g", s.group_size, " (QGemm, random)");
+  if (s.grids) {  // random id bytes (the kernel reads 2 bits of each nibble) and the real levels
+    L.grids = true;
+    uint8_t* grid = nullptr;
+    float* lv = nullptr;
+    const std::vector<float> levels = kernels::GridLevelTable(s.bits);
+    SLQ_RETURN_IF_ERROR(m.AllocT(L.GridBytes(), &grid));
+    SLQ_RETURN_IF_ERROR(m.AllocT(static_cast<int64_t>(levels.size()), &lv));
+    FillRandomU32(reinterpret_cast<uint32_t*>(grid), L.GridBytes() / 4, seed + 2, nullptr);
+    SLQ_RETURN_IF_ERROR(
+        CudaStatus(cudaMemcpy(lv, levels.data(), levels.size() * 4, cudaMemcpyHostToDevice), "upload grid levels"));
+    g.qm.grid = grid;
+    g.qm.levels = lv;
+  }
+  g.desc = absl::StrCat("q", s.bits, " g", s.group_size, s.grids ? " grid" : "", " (QGemm, random)");
   m.max_rows = std::max(m.max_rows, out);
   return g;
 }

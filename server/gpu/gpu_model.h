@@ -40,10 +40,12 @@ struct GpuModelOptions {
 // True when a CUDA device can be used; else *why says what is missing.
 bool GpuAvailable(std::string* why);
 
-// How one linear of a random model is stored: bits 0 = dense (activation type), else 2..8.
+// How one linear of a random model is stored: bits 0 = dense (activation type), else 2..8;
+// grids: a quantized linear also carries random per-group grid ids (kernels/grids.h).
 struct RandomLinearSpec {
   int bits = 0;
   int64_t group_size = 128;
+  bool grids = false;
 };
 // Called with the HF slot name ("model.layers.3.self_attn.qkv_proj" for a fused q/k/v,
 // ".mlp.gate_up_proj" for gate/up, "lm_head") and the layer (-1 for the head).

@@ -2,8 +2,9 @@
 // reference and against the reference kernel, on random paged K/V: contexts 1, 16, 300 and 2048, GQA groups of 1, 3, 4
 // and 8 query heads, head_dim 64 / 128 / 256, fp16 and bf16, split counts 1..64, a sliding window, a prefill-shaped
 // (causal) launch and a decode batch of sequences of different lengths. ArgmaxLogprob split over several blocks per row
-// (and in one block) against the host's argmax and log-softmax, ties included. Label gpu: every test skips (GTEST_SKIP)
-// when no GPU is present.
+// (and in one block) against the host's argmax and log-softmax, ties included. DequantPackedToAct (gpu_eval_ops.h)
+// bit-identical to kernels::DequantRow rounded to the activation type, with and without grid ids. Label gpu: every
+// test skips (GTEST_SKIP) when no GPU is present.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -15,6 +16,12 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/dequant_ref.h"
+#include "kernels/grids.h"
+#include "kernels/repack.h"
+#include "kernels/test_matrix.h"
+#include "server/common/half.h"
+#include "server/gpu/gpu_eval_ops.h"
 #include "server/gpu/gpu_model.h"
 #include "server/gpu/gpu_ops.h"
 
@@ -345,6 +352,87 @@ TEST(ArgmaxLogprob, MatchesHostInOneAndManyBlocks) {
       cudaFree(ids);
       cudaFree(part);
       cudaFree(cnt);
+    }
+  }
+}
+
+// Random grid ids 0..3 (or all 0) for every group of m: a packed 2-bit stream per row.
+std::vector<uint32_t> GridIds(const kernels::OwnedPacked& m, bool all_zero, std::mt19937_64& rng) {
+  const int64_t gpr = kernels::GroupsPerRow(m.cols, m.group_size);
+  const int64_t wpr = kernels::WordsPerRow(gpr, kernels::kGridIdBits);
+  std::vector<uint32_t> ids(static_cast<size_t>(m.rows * wpr), 0u);
+  std::uniform_int_distribution<uint32_t> id(0, kernels::kGridCount - 1);
+  for (int64_t r = 0; r < m.rows; ++r) {
+    for (int64_t g = 0; g < gpr; ++g) {
+      const uint32_t v = all_zero ? 0u : id(rng);
+      ids[static_cast<size_t>(r * wpr + g * kernels::kGridIdBits / 32)] |= v << (g * kernels::kGridIdBits % 32);
+    }
+  }
+  return ids;
+}
+
+// The eval backend's slot change dequantizes on the device: every element must be the oracle's
+// fp32 weight (kernels::DequantRow) rounded once to the activation type. Every width, group
+// sizes 64 / 128 / 48 (short last group) / per-row, no ids, random ids, all-zero ids.
+TEST(DequantPackedToAct, BitIdenticalToTheCpuOracleWithAndWithoutGridIds) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937_64 rng(23);
+  {  // The oracle must honour grid ids, else the grid cases below compare against the wrong function.
+    kernels::OwnedPacked m = kernels::RandomPacked(1, 64, 4, 64, rng);
+    std::fill(m.codes.begin(), m.codes.end(), 0u);
+    kernels::SetCode(m, 0, 0, 1);
+    const uint32_t one[1] = {1u};
+    kernels::PackedMatrixView v = m.View();
+    v.grid_ids = one;
+    ASSERT_NE(kernels::DequantWeight(v, 0, 0), kernels::DequantWeight(m.View(), 0, 0))
+        << "kernels::DequantWeight ignores grid ids: these cases need helper F's grid-aware oracle";
+  }
+  for (int bits = 2; bits <= 8; ++bits) {
+    for (const int64_t g : {64, 128, 48, 200}) {
+      for (const int mode : {0, 1, 2}) {  // no ids, random ids, all-zero ids
+        const int64_t rows = 37, cols = 200;
+        kernels::OwnedPacked m = kernels::RandomPacked(rows, cols, bits, g, rng);
+        const std::vector<uint32_t> ids = mode == 0 ? std::vector<uint32_t>{} : GridIds(m, mode == 2, rng);
+        kernels::PackedMatrixView v = m.View();
+        v.grid_ids = ids.empty() ? nullptr : ids.data();
+        const std::vector<float> levels = kernels::GridLevelTable(bits);
+        void *dc = nullptr, *ds = nullptr, *dz = nullptr, *di = nullptr, *dl = nullptr, *out = nullptr;
+        CUDA_OK(cudaMalloc(&dc, m.codes.size() * 4));
+        CUDA_OK(cudaMalloc(&ds, m.scales.size() * 2));
+        CUDA_OK(cudaMalloc(&dz, m.zeros.size() * 2));
+        CUDA_OK(cudaMalloc(&di, std::max<size_t>(1, ids.size()) * 4));
+        CUDA_OK(cudaMalloc(&dl, levels.size() * 4));
+        CUDA_OK(cudaMalloc(&out, static_cast<size_t>(rows * cols) * 2));
+        CUDA_OK(cudaMemcpy(dc, m.codes.data(), m.codes.size() * 4, cudaMemcpyHostToDevice));
+        CUDA_OK(cudaMemcpy(ds, m.scales.data(), m.scales.size() * 2, cudaMemcpyHostToDevice));
+        CUDA_OK(cudaMemcpy(dz, m.zeros.data(), m.zeros.size() * 2, cudaMemcpyHostToDevice));
+        if (!ids.empty()) {
+          CUDA_OK(cudaMemcpy(di, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
+        }
+        CUDA_OK(cudaMemcpy(dl, levels.data(), levels.size() * 4, cudaMemcpyHostToDevice));
+        for (const ActType act : {ActType::kF16, ActType::kBF16}) {
+          CUDA_OK(cudaMemset(out, 0xFF, static_cast<size_t>(rows * cols) * 2));
+          DequantPackedToAct(static_cast<const uint32_t*>(dc), static_cast<const uint16_t*>(ds),
+                             static_cast<const uint16_t*>(dz), ids.empty() ? nullptr : static_cast<const uint32_t*>(di),
+                             ids.empty() ? nullptr : static_cast<const float*>(dl), rows, cols, bits, g, out, act,
+                             nullptr);
+          CUDA_OK(cudaDeviceSynchronize());
+          std::vector<uint16_t> got(static_cast<size_t>(rows * cols));
+          CUDA_OK(cudaMemcpy(got.data(), out, got.size() * 2, cudaMemcpyDeviceToHost));
+          std::vector<float> row(static_cast<size_t>(cols));
+          int64_t diff = 0;
+          for (int64_t r = 0; r < rows; ++r) {
+            kernels::DequantRow(v, r, row.data());
+            for (int64_t c = 0; c < cols; ++c) {
+              const uint16_t want = act == ActType::kF16 ? FloatToHalf(row[c]) : FloatToBf16(row[c]);
+              diff += got[static_cast<size_t>(r * cols + c)] != want;
+            }
+          }
+          EXPECT_EQ(diff, 0) << "bits " << bits << " g " << g << " ids " << mode << " "
+                             << (act == ActType::kF16 ? "f16" : "bf16");
+        }
+        for (void* p : {dc, ds, dz, di, dl, out}) cudaFree(p);
+      }
     }
   }
 }

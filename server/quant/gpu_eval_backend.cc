@@ -9,6 +9,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/grids.h"
+#include "kernels/repack.h"
 #include "server/common/status_macros.h"
 #include "server/gpu/gpu_eval_ops.h"
 #include "server/gpu/gpu_forward.h"
@@ -163,12 +165,18 @@ class GpuEvalBackend final : public quant::EvalBackend {
     if (&op == p.original) {
       SLQ_RETURN_IF_ERROR(CudaStatus(
           cudaMemcpyAsync(p.region(), p.backup.p, p.bytes(), cudaMemcpyDeviceToDevice, stream_), "restore weights"));
-    } else if (const PackedLinear* pk = op.packed();
-               pk != nullptr && pk->rotation_block == 0 && pk->view.grid_ids == nullptr) {
+    } else if (const PackedLinear* pk = op.packed(); pk != nullptr && pk->rotation_block == 0) {
+      // Staging: codes, scales, zeros, then (grid ids only) the ids and the width's level table,
+      // all dequantized on the device (kernels/cuda/packed_dequant.cuh).
       const kernels::PackedMatrixView& q = pk->view;
+      const int64_t gpr = kernels::GroupsPerRow(q.cols, q.group_size);
       const size_t cb = static_cast<size_t>(q.rows * kernels::WordsPerRow(q.cols, q.bits)) * 4;
-      const size_t sb = static_cast<size_t>(q.rows * kernels::GroupsPerRow(q.cols, q.group_size)) * 2, zb = sb;
-      SLQ_RETURN_IF_ERROR(staging_.Reserve(cb + sb + zb, "packed weights"));
+      const size_t sb = static_cast<size_t>(q.rows * gpr) * 2, zb = sb;  // 2 * sb: a multiple of 4
+      const std::vector<float> levels = q.grid_ids != nullptr ? kernels::GridLevelTable(q.bits) : std::vector<float>{};
+      const size_t ib =
+          q.grid_ids != nullptr ? static_cast<size_t>(q.rows * kernels::WordsPerRow(gpr, kernels::kGridIdBits)) * 4 : 0;
+      const size_t lb = levels.size() * 4;
+      SLQ_RETURN_IF_ERROR(staging_.Reserve(cb + sb + zb + ib + lb, "packed weights"));
       char* base = staging_.as<char>();
       SLQ_RETURN_IF_ERROR(
           CudaStatus(cudaMemcpyAsync(base, q.codes, cb, cudaMemcpyHostToDevice, stream_), "upload codes"));
@@ -176,12 +184,21 @@ class GpuEvalBackend final : public quant::EvalBackend {
           CudaStatus(cudaMemcpyAsync(base + cb, q.scales, sb, cudaMemcpyHostToDevice, stream_), "upload scales"));
       SLQ_RETURN_IF_ERROR(
           CudaStatus(cudaMemcpyAsync(base + cb + sb, q.zeros, zb, cudaMemcpyHostToDevice, stream_), "upload zeros"));
+      char* ids = base + cb + sb + zb;
+      if (ib > 0) {
+        SLQ_RETURN_IF_ERROR(
+            CudaStatus(cudaMemcpyAsync(ids, q.grid_ids, ib, cudaMemcpyHostToDevice, stream_), "upload grid ids"));
+        // Pageable source: cudaMemcpyAsync returns once `levels` is staged, so it may go out of scope.
+        SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(ids + ib, levels.data(), lb, cudaMemcpyHostToDevice, stream_),
+                                       "upload grid levels"));
+      }
       DequantPackedToAct(reinterpret_cast<const uint32_t*>(base), reinterpret_cast<const uint16_t*>(base + cb),
-                         reinterpret_cast<const uint16_t*>(base + cb + sb), q.rows, q.cols, q.bits, q.group_size,
-                         p.region(), act, stream_);
+                         reinterpret_cast<const uint16_t*>(base + cb + sb),
+                         ib > 0 ? reinterpret_cast<const uint32_t*>(ids) : nullptr,
+                         ib > 0 ? reinterpret_cast<const float*>(ids + ib) : nullptr, q.rows, q.cols, q.bits,
+                         q.group_size, p.region(), act, stream_);
     } else {
-      // Dense, rotated, and grid layers (kernels/grids.h: until the device decoder reads grid
-      // ids): the CPU's dequantized fp32 weights.
+      // Dense and rotated layers: the CPU's dequantized fp32 weights.
       std::vector<float> rotated;
       const std::vector<float>* w = nullptr;
       if (pk != nullptr) {

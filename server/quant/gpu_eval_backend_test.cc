@@ -1,6 +1,7 @@
 // The GPU EvalBackend against the CPU one on the real test models: the same sequences, the
 // same swaps through a ModelQuantizer, metrics that agree; a restored slot gives back the base
-// exactly; the whole pipeline certifies with its evaluations on the GPU. Label gpu: every
+// exactly; the whole pipeline certifies with its evaluations on the GPU; slots with grid ids
+// (kernels/grids.h) are dequantized on the device with their grids. Label gpu: every
 // test skips (GTEST_SKIP) when no GPU is present.
 //
 // Tolerances: the GPU runs fp16 activations, so its base differs from the CPU's; both sides
@@ -9,10 +10,13 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/grids.h"
+#include "kernels/packed_matrix.h"
 #include "server/common/file_util.h"
 #include "server/common/test_paths.h"
 #include "server/model/model_loader.h"
@@ -21,6 +25,8 @@
 #include "server/quant/gpu_eval_backend.h"
 #include "server/quant/model_quantizer.h"
 #include "server/quant/pipeline.h"
+#include "server/quant/quantized_linear.h"
+#include "server/quant/quantizer.h"
 
 namespace slq::gpu {
 namespace {
@@ -137,6 +143,73 @@ TEST(GpuEvalBackendTest, MatchesCpuMetricsThroughSwapsAndRestoresExactly) {
   auto [a, b] = both("noise 1% on layers.3.gate");
   EXPECT_NEAR(b.kl, a.kl, 0.25 * a.kl + 2e-5);
   mq.RestoreAll();
+}
+
+// A slot swapped for a quantized linear with random grid ids: the GPU mirror must be dequantized
+// with the grids (metrics agree with the CPU, which runs the op itself, and differ from the
+// same codes without ids), and restoring gives the base back exactly.
+TEST(GpuEvalBackendTest, GridSlotsMatchCpuMetrics) {
+  SKIP_WITHOUT_GPU();
+  Fixture f = Load("docs-19m", "debian-docs-val-part1.txt", 8);
+  ASSERT_TRUE(f.model);
+  std::unique_ptr<EvalBackend> cpu = quant::MakeCpuEvalBackend(*f.model);
+  auto gpu = MakeGpuEvalBackend(*f.model);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EvalBackend& g = **gpu;
+  auto cs = cpu->AddBaseSet(f.seqs);
+  auto gs = g.AddBaseSet(f.seqs);
+  ASSERT_TRUE(cs.ok() && gs.ok()) << gs.status();
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<uint32_t> id(0, kernels::kGridCount - 1);
+  for (const auto& [name, bits] : std::vector<std::pair<std::string, int>>{{"model.layers.0.self_attn.q_proj", 4},
+                                                                           {"model.layers.1.mlp.down_proj", 3},
+                                                                           {"model.layers.2.mlp.up_proj", 2}}) {
+    LinearSlot* slot = nullptr;
+    std::vector<LinearSlot> slots = f.model->LinearSlots();
+    for (LinearSlot& s : slots) {
+      if (s.name == name) slot = &s;
+    }
+    ASSERT_NE(slot, nullptr) << name;
+    std::unique_ptr<LinearOp> original = std::move(*slot->op);
+    const std::vector<float> w = original->WeightF32();
+    quant::QuantConfig cfg;
+    cfg.bits = bits;
+    cfg.group_size = 64;
+    auto q = quant::QuantizeMatrix(w.data(), original->out_features(), original->in_features(), cfg);
+    ASSERT_TRUE(q.ok()) << q.status();
+    const int64_t gpr = kernels::GroupsPerRow(q->cols, q->group_size);
+    const int64_t wpr = kernels::WordsPerRow(gpr, kernels::kGridIdBits);
+    quant::QuantizedMatrix with_ids = *q;
+    with_ids.grid_ids.assign(static_cast<size_t>(q->rows * wpr), 0u);
+    for (int64_t r = 0; r < q->rows; ++r) {
+      for (int64_t gi = 0; gi < gpr; ++gi) {
+        with_ids.grid_ids[static_cast<size_t>(r * wpr + gi * kernels::kGridIdBits / 32)] |=
+            id(rng) << (gi * kernels::kGridIdBits % 32);
+      }
+    }
+    double gpu_kl[2] = {0, 0};
+    for (int grids = 0; grids < 2; ++grids) {
+      *slot->op = std::make_unique<quant::QuantizedLinear>(grids ? with_ids : *q);
+      ASSERT_TRUE(cpu->SlotChanged(name, **slot->op).ok());
+      ASSERT_TRUE(g.SlotChanged(name, **slot->op).ok());
+      auto c = cpu->Compare(*cs, 1.0);
+      auto d = g.Compare(*gs, 1.0);
+      ASSERT_TRUE(c.ok() && d.ok());
+      const quant::MeanDamage a = MeanOf(*c), b = MeanOf(*d);
+      std::printf("%-36s @%d%s cpu KL %.3e 1-EAR %.5f | gpu KL %.3e 1-EAR %.5f\n", name.c_str(), bits,
+                  grids ? " grid" : "     ", a.kl, a.one_minus_ear, b.kl, b.one_minus_ear);
+      EXPECT_NEAR(b.one_minus_ear, a.one_minus_ear, 0.003) << name << (grids ? " grid" : "");
+      EXPECT_NEAR(b.kl, a.kl, 0.25 * a.kl + 2e-5) << name << (grids ? " grid" : "");
+      gpu_kl[grids] = b.kl;
+    }
+    // Random grids change the function: a GPU path that dropped the ids would give the same KL.
+    EXPECT_NE(gpu_kl[0], gpu_kl[1]) << name;
+    *slot->op = std::move(original);
+    ASSERT_TRUE(g.SlotChanged(name, **slot->op).ok());
+    auto back = g.Compare(*gs, 1.0);
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(MeanOf(*back).kl, 0.0) << name << ": restore must give back the original weights exactly";
+  }
 }
 
 TEST(GpuEvalBackendTest, RejectsBadInput) {

@@ -17,12 +17,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "kernels/grids.h"
+#include "kernels/packed_matrix.h"
 #include "server/common/test_paths.h"
 #include "server/gpu/gpu_forward.h"
 #include "server/gpu/gpu_model.h"
 #include "server/model/forward.h"
 #include "server/model/model_loader.h"
 #include "server/quant/model_quantizer.h"
+#include "server/quant/quantized_linear.h"
 
 namespace slq::gpu {
 namespace {
@@ -224,6 +227,54 @@ TEST(GpuForward, RotatedMatricesFallBackToDense) {
   ASSERT_TRUE(gm.ok()) << gm.status();
   EXPECT_NE((*gm)->Describe().find("dequantized"), std::string::npos) << (*gm)->Describe();
   ExpectParity(RunBoth(*m, ActType::kF16), kQuant);
+}
+
+// Gives every quantized linear of m random per-group grid ids (kernels/grids.h): a different
+// but well-defined function that the CPU path (the grid-aware oracle kernels) and the GPU path
+// must compute alike. Returns how many linears got ids.
+int AttachRandomGridIds(Model* m, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<uint32_t> id(0, kernels::kGridCount - 1);
+  int n = 0;
+  for (LinearSlot& slot : m->LinearSlots()) {
+    const auto* ql = dynamic_cast<const quant::QuantizedLinear*>(slot.op->get());
+    if (ql == nullptr) continue;
+    quant::QuantizedMatrix q = ql->matrix();
+    const int64_t gpr = kernels::GroupsPerRow(q.cols, q.group_size);
+    const int64_t wpr = kernels::WordsPerRow(gpr, kernels::kGridIdBits);
+    q.grid_ids.assign(static_cast<size_t>(q.rows * wpr), 0u);
+    for (int64_t r = 0; r < q.rows; ++r) {
+      for (int64_t g = 0; g < gpr; ++g) {
+        q.grid_ids[static_cast<size_t>(r * wpr + g * kernels::kGridIdBits / 32)] |= id(rng)
+                                                                                    << (g * kernels::kGridIdBits % 32);
+      }
+    }
+    *slot.op = std::make_unique<quant::QuantizedLinear>(std::move(q));
+    ++n;
+  }
+  return n;
+}
+
+// Grid matrices run fused (QGemm's tiled kernel, not the dense fallback) and match the CPU,
+// with mixed widths and both group sizes (fp16 activations; the bf16 grid kernel is checked
+// against the oracle in kernels/cuda/qgemm_test.cc).
+TEST(GpuForward, GridMatricesRunFusedAndMatchCpu) {
+  SKIP_WITHOUT_GPU();
+  for (const int64_t g : {64, 128}) {
+    auto m = Load("tinystories-656k");
+    ASSERT_NE(m, nullptr);
+    quant::QuantConfig cfg;
+    cfg.group_size = g;
+    Quantize(m.get(), cfg, [](size_t i) { return std::vector<int>{4, 3, 5, 2, 8, 6, 7}[i % 7]; });
+    ASSERT_GT(AttachRandomGridIds(m.get(), static_cast<uint32_t>(g)), 0);
+    auto gm = GpuModel::Upload(*m);
+    ASSERT_TRUE(gm.ok()) << gm.status();
+    const std::string d = (*gm)->Describe();
+    EXPECT_EQ(d.find("dequantized"), std::string::npos) << d;
+    EXPECT_NE(d.find("grid"), std::string::npos) << d;
+    EXPECT_NE(d.find("QGemm"), std::string::npos) << d;
+    ExpectParity(RunBoth(*m, ActType::kF16), kQuant);
+  }
 }
 
 TEST(GpuForward, EagerAndGraphAgree) {
