@@ -2,7 +2,8 @@
 // weight error. For every width, the squared weight error ||W - W'||^2 summed over the model's
 // transformer linears with grids over the same without (RTN, min/max or MSE-clipped ranges,
 // asymmetric), the share of groups on each grid, the bits per parameter both ways, and the
-// quantization time both ways (this thread's wall clock; indicative on a shared machine).
+// quantization time both ways (this thread's wall clock; indicative on a shared machine). --rotate
+// quantizes every layer with the randomized Hadamard rotation (errors in the original basis).
 //
 //   slq_grid_error_bench --model ../shared/models/docs-19m --group-size 128 --bits 2-8
 #include <chrono>
@@ -33,7 +34,7 @@ bool Accumulate(const std::vector<float>& w, int64_t rows, int64_t cols, const Q
     std::fprintf(stderr, "%s\n", q.status().ToString().c_str());
     return false;
   }
-  const std::vector<float> d = Dequantize(*q);
+  const std::vector<float> d = DequantizeOriginalBasis(*q);  // = Dequantize without --rotate
   for (size_t i = 0; i < w.size(); ++i) {
     const double e = static_cast<double>(w[i]) - d[i];
     t.err += e * e;
@@ -60,12 +61,13 @@ int main(int argc, char** argv) {
   CLI::App app{"squared weight error with per-group grids vs the uniform grid, per width, on a real model"};
   std::string model_path, bits_range = "2-8";
   int64_t group = 128;
-  bool mse_clip = false, lm_head = false;
+  bool mse_clip = false, lm_head = false, rotate = false;
   app.add_option("--model", model_path, "model folder or file (LoadModel)")->required();
   app.add_option("--group-size", group, "group size (-1 = per row)");
   app.add_option("--bits", bits_range, "widths, LO-HI");
   app.add_flag("--mse-clip", mse_clip, "MSE-clipped ranges (both ways)");
   app.add_flag("--lm-head", lm_head, "include the LM head");
+  app.add_flag("--rotate", rotate, "randomized Hadamard rotation of every layer's input dimension (both ways)");
   CLI11_PARSE(app, argc, argv);
   int lo = 2, hi = 8;
   if (std::sscanf(bits_range.c_str(), "%d-%d", &lo, &hi) != 2 || lo < 2 || hi > 8 || lo > hi) {
@@ -87,8 +89,9 @@ int main(int argc, char** argv) {
     const LinearOp* op = s.op->get();
     linears.push_back({op->WeightF32(), op->out_features(), op->in_features()});
   }
-  std::printf("model %s: %zu linears, group size %ld, %s ranges, asymmetric RTN\n\n", model_path.c_str(),
-              linears.size(), static_cast<long>(group), mse_clip ? "MSE-clipped" : "min/max");
+  std::printf("model %s: %zu linears, group size %ld, %s ranges, asymmetric RTN%s\n\n", model_path.c_str(),
+              linears.size(), static_cast<long>(group), mse_clip ? "MSE-clipped" : "min/max",
+              rotate ? ", Hadamard-rotated inputs" : "");
   std::printf(
       "| bits | rel. error uniform | rel. error grids | grids / uniform | groups on grid 0 / 1 / 2 / 3 "
       "| bits/param uniform | bits/param grids | quantize s uniform | quantize s grids |\n"
@@ -100,6 +103,8 @@ int main(int argc, char** argv) {
       cfg.bits = bits;
       cfg.group_size = group;
       cfg.mse_clip = mse_clip;
+      cfg.rotate = rotate;
+      cfg.rotation_seed = 1;
       if (!Accumulate(l.w, l.rows, l.cols, cfg, u)) return 1;
       cfg.grids = true;
       if (!Accumulate(l.w, l.rows, l.cols, cfg, g)) return 1;
