@@ -17,29 +17,17 @@
 namespace slq::kernels {
 namespace {
 
-// 32 codes of B bits from B words (block-aligned: code 0 starts at bit 0 of w[0]).
-template <int B>
-[[gnu::always_inline]] inline void Unpack32(const uint32_t* w, float* out) {
+// 32 codes of B bits from B words (block-aligned: code 0 starts at bit 0 of w[0]), as floats
+// (uniform groups) or as integers (T = uint32_t: the level lookup of grid groups).
+template <int B, typename T>
+[[gnu::always_inline]] inline void Unpack32(const uint32_t* w, T* out) {
   constexpr uint32_t kMask = (1u << B) - 1;
 #pragma GCC unroll 32
   for (int j = 0; j < 32; ++j) {
     const int bit = j * B, wi = bit >> 5, sh = bit & 31;
     uint32_t v = w[wi] >> sh;
     if (sh + B > 32) v |= w[wi + 1] << (32 - sh);
-    out[j] = static_cast<float>(v & kMask);
-  }
-}
-
-// 32 codes of B bits as integers (for the level lookup of grid groups).
-template <int B>
-[[gnu::always_inline]] inline void Unpack32Int(const uint32_t* w, uint32_t* out) {
-  constexpr uint32_t kMask = (1u << B) - 1;
-#pragma GCC unroll 32
-  for (int j = 0; j < 32; ++j) {
-    const int bit = j * B, wi = bit >> 5, sh = bit & 31;
-    uint32_t v = w[wi] >> sh;
-    if (sh + B > 32) v |= w[wi + 1] << (32 - sh);
-    out[j] = v & kMask;
+    out[j] = static_cast<T>(v & kMask);
   }
 }
 
@@ -69,7 +57,7 @@ template <int B>
   int64_t j = j0;
   if ((j0 & 31) == 0) {
     for (; j + 32 <= j1; j += 32) {
-      Unpack32Int<B>(words + (j >> 5) * B, ibuf);
+      Unpack32<B>(words + (j >> 5) * B, ibuf);
 #pragma GCC unroll 32
       for (int l = 0; l < 32; ++l) lanes[l & 7] += lv[ibuf[l]] * x[j + l];
     }
@@ -87,7 +75,7 @@ template <int B>
   int64_t j = j0;
   if ((j0 & 31) == 0) {
     for (; j + 32 <= j1; j += 32) {
-      Unpack32Int<B>(words + (j >> 5) * B, ibuf);
+      Unpack32<B>(words + (j >> 5) * B, ibuf);
 #pragma GCC unroll 32
       for (int l = 0; l < 32; ++l) out[j + l] = m + s * lv[ibuf[l]];
     }
