@@ -15,34 +15,6 @@
 namespace slq::quant {
 namespace {
 
-// Codes and squared error of one group against fp16-rounded (s, m); returns the error.
-double EncodeGroup(const float* w, int64_t n, int bits, float s16, float m16, uint8_t* codes) {
-  const float qmax = static_cast<float>((1 << bits) - 1);
-  double err = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    float q = 0.0f;
-    if (s16 > 0.0f) q = std::clamp(std::nearbyint((w[i] - m16) / s16), 0.0f, qmax);
-    codes[i] = static_cast<uint8_t>(q);
-    const double d = static_cast<double>(w[i]) - static_cast<double>(m16 + s16 * q);
-    err += d * d;
-  }
-  return err;
-}
-
-// Codes and squared error of one group on grid `levels` (2^bits ascending levels) against
-// fp16-rounded (s, m): each value goes to its nearest level, w' = m16 + s16 * L[code].
-double EncodeGroupOnGrid(const float* w, int64_t n, const float* levels, int n_levels, float s16, float m16,
-                         uint8_t* codes) {
-  double err = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const uint8_t c = s16 > 0.0f ? kernels::NearestLevel(levels, n_levels, (w[i] - m16) / s16) : 0;
-    codes[i] = c;
-    const double d = static_cast<double>(w[i]) - static_cast<double>(m16 + s16 * levels[c]);
-    err += d * d;
-  }
-  return err;
-}
-
 // The fp16 (scale, zero) for a group whose range is shrunk by `a`.
 void GroupParams(float lo, float hi, float absmax, int bits, bool symmetric, float a, uint16_t* s_bits,
                  uint16_t* z_bits) {
@@ -88,6 +60,19 @@ const char* RoundingName(Rounding r) {
       return "gptq";
   }
   return "rtn";
+}
+
+double EncodeGroup(const float* w, const double* h, int64_t n, int bits, float s16, float m16, const float* levels,
+                   uint8_t* codes) {
+  double err = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    float v = 0.0f;
+    const uint8_t q = NearestCode(w[i], s16, m16, bits, levels, &v);
+    if (codes) codes[i] = q;
+    const double d = static_cast<double>(w[i]) - static_cast<double>(v);
+    err += (h ? h[i] : 1.0) * d * d;
+  }
+  return err;
 }
 
 std::string QuantConfig::Describe() const {
@@ -176,7 +161,7 @@ void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse
   }
   const float absmax = std::max(std::fabs(lo), std::fabs(hi));
   GroupParams(lo, hi, absmax, bits, symmetric, 1.0f, scale16, zero16);
-  double best = EncodeGroup(w, n, bits, HalfToFloat(*scale16), HalfToFloat(*zero16), codes);
+  double best = EncodeGroup(w, nullptr, n, bits, HalfToFloat(*scale16), HalfToFloat(*zero16), nullptr, codes);
   std::vector<uint8_t> trial;
   if (mse_clip) {
     trial.resize(static_cast<size_t>(n));
@@ -184,7 +169,7 @@ void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse
       const float a = 1.0f - 0.05f * static_cast<float>(k);
       uint16_t s, z;
       GroupParams(lo, hi, absmax, bits, symmetric, a, &s, &z);
-      const double err = EncodeGroup(w, n, bits, HalfToFloat(s), HalfToFloat(z), trial.data());
+      const double err = EncodeGroup(w, nullptr, n, bits, HalfToFloat(s), HalfToFloat(z), nullptr, trial.data());
       if (err < best) {
         best = err;
         *scale16 = s;
@@ -199,7 +184,7 @@ void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse
   trial.resize(static_cast<size_t>(n));
   const float s16 = HalfToFloat(*scale16), m16 = HalfToFloat(*zero16);
   for (int k = 1; k < kernels::kGridCount; ++k) {
-    const double err = EncodeGroupOnGrid(w, n, kernels::GridLevels(bits, k), 1 << bits, s16, m16, trial.data());
+    const double err = EncodeGroup(w, nullptr, n, bits, s16, m16, kernels::GridLevels(bits, k), trial.data());
     if (err < best) {
       best = err;
       if (grid_id != nullptr) *grid_id = k;

@@ -22,11 +22,14 @@
 #ifndef SLQ_SERVER_QUANT_QUANTIZER_H_
 #define SLQ_SERVER_QUANT_QUANTIZER_H_
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/grids.h"
 #include "kernels/packed_matrix.h"
 
 namespace slq::quant {
@@ -101,6 +104,26 @@ struct QuantizedMatrix {
 // (0 without grids). The codes then index that grid's levels. Used by QuantizeMatrix and rounding.cc.
 void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse_clip, uint8_t* codes,
                    uint16_t* scale16, uint16_t* zero16, bool grids = false, int* grid_id = nullptr);
+
+// The code of x under fp16 (s, m) on the grid `levels` (2^bits ascending levels, kernels/grids.h;
+// null = the uniform grid: nearbyint, clamped) and, via *value, its dequantized weight m + s * L[q]
+// (fp32, as the format). s <= 0: code 0. The one rounding rule of every quantizer.
+// Inline: the inner loop of RTN, mse and GPTQ rounding.
+inline uint8_t NearestCode(float x, float s, float m, int bits, const float* levels, float* value) {
+  const int n = 1 << bits;
+  uint8_t q = 0;
+  if (s > 0.0f && levels == nullptr) {
+    q = static_cast<uint8_t>(std::clamp(std::nearbyint((x - m) / s), 0.0f, static_cast<float>(n - 1)));
+  } else if (s > 0.0f) {
+    q = kernels::NearestLevel(levels, n, (x - m) / s);
+  }
+  *value = m + s * (levels ? levels[q] : static_cast<float>(q));
+  return q;
+}
+// Encodes one group of n values under fp16 (s16, m16) on `levels` (null: uniform) with NearestCode
+// and returns sum_j h_j (w_j - w'_j)^2 (h null: unweighted); codes written when non-null.
+double EncodeGroup(const float* w, const double* h, int64_t n, int bits, float s16, float m16, const float* levels,
+                   uint8_t* codes);
 
 // Dequantized weights [rows, cols] fp32 in the rotated basis (what Forward multiplies by).
 std::vector<float> Dequantize(const QuantizedMatrix& q);

@@ -20,44 +20,13 @@
 namespace slq::quant {
 namespace {
 
-// The code of x's nearest level on the grid `lv` (2^bits ascending levels, kernels/grids.h;
-// kernels::NearestLevel, as QuantizeGroup rounds) under fp16 (s, m), and via *value the
-// dequantized weight m + s * L[q] (fp32, as the format). lv null: the uniform grid, rounded
-// exactly as before grids (nearbyint, clamped).
-uint8_t NearestCode(float x, float s, float m, int bits, const float* lv, float* value) {
-  const int n = 1 << bits;
-  uint8_t q = 0;
-  if (s > 0.0f && lv == nullptr) {
-    q = static_cast<uint8_t>(std::clamp(std::nearbyint((x - m) / s), 0.0f, static_cast<float>(n - 1)));
-  } else if (s > 0.0f) {
-    q = kernels::NearestLevel(lv, n, (x - m) / s);
-  }
-  *value = m + s * (lv ? lv[q] : static_cast<float>(q));
-  return q;
-}
-
-// sum_j h_j (w_j - w'_j)^2 of one group encoded against fp16 (s, m) on the grid lv (null:
-// uniform; h null: unweighted); codes written when non-null.
-double EncodeWeighted(const float* w, const double* h, int64_t n, int bits, float s, float m, const float* lv,
-                      uint8_t* codes) {
-  double err = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    float v = 0.0f;
-    const uint8_t q = NearestCode(w[i], s, m, bits, lv, &v);
-    if (codes) codes[i] = q;
-    const double d = static_cast<double>(w[i]) - static_cast<double>(v);
-    err += (h ? h[i] : 1.0) * d * d;
-  }
-  return err;
-}
-
 // The grid (0..kGridCount-1) with the least sum_j h_j (w_j - w'_j)^2 for a group under fp16
 // (s, m); ties keep the lower id (grid 0, uniform, first).
 int BestGrid(const float* w, const double* h, int64_t n, int bits, float s, float m) {
   int best = 0;
   double best_err = -1;
   for (int id = 0; id < kernels::kGridCount; ++id) {
-    const double e = EncodeWeighted(w, h, n, bits, s, m, kernels::GridLevels(bits, id), nullptr);
+    const double e = EncodeGroup(w, h, n, bits, s, m, kernels::GridLevels(bits, id), nullptr);
     if (best_err < 0 || e < best_err) {
       best_err = e;
       best = id;
@@ -79,7 +48,7 @@ void MseGroup(const float* w, const double* h, int64_t n, int bits, bool symmetr
   double best = -1;
   auto consider = [&](uint16_t s, uint16_t z, int id) {
     const float* lv = grids ? kernels::GridLevels(bits, id) : nullptr;
-    const double e = EncodeWeighted(w, h, n, bits, HalfToFloat(s), HalfToFloat(z), lv, trial.data());
+    const double e = EncodeGroup(w, h, n, bits, HalfToFloat(s), HalfToFloat(z), lv, trial.data());
     if (best < 0 || e < best) {
       best = e;
       *s16 = s;
