@@ -21,6 +21,9 @@
 //           codes). With grid ids the dequantized weight is w'(r, j) = m + s * L[q(r, j)], L =
 //           GridLevels(bits, id of the group), in fp32; without them L[q] = q (grid 0).
 //           Only asymmetric matrices carry grid ids.
+//   Artifacts may store the scales/zeros compactly (kernels/scale_codes.h: an 8-bit scale code
+//   and an integer zero-point per group, one fp32 base per matrix); loaders expand them into
+//   exactly these fp16 arrays, so views and kernels never see the compact form.
 #ifndef SLQ_KERNELS_PACKED_MATRIX_H_
 #define SLQ_KERNELS_PACKED_MATRIX_H_
 

@@ -18,17 +18,21 @@ QuantConfig Choice::Config(QuantConfig base) const {
   base.symmetric = symmetric;
   base.group_size = group_size;
   base.grids = grids;
+  base.scales = s8 ? ScaleFormat::kS8 : ScaleFormat::kFp16;
   return base;
 }
 
-double Choice::BitsPerParam(int64_t cols) const {
-  return dense() ? 16.0 : quant::BitsPerParam(bits, group_size, cols, symmetric, grids);
+double Choice::BitsPerParam(int64_t rows, int64_t cols) const {
+  return dense() ? 16.0
+                 : quant::BitsPerParam(bits, group_size, cols, symmetric, grids,
+                                       s8 ? ScaleFormat::kS8 : ScaleFormat::kFp16, rows);
 }
 
 std::string Choice::Name() const {
   if (dense()) return "dense";
   return absl::StrCat(RoundingName(rounding), bits, symmetric ? " sym " : " asym ",
-                      group_size < 0 ? std::string("row") : absl::StrCat("g", group_size), grids ? " grid" : "");
+                      group_size < 0 ? std::string("row") : absl::StrCat("g", group_size), grids ? " grid" : "",
+                      s8 ? " s8" : "");
 }
 
 absl::StatusOr<int> EncodeChoice(const Choice& c, const ChoiceBase& base) {
@@ -50,25 +54,33 @@ absl::StatusOr<int> EncodeChoice(const Choice& c, const ChoiceBase& base) {
     }
   }
   return c.bits + kChoiceStride * static_cast<int>(c.rounding) + (c.symmetric != base.symmetric ? kChoiceSymFlip : 0) +
-         kChoiceGroupStep * group + (c.grids ? kChoiceGrid : 0);
+         kChoiceGroupStep * group + (c.grids ? kChoiceGrid : 0) + (c.s8 ? kChoiceS8 : 0);
 }
 
 absl::StatusOr<Choice> DecodeChoice(int code, const ChoiceBase& base) {
   if (IsDenseChoice(code)) return Choice{0, Rounding::kRtn, base.symmetric, base.group_size};
   if (code < 0) return BadCode(code, "negative");
+  const int full = code;
+  if (code >= 2 * kChoiceS8) return BadCode(code, "unknown flags");
+  const bool s8 = ChoiceS8(code);
+  if (s8) code -= kChoiceS8;
   const bool grids = ChoiceGrids(code);
   if (grids) code -= kChoiceGrid;
-  if (IsDenseChoice(code)) return BadCode(code + kChoiceGrid, "a dense layer has no grids");
+  if (IsDenseChoice(code)) return BadCode(full, "a dense layer has no grids or s8 scales");
   const int bits = ChoiceBits(code);
   const int rounding = code % kChoiceSymFlip / kChoiceStride;
   const bool flip = code % kChoiceGroupStep >= kChoiceSymFlip;
   const int group = code / kChoiceGroupStep;
-  if (bits < 2 || bits > 8) return BadCode(code, absl::StrCat("bits ", bits, " outside 2..8"));
-  if (rounding > static_cast<int>(Rounding::kGptq)) return BadCode(code, absl::StrCat("unknown rounding ", rounding));
-  if (group > kGroupCount) return BadCode(code, absl::StrCat("unknown group index ", group));
-  const Choice c{bits, static_cast<Rounding>(rounding), flip ? !base.symmetric : base.symmetric,
-                 group == 0 ? base.group_size : kChoiceGroups[group - 1], grids};
-  if (c.grids && c.symmetric) return BadCode(code + kChoiceGrid, "grids with symmetric scales");
+  if (bits < 2 || bits > 8) return BadCode(full, absl::StrCat("bits ", bits, " outside 2..8"));
+  if (rounding > static_cast<int>(Rounding::kGptq)) return BadCode(full, absl::StrCat("unknown rounding ", rounding));
+  if (group > kGroupCount) return BadCode(full, absl::StrCat("unknown group index ", group));
+  const Choice c{bits,
+                 static_cast<Rounding>(rounding),
+                 flip ? !base.symmetric : base.symmetric,
+                 group == 0 ? base.group_size : kChoiceGroups[group - 1],
+                 grids,
+                 s8};
+  if (c.grids && c.symmetric) return BadCode(full, "grids with symmetric scales");
   return c;
 }
 

@@ -67,7 +67,7 @@ TEST(ChoiceTest, DenseAndBadCodes) {
   EXPECT_TRUE(DecodeChoice(0, {})->dense());
   EXPECT_TRUE(DecodeChoice(16, {})->dense());
   EXPECT_EQ(*EncodeChoice(Choice{}, {}), 0);
-  EXPECT_EQ(DecodeChoice(16, {})->BitsPerParam(64), 16.0);
+  EXPECT_EQ(DecodeChoice(16, {})->BitsPerParam(1, 64), 16.0);
   EXPECT_EQ(DecodeChoice(0, {})->Name(), "dense");
   for (int bad : {-4, 1, 9, 4 + 48, 4 + 5 * 128, 64, 128}) {
     EXPECT_EQ(DecodeChoice(bad, {}).status().code(), absl::StatusCode::kInvalidArgument) << bad;
@@ -81,13 +81,13 @@ TEST(ChoiceTest, DenseAndBadCodes) {
 // A choice's bits/param are the stored layout's: width + fp16 scale (+ fp16 zero when
 // asymmetric) per group.
 TEST(ChoiceTest, BitsPerParamAreExactPerVariant) {
-  EXPECT_DOUBLE_EQ((Choice{8, Rounding::kRtn, true, 128}).BitsPerParam(256), 8.125);
-  EXPECT_DOUBLE_EQ((Choice{8, Rounding::kRtn, false, 128}).BitsPerParam(256), 8.25);
-  EXPECT_DOUBLE_EQ((Choice{4, Rounding::kGptq, false, 64}).BitsPerParam(256), 4.5);
-  EXPECT_DOUBLE_EQ((Choice{4, Rounding::kMse, true, 64}).BitsPerParam(256), 4.25);
-  EXPECT_DOUBLE_EQ((Choice{3, Rounding::kRtn, false, -1}).BitsPerParam(256), 3 + 32.0 / 256);
+  EXPECT_DOUBLE_EQ((Choice{8, Rounding::kRtn, true, 128}).BitsPerParam(1, 256), 8.125);
+  EXPECT_DOUBLE_EQ((Choice{8, Rounding::kRtn, false, 128}).BitsPerParam(1, 256), 8.25);
+  EXPECT_DOUBLE_EQ((Choice{4, Rounding::kGptq, false, 64}).BitsPerParam(1, 256), 4.5);
+  EXPECT_DOUBLE_EQ((Choice{4, Rounding::kMse, true, 64}).BitsPerParam(1, 256), 4.25);
+  EXPECT_DOUBLE_EQ((Choice{3, Rounding::kRtn, false, -1}).BitsPerParam(1, 256), 3 + 32.0 / 256);
   // Ragged last group: 3 groups of 64 over 160 columns.
-  EXPECT_DOUBLE_EQ((Choice{4, Rounding::kRtn, false, 64}).BitsPerParam(160), 4 + 32.0 * 3 / 160);
+  EXPECT_DOUBLE_EQ((Choice{4, Rounding::kRtn, false, 64}).BitsPerParam(1, 160), 4 + 32.0 * 3 / 160);
   // Config carries the variant, the rest of the base is kept.
   QuantConfig base;
   base.mse_clip = true;
@@ -145,16 +145,37 @@ TEST(ChoiceTest, GridChoicesAddTheirFlagAndKeepOldCodes) {
   EXPECT_EQ(*EncodeChoice(Choice{5, Rounding::kGptq, false, 64}, {}), 5 + 32 + 2 * 128);
   EXPECT_EQ(*EncodeChoice(Choice{4, Rounding::kGptq, false, 128, true}, {}), 4 + 32 + 1024);
   EXPECT_EQ(*EncodeChoice(Choice{4, Rounding::kRtn, false, 64, true}, {}), 4 + 2 * 128 + 1024);
-  // A dense layer has no grid twin; codes past the last grid code are invalid.
-  for (int bad : {1024, 1024 + 16, 1024 + 9, 2048 + 4, 1024 + 4 + 5 * 128}) {
+  // A dense layer has no grid twin; codes past the last flag are invalid (2048 is the s8 flag).
+  for (int bad : {1024, 1024 + 16, 1024 + 9, 4096 + 4, 1024 + 4 + 5 * 128}) {
     EXPECT_EQ(DecodeChoice(bad, {}).status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }
   // Exact bits: + 2 bits per group for the grid index (ragged last group counted).
-  EXPECT_DOUBLE_EQ((Choice{4, Rounding::kGptq, false, 128, true}).BitsPerParam(256), 4 + 34.0 / 128);
-  EXPECT_DOUBLE_EQ((Choice{4, Rounding::kRtn, false, 64, true}).BitsPerParam(160), 4 + 34.0 * 3 / 160);
-  EXPECT_DOUBLE_EQ((Choice{3, Rounding::kRtn, false, -1, true}).BitsPerParam(256), 3 + 34.0 / 256);
+  EXPECT_DOUBLE_EQ((Choice{4, Rounding::kGptq, false, 128, true}).BitsPerParam(1, 256), 4 + 34.0 / 128);
+  EXPECT_DOUBLE_EQ((Choice{4, Rounding::kRtn, false, 64, true}).BitsPerParam(1, 160), 4 + 34.0 * 3 / 160);
+  EXPECT_DOUBLE_EQ((Choice{3, Rounding::kRtn, false, -1, true}).BitsPerParam(1, 256), 3 + 34.0 / 256);
   EXPECT_EQ((Choice{4, Rounding::kGptq, false, 128, true}).Name(), "gptq4 asym g128 grid");
   EXPECT_EQ((Choice{4, Rounding::kGptq, false, 128}).Name(), "gptq4 asym g128");
+}
+
+TEST(ChoiceTest, S8ScalesAreAFlagWithExactBits) {
+  const ChoiceBase base{false, 128};
+  const Choice c{4, Rounding::kGptq, false, 64, true, true};
+  const absl::StatusOr<int> code = EncodeChoice(c, base);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 4 + 16 * 2 + 128 * 2 + kChoiceGrid + kChoiceS8);
+  EXPECT_TRUE(ChoiceS8(*code));
+  EXPECT_TRUE(ChoiceGrids(*code));
+  EXPECT_EQ(ChoiceBits(*code), 4);
+  EXPECT_EQ(*DecodeChoice(*code, base), c);
+  EXPECT_EQ(c.Name(), "gptq4 asym g64 grid s8");
+  // 8-bit scale code + 4-bit zero-point + 2-bit grid id per group of 64, + the 32-bit base.
+  EXPECT_DOUBLE_EQ(c.BitsPerParam(10, 256), 4 + 14.0 * 4 / 256 + 32.0 / (10 * 256));
+  // Symmetric: the scale code only.
+  EXPECT_DOUBLE_EQ((Choice{8, Rounding::kRtn, true, 128, false, true}).BitsPerParam(2, 256),
+                   8 + 8.0 * 2 / 256 + 32.0 / 512);
+  EXPECT_FALSE(DecodeChoice(kChoiceS8, base).ok());          // dense with s8
+  EXPECT_FALSE(DecodeChoice(2 * kChoiceS8 + 4, base).ok());  // unknown flag
+  EXPECT_EQ(DecodeChoice(4 + kChoiceS8, base)->Config(QuantConfig{}).scales, ScaleFormat::kS8);
 }
 
 }  // namespace

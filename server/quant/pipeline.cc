@@ -289,7 +289,7 @@ double QuantizationSession::AverageBits(const std::map<std::string, int>& bits) 
     auto it = bits.find(s.name);
     // Codes come from this session (checked when applied); a bad one counts as dense here.
     const absl::StatusOr<Choice> c = it == bits.end() ? Choice{} : DecodeChoice(it->second, choice_base());
-    const double bpp = c.ok() ? c->BitsPerParam(s.cols) : 16.0;
+    const double bpp = c.ok() ? c->BitsPerParam(s.rows, s.cols) : 16.0;
     num += bpp * static_cast<double>(s.params());
     den += static_cast<double>(s.params());
   }

@@ -67,7 +67,7 @@ std::vector<LayerOptions> QuantizationSession::Options(const LayerProfiles& p) c
       const absl::StatusOr<Choice> c = DecodeChoice(b, choice_base());
       if (!c.ok()) continue;  // a foreign code in a profile: not offered
       o.bits.push_back(b);
-      o.cost.push_back(static_cast<double>(l.rows * l.cols) * c->BitsPerParam(l.cols));
+      o.cost.push_back(static_cast<double>(l.rows * l.cols) * c->BitsPerParam(l.rows, l.cols));
       o.damage.push_back(p.Damage(i, b, metric));
     }
     out.push_back(std::move(o));

@@ -560,13 +560,15 @@ TEST(PipelineTest, SearchChoosesSymmetryAndGroupPerLayerAndTheArtifactKeepsThem)
     EXPECT_EQ(l["bits"], c->bits) << name;
     EXPECT_EQ(l["symmetric"], c->symmetric) << name;
     EXPECT_EQ(l["group_size"], c->group_size) << name;
-    EXPECT_DOUBLE_EQ(l["bits_per_param"].get<double>(), c->BitsPerParam(l["cols"].get<int64_t>())) << name;
+    EXPECT_DOUBLE_EQ(l["bits_per_param"].get<double>(),
+                     c->BitsPerParam(l["rows"].get<int64_t>(), l["cols"].get<int64_t>()))
+        << name;
     const PackedLinear* q = loaded.at(name)->packed();
     ASSERT_NE(q, nullptr) << name;
     EXPECT_EQ(q->view.group_size, c->group_size) << name;
     EXPECT_EQ(q->view.symmetric, c->symmetric) << name;
     const double params = l["rows"].get<double>() * l["cols"].get<double>();
-    num += params * c->BitsPerParam(l["cols"].get<int64_t>());
+    num += params * c->BitsPerParam(l["rows"].get<int64_t>(), l["cols"].get<int64_t>());
     den += params;
   }
   // The search used more than the base variant here (measured: the budget takes symmetric
@@ -698,11 +700,11 @@ TEST(PipelineTest, SearchChoosesGridsPerLayerAndChargesTheirIndex) {
   for (const LayerProfile& l : p->layers) {
     const int code = a->bits.at(l.name);
     const double params = static_cast<double>(l.rows * l.cols);
-    num += params * DecodeChoice(code, base)->BitsPerParam(l.cols);
+    num += params * DecodeChoice(code, base)->BitsPerParam(l.rows, l.cols);
     den += params;
     // Same width: the grid twin is charged 2 bits per group more (g64).
-    EXPECT_DOUBLE_EQ(DecodeChoice(4 + kChoiceGrid, base)->BitsPerParam(l.cols),
-                     DecodeChoice(4, base)->BitsPerParam(l.cols) + 2.0 * ((l.cols + 63) / 64) / l.cols);
+    EXPECT_DOUBLE_EQ(DecodeChoice(4 + kChoiceGrid, base)->BitsPerParam(l.rows, l.cols),
+                     DecodeChoice(4, base)->BitsPerParam(l.rows, l.cols) + 2.0 * ((l.cols + 63) / 64) / l.cols);
   }
   EXPECT_NEAR(a->avg_bits, num / den, 1e-12);
   EXPECT_LE(a->avg_bits, 3.8 + 1e-9);

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/dequant_ref.h"
 #include "kernels/grids.h"
+#include "kernels/scale_codes.h"
 #include "server/common/half.h"
 #include "server/common/status_macros.h"
 #include "server/common/thread_pool.h"
@@ -50,6 +52,31 @@ void Fwht(float* v, int64_t n) {
 
 }  // namespace
 
+namespace {
+// RTN of one group in S8 scales: FitGroupS8 on the uniform grid, then (grids) each non-uniform
+// grid at the same (u, z), strictly better only. Returns the grid id.
+int QuantizeGroupS8(const float* w, int64_t n, const QuantConfig& cfg, float base, uint8_t* codes, uint8_t* u,
+                    uint8_t* z, uint16_t* s16, uint16_t* m16) {
+  uint8_t zp = 0;
+  double best =
+      FitGroupS8(w, nullptr, n, cfg.bits, cfg.symmetric, cfg.mse_clip, base, nullptr, u, &zp, s16, m16, codes);
+  if (z != nullptr) *z = zp;
+  int id = 0;
+  if (!cfg.grids || cfg.symmetric) return id;
+  std::vector<uint8_t> trial(static_cast<size_t>(n));
+  for (int k = 1; k < kernels::kGridCount; ++k) {
+    const double err = EncodeGroup(w, nullptr, n, cfg.bits, HalfToFloat(*s16), HalfToFloat(*m16),
+                                   kernels::GridLevels(cfg.bits, k), trial.data());
+    if (err < best) {
+      best = err;
+      id = k;
+      std::copy(trial.begin(), trial.end(), codes);
+    }
+  }
+  return id;
+}
+}  // namespace
+
 const char* RoundingName(Rounding r) {
   switch (r) {
     case Rounding::kRtn:
@@ -75,9 +102,74 @@ double EncodeGroup(const float* w, const double* h, int64_t n, int bits, float s
   return err;
 }
 
+const char* ScaleFormatName(ScaleFormat f) { return f == ScaleFormat::kS8 ? "s8" : "fp16"; }
+
+float S8ScaleBase(const float* w, int64_t rows, int64_t cols, int64_t g, int bits, bool symmetric) {
+  const float levels = symmetric ? static_cast<float>((1 << (bits - 1)) - 1) : static_cast<float>((1 << bits) - 1);
+  float s_max = 0.0f;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j0 = 0; j0 < cols; j0 += g) {
+      const float* x = w + r * cols + j0;
+      const int64_t n = std::min(g, cols - j0);
+      float lo = x[0], hi = x[0];
+      for (int64_t i = 1; i < n; ++i) {
+        lo = std::min(lo, x[i]);
+        hi = std::max(hi, x[i]);
+      }
+      const float range = symmetric ? std::max(std::fabs(lo), std::fabs(hi)) : hi - lo;
+      s_max = std::max(s_max, range / levels);
+    }
+  }
+  return kernels::DefaultScaleBase(s_max);
+}
+
+double FitGroupS8(const float* w, const double* h, int64_t n, int bits, bool symmetric, bool mse_clip, float base,
+                  const float* levels, uint8_t* u, uint8_t* z, uint16_t* s16, uint16_t* m16, uint8_t* codes) {
+  float lo = w[0], hi = w[0];
+  for (int64_t i = 1; i < n; ++i) {
+    lo = std::min(lo, w[i]);
+    hi = std::max(hi, w[i]);
+  }
+  const int qmax = (1 << bits) - 1;
+  const float half_levels = static_cast<float>((1 << (bits - 1)) - 1);
+  const float absmax = std::max(std::fabs(lo), std::fabs(hi));
+  double best = std::numeric_limits<double>::infinity();
+  std::vector<uint8_t> trial(codes != nullptr ? static_cast<size_t>(n) : 0);
+  auto consider = [&](uint8_t cu, int cz) {
+    const uint16_t cs = kernels::ScaleFromCode(base, cu);
+    const uint16_t cm = symmetric ? SymmetricZero(cs, bits) : kernels::ZeroFromPoint(cs, cz);
+    const double err =
+        EncodeGroup(w, h, n, bits, HalfToFloat(cs), HalfToFloat(cm), levels, codes != nullptr ? trial.data() : nullptr);
+    if (err < best) {
+      best = err;
+      *u = cu;
+      *z = static_cast<uint8_t>(cz);
+      *s16 = cs;
+      *m16 = cm;
+      if (codes != nullptr) std::copy(trial.begin(), trial.end(), codes);
+    }
+  };
+  const int shrinks = mse_clip ? 10 : 1;
+  for (int k = 0; k < shrinks; ++k) {
+    const float a = 1.0f - 0.05f * static_cast<float>(k);
+    const float step = symmetric ? a * absmax / half_levels : a * (hi - lo) / static_cast<float>(qmax);
+    const int u0 = kernels::ScaleCodeAtLeast(base, step);
+    for (int cu = std::max(0, u0 - 2); cu <= std::min(255, u0 + 1); ++cu) {
+      if (symmetric) {
+        consider(static_cast<uint8_t>(cu), 0);
+        continue;
+      }
+      const float s = HalfToFloat(kernels::ScaleFromCode(base, static_cast<uint8_t>(cu)));
+      const int z0 = s > 0.0f ? static_cast<int>(std::nearbyint(-a * lo / s)) : 0;
+      for (int cz = std::max(0, z0 - 1); cz <= std::min(qmax, z0 + 1); ++cz) consider(static_cast<uint8_t>(cu), cz);
+    }
+  }
+  return best;
+}
+
 std::string QuantConfig::Describe() const {
   return absl::StrCat("q", bits, " g", group_size, symmetric ? " sym" : " asym", mse_clip ? " clip" : "",
-                      rotate ? " rot" : "", grids ? " grid" : "");
+                      rotate ? " rot" : "", grids ? " grid" : "", scales == ScaleFormat::kS8 ? " s8" : "");
 }
 
 Rotation MakeRotation(int64_t cols, uint64_t seed) {
@@ -117,20 +209,26 @@ kernels::PackedMatrixView QuantizedMatrix::View() const {
 
 std::string QuantizedMatrix::Describe() const {
   return absl::StrCat("q", bits, " g", group_size, symmetric ? " sym" : " asym", mse_clip ? " clip" : "",
-                      rotation.enabled() ? " rot" : "", has_grids() ? " grid" : "",
+                      rotation.enabled() ? " rot" : "", has_grids() ? " grid" : "", has_scale_codes() ? " s8" : "",
                       rounding == Rounding::kRtn ? "" : absl::StrCat(" ", RoundingName(rounding)));
 }
 
 double QuantizedMatrix::BitsPerParam() const {
-  return quant::BitsPerParam(bits, group_size, cols, symmetric, has_grids());
+  return quant::BitsPerParam(bits, group_size, cols, symmetric, has_grids(), scale_format(), rows);
 }
 
-double BitsPerParam(int bits, int64_t group_size, int64_t cols, bool symmetric, bool grids) {
+double BitsPerParam(int bits, int64_t group_size, int64_t cols, bool symmetric, bool grids, ScaleFormat scales,
+                    int64_t rows) {
   if (cols <= 0) return bits;
   const int64_t g = group_size <= 0 ? cols : group_size;
-  // fp16 scale (+ fp16 zero when asymmetric) (+ the grid index)
-  const double overhead = (symmetric ? 16.0 : 32.0) + (grids ? kernels::kGridIdBits : 0);
-  return bits + overhead * static_cast<double>(kernels::GroupsPerRow(cols, g)) / static_cast<double>(cols);
+  const bool s8 = scales == ScaleFormat::kS8;
+  // scale (+ zero when asymmetric) (+ the grid index), per group
+  const double scale_bits = s8 ? kernels::kScaleCodeBits : 16.0;
+  const double zero_bits = symmetric ? 0.0 : (s8 ? bits : 16.0);
+  const double overhead = scale_bits + zero_bits + (grids ? kernels::kGridIdBits : 0);
+  double bpp = bits + overhead * static_cast<double>(kernels::GroupsPerRow(cols, g)) / static_cast<double>(cols);
+  if (s8 && rows > 0) bpp += kernels::kScaleBaseBits / (static_cast<double>(rows) * static_cast<double>(cols));
+  return bpp;
 }
 
 uint16_t SymmetricZero(uint16_t scale16, int bits) {
@@ -221,6 +319,15 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* w, int64_t rows, int
   q.zeros.assign(static_cast<size_t>(rows * gpr), 0);
   const int64_t id_words = kernels::WordsPerRow(gpr, kernels::kGridIdBits);
   if (cfg.grids) q.grid_ids.assign(static_cast<size_t>(rows * id_words), 0);
+  const bool s8 = cfg.scales == ScaleFormat::kS8;
+  if (s8) {
+    if (q.rotation.enabled()) {
+      return absl::InvalidArgumentError("s8 scales with a rotation are not supported; turn off rotate or s8");
+    }
+    q.scale_codes.assign(static_cast<size_t>(rows * gpr), 0);
+    if (!cfg.symmetric) q.zero_points.assign(static_cast<size_t>(rows * gpr), 0);
+    q.scale_base = S8ScaleBase(w, rows, cols, g, cfg.bits, cfg.symmetric);
+  }
   ParallelFor(
       rows,
       [&](int64_t begin, int64_t end) {
@@ -233,8 +340,15 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* w, int64_t rows, int
           for (int64_t k = 0; k < gpr; ++k) {
             const int64_t j0 = k * g, n = std::min(g, cols - j0);
             int id = 0;
-            QuantizeGroup(row.data() + j0, n, cfg.bits, cfg.symmetric, cfg.mse_clip, codes.data() + j0,
-                          &q.scales[r * gpr + k], &q.zeros[r * gpr + k], cfg.grids, &id);
+            if (s8) {
+              id =
+                  QuantizeGroupS8(row.data() + j0, n, cfg, q.scale_base, codes.data() + j0, &q.scale_codes[r * gpr + k],
+                                  q.zero_points.empty() ? nullptr : &q.zero_points[r * gpr + k], &q.scales[r * gpr + k],
+                                  &q.zeros[r * gpr + k]);
+            } else {
+              QuantizeGroup(row.data() + j0, n, cfg.bits, cfg.symmetric, cfg.mse_clip, codes.data() + j0,
+                            &q.scales[r * gpr + k], &q.zeros[r * gpr + k], cfg.grids, &id);
+            }
             ids[k] = static_cast<uint8_t>(id);
           }
           PackRow(codes.data(), cols, cfg.bits, q.codes.data() + r * wpr);

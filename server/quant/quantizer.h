@@ -10,6 +10,10 @@
 //   matrices keep the zero in memory (one dequant path) but artifacts store only the scale.
 // - Codes are computed against the fp16-ROUNDED s and m, so w' = m16 + s16 * q is exactly what
 //   the artifact dequantizes to.
+// - Scales (QuantConfig::scales, kernels/scale_codes.h): kFp16 stores the fp16 (s, m) of each
+//   group; kS8 stores an 8-bit scale code and an integer zero-point per group and one fp32 base
+//   per matrix, and the codes are rounded against the (s16, m16) those expand to, so the fp16
+//   scales/zeros of a QuantizedMatrix are always filled and every decoder reads them alike.
 // - Grids (QuantConfig::grids, kernels/grids.h): with the same (s, m), each group picks the
 //   grid of least squared error; w' = m16 + s16 * L[q] with L that grid's levels.
 // - MSE clipping shrinks [m, M] (asymmetric: both ends by a factor a; symmetric: max|w|) over
@@ -41,6 +45,11 @@ namespace slq::quant {
 enum class Rounding : int { kRtn = 0, kMse = 1, kGptq = 2 };
 const char* RoundingName(Rounding r);  // "rtn", "mse", "gptq"
 
+// How a group's (scale, zero) are stored (kernels/scale_codes.h): kFp16 = fp16 scale + fp16 zero;
+// kS8 = 8-bit scale code + integer zero-point of `bits` bits (+ one fp32 base per matrix).
+enum class ScaleFormat : int { kFp16 = 0, kS8 = 1 };
+const char* ScaleFormatName(ScaleFormat f);  // "fp16", "s8"
+
 struct QuantConfig {
   int bits = 4;                // 2..8
   int64_t group_size = 128;    // 32, 64, 128 (any >= 1 accepted) or -1 = per row
@@ -51,7 +60,8 @@ struct QuantConfig {
   // Grid Games (kernels/grids.h): each group takes the best of kernels::kGridCount grids, its
   // index stored in kernels::kGridIdBits bits. Asymmetric only.
   bool grids = false;
-  std::string Describe() const;  // e.g. "q4 g128 asym", "q4 g128 asym grid"
+  ScaleFormat scales = ScaleFormat::kFp16;  // kS8: compact scales (kernels/scale_codes.h)
+  std::string Describe() const;             // e.g. "q4 g128 asym", "q4 g128 asym grid", "q4 g64 asym s8"
 };
 
 // The random rotation applied to the input dimension (identity when block == 0).
@@ -81,6 +91,14 @@ struct QuantizedMatrix {
   // [rows, WordsPerRow(GroupsPerRow(cols, group_size), kernels::kGridIdBits)]; empty = uniform grid
   std::vector<uint32_t> grid_ids;
   bool has_grids() const { return !grid_ids.empty(); }
+  // Compact scales (ScaleFormat::kS8, kernels/scale_codes.h): the artifact's form. scales/zeros
+  // above are always the fp16 expansion of these (ExpandScaleCodes), so only artifacts and
+  // bits/param read them. Empty = fp16 scales.
+  std::vector<uint8_t> scale_codes;  // [rows, GroupsPerRow(cols, group_size)] u
+  std::vector<uint8_t> zero_points;  // [rows, GroupsPerRow(cols, group_size)] z; empty when symmetric
+  float scale_base = 0.0f;           // D
+  bool has_scale_codes() const { return !scale_codes.empty(); }
+  ScaleFormat scale_format() const { return has_scale_codes() ? ScaleFormat::kS8 : ScaleFormat::kFp16; }
   kernels::PackedMatrixView View() const;
   std::string Describe() const;
   double BitsPerParam() const;
@@ -125,6 +143,22 @@ inline uint8_t NearestCode(float x, float s, float m, int bits, const float* lev
 double EncodeGroup(const float* w, const double* h, int64_t n, int bits, float s16, float m16, const float* levels,
                    uint8_t* codes);
 
+// S8 scales (kernels/scale_codes.h). The matrix's base D: DefaultScaleBase of the largest group
+// step that min/max (asymmetric) or max|w| (symmetric) ranges need over w [rows, cols] at group
+// size g (resolved). GPTQ takes it from the weights before error feedback.
+float S8ScaleBase(const float* w, int64_t rows, int64_t cols, int64_t g, int bits, bool symmetric);
+
+// The S8 (scale code u, zero-point z) of one group of n values (h: optional per-value weights of
+// the squared error, e.g. diag(H); null = plain), and its fp16 expansion *s16 / *m16: the pair
+// of least (weighted) squared error when the codes are re-rounded against it, among the codes
+// around the min/max range (u in {u0 - 2 .. u0 + 1} with u0 the smallest code covering the
+// range; z in {z0 - 1 .. z0 + 1}, z0 = nearest to -min / s) and, with mse_clip, around each
+// range shrunk by a in {0.95, ..., 0.55}. Symmetric groups get only u (*z = 0; m16 =
+// SymmetricZero). On the uniform grid (`levels` null) or the given grid's levels. Returns the
+// error; codes (when non-null) receive the winner's codes.
+double FitGroupS8(const float* w, const double* h, int64_t n, int bits, bool symmetric, bool mse_clip, float base,
+                  const float* levels, uint8_t* u, uint8_t* z, uint16_t* s16, uint16_t* m16, uint8_t* codes);
+
 // Dequantized weights [rows, cols] fp32 in the rotated basis (what Forward multiplies by).
 std::vector<float> Dequantize(const QuantizedMatrix& q);
 // Dequantized weights mapped back to the original basis (R^T applied per row).
@@ -134,7 +168,10 @@ std::vector<float> DequantizeOriginalBasis(const QuantizedMatrix& q);
 // bits + 32 / cols. Ragged last groups are counted exactly: bits + 32 * groups / cols.
 // Symmetric groups store only the scale (the zero is SymmetricZero(scale)): bits + 16 / g.
 // Grids add kernels::kGridIdBits per group (the grid index): + 2 / g.
-double BitsPerParam(int bits, int64_t group_size, int64_t cols, bool symmetric = false, bool grids = false);
+// S8 scales (`rows` > 0 needed) store 8 bits per group (+ `bits` for the asymmetric zero-point)
+// instead of 16 / 32, plus the 32-bit base once per matrix: + 32 / (rows * cols).
+double BitsPerParam(int bits, int64_t group_size, int64_t cols, bool symmetric = false, bool grids = false,
+                    ScaleFormat scales = ScaleFormat::kFp16, int64_t rows = 0);
 
 // The fp16 zero of a symmetric group: -s * (2^(b-1) - 1) rounded to fp16, a function of the
 // stored fp16 scale, so artifacts do not store it (the loader recomputes it bit-exactly).

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/grids.h"
+#include "kernels/scale_codes.h"
 #include "server/common/half.h"
 #include "server/common/test_paths.h"
 #include "server/model/safetensors.h"
@@ -284,7 +285,9 @@ TEST(QuantizerTest, GridsNeverIncreaseAGroupsErrorAndKeepItsScaleAndZero) {
             ck[i] = kernels::NearestLevel(lv, 1 << bits, (w[i] - HalfToFloat(z1)) / HalfToFloat(s1));
           EXPECT_LE(e1, GroupError(w.data(), 100, bits, ck.data(), s1, z1, k) * (1 + 1e-12)) << bits << " " << k;
         }
-        if (id1 == 0) EXPECT_EQ(c0, c1);
+        if (id1 == 0) {
+          EXPECT_EQ(c0, c1);
+        }
         non_uniform += id1 != 0;
         ++total;
       }
@@ -404,6 +407,54 @@ TEST(QuantizerTest, GridsLowerRealWeightErrorAt3And4And8Bits) {
     }
     EXPECT_LT(num_g / num_u, 0.95) << bits;
     EXPECT_GT(num_g / num_u, 0.5) << bits;
+  }
+}
+
+// S8 scales (kernels/scale_codes.h): the fp16 scales/zeros are exactly the expansion of the
+// stored codes, the bits are exact, and on real weights g64 in S8 beats fp16 g128 at fewer bits.
+TEST(QuantizerTest, S8ScalesExpandExactlyAndBeatFp16AtFewerBits) {
+  auto st = SafetensorsFile::Open(testing::ModelsDir() + "/tinystories-656k/model.safetensors");
+  ASSERT_TRUE(st.ok()) << st.status();
+  for (int bits : {4, 8}) {
+    double num_s8 = 0, num_fp16 = 0, bits_s8 = 0, bits_fp16 = 0, params = 0;
+    for (const auto& [name, t] : (*st)->tensors()) {
+      if (t.shape.size() != 2 || name.find("layers.") == std::string::npos) continue;
+      const std::vector<float> w = *ToFloat32(t);
+      const int64_t rows = t.shape[0], cols = t.shape[1];
+      QuantConfig cfg;
+      cfg.bits = bits;
+      cfg.group_size = 128;
+      const QuantizedMatrix f = *QuantizeMatrix(w.data(), rows, cols, cfg);
+      cfg.group_size = 64;
+      cfg.scales = ScaleFormat::kS8;
+      for (bool grids : {false, true}) {
+        cfg.grids = grids;
+        const absl::StatusOr<QuantizedMatrix> q = QuantizeMatrix(w.data(), rows, cols, cfg);
+        ASSERT_TRUE(q.ok()) << q.status();
+        ASSERT_TRUE(q->has_scale_codes());
+        ASSERT_EQ(q->zero_points.size(), q->scales.size());
+        std::vector<uint16_t> s(q->scales.size()), m(q->scales.size());
+        kernels::ExpandScaleCodes(q->scale_codes.data(), q->zero_points.data(), static_cast<int64_t>(s.size()),
+                                  q->scale_base, s.data(), m.data());
+        EXPECT_EQ(s, q->scales) << name;
+        EXPECT_EQ(m, q->zeros) << name;
+        for (uint8_t z : q->zero_points) ASSERT_LT(z, 1 << bits);
+        const int64_t groups = rows * kernels::GroupsPerRow(cols, 64);
+        EXPECT_DOUBLE_EQ(q->BitsPerParam(), bits + ((8.0 + bits + (grids ? 2 : 0)) * groups + 32) / (rows * cols));
+        if (grids) continue;
+        num_s8 += RelativeError(w.data(), *q) * static_cast<double>(rows * cols);
+        num_fp16 += RelativeError(w.data(), f) * static_cast<double>(rows * cols);
+        bits_s8 += q->BitsPerParam() * static_cast<double>(rows * cols);
+        bits_fp16 += f.BitsPerParam() * static_cast<double>(rows * cols);
+        params += static_cast<double>(rows * cols);
+      }
+    }
+    // 4 bits: 12 instead of 32 bits per 128 weights; 8 bits: 16 per 64 = 32 per 128, + the base.
+    EXPECT_LE(bits_s8 / params, bits_fp16 / params + (bits == 8 ? 0.002 : -0.05)) << bits;
+    EXPECT_LT(num_s8, 0.95 * num_fp16) << bits << ": s8 g64 " << num_s8 / params << " vs fp16 g128 "
+                                       << num_fp16 / params;
+    std::printf("bits %d: relative error s8 g64 / fp16 g128 = %.3f at %.4f vs %.4f bits/param\n", bits,
+                num_s8 / num_fp16, bits_s8 / params, bits_fp16 / params);
   }
 }
 

@@ -161,7 +161,7 @@ TEST(SearchTest, PicksTheCheaperSymmetricVariantAtEqualDamage) {
                           {Choice{8, Rounding::kRtn, false, 64}, 1e-4},
                           {Choice{8, Rounding::kRtn, true, 64}, 1e-4}}) {
       l.bits.push_back(*EncodeChoice(c, base));
-      l.cost.push_back(static_cast<double>(rows * cols) * c.BitsPerParam(cols));
+      l.cost.push_back(static_cast<double>(rows * cols) * c.BitsPerParam(rows, cols));
       l.damage.push_back(dmg);
     }
     return l;
@@ -191,7 +191,7 @@ TEST(SearchTest, BaseVariantOptionsKeepTheWidthAndRoundingChoices) {
                           Choice{4, Rounding::kGptq, false, 128}, Choice{4, Rounding::kGptq, false, 64},
                           Choice{8, Rounding::kRtn, true, 64}, Choice{8, Rounding::kRtn, false, 128}}) {
     l.bits.push_back(*EncodeChoice(c, base));
-    l.cost.push_back(c.BitsPerParam(256));
+    l.cost.push_back(c.BitsPerParam(1, 256));
     l.damage.push_back(1.0 / c.bits);
   }
   const std::vector<LayerOptions> b = BaseVariantOptions({l, l});
