@@ -86,6 +86,34 @@ void PackGridIds(const std::vector<uint8_t>& ids, int64_t gpr, QuantizedMatrix& 
   }
 }
 
+// S8 scales (QuantConfig::scales == kS8): the (u, z) of one group of n values, h-weighted, each
+// grid tried (grids: FitGroupS8 on every grid's levels, the least weighted error wins; ties keep
+// the lower id); codes (when non-null) receive the winner's. Fills the group's slot of q's
+// scale_codes / zero_points and the fp16 expansion in q.scales / q.zeros; returns the grid id.
+int FitGroupS8Grids(const float* w, const double* h, int64_t n, bool grids, bool mse_clip, int64_t slot,
+                    QuantizedMatrix& q, uint8_t* codes, std::vector<uint8_t>& trial) {
+  trial.resize(static_cast<size_t>(n));
+  double best = -1;
+  int best_id = 0;
+  for (int id = 0; id < (grids ? kernels::kGridCount : 1); ++id) {
+    uint8_t u = 0, z = 0;
+    uint16_t s16 = 0, m16 = 0;
+    const float* lv = grids ? kernels::GridLevels(q.bits, id) : nullptr;
+    const double e = FitGroupS8(w, h, n, q.bits, q.symmetric, mse_clip, q.scale_base, lv, &u, &z, &s16, &m16,
+                                codes != nullptr ? trial.data() : nullptr);
+    if (best < 0 || e < best) {
+      best = e;
+      best_id = id;
+      q.scale_codes[slot] = u;
+      if (!q.zero_points.empty()) q.zero_points[slot] = z;
+      q.scales[slot] = s16;
+      q.zeros[slot] = m16;
+      if (codes != nullptr) std::copy(trial.begin(), trial.begin() + n, codes);
+    }
+  }
+  return best_id;
+}
+
 // In place: lower Cholesky factor of the SPD matrix a [n, n] (upper part left as is). False if
 // not positive definite.
 bool CholeskyLower(std::vector<double>& a, int64_t n) {
@@ -169,6 +197,8 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
   // Grids: each group's grid id [rows, gpr], picked when its (scale, zero) are fitted, by the
   // least diag(H)-weighted squared error of rounding the group's weights at that moment.
   std::vector<uint8_t> grid_of(cfg.grids ? static_cast<size_t>(rows * gpr) : 0, 0);
+  const bool s8 = cfg.scales == ScaleFormat::kS8;
+  if (s8 && !cfg.grids) grid_of.assign(static_cast<size_t>(rows * gpr), 0);  // FitGroupS8Grids writes id 0
   std::vector<double> diag(static_cast<size_t>(cols));
   for (int64_t j = 0; j < cols; ++j) diag[j] = h0[j * cols + j];
   // The (scale, zero) (and grid) of group k of row r from its weights at src (grp, scratch:
@@ -177,6 +207,11 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
                        std::vector<uint8_t>& scratch) {
     const int64_t n = std::min(g, cols - k * g);
     for (int64_t j = 0; j < n; ++j) grp[j] = static_cast<float>(src[j]);
+    if (s8) {  // FitGroupS8 on the matrix's base (from the weights before any update), diag(H)-weighted
+      grid_of[r * gpr + k] = static_cast<uint8_t>(
+          FitGroupS8Grids(grp.data(), diag.data() + k * g, n, cfg.grids, cfg.mse_clip, r * gpr + k, q, nullptr, scratch));
+      return;
+    }
     QuantizeGroup(grp.data(), n, q.bits, cfg.symmetric, cfg.mse_clip, scratch.data(), &q.scales[r * gpr + k],
                   &q.zeros[r * gpr + k]);
     if (cfg.grids) {
@@ -297,6 +332,7 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrixRounded(const float* w, int64_t ro
   std::vector<double> diag(static_cast<size_t>(cols));
   for (int64_t j = 0; j < cols; ++j) diag[j] = gram->h[j * cols + j];
   std::vector<uint8_t> grid_of(static_cast<size_t>(rows * gpr), 0);
+  const bool s8 = cfg.scales == ScaleFormat::kS8;  // QuantizeMatrix set q.scale_base from w
   ParallelFor(
       rows,
       [&](int64_t begin, int64_t end) {
@@ -304,6 +340,12 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrixRounded(const float* w, int64_t ro
         for (int64_t r = begin; r < end; ++r) {
           for (int64_t k = 0; k < gpr; ++k) {
             const int64_t j0 = k * g, n = std::min(g, cols - j0);
+            if (s8) {
+              grid_of[r * gpr + k] = static_cast<uint8_t>(FitGroupS8Grids(
+                  w + r * cols + j0, diag.data() + j0, n, cfg.grids, /*mse_clip=*/true, r * gpr + k, q,
+                  codes.data() + j0, trial));
+              continue;
+            }
             MseGroup(w + r * cols + j0, diag.data() + j0, n, q.bits, q.symmetric, cfg.grids, codes.data() + j0,
                      &q.scales[r * gpr + k], &q.zeros[r * gpr + k], &grid_of[r * gpr + k], trial);
           }

@@ -1,6 +1,6 @@
 // Roundings that use the calibration activations (issue #17): activation-weighted MSE scales
 // and GPTQ error-compensating rounding. Both emit the slq-packed-v1 layout unchanged (codes +
-// fp16 scale/zero per group), so bits/param equal RTN's at the same width and group size.
+// fp16 scale/zero per group, or their S8 codes), so bits/param equal RTN's at the same variant.
 //
 //   InputGram g = ...;                       // sum over calibration tokens of x x^T (input_gram.h)
 //   SLQ_ASSIGN_OR_RETURN(QuantizedMatrix q, QuantizeMatrixRounded(w, rows, cols, cfg, Rounding::kGptq, &g));
@@ -30,6 +30,15 @@
 // squared error of rounding the group's weights at that moment with that (s, m); each column
 // of the group then rounds to the nearest level of that grid and its error propagates as usual.
 // The result's grid_ids hold the indices (QuantizedMatrix's layout).
+// S8 scales (QuantConfig::scales == kS8, kernels/scale_codes.h): the matrix's base D is
+// S8ScaleBase of the weights before any error feedback (QuantizeMatrix sets it); every group's
+// (scale code u, zero-point z) comes from FitGroupS8, diag(H)-weighted, where the fp16 form
+// fits (s, m): gptq when the group's first column is reached (every group up front under
+// act-order; with cfg.mse_clip FitGroupS8's shrinks too), mse over FitGroupS8's shrinks a in
+// {1, 0.95, ..., 0.55} of the group's range with the neighbouring codes (its candidates include
+// RTN's, so mse in S8 is never worse than RTN in S8 on its objective). With grids, one
+// FitGroupS8 per grid (its levels), the least weighted error wins (ties keep the lower id).
+// scale_codes / zero_points / scale_base are filled and scales / zeros hold their expansion.
 // Rotation is not combined with mse/gptq (InvalidArgument): the Gram would have to be rotated.
 // Thread safety: pure functions.
 #ifndef SLQ_SERVER_QUANT_ROUNDING_H_
