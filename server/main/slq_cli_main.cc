@@ -227,6 +227,14 @@ int main(int argc, char** argv) {
                    "asymmetric candidate) or both (the search chooses per layer)")
       ->check(CLI::IsMember({"off", "on", "both"}))
       ->capture_default_str();
+  q.scales = "fp16";
+  quant
+      ->add_option("--scales", q.scales,
+                   "Group scales: fp16 (fp16 scale + zero per group), s8 (8-bit scale code + integer zero-point per "
+                   "group, one fp32 base per matrix: 4 + 12/64 bits at 4-bit g64 instead of 4 + 32/64) or both (the "
+                   "search chooses per layer); s8 is not combined with --hadamard")
+      ->check(CLI::IsMember({"fp16", "s8", "both"}))
+      ->capture_default_str();
   quant->add_option("--gptq-damp", q.gptq_damp, "GPTQ dampening, relative to the mean diagonal of X^T X")
       ->capture_default_str();
   quant->add_flag("--gptq-act-order", q.gptq_act_order,

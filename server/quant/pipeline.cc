@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "server/common/file_util.h"
 #include "server/common/half.h"
 #include "server/common/sha256.h"
@@ -85,6 +86,62 @@ void RoundKeptTensorsToFp16(Model& m, bool round_head) {
   }
 }
 
+// s8 scales are not combined with a rotation (quantizer.h).
+absl::Status CheckScalesWithRotation(const PipelineOptions& o, const spec::VariantSpace& v) {
+  if (!o.rotate || std::find(v.s8.begin(), v.s8.end(), true) == v.s8.end()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("scales '", o.scales,
+                                                 "' cannot be combined with rotate (--hadamard; rotated layers keep fp16 scales): "
+                                                 "set scales to fp16, or drop rotate"));
+}
+
+// bits<=X against the exact floor: every quantized slot at its cheapest offered candidate,
+// charged Choice::BitsPerParam(rows, cols) (ragged groups and the s8 base included), averaged
+// over the slots' parameters as AverageBits does. spec::CheckBitsReachable's floor is a lower
+// bound of this one (it knows no shapes).
+absl::Status CheckExactBitsFloor(const Target& target, const std::vector<int>& formats,
+                                 const std::vector<Rounding>& roundings, const spec::VariantSpace& v,
+                                 const ModelQuantizer& mq) {
+  if (target.kind != Target::Kind::kBits || formats.empty() || roundings.empty()) return absl::OkStatus();
+  const ChoiceBase base = BaseOf(mq.config());
+  double num = 0, den = 0, largest = 0;
+  std::string cheapest;  // the largest slot's cheapest choice, for the message
+  for (const SlotInfo& s : mq.slots()) {
+    double best = -1;
+    std::string name;
+    for (bool sym : v.symmetric) {
+      for (int64_t g : v.groups) {
+        for (bool grids : sym ? std::vector<bool>{false} : v.grids) {
+          for (bool s8 : v.s8) {
+            const Choice c{formats.front(), roundings.front(), sym, g, grids, s8};
+            if (!EncodeChoice(c, base).ok()) continue;
+            const double b = c.BitsPerParam(s.rows, s.cols);
+            if (best < 0 || b < best) {
+              best = b;
+              name = c.Name();
+            }
+          }
+        }
+      }
+    }
+    if (best < 0) continue;
+    if (static_cast<double>(s.params()) > largest) {
+      largest = static_cast<double>(s.params());
+      cheapest = name;
+    }
+    num += best * static_cast<double>(s.params());
+    den += static_cast<double>(s.params());
+  }
+  const double floor = den > 0 ? num / den : 0;
+  if (den > 0 && target.value + 1e-9 < floor) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "target '%s' is unreachable for this model with formats {%s}: every layer at its cheapest offered "
+        "choice (e.g. %s) averages %.4f bits/param (its groups' scales and zeros counted exactly, ragged last "
+        "groups included); raise the budget to at least %.4f, or offer a smaller width, a larger group or s8 scales",
+        target.ToString(), absl::StrJoin(formats, ","), cheapest, floor, floor));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool UsesGram(const PipelineOptions& o) {
@@ -115,7 +172,8 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
     return absl::InvalidArgumentError("rotation is only combined with quantizers 'rtn'");
   }
   SLQ_ASSIGN_OR_RETURN(s->variants_, spec::ParseVariants(options.group_size, options.symmetric, options.symmetry,
-                                                         options.group_sizes, options.grids));
+                                                         options.group_sizes, options.grids, options.scales));
+  SLQ_RETURN_IF_ERROR(CheckScalesWithRotation(options, s->variants_));
   if (options.uniform_bits == 0) {
     SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(s->target_, s->formats_, s->variants_));
   }
@@ -176,6 +234,9 @@ absl::StatusOr<std::unique_ptr<QuantizationSession>> QuantizationSession::Open(c
   s->mq_ = std::make_unique<ModelQuantizer>(s->model_.get(), cfg, options.quantize_lm_head);
   SLQ_RETURN_IF_ERROR(s->mq_->Init());
   s->mq_->set_gptq_options(GptqOptions{.damp = options.gptq_damp, .act_order = options.gptq_act_order});
+  if (options.uniform_bits == 0) {  // the exact floor needs the layers' shapes
+    SLQ_RETURN_IF_ERROR(CheckExactBitsFloor(s->target_, s->formats_, s->roundings_, s->variants_, *s->mq_));
+  }
   s->mq_->set_on_change(
       [e = s->eval_.get()](const std::string& slot, const LinearOp& op) { return e->SlotChanged(slot, op); });
   return s;
@@ -216,10 +277,14 @@ absl::Status QuantizationSession::Retarget(const PipelineOptions& options) {
   if (options.rotate && roundings != std::vector<Rounding>{Rounding::kRtn}) {
     return absl::InvalidArgumentError("rotation is only combined with quantizers 'rtn'");
   }
-  SLQ_ASSIGN_OR_RETURN(
-      spec::VariantSpace variants,
-      spec::ParseVariants(options.group_size, options.symmetric, options.symmetry, options.group_sizes, options.grids));
-  if (options.uniform_bits == 0) SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(target, formats, variants));
+  SLQ_ASSIGN_OR_RETURN(spec::VariantSpace variants,
+                       spec::ParseVariants(options.group_size, options.symmetric, options.symmetry,
+                                           options.group_sizes, options.grids, options.scales));
+  SLQ_RETURN_IF_ERROR(CheckScalesWithRotation(options, variants));
+  if (options.uniform_bits == 0) {
+    SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(target, formats, variants));
+    SLQ_RETURN_IF_ERROR(CheckExactBitsFloor(target, formats, roundings, variants, *mq_));
+  }
   SLQ_RETURN_IF_ERROR(CheckTlTestable(target));  // the same items (equal keys): only the target matters
   const std::string model_id = opts_.model_id;
   opts_ = options;
@@ -244,16 +309,18 @@ absl::StatusOr<LayerProfiles> QuantizationSession::Profile(const std::vector<std
     ProfileOptions po;
     po.estimator = opts_.estimator;
     po.bits.clear();
-    // Every rounding x symmetry x group x grids x width (the base variant first: with one variant
+    // Every rounding x symmetry x group x grids x scales x width (the base variant first: with one variant
     // offered, the codes and their order are the width-and-rounding search's). Grids are
     // offered to asymmetric candidates only.
     for (Rounding r : roundings_) {
       for (bool sym : variants_.symmetric) {
         for (int64_t g : variants_.groups) {
           for (bool grids : sym ? std::vector<bool>{false} : variants_.grids) {
-            for (int b : formats_) {
-              SLQ_ASSIGN_OR_RETURN(const int code, EncodeChoice(Choice{b, r, sym, g, grids}, choice_base()));
-              po.bits.push_back(code);
+            for (bool s8 : variants_.s8) {
+              for (int b : formats_) {
+                SLQ_ASSIGN_OR_RETURN(const int code, EncodeChoice(Choice{b, r, sym, g, grids, s8}, choice_base()));
+                po.bits.push_back(code);
+              }
             }
           }
         }

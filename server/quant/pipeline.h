@@ -73,6 +73,10 @@ struct PipelineOptions {
   // asymmetric candidate carries per-group grids instead) or "both" (each asymmetric candidate
   // and its grid twin). Symmetric candidates stay uniform.
   std::string grids;
+  // Compact group scales (choice.h Choice::s8, quantizer.h ScaleFormat::kS8): "" or "fp16"
+  // (fp16 scales only), "s8" (every candidate in s8 scales instead) or "both" (each candidate
+  // and its s8 twin). Not combined with rotate.
+  std::string scales;
   double gptq_damp = 0.1;       // GPTQ dampening, relative to mean diag(X^T X) (rounding.h)
   bool gptq_act_order = false;  // GPTQ columns by descending diag(X^T X) (rounding.h)
   // Where mse/gptq take their input Gram from (eval_data.h); unused with quantizers "rtn".

@@ -157,6 +157,7 @@ void to_json(json& j, const PipelineOptions& o) {
        {"symmetry", o.symmetry},
        {"group_sizes", o.group_sizes},
        {"grids", o.grids},
+       {"scales", o.scales},
        {"gptq_damp", o.gptq_damp},
        {"rotation_seed", o.rotation_seed},
        {"estimator", o.estimator},
@@ -200,6 +201,7 @@ void from_json(const json& j, PipelineOptions& o) {
   o.symmetry = j.value("symmetry", d.symmetry);
   o.group_sizes = j.value("group_sizes", d.group_sizes);
   o.grids = j.value("grids", d.grids);
+  o.scales = j.value("scales", d.scales);
   o.gptq_damp = j.value("gptq_damp", d.gptq_damp);
   o.gptq_act_order = j.value("gptq_act_order", d.gptq_act_order);
   if (j.contains("gram_data")) j.at("gram_data").get_to(o.gram_data);

@@ -63,7 +63,7 @@ std::vector<LayerOptions> QuantizationSession::Options(const LayerProfiles& p) c
     const LayerProfile& l = p.layers[i];
     LayerOptions o;
     o.name = l.name;
-    for (int b : p.bits) {  // layer choice codes; each charged its exact bits (width, symmetry, group, grids)
+    for (int b : p.bits) {  // layer choice codes; each charged its exact bits (width, symmetry, group, grids, scales)
       const absl::StatusOr<Choice> c = DecodeChoice(b, choice_base());
       if (!c.ok()) continue;  // a foreign code in a profile: not offered
       o.bits.push_back(b);
@@ -114,9 +114,11 @@ absl::StatusOr<SearchOutcome> QuantizationSession::Search(const LayerProfiles& p
     const Rounding r = roundings_.size() == 1 ? roundings_[0] : Rounding::kRtn;
     // Grids "on" with asymmetric base scales: every layer on per-group grids.
     const bool grids = variants_.grids == std::vector<bool>{true} && !variants_.base_symmetric;
+    // Scales "s8": every layer in s8 scales.
+    const bool s8 = variants_.s8 == std::vector<bool>{true};
     for (const SlotInfo& s : mq_->slots()) {
-      bits[s.name] =
-          EncodeChoice(opts_.uniform_bits > 0 ? opts_.uniform_bits : formats_.back(), r) + (grids ? kChoiceGrid : 0);
+      bits[s.name] = EncodeChoice(opts_.uniform_bits > 0 ? opts_.uniform_bits : formats_.back(), r) +
+                     (grids ? kChoiceGrid : 0) + (s8 ? kChoiceS8 : 0);
     }
     SLQ_RETURN_IF_ERROR(evaluate(bits, 0).status());
     note = "uniform allocation";

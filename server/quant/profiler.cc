@@ -26,11 +26,18 @@ std::string DampKey(const ModelQuantizer& mq, int choice) {
 // with other tables are never served.
 std::string GridKey(int choice) { return ChoiceGrids(choice) ? absl::StrCat("|grids=", kGridTablesName) : ""; }
 
+// S8 choices name their scale scheme: the code's factor (kernels/scale_codes.h, 3-bit exponent +
+// 5-bit mantissa), the matrix base (DefaultScaleBase: 1.1 x the largest step / 252) and the
+// (u, z) fit (quantizer.h FitGroupS8). Change this name when any of them changes, so entries
+// made under the old scheme are never served.
+constexpr char kS8SchemeName[] = "s8-e3m5-base1.1-fit1";
+std::string S8Key(int choice) { return ChoiceS8(choice) ? absl::StrCat("|scales=", kS8SchemeName) : ""; }
+
 std::string CacheKey(const ProfileOptions& o, const ModelQuantizer& mq, int bits) {
   const QuantConfig& c = mq.config();
   return absl::StrCat(o.estimator, "|model=", o.model_sha, "|data=", o.data_sha, "|b=", bits, "|g=", c.group_size,
                       "|sym=", c.symmetric, "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed,
-                      "|T=", o.temperature, DampKey(mq, bits), GridKey(bits),
+                      "|T=", o.temperature, DampKey(mq, bits), GridKey(bits), S8Key(bits),
                       UsesActivations(bits) && !o.activation_key.empty() ? "|gram=" + o.activation_key : "");
 }
 
@@ -59,7 +66,7 @@ void WriteCache(const ProfileOptions& o, const std::string& key, const json& lay
 bool OnlyGroupDiffers(const ModelQuantizer& mq, int a, int b) {
   const absl::StatusOr<Choice> x = DecodeChoice(a, BaseOf(mq.config())), y = DecodeChoice(b, BaseOf(mq.config()));
   return x.ok() && y.ok() && !x->dense() && x->bits == y->bits && x->rounding == y->rounding &&
-         x->symmetric == y->symmetric && x->grids == y->grids;
+         x->symmetric == y->symmetric && x->grids == y->grids && x->s8 == y->s8;
 }
 
 absl::StatusOr<MeanDamage> Measure(EvalBackend& eval, int set, double temperature) {
@@ -142,7 +149,7 @@ std::string ProxyErrKey(const ProfileOptions& o, const ModelQuantizer& mq, int b
   const bool rtn = ChoiceRounding(bits) == Rounding::kRtn;
   return absl::StrCat("proxy-err|model=", o.model_sha, "|b=", bits, "|g=", c.group_size, "|sym=", c.symmetric,
                       "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed,
-                      rtn ? "" : absl::StrCat("|data=", o.data_sha), DampKey(mq, bits), GridKey(bits),
+                      rtn ? "" : absl::StrCat("|data=", o.data_sha), DampKey(mq, bits), GridKey(bits), S8Key(bits),
                       UsesActivations(bits) && !o.activation_key.empty() ? "|gram=" + o.activation_key : "");
 }
 

@@ -244,7 +244,7 @@ std::vector<LayerOptions> BaseVariantOptions(const std::vector<LayerOptions>& la
     LayerOptions o;
     o.name = l.name;
     for (size_t i = 0; i < l.bits.size(); ++i) {
-      if (l.bits[i] >= kChoiceSymFlip) continue;  // symmetry, group or grids differ from the base
+      if (l.bits[i] >= kChoiceSymFlip) continue;  // symmetry, group, grids or scales differ from the base
       o.bits.push_back(l.bits[i]);
       o.cost.push_back(l.cost[i]);
       o.damage.push_back(l.damage[i]);

@@ -134,12 +134,15 @@ absl::Status CheckGroupSize(int64_t g) {
   return absl::InvalidArgumentError(absl::StrCat("group_size must be 32, 64, 128 or -1 (per row), got ", g));
 }
 
-double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symmetric, bool grids) {
+double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symmetric, bool grids, bool s8) {
   if (formats.empty()) return 0;
-  // fp16 scale (+ fp16 zero) (+ the 2-bit grid index, kernels/grids.h kGridIdBits) per group
-  const double per_group = (symmetric ? 16.0 : 32.0) + (grids ? 2.0 : 0.0);
+  const int width = *std::min_element(formats.begin(), formats.end());
+  // fp16 scale (+ fp16 zero), or (s8) an 8-bit scale code (+ a width-bit zero-point), (+ the
+  // 2-bit grid index, kernels/grids.h kGridIdBits) per group
+  const double scale = s8 ? 8.0 : 16.0, zero = symmetric ? 0.0 : (s8 ? width : 16.0);
+  const double per_group = scale + zero + (grids ? 2.0 : 0.0);
   const double overhead = group_size > 0 ? per_group / static_cast<double>(group_size) : 0;
-  return *std::min_element(formats.begin(), formats.end()) + overhead;
+  return width + overhead;
 }
 
 absl::StatusOr<std::vector<std::string>> ParseQuantizers(std::string_view text) {
@@ -181,10 +184,27 @@ absl::Status ParseGrids(std::string_view text, VariantSpace* v) {
   return absl::OkStatus();
 }
 
+// scales: "" | fp16 | s8 | both -> the offered s8 flags.
+absl::Status ParseScales(std::string_view text, VariantSpace* v) {
+  const std::string raw(text);
+  const std::string f = absl::AsciiStrToLower(absl::StripAsciiWhitespace(raw));
+  if (f.empty() || f == "fp16") {
+    v->s8 = {false};
+  } else if (f == "s8") {
+    v->s8 = {true};
+  } else if (f == "both") {
+    v->s8 = {false, true};
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("scales '", raw, "' is not one of fp16, s8, both"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<VariantSpace> ParseVariants(int64_t group_size, bool symmetric, std::string_view symmetry,
-                                           std::string_view group_sizes, std::string_view grids) {
+                                           std::string_view group_sizes, std::string_view grids,
+                                           std::string_view scales) {
   if (absl::Status g = CheckGroupSize(group_size); !g.ok()) return g;
   VariantSpace v;
   const std::string sym_text(symmetry), groups_text(group_sizes);  // absl::string_view is not std's here
@@ -199,6 +219,7 @@ absl::StatusOr<VariantSpace> ParseVariants(int64_t group_size, bool symmetric, s
   v.symmetric = {v.base_symmetric};
   if (sym == "both") v.symmetric.push_back(!v.base_symmetric);
   if (absl::Status g = ParseGrids(grids, &v); !g.ok()) return g;
+  if (absl::Status f = ParseScales(scales, &v); !f.ok()) return f;
   v.base_group = group_size;
   v.groups = {group_size};
   if (absl::StripAsciiWhitespace(groups_text).empty()) return v;
@@ -230,8 +251,10 @@ double MinAvgBits(const std::vector<int>& formats, const VariantSpace& v) {
   for (int64_t g : v.groups) {
     for (bool s : v.symmetric) {
       const bool grids = !s && std::find(v.grids.begin(), v.grids.end(), false) == v.grids.end();
-      const double b = MinAvgBits(formats, g, s, grids);  // "on": asymmetric candidates carry grids
-      if (best < 0 || b < best) best = b;
+      for (bool s8 : v.s8) {
+        const double b = MinAvgBits(formats, g, s, grids, s8);  // "on": asymmetric candidates carry grids
+        if (best < 0 || b < best) best = b;
+      }
     }
   }
   return best < 0 ? MinAvgBits(formats, v.base_group, v.base_symmetric) : best;
@@ -249,8 +272,12 @@ absl::Status ValidateSpec(const SpecFields& s) {
   auto formats = ParseFormats(s.formats);
   if (!formats.ok()) return formats.status();
   if (absl::Status g = CheckGroupSize(s.group_size); !g.ok()) return g;
-  auto variants = ParseVariants(s.group_size, s.symmetric, s.symmetry, s.group_sizes, s.grids);
+  auto variants = ParseVariants(s.group_size, s.symmetric, s.symmetry, s.group_sizes, s.grids, s.scales);
   if (!variants.ok()) return variants.status();
+  if (s.hadamard && std::find(variants->s8.begin(), variants->s8.end(), true) != variants->s8.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "scales '", s.scales, "' cannot be combined with hadamard (rotated layers keep fp16 scales): set scales to fp16"));
+  }
   if (s.cloze_items < 0) {
     return absl::InvalidArgumentError(absl::StrCat("cloze_items must be >= 0 (0 = no TL check), got ", s.cloze_items));
   }
@@ -277,24 +304,30 @@ absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& fo
   const bool grids_only = std::find(v.grids.begin(), v.grids.end(), false) == v.grids.end();
   int64_t group_size = v.base_group;
   bool symmetric = v.base_symmetric;
+  bool s8 = v.s8.front();
   for (int64_t g : v.groups) {
     for (bool s : v.symmetric) {
-      if (MinAvgBits(formats, g, s, grids_only && !s) <
-          MinAvgBits(formats, group_size, symmetric, grids_only && !symmetric)) {
-        group_size = g;
-        symmetric = s;
+      for (bool c : v.s8) {
+        if (MinAvgBits(formats, g, s, grids_only && !s, c) <
+            MinAvgBits(formats, group_size, symmetric, grids_only && !symmetric, s8)) {
+          group_size = g;
+          symmetric = s;
+          s8 = c;
+        }
       }
     }
   }
   const bool grids = grids_only && !symmetric;
+  const std::string scale = s8 ? "s8 scale code" : "fp16 scale";
+  const std::string zero = s8 ? "zero-point" : "fp16 zero";
   if (target.value < floor) {
     return absl::InvalidArgumentError(
         absl::StrFormat("target '%s' is unreachable with formats {%s} and group size %d: the fewest bits/param is %.4g "
                         "(the smallest width %d plus the %s overhead); raise the budget or allow a smaller width",
                         target.ToString(), absl::StrJoin(formats, ","), group_size, floor, formats.front(),
-                        symmetric ? "fp16 scale"
-                        : grids   ? "fp16 scale, zero and grid index"
-                                  : "fp16 scale and zero"));
+                        symmetric ? scale
+                        : grids   ? absl::StrCat(scale, ", ", zero, " and grid index")
+                                  : absl::StrCat(scale, " and ", zero)));
   }
   return absl::OkStatus();
 }

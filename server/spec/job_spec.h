@@ -59,8 +59,12 @@ struct Target {
 [[nodiscard]] absl::Status CheckGroupSize(int64_t group_size);
 // The fewest bits/param any allocation can have: the smallest width plus the scale (+ zero)
 // overhead of one fp16 per group (+ the 2-bit grid index with grids; a lower bound for per-row
-// groups: the width itself).
-double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symmetric, bool grids = false);
+// groups: the width itself). With s8 (compact scales, quant/quantizer.h ScaleFormat::kS8) a group
+// costs an 8-bit scale code (+ a `bits`-bit zero-point when asymmetric); the per-matrix base and
+// ragged last groups are not counted (a lower bound: the pipeline checks the exact floor once it
+// knows the layers' shapes, quant/pipeline.h).
+double MinAvgBits(const std::vector<int>& formats, int64_t group_size, bool symmetric, bool grids = false,
+                  bool s8 = false);
 // InvalidArgument when `target` is bits<=X with X below MinAvgBits (OK for other kinds).
 [[nodiscard]] absl::Status CheckBitsReachable(const Target& target, const std::vector<int>& formats, int64_t group_size,
                                               bool symmetric);
@@ -88,14 +92,19 @@ struct VariantSpace {
   // uniform only (the default), {true} = grids replace the uniform grid, {false, true} = both.
   // Symmetric candidates are always uniform.
   std::vector<bool> grids = {false};
+  // Compact scales (quant/choice.h Choice::s8, ScaleFormat::kS8) for every candidate: {false} =
+  // fp16 scales only (the default), {true} = s8 replaces fp16, {false, true} = both.
+  std::vector<bool> s8 = {false};
 };
 // symmetry: "" (= only the `symmetric` flag's), "asym", "sym" or "both" ("sym" = the
 // `symmetric` flag; "asym" contradicts it). group_sizes: "" (= {group_size}) or a comma list
 // of group sizes (32, 64, 128, -1 = per row), no duplicates, that contains `group_size` (the
 // base). grids: "" or "off" (= uniform only), "on" or "both"; "on" needs some asymmetric
-// candidate. InvalidArgument naming the field and what to change.
+// candidate. scales: "" or "fp16" (= fp16 only), "s8" or "both". InvalidArgument naming the
+// field and what to change.
 [[nodiscard]] absl::StatusOr<VariantSpace> ParseVariants(int64_t group_size, bool symmetric, std::string_view symmetry,
-                                                         std::string_view group_sizes, std::string_view grids = "");
+                                                         std::string_view group_sizes, std::string_view grids = "",
+                                                         std::string_view scales = "");
 // The fewest bits/param over every offered variant (MinAvgBits of each).
 double MinAvgBits(const std::vector<int>& formats, const VariantSpace& v);
 // The same over every variant of `v` (its cheapest one decides).
@@ -114,6 +123,7 @@ struct SpecFields {
   std::string symmetry;        // "" | asym | sym | both (ParseVariants)
   std::string group_sizes;     // "" | e.g. "64,128" (ParseVariants)
   std::string grids;           // "" | off | on | both (ParseVariants)
+  std::string scales;          // "" | fp16 | s8 | both (ParseVariants); s8 is not combined with hadamard
   int64_t cloze_items = 2000;  // TL cloze items wanted; >= 0 (0 = no TL check)
 };
 // Every field, and that a bits<=X target is reachable with the formats and group size.
