@@ -101,7 +101,7 @@ int Watch(Client& c, const std::string& job_id, bool json, int64_t after) {
 void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   struct Opts {
     std::string model, target = "ear>=0.99", formats = "4-5-6-7-8", calib, eval, key, quantizers, symmetry, group_sizes,
-                       grids;
+                       grids, scales;
     int group_size = 128;
     int64_t cloze_items = 2000;
     CLI::Option* cloze_flag = nullptr;
@@ -130,6 +130,10 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
   cmd->add_option("--grids", o->grids,
                   "Grid Games: per-group non-uniform grids (asymmetric only, + 2 bits per group): off, on or both "
                   "(the search chooses per layer); default off");
+  cmd->add_option("--scales", o->scales,
+                  "Group scales: fp16 (fp16 scale + zero per group), s8 (8-bit scale code + integer zero-point per "
+                  "group, one fp32 base per matrix) or both (the search chooses per layer); default fp16; not with "
+                  "--hadamard");
   o->cloze_flag = cmd->add_option("--cloze-items", o->cloze_items,
                                   "TL cloze items wanted from the held-out text (capped by the text; 0 = no TL check; "
                                   "default: the server's, 2000)");
@@ -142,7 +146,7 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
       absl::Status valid =
           ValidateSubmitFlags(o->target, o->formats, o->group_size, o->symmetric,
                               o->quantizers.empty() ? slq::spec::DefaultQuantizers(o->hadamard) : o->quantizers,
-                              o->hadamard, o->symmetry, o->group_sizes, o->grids, o->cloze_items);
+                              o->hadamard, o->symmetry, o->group_sizes, o->grids, o->cloze_items, o->scales);
       auto target = ParseTargetFlag(o->target);
       if (!valid.ok() || !target.ok()) {
         std::cerr << "error: " << (valid.ok() ? target.status() : valid).message() << "\n";
@@ -164,6 +168,7 @@ void AddSubmit(CLI::App& app, const GlobalOptions& g, Handler* selected) {
       spec->set_group_sizes(o->group_sizes);
       spec->set_grids(o->grids);
       if (o->cloze_flag->count() > 0) spec->set_cloze_items(o->cloze_items);
+      spec->set_scales(o->scales);
       spec->set_keep_head_fp16(!o->quantize_head);
       spec->set_seed(o->seed);
       req.set_idempotency_key(o->key);

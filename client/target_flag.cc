@@ -30,7 +30,7 @@ absl::StatusOr<slq::v1::FidelityTarget> ParseTargetFlag(const std::string& raw) 
 absl::Status ValidateSubmitFlags(const std::string& target, const std::string& formats, int64_t group_size,
                                  bool symmetric, const std::string& quantizers, bool hadamard,
                                  const std::string& symmetry, const std::string& group_sizes, const std::string& grids,
-                                 int64_t cloze_items) {
+                                 int64_t cloze_items, const std::string& scales) {
   return spec::ValidateSpec({.target = target,
                              .formats = formats,
                              .group_size = group_size,
@@ -41,6 +41,7 @@ absl::Status ValidateSubmitFlags(const std::string& target, const std::string& f
                              .symmetry = symmetry,
                              .group_sizes = group_sizes,
                              .grids = grids,
+                             .scales = scales,
                              .cloze_items = cloze_items});
 }
 

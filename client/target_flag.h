@@ -16,7 +16,8 @@ absl::StatusOr<slq::v1::FidelityTarget> ParseTargetFlag(const std::string& text)
 absl::Status ValidateSubmitFlags(const std::string& target, const std::string& formats, int64_t group_size,
                                  bool symmetric, const std::string& quantizers = "rtn", bool hadamard = false,
                                  const std::string& symmetry = "", const std::string& group_sizes = "",
-                                 const std::string& grids = "", int64_t cloze_items = 2000);
+                                 const std::string& grids = "", int64_t cloze_items = 2000,
+                                 const std::string& scales = "");
 
 }  // namespace slq::client
 

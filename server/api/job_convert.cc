@@ -114,6 +114,7 @@ absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std
                                            .symmetry = spec.symmetry(),
                                            .group_sizes = spec.group_sizes(),
                                            .grids = spec.grids(),
+                                           .scales = spec.scales(),
                                            .cloze_items = spec.has_cloze_items() ? spec.cloze_items() : 2000});
       !s.ok()) {
     return field_error(s);
@@ -146,6 +147,7 @@ absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std
   if (!spec.group_sizes().empty()) o["group_sizes"] = spec.group_sizes();
   if (!spec.grids().empty()) o["grids"] = spec.grids();               // absent = off
   if (spec.has_cloze_items()) o["cloze_items"] = spec.cloze_items();  // absent = the engine's default
+  if (!spec.scales().empty()) o["scales"] = spec.scales();             // absent = fp16
   r.options_json = o.dump();
   return r;
 }
@@ -248,6 +250,7 @@ slq::v1::Job JobToProto(const Job& job, const std::string& certificate_json) {
     spec->set_group_sizes(o.value("group_sizes", ""));
     spec->set_grids(o.value("grids", ""));
     if (o.contains("cloze_items")) spec->set_cloze_items(o.value("cloze_items", int64_t{0}));
+    spec->set_scales(o.value("scales", ""));
   }
   p.set_state(ToProto(job.state));
   p.set_stage(ToProto(job.stage));

@@ -780,6 +780,112 @@ TEST(PipelineTest, SearchChoosesGridsPerLayerAndChargesTheirIndex) {
   EXPECT_EQ(QuantizationSession::Open(bad).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// S8 scales in the search: "both" offers each candidate's s8 twin, charged its exact bits (an
+// 8-bit code + a width-bit zero-point per group and the 32-bit base per matrix instead of 32
+// bits per group), the knapsack at a tight budget takes s8 on some layers, the certificate names
+// them, and the artifact's model reproduces the certified held-out EAR. With --group-sizes
+// 64,128 all four (group, scales) combinations are offered. "s8" alone replaces fp16 (also in a
+// uniform baseline). A budget between the shape-free floor and the exact one (the s8 base) is
+// refused at Open, naming the exact floor; s8 with rotate is refused.
+TEST(PipelineTest, SearchChoosesS8ScalesPerLayerAndChargesThemExactly) {
+  PipelineOptions o = TinyOptions();
+  o.formats = "3,4";
+  o.target = "bits<=3.6";
+  o.scales = "both";
+  o.output_dir = TmpDir("s8");
+  auto s = QuantizationSession::Open(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto p = (*s)->Profile();
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->bits, (std::vector<int>{3, 4, 3 + kChoiceS8, 4 + kChoiceS8}));
+  auto a = (*s)->Search(*p);
+  ASSERT_TRUE(a.ok()) << a.status();
+  const ChoiceBase base = (*s)->choice_base();
+  int s8_layers = 0;
+  double num = 0, den = 0;
+  for (const LayerProfile& l : p->layers) {
+    const int code = a->bits.at(l.name);
+    auto c = DecodeChoice(code, base);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(a->variants.at(l.name), c->Name());
+    if (c->s8) {
+      ++s8_layers;
+      EXPECT_NE(c->Name().find(" s8"), std::string::npos);
+    }
+    const double params = static_cast<double>(l.rows * l.cols);
+    num += params * c->BitsPerParam(l.rows, l.cols);
+    den += params;
+    const double groups = static_cast<double>((l.cols + 63) / 64);
+    EXPECT_DOUBLE_EQ(DecodeChoice(4 + kChoiceS8, base)->BitsPerParam(l.rows, l.cols),
+                     4 + 12.0 * groups / l.cols + 32.0 / params);
+    EXPECT_DOUBLE_EQ(DecodeChoice(4, base)->BitsPerParam(l.rows, l.cols), 4 + 32.0 * groups / l.cols);
+  }
+  EXPECT_NEAR(a->avg_bits, num / den, 1e-12);
+  EXPECT_LE(a->avg_bits, 3.6 + 1e-9);
+  // At 3.6 bits fp16 g64 affords 3.5-bit layers almost everywhere; s8 leaves room for 4 bits.
+  EXPECT_GT(s8_layers, 0);
+  auto h = (*s)->Verify(a->bits);
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto fin = (*s)->Finish(*p, *a, *h);
+  ASSERT_TRUE(fin.ok()) << fin.status();
+  for (const auto& [name, v] : a->variants) {
+    EXPECT_EQ(fin->certificate["search"]["outcome"]["variants"][name], v) << name;
+  }
+  EXPECT_EQ(fin->certificate["options"]["scales"], "both");
+  auto art = LoadArtifact(o.output_dir);
+  ASSERT_TRUE(art.ok()) << art.status();
+  auto dense = LoadModel(o.model_path);
+  ASSERT_TRUE(dense.ok());
+  auto base_logits = ComputeLogits(**dense, (*s)->data().heldout);
+  auto per = CompareModel(*art->model, (*s)->data().heldout, *base_logits, 1.0);
+  ASSERT_TRUE(per.ok());
+  EXPECT_DOUBLE_EQ(Summarize(*per, {1000, o.seed})->ear.mean, fin->certificate["heldout"]["ear"]["mean"].get<double>());
+  fs::remove_all(o.output_dir);
+  // Both group sizes x both scales: four candidates per width, the base (g64 fp16) first.
+  PipelineOptions four = o;
+  four.output_dir = "";
+  four.formats = "4";
+  four.target = "bits<=4.3";
+  four.group_sizes = "64,128";
+  auto s4 = QuantizationSession::Open(four);
+  ASSERT_TRUE(s4.ok()) << s4.status();
+  auto p4 = (*s4)->Profile();
+  ASSERT_TRUE(p4.ok()) << p4.status();
+  const int g128 = *EncodeChoice(Choice{4, Rounding::kRtn, false, 128}, base);
+  EXPECT_EQ(p4->bits, (std::vector<int>{4, 4 + kChoiceS8, g128, g128 + kChoiceS8}));
+  // "s8": the twins replace fp16; a uniform baseline is s8 too.
+  PipelineOptions uni = four;
+  uni.group_sizes = "";
+  uni.scales = "s8";
+  uni.uniform_bits = 4;
+  auto r = QuantizeModel(uni);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const auto& [name, v] : r->certificate["search"]["outcome"]["variants"].items()) {
+    EXPECT_EQ(v, "rtn4 asym g64 s8") << name;
+  }
+  // bits<=X at the shape-free floor (4 + 12/64) passes spec validation but not the exact floor,
+  // which adds the 32-bit base of every matrix: refused before any profiling, naming the floor.
+  PipelineOptions tight = uni;
+  tight.uniform_bits = 0;
+  tight.target = "bits<=4.1875";
+  auto e = QuantizationSession::Open(tight);
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(e.status().message().find("raise the budget to at least 4.18"), std::string::npos) << e.status();
+  tight.target = "bits<=4.19";  // above the exact floor (the base adds < 0.001 here)
+  EXPECT_TRUE(QuantizationSession::Open(tight).ok());
+  PipelineOptions bad = o;
+  bad.scales = "s4";
+  e = QuantizationSession::Open(bad);
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(e.status().message().find("not one of fp16, s8, both"), std::string::npos) << e.status();
+  bad = o;
+  bad.quantizers = "rtn";
+  bad.rotate = true;
+  e = QuantizationSession::Open(bad);
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(e.status().message().find("cannot be combined with rotate"), std::string::npos) << e.status();
+}
+
 // The proxy handles grid candidates: each grid twin's relative weight error is RTN's on grids
 // (never above the uniform grid's per group at the same scale and zero), and gptq on grids is
 // scaled by its output-error ratio like gptq: it ranks below rtn on grids on every layer.

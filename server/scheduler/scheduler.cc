@@ -82,6 +82,7 @@ absl::StatusOr<v1::QuantOptions> JobQuantOptions(const Job& job) {
   q.set_group_sizes(o.value("group_sizes", ""));
   q.set_grids(o.value("grids", ""));
   if (o.contains("cloze_items")) q.set_cloze_items(o.value("cloze_items", int64_t{0}));
+  q.set_scales(o.value("scales", ""));
   return q;
 }
 

@@ -130,6 +130,33 @@ TEST(JobSpecTest, ParsesGridsAndClozeItems) {
   EXPECT_NE(c.message().find("cloze_items must be >= 0"), std::string::npos) << c;
 }
 
+// scales: fp16 (default) / s8 / both; s8 lowers the floor (8-bit code + a width-bit zero-point
+// per group instead of 32 bits), is refused with hadamard, and a bad word names the field.
+TEST(JobSpecTest, ParsesScales) {
+  EXPECT_EQ(ParseVariants(128, false, "", "")->s8, std::vector<bool>{false});
+  EXPECT_EQ(ParseVariants(128, false, "", "", "", "fp16")->s8, std::vector<bool>{false});
+  EXPECT_EQ(ParseVariants(128, false, "", "", "", "s8")->s8, std::vector<bool>{true});
+  EXPECT_EQ(ParseVariants(128, false, "", "", "", " Both ")->s8, (std::vector<bool>{false, true}));
+  EXPECT_TRUE(ParseVariants(128, true, "", "", "", "s8").ok());  // symmetric groups: the code alone
+  const auto bad = ParseVariants(128, false, "", "", "", "int8");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("scales 'int8' is not one of fp16, s8, both"), std::string::npos);
+  EXPECT_DOUBLE_EQ(MinAvgBits({4, 8}, 128, false, false, true), 4 + 12.0 / 128);
+  EXPECT_DOUBLE_EQ(MinAvgBits({4, 8}, 128, true, false, true), 4 + 8.0 / 128);
+  EXPECT_DOUBLE_EQ(MinAvgBits({4, 8}, 64, false, true, true), 4 + 14.0 / 64);
+  EXPECT_DOUBLE_EQ(MinAvgBits({4, 8}, *ParseVariants(128, false, "", "", "", "both")), 4 + 12.0 / 128);
+  EXPECT_DOUBLE_EQ(MinAvgBits({4, 8}, *ParseVariants(128, false, "", "64,128", "", "s8")), 4 + 12.0 / 128);
+  EXPECT_FALSE(ValidateSpec({.target = "bits<=4.2", .formats = "4-8"}).ok());
+  EXPECT_TRUE(ValidateSpec({.target = "bits<=4.2", .formats = "4-8", .scales = "both"}).ok());
+  const absl::Status low = ValidateSpec({.target = "bits<=4.05", .formats = "4-8", .scales = "s8"});
+  EXPECT_EQ(low.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(low.message().find("s8 scale code and zero-point overhead"), std::string::npos) << low;
+  const absl::Status h = ValidateSpec({.quantizers = "rtn", .hadamard = true, .scales = "both"});
+  EXPECT_EQ(h.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(h.message().find("cannot be combined with hadamard"), std::string::npos) << h;
+  EXPECT_TRUE(ValidateSpec({.quantizers = "rtn", .hadamard = true, .scales = "fp16"}).ok());
+}
+
 TEST(JobSpecTest, BitsBudgetMustBeReachable) {
   // Asymmetric g128: fp16 scale + zero = 32 bits per 128 weights on top of the width.
   EXPECT_DOUBLE_EQ(MinAvgBits({2, 4}, 128, false), 2.25);

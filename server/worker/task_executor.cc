@@ -113,6 +113,7 @@ quant::PipelineOptions TaskExecutor::PipelineOptionsOf(const v1::QuantOptions& q
   o.group_sizes = q.group_sizes();
   o.grids = q.grids();
   if (q.has_cloze_items()) o.cloze_max_items = q.cloze_items();
+  o.scales = q.scales();
   return o;
 }
 

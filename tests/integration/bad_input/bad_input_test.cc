@@ -223,6 +223,28 @@ std::vector<Case> Cases() {
         s.set_formats("4-8");
       }),
       kInvalid, "unreachable");
+  add("JobService.SubmitJob", "grids not off/on/both", SubmitSpec([](auto& s) { s.set_grids("sometimes"); }), kInvalid,
+      "spec.grids 'sometimes' is not one of off, on, both");
+  add("JobService.SubmitJob", "grids on with symmetric scales", SubmitSpec([](auto& s) {
+        s.set_grids("on");
+        s.set_symmetric(true);
+      }),
+      kInvalid, "spec.grids 'on' needs asymmetric scales");
+  add("JobService.SubmitJob", "cloze_items -1", SubmitSpec([](auto& s) { s.set_cloze_items(-1); }), kInvalid,
+      "spec.cloze_items must be >= 0");
+  add("JobService.SubmitJob", "scales not fp16/s8/both", SubmitSpec([](auto& s) { s.set_scales("s4"); }), kInvalid,
+      "spec.scales 's4' is not one of fp16, s8, both");
+  add("JobService.SubmitJob", "scales s8 with hadamard", SubmitSpec([](auto& s) {
+        s.set_scales("s8");
+        s.set_hadamard(true);
+      }),
+      kInvalid, "spec.scales 's8' cannot be combined with hadamard");
+  add("JobService.SubmitJob", "max_avg_bits below the s8 floor", SubmitSpec([](auto& s) {
+        s.mutable_target()->set_max_avg_bits(4.05);  // 4 + 12/128 = 4.094 with s8 at g128
+        s.set_formats("4-8");
+        s.set_scales("s8");
+      }),
+      kInvalid, "s8 scale code and zero-point overhead");
   add("JobService.SubmitJob", "task_lossless_kl 0",
       SubmitSpec([](auto& s) { s.mutable_target()->set_task_lossless_kl(0); }), kInvalid,
       "spec.target.task_lossless_kl");
