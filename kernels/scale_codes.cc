@@ -30,8 +30,8 @@ float DefaultScaleBase(float s_max) {
   return s_max * 1.1f / ScaleCodeFactor(255);
 }
 
-void ExpandScaleCodes(const uint8_t* scale_codes, const uint8_t* zero_points, int64_t n, float base,
-                      uint16_t* scales16, uint16_t* zeros16) {
+void ExpandScaleCodes(const uint8_t* scale_codes, const uint8_t* zero_points, int64_t n, float base, uint16_t* scales16,
+                      uint16_t* zeros16) {
   for (int64_t i = 0; i < n; ++i) {
     scales16[i] = ScaleFromCode(base, scale_codes[i]);
     if (zero_points != nullptr) zeros16[i] = ZeroFromPoint(scales16[i], zero_points[i]);

@@ -28,13 +28,11 @@
 
 namespace slq::kernels {
 
-inline constexpr int kScaleCodeBits = 8;  // bits of a scale code u
-inline constexpr int kScaleBaseBits = 32; // the fp32 base D, once per matrix
+inline constexpr int kScaleCodeBits = 8;   // bits of a scale code u
+inline constexpr int kScaleBaseBits = 32;  // the fp32 base D, once per matrix
 
 // (1 + (u & 31) / 32) * 2^(u >> 5): exact in fp32; 1 for u = 0, 252 for u = 255.
-inline float ScaleCodeFactor(uint8_t u) {
-  return static_cast<float>((32 + (u & 31)) << (u >> 5)) / 32.0f;
-}
+inline float ScaleCodeFactor(uint8_t u) { return static_cast<float>((32 + (u & 31)) << (u >> 5)) / 32.0f; }
 // The fp16 bits of the step of scale code u under base D.
 uint16_t ScaleFromCode(float base, uint8_t u);
 // The fp16 bits of the zero -s * z of an asymmetric group with fp16 step s16 and zero-point z.
@@ -48,8 +46,8 @@ float DefaultScaleBase(float s_max);
 // Expands n groups: scales16[i] = ScaleFromCode(base, scale_codes[i]); with zero_points (asymmetric)
 // zeros16[i] = ZeroFromPoint(scales16[i], zero_points[i]). Symmetric callers pass zero_points =
 // nullptr and fill the zeros themselves (SymmetricZero lives with the quantizer).
-void ExpandScaleCodes(const uint8_t* scale_codes, const uint8_t* zero_points, int64_t n, float base,
-                      uint16_t* scales16, uint16_t* zeros16);
+void ExpandScaleCodes(const uint8_t* scale_codes, const uint8_t* zero_points, int64_t n, float base, uint16_t* scales16,
+                      uint16_t* zeros16);
 
 }  // namespace slq::kernels
 

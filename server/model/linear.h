@@ -33,6 +33,12 @@ struct PackedLinear {
   int64_t rotation_block = 0;
   uint64_t rotation_seed = 0;
   double bits_per_param = 0;  // codes + scales (+ zeros when asymmetric) per weight
+  // Compact "s8" scales (kernels/scale_codes.h), what artifacts store: one 8-bit code per group
+  // and, asymmetric, one zero-point per group (unpacked, uint8), both [rows, groups]; view's
+  // fp16 scales/zeros are their expansion under scale_base. Null = fp16 scales.
+  const uint8_t* scale_codes = nullptr;
+  const uint8_t* zero_points = nullptr;
+  float scale_base = 0.0f;
 };
 
 class LinearOp {

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include "server/model/safetensors_writer.h"
 #include "server/quant/artifact_hash.h"
 #include "server/quant/model_config_json.h"
+#include "server/quant/packing.h"
 #include "server/quant/quantized_linear.h"
 
 namespace slq::quant {
@@ -82,8 +84,50 @@ json GridFields(const kernels::PackedMatrixView& m) {
   return {{"grids", grids}, {"grid", grids ? kGridTablesName : "uniform"}};
 }
 
-// *any_grids: whether some packed linear carries grid ids (the manifest's format version).
-absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears, bool* any_grids) {
+// The manifest's scale fields of a packed linear: "scales" ("fp16" or "s8") and, for s8, the
+// base D as its exact fp32 bit pattern ("scale_base_bits").
+json ScaleFields(const PackedLinear& q) {
+  if (q.scale_codes == nullptr) return {{"scales", "fp16"}};
+  uint32_t bits = 0;
+  std::memcpy(&bits, &q.scale_base, sizeof(bits));
+  return {{"scales", "s8"}, {"scale_base_bits", bits}};
+}
+
+// The s8 tensors of a packed linear: <slot>.scale_codes U8 [rows, groups] and, asymmetric,
+// <slot>.zero_points U32 [rows, WordsPerRow(groups, bits)] (bit streams like the codes).
+absl::Status AddScaleCodes(SafetensorsWriter& w, const std::string& slot, const PackedLinear& q) {
+  const kernels::PackedMatrixView& m = q.view;
+  const int64_t gpr = kernels::GroupsPerRow(m.cols, m.group_size);
+  SLQ_RETURN_IF_ERROR(
+      w.Add(slot + ".scale_codes", DType::kU8, {m.rows, gpr}, q.scale_codes, static_cast<size_t>(m.rows * gpr)));
+  if (m.symmetric) {
+    if (q.zero_points != nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("slot ", slot, ": a symmetric packed matrix carries zero-points (asymmetric only)"));
+    }
+    return absl::OkStatus();
+  }
+  if (q.zero_points == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("slot ", slot, ": an asymmetric s8 packed matrix has no zero-points"));
+  }
+  const int64_t zpr = kernels::WordsPerRow(gpr, m.bits);
+  std::vector<uint32_t> packed(static_cast<size_t>(m.rows * zpr));
+  for (int64_t r = 0; r < m.rows; ++r) {
+    const uint8_t* z = q.zero_points + r * gpr;
+    for (int64_t k = 0; k < gpr; ++k) {
+      if (z[k] >> m.bits) {
+        return absl::FailedPreconditionError(absl::StrCat("slot ", slot, ": zero-point ", int{z[k]}, " of row ", r,
+                                                          " does not fit in ", m.bits, " bits"));
+      }
+    }
+    PackRow(z, gpr, m.bits, packed.data() + r * zpr);
+  }
+  return w.Add(slot + ".zero_points", DType::kU32, {m.rows, zpr}, packed.data(), packed.size() * 4);
+}
+
+// *version: the lowest format version that holds every linear (grids: 2, s8: 3).
+absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears, int* version) {
   for (const PlainTensor& t : PlainTensors(model)) SLQ_RETURN_IF_ERROR(AddFloats(w, t.name, t.shape, *t.data));
   for (const LinearSlot& s : model.LinearSlots()) {
     const LinearOp* op = s.op->get();
@@ -94,10 +138,15 @@ absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears, boo
       const int64_t gpr = kernels::GroupsPerRow(m.cols, m.group_size);
       const size_t ncodes = static_cast<size_t>(m.rows * wpr), ngroups = static_cast<size_t>(m.rows * gpr);
       SLQ_RETURN_IF_ERROR(w.Add(s.name + ".codes", DType::kU32, {m.rows, wpr}, m.codes, ncodes * 4));
-      SLQ_RETURN_IF_ERROR(w.Add(s.name + ".scales", DType::kF16, {m.rows, gpr}, m.scales, ngroups * 2));
-      // Symmetric zeros are a function of the scale (SymmetricZero): not stored.
-      if (!m.symmetric) {
-        SLQ_RETURN_IF_ERROR(w.Add(s.name + ".zeros", DType::kF16, {m.rows, gpr}, m.zeros, ngroups * 2));
+      if (q->scale_codes != nullptr) {  // s8: the fp16 scales/zeros are their expansion, not stored
+        SLQ_RETURN_IF_ERROR(AddScaleCodes(w, s.name, *q));
+        *version = std::max(*version, kArtifactFormatVersionS8);
+      } else {
+        SLQ_RETURN_IF_ERROR(w.Add(s.name + ".scales", DType::kF16, {m.rows, gpr}, m.scales, ngroups * 2));
+        // Symmetric zeros are a function of the scale (SymmetricZero): not stored.
+        if (!m.symmetric) {
+          SLQ_RETURN_IF_ERROR(w.Add(s.name + ".zeros", DType::kF16, {m.rows, gpr}, m.zeros, ngroups * 2));
+        }
       }
       if (m.grid_ids != nullptr) {
         if (m.symmetric) {
@@ -107,7 +156,7 @@ absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears, boo
         const int64_t ipr = kernels::WordsPerRow(gpr, kernels::kGridIdBits);
         SLQ_RETURN_IF_ERROR(
             w.Add(s.name + ".grid_ids", DType::kU32, {m.rows, ipr}, m.grid_ids, static_cast<size_t>(m.rows * ipr) * 4));
-        *any_grids = true;
+        *version = std::max(*version, kArtifactFormatVersionGrids);
       }
       linears[s.name] = {{"kind", "packed"},
                          {"rows", m.rows},
@@ -121,6 +170,7 @@ absl::Status BuildWeights(Model& model, SafetensorsWriter& w, json& linears, boo
                          {"rotation_seed", q->rotation_seed},
                          {"bits_per_param", q->bits_per_param}};
       linears[s.name].update(GridFields(m));
+      linears[s.name].update(ScaleFields(*q));
     } else if (const auto* d = dynamic_cast<const DenseLinear*>(op)) {
       SLQ_RETURN_IF_ERROR(AddFloats(w, s.name + ".weight", {d->out_features(), d->in_features()}, d->weight()));
       linears[s.name] = {{"kind", "dense"}, {"rows", d->out_features()}, {"cols", d->in_features()}};
@@ -150,6 +200,7 @@ json DescribeLinears(Model& model) {
                 {"quantizer", q->quantizer},
                 {"bits_per_param", q->bits_per_param}});
       e.update(GridFields(m));
+      e["scales"] = q->scale_codes != nullptr ? "s8" : "fp16";
     } else {
       e.update({{"quantized", false}, {"bits_per_param", 16}});
     }
@@ -164,8 +215,8 @@ absl::Status WriteArtifact(const Model& model_in, const std::string& dir, const 
   SafetensorsWriter w;
   w.SetMetadata("format", "slq-packed-v1");
   json linears = json::object();
-  bool any_grids = false;
-  SLQ_RETURN_IF_ERROR(BuildWeights(model, w, linears, &any_grids));
+  int version = kArtifactFormatVersionNoGrids;
+  SLQ_RETURN_IF_ERROR(BuildWeights(model, w, linears, &version));
   const std::string tmp = TempDirFor(dir);
   std::error_code ec;
   fs::create_directories(tmp, ec);
@@ -198,7 +249,7 @@ absl::Status WriteArtifact(const Model& model_in, const std::string& dir, const 
   if (!s.ok()) return cleanup(s);
   json manifest = options.extra_manifest;
   manifest.update({{"format", kArtifactFormat},
-                   {"format_version", any_grids ? kArtifactFormatVersion : kArtifactFormatVersionNoGrids},
+                   {"format_version", version},
                    {"packed_layout", "slq-packed-v1"},
                    {"model_config", ModelConfigToJson(model.config)},
                    {"linears", linears},

@@ -3,7 +3,11 @@
 //                        [rows, groups], <slot>.zeros F16 [rows, groups] for asymmetric
 //                        layers only (symmetric: recomputed from the scale), <slot>.grid_ids
 //                        U32 [rows, id words] for layers with per-group grids (kernels/grids.h),
-//                        slq-packed-v1) and
+//                        slq-packed-v1; layers with compact "s8" scales (kernels/scale_codes.h)
+//                        store <slot>.scale_codes U8 [rows, groups] and, asymmetric,
+//                        <slot>.zero_points U32 [rows, WordsPerRow(groups, bits)] (each row a
+//                        bit stream of `bits`-bit zero-points, like codes) instead of .scales /
+//                        .zeros; the manifest holds the layer's fp32 base) and
 //                        every unquantized tensor (<slot>.weight for dense linears, embeddings,
 //                        norms, biases): F16 when every value is exactly representable in fp16
 //                        (the pipeline rounds embeddings and the LM head to fp16: "kept at 16
@@ -37,13 +41,16 @@
 
 namespace slq::quant {
 
-// Format versions: 1 = uniform grids only; 2 = some linear carries per-group grid ids
-// ("grids": true, tensor <slot>.grid_ids). The writer writes 1 unless a linear has grids, so
-// artifacts without grids stay readable by builds that predate grids, and those builds refuse a
-// version-2 artifact (FailedPrecondition) instead of silently dequantizing on the wrong levels.
-// This build reads 1 and 2.
-inline constexpr int kArtifactFormatVersion = 2;  // the newest version this build reads
+// Format versions: 1 = uniform grids and fp16 scales only; 2 = some linear carries per-group
+// grid ids ("grids": true, tensor <slot>.grid_ids); 3 = some linear stores s8 scales ("scales":
+// "s8", "scale_base_bits": the fp32 bit pattern of its base D; tensors <slot>.scale_codes and,
+// asymmetric, <slot>.zero_points). The writer writes the lowest version that holds every linear,
+// so artifacts without grids or s8 stay readable by older builds, and those builds refuse a newer
+// artifact (FailedPrecondition) instead of silently dequantizing wrong. This build reads 1 to 3.
+inline constexpr int kArtifactFormatVersion = 3;  // the newest version this build reads
 inline constexpr int kArtifactFormatVersionNoGrids = 1;
+inline constexpr int kArtifactFormatVersionGrids = 2;
+inline constexpr int kArtifactFormatVersionS8 = 3;
 // The manifest's "grid" of a linear with grid ids: the fixed level tables of kernels/grids.h.
 inline constexpr char kGridTablesName[] = "slq-grids-v1";
 inline constexpr char kArtifactFormat[] = "slq-artifact";

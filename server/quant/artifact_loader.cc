@@ -1,14 +1,17 @@
 // LoadArtifact: rebuilds a Model from a verified artifact directory (see artifact.h).
+#include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/grids.h"
+#include "kernels/scale_codes.h"
 #include "server/common/status_macros.h"
 #include "server/common/thread_pool.h"
 #include "server/model/model_loader.h"
 #include "server/model/safetensors.h"
 #include "server/quant/artifact.h"
 #include "server/quant/model_config_json.h"
+#include "server/quant/packing.h"
 #include "server/quant/quantized_linear.h"
 #include "server/quant/rounding.h"
 
@@ -48,11 +51,91 @@ absl::StatusOr<bool> LinearHasGrids(const std::string& name, const json& info, i
     return absl::DataLossError(absl::StrCat("linear ", name, ": grid '", grid, "' with grids = ", grids,
                                             "; this build knows 'uniform' and '", kGridTablesName, "'"));
   }
-  if (grids && format_version < kArtifactFormatVersion) {
+  if (grids && format_version < kArtifactFormatVersionGrids) {
     return absl::DataLossError(absl::StrCat("linear ", name, " has grids in a format version ", format_version,
-                                            " manifest (grids need version ", kArtifactFormatVersion, ")"));
+                                            " manifest (grids need version ", kArtifactFormatVersionGrids, ")"));
   }
   return grids;
+}
+
+// A packed linear's (scale, zero) per group into q->scales / q->zeros (rows, cols, bits, group
+// size and symmetric already set): the fp16 tensors (.scales, and .zeros unless symmetric) or,
+// for an s8 layer ("scales": "s8"), its scale codes, zero-points and base, expanded exactly as
+// the quantizer expanded them (kernels::ExpandScaleCodes) and kept for a bit-identical re-save.
+// DataLoss on a missing, mis-sized or inconsistent entry.
+absl::Status LoadScales(const SafetensorsFile& st, const std::string& name, const json& info, int format_version,
+                        QuantizedMatrix* q) {
+  const int64_t gpr = kernels::GroupsPerRow(q->cols, q->group_size), n = q->rows * gpr;
+  const std::string scales = info.value("scales", "fp16");
+  if (scales == "fp16") {
+    if (st.Find(name + ".scale_codes") != nullptr || st.Find(name + ".zero_points") != nullptr) {
+      return absl::DataLossError(
+          absl::StrCat("linear ", name, ": s8 scale tensors present but the manifest says ", "scales = fp16"));
+    }
+    SLQ_ASSIGN_OR_RETURN(q->scales, Raw<uint16_t>(st, name + ".scales", "F16", n));
+    if (q->symmetric && st.Find(name + ".zeros") == nullptr) {
+      // Symmetric: the zero is -s (2^(b-1) - 1), recomputed from the stored fp16 scale exactly
+      // as the quantizer computed it (artifacts written before this rule carry .zeros).
+      q->zeros.resize(q->scales.size());
+      for (size_t i = 0; i < q->scales.size(); ++i) q->zeros[i] = SymmetricZero(q->scales[i], q->bits);
+      return absl::OkStatus();
+    }
+    SLQ_ASSIGN_OR_RETURN(q->zeros, Raw<uint16_t>(st, name + ".zeros", "F16", n));
+    return absl::OkStatus();
+  }
+  if (scales != "s8") {
+    return absl::DataLossError(
+        absl::StrCat("linear ", name, ": scales '", scales, "'; this build knows 'fp16' and 's8'"));
+  }
+  if (format_version < kArtifactFormatVersionS8) {
+    return absl::DataLossError(absl::StrCat("linear ", name, " has s8 scales in a format version ", format_version,
+                                            " manifest (s8 needs version ", kArtifactFormatVersionS8, ")"));
+  }
+  if (st.Find(name + ".scales") != nullptr || st.Find(name + ".zeros") != nullptr) {
+    return absl::DataLossError(
+        absl::StrCat("linear ", name, ": fp16 .scales/.zeros tensors present but the manifest says scales = s8"));
+  }
+  const json* base = info.contains("scale_base_bits") ? &info.at("scale_base_bits") : nullptr;
+  if (base == nullptr || !base->is_number_integer() || base->get<int64_t>() < 0 ||
+      base->get<int64_t>() > int64_t{UINT32_MAX}) {
+    return absl::DataLossError(absl::StrCat("linear ", name, ": an s8 layer needs scale_base_bits, the fp32 bit ",
+                                            "pattern of its scale base as an integer in [0, 2^32)"));
+  }
+  const uint32_t base_bits = static_cast<uint32_t>(base->get<int64_t>());
+  std::memcpy(&q->scale_base, &base_bits, sizeof(base_bits));
+  if (!std::isfinite(q->scale_base) || !(q->scale_base > 0.0f)) {
+    return absl::DataLossError(absl::StrCat("linear ", name, ": s8 scale base ", q->scale_base, " (bits ", base_bits,
+                                            ") is not a finite positive number"));
+  }
+  SLQ_ASSIGN_OR_RETURN(q->scale_codes, Raw<uint8_t>(st, name + ".scale_codes", "U8", n));
+  if (q->symmetric) {
+    if (st.Find(name + ".zero_points") != nullptr) {
+      return absl::DataLossError(absl::StrCat("linear ", name, ": zero-points stored for a symmetric layer"));
+    }
+  } else {
+    const int64_t zpr = kernels::WordsPerRow(gpr, q->bits);
+    SLQ_ASSIGN_OR_RETURN(std::vector<uint32_t> words, Raw<uint32_t>(st, name + ".zero_points", "U32", q->rows * zpr));
+    q->zero_points.resize(static_cast<size_t>(n));
+    for (int64_t r = 0; r < q->rows; ++r) {
+      const uint32_t* row = words.data() + r * zpr;
+      // The bits past the last zero-point of a row are zero as written: anything else is damage.
+      const int64_t used = gpr * q->bits;
+      const uint32_t tail_mask = used % 32 == 0 ? 0u : ~((1u << (used % 32)) - 1u);
+      if ((row[zpr - 1] & tail_mask) != 0) {
+        return absl::DataLossError(
+            absl::StrCat("linear ", name, ": zero-point row ", r, " has bits set past its last zero-point"));
+      }
+      UnpackRow(row, gpr, q->bits, q->zero_points.data() + r * gpr);
+    }
+  }
+  q->scales.resize(static_cast<size_t>(n));
+  q->zeros.resize(static_cast<size_t>(n));
+  kernels::ExpandScaleCodes(q->scale_codes.data(), q->symmetric ? nullptr : q->zero_points.data(), n, q->scale_base,
+                            q->scales.data(), q->zeros.data());
+  if (q->symmetric) {
+    for (int64_t i = 0; i < n; ++i) q->zeros[i] = SymmetricZero(q->scales[i], q->bits);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const SafetensorsFile& st, const std::string& name,
@@ -87,15 +170,7 @@ absl::StatusOr<std::unique_ptr<LinearOp>> LoadLinear(const SafetensorsFile& st, 
   }
   const int64_t wpr = kernels::WordsPerRow(cols, q.bits), gpr = kernels::GroupsPerRow(cols, q.group_size);
   SLQ_ASSIGN_OR_RETURN(q.codes, Raw<uint32_t>(st, name + ".codes", "U32", rows * wpr));
-  SLQ_ASSIGN_OR_RETURN(q.scales, Raw<uint16_t>(st, name + ".scales", "F16", rows * gpr));
-  if (q.symmetric && st.Find(name + ".zeros") == nullptr) {
-    // Symmetric: the zero is -s (2^(b-1) - 1), recomputed from the stored fp16 scale exactly
-    // as the quantizer computed it (artifacts written before this rule carry .zeros).
-    q.zeros.resize(q.scales.size());
-    for (size_t i = 0; i < q.scales.size(); ++i) q.zeros[i] = SymmetricZero(q.scales[i], q.bits);
-  } else {
-    SLQ_ASSIGN_OR_RETURN(q.zeros, Raw<uint16_t>(st, name + ".zeros", "F16", rows * gpr));
-  }
+  SLQ_RETURN_IF_ERROR(LoadScales(st, name, info, format_version, &q));
   SLQ_ASSIGN_OR_RETURN(const bool grids, LinearHasGrids(name, info, format_version));
   if (grids) {
     if (q.symmetric) {

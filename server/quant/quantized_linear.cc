@@ -18,11 +18,16 @@ QuantizedLinear::QuantizedLinear(QuantizedMatrix q) : q_(std::move(q)) {
   packed_.rotation_block = q_.rotation.block;
   packed_.rotation_seed = q_.rotation.seed;
   packed_.bits_per_param = q_.BitsPerParam();
+  if (q_.has_scale_codes()) {
+    packed_.scale_codes = q_.scale_codes.data();
+    packed_.zero_points = q_.zero_points.empty() ? nullptr : q_.zero_points.data();
+    packed_.scale_base = q_.scale_base;
+  }
 }
 
 size_t QuantizedLinear::MemoryBytes() const {
   return (q_.codes.size() + q_.grid_ids.size()) * sizeof(uint32_t) +
-         (q_.scales.size() + q_.zeros.size()) * sizeof(uint16_t);
+         (q_.scales.size() + q_.zeros.size()) * sizeof(uint16_t) + q_.scale_codes.size() + q_.zero_points.size();
 }
 
 void QuantizedLinear::Forward(const float* x, int64_t n, float* y) const {
