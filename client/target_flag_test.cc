@@ -37,6 +37,15 @@ TEST(TargetFlagTest, SubmitFlagsFailBeforeTheRpc) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ValidateSubmitFlags("ear>=0.99", "4-8", 128, false, "rtn", false, "", "", "", -1).code(),
             absl::StatusCode::kInvalidArgument);
+  // --scales: fp16 | s8 | both; s8 lowers the reachable budget (4 + 12/128 at 4-bit g128) and is
+  // refused with --hadamard.
+  EXPECT_TRUE(ValidateSubmitFlags("ear>=0.99", "4-8", 128, false, "rtn", false, "", "", "", 2000, "both").ok());
+  EXPECT_EQ(ValidateSubmitFlags("ear>=0.99", "4-8", 128, false, "rtn", false, "", "", "", 2000, "int8").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(ValidateSubmitFlags("bits<=4.2", "4-8", 128, false, "rtn", false, "", "", "", 2000, "fp16").ok());
+  EXPECT_TRUE(ValidateSubmitFlags("bits<=4.2", "4-8", 128, false, "rtn", false, "", "", "", 2000, "s8").ok());
+  EXPECT_EQ(ValidateSubmitFlags("ear>=0.99", "4-8", 128, false, "rtn", true, "", "", "", 2000, "s8").code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(TargetFlagTest, RejectsWithAReason) {

@@ -147,7 +147,7 @@ absl::StatusOr<JobRequest> SpecToRequest(const slq::v1::JobSpec& spec, const std
   if (!spec.group_sizes().empty()) o["group_sizes"] = spec.group_sizes();
   if (!spec.grids().empty()) o["grids"] = spec.grids();               // absent = off
   if (spec.has_cloze_items()) o["cloze_items"] = spec.cloze_items();  // absent = the engine's default
-  if (!spec.scales().empty()) o["scales"] = spec.scales();             // absent = fp16
+  if (!spec.scales().empty()) o["scales"] = spec.scales();            // absent = fp16
   r.options_json = o.dump();
   return r;
 }

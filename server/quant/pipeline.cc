@@ -89,9 +89,10 @@ void RoundKeptTensorsToFp16(Model& m, bool round_head) {
 // s8 scales are not combined with a rotation (quantizer.h).
 absl::Status CheckScalesWithRotation(const PipelineOptions& o, const spec::VariantSpace& v) {
   if (!o.rotate || std::find(v.s8.begin(), v.s8.end(), true) == v.s8.end()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("scales '", o.scales,
-                                                 "' cannot be combined with rotate (--hadamard; rotated layers keep fp16 scales): "
-                                                 "set scales to fp16, or drop rotate"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("scales '", o.scales,
+                   "' cannot be combined with rotate (--hadamard; rotated layers keep fp16 scales): "
+                   "set scales to fp16, or drop rotate"));
 }
 
 // bits<=X against the exact floor: every quantized slot at its cheapest offered candidate,
@@ -278,8 +279,8 @@ absl::Status QuantizationSession::Retarget(const PipelineOptions& options) {
     return absl::InvalidArgumentError("rotation is only combined with quantizers 'rtn'");
   }
   SLQ_ASSIGN_OR_RETURN(spec::VariantSpace variants,
-                       spec::ParseVariants(options.group_size, options.symmetric, options.symmetry,
-                                           options.group_sizes, options.grids, options.scales));
+                       spec::ParseVariants(options.group_size, options.symmetric, options.symmetry, options.group_sizes,
+                                           options.grids, options.scales));
   SLQ_RETURN_IF_ERROR(CheckScalesWithRotation(options, variants));
   if (options.uniform_bits == 0) {
     SLQ_RETURN_IF_ERROR(spec::CheckBitsReachable(target, formats, variants));

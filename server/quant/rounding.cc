@@ -208,8 +208,8 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
     const int64_t n = std::min(g, cols - k * g);
     for (int64_t j = 0; j < n; ++j) grp[j] = static_cast<float>(src[j]);
     if (s8) {  // FitGroupS8 on the matrix's base (from the weights before any update), diag(H)-weighted
-      grid_of[r * gpr + k] = static_cast<uint8_t>(
-          FitGroupS8Grids(grp.data(), diag.data() + k * g, n, cfg.grids, cfg.mse_clip, r * gpr + k, q, nullptr, scratch));
+      grid_of[r * gpr + k] = static_cast<uint8_t>(FitGroupS8Grids(grp.data(), diag.data() + k * g, n, cfg.grids,
+                                                                  cfg.mse_clip, r * gpr + k, q, nullptr, scratch));
       return;
     }
     QuantizeGroup(grp.data(), n, q.bits, cfg.symmetric, cfg.mse_clip, scratch.data(), &q.scales[r * gpr + k],
@@ -341,9 +341,9 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrixRounded(const float* w, int64_t ro
           for (int64_t k = 0; k < gpr; ++k) {
             const int64_t j0 = k * g, n = std::min(g, cols - j0);
             if (s8) {
-              grid_of[r * gpr + k] = static_cast<uint8_t>(FitGroupS8Grids(
-                  w + r * cols + j0, diag.data() + j0, n, cfg.grids, /*mse_clip=*/true, r * gpr + k, q,
-                  codes.data() + j0, trial));
+              grid_of[r * gpr + k] =
+                  static_cast<uint8_t>(FitGroupS8Grids(w + r * cols + j0, diag.data() + j0, n, cfg.grids,
+                                                       /*mse_clip=*/true, r * gpr + k, q, codes.data() + j0, trial));
               continue;
             }
             MseGroup(w + r * cols + j0, diag.data() + j0, n, q.bits, q.symmetric, cfg.grids, codes.data() + j0,

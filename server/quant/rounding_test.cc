@@ -249,8 +249,8 @@ TEST(RoundingTest, S8ScalesUnderMseAndGptqExpandExactlyAndChargeTheirBits) {
             if (r == Rounding::kMse && act_order) continue;
             auto q = QuantizeMatrixRounded(w.data(), rows, cols, cfg, r, &g, GptqOptions{.act_order = act_order});
             ASSERT_TRUE(q.ok()) << q.status();
-            const std::string what = absl::StrCat(RoundingName(r), " bits ", bits, " sym ", sym, " grids ", grids,
-                                                  " act-order ", act_order);
+            const std::string what =
+                absl::StrCat(RoundingName(r), " bits ", bits, " sym ", sym, " grids ", grids, " act-order ", act_order);
             EXPECT_EQ(q->rounding, r);
             EXPECT_EQ(q->codes.size(), rtn->codes.size());
             EXPECT_EQ(q->has_grids(), grids);

@@ -275,8 +275,9 @@ absl::Status ValidateSpec(const SpecFields& s) {
   auto variants = ParseVariants(s.group_size, s.symmetric, s.symmetry, s.group_sizes, s.grids, s.scales);
   if (!variants.ok()) return variants.status();
   if (s.hadamard && std::find(variants->s8.begin(), variants->s8.end(), true) != variants->s8.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "scales '", s.scales, "' cannot be combined with hadamard (rotated layers keep fp16 scales): set scales to fp16"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("scales '", s.scales,
+                     "' cannot be combined with hadamard (rotated layers keep fp16 scales): set scales to fp16"));
   }
   if (s.cloze_items < 0) {
     return absl::InvalidArgumentError(absl::StrCat("cloze_items must be >= 0 (0 = no TL check), got ", s.cloze_items));
