@@ -152,6 +152,34 @@ TEST(JobConvertTest, GridsAndClozeItemsTravelWithTheJob) {
   EXPECT_NE(bad.status().message().find("spec.cloze_items"), std::string::npos) << bad.status();
 }
 
+// scales reaches the stored options (absent = fp16, as jobs stored before the field) and comes
+// back in the job's spec; a bad word or s8 with hadamard names the field.
+TEST(JobConvertTest, ScalesTravelWithTheJob) {
+  slq::v1::JobSpec s = Spec();
+  auto plain = SpecToRequest(s, "");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(nlohmann::json::parse(plain->options_json).contains("scales"));
+  s.set_scales("both");
+  auto r = SpecToRequest(s, "");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(nlohmann::json::parse(r->options_json)["scales"], "both");
+  Job job;
+  job.request = *r;
+  EXPECT_EQ(JobToProto(job, "").spec().scales(), "both");
+  job.request = *plain;
+  EXPECT_EQ(JobToProto(job, "").spec().scales(), "");
+  s.set_scales("s16");
+  auto bad = SpecToRequest(s, "");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("spec.scales"), std::string::npos) << bad.status();
+  s.set_scales("s8");
+  s.set_hadamard(true);
+  bad = SpecToRequest(s, "");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("spec.scales 's8' cannot be combined with hadamard"), std::string::npos)
+      << bad.status();
+}
+
 TEST(JobConvertTest, TaskLosslessIsTheCliTarget) {
   slq::v1::JobSpec s = Spec();
   s.mutable_target()->set_task_lossless_kl(0.01);

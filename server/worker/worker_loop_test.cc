@@ -285,5 +285,13 @@ TEST(TaskExecutorTest, GridsAndClozeItemsReachThePipelineOptions) {
   EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).cloze_max_items, 300);
 }
 
+// The job's scales reach the engine's options; none given = "" (fp16).
+TEST(TaskExecutorTest, ScalesReachThePipelineOptions) {
+  slq::v1::QuantOptions q;
+  EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).scales, "");
+  q.set_scales("both");
+  EXPECT_EQ(TaskExecutor::PipelineOptionsOf(q).scales, "both");
+}
+
 }  // namespace
 }  // namespace slq
