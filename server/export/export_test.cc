@@ -64,7 +64,9 @@ quant::QuantizedMatrix Symmetric8WithExactZeros(int64_t rows, int64_t cols) {
 }
 
 // grids: layer 0's q_proj and layer 1's up_proj take per-group grids (Grid Games).
-std::string MakeArtifact(const std::string& name, bool odd = false, bool grids = false) {
+// scales: the scale format of every layer QuantizeMatrix rounds (kS8: compact scales).
+std::string MakeArtifact(const std::string& name, bool odd = false, bool grids = false,
+                         quant::ScaleFormat scales = quant::ScaleFormat::kFp16) {
   const std::string src = testing::ModelsDir() + "/tinystories-656k";
   auto model = LoadModel(src);
   EXPECT_TRUE(model.ok()) << model.status();
@@ -81,6 +83,7 @@ std::string MakeArtifact(const std::string& name, bool odd = false, bool grids =
     if (odd && s.layer == 1 && s.name.ends_with("q_proj")) cfg.bits = 6;
     cfg.grids =
         grids && ((s.layer == 0 && s.name.ends_with("q_proj")) || (s.layer == 1 && s.name.ends_with("up_proj")));
+    cfg.scales = scales;
     if (s.layer == 1 && s.name.ends_with("down_proj")) {
       *s.op = std::make_unique<quant::QuantizedLinear>(Symmetric8WithExactZeros(d->out_features(), d->in_features()));
       continue;
@@ -496,6 +499,46 @@ TEST(ExportGgufTest, GridLayersExportDequantizedOnTheirLevels) {
   }
   EXPECT_EQ(grid_layers, 2);
   fs::remove(out);
+  fs::remove_all(artifact);
+}
+
+// S8 layers (compact scales) are, once loaded, ordinary fp16-(s, m) layers: the exact export
+// writes them as Q4_1 / Q5_1 (group 32) dequantizing to the artifact's weights bit for bit, the
+// f32 / f16 exports write their dequantized weights, and the HF fp32 export's logits are the
+// artifact's.
+TEST(ExportGgufTest, S8LayersExportExactlyAndDequantized) {
+  const std::string artifact = MakeArtifact("gguf_s8", /*odd=*/false, /*grids=*/false, quant::ScaleFormat::kS8);
+  ASSERT_FALSE(artifact.empty());
+  auto a = quant::LoadArtifact(artifact);
+  ASSERT_TRUE(a.ok()) << a.status();
+  const Model& m = *a->model;
+  EXPECT_EQ(a->manifest["format_version"], quant::kArtifactFormatVersionS8);
+  const std::string out = TempDir("gguf_s8_exact") + ".gguf";
+  absl::Status s = ExportGguf(artifact, out);
+  ASSERT_TRUE(s.ok()) << s;
+  GgufFile g = ReadGguf(out);
+  int s8 = 0;
+  for (const ConstLinearSlot& slot : m.LinearSlots()) {
+    if (slot.name == "lm_head") continue;
+    const auto* ql = dynamic_cast<const quant::QuantizedLinear*>(slot.op);
+    ASSERT_NE(ql, nullptr) << slot.name;
+    const GgufTensor& t = g.tensors.at(GgufName(slot.name, slot.layer));
+    const int bits = ql->matrix().bits;
+    EXPECT_EQ(t.type, bits == 4 ? 3u : bits == 5 ? 7u : 8u) << slot.name;
+    EXPECT_EQ(Dequant(g, t), InGgufRowOrder(slot.name, slot.op->WeightF32(), m.config))
+        << slot.name << " does not dequantize to the artifact's weights exactly";
+    s8 += ql->matrix().has_scale_codes();
+  }
+  EXPECT_EQ(s8, 13);  // all but layer 1's hand-made 8-bit down_proj
+  fs::remove(out);
+  for (const char* dtype : {"f32", "f16"}) {
+    const std::string deq = TempDir(std::string("gguf_s8_") + dtype) + ".gguf";
+    s = ExportGguf(artifact, deq, {.dtype = dtype});
+    ASSERT_TRUE(s.ok()) << s;
+    ExpectDequantizedLinears(ReadGguf(deq), m, std::string(dtype) == "f32" ? 0u : 1u);
+    fs::remove(deq);
+  }
+  ExpectLogitsClose(artifact, "fp32", 1e-5);
   fs::remove_all(artifact);
 }
 

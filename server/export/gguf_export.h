@@ -19,6 +19,8 @@
 //   5-bit, group 32, x = z + s*q                                                 -> Q5_1 (d = s, m = z)
 //   8-bit symmetric, group 32, z exactly -127*s and codes <= 254                 -> Q8_0 (d = s, q - 127)
 //   dense tensors: F16 when every value is exactly an fp16, else F32; norms F32.
+// Layers with compact "s8" scales (kernels/scale_codes.h) are expanded to fp16 (s, z) at load,
+// so they map exactly like fp16 layers of the same width and group size.
 // Anything else (other bit widths or group sizes, Hadamard rotation, asymmetric 8-bit, a
 // symmetric 8-bit group whose fp16 zero is not exactly -127*s) has no exact GGUF type:
 // InvalidArgument naming the first such layer and why. Tensor names and metadata follow

@@ -33,11 +33,18 @@ std::string GridKey(int choice) { return ChoiceGrids(choice) ? absl::StrCat("|gr
 constexpr char kS8SchemeName[] = "s8-e3m5-base1.1-fit1";
 std::string S8Key(int choice) { return ChoiceS8(choice) ? absl::StrCat("|scales=", kS8SchemeName) : ""; }
 
+// RTN with mse_clip and grids picks (clip, grid) jointly (quantizer.h QuantConfig::joint_clip_grid);
+// entries made under the sequential rule (before it, or with it off) are never served.
+std::string ClipGridKey(const QuantConfig& c, int choice) {
+  if (!c.mse_clip || !ChoiceGrids(choice)) return "";
+  return c.joint_clip_grid ? "|clip-grid=joint" : "|clip-grid=seq";
+}
+
 std::string CacheKey(const ProfileOptions& o, const ModelQuantizer& mq, int bits) {
   const QuantConfig& c = mq.config();
   return absl::StrCat(o.estimator, "|model=", o.model_sha, "|data=", o.data_sha, "|b=", bits, "|g=", c.group_size,
                       "|sym=", c.symmetric, "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed,
-                      "|T=", o.temperature, DampKey(mq, bits), GridKey(bits), S8Key(bits),
+                      "|T=", o.temperature, DampKey(mq, bits), GridKey(bits), S8Key(bits), ClipGridKey(c, bits),
                       UsesActivations(bits) && !o.activation_key.empty() ? "|gram=" + o.activation_key : "");
 }
 
@@ -150,6 +157,7 @@ std::string ProxyErrKey(const ProfileOptions& o, const ModelQuantizer& mq, int b
   return absl::StrCat("proxy-err|model=", o.model_sha, "|b=", bits, "|g=", c.group_size, "|sym=", c.symmetric,
                       "|clip=", c.mse_clip, "|rot=", c.rotate, ":", c.rotation_seed,
                       rtn ? "" : absl::StrCat("|data=", o.data_sha), DampKey(mq, bits), GridKey(bits), S8Key(bits),
+                      ClipGridKey(c, bits),
                       UsesActivations(bits) && !o.activation_key.empty() ? "|gram=" + o.activation_key : "");
 }
 

@@ -54,7 +54,9 @@ void Fwht(float* v, int64_t n) {
 
 namespace {
 // RTN of one group in S8 scales: FitGroupS8 on the uniform grid, then (grids) each non-uniform
-// grid at the same (u, z), strictly better only. Returns the grid id.
+// grid at the same (u, z), strictly better only; or, with mse_clip, grids and
+// cfg.joint_clip_grid, one FitGroupS8 per grid (its own (u, z) and clip), the least error
+// winning (ties: the lower grid). Returns the grid id.
 int QuantizeGroupS8(const float* w, int64_t n, const QuantConfig& cfg, float base, uint8_t* codes, uint8_t* u,
                     uint8_t* z, uint16_t* s16, uint16_t* m16) {
   uint8_t zp = 0;
@@ -64,6 +66,24 @@ int QuantizeGroupS8(const float* w, int64_t n, const QuantConfig& cfg, float bas
   int id = 0;
   if (!cfg.grids || cfg.symmetric) return id;
   std::vector<uint8_t> trial(static_cast<size_t>(n));
+  if (cfg.mse_clip && cfg.joint_clip_grid) {
+    for (int k = 1; k < kernels::kGridCount; ++k) {
+      uint8_t ku = 0, kz = 0;
+      uint16_t ks = 0, km = 0;
+      const double err = FitGroupS8(w, nullptr, n, cfg.bits, false, true, base, kernels::GridLevels(cfg.bits, k), &ku,
+                                    &kz, &ks, &km, trial.data());
+      if (err < best) {
+        best = err;
+        id = k;
+        *u = ku;
+        if (z != nullptr) *z = kz;
+        *s16 = ks;
+        *m16 = km;
+        std::copy(trial.begin(), trial.end(), codes);
+      }
+    }
+    return id;
+  }
   for (int k = 1; k < kernels::kGridCount; ++k) {
     const double err = EncodeGroup(w, nullptr, n, cfg.bits, HalfToFloat(*s16), HalfToFloat(*m16),
                                    kernels::GridLevels(cfg.bits, k), trial.data());
@@ -169,7 +189,8 @@ double FitGroupS8(const float* w, const double* h, int64_t n, int bits, bool sym
 
 std::string QuantConfig::Describe() const {
   return absl::StrCat("q", bits, " g", group_size, symmetric ? " sym" : " asym", mse_clip ? " clip" : "",
-                      rotate ? " rot" : "", grids ? " grid" : "", scales == ScaleFormat::kS8 ? " s8" : "");
+                      rotate ? " rot" : "", grids ? " grid" : "", scales == ScaleFormat::kS8 ? " s8" : "",
+                      mse_clip && grids && !joint_clip_grid ? " seq" : "");
 }
 
 Rotation MakeRotation(int64_t cols, uint64_t seed) {
@@ -250,7 +271,7 @@ absl::StatusOr<int64_t> ResolveGroupSize(int bits, int64_t group_size, int64_t c
 }
 
 void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse_clip, uint8_t* codes,
-                   uint16_t* scale16, uint16_t* zero16, bool grids, int* grid_id) {
+                   uint16_t* scale16, uint16_t* zero16, bool grids, int* grid_id, bool joint) {
   if (grid_id != nullptr) *grid_id = 0;
   float lo = w[0], hi = w[0];
   for (int64_t i = 1; i < n; ++i) {
@@ -261,6 +282,26 @@ void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse
   GroupParams(lo, hi, absmax, bits, symmetric, 1.0f, scale16, zero16);
   double best = EncodeGroup(w, nullptr, n, bits, HalfToFloat(*scale16), HalfToFloat(*zero16), nullptr, codes);
   std::vector<uint8_t> trial;
+  if (mse_clip && grids && !symmetric && joint) {
+    // Joint: every (shrink, grid) pair; strictly better only, in order of shrink then grid.
+    trial.resize(static_cast<size_t>(n));
+    for (int a_k = 0; a_k < 10; ++a_k) {
+      uint16_t s, z;
+      GroupParams(lo, hi, absmax, bits, symmetric, 1.0f - 0.05f * static_cast<float>(a_k), &s, &z);
+      for (int k = a_k == 0 ? 1 : 0; k < kernels::kGridCount; ++k) {
+        const double err = EncodeGroup(w, nullptr, n, bits, HalfToFloat(s), HalfToFloat(z),
+                                       k == 0 ? nullptr : kernels::GridLevels(bits, k), trial.data());
+        if (err < best) {
+          best = err;
+          *scale16 = s;
+          *zero16 = z;
+          if (grid_id != nullptr) *grid_id = k;
+          std::copy(trial.begin(), trial.end(), codes);
+        }
+      }
+    }
+    return;
+  }
   if (mse_clip) {
     trial.resize(static_cast<size_t>(n));
     for (int k = 1; k < 10; ++k) {
@@ -347,7 +388,7 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const float* w, int64_t rows, int
                                   &q.zeros[r * gpr + k]);
             } else {
               QuantizeGroup(row.data() + j0, n, cfg.bits, cfg.symmetric, cfg.mse_clip, codes.data() + j0,
-                            &q.scales[r * gpr + k], &q.zeros[r * gpr + k], cfg.grids, &id);
+                            &q.scales[r * gpr + k], &q.zeros[r * gpr + k], cfg.grids, &id, cfg.joint_clip_grid);
             }
             ids[k] = static_cast<uint8_t>(id);
           }

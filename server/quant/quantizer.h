@@ -18,6 +18,8 @@
 //   grid of least squared error; w' = m16 + s16 * L[q] with L that grid's levels.
 // - MSE clipping shrinks [m, M] (asymmetric: both ends by a factor a; symmetric: max|w|) over
 //   a grid a in {1, 0.95, ..., 0.55} and keeps the a with the least squared error per group.
+//   With grids too, the (a, grid) pair of least error is chosen jointly
+//   (QuantConfig::joint_clip_grid; S8: one FitGroupS8 per grid).
 // - Rotation (HIGGS): the input dimension is multiplied by a block-diagonal orthogonal matrix
 //   R = blockdiag(H D / sqrt(n)) (H Walsh-Hadamard, D random +-1 signs from a seed, n the
 //   largest power of two <= 1024 dividing cols). Since R is orthogonal, w.x = (R w).(R x): rows
@@ -61,7 +63,11 @@ struct QuantConfig {
   // index stored in kernels::kGridIdBits bits. Asymmetric only.
   bool grids = false;
   ScaleFormat scales = ScaleFormat::kFp16;  // kS8: compact scales (kernels/scale_codes.h)
-  std::string Describe() const;             // e.g. "q4 g128 asym", "q4 g128 asym grid", "q4 g64 asym s8"
+  // With mse_clip and grids: each group picks the (clip, grid) pair of least squared error
+  // (true), or, false, first its clip on the uniform grid, then its grid at that (scale, zero)
+  // (the rule before joint search; kept as the baseline of benches and tests).
+  bool joint_clip_grid = true;
+  std::string Describe() const;  // e.g. "q4 g128 asym", "q4 g128 asym grid", "q4 g64 asym s8"
 };
 
 // The random rotation applied to the input dimension (identity when block == 0).
@@ -114,14 +120,17 @@ struct QuantizedMatrix {
                                                              const QuantConfig& cfg);
 
 // Quantizes one group of n values. codes[n] receive codes in [0, 2^bits-1]; returns via
-// *scale16 / *zero16 the fp16 bits. With `grids` (asymmetric only; ignored when symmetric) the
-// (scale, zero) stay those of the uniform grid (min/max or MSE-clipped), each grid of
-// kernels::GridLevels(bits, k) rounds every value to its nearest level
+// *scale16 / *zero16 the fp16 bits. With `grids` (asymmetric only; ignored when symmetric) each
+// grid of kernels::GridLevels(bits, k) rounds every value to its nearest level
 // (kernels::NearestLevel), and the grid with the least squared error wins (ties: the lowest
 // index, so a group the uniform grid fits best stays on grid 0); its index goes to *grid_id
-// (0 without grids). The codes then index that grid's levels. Used by QuantizeMatrix and rounding.cc.
+// (0 without grids). The codes then index that grid's levels. Without mse_clip, or with
+// `joint` false, the (scale, zero) are those of the uniform grid (min/max or MSE-clipped) and
+// every grid is tried at them; with mse_clip and `joint`, every (shrink, grid) pair is tried
+// and the least error wins (ties: the larger range, then the lower grid), so its error is never
+// above the sequential rule's. Used by QuantizeMatrix and rounding.cc.
 void QuantizeGroup(const float* w, int64_t n, int bits, bool symmetric, bool mse_clip, uint8_t* codes,
-                   uint16_t* scale16, uint16_t* zero16, bool grids = false, int* grid_id = nullptr);
+                   uint16_t* scale16, uint16_t* zero16, bool grids = false, int* grid_id = nullptr, bool joint = true);
 
 // The code of x under fp16 (s, m) on the grid `levels` (2^bits ascending levels, kernels/grids.h;
 // null = the uniform grid: nearbyint, clamped) and, via *value, its dequantized weight m + s * L[q]
