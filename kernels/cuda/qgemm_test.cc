@@ -156,6 +156,7 @@ void Check(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t
                            (act == ActType::kBF16 ? " bf16" : " fp16") + " n " + std::to_string(n) + " splits " +
                            std::to_string(opt.splits) + " " + KernelName(opt.kernel) + (opt.pdl ? " pdl" : "") +
                            (opt.kernel == QKernel::kStreamSmem ? " ring " + std::to_string(opt.ring) : "") +
+                           (opt.grid_pairs ? "" : " per-code grid lookup") +
                            (grids == Grids::kRandom    ? " grid ids"
                             : grids == Grids::kAllZero ? " zero grid ids"
                                                        : "");
@@ -262,10 +263,11 @@ void ExpectGridAwareOracle() {
       << "kernels::DequantWeight ignores grid ids: the grid cases need helper F's grid-aware oracle";
 }
 
-// Grid matrices on the fused path: every width x group x activation type x n in {1, 3, 16, 32}
-// (each tile configuration of the tiled kernel), random and all-zero ids, ragged and real
-// shapes, split-K auto / off / forced, every kernel request (grids run tiled, but kStream with
-// fp16 runs the streaming kernel's grid variant), and that variant on its own.
+// Grid matrices on the fused path: every width x group x activation type x n in {1, 3, 8, 16, 32}
+// (kAuto: the streaming grid variant for fp16 n <= 16, else each tile configuration of the
+// tiled kernel), random and all-zero ids, ragged and real shapes, split-K auto / off / forced,
+// every kernel request (kStream with fp16 runs the streaming grid variant, the rest tiled), and
+// the streaming variant on its own with both lookups (pair table and per code, widths <= 4).
 TEST_P(QGemmAllBits, GridMatrices) {
   SKIP_WITHOUT_GPU();
   ExpectGridAwareOracle();
@@ -274,7 +276,7 @@ TEST_P(QGemmAllBits, GridMatrices) {
   std::mt19937_64 rng(5000 + bits);
   for (ActType act : {ActType::kF16, ActType::kBF16}) {
     for (int64_t g : {64, 128}) {
-      for (int64_t n : {1, 3, 16, 32}) {
+      for (int64_t n : {1, 3, 8, 16, 32}) {
         for (Grids grids : {Grids::kRandom, Grids::kAllZero}) {
           Check(70, 1000, bits, g, act, n, Opt(0), rng, grids);
           Check(33, 200, bits, g, act, n, Opt(1), rng, grids);
@@ -296,6 +298,14 @@ TEST_P(QGemmAllBits, GridMatrices) {
       for (int64_t n : {1, 7, 16}) {
         Check(150, 2056, bits, g, act, n, Opt(2, QKernel::kStream), rng, Grids::kRandom);
         Check(256, 4096, bits, g, act, n, Opt(0, QKernel::kStream, true), rng, Grids::kRandom);
+      }
+      // The per-code lookup (the pair table's alternative for widths <= 4; the only lookup above).
+      for (int64_t n : {1, 3, 8, 16, 32}) {
+        QGemmOptions o = Opt(0, QKernel::kStream, n == 3);
+        o.grid_pairs = false;
+        for (Grids grids : {Grids::kRandom, Grids::kAllZero}) Check(70, 1000, bits, g, act, n, o, rng, grids);
+        o.splits = 1;
+        Check(256, 4096, bits, g, act, n, o, rng, Grids::kRandom);
       }
       if (g == 128) Check(512, 4096, bits, g, act, 128, Opt(0), rng, Grids::kRandom);
     }
