@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -416,7 +417,7 @@ void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std:
       "| shape | bits | n | cuBLASLt us | kernel | us | TB/s | speedup |\n|---|---|---|---|---|---|---|---|\n");
   for (int si = 0; si < 4; ++si) {
     const Shape& sh = kShapes[si];
-    const std::vector<double> base = CublasTimes(lt, sh, ns, b, st);
+    const std::vector<double> base = CublasTimes(lt, sh, std::vector<int64_t>(std::begin(ns), std::end(ns)), b, st);
     for (int bits = 2; bits <= 8; ++bits) {
       if (!(bits_mask >> bits & 1)) continue;
       for (int64_t g : {int64_t{128}, int64_t{64}}) {
@@ -451,15 +452,17 @@ void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std:
 // and cuBLASLt bf16, in one run. bf16 activations: the uniform kAuto kernel, the uniform tiled
 // kernel (the grid tiled kernel without the level lookup) and the grid matrix under kAuto (tiled:
 // the levels are not bf16-exact). fp16 activations (the bf16 x bits read as fp16): uniform kAuto,
-// grid kAuto (the streaming grid variant for n <= 16, pair table for widths <= 4), the grid
-// streaming variant with the per-code lookup, and the grid tiled kernel.
+// grid kAuto (the streaming grid variant for n <= 16, pair table for widths <= 3), the grid
+// streaming variant with the per-code lookup everywhere and with the pair table at 4 bits too
+// (QGemmOptions::grid_pair_bits 0 / 4), and the grid tiled kernel.
 void GridBench(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std::string&)>& emit) {
   emit(
       "## Grid matrices vs uniform (Llama-3-8B shapes): us; ratio = grid auto / uniform auto of the same "
       "activation type; cuBLASLt = bf16 dense weights\n\n"
       "| shape | weights | n | cuBLASLt bf16 | bf16 uniform auto | bf16 uniform tiled | bf16 grid auto | bf16 ratio | "
-      "f16 uniform auto | f16 grid auto | f16 grid stream per-code | f16 grid tiled | f16 ratio |\n"
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+      "f16 uniform auto | f16 grid auto | f16 grid stream per-code | f16 grid stream pairs (4b) | f16 grid tiled | "
+      "f16 ratio |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<int64_t> ns(std::begin(kBatches), std::end(kBatches));
   for (int si = 0; si < 4; ++si) {
     const Shape& sh = kShapes[si];
@@ -478,21 +481,26 @@ void GridBench(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const 
         lg.grids = true;
         QSet u = MakeQSet(sh.rows, sh.cols, bits, g, CopiesFor(QBytes(l)), 11 + bits);
         QSet gr = MakeQSet(sh.rows, sh.cols, bits, g, CopiesFor(QBytes(lg)), 11 + bits, /*grids=*/true);
-        QGemmOptions tiled, per_code;
+        QGemmOptions tiled, per_code, pairs4;
         tiled.kernel = QKernel::kTiled;
         per_code.kernel = QKernel::kStream;
-        per_code.grid_pairs = false;
+        per_code.grid_pair_bits = 0;
+        pairs4.kernel = QKernel::kStream;
+        pairs4.grid_pair_bits = 4;
         for (size_t i = 0; i < ns.size(); ++i) {
           const int64_t n = ns[i];
           const double ua = TimeQ(u, n, b, st), ut = TimeQ(u, n, b, st, tiled), ga = TimeQ(gr, n, b, st);
           const ActType f16 = ActType::kF16;
           const double ua16 = TimeQ(u, n, b, st, {}, f16), ga16 = TimeQ(gr, n, b, st, {}, f16);
           const double gt16 = TimeQ(gr, n, b, st, tiled, f16);
-          const std::string pc = n <= kStreamAutoMaxN ? Fmt("%.1f", TimeQ(gr, n, b, st, per_code, f16)) : "-";
+          const bool small = n <= kStreamAutoMaxN;
+          const std::string pc = small ? Fmt("%.1f", TimeQ(gr, n, b, st, per_code, f16)) : "-";
+          const std::string p4 = small && bits == 4 ? Fmt("%.1f", TimeQ(gr, n, b, st, pairs4, f16)) : "-";
           emit("| " + std::string(sh.name) + " | " + std::to_string(bits) + "b g" + std::to_string(g) + " | " +
                std::to_string(n) + " | " + Fmt("%.1f", lt_us[i]) + " | " + Fmt("%.1f", ua) + " | " + Fmt("%.1f", ut) +
                " | " + Fmt("%.1f", ga) + " | " + Fmt("%.2f", ga / ua) + " | " + Fmt("%.1f", ua16) + " | " +
-               Fmt("%.1f", ga16) + " | " + pc + " | " + Fmt("%.1f", gt16) + " | " + Fmt("%.2f", ga16 / ua16) + " |\n");
+               Fmt("%.1f", ga16) + " | " + pc + " | " + p4 + " | " + Fmt("%.1f", gt16) + " | " +
+               Fmt("%.2f", ga16 / ua16) + " |\n");
         }
         CK(cudaFree(u.pool));
         CK(cudaFree(gr.pool));

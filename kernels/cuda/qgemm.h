@@ -84,9 +84,11 @@ struct QGemmOptions {
   int prefetch_kib = -1;
   // kStreamSmem: ring depth per warp, 1 = ~6 KiB of codes (default), 2 = ~12 KiB (2..8 chunks).
   int ring = 1;
-  // Streaming grid variant, widths <= 4: look both codes of an A register up at once in a
-  // table of level pairs (true, default) or each code on its own (false). For measurement.
-  bool grid_pairs = true;
+  // Streaming grid variant: widths <= grid_pair_bits (at most 4) look both codes of an A register
+  // up at once in a table of level pairs, wider ones each code on its own. Default 3: at 4 bits the
+  // pair table (256 entries per grid) has bank conflicts the per-code table (conflict-free) does not;
+  // which wins is unmeasured. 0 = per-code everywhere. For measurement.
+  int grid_pair_bits = 3;
 };
 
 // x: device [n, cols] (act), y: device [n, rows] (act). x must be 16-byte aligned.

@@ -18,9 +18,9 @@
 // Grid matrices (fp16 only, GRID instantiations): the A operand is the level L[q] from a
 // shared-memory fp16 table (every level is fp16-exact), the chunk's grid ids ride in the ring
 // next to its scales/zeros, and a group folds as y += s * acc + z * sx (qgemm_stream_device.cuh).
-// Widths <= 4 look up both codes of an A register at once in a table of level pairs
-// (kGridPairs, default; QGemmOptions::grid_pairs = false for the per-code lookup), wider ones
-// one code at a time (kGridPerCode).
+// Widths <= QGemmOptions::grid_pair_bits (default 3, at most 4) look up both codes of an A
+// register at once in a table of level pairs (kGridPairs), wider ones one code at a time
+// (kGridPerCode).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -227,7 +227,9 @@ std::string QGemmStream(const DeviceMatrix& w, const void* x, int64_t n, void* y
   splits = std::min(splits, p.chunks);
   int cps = (p.chunks + splits - 1) / splits;
   const int64_t ntok = std::min<int64_t>(n, 8 * nt);
-  const int grid_mode = !l.grids ? 0 : opt.grid_pairs && l.bits <= 4 ? kGridPairs : kGridPerCode;
+  const int grid_mode = !l.grids                                                   ? 0
+                        : l.bits <= std::min(opt.grid_pair_bits, kGridPairMaxBits) ? kGridPairs
+                                                                                   : kGridPerCode;
   const int table = StreamTableBytes(l.bits, grid_mode);
   auto smem = [&](int c) {
     return static_cast<size_t>(kZeroHalves * 2 + table + ntok * (c * 256 + 8) * 2 + c * (256 / g) * 8 * nt * 4);

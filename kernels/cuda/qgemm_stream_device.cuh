@@ -123,12 +123,16 @@ __device__ __forceinline__ void LdMatrixX4At(uint32_t (&r)[4], uint32_t addr) {
 //   kGridPairs (2, widths <= 4): [kGridCount][2^BITS (hi)][2^BITS (lo)] half2 {L[lo], L[hi]},
 //     one ld.shared.b32 per A register (two codes of one row), the table replicated
 //     GridPairCopies(BITS) times word-interleaved (word = entry * copies + lane % copies) so
-//     lanes of different copies never hit the same bank.
+//     lanes of different copies never hit the same bank. Bank conflicts per lookup (random
+//     codes): none at 2 bits (a copy per lane), ~2-way at 3 bits (4 lanes per copy over 4
+//     banks), ~3-way at 4 bits (16 lanes over 16 banks); the per-code table of widths <= 4 fits
+//     in 32 words and never conflicts, but takes two loads and a pack per register.
 // All table addresses are 32-bit shared-window addresses (no 64-bit generic pointers live
 // across the chunk). `table` = this lane's base (its copy), `ids` = the chunk's grid-id bytes
 // (byte q = id(g) | id(g + 8) << 4 of its group q), lv = the current group's rows (g, g + 8).
 constexpr int kGridPerCode = 1;
 constexpr int kGridPairs = 2;
+constexpr int kGridPairMaxBits = 4;
 
 // Copies of the pair table: 8 KiB in all for each width (2-bit: one per lane, conflict-free).
 __host__ __device__ constexpr int GridPairCopies(int bits) { return bits == 2 ? 32 : bits == 3 ? 8 : 2; }
@@ -199,7 +203,7 @@ template <int BITS, int GRID, int P>
 __device__ __forceinline__ uint32_t StreamGridA(const uint32_t (&wr)[4 * BITS], uint32_t lv) {
   const uint32_t q2 = PairCodes<BITS, P>(wr);  // lo code at bits [0, BITS), hi at [16, 16 + BITS)
   if constexpr (GRID == kGridPairs) {
-    static_assert(BITS <= 4, "the pair table is for widths <= 4");
+    static_assert(BITS <= kGridPairMaxBits, "the pair table is for widths <= 4");
     constexpr int SH = Log2(GridPairCopies(BITS)) + 2;  // bytes of one entry's copies
     return LdShared32(lv + (((q2 & 0xFFFFu) << SH) | ((q2 >> 16) << (SH + BITS))));
   } else {

@@ -151,15 +151,16 @@ void Check(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t
   // fp16: weights rounded once to fp16 (2^-11) and output to fp16; bf16: 2^-8 each.
   const double tol_fro = act == ActType::kBF16 ? 8e-3 : 1.5e-3;
   const double tol_max = act == ActType::kBF16 ? 6e-2 : 1.2e-2;
-  const std::string what = "rows " + std::to_string(rows) + " cols " + std::to_string(cols) + " bits " +
-                           std::to_string(bits) + " g " + std::to_string(g) +
-                           (act == ActType::kBF16 ? " bf16" : " fp16") + " n " + std::to_string(n) + " splits " +
-                           std::to_string(opt.splits) + " " + KernelName(opt.kernel) + (opt.pdl ? " pdl" : "") +
-                           (opt.kernel == QKernel::kStreamSmem ? " ring " + std::to_string(opt.ring) : "") +
-                           (opt.grid_pairs ? "" : " per-code grid lookup") +
-                           (grids == Grids::kRandom    ? " grid ids"
-                            : grids == Grids::kAllZero ? " zero grid ids"
-                                                       : "");
+  const std::string what =
+      "rows " + std::to_string(rows) + " cols " + std::to_string(cols) + " bits " + std::to_string(bits) + " g " +
+      std::to_string(g) + (act == ActType::kBF16 ? " bf16" : " fp16") + " n " + std::to_string(n) + " splits " +
+      std::to_string(opt.splits) + " " + KernelName(opt.kernel) + (opt.pdl ? " pdl" : "") +
+      (opt.kernel == QKernel::kStreamSmem ? " ring " + std::to_string(opt.ring) : "") +
+      (opt.grid_pair_bits != QGemmOptions{}.grid_pair_bits ? " grid_pair_bits " + std::to_string(opt.grid_pair_bits)
+                                                           : "") +
+      (grids == Grids::kRandom    ? " grid ids"
+       : grids == Grids::kAllZero ? " zero grid ids"
+                                  : "");
   EXPECT_EQ(e.bad, 0) << what;
   EXPECT_LT(e.rel_fro, tol_fro) << what;
   EXPECT_LT(e.max_rel, tol_max) << what;
@@ -299,13 +300,16 @@ TEST_P(QGemmAllBits, GridMatrices) {
         Check(150, 2056, bits, g, act, n, Opt(2, QKernel::kStream), rng, Grids::kRandom);
         Check(256, 4096, bits, g, act, n, Opt(0, QKernel::kStream, true), rng, Grids::kRandom);
       }
-      // The per-code lookup (the pair table's alternative for widths <= 4; the only lookup above).
-      for (int64_t n : {1, 3, 8, 16, 32}) {
-        QGemmOptions o = Opt(0, QKernel::kStream, n == 3);
-        o.grid_pairs = false;
-        for (Grids grids : {Grids::kRandom, Grids::kAllZero}) Check(70, 1000, bits, g, act, n, o, rng, grids);
-        o.splits = 1;
-        Check(256, 4096, bits, g, act, n, o, rng, Grids::kRandom);
+      // Both lookups at every width <= 4: per code everywhere (0) and pairs up to 4 bits (the
+      // default, 3, runs above).
+      for (int pair_bits : {0, 4}) {
+        for (int64_t n : {1, 3, 8, 16, 32}) {
+          QGemmOptions o = Opt(0, QKernel::kStream, n == 3);
+          o.grid_pair_bits = pair_bits;
+          for (Grids grids : {Grids::kRandom, Grids::kAllZero}) Check(70, 1000, bits, g, act, n, o, rng, grids);
+          o.splits = 1;
+          Check(256, 4096, bits, g, act, n, o, rng, Grids::kRandom);
+        }
       }
       if (g == 128) Check(512, 4096, bits, g, act, 128, Opt(0), rng, Grids::kRandom);
     }

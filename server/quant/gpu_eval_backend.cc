@@ -176,7 +176,9 @@ class GpuEvalBackend final : public quant::EvalBackend {
       const size_t ib =
           q.grid_ids != nullptr ? static_cast<size_t>(q.rows * kernels::WordsPerRow(gpr, kernels::kGridIdBits)) * 4 : 0;
       const float* levels = nullptr;
-      if (ib > 0) SLQ_ASSIGN_OR_RETURN(levels, LevelTable(q.bits));
+      if (ib > 0) {
+        SLQ_ASSIGN_OR_RETURN(levels, LevelTable(q.bits));
+      }
       SLQ_RETURN_IF_ERROR(staging_.Reserve(cb + sb + zb + ib, "packed weights"));
       char* base = staging_.as<char>();
       SLQ_RETURN_IF_ERROR(
