@@ -18,6 +18,9 @@
 //
 //   slq_gpu_decode_bench [--tokens 128] [--prompt 16] [--configs bf16,f16,q4,mix] [--breakdown]
 //                        [--pdl] [--linear-pdl|--no-linear-pdl] [--out f.md]
+// Quantized configs take suffixes: q4-grid / mix-grid (grid matrices: random grid ids per group,
+// kernels/grids.h), and -bf16 for bf16 activations (default fp16, as the dense f16), e.g.
+// q4,q4-grid,q4-bf16,q4-grid-bf16.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -70,6 +73,26 @@ RandomLinearSpec MixSpec(const std::string& name, int layer) {
   if (name.find("gate_up") != std::string::npos) s.bits = std::vector<int>{5, 4, 5, 6}[layer % 4];
   if (name.find("down") != std::string::npos && (layer == 0 || layer == 31)) s.bits = 8;
   return s;
+}
+
+// A quantized config name: "q4" or "mix", then optionally "-grid", then optionally "-bf16".
+struct QuantConfigName {
+  bool ok = false, mix = false, grids = false, bf16 = false;
+};
+QuantConfigName ParseQuantConfig(std::string name) {
+  QuantConfigName q;
+  auto strip = [&name](const std::string& suffix) {
+    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+      return false;
+    }
+    name.resize(name.size() - suffix.size());
+    return true;
+  };
+  q.bf16 = strip("-bf16");
+  q.grids = strip("-grid");
+  q.mix = name == "mix";
+  q.ok = q.mix || name == "q4";
+  return q;
 }
 
 double MeasureCopyTBs() {
@@ -214,10 +237,20 @@ int main(int argc, char** argv) {
     if (name == "bf16" || name == "f16") {
       mo.act = name == "bf16" ? ActType::kBF16 : ActType::kF16;
       spec = [](const std::string&, int) { return RandomLinearSpec{0, 128}; };
-    } else if (name == "q4") {
-      spec = [](const std::string&, int) { return RandomLinearSpec{4, 128}; };
-    } else if (name == "mix") {
-      spec = MixSpec;
+    } else if (const QuantConfigName q = ParseQuantConfig(name); q.ok) {
+      // q4 / mix, optionally "-grid" (every quantized linear carries random grid ids, the
+      // real level tables) and "-bf16" (bf16 activations; default fp16, GpuModelOptions).
+      if (q.bf16) mo.act = ActType::kBF16;
+      const bool grids = q.grids;
+      if (q.mix) {
+        spec = [grids](const std::string& n, int layer) {
+          RandomLinearSpec s = MixSpec(n, layer);
+          s.grids = grids;
+          return s;
+        };
+      } else {
+        spec = [grids](const std::string&, int) { return RandomLinearSpec{4, 128, grids}; };
+      }
     } else {
       std::fprintf(stderr, "unknown config %s\n", name.c_str());
       return 2;

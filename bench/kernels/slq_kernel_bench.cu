@@ -6,8 +6,9 @@
 //   slq_kernel_bench --sweep [--sweep-bits 248] [--out FILE.md]   (streaming kernel variants, both
 //       rings, vs legacy/tiled/cuBLASLt; --sweep-bits: only these code widths in the per-shape part)
 //   slq_kernel_bench --probe [--out FILE.md]   (read-only probes of the weight access pattern)
-//   slq_kernel_bench --grids [--out FILE.md]   (grid matrices, kernels/grids.h, vs uniform ones:
-//       per shape, width and batch, and one layer at batch 1 in a CUDA graph)
+//   slq_kernel_bench --grids [--out FILE.md]   (grid matrices, kernels/grids.h, vs uniform ones
+//       and cuBLASLt bf16 side by side: per shape, width and batch, bf16 and fp16 activations,
+//       and one layer at batch 1 in a CUDA graph)
 //   slq_kernel_bench [--stream|--legacy|--smem] [--ring R] [--splits S] --profile ROWS COLS BITS N
 //       (a few launches, for ncu)
 #include <cublasLt.h>
@@ -18,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -271,6 +273,26 @@ std::string Fmt(const char* f, double v) {
   return buf;
 }
 
+// cuBLASLt bf16 on a dense [rows, cols] weight (rotated copies), us per call for each n.
+std::vector<double> CublasTimes(Lt& lt, const Shape& sh, const std::vector<int64_t>& ns, Bufs& b, cudaStream_t st) {
+  const double wbytes = sh.rows * sh.cols * 2.0;
+  const int wc = CopiesFor(wbytes);
+  void* wpool;
+  CK(cudaMalloc(&wpool, static_cast<size_t>(wbytes) * wc));
+  FillAct<<<1024, 256>>>(static_cast<uint16_t*>(wpool), static_cast<int64_t>(wbytes / 2) * wc, 3);
+  std::vector<double> base;
+  for (int64_t n : ns) {
+    LtPlan p = MakePlan(lt, sh.rows, sh.cols, n);
+    base.push_back(TimeUs(
+        [&](int k) {
+          RunPlan(lt, p, static_cast<char*>(wpool) + static_cast<size_t>(wbytes) * (k % wc), b.x, b.y, st);
+        },
+        std::max(20, wc), st));
+  }
+  CK(cudaFree(wpool));
+  return base;
+}
+
 // --sweep: the streaming kernel's variants beside the legacy small-batch and tiled kernels and
 // cuBLASLt bf16 in one run (Llama-3-8B shapes, bf16 activations, g128 unless noted).
 struct SweepVar {
@@ -395,21 +417,7 @@ void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std:
       "| shape | bits | n | cuBLASLt us | kernel | us | TB/s | speedup |\n|---|---|---|---|---|---|---|---|\n");
   for (int si = 0; si < 4; ++si) {
     const Shape& sh = kShapes[si];
-    const double wbytes = sh.rows * sh.cols * 2.0;
-    const int wc = CopiesFor(wbytes);
-    void* wpool;
-    CK(cudaMalloc(&wpool, static_cast<size_t>(wbytes) * wc));
-    FillAct<<<1024, 256>>>(static_cast<uint16_t*>(wpool), static_cast<int64_t>(wbytes / 2) * wc, 3);
-    std::vector<double> base;
-    for (int64_t n : ns) {
-      LtPlan p = MakePlan(lt, sh.rows, sh.cols, n);
-      base.push_back(TimeUs(
-          [&](int k) {
-            RunPlan(lt, p, static_cast<char*>(wpool) + static_cast<size_t>(wbytes) * (k % wc), b.x, b.y, st);
-          },
-          std::max(20, wc), st));
-    }
-    CK(cudaFree(wpool));
+    const std::vector<double> base = CublasTimes(lt, sh, std::vector<int64_t>(std::begin(ns), std::end(ns)), b, st);
     for (int bits = 2; bits <= 8; ++bits) {
       if (!(bits_mask >> bits & 1)) continue;
       for (int64_t g : {int64_t{128}, int64_t{64}}) {
@@ -440,18 +448,25 @@ void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std:
   LayerGraphs(lt, b, st, emit);
 }
 
-// --grids: grid matrices (per-group grid ids; QGemm runs them on the tiled kernel) beside
-// uniform ones of the same shape and width, bf16 activations, in one run: the uniform kAuto
-// kernel, the uniform tiled kernel (the same kernel without the level lookup) and the grid one.
-void GridBench(Bufs& b, cudaStream_t st, const std::function<void(const std::string&)>& emit) {
+// --grids: grid matrices (per-group grid ids) beside uniform ones of the same shape and width
+// and cuBLASLt bf16, in one run. bf16 activations: the uniform kAuto kernel, the uniform tiled
+// kernel (the grid tiled kernel without the level lookup) and the grid matrix under kAuto (tiled:
+// the levels are not bf16-exact). fp16 activations (the bf16 x bits read as fp16): uniform kAuto,
+// grid kAuto (the streaming grid variant for n <= 16, pair table for widths <= 3), the grid
+// streaming variant with the per-code lookup everywhere and with the pair table at 4 bits too
+// (QGemmOptions::grid_pair_bits 0 / 4), and the grid tiled kernel.
+void GridBench(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std::string&)>& emit) {
   emit(
-      "## Grid matrices vs uniform (Llama-3-8B shapes): us; ratio = grid / uniform auto (bf16); the last two "
-      "columns (n <= 16) are fp16 activations (the bf16 x bits read as fp16): uniform kAuto vs the grid "
-      "streaming variant (kStream)\n\n"
-      "| shape | weights | n | uniform auto | uniform tiled | grid | ratio | f16 uniform auto | f16 grid stream |\n"
-      "|---|---|---|---|---|---|---|---|---|\n");
+      "## Grid matrices vs uniform (Llama-3-8B shapes): us; ratio = grid auto / uniform auto of the same "
+      "activation type; cuBLASLt = bf16 dense weights\n\n"
+      "| shape | weights | n | cuBLASLt bf16 | bf16 uniform auto | bf16 uniform tiled | bf16 grid auto | bf16 ratio | "
+      "f16 uniform auto | f16 grid auto | f16 grid stream per-code | f16 grid stream pairs (4b) | f16 grid tiled | "
+      "f16 ratio |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  const std::vector<int64_t> ns(std::begin(kBatches), std::end(kBatches));
   for (int si = 0; si < 4; ++si) {
     const Shape& sh = kShapes[si];
+    const std::vector<double> lt_us = CublasTimes(lt, sh, ns, b, st);
     for (int bits = 2; bits <= 8; ++bits) {
       for (int64_t g : {int64_t{128}, int64_t{64}}) {
         if (g == 64 && bits != 4) continue;
@@ -466,19 +481,26 @@ void GridBench(Bufs& b, cudaStream_t st, const std::function<void(const std::str
         lg.grids = true;
         QSet u = MakeQSet(sh.rows, sh.cols, bits, g, CopiesFor(QBytes(l)), 11 + bits);
         QSet gr = MakeQSet(sh.rows, sh.cols, bits, g, CopiesFor(QBytes(lg)), 11 + bits, /*grids=*/true);
-        QGemmOptions tiled, stream;
+        QGemmOptions tiled, per_code, pairs4;
         tiled.kernel = QKernel::kTiled;
-        stream.kernel = QKernel::kStream;
-        for (int64_t n : kBatches) {
-          const double ua = TimeQ(u, n, b, st), ut = TimeQ(u, n, b, st, tiled), gt = TimeQ(gr, n, b, st);
-          std::string f16 = " - | - |";
-          if (n <= kStreamAutoMaxN) {
-            f16 = " " + Fmt("%.1f", TimeQ(u, n, b, st, {}, ActType::kF16)) + " | " +
-                  Fmt("%.1f", TimeQ(gr, n, b, st, stream, ActType::kF16)) + " |";
-          }
+        per_code.kernel = QKernel::kStream;
+        per_code.grid_pair_bits = 0;
+        pairs4.kernel = QKernel::kStream;
+        pairs4.grid_pair_bits = 4;
+        for (size_t i = 0; i < ns.size(); ++i) {
+          const int64_t n = ns[i];
+          const double ua = TimeQ(u, n, b, st), ut = TimeQ(u, n, b, st, tiled), ga = TimeQ(gr, n, b, st);
+          const ActType f16 = ActType::kF16;
+          const double ua16 = TimeQ(u, n, b, st, {}, f16), ga16 = TimeQ(gr, n, b, st, {}, f16);
+          const double gt16 = TimeQ(gr, n, b, st, tiled, f16);
+          const bool small = n <= kStreamAutoMaxN;
+          const std::string pc = small ? Fmt("%.1f", TimeQ(gr, n, b, st, per_code, f16)) : "-";
+          const std::string p4 = small && bits == 4 ? Fmt("%.1f", TimeQ(gr, n, b, st, pairs4, f16)) : "-";
           emit("| " + std::string(sh.name) + " | " + std::to_string(bits) + "b g" + std::to_string(g) + " | " +
-               std::to_string(n) + " | " + Fmt("%.1f", ua) + " | " + Fmt("%.1f", ut) + " | " + Fmt("%.1f", gt) + " | " +
-               Fmt("%.2f", gt / ua) + " |" + f16 + "\n");
+               std::to_string(n) + " | " + Fmt("%.1f", lt_us[i]) + " | " + Fmt("%.1f", ua) + " | " + Fmt("%.1f", ut) +
+               " | " + Fmt("%.1f", ga) + " | " + Fmt("%.2f", ga / ua) + " | " + Fmt("%.1f", ua16) + " | " +
+               Fmt("%.1f", ga16) + " | " + pc + " | " + p4 + " | " + Fmt("%.1f", gt16) + " | " +
+               Fmt("%.2f", ga16 / ua16) + " |\n");
         }
         CK(cudaFree(u.pool));
         CK(cudaFree(gr.pool));
@@ -487,11 +509,14 @@ void GridBench(Bufs& b, cudaStream_t st, const std::function<void(const std::str
   }
   emit(
       "\n## One Llama-3-8B layer (qkv, o, gate_up, down) at batch 1 in a CUDA graph, us/layer\n\n"
-      "| weights | uniform | grid | ratio |\n|---|---|---|---|\n");
+      "| weights | bf16 uniform | bf16 grid | bf16 ratio | f16 uniform | f16 grid | f16 ratio |\n"
+      "|---|---|---|---|---|---|---|\n");
   const Shape* ls = &kShapes[0];
   for (int bits : {2, 3, 4, 5, 6, 8}) {
-    double t[2];
-    for (int grids = 0; grids < 2; ++grids) {
+    double t[2][2];  // [act: bf16, f16][grids]
+    for (int run = 0; run < 4; ++run) {
+      const int grids = run & 1, ai = run >> 1;
+      const ActType act = ai == 0 ? ActType::kBF16 : ActType::kF16;
       double qb = 0;
       for (int j = 0; j < 4; ++j) {
         GpuLayout l;
@@ -509,7 +534,7 @@ void GridBench(Bufs& b, cudaStream_t st, const std::function<void(const std::str
       for (int j = 0; j < 4; ++j) sets.push_back(MakeQSet(ls[j].rows, ls[j].cols, bits, 128, qc, 50 + j, grids == 1));
       auto body = [&] {
         for (int k = 0; k < qc; ++k) {
-          for (int j = 0; j < 4; ++j) CKS(QGemm(sets[j].mats[k], b.x, 1, b.y, ActType::kBF16, b.ws, b.ws_bytes, st));
+          for (int j = 0; j < 4; ++j) CKS(QGemm(sets[j].mats[k], b.x, 1, b.y, act, b.ws, b.ws_bytes, st));
         }
       };
       for (int w = 0; w < 2; ++w) body();
@@ -520,13 +545,17 @@ void GridBench(Bufs& b, cudaStream_t st, const std::function<void(const std::str
       body();
       CK(cudaStreamEndCapture(st, &gph));
       CK(cudaGraphInstantiate(&ge, gph, 0));
-      t[grids] = TimeUs([&](int) { CK(cudaGraphLaunch(ge, st)); }, 10, st) / qc;
+      t[ai][grids] = TimeUs([&](int) { CK(cudaGraphLaunch(ge, st)); }, 10, st) / qc;
       CK(cudaGraphExecDestroy(ge));
       CK(cudaGraphDestroy(gph));
       for (QSet& s : sets) CK(cudaFree(s.pool));
     }
-    emit("| " + std::to_string(bits) + "b g128 | " + Fmt("%.1f", t[0]) + " | " + Fmt("%.1f", t[1]) + " | " +
-         Fmt("%.2f", t[1] / t[0]) + " |\n");
+    std::string row = "| " + std::to_string(bits) + "b g128 |";
+    for (int ai = 0; ai < 2; ++ai) {
+      row +=
+          " " + Fmt("%.1f", t[ai][0]) + " | " + Fmt("%.1f", t[ai][1]) + " | " + Fmt("%.2f", t[ai][1] / t[ai][0]) + " |";
+    }
+    emit(row + "\n");
   }
   emit("\n");
 }
@@ -653,7 +682,7 @@ int Main(int argc, char** argv) {
   if (sweep || probe || grids) {
     if (probe) Probe(b, st, emit);
     if (sweep) Sweep(lt, b, st, emit, bits_mask);
-    if (grids) GridBench(b, st, emit);
+    if (grids) GridBench(lt, b, st, emit);
     if (out_path) {
       FILE* f = std::fopen(out_path, "w");
       if (f) {

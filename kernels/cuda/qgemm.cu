@@ -6,7 +6,8 @@
 // activations of its current WK chunks in shared memory (cp.async, double-buffered) and the warps reduce over wk at the
 // end. Split-K over blockIdx.y accumulates in an fp32 workspace; the last block of a tile (counter) converts it to the
 // output and zeroes the workspace again. Grid matrices (kernels/grids.h) run on the tiled kernel's GRID
-// instantiation (the uniform one is unchanged), or on the streaming kernel's (fp16, kStream only).
+// instantiation (the uniform one is unchanged), or on the streaming kernel's (fp16; kStream, or
+// kAuto for n <= kStreamAutoMaxN).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -450,11 +451,14 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
   }
   QKernel kernel = opt.kernel;
   if (l.grids) {
-    // The small-batch kernels feed integer codes to the mma: grid levels are not integers. Grid
-    // matrices run on the tiled kernel, or on the streaming kernel's grid variant when asked
-    // for (kStream) with fp16 activations (bf16 cannot hold the levels exactly); kAuto keeps
-    // the tiled kernel until the variant is measured faster (slq_kernel_bench --grids).
-    kernel = kernel == QKernel::kStream && act == ActType::kF16 ? QKernel::kStream : QKernel::kTiled;
+    // The small-batch kernels feed integer codes to the mma: grid levels are not integers. The
+    // streaming kernel's grid variant feeds the fp16 levels instead (fp16 only: bf16 cannot hold
+    // them exactly); kAuto takes it for n <= kStreamAutoMaxN, everything else runs tiled.
+    // Session 8's per-code variant was no faster than tiled (57.4 vs 59.4 us, gate_up 4-bit
+    // n = 1); the pair-table lookup is unmeasured: slq_kernel_bench --grids decides.
+    const bool stream = act == ActType::kF16 && (kernel == QKernel::kStream ||
+                                                 (kernel == QKernel::kAuto && opt.allow_gemv && n <= kStreamAutoMaxN));
+    kernel = stream ? QKernel::kStream : QKernel::kTiled;
   } else if (kernel == QKernel::kAuto) {
     kernel = opt.allow_gemv && n <= kStreamAutoMaxN ? AutoStream(l.bits, n) : QKernel::kTiled;
   }

@@ -15,9 +15,12 @@
 //   - x of the block's K range is staged once in shared memory (cp.async); split-K shrinks
 //     the range until it fits kStreamMaxSmem.
 // bf16 with 8-bit codes cannot hold 128 + q exactly: it builds the exact q from nibbles (off 0).
-// Grid matrices (fp16 only, GRID instantiation): the A operand is the level L[q] from a
+// Grid matrices (fp16 only, GRID instantiations): the A operand is the level L[q] from a
 // shared-memory fp16 table (every level is fp16-exact), the chunk's grid ids ride in the ring
 // next to its scales/zeros, and a group folds as y += s * acc + z * sx (qgemm_stream_device.cuh).
+// Widths <= QGemmOptions::grid_pair_bits (default 3, at most 4) look up both codes of an A
+// register at once in a table of level pairs (kGridPairs), wider ones one code at a time
+// (kGridPerCode).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -44,13 +47,10 @@ constexpr int kPrefetchKib = 0;
 // Chunks of codes per warp in the register ring (D - 1 in flight while one is consumed).
 __host__ __device__ constexpr int StreamDepth(int bits) { return bits <= 3 ? 4 : bits <= 5 ? 3 : 2; }
 
-// Halves of the GRID kernels' level table in shared memory (0 for uniform matrices).
-__host__ __device__ constexpr int StreamTableHalves(int bits, bool grid) { return grid ? kGridCount << bits : 0; }
-
-template <int BITS, bool BF16, int NT, int G, bool GRID>
+template <int BITS, bool BF16, int NT, int G, int GRID>
 __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKernel(Params p) {
   constexpr int D = StreamDepth(BITS), GPC = 256 / G, WM = kStreamWM;
-  constexpr int kTable = StreamTableHalves(BITS, GRID);
+  constexpr int kTable = StreamTableBytes(BITS, GRID) / 2;  // halves
   extern __shared__ __align__(16) uint16_t smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int rt = blockIdx.x * WM + warp;
@@ -60,7 +60,7 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
   const int ntok = min(8 * NT, p.n - n0);
   const int stride = p.chunks_per_split * 256 + 8;  // halves per staged token row (padded)
   uint16_t* zrow = smem;
-  uint16_t* table = smem + kZeroHalves;                       // GRID: [kGridCount][2^BITS] fp16 levels
+  uint16_t* table = smem + kZeroHalves;                       // GRID: the level table
   uint16_t* xs = smem + kZeroHalves + kTable;                 // [ntok][stride]
   float* sxs = reinterpret_cast<float*>(xs + ntok * stride);  // [nloc * GPC][8 * NT]
   const bool row_ok = rt < p.row_tiles;
@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
     }
 #pragma unroll
     for (int q = 0; q < GPC; ++q) s[q] = __ldg(sbase + (i * GPC + q) * 8);
-    if constexpr (GRID) {
+    if constexpr (GRID != 0) {
       uint32_t v = 0;
 #pragma unroll
       for (int q = 0; q < GPC; ++q) v |= static_cast<uint32_t>(__ldg(p.grid + gbase + (i * GPC + q) * 8)) << (8 * q);
@@ -106,10 +106,9 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
     if (first > 0) PrefetchL2(wbase + D * BITS * 32, first * kChunkBytes);
   }
 
-  if constexpr (GRID) {  // a weight, like the codes: before the grid dependency
-    for (int i = threadIdx.x; i < kTable; i += kStreamThreads)
-      table[i] = __half_as_ushort(__float2half_rn(p.levels[i]));
-  }
+  // A weight, like the codes: before the grid dependency.
+  FillGridTable<BITS, GRID>(table, p.levels, threadIdx.x, kStreamThreads);
+  const uint32_t table_lane = GridLaneBase<BITS, GRID>(table, lane);
   GridDependencyWait();  // x may be written by the previous kernel (no-op without PDL)
   for (int i = threadIdx.x; i < kZeroHalves / 8; i += kStreamThreads) {
     reinterpret_cast<uint4*>(zrow)[i] = make_uint4(0, 0, 0, 0);
@@ -142,7 +141,7 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
 #pragma unroll
         for (int j = 0; j < NT; ++j) xa[j] = xa0[j] + i * xstep[j];
         StreamChunk<BITS, BF16, NT, G, GRID>(y, acc, wr[d], sz[d], xa, sxl + i * GPC * 8 * NT,
-                                             std::make_integer_sequence<int, 16>{}, table, gid[d]);
+                                             std::make_integer_sequence<int, 16>{}, table_lane, gid[d]);
         if (i + D < count) load(i + D, wr[d], sz[d], gid[d]);
         if (lane == 0 && pf > 0 && i + D + pf < count) PrefetchL2(wbase + (i + D + pf) * BITS * 32, kChunkBytes);
       }
@@ -153,7 +152,7 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
 
 // ---- Host side --------------------------------------------------------------------------
 
-template <int BITS, bool BF16, int NT, int G, bool GRID>
+template <int BITS, bool BF16, int NT, int G, int GRID>
 std::string LaunchStream(const Params& p, dim3 grid, size_t smem, cudaStream_t stream, bool pdl) {
   auto kernel = QStreamKernel<BITS, BF16, NT, G, GRID>;
   static const cudaError_t attr =
@@ -175,13 +174,17 @@ std::string LaunchStream(const Params& p, dim3 grid, size_t smem, cudaStream_t s
   return "";
 }
 
-template <bool BF16, int NT, int G, bool GRID>
+template <bool BF16, int NT, int G, int GRID>
 std::string LaunchStreamBits(int bits, const Params& p, dim3 grid, size_t smem, cudaStream_t s, bool pdl) {
-  return WithBits(bits,
-                  [&](auto b) { return LaunchStream<decltype(b)::value, BF16, NT, G, GRID>(p, grid, smem, s, pdl); });
+  return WithBits(bits, [&](auto b) {
+    constexpr int B = decltype(b)::value;
+    // The pair table exists for widths <= 4 only (QGemmStream never asks for it above).
+    constexpr int GR = GRID == kGridPairs && B > 4 ? kGridPerCode : GRID;
+    return LaunchStream<B, BF16, NT, G, GR>(p, grid, smem, s, pdl);
+  });
 }
 
-template <bool BF16, bool GRID>
+template <bool BF16, int GRID>
 std::string LaunchStreamCfg(int bits, int nt, int g, const Params& p, dim3 grid, size_t smem, cudaStream_t s,
                             bool pdl) {
   if (nt == 1) {
@@ -224,9 +227,12 @@ std::string QGemmStream(const DeviceMatrix& w, const void* x, int64_t n, void* y
   splits = std::min(splits, p.chunks);
   int cps = (p.chunks + splits - 1) / splits;
   const int64_t ntok = std::min<int64_t>(n, 8 * nt);
-  const int table = StreamTableHalves(l.bits, l.grids);
+  const int grid_mode = !l.grids                                                   ? 0
+                        : l.bits <= std::min(opt.grid_pair_bits, kGridPairMaxBits) ? kGridPairs
+                                                                                   : kGridPerCode;
+  const int table = StreamTableBytes(l.bits, grid_mode);
   auto smem = [&](int c) {
-    return static_cast<size_t>((kZeroHalves + table) * 2 + ntok * (c * 256 + 8) * 2 + c * (256 / g) * 8 * nt * 4);
+    return static_cast<size_t>(kZeroHalves * 2 + table + ntok * (c * 256 + 8) * 2 + c * (256 / g) * 8 * nt * 4);
   };
   while (cps > 1 && smem(cps) > static_cast<size_t>(kStreamMaxSmem)) --cps;
   splits = (p.chunks + cps - 1) / cps;
@@ -238,10 +244,12 @@ std::string QGemmStream(const DeviceMatrix& w, const void* x, int64_t n, void* y
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (l.grids) {
     if (act != ActType::kF16) return "the streaming kernel runs grid matrices with fp16 activations only";
-    return LaunchStreamCfg<false, true>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl);
+    return grid_mode == kGridPairs
+               ? LaunchStreamCfg<false, kGridPairs>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl)
+               : LaunchStreamCfg<false, kGridPerCode>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl);
   }
-  return act == ActType::kBF16 ? LaunchStreamCfg<true, false>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl)
-                               : LaunchStreamCfg<false, false>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl);
+  return act == ActType::kBF16 ? LaunchStreamCfg<true, 0>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl)
+                               : LaunchStreamCfg<false, 0>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl);
 }
 
 }  // namespace internal

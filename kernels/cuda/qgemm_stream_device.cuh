@@ -117,25 +117,106 @@ __device__ __forceinline__ void LdMatrixX4At(uint32_t (&r)[4], uint32_t addr) {
 }
 
 // Grid matrices (fp16 only: every level is fp16-exact): the A operand is the level L[q] itself,
-// looked up per code in the shared-memory fp16 table of the row's grid, so a group folds as
-// y += s * acc + z * sx. `table` = [kGridCount][2^BITS] levels, `ids` = the chunk's grid-id
-// bytes (byte q = id(g) | id(g + 8) << 4 of its group q), lv = the current group's rows.
+// looked up in a shared-memory fp16 table, so a group folds as y += s * acc + z * sx. Two
+// lookups (the GRID template parameter of the streaming kernel; 0 = uniform matrix):
+//   kGridPerCode (1): [kGridCount][2^BITS] fp16 levels, one ld.shared.u16 per code (any width);
+//   kGridPairs (2, widths <= 4): [kGridCount][2^BITS (hi)][2^BITS (lo)] half2 {L[lo], L[hi]},
+//     one ld.shared.b32 per A register (two codes of one row), the table replicated
+//     GridPairCopies(BITS) times word-interleaved (word = entry * copies + lane % copies) so
+//     lanes of different copies never hit the same bank. Bank conflicts per lookup (random
+//     codes): none at 2 bits (a copy per lane), ~2-way at 3 bits (4 lanes per copy over 4
+//     banks), ~3-way at 4 bits (16 lanes over 16 banks); the per-code table of widths <= 4 fits
+//     in 32 words and never conflicts, but takes two loads and a pack per register.
+// All table addresses are 32-bit shared-window addresses (no 64-bit generic pointers live
+// across the chunk). `table` = this lane's base (its copy), `ids` = the chunk's grid-id bytes
+// (byte q = id(g) | id(g + 8) << 4 of its group q), lv = the current group's rows (g, g + 8).
+constexpr int kGridPerCode = 1;
+constexpr int kGridPairs = 2;
+constexpr int kGridPairMaxBits = 4;
+
+// Copies of the pair table: 8 KiB in all for each width (2-bit: one per lane, conflict-free).
+__host__ __device__ constexpr int GridPairCopies(int bits) { return bits == 2 ? 32 : bits == 3 ? 8 : 2; }
+__host__ __device__ constexpr int Log2(int v) { return v <= 1 ? 0 : 1 + Log2(v / 2); }
+
+// Bytes of the streaming kernel's level table in shared memory (0 for uniform matrices).
+__host__ __device__ constexpr int StreamTableBytes(int bits, int grid) {
+  return grid == kGridPairs     ? (kGridCount << (2 * bits)) * GridPairCopies(bits) * 4
+         : grid == kGridPerCode ? ((kGridCount << bits) * 2 + 15) / 16 * 16
+                                : 0;
+}
+
+// log2 of the bytes of one grid's rows in the table (its lane base + (id << shift)).
+template <int BITS, int GRID>
+__host__ __device__ constexpr int GridRowShift() {
+  return GRID == kGridPairs ? 2 * BITS + Log2(GridPairCopies(BITS)) + 2 : BITS + 1;
+}
+
 struct StreamGrid {
-  const uint16_t* table;
+  uint32_t table;
   uint32_t ids;
-  const uint16_t* lv[2];
+  uint32_t lv[2];
 };
 
-template <int BITS, int P>
-__device__ __forceinline__ uint32_t StreamGridA(const uint32_t (&wr)[4 * BITS], const uint16_t* lv) {
-  const uint32_t q2 = PairCodes<BITS, P>(wr);
-  return static_cast<uint32_t>(lv[q2 & 0xFFFFu]) | (static_cast<uint32_t>(lv[q2 >> 16]) << 16);
+__device__ __forceinline__ uint32_t LdShared32(uint32_t addr) {
+  uint32_t v;
+  asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(addr));
+  return v;
+}
+__device__ __forceinline__ uint32_t LdShared16(uint32_t addr) {
+  uint16_t v;
+  asm volatile("ld.shared.u16 %0, [%1];\n" : "=h"(v) : "r"(addr));
+  return v;
+}
+
+// Fills the streaming kernel's level table (`table`: StreamTableBytes(BITS, GRID) bytes of
+// shared memory) from the fp32 levels (kernels::GridLevelTable(BITS), device memory), with
+// `threads` threads of the block; the caller syncs the block before the lookups.
+template <int BITS, int GRID>
+__device__ __forceinline__ void FillGridTable(void* table, const float* levels, int tid, int threads) {
+  constexpr int NB = 1 << BITS;
+  if constexpr (GRID == kGridPairs) {
+    constexpr int R = GridPairCopies(BITS), E = (kGridCount << (2 * BITS)) * R;
+    uint32_t* t = static_cast<uint32_t*>(table);
+    for (int i = tid; i < E; i += threads) {
+      const int e = i / R;  // entry = (grid << 2 BITS) | (hi << BITS) | lo
+      const float* lv = levels + (e >> (2 * BITS)) * NB;
+      t[i] = AsU32(__floats2half2_rn(__ldg(lv + (e & (NB - 1))), __ldg(lv + ((e >> BITS) & (NB - 1)))));
+    }
+  } else if constexpr (GRID == kGridPerCode) {
+    uint16_t* t = static_cast<uint16_t*>(table);
+    for (int i = tid; i < (kGridCount << BITS); i += threads)
+      t[i] = __half_as_ushort(__float2half_rn(__ldg(levels + i)));
+  }
+}
+
+// This lane's table base (its copy of the pair table).
+template <int BITS, int GRID>
+__device__ __forceinline__ uint32_t GridLaneBase(const void* table, int lane) {
+  if constexpr (GRID == kGridPairs) {
+    return SmemAddr(table) + (lane & (GridPairCopies(BITS) - 1)) * 4;
+  } else {
+    return SmemAddr(table);
+  }
+}
+
+template <int BITS, int GRID, int P>
+__device__ __forceinline__ uint32_t StreamGridA(const uint32_t (&wr)[4 * BITS], uint32_t lv) {
+  const uint32_t q2 = PairCodes<BITS, P>(wr);  // lo code at bits [0, BITS), hi at [16, 16 + BITS)
+  if constexpr (GRID == kGridPairs) {
+    static_assert(BITS <= kGridPairMaxBits, "the pair table is for widths <= 4");
+    constexpr int SH = Log2(GridPairCopies(BITS)) + 2;  // bytes of one entry's copies
+    return LdShared32(lv + (((q2 & 0xFFFFu) << SH) | ((q2 >> 16) << (SH + BITS))));
+  } else {
+    const uint32_t lo = LdShared16(lv + ((q2 & 0xFFFFu) << 1));
+    const uint32_t hi = LdShared16(lv + ((q2 >> 16) << 1));
+    return lo | (hi << 16);
+  }
 }
 
 // Folds one group's accumulators into y with the group's scale/zero (u = {s, z} of row g
 // and of row g + 8) and sum of x (sx[j * 8] = {token 2t, token 2t + 1} of token tile j).
 // GRID: the accumulators hold sum x * L[q] (no offset, no 2^L).
-template <int BITS, bool BF16, int NT, bool GRID = false>
+template <int BITS, bool BF16, int NT, int GRID = 0>
 __device__ __forceinline__ void ApplyGroup(float (&y)[NT][4], float (&acc)[NT][4], uint2 u, const float* sx) {
   using F = StreamFold<BITS, BF16>;
   constexpr float kInvLo = GRID ? 1.f : 1.f / static_cast<float>(1 << F::kLlo);
@@ -160,7 +241,7 @@ __device__ __forceinline__ void ApplyGroup(float (&y)[NT][4], float (&acc)[NT][4
 // k-step S of a chunk: ldmatrix x every other step, build the A fragment, NT mma; at the
 // end of a group fold it into y. GRID: the A fragment is looked up (StreamGridA; pairs 0, 2 are
 // row g, 1, 3 row g + 8), the group's level rows picked at its first step.
-template <int BITS, bool BF16, int NT, int G, bool GRID, int S>
+template <int BITS, bool BF16, int NT, int G, int GRID, int S>
 __device__ __forceinline__ void StreamStep(float (&y)[NT][4], float (&acc)[NT][4], uint32_t (&b)[NT][4],
                                            const uint32_t (&wr)[4 * BITS], const uint2 (&sz)[256 / G],
                                            const uint32_t (&xa)[NT], const float* sx, StreamGrid& gg) {
@@ -169,16 +250,17 @@ __device__ __forceinline__ void StreamStep(float (&y)[NT][4], float (&acc)[NT][4
     for (int j = 0; j < NT; ++j) LdMatrixX4At(b[j], xa[j] + S * 32);
   }
   uint32_t a[4];
-  if constexpr (GRID) {
+  if constexpr (GRID != 0) {
     if constexpr (S % (G / 16) == 0) {
+      constexpr int RS = GridRowShift<BITS, GRID>();
       const uint32_t id = gg.ids >> (8 * (S / (G / 16)));
-      gg.lv[0] = gg.table + ((id & 0x3u) << BITS);
-      gg.lv[1] = gg.table + (((id >> 4) & 0x3u) << BITS);
+      gg.lv[0] = gg.table + ((id & 0x3u) << RS);
+      gg.lv[1] = gg.table + (((id >> 4) & 0x3u) << RS);
     }
-    a[0] = StreamGridA<BITS, S * 4 + 0>(wr, gg.lv[0]);
-    a[1] = StreamGridA<BITS, S * 4 + 1>(wr, gg.lv[1]);
-    a[2] = StreamGridA<BITS, S * 4 + 2>(wr, gg.lv[0]);
-    a[3] = StreamGridA<BITS, S * 4 + 3>(wr, gg.lv[1]);
+    a[0] = StreamGridA<BITS, GRID, S * 4 + 0>(wr, gg.lv[0]);
+    a[1] = StreamGridA<BITS, GRID, S * 4 + 1>(wr, gg.lv[1]);
+    a[2] = StreamGridA<BITS, GRID, S * 4 + 2>(wr, gg.lv[0]);
+    a[3] = StreamGridA<BITS, GRID, S * 4 + 3>(wr, gg.lv[1]);
   } else {
     a[0] = StreamA<BITS, BF16, S * 4 + 0>(wr);
     a[1] = StreamA<BITS, BF16, S * 4 + 1>(wr);
@@ -193,14 +275,13 @@ __device__ __forceinline__ void StreamStep(float (&y)[NT][4], float (&acc)[NT][4
   }
 }
 
-// One chunk. GRID (fp16 only): `table` = the shared-memory level table, `ids` = the chunk's
-// grid-id bytes (both ignored otherwise).
-template <int BITS, bool BF16, int NT, int G, bool GRID = false, int... S>
+// One chunk. GRID (fp16 only): `table` = this lane's shared-memory address of the level table
+// (GridLaneBase), `ids` = the chunk's grid-id bytes (both ignored otherwise).
+template <int BITS, bool BF16, int NT, int G, int GRID = 0, int... S>
 __device__ __forceinline__ void StreamChunk(float (&y)[NT][4], float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS],
                                             const uint2 (&sz)[256 / G], const uint32_t (&xa)[NT], const float* sx,
-                                            std::integer_sequence<int, S...>, const uint16_t* table = nullptr,
-                                            uint32_t ids = 0) {
-  static_assert(!GRID || !BF16, "grid levels are fp16-exact only");
+                                            std::integer_sequence<int, S...>, uint32_t table = 0, uint32_t ids = 0) {
+  static_assert(GRID == 0 || !BF16, "grid levels are fp16-exact only");
   uint32_t b[NT][4];
   StreamGrid gg;
   gg.table = table;

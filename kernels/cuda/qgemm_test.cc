@@ -151,14 +151,16 @@ void Check(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t
   // fp16: weights rounded once to fp16 (2^-11) and output to fp16; bf16: 2^-8 each.
   const double tol_fro = act == ActType::kBF16 ? 8e-3 : 1.5e-3;
   const double tol_max = act == ActType::kBF16 ? 6e-2 : 1.2e-2;
-  const std::string what = "rows " + std::to_string(rows) + " cols " + std::to_string(cols) + " bits " +
-                           std::to_string(bits) + " g " + std::to_string(g) +
-                           (act == ActType::kBF16 ? " bf16" : " fp16") + " n " + std::to_string(n) + " splits " +
-                           std::to_string(opt.splits) + " " + KernelName(opt.kernel) + (opt.pdl ? " pdl" : "") +
-                           (opt.kernel == QKernel::kStreamSmem ? " ring " + std::to_string(opt.ring) : "") +
-                           (grids == Grids::kRandom    ? " grid ids"
-                            : grids == Grids::kAllZero ? " zero grid ids"
-                                                       : "");
+  const std::string what =
+      "rows " + std::to_string(rows) + " cols " + std::to_string(cols) + " bits " + std::to_string(bits) + " g " +
+      std::to_string(g) + (act == ActType::kBF16 ? " bf16" : " fp16") + " n " + std::to_string(n) + " splits " +
+      std::to_string(opt.splits) + " " + KernelName(opt.kernel) + (opt.pdl ? " pdl" : "") +
+      (opt.kernel == QKernel::kStreamSmem ? " ring " + std::to_string(opt.ring) : "") +
+      (opt.grid_pair_bits != QGemmOptions{}.grid_pair_bits ? " grid_pair_bits " + std::to_string(opt.grid_pair_bits)
+                                                           : "") +
+      (grids == Grids::kRandom    ? " grid ids"
+       : grids == Grids::kAllZero ? " zero grid ids"
+                                  : "");
   EXPECT_EQ(e.bad, 0) << what;
   EXPECT_LT(e.rel_fro, tol_fro) << what;
   EXPECT_LT(e.max_rel, tol_max) << what;
@@ -262,10 +264,11 @@ void ExpectGridAwareOracle() {
       << "kernels::DequantWeight ignores grid ids: the grid cases need helper F's grid-aware oracle";
 }
 
-// Grid matrices on the fused path: every width x group x activation type x n in {1, 3, 16, 32}
-// (each tile configuration of the tiled kernel), random and all-zero ids, ragged and real
-// shapes, split-K auto / off / forced, every kernel request (grids run tiled, but kStream with
-// fp16 runs the streaming kernel's grid variant), and that variant on its own.
+// Grid matrices on the fused path: every width x group x activation type x n in {1, 3, 8, 16, 32}
+// (kAuto: the streaming grid variant for fp16 n <= 16, else each tile configuration of the
+// tiled kernel), random and all-zero ids, ragged and real shapes, split-K auto / off / forced,
+// every kernel request (kStream with fp16 runs the streaming grid variant, the rest tiled), and
+// the streaming variant on its own with both lookups (pair table and per code, widths <= 4).
 TEST_P(QGemmAllBits, GridMatrices) {
   SKIP_WITHOUT_GPU();
   ExpectGridAwareOracle();
@@ -274,7 +277,7 @@ TEST_P(QGemmAllBits, GridMatrices) {
   std::mt19937_64 rng(5000 + bits);
   for (ActType act : {ActType::kF16, ActType::kBF16}) {
     for (int64_t g : {64, 128}) {
-      for (int64_t n : {1, 3, 16, 32}) {
+      for (int64_t n : {1, 3, 8, 16, 32}) {
         for (Grids grids : {Grids::kRandom, Grids::kAllZero}) {
           Check(70, 1000, bits, g, act, n, Opt(0), rng, grids);
           Check(33, 200, bits, g, act, n, Opt(1), rng, grids);
@@ -296,6 +299,17 @@ TEST_P(QGemmAllBits, GridMatrices) {
       for (int64_t n : {1, 7, 16}) {
         Check(150, 2056, bits, g, act, n, Opt(2, QKernel::kStream), rng, Grids::kRandom);
         Check(256, 4096, bits, g, act, n, Opt(0, QKernel::kStream, true), rng, Grids::kRandom);
+      }
+      // Both lookups at every width <= 4: per code everywhere (0) and pairs up to 4 bits (the
+      // default, 3, runs above).
+      for (int pair_bits : {0, 4}) {
+        for (int64_t n : {1, 3, 8, 16, 32}) {
+          QGemmOptions o = Opt(0, QKernel::kStream, n == 3);
+          o.grid_pair_bits = pair_bits;
+          for (Grids grids : {Grids::kRandom, Grids::kAllZero}) Check(70, 1000, bits, g, act, n, o, rng, grids);
+          o.splits = 1;
+          Check(256, 4096, bits, g, act, n, o, rng, Grids::kRandom);
+        }
       }
       if (g == 128) Check(512, 4096, bits, g, act, 128, Opt(0), rng, Grids::kRandom);
     }

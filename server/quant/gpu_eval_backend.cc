@@ -2,6 +2,7 @@
 #include "server/quant/gpu_eval_backend.h"
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <string>
 #include <utility>
@@ -166,17 +167,19 @@ class GpuEvalBackend final : public quant::EvalBackend {
       SLQ_RETURN_IF_ERROR(CudaStatus(
           cudaMemcpyAsync(p.region(), p.backup.p, p.bytes(), cudaMemcpyDeviceToDevice, stream_), "restore weights"));
     } else if (const PackedLinear* pk = op.packed(); pk != nullptr && pk->rotation_block == 0) {
-      // Staging: codes, scales, zeros, then (grid ids only) the ids and the width's level table,
-      // all dequantized on the device (kernels/cuda/packed_dequant.cuh).
+      // Staging: codes, scales, zeros, then (grid ids only) the ids, all dequantized on the
+      // device (kernels/cuda/packed_dequant.cuh) with the width's level table (LevelTable).
       const kernels::PackedMatrixView& q = pk->view;
       const int64_t gpr = kernels::GroupsPerRow(q.cols, q.group_size);
       const size_t cb = static_cast<size_t>(q.rows * kernels::WordsPerRow(q.cols, q.bits)) * 4;
       const size_t sb = static_cast<size_t>(q.rows * gpr) * 2, zb = sb;  // 2 * sb: a multiple of 4
-      const std::vector<float> levels = q.grid_ids != nullptr ? kernels::GridLevelTable(q.bits) : std::vector<float>{};
       const size_t ib =
           q.grid_ids != nullptr ? static_cast<size_t>(q.rows * kernels::WordsPerRow(gpr, kernels::kGridIdBits)) * 4 : 0;
-      const size_t lb = levels.size() * 4;
-      SLQ_RETURN_IF_ERROR(staging_.Reserve(cb + sb + zb + ib + lb, "packed weights"));
+      const float* levels = nullptr;
+      if (ib > 0) {
+        SLQ_ASSIGN_OR_RETURN(levels, LevelTable(q.bits));
+      }
+      SLQ_RETURN_IF_ERROR(staging_.Reserve(cb + sb + zb + ib, "packed weights"));
       char* base = staging_.as<char>();
       SLQ_RETURN_IF_ERROR(
           CudaStatus(cudaMemcpyAsync(base, q.codes, cb, cudaMemcpyHostToDevice, stream_), "upload codes"));
@@ -188,14 +191,10 @@ class GpuEvalBackend final : public quant::EvalBackend {
       if (ib > 0) {
         SLQ_RETURN_IF_ERROR(
             CudaStatus(cudaMemcpyAsync(ids, q.grid_ids, ib, cudaMemcpyHostToDevice, stream_), "upload grid ids"));
-        // Pageable source: cudaMemcpyAsync returns once `levels` is staged, so it may go out of scope.
-        SLQ_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(ids + ib, levels.data(), lb, cudaMemcpyHostToDevice, stream_),
-                                       "upload grid levels"));
       }
       DequantPackedToAct(reinterpret_cast<const uint32_t*>(base), reinterpret_cast<const uint16_t*>(base + cb),
                          reinterpret_cast<const uint16_t*>(base + cb + sb),
-                         ib > 0 ? reinterpret_cast<const uint32_t*>(ids) : nullptr,
-                         ib > 0 ? reinterpret_cast<const float*>(ids + ib) : nullptr, q.rows, q.cols, q.bits,
+                         ib > 0 ? reinterpret_cast<const uint32_t*>(ids) : nullptr, levels, q.rows, q.cols, q.bits,
                          q.group_size, p.region(), act, stream_);
     } else {
       // Dense and rotated layers: the CPU's dequantized fp32 weights.
@@ -412,6 +411,32 @@ class GpuEvalBackend final : public quant::EvalBackend {
   std::map<std::string, SlotPlace> places_;
   std::vector<BaseSet> sets_;
   DevBuf staging_, scratch_, metrics_;
+  // The level table of each width (kernels::GridLevelTable), uploaded on first use.
+  std::array<DevBuf, 9> level_tables_;
+
+  // Device copy of the width's grid level table (bits 2..8), uploaded once per backend.
+  absl::StatusOr<const float*> LevelTable(int bits) {
+    if (bits < 2 || bits > 8) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("GPU evaluation: grid ids on a ", bits, "-bit matrix; allowed 2..8"));
+    }
+    DevBuf& t = level_tables_[static_cast<size_t>(bits)];
+    if (t.p == nullptr) {
+      const std::vector<float> levels = kernels::GridLevelTable(bits);
+      SLQ_RETURN_IF_ERROR(t.Reserve(levels.size() * 4, "grid levels"));
+      // On stream_, before the dequantization that reads it. Pageable source: cudaMemcpyAsync
+      // returns once `levels` is staged, so it may go out of scope. On failure the table is
+      // dropped so that the next call uploads it again.
+      const cudaError_t e = cudaMemcpyAsync(t.p, levels.data(), levels.size() * 4, cudaMemcpyHostToDevice, stream_);
+      if (e != cudaSuccess) {
+        cudaFree(t.p);
+        t.p = nullptr;
+        t.bytes = 0;
+        return CudaStatus(e, "upload grid levels");
+      }
+    }
+    return t.as<float>();
+  }
 };
 
 }  // namespace
