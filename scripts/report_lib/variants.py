@@ -23,6 +23,8 @@ SETS = [
     ("all", "search: width x {RTN, GPTQ} x {sym, asym} x {g64, g128}",
      ["--quantizers", "rtn,gptq", "--symmetry", "both", "--group-sizes", "64,128"]),
     ("grid", "search: width x {RTN, GPTQ} x {uniform grid, Grid Games}", ["--quantizers", "rtn,gptq", "--grids", "both"]),
+    ("s8", "search: width x {RTN, GPTQ} x {fp16, S8 scales} x {g64, g128}, Grid Games",
+     ["--quantizers", "rtn,gptq", "--grids", "on", "--scales", "both", "--group-sizes", "64,128"]),
 ]
 # (slug, label, arguments): one variant for every layer.
 UNIFORM = [
@@ -31,6 +33,8 @@ UNIFORM = [
     ("sym", "uniform RTN sym g128", ["--quantizers", "rtn", "--symmetric"]),
     ("g64", "uniform RTN asym g64", ["--quantizers", "rtn", "--group-size", "64"]),
     ("gptqgrid", "uniform GPTQ asym g128 Grid Games", ["--quantizers", "gptq", "--grids", "on"]),
+    ("gptqgrids8", "uniform GPTQ asym g64 Grid Games S8", ["--quantizers", "gptq", "--grids", "on", "--scales", "s8",
+                                                          "--group-size", "64"]),
 ]
 BASELINE = "uniform RTN asym g128"
 
@@ -151,7 +155,7 @@ def section(models_pts, plot_fn, img_dir, llama=None):
                     k = (f"{d.get('quantizer', 'rtn')}{d['bits']}"
                          f"{'s' if d.get('symmetric') else ''}" +
                          (f"g{d['group_size']}" if d.get("group_size") not in (None, 128) else "") +
-                         ("-grid" if d.get("grids") else ""))
+                         ("-grid" if d.get("grids") else "") + ("-s8" if d.get("scales") == "s8" else ""))
                     kinds[k] = kinds.get(k, 0) + 1
             out.append(f"Layers of `{widest['name']}` by variant: " +
                        ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())) + ".\n")

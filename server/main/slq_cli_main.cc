@@ -243,6 +243,17 @@ int main(int argc, char** argv) {
       ->add_option("--gram-sequences", q.gram_data.max_sequences,
                    "mse/gptq: at most this many calibration-side windows, never measured, for the input Gram")
       ->capture_default_str();
+  quant
+      ->add_option("--calibration-sequences", q.data.max_calibration_sequences,
+                   "Calibration windows the profile and the closed loop measure (evenly spaced over the calibration "
+                   "side); more give tighter bounds, so fewer bits for the same certificate, and cost time")
+      ->check(CLI::Range(int64_t{4}, int64_t{100000}))
+      ->capture_default_str();
+  quant
+      ->add_option("--heldout-sequences", q.data.max_heldout_sequences,
+                   "Held-out windows the verification measures (evenly spaced over the held-out side)")
+      ->check(CLI::Range(int64_t{4}, int64_t{100000}))
+      ->capture_default_str();
   quant->add_flag("--quantize-head", q.quantize_lm_head, "Quantize the LM head too");
   quant->add_option("--seed", q.seed, "Bootstrap and noise seed")->capture_default_str();
   quant->add_option("--profile-cache", q.profile_cache_dir, "Cache profiles (measured and proxy) in this folder");
