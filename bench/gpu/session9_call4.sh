@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fourth device call of session 9 (main after call 3): (1) the model-level GPU tests (slq_gpu_test, slq_gpu_eval_test:
 # grid slots with the per-width level table cache, forward passes with grid matrices); (2) docs-19m ear>=0.99 on the
-# llama.cpp comparison's split with GPTQ + grids + S8 at g64/g128 (a reduced candidate set: gptq only), measured on
+# llama.cpp comparison's split with GPTQ + grids + S8 g64 (a reduced candidate set: the width only), measured on
 # 16 vs 128 calibration windows (--calibration-sequences; 64 held-out windows for both): how many bits the
 # calibration -> held-out transfer margin costs.
 # Pack: .gpu/s9c4.tar.xz (gpu-bundle of slq + the 2 tests, the 3 models, the texts, calib/heldout).
@@ -37,7 +37,7 @@ except Exception as e:
     print(f"{n:10s} rc={rc} wall={float(wall):5.1f}s no certificate ({e})"); print(open(p.replace('.json','.err')).read()[-400:])
 PY
 }
-V="--quantizers gptq --grids on --scales s8 --group-sizes 64,128 --target ear>=0.99 --heldout-sequences 64"
+V="--quantizers gptq --grids on --scales s8 --group-size 64 --target ear>=0.99 --heldout-sequences 64"
 q ear-c16 $V --calibration-sequences 16
 q ear-c128 $V --calibration-sequences 128
 rm -f $O/cache/grams-*.bin
