@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -164,20 +166,26 @@ std::string DefaultQuantizers(bool hadamard) { return hadamard ? "rtn" : "rtn,gp
 
 namespace {
 
+// A two-valued variant flag: "" or `off` -> {false}, `on` -> {true}, "both" -> {false, true}
+// (case and surrounding blanks ignored); `field` names it in the error.
+absl::StatusOr<std::vector<bool>> ParseFlagSet(std::string_view text, std::string_view field, std::string_view off,
+                                               std::string_view on) {
+  const std::string raw(text);
+  const std::string f = absl::AsciiStrToLower(absl::StripAsciiWhitespace(raw));
+  if (f.empty() || f == off) return std::vector<bool>{false};
+  if (f == on) return std::vector<bool>{true};
+  if (f == "both") return std::vector<bool>{false, true};
+  return absl::InvalidArgumentError(absl::StrFormat("%s '%s' is not one of %s, %s, both", std::string(field), raw,
+                                                    std::string(off), std::string(on)));
+}
+
 // grids: "" | off | on | both -> the offered flags; "on" needs an asymmetric candidate.
 absl::Status ParseGrids(std::string_view text, VariantSpace* v) {
-  const std::string raw(text);
-  const std::string g = absl::AsciiStrToLower(absl::StripAsciiWhitespace(raw));
-  if (g.empty() || g == "off") {
-    v->grids = {false};
-  } else if (g == "on") {
-    v->grids = {true};
-  } else if (g == "both") {
-    v->grids = {false, true};
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("grids '", raw, "' is not one of off, on, both"));
-  }
-  if (g == "on" && std::find(v->symmetric.begin(), v->symmetric.end(), false) == v->symmetric.end()) {
+  absl::StatusOr<std::vector<bool>> set = ParseFlagSet(text, "grids", "off", "on");
+  if (!set.ok()) return set.status();
+  v->grids = *std::move(set);
+  if (v->grids == std::vector<bool>{true} &&
+      std::find(v->symmetric.begin(), v->symmetric.end(), false) == v->symmetric.end()) {
     return absl::InvalidArgumentError(
         "grids 'on' needs asymmetric scales (grids are asymmetric only): drop symmetric, or set symmetry to both");
   }
@@ -186,17 +194,9 @@ absl::Status ParseGrids(std::string_view text, VariantSpace* v) {
 
 // scales: "" | fp16 | s8 | both -> the offered s8 flags.
 absl::Status ParseScales(std::string_view text, VariantSpace* v) {
-  const std::string raw(text);
-  const std::string f = absl::AsciiStrToLower(absl::StripAsciiWhitespace(raw));
-  if (f.empty() || f == "fp16") {
-    v->s8 = {false};
-  } else if (f == "s8") {
-    v->s8 = {true};
-  } else if (f == "both") {
-    v->s8 = {false, true};
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("scales '", raw, "' is not one of fp16, s8, both"));
-  }
+  absl::StatusOr<std::vector<bool>> set = ParseFlagSet(text, "scales", "fp16", "s8");
+  if (!set.ok()) return set.status();
+  v->s8 = *std::move(set);
   return absl::OkStatus();
 }
 
