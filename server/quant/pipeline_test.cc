@@ -472,7 +472,9 @@ TEST(PipelineTest, QuantizersOptionReachesTheCertificate) {
     kl[i] = r->certificate["heldout"]["kl"]["mean"].get<double>();
     EXPECT_EQ(r->certificate["options"]["quantizers"], o.quantizers);
     for (auto& [name, l] : r->certificate["layers"].items()) {
-      if (l["quantized"] == true) EXPECT_EQ(l["quantizer"], o.quantizers) << name;
+      if (l["quantized"] == true) {
+        EXPECT_EQ(l["quantizer"], o.quantizers) << name;
+      }
     }
     EXPECT_NEAR(r->certificate["avg_bits_per_param_quantized_layers"].get<double>(), 4.5, 1e-9);  // g = 64
   }

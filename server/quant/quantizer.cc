@@ -60,30 +60,17 @@ namespace {
 int QuantizeGroupS8(const float* w, int64_t n, const QuantConfig& cfg, float base, uint8_t* codes, uint8_t* u,
                     uint8_t* z, uint16_t* s16, uint16_t* m16) {
   uint8_t zp = 0;
+  const bool grids = cfg.grids && !cfg.symmetric;
+  if (grids && cfg.mse_clip && cfg.joint_clip_grid) {
+    return FitGroupS8BestGrid(w, nullptr, n, cfg.bits, false, true, true, base, u, z != nullptr ? z : &zp, s16, m16,
+                              codes);
+  }
   double best =
       FitGroupS8(w, nullptr, n, cfg.bits, cfg.symmetric, cfg.mse_clip, base, nullptr, u, &zp, s16, m16, codes);
   if (z != nullptr) *z = zp;
   int id = 0;
-  if (!cfg.grids || cfg.symmetric) return id;
+  if (!grids) return id;
   std::vector<uint8_t> trial(static_cast<size_t>(n));
-  if (cfg.mse_clip && cfg.joint_clip_grid) {
-    for (int k = 1; k < kernels::kGridCount; ++k) {
-      uint8_t ku = 0, kz = 0;
-      uint16_t ks = 0, km = 0;
-      const double err = FitGroupS8(w, nullptr, n, cfg.bits, false, true, base, kernels::GridLevels(cfg.bits, k), &ku,
-                                    &kz, &ks, &km, trial.data());
-      if (err < best) {
-        best = err;
-        id = k;
-        *u = ku;
-        if (z != nullptr) *z = kz;
-        *s16 = ks;
-        *m16 = km;
-        std::copy(trial.begin(), trial.end(), codes);
-      }
-    }
-    return id;
-  }
   for (int k = 1; k < kernels::kGridCount; ++k) {
     const double err = EncodeGroup(w, nullptr, n, cfg.bits, HalfToFloat(*s16), HalfToFloat(*m16),
                                    kernels::GridLevels(cfg.bits, k), trial.data());
@@ -185,6 +172,31 @@ double FitGroupS8(const float* w, const double* h, int64_t n, int bits, bool sym
     }
   }
   return best;
+}
+
+int FitGroupS8BestGrid(const float* w, const double* h, int64_t n, int bits, bool symmetric, bool mse_clip, bool grids,
+                       float base, uint8_t* u, uint8_t* z, uint16_t* s16, uint16_t* m16, uint8_t* codes) {
+  std::vector<uint8_t> trial(codes != nullptr ? static_cast<size_t>(n) : 0);
+  double best = 0.0;
+  int best_id = 0;
+  const int count = grids && !symmetric ? kernels::kGridCount : 1;
+  for (int id = 0; id < count; ++id) {
+    uint8_t ku = 0, kz = 0;
+    uint16_t ks = 0, km = 0;
+    const double e =
+        FitGroupS8(w, h, n, bits, symmetric, mse_clip, base, id == 0 ? nullptr : kernels::GridLevels(bits, id), &ku,
+                   &kz, &ks, &km, codes != nullptr ? trial.data() : nullptr);
+    if (id == 0 || e < best) {
+      best = e;
+      best_id = id;
+      *u = ku;
+      *z = kz;
+      *s16 = ks;
+      *m16 = km;
+      if (codes != nullptr) std::copy(trial.begin(), trial.end(), codes);
+    }
+  }
+  return best_id;
 }
 
 std::string QuantConfig::Describe() const {

@@ -168,6 +168,12 @@ float S8ScaleBase(const float* w, int64_t rows, int64_t cols, int64_t g, int bit
 double FitGroupS8(const float* w, const double* h, int64_t n, int bits, bool symmetric, bool mse_clip, float base,
                   const float* levels, uint8_t* u, uint8_t* z, uint16_t* s16, uint16_t* m16, uint8_t* codes);
 
+// FitGroupS8 on every grid in turn (grids: each of kernels::kGridCount, asymmetric only; else the
+// uniform grid alone), each with its own (u, z): the least (weighted) error wins, ties keep the
+// lower grid. Returns the winner's grid id; the outputs (and codes, when non-null) are its.
+int FitGroupS8BestGrid(const float* w, const double* h, int64_t n, int bits, bool symmetric, bool mse_clip, bool grids,
+                       float base, uint8_t* u, uint8_t* z, uint16_t* s16, uint16_t* m16, uint8_t* codes);
+
 // Dequantized weights [rows, cols] fp32 in the rotated basis (what Forward multiplies by).
 std::vector<float> Dequantize(const QuantizedMatrix& q);
 // Dequantized weights mapped back to the original basis (R^T applied per row).

@@ -86,32 +86,17 @@ void PackGridIds(const std::vector<uint8_t>& ids, int64_t gpr, QuantizedMatrix& 
   }
 }
 
-// S8 scales (QuantConfig::scales == kS8): the (u, z) of one group of n values, h-weighted, each
-// grid tried (grids: FitGroupS8 on every grid's levels, the least weighted error wins; ties keep
-// the lower id); codes (when non-null) receive the winner's. Fills the group's slot of q's
-// scale_codes / zero_points and the fp16 expansion in q.scales / q.zeros; returns the grid id.
+// S8 scales (QuantConfig::scales == kS8): the (u, z) of one group of n values, h-weighted, on its
+// best grid (quantizer.h FitGroupS8BestGrid); codes (when non-null) receive the winner's. Fills the
+// group's slot of q's scale_codes / zero_points and the fp16 expansion in q.scales / q.zeros;
+// returns the grid id.
 int FitGroupS8Grids(const float* w, const double* h, int64_t n, bool grids, bool mse_clip, int64_t slot,
-                    QuantizedMatrix& q, uint8_t* codes, std::vector<uint8_t>& trial) {
-  trial.resize(static_cast<size_t>(n));
-  double best = -1;
-  int best_id = 0;
-  for (int id = 0; id < (grids ? kernels::kGridCount : 1); ++id) {
-    uint8_t u = 0, z = 0;
-    uint16_t s16 = 0, m16 = 0;
-    const float* lv = grids ? kernels::GridLevels(q.bits, id) : nullptr;
-    const double e = FitGroupS8(w, h, n, q.bits, q.symmetric, mse_clip, q.scale_base, lv, &u, &z, &s16, &m16,
-                                codes != nullptr ? trial.data() : nullptr);
-    if (best < 0 || e < best) {
-      best = e;
-      best_id = id;
-      q.scale_codes[slot] = u;
-      if (!q.zero_points.empty()) q.zero_points[slot] = z;
-      q.scales[slot] = s16;
-      q.zeros[slot] = m16;
-      if (codes != nullptr) std::copy(trial.begin(), trial.begin() + n, codes);
-    }
-  }
-  return best_id;
+                    QuantizedMatrix& q, uint8_t* codes) {
+  uint8_t z = 0;
+  const int id = FitGroupS8BestGrid(w, h, n, q.bits, q.symmetric, mse_clip, grids, q.scale_base, &q.scale_codes[slot],
+                                    &z, &q.scales[slot], &q.zeros[slot], codes);
+  if (!q.zero_points.empty()) q.zero_points[slot] = z;
+  return id;
 }
 
 // In place: lower Cholesky factor of the SPD matrix a [n, n] (upper part left as is). False if
@@ -208,8 +193,8 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
     const int64_t n = std::min(g, cols - k * g);
     for (int64_t j = 0; j < n; ++j) grp[j] = static_cast<float>(src[j]);
     if (s8) {  // FitGroupS8 on the matrix's base (from the weights before any update), diag(H)-weighted
-      grid_of[r * gpr + k] = static_cast<uint8_t>(FitGroupS8Grids(grp.data(), diag.data() + k * g, n, cfg.grids,
-                                                                  cfg.mse_clip, r * gpr + k, q, nullptr, scratch));
+      grid_of[r * gpr + k] = static_cast<uint8_t>(
+          FitGroupS8Grids(grp.data(), diag.data() + k * g, n, cfg.grids, cfg.mse_clip, r * gpr + k, q, nullptr));
       return;
     }
     QuantizeGroup(grp.data(), n, q.bits, cfg.symmetric, cfg.mse_clip, scratch.data(), &q.scales[r * gpr + k],
@@ -343,7 +328,7 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrixRounded(const float* w, int64_t ro
             if (s8) {
               grid_of[r * gpr + k] =
                   static_cast<uint8_t>(FitGroupS8Grids(w + r * cols + j0, diag.data() + j0, n, cfg.grids,
-                                                       /*mse_clip=*/true, r * gpr + k, q, codes.data() + j0, trial));
+                                                       /*mse_clip=*/true, r * gpr + k, q, codes.data() + j0));
               continue;
             }
             MseGroup(w + r * cols + j0, diag.data() + j0, n, q.bits, q.symmetric, cfg.grids, codes.data() + j0,

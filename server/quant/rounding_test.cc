@@ -646,7 +646,9 @@ TEST_F(RealLayerTest, ArtifactRecordsEachLayersRoundingAndOldManifestsReadAsRtn)
   auto old = LoadArtifact(dir);
   ASSERT_TRUE(old.ok()) << old.status();
   for (const LinearSlot& s : old->model->LinearSlots()) {
-    if (s.layer >= 0) EXPECT_EQ((*s.op)->packed()->quantizer, "rtn") << s.name;
+    if (s.layer >= 0) {
+      EXPECT_EQ((*s.op)->packed()->quantizer, "rtn") << s.name;
+    }
   }
   fs::remove_all(dir);
 }
