@@ -6,8 +6,9 @@
 // for each bitwidth, dampening and column order (natural / act-order). A ratio < 1 on calib and
 // heldout is what transfers to the search; the gram column shows how much GPTQ fits its own data.
 //
-//   slq_gptq_unit_bench --model ../shared/models/tinystories-656k \
+//   slq_gptq_unit_bench --model ../shared/models/tinystories-656k
 //       --data ../shared/data/tinystories-valid-part1.txt --bits 3,4 --damps 0.01,0.1,0.3,1
+//   (one command line)
 #include <cstdio>
 #include <filesystem>
 #include <map>
