@@ -109,3 +109,75 @@ def equivalent_uniform_bits(curve, value, key):
             t = (math.log(value) - math.log(ya)) / (math.log(yb) - math.log(ya))
             return a["bits"] + t * (b["bits"] - a["bits"])
     return None
+
+
+def allocation_bound(profile_dir, layer_params, code0, group, widths=5, s8=True, key_contains=""):
+    """How many bits a per-layer width allocation can save over one variant used uniformly, under the
+    search's own additive model (predicted KL = the sum of the layers' measured calibration KL, as cached
+    by `--profile-cache`). code0: the choice code of the variant's lowest width (server/quant/choice.h);
+    the next widths-1 codes are its other widths. layer_params: {layer: parameters} (a certificate's
+    layers.*.params). Bits per parameter: width + (8 + width) / group with S8 scales (asymmetric), else
+    width + 32 / group. Returns None when the cache lacks one of the codes, else
+    {"rows": [(uniform bits, predicted KL, allocation bits at that KL or None)],
+     "log_sd": parameter-weighted sd of log(KL per parameter) at the middle width,
+     "continuous_saving": log4(exp(log_sd^2 / 2)), what continuous widths would save for lognormal spread}.
+    The allocation curve is a Lagrangian sweep of the multiple-choice knapsack (its hull points),
+    interpolated log-linearly in KL."""
+    import glob
+    import json
+    import re
+    prof = {}
+    for f in sorted(glob.glob(os.path.join(profile_dir, "profile-*.json"))):
+        try:
+            with open(f) as fh:
+                j = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        key = j.get("key", "")
+        m = re.search(r"\|b=(\d+)\|", key)
+        if not key.startswith("measured") or not m or (key_contains and key_contains not in key):
+            continue
+        code = int(m.group(1))
+        if code0 <= code < code0 + widths and set(layer_params) <= set(j["layers"]):
+            prof.setdefault(code, j["layers"])
+    codes = sorted(prof)
+    if len(codes) != widths:
+        return None
+    names = list(layer_params)
+    total = sum(layer_params.values())
+
+    def bpp(code):
+        w = code % 16
+        return w + ((8 + w) if s8 else 32) / group
+
+    uniform = [(sum(layer_params[n] * bpp(k) for n in names) / total, sum(prof[k][n][0] for n in names))
+               for k in codes]
+
+    def allocate(lam):
+        bits = kl = 0.0
+        for n in names:
+            k = min(codes, key=lambda k: prof[k][n][0] + lam * layer_params[n] * bpp(k))
+            bits += layer_params[n] * bpp(k)
+            kl += prof[k][n][0]
+        return bits / total, kl
+
+    hull = sorted(set(allocate(10 ** (e / 40)) for e in range(-600, 200)))
+    rows = []
+    for ub, ukl in uniform:
+        best = None
+        for (b1, k1), (b2, k2) in zip(hull, hull[1:]):
+            if (k1 - ukl) * (k2 - ukl) <= 0 and k1 > 0 and k2 > 0 and k1 != k2 and b1 != b2:
+                best = b1 + (math.log(ukl) - math.log(k1)) / (math.log(k2) - math.log(k1)) * (b2 - b1)
+                break
+        rows.append((ub, ukl, best))
+    mid = codes[len(codes) // 2]
+    dens = [(layer_params[n], prof[mid][n][0] / layer_params[n]) for n in names if prof[mid][n][0] > 0]
+    wsum = sum(w for w, _ in dens)
+    mu = sum(w * math.log(d) for w, d in dens) / wsum
+    sd = math.sqrt(sum(w * (math.log(d) - mu) ** 2 for w, d in dens) / wsum)
+    return {"rows": rows, "log_sd": sd, "continuous_saving": sd * sd / 2 / math.log(4)}
+
+
+def interior_savings(bound):
+    """The savings of allocation_bound's rows strictly inside the width range (the ends save nothing)."""
+    return [ub - b for ub, _, b in bound["rows"][1:-1] if b is not None]

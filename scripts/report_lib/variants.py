@@ -8,6 +8,8 @@ equal held-out KL against uniform RTN, interpolated log-linearly), whether the s
 single variant used uniformly by >= 0.3 bits (median over the budget sweep), and the certified
 bits at EAR >= 0.99.
 """
+import math
+
 from . import analysis, jobs
 
 # No cloze here (the TL section covers it; 2000 items cost minutes per run on docs-19m).
@@ -85,9 +87,10 @@ def _iv(d, fmt):
     return f"{d['mean']:{fmt}} [{d['lo']:{fmt}}, {d['hi']:{fmt}}]"
 
 
-def section(models_pts, plot_fn, img_dir, llama=None):
+def section(models_pts, plot_fn, img_dir, llama=None, cache=None):
     """Markdown of the variants section; plot_fn(model, points, path) draws the curves; llama: the
-    llama.cpp comparison runs by model (load_llamacpp)."""
+    llama.cpp comparison runs by model (load_llamacpp); cache: the report cache (its per-model
+    profiles give the allocation bound of the search-vs-uniform target)."""
     import os
     llama = llama or {}
     out = ["## Stronger quantizers inside the search (issue #17)\n",
@@ -99,7 +102,7 @@ def section(models_pts, plot_fn, img_dir, llama=None):
            ". Bits saved = the uniform curve's bits at the search point's KL (log-linear "
            "interpolation) minus the search point's bits; median over the budgets inside the uniform "
            "curve's range. Models whose runs are missing from the cache are left out; a set or budget "
-           "without a certificate shows '-'.\n", targets(models_pts, llama)]
+           "without a certificate shows '-'.\n", targets(models_pts, llama, cache)]
     labels = [label for _, label, _ in SETS]
     ulabels = [label for _, label, _ in UNIFORM]
     for name, pts in models_pts:
@@ -196,7 +199,54 @@ def llamacpp_table(name, j):
     return "\n".join(out) + "\n"
 
 
-def targets(models_pts, llama):
+# The choice code (server/quant/choice.h) of uniform GPTQ + grids + S8 g64 at width 4 in the search sets' profiles
+# (base group 128): 4 + 16 x gptq (2) + 128 x group index of 64 (2) + 1024 grids + 2048 S8.
+GPTQ_GRID_S8_G64_CODE4 = 4 + 16 * 2 + 128 * 2 + 1024 + 2048
+
+
+def allocation_bound_text(cache, name, pts):
+    """What the search's own additive model says a per-layer width allocation can save over uniform GPTQ +
+    grids + S8 g64 (its widths 4-8), from the model's cached profiles; "" when they are not cached."""
+    import os
+    if not cache:
+        return ""
+    cert = next((p for p in pts if p.get("layers") and p["name"].startswith("v-s8-")), None)
+    if cert is None:
+        return ""
+    params = {k: d["params"] for k, d in cert["layers"].items() if d.get("quantized") and d.get("params")}
+    b = analysis.allocation_bound(os.path.join(cache, name, "profiles"), params, GPTQ_GRID_S8_G64_CODE4, 64)
+    if b is None:
+        return ""
+    cells = [f"{ub - best:+.2f} at {ub:.2f}" for ub, _, best in b["rows"][1:-1] if best is not None]
+    return (f" Under the search's own additive model (the cached per-layer calibration KL of uniform GPTQ + grids + "
+            f"S8 g64 at widths 4-8; `scripts/alloc_bound`), the best per-layer allocation of those widths saves only "
+            f"{', '.join(cells)} bits at equal predicted KL: the layers' KL per parameter varies too little "
+            f"(parameter-weighted sd of its log {b['log_sd']:.2f}; continuous widths would save about "
+            f"{b['continuous_saving']:.2f} bits; 0.3 bits needs about 0.91), so a per-layer search cannot reach 0.3 "
+            "bits over that variant on this model.")
+
+
+def zero_margin_bits(cert):
+    """Bits at which a certificate's closed-loop steps put the calibration EAR mean at 0.99: a least-squares
+    line of log(1 - EAR mean) on bits over its steps (1 - EAR falls about exponentially in the bits), or None
+    with fewer than two steps."""
+    steps = [(s["avg_bits"], math.log(1 - s["calib_mean"]))
+             for s in cert.get("search", {}).get("outcome", {}).get("steps", [])
+             if s.get("calib_mean") is not None and s["calib_mean"] < 1]
+    if len(steps) < 2:
+        return None
+    n = len(steps)
+    mb, my = sum(b for b, _ in steps) / n, sum(y for _, y in steps) / n
+    sxx = sum((b - mb) ** 2 for b, _ in steps)
+    if sxx == 0:
+        return None
+    slope = sum((b - mb) * (y - my) for b, y in steps) / sxx
+    if slope >= 0:
+        return None
+    return mb + (math.log(0.01) - my) / slope
+
+
+def targets(models_pts, llama, cache=None):
     """The issue's targets, one line each, from the certificates and the llama.cpp runs."""
     out = ["**Issue #17's targets** (held-out numbers; bits over the linears + LM head):\n"]
     for name in ("docs-19m", "tinystories-656k"):
@@ -219,11 +269,18 @@ def targets(models_pts, llama):
     met = [p for p in ear if p["met"]]
     if ear:
         b = min(met, key=lambda p: p["bits"]) if met else None
+        zm = zero_margin_bits(b["cert"]) if b and b.get("cert") else None
         out.append("- docs-19m certified EAR >= 0.99 at <= 7.0 bits with the LM head quantized: " +
                    (f"best {b['bits']:.3f} bits ({b['method']}, EAR lo95 {b['ear']['lo']:.5f}) -> "
                     + ("**met**" if b["bits"] <= 7.0 else "**missed**") if b else "no search set met it") +
                    "; every set: " + ", ".join(f"{p['method'].split(' @')[0]} {p['bits']:.3f}"
-                                               f"{'' if p['met'] else ' (not met)'}" for p in ear) + ".")
+                                               f"{'' if p['met'] else ' (not met)'}" for p in ear) + "." +
+                   ("" if zm is None else
+                    f" The best run's closed loop puts the calibration EAR mean at 0.99 at about {zm:.2f} bits (a "
+                    f"line of log(1-EAR) on bits through its steps): even with no transfer margin (the predicted "
+                    f"held-out bound's distance below the mean, {b['cert']['calibration']['sequences']} calibration "
+                    f"windows) this model needs more than 7.0 bits with these quantizers."
+                    if zm > 7.0 else f" The calibration EAR mean crosses 0.99 at about {zm:.2f} bits."))
     labels = [label for _, label, _ in SETS]
     for name, pts in models_pts:
         vp = [p for p in pts if p["name"].startswith(("v-", "vu-"))]
@@ -244,7 +301,7 @@ def targets(models_pts, llama):
                    ", ".join(f"vs {u} {m:+.2f}" if m is not None else f"vs {u} -" for m, u in meds) + " -> " +
                    ("-" if worst is None else ("**met**" if worst[0] >= 0.3 else f"**missed** (vs {worst[1]})")) +
                    "".join(f" (the search's Gram: {sch(widest)}, {u}'s: {sch(u)}: not the same text)" for u in differ) +
-                   ".")
+                   "." + allocation_bound_text(cache, name, vp))
     return "\n".join(out) + "\n"
 
 
