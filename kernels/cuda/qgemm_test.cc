@@ -3,7 +3,9 @@
 // real and ragged shapes, token counts that hit every tile configuration, split-K on and off,
 // PDL on and off; outputs are poisoned before each run. Grid matrices (per-group grid ids,
 // kernels/grids.h): random and all-zero ids, every width x group x activation type, through
-// every kernel request (all run the tiled kernel's grid instantiation).
+// every kernel request (the streaming grid variant, both lookups, or the tiled kernel's grid
+// instantiation); the streaming grid variant is also held to the output rounding alone
+// (GridStreamIsExact: the weights enter the mma exactly, fp16 levels or bf16 hi + lo).
 #include "kernels/cuda/qgemm.h"
 
 #include <cuda_runtime.h>
@@ -32,10 +34,20 @@ uint16_t ToAct(float f, ActType a) { return a == ActType::kBF16 ? FloatToBf16(f)
 float FromAct(uint16_t h, ActType a) { return a == ActType::kBF16 ? Bf16ToFloat(h) : HalfToFloat(h); }
 
 struct Errors {
-  double rel_fro = 0;  // ||y - ref|| / ||ref||
-  double max_rel = 0;  // max |y - ref| / rms(ref)
-  int64_t bad = 0;     // non-finite outputs (unwritten poison)
+  double rel_fro = 0;   // ||y - ref|| / ||ref||
+  double max_rel = 0;   // max |y - ref| / rms(ref)
+  int64_t bad = 0;      // non-finite outputs (unwritten poison)
+  int64_t inexact = 0;  // outputs off by more than the output rounding (ExactBound)
+  double worst = 0;     // max |y - ref| / ExactBound(ref) (> 1 for an inexact output)
 };
+
+// What an exact kernel may be off by: the rounding of the fp32 result to the activation type
+// (at most half an ulp: 2^-9..2^-8 |ref| for bf16, 2^-12..2^-11 for fp16) plus fp32 accumulation
+// noise, far below 2.5e-4 rms(ref) for these shapes. A weight rounded to bf16 (the level
+// itself instead of its hi + lo split) is off by up to 2^-9 of the level, ~1e-3 rms(ref) in y.
+double ExactBound(double ref, double rms, ActType act) {
+  return std::fabs(ref) * (act == ActType::kBF16 ? 0x1p-8 : 0x1p-11) + 2.5e-4 * rms;
+}
 
 enum class Grids { kNone, kRandom, kAllZero };
 
@@ -116,7 +128,15 @@ Errors RunCase(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int
     maxd = std::max(maxd, std::fabs(d));
   }
   e.rel_fro = std::sqrt(num / std::max(den, 1e-30));
-  e.max_rel = maxd / std::sqrt(std::max(den, 1e-30) / static_cast<double>(ref.size()));
+  const double rms = std::sqrt(std::max(den, 1e-30) / static_cast<double>(ref.size()));
+  e.max_rel = maxd / rms;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const float y = FromAct(yh[i], act);
+    if (!std::isfinite(y)) continue;
+    const double r = std::fabs(static_cast<double>(y) - ref[i]) / ExactBound(ref[i], rms, act);
+    e.worst = std::max(e.worst, r);
+    if (r > 1.0) ++e.inexact;
+  }
   return e;
 }
 
@@ -145,8 +165,9 @@ QGemmOptions Opt(int splits, QKernel kernel = QKernel::kAuto, bool pdl = false, 
   return o;
 }
 
+// exact: also require every output within ExactBound of the reference (the streaming grid variant).
 void Check(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t n, const QGemmOptions& opt,
-           std::mt19937_64& rng, Grids grids = Grids::kNone) {
+           std::mt19937_64& rng, Grids grids = Grids::kNone, bool exact = false) {
   const Errors e = RunCase(rows, cols, bits, g, act, n, opt, rng, grids);
   // fp16: weights rounded once to fp16 (2^-11) and output to fp16; bf16: 2^-8 each.
   const double tol_fro = act == ActType::kBF16 ? 8e-3 : 1.5e-3;
@@ -164,6 +185,10 @@ void Check(int64_t rows, int64_t cols, int bits, int64_t g, ActType act, int64_t
   EXPECT_EQ(e.bad, 0) << what;
   EXPECT_LT(e.rel_fro, tol_fro) << what;
   EXPECT_LT(e.max_rel, tol_max) << what;
+  if (exact) {
+    EXPECT_EQ(e.inexact, 0) << what << ": outputs beyond the output rounding (worst " << e.worst
+                            << " x the bound); the weights did not enter the mma exactly";
+  }
 }
 
 class QGemmAllBits : public ::testing::TestWithParam<int> {};
@@ -265,10 +290,10 @@ void ExpectGridAwareOracle() {
 }
 
 // Grid matrices on the fused path: every width x group x activation type x n in {1, 3, 8, 16, 32}
-// (kAuto: the streaming grid variant for fp16 n <= 16, else each tile configuration of the
-// tiled kernel), random and all-zero ids, ragged and real shapes, split-K auto / off / forced,
-// every kernel request (kStream with fp16 runs the streaming grid variant, the rest tiled), and
-// the streaming variant on its own with both lookups (pair table and per code, widths <= 4).
+// (kAuto: the streaming grid variant for n <= 16, else each tile configuration of the tiled
+// kernel), random and all-zero ids, ragged and real shapes, split-K auto / off / forced, every
+// kernel request (kStream runs the streaming grid variant, the rest tiled), and the streaming
+// variant on its own with both lookups (pair table and per code, widths <= 4).
 TEST_P(QGemmAllBits, GridMatrices) {
   SKIP_WITHOUT_GPU();
   ExpectGridAwareOracle();
@@ -288,8 +313,8 @@ TEST_P(QGemmAllBits, GridMatrices) {
       for (QKernel k : {QKernel::kLegacyGemv, QKernel::kTiled, QKernel::kStream, QKernel::kStreamSmem}) {
         for (int64_t n : {1, 8}) Check(70, 1000, bits, g, act, n, Opt(0, k, n == 8), rng, Grids::kRandom);
       }
-      // kStream: the streaming kernel's grid variant with fp16 (bf16 runs tiled): both token
-      // tiles, several token tiles per launch, split-K auto / off / forced, PDL on and off.
+      // kStream: the streaming kernel's grid variant (bf16: hi + lo, two mma per fragment): both
+      // token tiles, several token tiles per launch, split-K auto / off / forced, PDL on and off.
       for (int64_t n : {1, 2, 3, 8, 9, 16, 17, 32}) {
         for (Grids grids : {Grids::kRandom, Grids::kAllZero}) {
           Check(70, 1000, bits, g, act, n, Opt(0, QKernel::kStream, n % 2 == 1), rng, grids);
@@ -312,6 +337,34 @@ TEST_P(QGemmAllBits, GridMatrices) {
         }
       }
       if (g == 128) Check(512, 4096, bits, g, act, 128, Opt(0), rng, Grids::kRandom);
+    }
+  }
+}
+
+// The streaming grid variant is exact up to the output rounding (ExactBound), with fp16 (the
+// levels are fp16 values) and with bf16 (each level split exactly as hi + lo, kernels/
+// grid_split.h, two mma per fragment): every group size, n in {1, 3, 8, 9, 16} (both token
+// tiles), random and all-zero ids, kAuto and kStream, both lookups (pairs up to 0 / 3 / 4 bits),
+// ragged and real shapes, split-K auto / off / forced, PDL on and off.
+TEST_P(QGemmAllBits, GridStreamIsExact) {
+  SKIP_WITHOUT_GPU();
+  const int bits = GetParam();
+  std::mt19937_64 rng(6000 + bits);
+  for (ActType act : {ActType::kBF16, ActType::kF16}) {
+    for (int64_t g : {64, 128}) {
+      for (int64_t n : {1, 3, 8, 9, 16}) {
+        for (Grids grids : {Grids::kRandom, Grids::kAllZero}) {
+          Check(70, 1000, bits, g, act, n, Opt(0), rng, grids, /*exact=*/true);
+          Check(33, 200, bits, g, act, n, Opt(1, QKernel::kStream, n % 2 == 0), rng, grids, true);
+        }
+        Check(256, 4096, bits, g, act, n, Opt(0, QKernel::kStream, n % 2 == 1), rng, Grids::kRandom, true);
+        for (int pair_bits : {0, 4}) {
+          QGemmOptions o = Opt(0, QKernel::kStream, n == 9);
+          o.grid_pair_bits = pair_bits;
+          Check(70, 1000, bits, g, act, n, o, rng, Grids::kRandom, true);
+        }
+        if (n == 1 || n == 16) Check(128, 14336, bits, g, act, n, Opt(5), rng, Grids::kRandom, true);
+      }
     }
   }
 }
