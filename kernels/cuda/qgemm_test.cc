@@ -11,12 +11,14 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "kernels/dequant_ref.h"
+#include "kernels/grid_split.h"
 #include "kernels/grids.h"
 #include "kernels/test_matrix.h"
 #include "server/common/half.h"
@@ -427,6 +429,56 @@ TEST(QGemmTest, StreamPdlReadsTheProducersOutput) {
       FreeDeviceMatrix(&da);
       FreeDeviceMatrix(&db);
     }
+  }
+}
+
+// GridStreamIsExact can fail: on its smallest case (70 x 1000, n 3, g128, random grids, scales
+// and zeros as RandomPacked draws them) outputs from weights z + s * bf16(L) break ExactBound at
+// every width, while those from z + s * (hi + lo) (= the exact weights) all stay within it. Both
+// meet the usual bf16 tolerance, which is why the grid cases need the tighter bound. CPU only.
+TEST(QGemmTest, ExactBoundCatchesBf16RoundedLevels) {
+  std::mt19937_64 rng(7);
+  const int rows = 70, cols = 1000, n = 3, g = 128, ng = (cols + g - 1) / g;
+  for (int bits = 2; bits <= 8; ++bits) {
+    const int top = (1 << bits) - 1;
+    std::uniform_real_distribution<float> u(0.5f, 1.5f), nz(-0.2f, 0.2f);
+    std::uniform_int_distribution<int> code(0, top), grid(0, kGridCount - 1);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::vector<float> x(static_cast<size_t>(n) * cols);
+    for (float& v : x) v = Bf16ToFloat(FloatToBf16(nd(rng)));
+    // y[k][t * rows + r] for k = 0: exact weights (the oracle), 1: hi + lo, 2: bf16(L).
+    std::vector<double> y[3];
+    for (auto& v : y) v.assign(static_cast<size_t>(n) * rows, 0.0);
+    for (int r = 0; r < rows; ++r) {
+      for (int gi = 0; gi < ng; ++gi) {
+        const float s = HalfToFloat(FloatToHalf(0.05f * u(rng) / top));
+        const float z = HalfToFloat(FloatToHalf(-s * top * (0.5f + nz(rng))));
+        const float* lv = GridLevels(bits, grid(rng));
+        for (int c = gi * g; c < std::min(cols, (gi + 1) * g); ++c) {
+          const float level = lv[code(rng)];
+          const SplitLevel sp = SplitLevelBf16(level);
+          const float w[3] = {z + s * level, z + s * (Bf16Value(sp.hi) + Bf16Value(sp.lo)), z + s * Bf16Value(sp.hi)};
+          for (int k = 0; k < 3; ++k) {
+            for (int t = 0; t < n; ++t) y[k][t * rows + r] += static_cast<double>(x[t * cols + c]) * w[k];
+          }
+        }
+      }
+    }
+    double den = 0;
+    for (double v : y[0]) den += v * v;
+    const double rms = std::sqrt(den / static_cast<double>(y[0].size()));
+    int inexact[3] = {0, 0, 0};
+    for (int k = 1; k < 3; ++k) {
+      double num = 0;
+      for (size_t i = 0; i < y[0].size(); ++i) {
+        const double out = Bf16ToFloat(FloatToBf16(static_cast<float>(y[k][i])));  // the kernel's output rounding
+        num += (out - y[0][i]) * (out - y[0][i]);
+        if (std::fabs(out - y[0][i]) > ExactBound(y[0][i], rms, ActType::kBF16)) ++inexact[k];
+      }
+      EXPECT_LT(std::sqrt(num / den), 8e-3) << "bits " << bits << " variant " << k;  // Check's bf16 tolerance
+    }
+    EXPECT_EQ(inexact[1], 0) << "bits " << bits << ": hi + lo weights break ExactBound";
+    EXPECT_GT(inexact[2], 0) << "bits " << bits << ": ExactBound misses bf16-rounded levels";
   }
 }
 
