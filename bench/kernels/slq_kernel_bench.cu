@@ -450,19 +450,24 @@ void Sweep(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std:
 
 // --grids: grid matrices (per-group grid ids) beside uniform ones of the same shape and width
 // and cuBLASLt bf16, in one run. bf16 activations: the uniform kAuto kernel, the uniform tiled
-// kernel (the grid tiled kernel without the level lookup) and the grid matrix under kAuto (tiled:
-// the levels are not bf16-exact). fp16 activations (the bf16 x bits read as fp16): uniform kAuto,
-// grid kAuto (the streaming grid variant for n <= 16, pair table for widths <= 3), the grid
-// streaming variant with the per-code lookup everywhere and with the pair table at 4 bits too
-// (QGemmOptions::grid_pair_bits 0 / 4), and the grid tiled kernel.
+// kernel (the grid tiled kernel without the level lookup), the grid matrix under kAuto (the
+// streaming grid variant with the hi + lo split for n <= 16, pair table for widths <= 3; tiled
+// above), the grid streaming variant with the per-code lookup everywhere (grid_pair_bits 0) and
+// the grid tiled kernel (kAuto's choice for bf16 grids before session 10). fp16 activations (the
+// bf16 x bits read as fp16): uniform kAuto, grid kAuto (the streaming grid variant for n <= 16,
+// pair table for widths <= 3), the grid streaming variant with the per-code lookup everywhere
+// and with the pair table at 4 bits too (QGemmOptions::grid_pair_bits 0 / 4), and the grid tiled
+// kernel. For n > 16 (kAuto runs grids tiled there) the per-code / pairs columns and the bf16
+// grid tiled column are "-".
 void GridBench(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const std::string&)>& emit) {
   emit(
       "## Grid matrices vs uniform (Llama-3-8B shapes): us; ratio = grid auto / uniform auto of the same "
       "activation type; cuBLASLt = bf16 dense weights\n\n"
-      "| shape | weights | n | cuBLASLt bf16 | bf16 uniform auto | bf16 uniform tiled | bf16 grid auto | bf16 ratio | "
+      "| shape | weights | n | cuBLASLt bf16 | bf16 uniform auto | bf16 uniform tiled | bf16 grid auto | "
+      "bf16 grid stream per-code | bf16 grid tiled | bf16 ratio | "
       "f16 uniform auto | f16 grid auto | f16 grid stream per-code | f16 grid stream pairs (4b) | f16 grid tiled | "
       "f16 ratio |\n"
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<int64_t> ns(std::begin(kBatches), std::end(kBatches));
   for (int si = 0; si < 4; ++si) {
     const Shape& sh = kShapes[si];
@@ -494,13 +499,15 @@ void GridBench(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const 
           const double ua16 = TimeQ(u, n, b, st, {}, f16), ga16 = TimeQ(gr, n, b, st, {}, f16);
           const double gt16 = TimeQ(gr, n, b, st, tiled, f16);
           const bool small = n <= kStreamAutoMaxN;
+          const std::string pcb = small ? Fmt("%.1f", TimeQ(gr, n, b, st, per_code)) : "-";
+          const std::string gtb = small ? Fmt("%.1f", TimeQ(gr, n, b, st, tiled)) : "-";
           const std::string pc = small ? Fmt("%.1f", TimeQ(gr, n, b, st, per_code, f16)) : "-";
           const std::string p4 = small && bits == 4 ? Fmt("%.1f", TimeQ(gr, n, b, st, pairs4, f16)) : "-";
           emit("| " + std::string(sh.name) + " | " + std::to_string(bits) + "b g" + std::to_string(g) + " | " +
                std::to_string(n) + " | " + Fmt("%.1f", lt_us[i]) + " | " + Fmt("%.1f", ua) + " | " + Fmt("%.1f", ut) +
-               " | " + Fmt("%.1f", ga) + " | " + Fmt("%.2f", ga / ua) + " | " + Fmt("%.1f", ua16) + " | " +
-               Fmt("%.1f", ga16) + " | " + pc + " | " + p4 + " | " + Fmt("%.1f", gt16) + " | " +
-               Fmt("%.2f", ga16 / ua16) + " |\n");
+               " | " + Fmt("%.1f", ga) + " | " + pcb + " | " + gtb + " | " + Fmt("%.2f", ga / ua) + " | " +
+               Fmt("%.1f", ua16) + " | " + Fmt("%.1f", ga16) + " | " + pc + " | " + p4 + " | " + Fmt("%.1f", gt16) +
+               " | " + Fmt("%.2f", ga16 / ua16) + " |\n");
         }
         CK(cudaFree(u.pool));
         CK(cudaFree(gr.pool));
@@ -508,15 +515,19 @@ void GridBench(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const 
     }
   }
   emit(
-      "\n## One Llama-3-8B layer (qkv, o, gate_up, down) at batch 1 in a CUDA graph, us/layer\n\n"
-      "| weights | bf16 uniform | bf16 grid | bf16 ratio | f16 uniform | f16 grid | f16 ratio |\n"
-      "|---|---|---|---|---|---|---|\n");
+      "\n## One Llama-3-8B layer (qkv, o, gate_up, down) at batch 1 in a CUDA graph, us/layer "
+      "(grid = kAuto; bf16 grid tiled = the grid matrices forced onto the tiled kernel)\n\n"
+      "| weights | bf16 uniform | bf16 grid | bf16 ratio | bf16 grid tiled | f16 uniform | f16 grid | f16 ratio |\n"
+      "|---|---|---|---|---|---|---|---|\n");
   const Shape* ls = &kShapes[0];
   for (int bits : {2, 3, 4, 5, 6, 8}) {
     double t[2][2];  // [act: bf16, f16][grids]
-    for (int run = 0; run < 4; ++run) {
-      const int grids = run & 1, ai = run >> 1;
+    double tiled_bf16 = 0;
+    for (int run = 0; run < 5; ++run) {  // run 4: bf16 grid on the tiled kernel
+      const int grids = run == 4 ? 1 : run & 1, ai = run == 4 ? 0 : run >> 1;
       const ActType act = ai == 0 ? ActType::kBF16 : ActType::kF16;
+      QGemmOptions opt;
+      if (run == 4) opt.kernel = QKernel::kTiled;
       double qb = 0;
       for (int j = 0; j < 4; ++j) {
         GpuLayout l;
@@ -534,7 +545,7 @@ void GridBench(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const 
       for (int j = 0; j < 4; ++j) sets.push_back(MakeQSet(ls[j].rows, ls[j].cols, bits, 128, qc, 50 + j, grids == 1));
       auto body = [&] {
         for (int k = 0; k < qc; ++k) {
-          for (int j = 0; j < 4; ++j) CKS(QGemm(sets[j].mats[k], b.x, 1, b.y, act, b.ws, b.ws_bytes, st));
+          for (int j = 0; j < 4; ++j) CKS(QGemm(sets[j].mats[k], b.x, 1, b.y, act, b.ws, b.ws_bytes, st, opt));
         }
       };
       for (int w = 0; w < 2; ++w) body();
@@ -545,7 +556,8 @@ void GridBench(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const 
       body();
       CK(cudaStreamEndCapture(st, &gph));
       CK(cudaGraphInstantiate(&ge, gph, 0));
-      t[ai][grids] = TimeUs([&](int) { CK(cudaGraphLaunch(ge, st)); }, 10, st) / qc;
+      const double us = TimeUs([&](int) { CK(cudaGraphLaunch(ge, st)); }, 10, st) / qc;
+      (run == 4 ? tiled_bf16 : t[ai][grids]) = us;
       CK(cudaGraphExecDestroy(ge));
       CK(cudaGraphDestroy(gph));
       for (QSet& s : sets) CK(cudaFree(s.pool));
@@ -554,6 +566,7 @@ void GridBench(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const 
     for (int ai = 0; ai < 2; ++ai) {
       row +=
           " " + Fmt("%.1f", t[ai][0]) + " | " + Fmt("%.1f", t[ai][1]) + " | " + Fmt("%.2f", t[ai][1] / t[ai][0]) + " |";
+      if (ai == 0) row += " " + Fmt("%.1f", tiled_bf16) + " |";
     }
     emit(row + "\n");
   }

@@ -6,8 +6,8 @@
 // activations of its current WK chunks in shared memory (cp.async, double-buffered) and the warps reduce over wk at the
 // end. Split-K over blockIdx.y accumulates in an fp32 workspace; the last block of a tile (counter) converts it to the
 // output and zeroes the workspace again. Grid matrices (kernels/grids.h) run on the tiled kernel's GRID
-// instantiation (the uniform one is unchanged), or on the streaming kernel's (fp16; kStream, or
-// kAuto for n <= kStreamAutoMaxN).
+// instantiation (the uniform one is unchanged), or on the streaming kernel's (fp16 and bf16; kStream,
+// or kAuto for n <= kStreamAutoMaxN).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -452,12 +452,13 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
   QKernel kernel = opt.kernel;
   if (l.grids) {
     // The small-batch kernels feed integer codes to the mma: grid levels are not integers. The
-    // streaming kernel's grid variant feeds the fp16 levels instead (fp16 only: bf16 cannot hold
-    // them exactly); kAuto takes it for n <= kStreamAutoMaxN, everything else runs tiled.
-    // Session 8's per-code variant was no faster than tiled (57.4 vs 59.4 us, gate_up 4-bit
-    // n = 1); the pair-table lookup is unmeasured: slq_kernel_bench --grids decides.
-    const bool stream = act == ActType::kF16 && (kernel == QKernel::kStream ||
-                                                 (kernel == QKernel::kAuto && opt.allow_gemv && n <= kStreamAutoMaxN));
+    // streaming kernel's grid variant feeds the levels instead (fp16: the level itself; bf16:
+    // its exact split hi + lo, two mma per fragment); kAuto takes it for n <= kStreamAutoMaxN,
+    // everything else runs tiled. fp16 on the H200 (session 9): 1.1-1.8x uniform at 2-5 bits,
+    // faster than tiled except gate_up 8-bit; bf16 on the streaming kernel is unmeasured
+    // (slq_kernel_bench --grids: the bf16 grid auto / stream per-code / tiled columns).
+    const bool stream =
+        kernel == QKernel::kStream || (kernel == QKernel::kAuto && opt.allow_gemv && n <= kStreamAutoMaxN);
     kernel = stream ? QKernel::kStream : QKernel::kTiled;
   } else if (kernel == QKernel::kAuto) {
     kernel = opt.allow_gemv && n <= kStreamAutoMaxN ? AutoStream(l.bits, n) : QKernel::kTiled;

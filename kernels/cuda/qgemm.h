@@ -3,12 +3,14 @@
 //   y [n, rows] = x [n, cols] * W'^T, W'(r, c) = zero + scale * q, fp32 accumulation on the
 //   tensor cores (mma.sync m16n8k16), activations and output fp16 or bf16, n = 1..any.
 //   Grid matrices (per-group grid ids, kernels/grids.h): W'(r, c) = zero + scale * L[q] with L
-//   the group's grid. With fp16 activations, kAuto (n <= kStreamAutoMaxN) and kStream (any n)
-//   run the streaming kernel's grid variant (the A operand is the fp16 level itself, exact, looked
-//   up in shared memory two codes at a time for widths <= 4; s, z folded in fp32). Otherwise
-//   (bf16: the levels are not bf16-exact; larger n; kTiled / kLegacyGemv / kStreamSmem) they
-//   run the tiled kernel, which looks the level up in a shared-memory copy of the width's level
-//   table and dequantizes in fp32 (one rounding to the activation type).
+//   the group's grid. kAuto (n <= kStreamAutoMaxN) and kStream (any n) run the streaming
+//   kernel's grid variant: the A operand is the level itself, looked up in shared memory (two
+//   codes at a time for widths <= 3 by default), exact: fp16 holds every level; bf16 does not
+//   (8 significant bits, the levels up to 11), so each level is split exactly as hi + lo
+//   (kernels/grid_split.h) and each fragment takes two mma into one fp32 accumulator; s, z are
+//   folded in fp32. Otherwise (larger n; kTiled / kLegacyGemv / kStreamSmem) they run the tiled
+//   kernel, which looks the level up in a shared-memory copy of the width's level table and
+//   dequantizes in fp32 (one rounding to the activation type).
 //   Three kernels (QGemmOptions::kernel): the streaming kernel (default for n <= 16,
 //   qgemm_stream.cu) and the legacy small-batch kernel (n <= 8) feed the codes to the mma as
 //   exact integers plus a constant and apply scale/zero per group in fp32 on the accumulators;
@@ -66,8 +68,8 @@ std::string AllocWorkspace(size_t bytes, void** ws);
 // kStreamSmem: the streaming kernel with its weight ring in shared memory (cp.async) instead of
 // registers (qgemm_stream_smem.cu), for n <= 16 like kStream (larger n: the tiled kernel);
 // kAuto picks it only where it measured faster (3 bits, n = 2..16; see AutoStream in qgemm.cu).
-// Grid matrices (layout.grids): with fp16, kAuto for n <= kStreamAutoMaxN and kStream run the
-// streaming grid variant; every other case runs the tiled kernel.
+// Grid matrices (layout.grids): kAuto for n <= kStreamAutoMaxN and kStream run the streaming
+// grid variant (fp16 and bf16); every other case runs the tiled kernel.
 enum class QKernel { kAuto, kLegacyGemv, kTiled, kStream, kStreamSmem };
 inline constexpr int64_t kStreamAutoMaxN = 16;
 
@@ -85,9 +87,10 @@ struct QGemmOptions {
   // kStreamSmem: ring depth per warp, 1 = ~6 KiB of codes (default), 2 = ~12 KiB (2..8 chunks).
   int ring = 1;
   // Streaming grid variant: widths <= grid_pair_bits (at most 4) look both codes of an A register
-  // up at once in a table of level pairs, wider ones each code on its own. Default 3: at 4 bits the
-  // pair table (256 entries per grid) has bank conflicts the per-code table (conflict-free) does not;
-  // which wins is unmeasured. 0 = per-code everywhere. For measurement.
+  // up at once in a table of level pairs, wider ones each code on its own (fp16 and bf16 alike).
+  // Default 3: at 4 bits the pair table (256 entries per grid) has bank conflicts the per-code
+  // table (conflict-free) does not; on the H200 (session 9, fp16) pairs won at 2-3 bits and lost
+  // at 4. 0 = per-code everywhere. For measurement.
   int grid_pair_bits = 3;
 };
 

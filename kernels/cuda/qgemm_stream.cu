@@ -15,9 +15,10 @@
 //   - x of the block's K range is staged once in shared memory (cp.async); split-K shrinks
 //     the range until it fits kStreamMaxSmem.
 // bf16 with 8-bit codes cannot hold 128 + q exactly: it builds the exact q from nibbles (off 0).
-// Grid matrices (fp16 only, GRID instantiations): the A operand is the level L[q] from a
-// shared-memory fp16 table (every level is fp16-exact), the chunk's grid ids ride in the ring
-// next to its scales/zeros, and a group folds as y += s * acc + z * sx (qgemm_stream_device.cuh).
+// Grid matrices (GRID instantiations): the A operand is the level L[q] from a shared-memory
+// table (fp16: every level is fp16-exact; bf16: each level split exactly into hi + lo,
+// kernels/grid_split.h, two mma per A fragment), the chunk's grid ids ride in the ring next to
+// its scales/zeros, and a group folds as y += s * acc + z * sx (qgemm_stream_device.cuh).
 // Widths <= QGemmOptions::grid_pair_bits (default 3, at most 4) look up both codes of an A
 // register at once in a table of level pairs (kGridPairs), wider ones one code at a time
 // (kGridPerCode).
@@ -50,7 +51,7 @@ __host__ __device__ constexpr int StreamDepth(int bits) { return bits <= 3 ? 4 :
 template <int BITS, bool BF16, int NT, int G, int GRID>
 __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKernel(Params p) {
   constexpr int D = StreamDepth(BITS), GPC = 256 / G, WM = kStreamWM;
-  constexpr int kTable = StreamTableBytes(BITS, GRID) / 2;  // halves
+  constexpr int kTable = StreamTableBytes(BITS, GRID, BF16) / 2;  // halves
   extern __shared__ __align__(16) uint16_t smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int rt = blockIdx.x * WM + warp;
@@ -107,8 +108,8 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
   }
 
   // A weight, like the codes: before the grid dependency.
-  FillGridTable<BITS, GRID>(table, p.levels, threadIdx.x, kStreamThreads);
-  const uint32_t table_lane = GridLaneBase<BITS, GRID>(table, lane);
+  FillGridTable<BITS, GRID, BF16>(table, p.levels, threadIdx.x, kStreamThreads);
+  const uint32_t table_lane = GridLaneBase<BITS, GRID, BF16>(table, lane);
   GridDependencyWait();  // x may be written by the previous kernel (no-op without PDL)
   for (int i = threadIdx.x; i < kZeroHalves / 8; i += kStreamThreads) {
     reinterpret_cast<uint4*>(zrow)[i] = make_uint4(0, 0, 0, 0);
@@ -230,7 +231,7 @@ std::string QGemmStream(const DeviceMatrix& w, const void* x, int64_t n, void* y
   const int grid_mode = !l.grids                                                   ? 0
                         : l.bits <= std::min(opt.grid_pair_bits, kGridPairMaxBits) ? kGridPairs
                                                                                    : kGridPerCode;
-  const int table = StreamTableBytes(l.bits, grid_mode);
+  const int table = StreamTableBytes(l.bits, grid_mode, act == ActType::kBF16);
   auto smem = [&](int c) {
     return static_cast<size_t>(kZeroHalves * 2 + table + ntok * (c * 256 + 8) * 2 + c * (256 / g) * 8 * nt * 4);
   };
@@ -242,8 +243,11 @@ std::string QGemmStream(const DeviceMatrix& w, const void* x, int64_t n, void* y
   if (!ws.empty()) return ws;
   const dim3 grid(static_cast<unsigned>(bx), static_cast<unsigned>(splits), static_cast<unsigned>(bz));
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (l.grids && act == ActType::kBF16) {
+    return grid_mode == kGridPairs ? LaunchStreamCfg<true, kGridPairs>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl)
+                                   : LaunchStreamCfg<true, kGridPerCode>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl);
+  }
   if (l.grids) {
-    if (act != ActType::kF16) return "the streaming kernel runs grid matrices with fp16 activations only";
     return grid_mode == kGridPairs
                ? LaunchStreamCfg<false, kGridPairs>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl)
                : LaunchStreamCfg<false, kGridPerCode>(l.bits, nt, g, p, grid, smem(cps), s, opt.pdl);

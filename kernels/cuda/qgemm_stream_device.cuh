@@ -16,6 +16,7 @@
 
 #include "kernels/cuda/qgemm.h"
 #include "kernels/cuda/qgemm_device.cuh"
+#include "kernels/grid_split.h"
 
 namespace slq::kernels {
 namespace {
@@ -116,17 +117,26 @@ __device__ __forceinline__ void LdMatrixX4At(uint32_t (&r)[4], uint32_t addr) {
                : "r"(addr));
 }
 
-// Grid matrices (fp16 only: every level is fp16-exact): the A operand is the level L[q] itself,
-// looked up in a shared-memory fp16 table, so a group folds as y += s * acc + z * sx. Two
-// lookups (the GRID template parameter of the streaming kernel; 0 = uniform matrix):
-//   kGridPerCode (1): [kGridCount][2^BITS] fp16 levels, one ld.shared.u16 per code (any width);
-//   kGridPairs (2, widths <= 4): [kGridCount][2^BITS (hi)][2^BITS (lo)] half2 {L[lo], L[hi]},
-//     one ld.shared.b32 per A register (two codes of one row), the table replicated
-//     GridPairCopies(BITS) times word-interleaved (word = entry * copies + lane % copies) so
-//     lanes of different copies never hit the same bank. Bank conflicts per lookup (random
-//     codes): none at 2 bits (a copy per lane), ~2-way at 3 bits (4 lanes per copy over 4
-//     banks), ~3-way at 4 bits (16 lanes over 16 banks); the per-code table of widths <= 4 fits
-//     in 32 words and never conflicts, but takes two loads and a pack per register.
+// Grid matrices: the A operand is the level L[q] itself, looked up in a shared-memory table, so
+// a group folds as y += s * acc + z * sx. fp16: every level is fp16-exact, one A register per
+// pair of codes. bf16 (8 significant bits, the levels up to 11): each level is split exactly
+// as L = hi + lo (kernels/grid_split.h), one lookup yields both A registers {hi} and {lo}, and
+// each A fragment costs two mma into the same fp32 accumulator (hi x, then lo x; the products
+// are exact in fp32). Two lookups (the GRID template parameter of the streaming kernel;
+// 0 = uniform matrix):
+//   kGridPerCode (1): fp16 [kGridCount][2^BITS] levels, one ld.shared.u16 per code (any width);
+//     bf16 [kGridCount][2^BITS] words {hi, lo}, one ld.shared.b32 per code and two PRMT per
+//     pair of codes (any width; widths <= 3: at most 32 words, conflict-free).
+//   kGridPairs (2, widths <= 4): fp16 [kGridCount][2^BITS (hi)][2^BITS (lo)] half2
+//     {L[lo], L[hi]}, one ld.shared.b32 per A register (two codes of one row), the table
+//     replicated GridPairCopies(BITS) times word-interleaved (word = entry * copies +
+//     lane % copies) so lanes of different copies never hit the same bank. Bank conflicts per
+//     lookup (random codes): none at 2 bits (a copy per lane), ~2-way at 3 bits (4 lanes per
+//     copy over 4 banks), ~3-way at 4 bits (16 lanes over 16 banks); the per-code table of
+//     widths <= 4 fits in 32 words and never conflicts, but takes two loads and a pack per
+//     register. bf16: 8-byte entries {hi pair, lo pair}, one ld.shared.v2.b32 per A register
+//     pair, half the copies (same 8 KiB); a 64-bit access is served per half-warp, so 16 copies
+//     keep 2 bits conflict-free and 3 bits has ~2-way conflicts per half-warp (4 copies).
 // All table addresses are 32-bit shared-window addresses (no 64-bit generic pointers live
 // across the chunk). `table` = this lane's base (its copy), `ids` = the chunk's grid-id bytes
 // (byte q = id(g) | id(g + 8) << 4 of its group q), lv = the current group's rows (g, g + 8).
@@ -134,21 +144,30 @@ constexpr int kGridPerCode = 1;
 constexpr int kGridPairs = 2;
 constexpr int kGridPairMaxBits = 4;
 
-// Copies of the pair table: 8 KiB in all for each width (2-bit: one per lane, conflict-free).
-__host__ __device__ constexpr int GridPairCopies(int bits) { return bits == 2 ? 32 : bits == 3 ? 8 : 2; }
+// Copies of the pair table: 8 KiB in all for each width (2-bit: one per lane, conflict-free);
+// bf16 entries are twice as wide, so half as many copies (2-bit: one per lane of a half-warp).
+__host__ __device__ constexpr int GridPairCopies(int bits, bool bf16 = false) {
+  return (bits == 2 ? 32 : bits == 3 ? 8 : 2) / (bf16 ? 2 : 1);
+}
 __host__ __device__ constexpr int Log2(int v) { return v <= 1 ? 0 : 1 + Log2(v / 2); }
 
+// Bytes of one table entry: fp16 a level (per code) or a level pair; bf16 twice that ({hi, lo}).
+__host__ __device__ constexpr int GridEntryBytes(int grid, bool bf16) {
+  return (grid == kGridPairs ? 4 : 2) * (bf16 ? 2 : 1);
+}
+
 // Bytes of the streaming kernel's level table in shared memory (0 for uniform matrices).
-__host__ __device__ constexpr int StreamTableBytes(int bits, int grid) {
-  return grid == kGridPairs     ? (kGridCount << (2 * bits)) * GridPairCopies(bits) * 4
-         : grid == kGridPerCode ? ((kGridCount << bits) * 2 + 15) / 16 * 16
+__host__ __device__ constexpr int StreamTableBytes(int bits, int grid, bool bf16 = false) {
+  return grid == kGridPairs     ? (kGridCount << (2 * bits)) * GridPairCopies(bits, bf16) * GridEntryBytes(grid, bf16)
+         : grid == kGridPerCode ? ((kGridCount << bits) * GridEntryBytes(grid, bf16) + 15) / 16 * 16
                                 : 0;
 }
 
 // log2 of the bytes of one grid's rows in the table (its lane base + (id << shift)).
-template <int BITS, int GRID>
+template <int BITS, int GRID, bool BF16 = false>
 __host__ __device__ constexpr int GridRowShift() {
-  return GRID == kGridPairs ? 2 * BITS + Log2(GridPairCopies(BITS)) + 2 : BITS + 1;
+  return GRID == kGridPairs ? 2 * BITS + Log2(GridPairCopies(BITS, BF16) * GridEntryBytes(GRID, BF16))
+                            : BITS + Log2(GridEntryBytes(GRID, BF16));
 }
 
 struct StreamGrid {
@@ -167,14 +186,33 @@ __device__ __forceinline__ uint32_t LdShared16(uint32_t addr) {
   asm volatile("ld.shared.u16 %0, [%1];\n" : "=h"(v) : "r"(addr));
   return v;
 }
+__device__ __forceinline__ uint2 LdShared64(uint32_t addr) {
+  uint2 v;
+  asm volatile("ld.shared.v2.b32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr));
+  return v;
+}
 
-// Fills the streaming kernel's level table (`table`: StreamTableBytes(BITS, GRID) bytes of
+// Fills the streaming kernel's level table (`table`: StreamTableBytes(BITS, GRID, BF16) bytes of
 // shared memory) from the fp32 levels (kernels::GridLevelTable(BITS), device memory), with
 // `threads` threads of the block; the caller syncs the block before the lookups.
-template <int BITS, int GRID>
+template <int BITS, int GRID, bool BF16 = false>
 __device__ __forceinline__ void FillGridTable(void* table, const float* levels, int tid, int threads) {
   constexpr int NB = 1 << BITS;
-  if constexpr (GRID == kGridPairs) {
+  if constexpr (BF16 && GRID == kGridPairs) {
+    // Entry (grid, hi code, lo code) = {hi(L[lo]) | hi(L[hi]) << 16, lo(L[lo]) | lo(L[hi]) << 16}.
+    constexpr int R = GridPairCopies(BITS, true), E = (kGridCount << (2 * BITS)) * R;
+    uint2* t = static_cast<uint2*>(table);
+    for (int i = tid; i < E; i += threads) {
+      const int e = i / R;
+      const float* lv = levels + (e >> (2 * BITS)) * NB;
+      const uint32_t w0 = SplitLevelWord(__ldg(lv + (e & (NB - 1))));
+      const uint32_t w1 = SplitLevelWord(__ldg(lv + ((e >> BITS) & (NB - 1))));
+      t[i] = make_uint2(__byte_perm(w0, w1, 0x5410), __byte_perm(w0, w1, 0x7632));
+    }
+  } else if constexpr (BF16 && GRID == kGridPerCode) {
+    uint32_t* t = static_cast<uint32_t*>(table);
+    for (int i = tid; i < (kGridCount << BITS); i += threads) t[i] = SplitLevelWord(__ldg(levels + i));
+  } else if constexpr (GRID == kGridPairs) {
     constexpr int R = GridPairCopies(BITS), E = (kGridCount << (2 * BITS)) * R;
     uint32_t* t = static_cast<uint32_t*>(table);
     for (int i = tid; i < E; i += threads) {
@@ -190,10 +228,10 @@ __device__ __forceinline__ void FillGridTable(void* table, const float* levels, 
 }
 
 // This lane's table base (its copy of the pair table).
-template <int BITS, int GRID>
+template <int BITS, int GRID, bool BF16 = false>
 __device__ __forceinline__ uint32_t GridLaneBase(const void* table, int lane) {
   if constexpr (GRID == kGridPairs) {
-    return SmemAddr(table) + (lane & (GridPairCopies(BITS) - 1)) * 4;
+    return SmemAddr(table) + (lane & (GridPairCopies(BITS, BF16) - 1)) * GridEntryBytes(GRID, BF16);
   } else {
     return SmemAddr(table);
   }
@@ -210,6 +248,22 @@ __device__ __forceinline__ uint32_t StreamGridA(const uint32_t (&wr)[4 * BITS], 
     const uint32_t lo = LdShared16(lv + ((q2 & 0xFFFFu) << 1));
     const uint32_t hi = LdShared16(lv + ((q2 >> 16) << 1));
     return lo | (hi << 16);
+  }
+}
+
+// bf16 grid matrices: both A registers of pair P, {hi(L[q0]), hi(L[q1])} in .x and
+// {lo(L[q0]), lo(L[q1])} in .y (q0 = the code at bits [0, BITS) of PairCodes, q1 at [16, ...)).
+template <int BITS, int GRID, int P>
+__device__ __forceinline__ uint2 StreamGridSplitA(const uint32_t (&wr)[4 * BITS], uint32_t lv) {
+  const uint32_t q2 = PairCodes<BITS, P>(wr);
+  if constexpr (GRID == kGridPairs) {
+    static_assert(BITS <= kGridPairMaxBits, "the pair table is for widths <= 4");
+    constexpr int SH = Log2(GridPairCopies(BITS, true)) + 3;  // bytes of one entry's copies
+    return LdShared64(lv + (((q2 & 0xFFFFu) << SH) | ((q2 >> 16) << (SH + BITS))));
+  } else {
+    const uint32_t w0 = LdShared32(lv + ((q2 & 0xFFFFu) << 2));  // {hi, lo} of code q0
+    const uint32_t w1 = LdShared32(lv + ((q2 >> 16) << 2));      // {hi, lo} of code q1
+    return make_uint2(__byte_perm(w0, w1, 0x5410), __byte_perm(w0, w1, 0x7632));
   }
 }
 
@@ -240,7 +294,8 @@ __device__ __forceinline__ void ApplyGroup(float (&y)[NT][4], float (&acc)[NT][4
 
 // k-step S of a chunk: ldmatrix x every other step, build the A fragment, NT mma; at the
 // end of a group fold it into y. GRID: the A fragment is looked up (StreamGridA; pairs 0, 2 are
-// row g, 1, 3 row g + 8), the group's level rows picked at its first step.
+// row g, 1, 3 row g + 8), the group's level rows picked at its first step; with bf16 two
+// fragments (StreamGridSplitA: hi and lo) and 2 NT mma, hi then lo into the same accumulator.
 template <int BITS, bool BF16, int NT, int G, int GRID, int S>
 __device__ __forceinline__ void StreamStep(float (&y)[NT][4], float (&acc)[NT][4], uint32_t (&b)[NT][4],
                                            const uint32_t (&wr)[4 * BITS], const uint2 (&sz)[256 / G],
@@ -252,11 +307,26 @@ __device__ __forceinline__ void StreamStep(float (&y)[NT][4], float (&acc)[NT][4
   uint32_t a[4];
   if constexpr (GRID != 0) {
     if constexpr (S % (G / 16) == 0) {
-      constexpr int RS = GridRowShift<BITS, GRID>();
+      constexpr int RS = GridRowShift<BITS, GRID, BF16>();
       const uint32_t id = gg.ids >> (8 * (S / (G / 16)));
       gg.lv[0] = gg.table + ((id & 0x3u) << RS);
       gg.lv[1] = gg.table + (((id >> 4) & 0x3u) << RS);
     }
+  }
+  if constexpr (GRID != 0 && BF16) {
+    uint32_t lo[4];
+    const uint2 a0 = StreamGridSplitA<BITS, GRID, S * 4 + 0>(wr, gg.lv[0]);
+    const uint2 a1 = StreamGridSplitA<BITS, GRID, S * 4 + 1>(wr, gg.lv[1]);
+    const uint2 a2 = StreamGridSplitA<BITS, GRID, S * 4 + 2>(wr, gg.lv[0]);
+    const uint2 a3 = StreamGridSplitA<BITS, GRID, S * 4 + 3>(wr, gg.lv[1]);
+    a[0] = a0.x, a[1] = a1.x, a[2] = a2.x, a[3] = a3.x;
+    lo[0] = a0.y, lo[1] = a1.y, lo[2] = a2.y, lo[3] = a3.y;
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      Mma<BF16>(acc[j], a, b[j][(S & 1) * 2], b[j][(S & 1) * 2 + 1]);
+      Mma<BF16>(acc[j], lo, b[j][(S & 1) * 2], b[j][(S & 1) * 2 + 1]);
+    }
+  } else if constexpr (GRID != 0) {
     a[0] = StreamGridA<BITS, GRID, S * 4 + 0>(wr, gg.lv[0]);
     a[1] = StreamGridA<BITS, GRID, S * 4 + 1>(wr, gg.lv[1]);
     a[2] = StreamGridA<BITS, GRID, S * 4 + 2>(wr, gg.lv[0]);
@@ -267,21 +337,22 @@ __device__ __forceinline__ void StreamStep(float (&y)[NT][4], float (&acc)[NT][4
     a[2] = StreamA<BITS, BF16, S * 4 + 2>(wr);
     a[3] = StreamA<BITS, BF16, S * 4 + 3>(wr);
   }
+  if constexpr (GRID == 0 || !BF16) {
 #pragma unroll
-  for (int j = 0; j < NT; ++j) Mma<BF16>(acc[j], a, b[j][(S & 1) * 2], b[j][(S & 1) * 2 + 1]);
+    for (int j = 0; j < NT; ++j) Mma<BF16>(acc[j], a, b[j][(S & 1) * 2], b[j][(S & 1) * 2 + 1]);
+  }
   if constexpr ((S + 1) % (G / 16) == 0) {
     constexpr int Q = S / (G / 16);
     ApplyGroup<BITS, BF16, NT, GRID>(y, acc, sz[Q], sx + Q * 8 * NT);
   }
 }
 
-// One chunk. GRID (fp16 only): `table` = this lane's shared-memory address of the level table
+// One chunk. GRID: `table` = this lane's shared-memory address of the level table
 // (GridLaneBase), `ids` = the chunk's grid-id bytes (both ignored otherwise).
 template <int BITS, bool BF16, int NT, int G, int GRID = 0, int... S>
 __device__ __forceinline__ void StreamChunk(float (&y)[NT][4], float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS],
                                             const uint2 (&sz)[256 / G], const uint32_t (&xa)[NT], const float* sx,
                                             std::integer_sequence<int, S...>, uint32_t table = 0, uint32_t ids = 0) {
-  static_assert(GRID == 0 || !BF16, "grid levels are fp16-exact only");
   uint32_t b[NT][4];
   StreamGrid gg;
   gg.table = table;
