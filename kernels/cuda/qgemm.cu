@@ -453,12 +453,12 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
   if (l.grids) {
     // The small-batch kernels feed integer codes to the mma: grid levels are not integers. The
     // streaming kernel's grid variant feeds the levels instead (fp16: the level itself; bf16:
-    // its exact split hi + lo, two mma per fragment); kAuto takes it for n <= kStreamAutoMaxN,
-    // everything else runs tiled. fp16 on the H200 (session 9): 1.1-1.8x uniform at 2-5 bits,
-    // faster than tiled except gate_up 8-bit; bf16 on the streaming kernel is unmeasured
-    // (slq_kernel_bench --grids: the bf16 grid auto / stream per-code / tiled columns).
-    const bool stream =
-        kernel == QKernel::kStream || (kernel == QKernel::kAuto && opt.allow_gemv && n <= kStreamAutoMaxN);
+    // its exact split hi + lo, two mma per fragment); kAuto takes it for n <= kStreamAutoMaxN
+    // (bf16: width 2 only), everything else runs tiled. H200 (bench/results/kernels-grids-2026-12-02.md):
+    // fp16 1.1-1.8x uniform at 2-5 bits, faster than tiled except gate_up 8-bit; bf16 faster than
+    // tiled only at 2 bits (one 8B layer at batch 1: 92 vs 108 us; 4 bits 120 vs 117, 3 bits 142 vs 117).
+    const bool auto_stream = opt.allow_gemv && n <= kStreamAutoMaxN && (act == ActType::kF16 || l.bits == 2);
+    const bool stream = kernel == QKernel::kStream || (kernel == QKernel::kAuto && auto_stream);
     kernel = stream ? QKernel::kStream : QKernel::kTiled;
   } else if (kernel == QKernel::kAuto) {
     kernel = opt.allow_gemv && n <= kStreamAutoMaxN ? AutoStream(l.bits, n) : QKernel::kTiled;

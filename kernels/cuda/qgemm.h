@@ -68,8 +68,9 @@ std::string AllocWorkspace(size_t bytes, void** ws);
 // kStreamSmem: the streaming kernel with its weight ring in shared memory (cp.async) instead of
 // registers (qgemm_stream_smem.cu), for n <= 16 like kStream (larger n: the tiled kernel);
 // kAuto picks it only where it measured faster (3 bits, n = 2..16; see AutoStream in qgemm.cu).
-// Grid matrices (layout.grids): kAuto for n <= kStreamAutoMaxN and kStream run the streaming
-// grid variant (fp16 and bf16); every other case runs the tiled kernel.
+// Grid matrices (layout.grids): kStream and kAuto for n <= kStreamAutoMaxN (fp16; bf16 only at
+// width 2, where it measured faster than tiled) run the streaming grid variant (fp16 and bf16);
+// every other case runs the tiled kernel.
 enum class QKernel { kAuto, kLegacyGemv, kTiled, kStream, kStreamSmem };
 inline constexpr int64_t kStreamAutoMaxN = 16;
 

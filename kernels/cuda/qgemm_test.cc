@@ -292,7 +292,7 @@ void ExpectGridAwareOracle() {
 }
 
 // Grid matrices on the fused path: every width x group x activation type x n in {1, 3, 8, 16, 32}
-// (kAuto: the streaming grid variant for n <= 16, else each tile configuration of the tiled
+// (kAuto: the streaming grid variant for n <= 16 (bf16: width 2 only), else each tile configuration of the tiled
 // kernel), random and all-zero ids, ragged and real shapes, split-K auto / off / forced, every
 // kernel request (kStream runs the streaming grid variant, the rest tiled), and the streaming
 // variant on its own with both lookups (pair table and per code, widths <= 4).
@@ -353,10 +353,14 @@ TEST_P(QGemmAllBits, GridStreamIsExact) {
   const int bits = GetParam();
   std::mt19937_64 rng(6000 + bits);
   for (ActType act : {ActType::kBF16, ActType::kF16}) {
+    // kAuto takes the streaming grid variant for fp16, and for bf16 only at width 2 (qgemm.cu): elsewhere
+    // bf16 is forced onto it here (kAuto's tiled route rounds w to bf16 and is held to the usual
+    // tolerance by GridMatrices).
+    const QKernel route = act == ActType::kBF16 && bits != 2 ? QKernel::kStream : QKernel::kAuto;
     for (int64_t g : {64, 128}) {
       for (int64_t n : {1, 3, 8, 9, 16}) {
         for (Grids grids : {Grids::kRandom, Grids::kAllZero}) {
-          Check(70, 1000, bits, g, act, n, Opt(0), rng, grids, /*exact=*/true);
+          Check(70, 1000, bits, g, act, n, Opt(0, route), rng, grids, /*exact=*/true);
           Check(33, 200, bits, g, act, n, Opt(1, QKernel::kStream, n % 2 == 0), rng, grids, true);
         }
         Check(256, 4096, bits, g, act, n, Opt(0, QKernel::kStream, n % 2 == 1), rng, Grids::kRandom, true);
@@ -365,7 +369,7 @@ TEST_P(QGemmAllBits, GridStreamIsExact) {
           o.grid_pair_bits = pair_bits;
           Check(70, 1000, bits, g, act, n, o, rng, Grids::kRandom, true);
         }
-        if (n == 1 || n == 16) Check(128, 14336, bits, g, act, n, Opt(5), rng, Grids::kRandom, true);
+        if (n == 1 || n == 16) Check(128, 14336, bits, g, act, n, Opt(5, route), rng, Grids::kRandom, true);
       }
     }
   }
