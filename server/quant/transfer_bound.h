@@ -20,8 +20,8 @@
 // bound, se_c * sqrt((n_c - 1) / chi2_{0.05}(n_c - 1)) (SpreadUpperFactor: 1.92 at 7 sequences,
 // 1.44 at 16, 1.12 at 128). Without it the loop accepted allocations whose calibration spread
 // happened to come out small (tinystories-656k, 7 windows from 3 documents: S8 allocations had half
-// the held-out spread on calibration) and 6 of 18 document splits missed held-out verification
-// (bench/results/quant-s8-transfer-2026-12-02.md).
+// the held-out spread on calibration) and 6 of 18 runs (9 document splits x fp16/S8) missed
+// held-out verification (bench/results/quant-s8-transfer-2026-12-02.md).
 // For upper bounds (KL <= kappa) the signs flip. Thread safety: pure.
 #ifndef SLQ_SERVER_QUANT_TRANSFER_BOUND_H_
 #define SLQ_SERVER_QUANT_TRANSFER_BOUND_H_
