@@ -74,9 +74,12 @@ absl::StatusOr<PipelineResult> QuantizationSession::Finish(const LayerProfiles& 
                  {"target_met", search.calibration_met},
                  {"metric", search.calib_metric},
                  {"mean", search.calib_mean},
-                 {"acceptance", opts_.transfer_z > 0
-                                    ? absl::StrFormat("predicted held-out bound (transfer z %.2f)", opts_.transfer_z)
-                                    : std::string("calibration 95% bound")}}},
+                 {"acceptance",
+                  opts_.transfer_z > 0
+                      ? absl::StrFormat("predicted held-out bound (transfer z %.2f, calibration spread at its 95%% "
+                                        "upper bound)",
+                                        opts_.transfer_z)
+                      : std::string("calibration 95% bound")}}},
                {"dataset",
                 {{"id", opts_.data_id.empty() ? opts_.data_path : opts_.data_id},
                  {"path", opts_.data_path},
