@@ -7,9 +7,10 @@
 // (today's GPTQ unless --variants says otherwise) at the same config, RTN's held-out ratio to
 // the same, and the variant's quantization time. A ratio < 1 on calib and heldout is what
 // transfers to the search; the gram column shows how much a variant fits its own data.
-// A variant is '+'-joined words: base (GPTQ, damp 0.1, natural order), dX (damp X), act
-// (act-order), adX (damp_per_col X), refit (GptqOptions::refit), rdX (refit_damp X), altN
-// (refit_rounds N).
+// A variant is '+'-joined words applied left to right to GPTQ as it was before the refit (damp
+// 0.1, natural order, no refit, damp_per_col 0): base (that), default (GptqOptions{}, this
+// build's pipeline default), dX (damp X), adX (damp_per_col X), act (act-order), refit / norefit
+// (GptqOptions::refit), refit8 (refit with refit_s8), rdX (refit_damp X), altN (refit_rounds N).
 //
 //   slq_gptq_unit_bench --model ../shared/models/tinystories-656k
 //       --data ../shared/data/tinystories-valid-part1.txt --bits 6,7,8 --group 64 --grids
@@ -17,8 +18,8 @@
 //   (one command line)
 #include <chrono>
 #include <cstdio>
-#include <optional>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,13 +46,19 @@ struct Totals {
 
 // A variant word list (see the top comment) -> its options; nullopt on an unknown word.
 std::optional<GptqOptions> ParseVariant(const std::string& v) {
-  GptqOptions o;
+  GptqOptions o{.damp_per_col = 0, .refit = false};  // GPTQ before the refit and token-scaled damp
   for (const absl::string_view w : absl::StrSplit(v, '+')) {
     if (w == "base") continue;
-    if (w == "act") {
+    if (w == "default") {
+      o = GptqOptions{};
+    } else if (w == "act") {
       o.act_order = true;
     } else if (w == "refit") {
       o.refit = true;
+    } else if (w == "norefit") {
+      o.refit = false;
+    } else if (w == "refit8") {
+      o.refit = o.refit_s8 = true;
     } else if (absl::StartsWith(w, "alt") && absl::SimpleAtoi(w.substr(3), &o.refit_rounds)) {
       o.refit = true;
     } else if (absl::StartsWith(w, "rd") && absl::SimpleAtod(w.substr(2), &o.refit_damp)) {
@@ -74,7 +81,9 @@ int Run(int argc, char** argv) {
   app.add_option("--tokenizer", tokenizer_path, "llama2.c tokenizer .bin (HF folders carry their own)");
   app.add_option("--data", data_path, "text (split as the pipeline splits it)")->required();
   app.add_option("--bits", bits, "bitwidths")->delimiter(',')->capture_default_str();
-  app.add_option("--variants", variants, "GPTQ variants; the first is the baseline")->delimiter(',')->capture_default_str();
+  app.add_option("--variants", variants, "GPTQ variants; the first is the baseline")
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--scales", scales, "scale formats: fp16, s8")->delimiter(',')->capture_default_str();
   app.add_flag("--grids", grids, "grids on");
   app.add_option("--group", group, "group size")->capture_default_str();
@@ -83,7 +92,11 @@ int Run(int argc, char** argv) {
   std::vector<GptqOptions> opts;
   for (const std::string& v : variants) {
     auto o = ParseVariant(v);
-    if (!o) return std::fprintf(stderr, "unknown variant '%s' (words: base dX adX act refit rdX altN)\n", v.c_str()), 1;
+    if (!o)
+      return std::fprintf(stderr,
+                          "unknown variant '%s' (words: base default dX adX act refit norefit refit8 rdX altN)\n",
+                          v.c_str()),
+             1;
     opts.push_back(*o);
   }
   for (const std::string& f : scales) {
@@ -120,8 +133,9 @@ int Run(int argc, char** argv) {
   ModelQuantizer mq(model->get(), QuantConfig{}, false);
   if (!mq.Init().ok()) return 1;
 
-  std::printf("| bits | scales | variant | gram | calib | heldout | rtn heldout | seconds |\n"
-              "|---|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "| bits | scales | variant | gram | calib | heldout | rtn heldout | seconds |\n"
+      "|---|---|---|---|---|---|---|---|\n");
   for (int b : bits) {
     for (const std::string& f : scales) {
       QuantConfig cfg;

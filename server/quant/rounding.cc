@@ -235,7 +235,7 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
   }
   std::vector<double> u;
   double damp = opt.damp;
-  if (opt.damp_per_col > 0 && gram.tokens > 0) {
+  if (opt.damp_per_col > 0 && gram.tokens > 0) {  // token-scaled dampening (rounding.h)
     damp = std::max(damp, opt.damp_per_col * static_cast<double>(cols) / static_cast<double>(gram.tokens));
   }
   for (int attempt = 0;; ++attempt) {
@@ -285,7 +285,6 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
   }
   return absl::OkStatus();
 }
-
 
 // ---- Refit of the groups' (scale, zero) with the codes fixed (GptqOptions::refit) ----
 
@@ -367,9 +366,13 @@ bool RefitRowFp16(const double* h, const std::vector<double>& s1, const RefitRow
   for (int64_t j = 0; j < cols; ++j) {
     const double* hj = h + j * cols;
     double acc = 0;
-    for (int64_t i = 0; i < cols; ++i) {
-      t[j * gpr + i / g] += hj[i] * l[i];
-      acc += hj[i] * row.w[i];
+    for (int64_t k = 0; k < gpr; ++k) {
+      double tk = 0;
+      for (int64_t i = k * g; i < std::min(cols, (k + 1) * g); ++i) {
+        tk += hj[i] * l[i];
+        acc += hj[i] * row.w[i];
+      }
+      t[j * gpr + k] = tk;
     }
     hw[j] = acc;
   }
@@ -486,13 +489,13 @@ void RefitRowS8(const double* h, const RefitRow& row, int64_t cols, int64_t g, i
 // The refit of every row of q (codes fixed; see rounding.h): each row's new groups are kept only
 // when they lower its exact Gram objective (RowObjective on the undamped H), so the refit never
 // raises tr((W - W')H(W - W')^T). Returns that objective summed over rows (after the refit).
-double RefitScales(const std::vector<double>& w0, const InputGram& gram, const QuantConfig& cfg,
-                   const GptqOptions& opt, double mean_diag, const std::vector<uint8_t>& codes,
-                   const std::vector<uint8_t>& grid_of, QuantizedMatrix& q) {
+double RefitScales(const std::vector<double>& w0, const InputGram& gram, const QuantConfig& cfg, const GptqOptions& opt,
+                   double mean_diag, const std::vector<uint8_t>& codes, const std::vector<uint8_t>& grid_of,
+                   QuantizedMatrix& q) {
   const int64_t rows = q.rows, cols = q.cols, g = q.group_size, gpr = kernels::GroupsPerRow(cols, g);
   const double* h = gram.h.data();
   const double lambda = opt.refit_damp * mean_diag;
-  const bool s8 = q.has_scale_codes(), refit = opt.refit && !q.symmetric;
+  const bool s8 = q.has_scale_codes(), refit = opt.refit && !q.symmetric && (!s8 || opt.refit_s8);
   std::vector<double> s1;  // [cols, gpr]: H 1_k (fp16 solve)
   if (refit && !s8) {
     s1.assign(static_cast<size_t>(cols * gpr), 0.0);

@@ -303,7 +303,9 @@ TEST(RoundingTest, ActOrderKeepsTheLayoutAndTheGroups) {
       cfg.symmetric = sym;
       auto rtn = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kRtn, nullptr);
       auto nat = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kGptq, &g);
-      auto act = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kGptq, &g, GptqOptions{.act_order = true});
+      // Without the refit (it would move the static groups' scale/zero; its own test is below).
+      auto act = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kGptq, &g,
+                                       GptqOptions{.act_order = true, .refit = false});
       ASSERT_TRUE(rtn.ok() && nat.ok() && act.ok()) << act.status();
       EXPECT_EQ(act->rounding, Rounding::kGptq);
       EXPECT_EQ(act->codes.size(), rtn->codes.size());
@@ -401,10 +403,11 @@ TEST(RoundingTest, RefitNeverRaisesTheGramObjectiveAndKeepsTheLayout) {
         cfg.grids = grids;
         cfg.scales = f;
         const std::string what = absl::StrCat("bits ", bits, " ", ScaleFormatName(f), " grids ", grids);
-        auto plain = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kGptq, &g);
-        auto refit = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kGptq, &g, GptqOptions{.refit = true});
+        auto plain = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kGptq, &g, GptqOptions{.refit = false});
+        auto refit = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kGptq, &g,
+                                           GptqOptions{.refit = true, .refit_s8 = true});
         auto alt = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kGptq, &g,
-                                         GptqOptions{.refit = true, .refit_rounds = 2});
+                                         GptqOptions{.refit = true, .refit_s8 = true, .refit_rounds = 2});
         ASSERT_TRUE(plain.ok() && refit.ok() && alt.ok()) << refit.status();
         const double e0 = OutputError(w.data(), *plain, g);
         EXPECT_LE(OutputError(w.data(), *refit, g), e0) << what;
@@ -433,7 +436,7 @@ TEST(RoundingTest, RefitNeverRaisesTheGramObjectiveAndKeepsTheLayout) {
   sym.bits = 4;
   sym.group_size = 64;
   sym.symmetric = true;
-  auto a = QuantizeMatrixRounded(w.data(), rows, cols, sym, Rounding::kGptq, &g);
+  auto a = QuantizeMatrixRounded(w.data(), rows, cols, sym, Rounding::kGptq, &g, GptqOptions{.refit = false});
   auto b = QuantizeMatrixRounded(w.data(), rows, cols, sym, Rounding::kGptq, &g, GptqOptions{.refit = true});
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(a->scales, b->scales);
@@ -587,8 +590,9 @@ TEST_F(RealLayerTest, RefitNeverRaisesTheGramObjectiveOnRealLayers) {
         cfg.grids = true;
         cfg.scales = f;
         const InputGram& h = cal_.at(info.name);
-        auto a = QuantizeMatrixRounded(x, info.rows, info.cols, cfg, Rounding::kGptq, &h);
-        auto b = QuantizeMatrixRounded(x, info.rows, info.cols, cfg, Rounding::kGptq, &h, GptqOptions{.refit = true});
+        auto a = QuantizeMatrixRounded(x, info.rows, info.cols, cfg, Rounding::kGptq, &h, GptqOptions{.refit = false});
+        auto b = QuantizeMatrixRounded(x, info.rows, info.cols, cfg, Rounding::kGptq, &h,
+                                       GptqOptions{.refit = true, .refit_s8 = true});
         ASSERT_TRUE(a.ok() && b.ok()) << b.status();
         const double ea = OutputError(x, *a, h), eb = OutputError(x, *b, h);
         EXPECT_LE(eb, ea) << info.name << " " << bits << " " << ScaleFormatName(f);
