@@ -16,10 +16,16 @@ namespace {
 
 using nlohmann::json;
 
-// The GPTQ dampening and column order are part of a gptq choice's key.
+// The GPTQ dampening, column order and refit (rounding.h GptqOptions) are part of a gptq choice's
+// key; with the refit and token-scaled damp off the key is the one from before them.
 std::string DampKey(const ModelQuantizer& mq, int choice) {
   if (ChoiceRounding(choice) != Rounding::kGptq) return "";
-  return absl::StrCat("|damp=", mq.gptq_options().damp, mq.gptq_options().act_order ? "|act-order" : "");
+  const GptqOptions& o = mq.gptq_options();
+  return absl::StrCat("|damp=", o.damp, o.act_order ? "|act-order" : "",
+                      o.damp_per_col > 0 ? absl::StrCat("|damp-per-col=", o.damp_per_col) : "",
+                      o.refit ? absl::StrCat("|refit1=", o.refit_damp, o.refit_s8 ? ":s8" : "", ":", o.refit_passes,
+                                             ":", o.refit_rounds)
+                              : "");
 }
 
 // Grid choices name the grid tables they round on (artifact.h kGridTablesName), so entries made

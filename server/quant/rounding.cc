@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "kernels/grids.h"
+#include "kernels/scale_codes.h"
 #include "server/common/half.h"
 #include "server/common/status_macros.h"
 #include "server/common/thread_pool.h"
@@ -163,8 +164,12 @@ std::vector<int64_t> ColumnOrder(const std::vector<double>& h, int64_t cols, boo
   return perm;
 }
 
-absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram, const GptqOptions& opt,
-                  QuantizedMatrix& q) {
+// One GPTQ pass over w. preset: every group's (scale, zero) (q's fp16 or S8 fields) and grid
+// (*grid_of) are taken as given (static groups, no fitting: the refit's alternation); else they
+// are fitted as rounding.h says and written to q / *grid_of. *codes [rows, cols] (natural order)
+// receive the codes; packing is the caller's.
+absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram, const GptqOptions& opt, bool preset,
+                  QuantizedMatrix& q, std::vector<uint8_t>* codes_out, std::vector<uint8_t>* grid_of_out) {
   const int64_t rows = q.rows, cols = q.cols, g = q.group_size;
   std::vector<double> h0 = gram.h;
   std::vector<double> w0(w, w + rows * cols);
@@ -178,12 +183,12 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
       for (int64_t r = 0; r < rows; ++r) w0[r * cols + i] = 0.0;
     }
   }
-  const int64_t gpr = kernels::GroupsPerRow(cols, g), wpr = kernels::WordsPerRow(cols, q.bits);
+  const int64_t gpr = kernels::GroupsPerRow(cols, g);
   // Grids: each group's grid id [rows, gpr], picked when its (scale, zero) are fitted, by the
   // least diag(H)-weighted squared error of rounding the group's weights at that moment.
-  std::vector<uint8_t> grid_of(cfg.grids ? static_cast<size_t>(rows * gpr) : 0, 0);
+  std::vector<uint8_t>& grid_of = *grid_of_out;
   const bool s8 = cfg.scales == ScaleFormat::kS8;
-  if (s8 && !cfg.grids) grid_of.assign(static_cast<size_t>(rows * gpr), 0);  // FitGroupS8Grids writes id 0
+  if (!preset) grid_of.assign(static_cast<size_t>(rows * gpr), 0);  // FitGroupS8Grids writes ids even without grids
   std::vector<double> diag(static_cast<size_t>(cols));
   for (int64_t j = 0; j < cols; ++j) diag[j] = h0[j * cols + j];
   // The (scale, zero) (and grid) of group k of row r from its weights at src (grp, scratch:
@@ -207,7 +212,7 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
   };
   // Static groups (act-order): every group's (scale, zero) from the weights before any update,
   // in the natural column order, so a permuted rounding order still gives the packed layout.
-  if (opt.act_order) {
+  if (opt.act_order && !preset) {
     ParallelFor(
         rows,
         [&](int64_t begin, int64_t end) {
@@ -230,6 +235,9 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
   }
   std::vector<double> u;
   double damp = opt.damp;
+  if (opt.damp_per_col > 0 && gram.tokens > 0) {  // token-scaled dampening (rounding.h)
+    damp = std::max(damp, opt.damp_per_col * static_cast<double>(cols) / static_cast<double>(gram.tokens));
+  }
   for (int attempt = 0;; ++attempt) {
     std::vector<double> hd = h;
     for (int64_t i = 0; i < cols; ++i) hd[i * cols + i] += damp * mean_diag;
@@ -241,7 +249,8 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
     damp *= 10;
   }
   const int64_t block = g * ((std::max<int64_t>(opt.block, 1) + g - 1) / g);
-  std::vector<uint8_t> codes(static_cast<size_t>(rows * cols));
+  std::vector<uint8_t>& codes = *codes_out;
+  codes.assign(static_cast<size_t>(rows * cols), 0);
   for (int64_t i1 = 0; i1 < cols; i1 += block) {
     const int64_t i2 = std::min(i1 + block, cols), nb = i2 - i1;
     std::vector<double> err(static_cast<size_t>(rows * nb));
@@ -255,7 +264,7 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
             for (int64_t i = i1; i < i2; ++i) {
               const int64_t col = perm[i], k = col / g;
               // Natural order: a group starts (col == i); its (scale, zero) from the updated weights.
-              if (!opt.act_order && i % g == 0) fit_group(row + i, r, k, grp, scratch);
+              if (!opt.act_order && !preset && i % g == 0) fit_group(row + i, r, k, grp, scratch);
               const float s = HalfToFloat(q.scales[r * gpr + k]), m = HalfToFloat(q.zeros[r * gpr + k]);
               const float* lv = cfg.grids ? kernels::GridLevels(q.bits, grid_of[r * gpr + k]) : nullptr;
               float v = 0.0f;
@@ -274,6 +283,299 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
                   static_cast<int>(cols), 1.0, wd.data() + i2, static_cast<int>(cols));
     }
   }
+  return absl::OkStatus();
+}
+
+// ---- Refit of the groups' (scale, zero) with the codes fixed (GptqOptions::refit) ----
+
+// The data of one row that the refit reads: its target weights w (the weights GPTQ rounded, dead
+// inputs zeroed), its code levels l_j = L[q_j] (its group's grid; q_j on the uniform grid).
+struct RefitRow {
+  const double* w = nullptr;
+  std::vector<double> l;
+};
+
+// l_j of row r from the codes [rows, cols] and grid ids [rows, gpr].
+void RowLevels(const QuantizedMatrix& q, bool grids, const std::vector<uint8_t>& codes,
+               const std::vector<uint8_t>& grid_of, int64_t r, std::vector<double>* l) {
+  const int64_t cols = q.cols, g = q.group_size, gpr = kernels::GroupsPerRow(cols, g);
+  l->resize(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) {
+    const uint8_t c = codes[r * cols + j];
+    const float* lv = grids ? kernels::GridLevels(q.bits, grid_of[r * gpr + j / g]) : nullptr;
+    (*l)[j] = lv ? lv[c] : static_cast<double>(c);
+  }
+}
+
+// The exact objective of row r as OutputError sums it: d = float(w - w'), w' = m16 + s16 * l in
+// fp32 (the format's dequantization), then d^T H d in double.
+double RowObjective(const double* h, const double* w, const std::vector<double>& l, const uint16_t* s16,
+                    const uint16_t* m16, int64_t cols, int64_t g) {
+  std::vector<float> d(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) {
+    const float v = HalfToFloat(m16[j / g]) + HalfToFloat(s16[j / g]) * static_cast<float>(l[j]);
+    d[j] = static_cast<float>(w[j]) - v;
+  }
+  double s = 0;
+  for (int64_t i = 0; i < cols; ++i) {
+    double t = 0;
+    const double* hi = h + i * cols;
+    for (int64_t j = 0; j < cols; ++j) t += hi[j] * d[j];
+    s += d[i] * t;
+  }
+  return s;
+}
+
+// Solves the SPD system a x = b (n x n, row-major; a destroyed); false if not positive definite.
+bool SolveSpd(std::vector<double>& a, std::vector<double>& b, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    double d = a[j * n + j];
+    for (int64_t k = 0; k < j; ++k) d -= a[j * n + k] * a[j * n + k];
+    if (!(d > 0.0)) return false;
+    a[j * n + j] = std::sqrt(d);
+    for (int64_t i = j + 1; i < n; ++i) {
+      double s = a[i * n + j];
+      for (int64_t k = 0; k < j; ++k) s -= a[i * n + k] * a[j * n + k];
+      a[i * n + j] = s / a[j * n + j];
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {  // L y = b
+    double s = b[i];
+    for (int64_t k = 0; k < i; ++k) s -= a[i * n + k] * b[k];
+    b[i] = s / a[i * n + i];
+  }
+  for (int64_t i = n - 1; i >= 0; --i) {  // L^T x = y
+    double s = b[i];
+    for (int64_t k = i + 1; k < n; ++k) s -= a[k * n + i] * b[k];
+    b[i] = s / a[i * n + i];
+  }
+  return true;
+}
+
+// fp16 scales: the (m_k, s_k) of every group of the row that minimise (w - w')^T (H + lambda I)
+// (w - w') with w'_j = m_k + s_k l_j (k = j's group): 2 x groups unknowns, normal equations
+// solved exactly (lambda > 0 keeps a group of one level solvable). s1 [cols, gpr]: H 1_k, the
+// same for every row. Writes the fp16-rounded solution to s16 / m16; false (nothing written)
+// when the system is singular or a step comes out non-positive or non-finite.
+bool RefitRowFp16(const double* h, const std::vector<double>& s1, const RefitRow& row, int64_t cols, int64_t g,
+                  double lambda, uint16_t* s16, uint16_t* m16) {
+  const int64_t gpr = kernels::GroupsPerRow(cols, g), n = 2 * gpr;
+  const std::vector<double>& l = row.l;
+  // t[j, k] = sum_{i in k} H_ji l_i; hw = H w.
+  std::vector<double> t(static_cast<size_t>(cols * gpr), 0.0), hw(static_cast<size_t>(cols), 0.0);
+  for (int64_t j = 0; j < cols; ++j) {
+    const double* hj = h + j * cols;
+    double acc = 0;
+    for (int64_t k = 0; k < gpr; ++k) {
+      double tk = 0;
+      for (int64_t i = k * g; i < std::min(cols, (k + 1) * g); ++i) {
+        tk += hj[i] * l[i];
+        acc += hj[i] * row.w[i];
+      }
+      t[j * gpr + k] = tk;
+    }
+    hw[j] = acc;
+  }
+  // Unknown 2k is m_k, 2k+1 is s_k.
+  std::vector<double> a(static_cast<size_t>(n * n), 0.0), b(static_cast<size_t>(n), 0.0);
+  for (int64_t j = 0; j < cols; ++j) {
+    const int64_t k = j / g;
+    for (int64_t k2 = 0; k2 < gpr; ++k2) {
+      a[(2 * k) * n + 2 * k2] += s1[j * gpr + k2];
+      a[(2 * k + 1) * n + 2 * k2] += l[j] * s1[j * gpr + k2];
+      a[(2 * k) * n + 2 * k2 + 1] += t[j * gpr + k2];
+      a[(2 * k + 1) * n + 2 * k2 + 1] += l[j] * t[j * gpr + k2];
+    }
+    b[2 * k] += hw[j] + lambda * row.w[j];
+    b[2 * k + 1] += l[j] * (hw[j] + lambda * row.w[j]);
+    a[(2 * k) * n + 2 * k] += lambda;
+    a[(2 * k) * n + 2 * k + 1] += lambda * l[j];
+    a[(2 * k + 1) * n + 2 * k] += lambda * l[j];
+    a[(2 * k + 1) * n + 2 * k + 1] += lambda * l[j] * l[j];
+  }
+  if (!SolveSpd(a, b, n)) return false;
+  for (int64_t k = 0; k < gpr; ++k) {
+    if (!std::isfinite(b[2 * k]) || !(b[2 * k + 1] > 0.0) || !std::isfinite(b[2 * k + 1])) return false;
+  }
+  for (int64_t k = 0; k < gpr; ++k) {
+    m16[k] = FloatToHalf(static_cast<float>(b[2 * k]));
+    s16[k] = FloatToHalf(static_cast<float>(b[2 * k + 1]));
+    if (!(HalfToFloat(s16[k]) > 0.0f) || !std::isfinite(HalfToFloat(m16[k]))) return false;
+  }
+  return true;
+}
+
+// S8 scales: coordinate descent over each group's (u, z) in {u - 2 .. u + 2} x {z - 2 .. z + 2}
+// on (w - w')^T (H + lambda I) (w - w'), passes sweeps over the groups; a move is exact in O(1)
+// from the maintained H e (e = w - w') since w' changes by dm + ds l on the group. Accepts
+// strict improvements only. Updates u, z and their fp16 expansion s16 / m16 in place.
+void RefitRowS8(const double* h, const RefitRow& row, int64_t cols, int64_t g, int bits, float base, double lambda,
+                int passes, uint8_t* u, uint8_t* z, uint16_t* s16, uint16_t* m16) {
+  const int64_t gpr = kernels::GroupsPerRow(cols, g);
+  const std::vector<double>& l = row.l;
+  std::vector<double> e(static_cast<size_t>(cols)), he(static_cast<size_t>(cols), 0.0);
+  for (int64_t j = 0; j < cols; ++j) {
+    e[j] = row.w[j] - (HalfToFloat(m16[j / g]) + static_cast<double>(HalfToFloat(s16[j / g])) * l[j]);
+  }
+  for (int64_t i = 0; i < cols; ++i) {
+    double acc = 0;
+    for (int64_t j = 0; j < cols; ++j) acc += h[i * cols + j] * e[j];
+    he[i] = acc;
+  }
+  // Per group: a = 1'H1, c = l'Hl, bb = 1'Hl on its block (+ lambda's share).
+  std::vector<double> qa(static_cast<size_t>(gpr)), qb(static_cast<size_t>(gpr)), qc(static_cast<size_t>(gpr));
+  for (int64_t k = 0; k < gpr; ++k) {
+    const int64_t j0 = k * g, j1 = std::min(cols, j0 + g);
+    double a = 0, bb = 0, c = 0;
+    for (int64_t i = j0; i < j1; ++i) {
+      for (int64_t j = j0; j < j1; ++j) {
+        const double hij = h[i * cols + j];
+        a += hij;
+        bb += hij * l[j];
+        c += l[i] * hij * l[j];
+      }
+      a += lambda;
+      bb += lambda * l[i];
+      c += lambda * l[i] * l[i];
+    }
+    qa[k] = a, qb[k] = bb, qc[k] = c;
+  }
+  const int zmax = (1 << bits) - 1;
+  for (int pass = 0; pass < passes; ++pass) {
+    bool moved = false;
+    for (int64_t k = 0; k < gpr; ++k) {
+      const int64_t j0 = k * g, j1 = std::min(cols, j0 + g);
+      double p = 0, r = 0;  // 1'(H + lambda I)e and l'(H + lambda I)e on the group
+      for (int64_t j = j0; j < j1; ++j) {
+        p += he[j] + lambda * e[j];
+        r += l[j] * (he[j] + lambda * e[j]);
+      }
+      const double s0 = HalfToFloat(s16[k]), m0 = HalfToFloat(m16[k]);
+      double best = 0;
+      int bu = u[k], bz = z[k];
+      for (int du = -2; du <= 2; ++du) {
+        const int nu = u[k] + du;
+        if (nu < 0 || nu > 255) continue;
+        const uint16_t ns = kernels::ScaleFromCode(base, static_cast<uint8_t>(nu));
+        for (int dz = -2; dz <= 2; ++dz) {
+          const int nz = z[k] + dz;
+          if (nz < 0 || nz > zmax || (du == 0 && dz == 0)) continue;
+          const double ds = HalfToFloat(ns) - s0, dm = HalfToFloat(kernels::ZeroFromPoint(ns, nz)) - m0;
+          // ||e - dm 1 - ds l||^2_(H + lambda I) - ||e||^2_(H + lambda I)
+          const double change = -2.0 * (dm * p + ds * r) + dm * dm * qa[k] + 2.0 * dm * ds * qb[k] + ds * ds * qc[k];
+          if (change < best) {
+            best = change;
+            bu = nu;
+            bz = nz;
+          }
+        }
+      }
+      if (bu == u[k] && bz == z[k]) continue;
+      const uint16_t ns = kernels::ScaleFromCode(base, static_cast<uint8_t>(bu));
+      const uint16_t nm = kernels::ZeroFromPoint(ns, bz);
+      const double ds = HalfToFloat(ns) - s0, dm = HalfToFloat(nm) - m0;
+      for (int64_t j = j0; j < j1; ++j) {
+        const double dj = dm + ds * l[j];
+        e[j] -= dj;
+        for (int64_t i = 0; i < cols; ++i) he[i] -= h[i * cols + j] * dj;
+      }
+      u[k] = static_cast<uint8_t>(bu), z[k] = static_cast<uint8_t>(bz), s16[k] = ns, m16[k] = nm;
+      moved = true;
+    }
+    if (!moved) break;
+  }
+}
+
+// The refit of every row of q (codes fixed; see rounding.h): each row's new groups are kept only
+// when they lower its exact Gram objective (RowObjective on the undamped H), so the refit never
+// raises tr((W - W')H(W - W')^T). Returns that objective summed over rows (after the refit).
+double RefitScales(const std::vector<double>& w0, const InputGram& gram, const QuantConfig& cfg, const GptqOptions& opt,
+                   double mean_diag, const std::vector<uint8_t>& codes, const std::vector<uint8_t>& grid_of,
+                   QuantizedMatrix& q) {
+  const int64_t rows = q.rows, cols = q.cols, g = q.group_size, gpr = kernels::GroupsPerRow(cols, g);
+  const double* h = gram.h.data();
+  const double lambda = opt.refit_damp * mean_diag;
+  const bool s8 = q.has_scale_codes(), refit = opt.refit && !q.symmetric && (!s8 || opt.refit_s8);
+  std::vector<double> s1;  // [cols, gpr]: H 1_k (fp16 solve)
+  if (refit && !s8) {
+    s1.assign(static_cast<size_t>(cols * gpr), 0.0);
+    for (int64_t j = 0; j < cols; ++j) {
+      for (int64_t i = 0; i < cols; ++i) s1[j * gpr + i / g] += h[j * cols + i];
+    }
+  }
+  std::vector<double> obj(static_cast<size_t>(rows));
+  ParallelFor(
+      rows,
+      [&](int64_t begin, int64_t end) {
+        RefitRow row;
+        std::vector<uint16_t> s16(static_cast<size_t>(gpr)), m16(static_cast<size_t>(gpr));
+        std::vector<uint8_t> u(static_cast<size_t>(gpr)), z(static_cast<size_t>(gpr));
+        for (int64_t r = begin; r < end; ++r) {
+          row.w = w0.data() + r * cols;
+          RowLevels(q, cfg.grids, codes, grid_of, r, &row.l);
+          uint16_t* qs = q.scales.data() + r * gpr;
+          uint16_t* qz = q.zeros.data() + r * gpr;
+          const double before = RowObjective(h, row.w, row.l, qs, qz, cols, g);
+          obj[r] = before;
+          if (!refit) continue;
+          std::copy(qs, qs + gpr, s16.begin());
+          std::copy(qz, qz + gpr, m16.begin());
+          if (s8) {
+            std::copy(q.scale_codes.begin() + r * gpr, q.scale_codes.begin() + (r + 1) * gpr, u.begin());
+            std::copy(q.zero_points.begin() + r * gpr, q.zero_points.begin() + (r + 1) * gpr, z.begin());
+            RefitRowS8(h, row, cols, g, q.bits, q.scale_base, lambda, opt.refit_passes, u.data(), z.data(), s16.data(),
+                       m16.data());
+          } else if (!RefitRowFp16(h, s1, row, cols, g, lambda, s16.data(), m16.data())) {
+            continue;
+          }
+          const double after = RowObjective(h, row.w, row.l, s16.data(), m16.data(), cols, g);
+          if (!(after < before)) continue;
+          obj[r] = after;
+          std::copy(s16.begin(), s16.end(), qs);
+          std::copy(m16.begin(), m16.end(), qz);
+          if (s8) {
+            std::copy(u.begin(), u.end(), q.scale_codes.begin() + r * gpr);
+            std::copy(z.begin(), z.end(), q.zero_points.begin() + r * gpr);
+          }
+        }
+      },
+      0, 4);
+  double total = 0;
+  for (double v : obj) total += v;
+  return total;
+}
+
+// GPTQ (rounding.h), then with opt.refit the refit and opt.refit_rounds alternations (GPTQ again
+// with the refitted groups held fixed, refit again); the pass of least Gram objective is packed.
+absl::Status GptqRefit(const float* w, const QuantConfig& cfg, const InputGram& gram, const GptqOptions& opt,
+                       QuantizedMatrix& q) {
+  const int64_t rows = q.rows, cols = q.cols, gpr = kernels::GroupsPerRow(cols, q.group_size);
+  std::vector<uint8_t> codes, grid_of;
+  SLQ_RETURN_IF_ERROR(Gptq(w, cfg, gram, opt, /*preset=*/false, q, &codes, &grid_of));
+  if (opt.refit) {
+    std::vector<double> w0(w, w + rows * cols);
+    double mean_diag = 0;
+    for (int64_t i = 0; i < cols; ++i) mean_diag += gram.h[i * cols + i];
+    mean_diag = mean_diag > 0 ? mean_diag / static_cast<double>(cols) : 1.0;
+    for (int64_t i = 0; i < cols; ++i) {
+      if (gram.h[i * cols + i] == 0.0) {
+        for (int64_t r = 0; r < rows; ++r) w0[r * cols + i] = 0.0;  // as Gptq: a dead input's weight is 0
+      }
+    }
+    double best = RefitScales(w0, gram, cfg, opt, mean_diag, codes, grid_of, q);
+    for (int round = 0; round < opt.refit_rounds; ++round) {
+      QuantizedMatrix next = q;
+      std::vector<uint8_t> next_codes, next_grids = grid_of;
+      SLQ_RETURN_IF_ERROR(Gptq(w, cfg, gram, opt, /*preset=*/true, next, &next_codes, &next_grids));
+      const double obj = RefitScales(w0, gram, cfg, opt, mean_diag, next_codes, next_grids, next);
+      if (!(obj < best)) break;
+      best = obj;
+      q = std::move(next);
+      codes = std::move(next_codes);
+      grid_of = std::move(next_grids);
+    }
+  }
+  const int64_t wpr = kernels::WordsPerRow(cols, q.bits);
   for (int64_t r = 0; r < rows; ++r) PackRow(codes.data() + r * cols, cols, q.bits, q.codes.data() + r * wpr);
   if (cfg.grids) PackGridIds(grid_of, gpr, q);
   return absl::OkStatus();
@@ -310,7 +612,7 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrixRounded(const float* w, int64_t ro
   }
   q.rounding = rounding;
   if (rounding == Rounding::kGptq) {
-    SLQ_RETURN_IF_ERROR(Gptq(w, cfg, *gram, gptq, q));
+    SLQ_RETURN_IF_ERROR(GptqRefit(w, cfg, *gram, gptq, q));
     return q;
   }
   const int64_t g = q.group_size, gpr = kernels::GroupsPerRow(cols, g), wpr = kernels::WordsPerRow(cols, q.bits);

@@ -68,10 +68,34 @@ struct GptqOptions {
   // tokens here GPTQ overfits them; on tinystories-656k (3+4 bits, g64, all 14 layers) the
   // held-out ||(W - W')X||^2 over RTN's is 0.86x at 0.01, 0.77x at 0.1, 0.73x at 0.3, 0.75x at 1.
   double damp = 0.1;
+  // Token-scaled dampening: the damp used is max(damp, damp_per_col * cols / tokens) with tokens
+  // the Gram's (InputGram::tokens; ignored when 0): a ridge that grows as the Gram gets rank-poor
+  // (few tokens per input). 0 = off. 2: on tinystories-656k (530 Gram tokens, 128/384 inputs)
+  // held-out ||(W - W')X||^2 0.82-0.86x of damp 0.1 alone at 4-8 bits g64 grids, fp16 and S8,
+  // with the refit; on docs-19m (13236 tokens) it leaves damp at 0.1-0.16
+  // (bench/results/quant-refit-2026-12-02.md).
+  double damp_per_col = 2.0;
   int64_t block = 128;  // columns per lazy-update block (rounded up to a multiple of the group)
   // Columns in order of descending diag(H) (stable), with static groups: every group's (scale,
   // zero) from the weights before any update, so the packed layout stays the natural one.
   bool act_order = false;
+  // Refit (asymmetric groups; symmetric ones are left as GPTQ fits them): with the codes GPTQ
+  // chose held fixed, each row's groups' (scale, zero) are refitted to the full Gram objective
+  // (w - w')^T (H + refit_damp * mean(diag H) I) (w - w'), w'_j = m_k + s_k L[q_j]. fp16 scales:
+  // the exact least squares over all the row's 2 x groups unknowns (H couples the groups),
+  // rounded to fp16. S8 scales only with refit_s8: coordinate descent over each group's
+  // neighbouring (u +-2, z +-2), refit_passes sweeps (off by default: a 3% scale step or a whole
+  // zero-point step moves every weight of the group by more than the codes' rounding error, so
+  // it found nothing held-out at 4-8 bits). A row's new groups are kept only when they lower
+  // its undamped Gram objective, so the refit never raises tr((W - W')H(W - W')^T).
+  // refit_rounds > 0 alternates: GPTQ again with the refitted groups held fixed (static), refit
+  // again, while that lowers the objective. Codes (without alternation), grids, layout and
+  // bits/param are unchanged.
+  bool refit = true;
+  bool refit_s8 = false;
+  double refit_damp = 0.1;
+  int refit_passes = 3;
+  int refit_rounds = 0;
 };
 
 // Quantizes w [rows, cols] with `rounding`. rtn ignores `gram`; mse and gptq need it

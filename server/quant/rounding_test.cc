@@ -303,7 +303,9 @@ TEST(RoundingTest, ActOrderKeepsTheLayoutAndTheGroups) {
       cfg.symmetric = sym;
       auto rtn = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kRtn, nullptr);
       auto nat = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kGptq, &g);
-      auto act = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kGptq, &g, GptqOptions{.act_order = true});
+      // Without the refit (it would move the static groups' scale/zero; its own test is below).
+      auto act = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kGptq, &g,
+                                       GptqOptions{.act_order = true, .refit = false});
       ASSERT_TRUE(rtn.ok() && nat.ok() && act.ok()) << act.status();
       EXPECT_EQ(act->rounding, Rounding::kGptq);
       EXPECT_EQ(act->codes.size(), rtn->codes.size());
@@ -380,6 +382,65 @@ TEST(RoundingTest, SearchPicksACheaperRoundingAtEqualDamage) {
   auto a = MinCostForDamage({r, r}, 3e-4, SearchMethod::kDynamicProgramming);
   ASSERT_TRUE(a.ok());
   for (int c : a->bits) EXPECT_EQ(c, 8);
+}
+
+// The refit (GptqOptions::refit, codes held fixed; refit_rounds alternations): on correlated
+// inputs, every width, fp16 and S8 scales, grids on and off, a ragged last group, it never raises
+// the Gram objective tr((W - W')H(W - W')^T) above plain GPTQ's, keeps the codes and grid ids of
+// plain GPTQ (no alternation), the layout and bits/param; S8 codes stay valid and expand exactly,
+// the packed form decodes to Dequantize, and with fp16 scales it lowers the objective strictly.
+// Symmetric matrices are left as GPTQ fits them.
+TEST(RoundingTest, RefitNeverRaisesTheGramObjectiveAndKeepsTheLayout) {
+  const int64_t rows = 16, cols = 200;  // ragged last group at g = 64
+  const std::vector<float> w = RandomWeights(rows * cols, 41);
+  const InputGram g = SyntheticGram(cols, 400, 42);
+  for (int bits : {3, 4, 6, 8}) {
+    for (ScaleFormat f : {ScaleFormat::kFp16, ScaleFormat::kS8}) {
+      for (bool grids : {false, true}) {
+        QuantConfig cfg;
+        cfg.bits = bits;
+        cfg.group_size = 64;
+        cfg.grids = grids;
+        cfg.scales = f;
+        const std::string what = absl::StrCat("bits ", bits, " ", ScaleFormatName(f), " grids ", grids);
+        auto plain = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kGptq, &g, GptqOptions{.refit = false});
+        auto refit = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kGptq, &g,
+                                           GptqOptions{.refit = true, .refit_s8 = true});
+        auto alt = QuantizeMatrixRounded(w.data(), rows, cols, cfg, Rounding::kGptq, &g,
+                                         GptqOptions{.refit = true, .refit_s8 = true, .refit_rounds = 2});
+        ASSERT_TRUE(plain.ok() && refit.ok() && alt.ok()) << refit.status();
+        const double e0 = OutputError(w.data(), *plain, g);
+        EXPECT_LE(OutputError(w.data(), *refit, g), e0) << what;
+        EXPECT_LE(OutputError(w.data(), *alt, g), OutputError(w.data(), *refit, g)) << what;
+        if (f == ScaleFormat::kFp16) {
+          EXPECT_LT(OutputError(w.data(), *refit, g), 0.995 * e0) << what;
+        }
+        EXPECT_EQ(refit->codes, plain->codes) << what;
+        EXPECT_EQ(refit->grid_ids, plain->grid_ids) << what;
+        for (const QuantizedMatrix* q : {&*refit, &*alt}) {
+          EXPECT_EQ(q->codes.size(), plain->codes.size());
+          EXPECT_EQ(q->scales.size(), plain->scales.size());
+          EXPECT_EQ(q->grid_ids.size(), plain->grid_ids.size());
+          EXPECT_EQ(q->scale_codes.size(), plain->scale_codes.size());
+          EXPECT_DOUBLE_EQ(q->BitsPerParam(), plain->BitsPerParam()) << what;
+          EXPECT_EQ(q->rounding, Rounding::kGptq);
+          if (f == ScaleFormat::kS8) ExpectS8Expansion(*q, w);
+          EXPECT_EQ(Dequantize(*q), GridDequant(*q)) << what;
+          QuantizedLinear op(*q);
+          EXPECT_EQ(op.WeightF32(), Dequantize(*q)) << what;
+        }
+      }
+    }
+  }
+  QuantConfig sym;
+  sym.bits = 4;
+  sym.group_size = 64;
+  sym.symmetric = true;
+  auto a = QuantizeMatrixRounded(w.data(), rows, cols, sym, Rounding::kGptq, &g, GptqOptions{.refit = false});
+  auto b = QuantizeMatrixRounded(w.data(), rows, cols, sym, Rounding::kGptq, &g, GptqOptions{.refit = true});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->scales, b->scales);
+  EXPECT_EQ(a->codes, b->codes);
 }
 
 // Real activations: tinystories-656k on its calibration text. GPTQ fitted on the calibration
@@ -508,6 +569,42 @@ TEST_F(RealLayerTest, GptqWithGridsBeatsGptqAndRtnWithGrids) {
   EXPECT_LT(grid[1], 0.9 * gptq[1]);
   EXPECT_LT(grid[0], 0.7 * rtn_grid[0]);
   EXPECT_LT(grid[1], rtn_grid[1]);
+}
+
+// The refit on real activations (tinystories-656k, calibration Gram, all 14 layers, g64 with
+// grids, 4 and 7 bits, fp16 and S8 scales): per layer never above plain GPTQ's Gram objective;
+// summed over the layers, with fp16 scales, strictly below it.
+TEST_F(RealLayerTest, RefitNeverRaisesTheGramObjectiveOnRealLayers) {
+  ModelQuantizer mq(model_.get(), QuantConfig{}, false);
+  ASSERT_TRUE(mq.Init().ok());
+  for (ScaleFormat f : {ScaleFormat::kFp16, ScaleFormat::kS8}) {
+    double plain_total = 0, refit_total = 0;
+    for (const SlotInfo& info : mq.slots()) {
+      auto w = mq.Weights(info.name);
+      ASSERT_TRUE(w.ok());
+      const float* x = (*w)->data();
+      for (int bits : {4, 7}) {
+        QuantConfig cfg;
+        cfg.bits = bits;
+        cfg.group_size = 64;
+        cfg.grids = true;
+        cfg.scales = f;
+        const InputGram& h = cal_.at(info.name);
+        auto a = QuantizeMatrixRounded(x, info.rows, info.cols, cfg, Rounding::kGptq, &h, GptqOptions{.refit = false});
+        auto b = QuantizeMatrixRounded(x, info.rows, info.cols, cfg, Rounding::kGptq, &h,
+                                       GptqOptions{.refit = true, .refit_s8 = true});
+        ASSERT_TRUE(a.ok() && b.ok()) << b.status();
+        const double ea = OutputError(x, *a, h), eb = OutputError(x, *b, h);
+        EXPECT_LE(eb, ea) << info.name << " " << bits << " " << ScaleFormatName(f);
+        plain_total += ea;
+        refit_total += eb;
+      }
+    }
+    std::cout << ScaleFormatName(f) << " refit / plain gptq (calibration Gram): " << refit_total / plain_total << "\n";
+    if (f == ScaleFormat::kFp16) {
+      EXPECT_LT(refit_total, 0.99 * plain_total);
+    }
+  }
 }
 
 // S8 scales on real activations (tinystories-656k, calibration Gram, all 14 layers, 3 and 4
