@@ -90,8 +90,9 @@ struct GptqOptions {
   // its undamped Gram objective, so the refit never raises tr((W - W')H(W - W')^T).
   // refit_rounds > 0 alternates: GPTQ again with the refitted groups held fixed (static), refit
   // again, while that lowers the objective. Codes (without alternation), grids, layout and
-  // bits/param are unchanged.
-  bool refit = true;
+  // bits/param are unchanged. Off by default: on docs-19m it buys 1.3-3.5% of held-out output
+  // error at 6-8 bits (fp16; ~0.1% with S8) for 2-3x GPTQ's time (bench/results/quant-refit-2026-12-02.md).
+  bool refit = false;
   bool refit_s8 = false;
   double refit_damp = 0.1;
   int refit_passes = 3;
