@@ -339,7 +339,8 @@ std::string LaunchCfgSpc(const Config& c, const Params& p, dim3 grid, cudaStream
 // Group size 32 takes the 8-slot instantiations (SPC = 8), 64 and 128 the 4-slot ones.
 template <int BITS, bool BF16, bool GRID>
 std::string LaunchCfg(const Config& c, const Params& p, dim3 grid, cudaStream_t s) {
-  return p.log2g == 5 ? LaunchCfgSpc<BITS, BF16, GRID, 8>(c, p, grid, s) : LaunchCfgSpc<BITS, BF16, GRID, 4>(c, p, grid, s);
+  return p.log2g == 5 ? LaunchCfgSpc<BITS, BF16, GRID, 8>(c, p, grid, s)
+                      : LaunchCfgSpc<BITS, BF16, GRID, 4>(c, p, grid, s);
 }
 
 template <int BITS, bool BF16>

@@ -104,7 +104,9 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
       if constexpr (GPC > 4) {
         uint32_t h = 0;
 #pragma unroll
-        for (int q = 4; q < GPC; ++q) h |= static_cast<uint32_t>(__ldg(p.grid + gbase + (i * GPC + q) * 8)) << (8 * (q - 4));
+        for (int q = 4; q < GPC; ++q) {
+          h |= static_cast<uint32_t>(__ldg(p.grid + gbase + (i * GPC + q) * 8)) << (8 * (q - 4));
+        }
         ids_hi = h;
       }
     }

@@ -288,7 +288,9 @@ TEST(GpuForward, Group32RunsFusedAndMatchesCpu) {
       quant::QuantConfig cfg;
       cfg.group_size = 32;
       Quantize(m.get(), cfg, [](size_t i) { return std::vector<int>{4, 3, 5, 2, 8, 6, 7}[i % 7]; });
-      if (grids) ASSERT_GT(AttachRandomGridIds(m.get(), 32), 0);
+      if (grids) {
+        ASSERT_GT(AttachRandomGridIds(m.get(), 32), 0);
+      }
       auto gm = GpuModel::Upload(*m, {act});
       ASSERT_TRUE(gm.ok()) << gm.status();
       const std::string d = (*gm)->Describe();
