@@ -45,12 +45,14 @@ constexpr int kStreamBlocksPerSm = 4;  // split-K target: this many blocks per S
 // 8 KiB was between 2% faster and 10% slower than 0, 16-32 KiB up to 16% slower (results md).
 constexpr int kPrefetchKib = 0;
 
-// Register-ring depth for group size 32, by width (index 2..8; see StreamDepth). Chosen from
-// ptxas register counts on this VM (-Xptxas -v, no spills), not from timings.
+// Register-ring depth for group size 32, by width (index 2..8; see StreamDepth): one chunk less
+// than g64/g128 (two less at 2-3 bits) to pay for the extra scale registers. Not timed; the
+// ptxas registers/spills are in bench/results/kernels-grids-2026-12-02.md (session 10, K2).
 constexpr int kStreamDepth32[9] = {0, 0, 3, 3, 2, 2, 2, 2, 2};
 
 // Chunks of codes per warp in the register ring (D - 1 in flight while one is consumed). Group
-// size 32 keeps 8 scale/zero pairs per chunk in the ring (16 registers, twice g64's): DEPTH32.
+// size 32 keeps 8 scale/zero pairs per chunk in the ring (16 registers, twice g64's):
+// kStreamDepth32.
 __host__ __device__ constexpr int StreamDepth(int bits, int g) {
   return g == 32 ? kStreamDepth32[bits] : bits <= 3 ? 4 : bits <= 5 ? 3 : 2;
 }
