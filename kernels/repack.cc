@@ -136,8 +136,9 @@ int BitPlanes(int bits, int widths[3]) {
 std::string CheckGpuSupported(const PackedMatrixView& w) {
   std::string err = ValidatePackedView(w);
   if (!err.empty()) return err;
-  if (w.group_size != 64 && w.group_size != 128) {
-    return "group_size = " + std::to_string(w.group_size) + " is not supported by the CUDA kernels; allowed 64 or 128";
+  if (w.group_size != 32 && w.group_size != 64 && w.group_size != 128) {
+    return "group_size = " + std::to_string(w.group_size) +
+           " is not supported by the CUDA kernels; allowed 32, 64 or 128";
   }
   if (w.cols % 8 != 0) {
     return "cols = " + std::to_string(w.cols) + " is not supported by the CUDA kernels; cols must be a multiple of 8";

@@ -17,7 +17,7 @@
 //   grid:  only for matrices with grid ids (kernels/grids.h; layout.grids): uint8 [row_tiles,
 //          kpad / group_size, 8 (g)] = id(g) | id(g + 8) << 4 (the ids of the two rows a lane
 //          dequantizes), 0 (the uniform grid) in the padding; with `levels` = GridLevelTable(bits).
-// Supported: group_size 64 or 128, cols % 8 == 0 (16-byte activation loads), bits 2..8.
+// Supported: group_size 32, 64 or 128, cols % 8 == 0 (16-byte activation loads), bits 2..8.
 #ifndef SLQ_KERNELS_REPACK_H_
 #define SLQ_KERNELS_REPACK_H_
 

@@ -23,7 +23,7 @@ constexpr Shape kShapes[] = {{1, 8}, {16, 256}, {17, 264}, {37, 200}, {64, 1000}
 TEST(RepackFastTest, EqualsTheElementwiseReferenceForEveryWidthGroupAndShape) {
   std::mt19937_64 rng(7);
   for (int bits = 2; bits <= 8; ++bits) {
-    for (int64_t g : {64, 128}) {
+    for (int64_t g : {32, 64, 128}) {
       for (const Shape& sh : kShapes) {
         SCOPED_TRACE(testing::Message() << "bits " << bits << " g " << g << " shape " << sh.rows << "x" << sh.cols);
         OwnedPacked m = RandomPacked(sh.rows, sh.cols, bits, g, rng);
@@ -80,7 +80,7 @@ TEST(RepackFastTest, ExtremeCodesSurvive) {
 TEST(RepackGridTest, IdsAndLevelsRoundTripForEveryWidthGroupAndShape) {
   std::mt19937_64 rng(13);
   for (int bits = 2; bits <= 8; ++bits) {
-    for (int64_t g : {64, 128}) {
+    for (int64_t g : {32, 64, 128}) {
       for (const Shape& sh : kShapes) {
         SCOPED_TRACE(testing::Message() << "bits " << bits << " g " << g << " shape " << sh.rows << "x" << sh.cols);
         OwnedPacked m = RandomPacked(sh.rows, sh.cols, bits, g, rng);

@@ -473,8 +473,8 @@ void GridBench(Lt& lt, Bufs& b, cudaStream_t st, const std::function<void(const 
     const Shape& sh = kShapes[si];
     const std::vector<double> lt_us = CublasTimes(lt, sh, ns, b, st);
     for (int bits = 2; bits <= 8; ++bits) {
-      for (int64_t g : {int64_t{128}, int64_t{64}}) {
-        if (g == 64 && bits != 4) continue;
+      for (int64_t g : {int64_t{128}, int64_t{64}, int64_t{32}}) {
+        if (g != 128 && bits != 4) continue;
         GpuLayout l;
         l.rows = sh.rows;
         l.cols = sh.cols;
@@ -710,7 +710,7 @@ int Main(int argc, char** argv) {
       "## Batch 1: effective bandwidth (packed weights + scales/zeros read / time), TB/s\n\n"
       "| model | linear | cuBLASLt bf16 |";
   for (int bits = 2; bits <= 8; ++bits) bw_table += " " + std::to_string(bits) + "b g128 |";
-  bw_table += " 4b g64 |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+  bw_table += " 4b g64 | 4b g32 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 
   for (const Shape& sh : kShapes) {
     emit("## " + std::string(sh.model) + " " + sh.name + " [" + std::to_string(sh.rows) + " x " +
@@ -747,6 +747,7 @@ int Main(int argc, char** argv) {
     std::vector<Var> vars;
     for (int bits = 2; bits <= 8; ++bits) vars.push_back({bits, 128, false});
     vars.push_back({4, 64, false});
+    vars.push_back({4, 32, false});
     vars.push_back({4, 128, true});
     for (const Var& v : vars) {
       GpuLayout l;

@@ -24,8 +24,10 @@ namespace {
 
 // GRID: the matrix carries grid ids (p.grid, p.levels); the level table is copied to shared
 // memory after the two staging buffers, and each weight is z + s * L[q] (DequantGrid).
-template <int BITS, bool BF16, int WM, int WK, int NT, bool GRID>
+// SPC: scale/zero slots per chunk (KStep): 4 for group size 64 / 128, 8 for group size 32.
+template <int BITS, bool BF16, int WM, int WK, int NT, bool GRID, int SPC>
 __global__ void __launch_bounds__(kThreads) QGemmKernel(Params p) {
+  static_assert(SPC == 4 || SPC == 8, "scale slots per chunk");
   static_assert(WM * WK * 32 == kThreads, "block shape");
   constexpr int kStride = WK * 256 + 8;  // halves per staged token row (padded: no conflicts)
   constexpr int kBuf = 8 * NT * kStride;
@@ -61,7 +63,7 @@ __global__ void __launch_bounds__(kThreads) QGemmKernel(Params p) {
     CpAsyncCommit();
   };
 
-  auto load = [&](int it, uint32_t(&wr)[4 * BITS], uint2(&s)[4], uint32_t& ids) {
+  auto load = [&](int it, uint32_t(&wr)[4 * BITS], uint2(&s)[SPC], uint32_t& ids, uint32_t& ids_hi) {
     const int c = c_begin + it * WK + wk;
     if (!row_ok || c >= c_end) return;
     const uint4* base = p.codes + (static_cast<int64_t>(rt) * p.chunks + c) * BITS * 32 + lane;
@@ -74,25 +76,35 @@ __global__ void __launch_bounds__(kThreads) QGemmKernel(Params p) {
       wr[4 * v + 3] = u.w;
     }
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const int grp = (c * 256 + q * 64) >> p.log2g;
+    for (int q = 0; q < SPC; ++q) {
+      const int grp = (c * 256 + q * (256 / SPC)) >> p.log2g;
       s[q] = __ldg(p.sz + (static_cast<int64_t>(rt) * p.gpad + grp) * 8 + (lane >> 2));
     }
     if constexpr (GRID) {
       uint32_t v = 0;
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
-        const int grp = (c * 256 + q * 64) >> p.log2g;
+        const int grp = (c * 256 + q * (256 / SPC)) >> p.log2g;
         v |= static_cast<uint32_t>(__ldg(p.grid + (static_cast<int64_t>(rt) * p.gpad + grp) * 8 + (lane >> 2)))
              << (8 * q);
       }
       ids = v;
+      if constexpr (SPC == 8) {
+        uint32_t h = 0;
+#pragma unroll
+        for (int q = 4; q < 8; ++q) {
+          const int grp = (c * 256 + q * 32) >> p.log2g;
+          h |= static_cast<uint32_t>(__ldg(p.grid + (static_cast<int64_t>(rt) * p.gpad + grp) * 8 + (lane >> 2)))
+               << (8 * (q - 4));
+        }
+        ids_hi = h;
+      }
     }
   };
 
   uint32_t cur[4 * BITS], nxt[4 * BITS];
-  uint2 szc[4], szn[4];
-  uint32_t idc = 0, idn = 0;
+  uint2 szc[SPC], szn[SPC];
+  uint32_t idc = 0, idn = 0, idc_hi = 0, idn_hi = 0;
   float acc[NT][4];
 #pragma unroll
   for (int j = 0; j < NT; ++j) {
@@ -102,16 +114,16 @@ __global__ void __launch_bounds__(kThreads) QGemmKernel(Params p) {
 #pragma unroll
   for (int i = 0; i < 4 * BITS; ++i) cur[i] = nxt[i] = 0u;
 #pragma unroll
-  for (int q = 0; q < 4; ++q) szc[q] = szn[q] = make_uint2(0, 0);
+  for (int q = 0; q < SPC; ++q) szc[q] = szn[q] = make_uint2(0, 0);
 
   if (iters > 0) {
     stage(0, 0);
-    load(0, cur, szc, idc);
+    load(0, cur, szc, idc, idc_hi);
   }
   for (int it = 0; it < iters; ++it) {
     if (it + 1 < iters) {
       stage(it + 1, (it + 1) & 1);
-      load(it + 1, nxt, szn, idn);
+      load(it + 1, nxt, szn, idn, idn_hi);
       CpAsyncWait<1>();
     } else {
       CpAsyncWait<0>();
@@ -119,15 +131,16 @@ __global__ void __launch_bounds__(kThreads) QGemmKernel(Params p) {
     __syncthreads();
     const int c = c_begin + it * WK + wk;
     if (row_ok && c < c_end) {
-      Chunk<BITS, BF16, NT, kStride, GRID>(acc, cur, szc, smem + (it & 1) * kBuf + wk * 256, lane, idc, table,
-                                           std::make_integer_sequence<int, 16>{});
+      Chunk<BITS, BF16, NT, kStride, GRID, SPC>(acc, cur, szc, smem + (it & 1) * kBuf + wk * 256, lane, idc, idc_hi,
+                                                table, std::make_integer_sequence<int, 16>{});
     }
     __syncthreads();
 #pragma unroll
     for (int i = 0; i < 4 * BITS; ++i) cur[i] = nxt[i];
 #pragma unroll
-    for (int q = 0; q < 4; ++q) szc[q] = szn[q];
+    for (int q = 0; q < SPC; ++q) szc[q] = szn[q];
     if constexpr (GRID) idc = idn;
+    if constexpr (GRID && SPC == 8) idc_hi = idn_hi;
   }
 
   Finish<BF16, WM, WK, NT>(acc, p, smem, rt, n0, row_ok);
@@ -302,11 +315,11 @@ Config PickConfig(int64_t n) {
 
 int SmCount() { return internal::CudaSmCount(); }
 
-template <int BITS, bool BF16, int WM, int WK, int NT, bool GRID>
+template <int BITS, bool BF16, int WM, int WK, int NT, bool GRID, int SPC>
 std::string Launch(const Params& p, dim3 grid, cudaStream_t stream) {
   constexpr size_t kSmem =
       2 * 8 * NT * (WK * 256 + 8) * sizeof(uint16_t) + (GRID ? (kGridCount << BITS) * sizeof(float) : 0);
-  auto kernel = QGemmKernel<BITS, BF16, WM, WK, NT, GRID>;
+  auto kernel = QGemmKernel<BITS, BF16, WM, WK, NT, GRID, SPC>;
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   if (attr != cudaSuccess) return std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(attr);
   kernel<<<grid, kThreads, kSmem, stream>>>(p);
@@ -315,12 +328,19 @@ std::string Launch(const Params& p, dim3 grid, cudaStream_t stream) {
   return "";
 }
 
+template <int BITS, bool BF16, bool GRID, int SPC>
+std::string LaunchCfgSpc(const Config& c, const Params& p, dim3 grid, cudaStream_t s) {
+  if (c.nt == 1) return Launch<BITS, BF16, 2, 4, 1, GRID, SPC>(p, grid, s);
+  if (c.nt == 2) return Launch<BITS, BF16, 2, 4, 2, GRID, SPC>(p, grid, s);
+  if (c.nt == 4) return Launch<BITS, BF16, 4, 2, 4, GRID, SPC>(p, grid, s);
+  return Launch<BITS, BF16, 8, 1, 8, GRID, SPC>(p, grid, s);
+}
+
+// Group size 32 takes the 8-slot instantiations (SPC = 8), 64 and 128 the 4-slot ones.
 template <int BITS, bool BF16, bool GRID>
 std::string LaunchCfg(const Config& c, const Params& p, dim3 grid, cudaStream_t s) {
-  if (c.nt == 1) return Launch<BITS, BF16, 2, 4, 1, GRID>(p, grid, s);
-  if (c.nt == 2) return Launch<BITS, BF16, 2, 4, 2, GRID>(p, grid, s);
-  if (c.nt == 4) return Launch<BITS, BF16, 4, 2, 4, GRID>(p, grid, s);
-  return Launch<BITS, BF16, 8, 1, 8, GRID>(p, grid, s);
+  return p.log2g == 5 ? LaunchCfgSpc<BITS, BF16, GRID, 8>(c, p, grid, s)
+                      : LaunchCfgSpc<BITS, BF16, GRID, 4>(c, p, grid, s);
 }
 
 template <int BITS, bool BF16>
@@ -439,8 +459,8 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
                   size_t workspace_bytes, void* stream, const QGemmOptions& opt) {
   const GpuLayout& l = w.layout;
   if (l.bits < 2 || l.bits > 8) return "bits = " + std::to_string(l.bits) + "; allowed 2..8";
-  if (l.group_size != 64 && l.group_size != 128) {
-    return "group_size = " + std::to_string(l.group_size) + "; allowed 64 or 128";
+  if (l.group_size != 32 && l.group_size != 64 && l.group_size != 128) {
+    return "group_size = " + std::to_string(l.group_size) + "; allowed 32, 64 or 128";
   }
   if (l.cols % 8 != 0) return "cols = " + std::to_string(l.cols) + " must be a multiple of 8";
   if (n < 1 || n > (1 << 20)) return "n = " + std::to_string(n) + "; allowed 1..2^20";
@@ -463,6 +483,10 @@ std::string QGemm(const DeviceMatrix& w, const void* x, int64_t n, void* y, ActT
   } else if (kernel == QKernel::kAuto) {
     kernel = opt.allow_gemv && n <= kStreamAutoMaxN ? AutoStream(l.bits, n) : QKernel::kTiled;
   }
+  // Group size 32 has no shared-memory-ring nor legacy small-batch instantiation: the former
+  // runs the register-ring streaming kernel, the latter the tiled kernel.
+  if (l.group_size == 32 && kernel == QKernel::kStreamSmem) kernel = QKernel::kStream;
+  if (l.group_size == 32 && kernel == QKernel::kLegacyGemv) kernel = QKernel::kTiled;
   if (kernel == QKernel::kStream) {
     return internal::QGemmStream(w, x, n, y, act, workspace, workspace_bytes, stream, opt);
   }

@@ -16,6 +16,9 @@
 //   exact integers plus a constant and apply scale/zero per group in fp32 on the accumulators;
 //   the tiled kernel (default for n > 16; tokens tiled by 16/32/64) dequantizes in registers
 //   to the activation type (fp16: exact code, one rounding of s*q+z; bf16: the same in bf16).
+// Group sizes 32, 64 and 128 (kernels/repack.h). Group size 32 runs the streaming kernel (its
+// G = 32 instantiations, shallower register ring) and the tiled kernel (8 scale slots per chunk);
+// kStreamSmem falls back to kStream and kLegacyGemv to kTiled for it.
 // Plain C++ API: device pointers are void*, the stream is a cudaStream_t passed as void*.
 // Functions return an empty string on success, else a message naming the bad value.
 // Thread-safety: launches are thread-compatible; a workspace must not be shared by launches

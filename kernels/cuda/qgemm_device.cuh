@@ -48,7 +48,7 @@ inline Params MakeParams(const DeviceMatrix& w, const void* x, int64_t n, void* 
   p.row_tiles = static_cast<int>(l.row_tiles);
   p.chunks = static_cast<int>(l.chunks);
   p.gpad = static_cast<int>(l.chunks * kChunkCols / l.group_size);
-  p.log2g = l.group_size == 64 ? 6 : 7;
+  p.log2g = l.group_size == 32 ? 5 : l.group_size == 64 ? 6 : 7;
   p.grid = w.grid;
   p.levels = w.levels;
   return p;
@@ -224,11 +224,11 @@ __device__ __forceinline__ uint32_t Splat(uint32_t u, bool high) {
   }
 }
 
-// The grid state of a chunk (GRID kernels only): the grid-id bytes of its 4 quarters (byte q =
-// id(g) | id(g + 8) << 4 of quarter q's group), the shared-memory level table, and per quarter
-// the two rows' levels and fp32 scale/zero.
+// The grid state of a chunk (GRID kernels only): the grid-id bytes of its scale slots 0..3
+// (`ids`, byte q = id(g) | id(g + 8) << 4 of slot q's group) and 4..7 (`ids_hi`, SPC = 8 only),
+// the shared-memory level table, and per slot the two rows' levels and fp32 scale/zero.
 struct GridState {
-  uint32_t ids;
+  uint32_t ids, ids_hi;
   const float* table;
   const float* lv[2];
   float s[2], z[2];
@@ -236,24 +236,28 @@ struct GridState {
 
 // One k-step S (16 columns) of a chunk: ldmatrix the activations every other step, dequantize
 // this step's A fragment and issue NT mma. Pairs 0 and 2 are row g, 1 and 3 row g + 8.
-template <int BITS, bool BF16, int NT, int KSTRIDE, bool GRID, int S>
-__device__ __forceinline__ void KStep(float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS], const uint2 (&sz)[4],
+// SPC: scale/zero slots per chunk, 4 (one per 64 columns: group size 64 or 128) or 8 (group
+// size 32); slot q covers steps [q * 16 / SPC, (q + 1) * 16 / SPC).
+template <int BITS, bool BF16, int NT, int KSTRIDE, bool GRID, int SPC, int S>
+__device__ __forceinline__ void KStep(float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS], const uint2 (&sz)[SPC],
                                       uint32_t (&spl)[4], uint32_t (&b)[NT][4], const uint16_t* xs, int lane,
                                       GridState& gs) {
-  if constexpr (S % 4 == 0) {
+  constexpr int QS = 16 / SPC;  // k-steps per slot
+  if constexpr (S % QS == 0) {
+    constexpr int Q = S / QS;
     if constexpr (GRID) {
-      const uint32_t id = gs.ids >> (8 * (S / 4));
+      const uint32_t id = (Q < 4 ? gs.ids : gs.ids_hi) >> (8 * (Q % 4));
       gs.lv[0] = gs.table + ((id & 0x3u) << BITS);
       gs.lv[1] = gs.table + (((id >> 4) & 0x3u) << BITS);
-      gs.s[0] = __half2float(__ushort_as_half(static_cast<uint16_t>(sz[S / 4].x & 0xFFFF)));
-      gs.z[0] = __half2float(__ushort_as_half(static_cast<uint16_t>(sz[S / 4].x >> 16)));
-      gs.s[1] = __half2float(__ushort_as_half(static_cast<uint16_t>(sz[S / 4].y & 0xFFFF)));
-      gs.z[1] = __half2float(__ushort_as_half(static_cast<uint16_t>(sz[S / 4].y >> 16)));
+      gs.s[0] = __half2float(__ushort_as_half(static_cast<uint16_t>(sz[Q].x & 0xFFFF)));
+      gs.z[0] = __half2float(__ushort_as_half(static_cast<uint16_t>(sz[Q].x >> 16)));
+      gs.s[1] = __half2float(__ushort_as_half(static_cast<uint16_t>(sz[Q].y & 0xFFFF)));
+      gs.z[1] = __half2float(__ushort_as_half(static_cast<uint16_t>(sz[Q].y >> 16)));
     } else {
-      spl[0] = Splat<BF16>(sz[S / 4].x, false);
-      spl[1] = Splat<BF16>(sz[S / 4].x, true);
-      spl[2] = Splat<BF16>(sz[S / 4].y, false);
-      spl[3] = Splat<BF16>(sz[S / 4].y, true);
+      spl[0] = Splat<BF16>(sz[Q].x, false);
+      spl[1] = Splat<BF16>(sz[Q].x, true);
+      spl[2] = Splat<BF16>(sz[Q].y, false);
+      spl[3] = Splat<BF16>(sz[Q].y, true);
     }
   }
   if constexpr (S % 2 == 0) {
@@ -278,18 +282,19 @@ __device__ __forceinline__ void KStep(float (&acc)[NT][4], const uint32_t (&wr)[
   for (int j = 0; j < NT; ++j) Mma<BF16>(acc[j], a, b[j][(S & 1) * 2], b[j][(S & 1) * 2 + 1]);
 }
 
-// One 256-column chunk. GRID: `grid_ids` = the chunk's 4 grid-id bytes, `table` = the level
-// table in shared memory (both ignored otherwise).
-template <int BITS, bool BF16, int NT, int KSTRIDE, bool GRID, int... S>
-__device__ __forceinline__ void Chunk(float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS], const uint2 (&sz)[4],
-                                      const uint16_t* xs, int lane, uint32_t grid_ids, const float* table,
-                                      std::integer_sequence<int, S...>) {
+// One 256-column chunk. GRID: `grid_ids` / `grid_ids_hi` = the chunk's grid-id bytes of slots
+// 0..3 / 4..7, `table` = the level table in shared memory (all ignored otherwise).
+template <int BITS, bool BF16, int NT, int KSTRIDE, bool GRID, int SPC, int... S>
+__device__ __forceinline__ void Chunk(float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS], const uint2 (&sz)[SPC],
+                                      const uint16_t* xs, int lane, uint32_t grid_ids, uint32_t grid_ids_hi,
+                                      const float* table, std::integer_sequence<int, S...>) {
   uint32_t spl[4];
   uint32_t b[NT][4];
   GridState gs;
   gs.ids = grid_ids;
+  gs.ids_hi = grid_ids_hi;
   gs.table = table;
-  (KStep<BITS, BF16, NT, KSTRIDE, GRID, S>(acc, wr, sz, spl, b, xs, lane, gs), ...);
+  (KStep<BITS, BF16, NT, KSTRIDE, GRID, SPC, S>(acc, wr, sz, spl, b, xs, lane, gs), ...);
 }
 
 // Reduces acc over the WK warps of a row tile (through `smem`, which must hold

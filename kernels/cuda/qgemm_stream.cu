@@ -2,7 +2,7 @@
 // kernels/repack.h). Built to stream the weights at copy bandwidth for n = 1..16 tokens:
 //   - A block is kStreamWM warps; warp w owns row tile blockIdx.x * kStreamWM + w and walks
 //     every 256-column chunk of the block's K range (split-K over blockIdx.y, token tiles of
-//     8 * NT over blockIdx.z), keeping StreamDepth(bits) chunks of codes in a register ring
+//     8 * NT over blockIdx.z), keeping StreamDepth(bits, G) chunks of codes in a register ring
 //     (the first ones are issued before anything else, even before the PDL grid dependency).
 //   - The A operand of the mma is the code, shifted by 2^L and OR'ed into a float magic
 //     (fp16 1024, bf16 128), so one LOP3 per code pair and bit plane, plus the few shifts
@@ -45,12 +45,21 @@ constexpr int kStreamBlocksPerSm = 4;  // split-K target: this many blocks per S
 // 8 KiB was between 2% faster and 10% slower than 0, 16-32 KiB up to 16% slower (results md).
 constexpr int kPrefetchKib = 0;
 
-// Chunks of codes per warp in the register ring (D - 1 in flight while one is consumed).
-__host__ __device__ constexpr int StreamDepth(int bits) { return bits <= 3 ? 4 : bits <= 5 ? 3 : 2; }
+// Register-ring depth for group size 32, by width (index 2..8; see StreamDepth): one chunk less
+// than g64/g128 (two less at 2-3 bits) to pay for the extra scale registers. Not timed; the
+// ptxas registers/spills are in bench/results/kernels-grids-2026-12-02.md (session 10, K2).
+constexpr int kStreamDepth32[9] = {0, 0, 3, 3, 2, 2, 2, 2, 2};
+
+// Chunks of codes per warp in the register ring (D - 1 in flight while one is consumed). Group
+// size 32 keeps 8 scale/zero pairs per chunk in the ring (16 registers, twice g64's):
+// kStreamDepth32.
+__host__ __device__ constexpr int StreamDepth(int bits, int g) {
+  return g == 32 ? kStreamDepth32[bits] : bits <= 3 ? 4 : bits <= 5 ? 3 : 2;
+}
 
 template <int BITS, bool BF16, int NT, int G, int GRID>
 __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKernel(Params p) {
-  constexpr int D = StreamDepth(BITS), GPC = 256 / G, WM = kStreamWM;
+  constexpr int D = StreamDepth(BITS, G), GPC = 256 / G, WM = kStreamWM;
   constexpr int kTable = StreamTableBytes(BITS, GRID, BF16) / 2;  // halves
   extern __shared__ __align__(16) uint16_t smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -70,11 +79,12 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
   // Weights first: they do not depend on the previous kernel.
   uint32_t wr[D][4 * BITS];
   uint2 sz[D][GPC];
-  uint32_t gid[D] = {};  // GRID: the chunk's grid-id bytes
+  uint32_t gid[D] = {};     // GRID: the chunk's grid-id bytes (groups 0..3)
+  uint32_t gid_hi[D] = {};  // GRID, G = 32: groups 4..7
   const uint4* wbase = p.codes + (static_cast<int64_t>(rt) * p.chunks + c_begin) * BITS * 32 + lane;
   const uint2* sbase = p.sz + (static_cast<int64_t>(rt) * p.gpad + c_begin * GPC) * 8 + (lane >> 2);
   const int64_t gbase = (static_cast<int64_t>(rt) * p.gpad + c_begin * GPC) * 8 + (lane >> 2);  // GRID: in p.grid
-  auto load = [&](int i, uint32_t(&w)[4 * BITS], uint2(&s)[GPC], uint32_t& ids) {
+  auto load = [&](int i, uint32_t(&w)[4 * BITS], uint2(&s)[GPC], uint32_t& ids, uint32_t& ids_hi) {
     const uint4* src = wbase + i * BITS * 32;
 #pragma unroll
     for (int v = 0; v < BITS; ++v) {
@@ -89,13 +99,23 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
     if constexpr (GRID != 0) {
       uint32_t v = 0;
 #pragma unroll
-      for (int q = 0; q < GPC; ++q) v |= static_cast<uint32_t>(__ldg(p.grid + gbase + (i * GPC + q) * 8)) << (8 * q);
+      for (int q = 0; q < GPC && q < 4; ++q) {
+        v |= static_cast<uint32_t>(__ldg(p.grid + gbase + (i * GPC + q) * 8)) << (8 * q);
+      }
       ids = v;
+      if constexpr (GPC > 4) {
+        uint32_t h = 0;
+#pragma unroll
+        for (int q = 4; q < GPC; ++q) {
+          h |= static_cast<uint32_t>(__ldg(p.grid + gbase + (i * GPC + q) * 8)) << (8 * (q - 4));
+        }
+        ids_hi = h;
+      }
     }
   };
 #pragma unroll
   for (int d = 0; d < D; ++d) {
-    if (d < count) load(d, wr[d], sz[d], gid[d]);
+    if (d < count) load(d, wr[d], sz[d], gid[d], gid_hi[d]);
   }
   // The row tile's codes of the K range are contiguous: keep p.prefetch_chunks beyond the
   // ring in flight as L2 prefetches (no registers), starting with all its scales/zeros.
@@ -142,8 +162,8 @@ __global__ void __launch_bounds__(kStreamThreads, kStreamMinBlocks) QStreamKerne
 #pragma unroll
         for (int j = 0; j < NT; ++j) xa[j] = xa0[j] + i * xstep[j];
         StreamChunk<BITS, BF16, NT, G, GRID>(y, acc, wr[d], sz[d], xa, sxl + i * GPC * 8 * NT,
-                                             std::make_integer_sequence<int, 16>{}, table_lane, gid[d]);
-        if (i + D < count) load(i + D, wr[d], sz[d], gid[d]);
+                                             std::make_integer_sequence<int, 16>{}, table_lane, gid[d], gid_hi[d]);
+        if (i + D < count) load(i + D, wr[d], sz[d], gid[d], gid_hi[d]);
         if (lane == 0 && pf > 0 && i + D + pf < count) PrefetchL2(wbase + (i + D + pf) * BITS * 32, kChunkBytes);
       }
     }
@@ -189,11 +209,13 @@ template <bool BF16, int GRID>
 std::string LaunchStreamCfg(int bits, int nt, int g, const Params& p, dim3 grid, size_t smem, cudaStream_t s,
                             bool pdl) {
   if (nt == 1) {
-    return g == 64 ? LaunchStreamBits<BF16, 1, 64, GRID>(bits, p, grid, smem, s, pdl)
-                   : LaunchStreamBits<BF16, 1, 128, GRID>(bits, p, grid, smem, s, pdl);
+    return g == 32   ? LaunchStreamBits<BF16, 1, 32, GRID>(bits, p, grid, smem, s, pdl)
+           : g == 64 ? LaunchStreamBits<BF16, 1, 64, GRID>(bits, p, grid, smem, s, pdl)
+                     : LaunchStreamBits<BF16, 1, 128, GRID>(bits, p, grid, smem, s, pdl);
   }
-  return g == 64 ? LaunchStreamBits<BF16, 2, 64, GRID>(bits, p, grid, smem, s, pdl)
-                 : LaunchStreamBits<BF16, 2, 128, GRID>(bits, p, grid, smem, s, pdl);
+  return g == 32   ? LaunchStreamBits<BF16, 2, 32, GRID>(bits, p, grid, smem, s, pdl)
+         : g == 64 ? LaunchStreamBits<BF16, 2, 64, GRID>(bits, p, grid, smem, s, pdl)
+                   : LaunchStreamBits<BF16, 2, 128, GRID>(bits, p, grid, smem, s, pdl);
 }
 
 }  // namespace

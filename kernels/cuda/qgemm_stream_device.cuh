@@ -170,9 +170,11 @@ __host__ __device__ constexpr int GridRowShift() {
                             : BITS + Log2(GridEntryBytes(GRID, BF16));
 }
 
+// ids: the grid-id bytes of the chunk's groups 0..3 (byte q = group q), ids_hi those of groups
+// 4..7 (group size 32 only: 8 groups per chunk).
 struct StreamGrid {
   uint32_t table;
-  uint32_t ids;
+  uint32_t ids, ids_hi;
   uint32_t lv[2];
 };
 
@@ -308,7 +310,8 @@ __device__ __forceinline__ void StreamStep(float (&y)[NT][4], float (&acc)[NT][4
   if constexpr (GRID != 0) {
     if constexpr (S % (G / 16) == 0) {
       constexpr int RS = GridRowShift<BITS, GRID, BF16>();
-      const uint32_t id = gg.ids >> (8 * (S / (G / 16)));
+      constexpr int Q = S / (G / 16);  // the group within the chunk (0..7 for G = 32)
+      const uint32_t id = (Q < 4 ? gg.ids : gg.ids_hi) >> (8 * (Q % 4));
       gg.lv[0] = gg.table + ((id & 0x3u) << RS);
       gg.lv[1] = gg.table + (((id >> 4) & 0x3u) << RS);
     }
@@ -348,15 +351,18 @@ __device__ __forceinline__ void StreamStep(float (&y)[NT][4], float (&acc)[NT][4
 }
 
 // One chunk. GRID: `table` = this lane's shared-memory address of the level table
-// (GridLaneBase), `ids` = the chunk's grid-id bytes (both ignored otherwise).
+// (GridLaneBase), `ids` / `ids_hi` = the chunk's grid-id bytes of groups 0..3 / 4..7 (StreamGrid;
+// all ignored otherwise).
 template <int BITS, bool BF16, int NT, int G, int GRID = 0, int... S>
 __device__ __forceinline__ void StreamChunk(float (&y)[NT][4], float (&acc)[NT][4], const uint32_t (&wr)[4 * BITS],
                                             const uint2 (&sz)[256 / G], const uint32_t (&xa)[NT], const float* sx,
-                                            std::integer_sequence<int, S...>, uint32_t table = 0, uint32_t ids = 0) {
+                                            std::integer_sequence<int, S...>, uint32_t table = 0, uint32_t ids = 0,
+                                            uint32_t ids_hi = 0) {
   uint32_t b[NT][4];
   StreamGrid gg;
   gg.table = table;
   gg.ids = ids;
+  gg.ids_hi = ids_hi;
   (StreamStep<BITS, BF16, NT, G, GRID, S>(y, acc, b, wr, sz, xa, sx, gg), ...);
 }
 

@@ -1,5 +1,5 @@
 // GPU tests for QGemm against the CPU reference (label gpu; skipped without a CUDA device).
-// Every bitwidth x group size x activation type x kernel (streaming, legacy small-batch, tiled),
+// Every bitwidth x group size (32, 64, 128) x activation type x kernel (streaming, legacy small-batch, tiled),
 // real and ragged shapes, token counts that hit every tile configuration, split-K on and off,
 // PDL on and off; outputs are poisoned before each run. Grid matrices (per-group grid ids,
 // kernels/grids.h): random and all-zero ids, every width x group x activation type, through
@@ -375,6 +375,50 @@ TEST_P(QGemmAllBits, GridStreamIsExact) {
   }
 }
 
+// Group size 32 (8 groups per 256-column chunk: the streaming kernel's G = 32 instantiations,
+// the tiled kernel's 8-slot ones; kStreamSmem runs kStream, kLegacyGemv runs tiled): uniform
+// and grid matrices (random and all-zero ids), fp16 and bf16, n in {1, 3, 8, 9, 16, 33, 128}
+// (both streaming token tiles, every tiled configuration), ragged and real shapes (a last group
+// shorter than 32 columns), split-K auto / off / forced, PDL on and off, every kernel request;
+// the streaming grid variant held to the output rounding (exact) with both lookups.
+TEST_P(QGemmAllBits, Group32) {
+  SKIP_WITHOUT_GPU();
+  const int bits = GetParam();
+  std::mt19937_64 rng(7000 + bits);
+  constexpr int64_t g = 32;
+  for (ActType act : {ActType::kF16, ActType::kBF16}) {
+    for (int64_t n : {1, 3, 8, 9, 16, 33, 128}) {
+      for (Grids grids : {Grids::kNone, Grids::kRandom, Grids::kAllZero}) {
+        Check(70, 1000, bits, g, act, n, Opt(0), rng, grids);
+        Check(33, 200, bits, g, act, n, Opt(1, QKernel::kAuto, n % 2 == 1), rng, grids);
+        Check(45, 1016, bits, g, act, n, Opt(3), rng, grids);  // last group: 24 columns
+      }
+      Check(256, 4096, bits, g, act, n, Opt(0), rng);
+      Check(256, 4096, bits, g, act, n, Opt(0), rng, Grids::kRandom);
+    }
+    for (QKernel k : {QKernel::kLegacyGemv, QKernel::kTiled, QKernel::kStream, QKernel::kStreamSmem}) {
+      for (int64_t n : {1, 3, 8, 16, 33}) {
+        for (Grids grids : {Grids::kNone, Grids::kRandom}) {
+          Check(70, 1000, bits, g, act, n, Opt(0, k, n == 8), rng, grids);
+          Check(128, 14336, bits, g, act, n, Opt(5, k), rng, grids);  // down-proj K, forced split
+        }
+      }
+      Check(64, 14336, bits, g, act, 8, Opt(1, k), rng);  // too large to stage: forced to split
+    }
+    for (int64_t n : {1, 3, 8, 9, 16}) {
+      for (Grids grids : {Grids::kRandom, Grids::kAllZero}) {
+        Check(70, 1000, bits, g, act, n, Opt(0, QKernel::kStream, n % 2 == 0), rng, grids, /*exact=*/true);
+        Check(33, 200, bits, g, act, n, Opt(1, QKernel::kStream), rng, grids, true);
+      }
+      for (int pair_bits : {0, 4}) {
+        QGemmOptions o = Opt(0, QKernel::kStream, n == 9);
+        o.grid_pair_bits = pair_bits;
+        Check(150, 2056, bits, g, act, n, o, rng, Grids::kRandom, true);
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Bits, QGemmAllBits, ::testing::Range(2, 9));
 
 // With PDL the kernel starts before its producer finishes: it must still read the producer's
@@ -489,7 +533,7 @@ TEST(QGemmTest, ExactBoundCatchesBf16RoundedLevels) {
 TEST(QGemmTest, RejectsBadArguments) {  // validation happens before any CUDA call
   DeviceMatrix dm;
   dm.layout.bits = 4;
-  dm.layout.group_size = 32;
+  dm.layout.group_size = 16;
   dm.layout.cols = 64;
   EXPECT_NE(QGemm(dm, nullptr, 1, nullptr, ActType::kF16, nullptr, 0, nullptr).find("group_size"), std::string::npos);
   dm.layout.group_size = 64;

@@ -508,7 +508,7 @@ absl::StatusOr<GpuLinear> RandomLinear(GpuModel::Impl& m, int64_t out, int64_t i
     g.desc = absl::StrCat("dense ", ActName(m.act), " (cuBLAS)");
     return g;
   }
-  if (s.bits < 2 || s.bits > 8 || (s.group_size != 64 && s.group_size != 128) || in % 8 != 0) {
+  if (s.bits < 2 || s.bits > 8 || (s.group_size != 32 && s.group_size != 64 && s.group_size != 128) || in % 8 != 0) {
     return absl::InvalidArgumentError(absl::StrCat("random linear: bits ", s.bits, " group ", s.group_size, " in ", in,
                                                    " is not supported by QGemm"));
   }

@@ -3,7 +3,7 @@
 //   SLQ_ASSIGN_OR_RETURN(std::unique_ptr<GpuModel> g, GpuModel::Upload(model, {}));
 //
 // Upload copies embeddings (fp32), norms and biases (fp32) and every LinearOp:
-//   - QuantizedLinear with bits 2..8, group 64/128, in % 8 == 0 and no rotation: repacked to
+//   - QuantizedLinear with bits 2..8, group 32/64/128, in % 8 == 0 and no rotation: repacked to
 //     "slq-gpu-v1" (kernels/repack.h) and run by the fused dequant+matmul (kernels QGemm);
 //   - any other QuantizedLinear (rotated, other group sizes, ragged shapes): dequantized once
 //     at load into a dense matrix of the activation type (Describe() says so);
