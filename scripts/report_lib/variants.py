@@ -226,6 +226,13 @@ def allocation_bound_text(cache, name, pts):
             "bits over that variant on this model.")
 
 
+def _old_rule(p):
+    """' (acceptance before 2026-12-02)' for a certificate whose closed loop took the calibration spread as
+    measured (server/quant/transfer_bound.h: the rule since then bounds it above; it costs ~0.1 bits here)."""
+    acc = p.get("cert", {}).get("calibration", {}).get("acceptance", "")
+    return "" if not acc or "upper bound" in acc else " (acceptance before 2026-12-02)"
+
+
 def zero_margin_bits(cert):
     """Bits at which a certificate's closed-loop steps put the calibration EAR mean at 0.99: a least-squares
     line of log(1 - EAR mean) on bits over its steps (1 - EAR falls about exponentially in the bits), or None
@@ -274,7 +281,8 @@ def targets(models_pts, llama, cache=None):
                    (f"best {b['bits']:.3f} bits ({b['method']}, EAR lo95 {b['ear']['lo']:.5f}) -> "
                     + ("**met**" if b["bits"] <= 7.0 else "**missed**") if b else "no search set met it") +
                    "; every set: " + ", ".join(f"{p['method'].split(' @')[0]} {p['bits']:.3f}"
-                                               f"{'' if p['met'] else ' (not met)'}" for p in ear) + "." +
+                                               f"{'' if p['met'] else ' (not met)'}{_old_rule(p)}" for p in ear) +
+                   "." +
                    ("" if zm is None else
                     f" The best run's closed loop puts the calibration EAR mean at 0.99 at about {zm:.2f} bits (a "
                     f"line of log(1-EAR) on bits through its steps): even with no transfer margin (the predicted "
