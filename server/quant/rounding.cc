@@ -100,6 +100,19 @@ int FitGroupS8Grids(const float* w, const double* h, int64_t n, bool grids, bool
   return id;
 }
 
+// x^T h x for h [n, n] row-major (double) and x fp32, summed in double: one row's ||(W - W')X||^2
+// (OutputEnergy, the refit's RowObjective).
+double QuadraticForm(const double* h, const float* x, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double t = 0;
+    const double* hi = h + i * n;
+    for (int64_t j = 0; j < n; ++j) t += hi[j] * x[j];
+    s += x[i] * t;
+  }
+  return s;
+}
+
 // In place: lower Cholesky factor of the SPD matrix a [n, n] (upper part left as is). False if
 // not positive definite.
 bool CholeskyLower(std::vector<double>& a, int64_t n) {
@@ -154,6 +167,26 @@ bool InverseUpperFactor(std::vector<double> h, int64_t n, std::vector<double>* u
   return true;
 }
 
+// The mean of diag(h) [cols, cols] (GPTQ's damp unit); 1 when it is not positive.
+double MeanDiag(const std::vector<double>& h, int64_t cols) {
+  double m = 0;
+  for (int64_t i = 0; i < cols; ++i) m += h[i * cols + i];
+  m /= static_cast<double>(cols);
+  return m > 0 ? m : 1.0;
+}
+
+// w [rows, cols] in double with the weights of dead inputs (h_ii == 0: never active) set to 0,
+// the weights GPTQ rounds and the refit fits.
+std::vector<double> LiveWeights(const float* w, int64_t rows, int64_t cols, const std::vector<double>& h) {
+  std::vector<double> w0(w, w + rows * cols);
+  for (int64_t i = 0; i < cols; ++i) {
+    if (h[i * cols + i] == 0.0) {
+      for (int64_t r = 0; r < rows; ++r) w0[r * cols + i] = 0.0;
+    }
+  }
+  return w0;
+}
+
 // The column order GPTQ rounds in: natural, or (act-order) by descending diag(H), stable.
 std::vector<int64_t> ColumnOrder(const std::vector<double>& h, int64_t cols, bool act_order) {
   std::vector<int64_t> perm(static_cast<size_t>(cols));
@@ -172,16 +205,10 @@ absl::Status Gptq(const float* w, const QuantConfig& cfg, const InputGram& gram,
                   QuantizedMatrix& q, std::vector<uint8_t>* codes_out, std::vector<uint8_t>* grid_of_out) {
   const int64_t rows = q.rows, cols = q.cols, g = q.group_size;
   std::vector<double> h0 = gram.h;
-  std::vector<double> w0(w, w + rows * cols);
-  double mean_diag = 0;
-  for (int64_t i = 0; i < cols; ++i) mean_diag += h0[i * cols + i];
-  mean_diag /= static_cast<double>(cols);
-  if (!(mean_diag > 0)) mean_diag = 1.0;
+  const std::vector<double> w0 = LiveWeights(w, rows, cols, h0);
+  const double mean_diag = MeanDiag(h0, cols);
   for (int64_t i = 0; i < cols; ++i) {
-    if (h0[i * cols + i] == 0.0) {  // a dead input: its weight never matters
-      h0[i * cols + i] = 1.0;
-      for (int64_t r = 0; r < rows; ++r) w0[r * cols + i] = 0.0;
-    }
+    if (h0[i * cols + i] == 0.0) h0[i * cols + i] = 1.0;  // a dead input: its weight never matters
   }
   const int64_t gpr = kernels::GroupsPerRow(cols, g);
   // Grids: each group's grid id [rows, gpr], picked when its (scale, zero) are fitted, by the
@@ -316,30 +343,13 @@ double RowObjective(const double* h, const double* w, const std::vector<double>&
     const float v = HalfToFloat(m16[j / g]) + HalfToFloat(s16[j / g]) * static_cast<float>(l[j]);
     d[j] = static_cast<float>(w[j]) - v;
   }
-  double s = 0;
-  for (int64_t i = 0; i < cols; ++i) {
-    double t = 0;
-    const double* hi = h + i * cols;
-    for (int64_t j = 0; j < cols; ++j) t += hi[j] * d[j];
-    s += d[i] * t;
-  }
-  return s;
+  return QuadraticForm(h, d.data(), cols);
 }
 
 // Solves the SPD system a x = b (n x n, row-major; a destroyed); false if not positive definite.
 bool SolveSpd(std::vector<double>& a, std::vector<double>& b, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) {
-    double d = a[j * n + j];
-    for (int64_t k = 0; k < j; ++k) d -= a[j * n + k] * a[j * n + k];
-    if (!(d > 0.0)) return false;
-    a[j * n + j] = std::sqrt(d);
-    for (int64_t i = j + 1; i < n; ++i) {
-      double s = a[i * n + j];
-      for (int64_t k = 0; k < j; ++k) s -= a[i * n + k] * a[j * n + k];
-      a[i * n + j] = s / a[j * n + j];
-    }
-  }
-  for (int64_t i = 0; i < n; ++i) {  // L y = b
+  if (!CholeskyLower(a, n)) return false;  // a = L L^T
+  for (int64_t i = 0; i < n; ++i) {        // L y = b
     double s = b[i];
     for (int64_t k = 0; k < i; ++k) s -= a[i * n + k] * b[k];
     b[i] = s / a[i * n + i];
@@ -553,15 +563,8 @@ absl::Status GptqRefit(const float* w, const QuantConfig& cfg, const InputGram& 
   std::vector<uint8_t> codes, grid_of;
   SLQ_RETURN_IF_ERROR(Gptq(w, cfg, gram, opt, /*preset=*/false, q, &codes, &grid_of));
   if (opt.refit) {
-    std::vector<double> w0(w, w + rows * cols);
-    double mean_diag = 0;
-    for (int64_t i = 0; i < cols; ++i) mean_diag += gram.h[i * cols + i];
-    mean_diag = mean_diag > 0 ? mean_diag / static_cast<double>(cols) : 1.0;
-    for (int64_t i = 0; i < cols; ++i) {
-      if (gram.h[i * cols + i] == 0.0) {
-        for (int64_t r = 0; r < rows; ++r) w0[r * cols + i] = 0.0;  // as Gptq: a dead input's weight is 0
-      }
-    }
+    const std::vector<double> w0 = LiveWeights(w, rows, cols, gram.h);  // as Gptq rounds them
+    const double mean_diag = MeanDiag(gram.h, cols);
     double best = RefitScales(w0, gram, cfg, opt, mean_diag, codes, grid_of, q);
     for (int round = 0; round < opt.refit_rounds; ++round) {
       QuantizedMatrix next = q;
@@ -658,15 +661,7 @@ double OutputEnergy(const float* w, int64_t rows, const InputGram& g) {
       rows,
       [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r) {
-          const float* x = w + r * c;
-          double s = 0;
-          for (int64_t i = 0; i < c; ++i) {
-            double t = 0;
-            const double* hi = g.h.data() + i * c;
-            for (int64_t j = 0; j < c; ++j) t += hi[j] * x[j];
-            s += x[i] * t;
-          }
-          per_row[r] = s;
+          per_row[r] = QuadraticForm(g.h.data(), w + r * c, c);
         }
       },
       0, 4);
