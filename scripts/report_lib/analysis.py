@@ -80,12 +80,11 @@ def gamma_rows(points, pred=None):
     return rows
 
 
-def profile_sums(profile_dir):
-    """{bits: (sum over layers of KL, sum of 1-EAR)} of the cached measured asymmetric profiles."""
+def measured_profiles(profile_dir):
+    """(path, key, layers) of each readable measured entry of a `--profile-cache` directory, in directory
+    order (layers: {layer: [KL, 1-EAR, ...]})."""
     import glob
     import json
-    import re
-    out = {}
     for f in glob.glob(os.path.join(profile_dir, "profile-*.json")):
         try:
             with open(f) as fh:
@@ -93,11 +92,20 @@ def profile_sums(profile_dir):
         except (OSError, ValueError):
             continue
         key = j.get("key", "")
+        if key.startswith("measured"):
+            yield f, key, j["layers"]
+
+
+def profile_sums(profile_dir):
+    """{bits: (sum over layers of KL, sum of 1-EAR)} of the cached measured asymmetric profiles."""
+    import re
+    out = {}
+    for _, key, layers in measured_profiles(profile_dir):
         m = re.search(r"\|b=(\d+)\|g=128\|sym=0\|clip=0\|rot=0", key)
-        if not key.startswith("measured") or not m:
+        if not m:
             continue
-        vals = j["layers"].values()
-        out[int(m.group(1))] = (sum(v[0] for v in vals), sum(v[1] for v in vals), len(j["layers"]))
+        vals = layers.values()
+        out[int(m.group(1))] = (sum(v[0] for v in vals), sum(v[1] for v in vals), len(layers))
     return out
 
 
@@ -123,23 +131,15 @@ def allocation_bound(profile_dir, layer_params, code0, group, widths=5, s8=True,
      "continuous_saving": log4(exp(log_sd^2 / 2)), what continuous widths would save for lognormal spread}.
     The allocation curve is a Lagrangian sweep of the multiple-choice knapsack (its hull points),
     interpolated log-linearly in KL."""
-    import glob
-    import json
     import re
     prof = {}
-    for f in sorted(glob.glob(os.path.join(profile_dir, "profile-*.json"))):
-        try:
-            with open(f) as fh:
-                j = json.load(fh)
-        except (OSError, ValueError):
-            continue
-        key = j.get("key", "")
+    for _, key, layers in sorted(measured_profiles(profile_dir)):
         m = re.search(r"\|b=(\d+)\|", key)
-        if not key.startswith("measured") or not m or (key_contains and key_contains not in key):
+        if not m or (key_contains and key_contains not in key):
             continue
         code = int(m.group(1))
-        if code0 <= code < code0 + widths and set(layer_params) <= set(j["layers"]):
-            prof.setdefault(code, j["layers"])
+        if code0 <= code < code0 + widths and set(layer_params) <= set(layers):
+            prof.setdefault(code, layers)
     codes = sorted(prof)
     if len(codes) != widths:
         return None
